@@ -1,0 +1,182 @@
+"""Where the quads live: the embedded on-disk Oxigraph store (and, later, remote SPARQL servers).
+
+A backend knows nothing of API responses or upsert rules; :mod:`konbini_ld.store`
+decides what to delete and insert and hands the backend whole batches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import pyoxigraph as ox
+
+from .errors import QueryError, StoreError
+from .sparql import has_dataset_clause
+
+__all__ = ["Backend", "OxigraphBackend", "translate_syntax_error"]
+
+#: Above this many inserted quads and with nothing to delete, write through Oxigraph's bulk loader.
+BULK_THRESHOLD = 20_000
+
+
+class Backend(Protocol):
+    """What the store needs from a place that holds quads."""
+
+    description: str
+
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
+        """Every quad of ``graph`` whose subject is one of ``subjects``."""
+
+    def existing_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> set[ox.NamedNode]:
+        """The subset of ``subjects`` that has at least one quad in ``graph``."""
+
+    def apply(self, deletes: Sequence[ox.Quad], inserts: Sequence[ox.Quad]) -> None:
+        """Remove ``deletes`` then add ``inserts``."""
+
+    def query(
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+    ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
+        """Run a SPARQL query (default graph = union of all graphs)."""
+
+    def iter_quads(self) -> Iterator[ox.Quad]:
+        """Every quad in the store."""
+
+    def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
+        """Write the whole dataset (formats with named graphs) to ``output``."""
+
+    def clear_graph(self, graph: ox.NamedNode) -> None:
+        """Remove every quad of ``graph``."""
+
+    def count(self) -> int:
+        """Number of quads in the store."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+def translate_syntax_error(exc: SyntaxError, name: str | None = None) -> QueryError:
+    """Turn pyoxigraph's SPARQL ``SyntaxError`` into a :class:`QueryError` with line and column."""
+    message = str(exc)
+    line = column = None
+    m = re.search(r"(?:at |line )?(\d+):(\d+)", message)
+    if m:
+        line, column = int(m.group(1)), int(m.group(2))
+    return QueryError(f"SPARQL syntax error: {message}", name=name, line=line, column=column)
+
+
+class OxigraphBackend:
+    """The embedded store: pyoxigraph on disk, transactional writes, native SPARQL.
+
+    :param path: the Oxigraph directory (created if missing); ``None`` for a throwaway in-memory store.
+    :param read_only: open a read-only view that does not lock out a writer.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self.read_only = read_only
+        self.description = str(self.path) if self.path else "(in memory)"
+        try:
+            if self.path is None:
+                self.store = ox.Store()
+            elif read_only:
+                self.store = ox.Store.read_only(str(self.path))
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.store = ox.Store(str(self.path))
+        except OSError as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreError(
+                    f"the store at {self.path} is in use by another konbini-ld process (a running `serve`?); "
+                    "stop it or use another --store"
+                ) from exc
+            raise StoreError(f"cannot open the store at {self.path}: {text}") from exc
+
+    # -- writes --------------------------------------------------------------
+
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
+        pattern = self.store.quads_for_pattern
+        for s in subjects:
+            yield from pattern(s, None, None, graph)
+
+    def existing_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> set[ox.NamedNode]:
+        pattern = self.store.quads_for_pattern
+        return {s for s in subjects if next(pattern(s, None, None, graph), None) is not None}
+
+    def apply(self, deletes: Sequence[ox.Quad], inserts: Sequence[ox.Quad]) -> None:
+        try:
+            for quad in deletes:
+                self.store.remove(quad)
+            if not deletes and len(inserts) >= BULK_THRESHOLD:
+                self.store.bulk_extend(inserts)
+            elif inserts:
+                self.store.extend(inserts)
+        except OSError as exc:
+            raise StoreError(f"writing to the store at {self.description} failed: {exc}") from exc
+
+    def clear_graph(self, graph: ox.NamedNode) -> None:
+        try:
+            self.store.clear_graph(graph)
+        except OSError as exc:
+            raise StoreError(f"clearing {graph.value} failed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------
+
+    def query(
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+    ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
+        try:
+            return self.store.query(
+                sparql,
+                # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
+                use_default_graph_as_union=union and not has_dataset_clause(sparql),
+                substitutions={ox.Variable(k): v for k, v in (substitutions or {}).items()},
+            )
+        except SyntaxError as exc:
+            raise translate_syntax_error(exc) from exc
+        except RuntimeError as exc:
+            text = str(exc)
+            m = re.search(r"variable \?(\w+) in its SELECT projection", text)
+            if m:
+                raise QueryError(
+                    f"parameter ?{m.group(1)} must be in the SELECT projection to be bound "
+                    "(parameters are substituted as RDF terms, SEP-0007)"
+                ) from exc
+            raise QueryError(f"query failed: {text}") from exc
+        except OSError as exc:
+            raise QueryError(f"query failed: {exc}") from exc
+
+    def iter_quads(self) -> Iterator[ox.Quad]:
+        return iter(self.store.quads_for_pattern(None, None, None, None))
+
+    def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
+        self.store.dump(output, fmt, prefixes=prefixes)
+
+    def count(self) -> int:
+        result = self.store.query("SELECT (COUNT(*) AS ?c) WHERE { GRAPH ?g { ?s ?p ?o } }")
+        n = int(next(iter(result))["c"].value)  # type: ignore[index]
+        result = self.store.query("SELECT (COUNT(*) AS ?c) WHERE { ?s ?p ?o }")
+        return n + int(next(iter(result))["c"].value)  # type: ignore[index]
+
+    def flush(self) -> None:
+        try:
+            self.store.flush()
+        except OSError as exc:  # pragma: no cover - disk failure
+            raise StoreError(f"flushing the store failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self.store is not None:
+            if not self.read_only:
+                try:
+                    self.store.flush()
+                except OSError:  # pragma: no cover - disk failure at exit
+                    pass
+            self.store = None  # type: ignore[assignment]
+
+    def extend_raw(self, quads: Iterable[ox.Quad]) -> None:
+        """Add quads without any upsert logic (used for copies and tests)."""
+        self.store.extend(list(quads))

@@ -1,0 +1,362 @@
+"""The ``konbini-ld`` command line: a thin click layer over the library.
+
+Exit codes: 0 success; 1 some work failed; 2 usage error; 3 the API refused the
+key (401/403); 4 credits exhausted (402).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+
+from .errors import KonbiniError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("konbini_ld")
+
+
+def default_store_path() -> Path:
+    """``$XDG_DATA_HOME/konbini-ld/store`` (``~/.local/share/konbini-ld/store``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "konbini-ld" / "store"
+
+
+class Context:
+    """What the global options decided, shared by every command."""
+
+    def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool) -> None:
+        self.store_location = store
+        self.verbose = verbose
+        self.quiet = quiet
+        self.debug = debug
+
+    @property
+    def location(self) -> Path:
+        return Path(self.store_location) if self.store_location else default_store_path()
+
+    def open(self, *, read_only: bool = False) -> Any:
+        from .store import open_store
+
+        location = self.location
+        if read_only and not (location / "oxigraph").is_dir():
+            # Nothing loaded yet: an empty store answers every query with nothing.
+            return open_store(location, read_only=False)
+        return open_store(location, read_only=read_only)
+
+    def progress(self, total: int | None, unit: str, desc: str) -> Any:
+        """A progress bar on a terminal, nothing otherwise (or with -q)."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            unit=unit,
+            desc=desc,
+            file=sys.stderr,
+            disable=self.quiet or not sys.stderr.isatty(),
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"warning: {message}", err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Map :class:`KonbiniError` to one ``Error:`` line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        state: Context | None = ctx.find_object(Context)
+        try:
+            return fn(*args, **kwargs)
+        except KonbiniError as exc:
+            if state is not None and state.debug:
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, like other Unix tools.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: everything loaded so far is saved.", err=True)
+            ctx.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--store",
+    envvar="KONBINI_LD_STORE",
+    metavar="PATH|URL",
+    help="Store directory (default: $XDG_DATA_HOME/konbini-ld/store), or env KONBINI_LD_STORE.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug logging).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars or summaries.")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="konbini-ld")
+@click.pass_context
+def main(ctx: click.Context, store: str | None, verbose: int, quiet: bool, debug: bool) -> None:
+    """konbini-ld: TikTok audio data from KonbiniAPI as a linked-data graph.
+
+    Load or fetch ActivityStreams JSON-LD responses into a persistent RDF store,
+    query it with named SPARQL queries, export it, serve it.
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = Context(store, verbose, quiet, debug)
+
+
+pass_state = click.make_pass_decorator(Context)
+
+
+def _report_load(state: Context, report: Any, what: str) -> None:
+    for error in report.failed:
+        click.echo(f"error: {error}", err=True)
+    for key, iri in report.unknown_keys.items():
+        state.warn(f"unknown key {key!r} kept as <{iri}>")
+    failed = f", {len(report.failed)} failed" if report.failed else ""
+    state.note(f"{what} {report.loaded} response{'s' if report.loaded != 1 else ''}{failed} "
+               f"(+{report.added} / -{report.removed} triples)")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
+@click.option("--batch-size", default=500, show_default=True, help="Responses per store transaction.")
+@pass_state
+@handle_errors
+def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
+    """Ingest saved API responses.
+
+    Each FILE is a JSON file (the API's {"data": …} envelope or a bare object; one
+    audio or a page of videos; or an array of these) or JSON Lines (one response
+    per line). "-" reads standard input.
+
+    \b
+    Example:
+      konbini-ld load samples/seed-audio.json responses.jsonl
+    """
+    with state.open() as store, state.progress(None, "resp", "loading") as bar:
+        report = store.load(files, batch_size=batch_size, progress=bar.update)
+    _report_load(state, report, "loaded")
+    if report.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_state
+@handle_errors
+def stats(state: Context, as_json: bool) -> None:
+    """Audios, persons, videos, triples, last fetch and credits spent.
+
+    \b
+    Example:
+      konbini-ld stats --json
+    """
+    with state.open(read_only=True) as store:
+        s = store.stats()
+    if as_json:
+        click.echo(json.dumps(s.as_dict(), indent=2))
+        return
+    rows = [
+        ("audios", s.audios),
+        ("persons", s.persons),
+        ("videos", s.videos),
+        ("triples", s.triples),
+        ("responses", s.responses),
+        ("archived", s.archived),
+        ("last observed", s.last_observed or "never"),
+        ("last fetch", s.last_fetch or "never"),
+        ("credits spent", s.credits_spent),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")
+    click.echo(f"{'store'.ljust(width)}  {state.location}")
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-p takes NAME=VALUE, got {item!r}")
+        params[name.lstrip("?$")] = value
+    return params
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[IO[bytes]]:
+    if path is None or path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    try:
+        fh = open(path, "wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with fh:
+        yield fh
+
+
+@main.command()
+@click.argument("name", required=False, metavar="NAME|FILE.rq")
+@click.option("-e", "--expr", "inline", metavar="SPARQL", help="Inline SPARQL instead of a named query or file.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Bind ?NAME to VALUE (as an RDF term).")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "tsv", "json", "xml", "turtle", "nt", "jsonld"]),
+    default="table",
+    show_default=True,
+    help="Output format (turtle/nt/jsonld for CONSTRUCT and DESCRIBE).",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@pass_state
+@handle_errors
+def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str, output: str | None) -> None:
+    """Run a named query, a .rq file, or inline SPARQL (-e).
+
+    Parameters are bound as RDF terms, never pasted into the query text: a named
+    query's header declares each one's type; for inline queries <…> is an IRI,
+    an absolute http(s) URL is an IRI, anything else a string.
+
+    \b
+    Examples:
+      konbini-ld query top-audios
+      konbini-ld query audios-by-creator -p creator=https://www.tiktok.com/@khaby.lame
+      konbini-ld query -e 'SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }' -f csv
+      konbini-ld query audio -p audio=https://www.tiktok.com/music/original-sound-7611615657754381599 -f turtle
+    """
+    from .queries import ResultFormat, get_named_query, parse_query_text, read_query_file
+
+    if (name is None) == (inline is None):
+        raise UsageError("give a query NAME, a FILE.rq, or -e SPARQL (exactly one)")
+    if inline is not None:
+        nq = parse_query_text(inline, name="(inline)")
+    elif name is not None and (name.endswith((".rq", ".sparql")) or os.sep in name) and Path(name).exists():
+        nq = read_query_file(name)
+    else:
+        assert name is not None
+        nq = get_named_query(name)
+    bound = nq.bind(_parse_params(params))
+    with state.open(read_only=True) as store:
+        result = store.query(nq.text, bound, name=nq.name)
+        with _output(output) as out:
+            result.write(out, ResultFormat.from_label(fmt))
+
+
+@main.command("queries")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@handle_errors
+def list_queries(as_json: bool) -> None:
+    """List the named queries with their descriptions and parameters.
+
+    \b
+    Example:
+      konbini-ld queries
+    """
+    from .queries import named_queries
+
+    qs = named_queries()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": q.name,
+                        "title": q.title,
+                        "description": q.description,
+                        "form": q.form,
+                        "params": [
+                            {"name": p.name, "type": p.type, "required": p.required, "description": p.description}
+                            for p in q.params
+                        ],
+                    }
+                    for q in qs.values()
+                ],
+                indent=2,
+            )
+        )
+        return
+    for q in qs.values():
+        click.echo(f"{q.name}: {q.description or q.title}")
+        for p in q.params:
+            opt = "" if p.required else " (optional)"
+            click.echo(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["turtle", "nt", "nq", "trig", "jsonld", "rdfxml"]),
+    default="turtle",
+    show_default=True,
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of stdout.")
+@click.option("--inline-context", is_flag=True, help="JSON-LD: embed the two contexts instead of naming their URLs.")
+@pass_state
+@handle_errors
+def export(state: Context, fmt: str, output: str | None, inline_context: bool) -> None:
+    """Write the whole graph.
+
+    turtle, nt and rdfxml hold the union of the data and provenance graphs; nq
+    and trig keep them as named graphs; jsonld is compacted with the API's two
+    contexts, so it reads like the API.
+
+    \b
+    Examples:
+      konbini-ld export -f turtle -o graph.ttl
+      konbini-ld export -f jsonld > graph.jsonld
+    """
+    from .export import ExportFormat, export as do_export
+
+    with state.open(read_only=True) as store, _output(output) as out:
+        do_export(store.backend, ExportFormat.from_label(fmt), out, inline_context=inline_context)
+
+
+@main.command()
+@pass_state
+@handle_errors
+def rebuild(state: Context) -> None:
+    """Re-derive the graph from the archive of raw responses (no credits spent).
+
+    Run it after upgrading konbini-ld when the mapping or contexts changed.
+
+    \b
+    Example:
+      konbini-ld rebuild
+    """
+    with state.open() as store:
+        total = store.archive.last_seq if store.archive is not None else None
+        with state.progress(total, "resp", "rebuilding") as bar:
+            report = store.rebuild(progress=bar.update)
+    _report_load(state, report, "rebuilt from")
+    if report.failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,172 @@
+"""The one exception hierarchy of konbini-ld.
+
+Every error the library raises on purpose is a :class:`KonbiniError`; each class
+carries the process exit code the command line maps it to (SPEC §4)::
+
+    KonbiniError (1)
+    ├── UsageError (2)                 bad arguments: unknown query, missing parameter
+    │   └── InvalidIdError (2)         not an audio id or TikTok music URL
+    ├── InputError (1)                 one input item could not be ingested
+    │   ├── ContextError (1)           a JSON-LD context outside the bundled ones
+    │   └── ExpandError (1)            the document does not map to valid RDF
+    ├── StoreError (1)                 the store cannot be opened, read or written
+    ├── QueryError (1)                 a SPARQL query is malformed, unsafe or failed
+    ├── ExportError (1)                an export could not be written
+    ├── ValidationError (1)            SHACL shapes could not be evaluated
+    └── FetchError (1)                 an API request failed (url, status)
+        ├── NotFoundError (1)          404: the audio does not exist (billed)
+        ├── AuthError (3)              401 / 403: the key was refused
+        └── CreditsExhaustedError (4)  402: no credits left; terminal for the run
+
+Foreign exceptions (pyld, pyoxigraph, requests) are translated where they are
+raised and chained with ``from``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ContextError",
+    "CreditsExhaustedError",
+    "ExpandError",
+    "ExportError",
+    "FetchError",
+    "InputError",
+    "InvalidIdError",
+    "KonbiniError",
+    "NotFoundError",
+    "QueryError",
+    "StoreError",
+    "UsageError",
+    "ValidationError",
+]
+
+
+class KonbiniError(Exception):
+    """Base class of every konbini-ld error."""
+
+    exit_code: int = 1
+
+
+class UsageError(KonbiniError):
+    """The caller asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class InvalidIdError(UsageError):
+    """A value is neither a decimal audio id nor a TikTok music URL."""
+
+
+class InputError(KonbiniError):
+    """One input item (file, JSON Lines line, API response) could not be ingested.
+
+    :param message: what is wrong.
+    :param source: the file name or request URL the item came from.
+    :param line: the 1-based line for JSON Lines input, else ``None``.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+        self.line = line
+
+    def __str__(self) -> str:
+        where = self.source or ""
+        if where and self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.message}" if where else self.message
+
+    def located(self, source: str | None, line: int | None = None) -> InputError:
+        """Return this error with its input location filled in (if it had none)."""
+        if self.source is None:
+            self.source = source
+        if self.line is None:
+            self.line = line
+        return self
+
+
+class ContextError(InputError):
+    """A document names a JSON-LD context that is not bundled (nothing is fetched)."""
+
+
+class ExpandError(InputError):
+    """A document has values of the wrong type or does not expand to valid RDF."""
+
+
+class StoreError(KonbiniError):
+    """The store cannot be opened, read or written."""
+
+
+class QueryError(KonbiniError):
+    """A SPARQL query is malformed, refused as unsafe, or failed to run.
+
+    :param name: the named query or file, when there is one.
+    :param line: 1-based line of a syntax error, when known.
+    :param column: 1-based column of a syntax error, when known.
+    """
+
+    def __init__(
+        self, message: str, *, name: str | None = None, line: int | None = None, column: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        where = self.name or ""
+        if self.line is not None:
+            where += f"{':' if where else 'line '}{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ExportError(KonbiniError):
+    """An export could not be produced or written."""
+
+
+class ValidationError(KonbiniError):
+    """SHACL validation could not run (bad shapes, engine failure)."""
+
+
+class FetchError(KonbiniError):
+    """An API request failed.
+
+    :param url: the request URL (never carries the API key, which travels in a header).
+    :param status: the HTTP status, or ``None`` for connection errors and timeouts.
+    :param code: the API's error code (``not_found``, ``credits_exhausted``…), when given.
+    """
+
+    def __init__(
+        self, message: str, *, url: str | None = None, status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.status = status
+        self.code = code
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status}: " if self.status is not None else ""
+        where = f" ({self.url})" if self.url else ""
+        return f"{status}{self.message}{where}"
+
+
+class NotFoundError(FetchError):
+    """The API answered 404: the audio does not exist. Recorded so it is not bought again."""
+
+
+class AuthError(FetchError):
+    """The API refused the key (401 missing/invalid, 403 disabled/expired)."""
+
+    exit_code = 3
+
+
+class CreditsExhaustedError(FetchError):
+    """The API answered 402: no credits left. Terminal for the run."""
+
+    exit_code = 4

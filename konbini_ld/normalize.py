@@ -1,0 +1,432 @@
+"""Normalisation of API objects before JSON-LD expansion.
+
+What JSON-LD alone would get wrong, fixed here before pyld sees the document:
+
+* ``duration`` arrives as seconds (``23``) but ``as:duration`` is an
+  ``xsd:duration``: it becomes ``"PT23S"`` and the seconds are kept as
+  ``durationSeconds``.
+* Values of the wrong JSON type for their key (a count that is a string, a flag
+  that is a number…) are refused with :class:`~konbini_ld.errors.ExpandError`
+  instead of becoming ill-typed literals. Ids given as numbers become strings.
+* Keys no context defines are kept (they expand under ``ks:`` through the
+  konbini context's ``@vocab``) and reported; keys that cannot be IRI local
+  names are renamed to a percent-encoded ``ks:`` IRI.
+* Nested objects without an ``id`` get a deterministic skolem IRI derived from
+  their owner, key and content, so no blank node is ever produced and loading
+  the same response twice yields the same graph.
+* A collection page without an ``id`` gets ``{partOf}?cursor={cursor}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+from urllib.parse import quote
+
+from .contexts import API_CONTEXT, is_bundled_context_url, terms
+from .errors import ContextError, ExpandError
+from .namespaces import GENID, KS, XSD
+
+__all__ = ["EXACT_DOUBLE", "Normalized", "duration_literal", "genid", "normalize"]
+
+_PAGE_TYPES = {"OrderedCollectionPage", "CollectionPage"}
+_ID_STRING_KEYS = {"userId", "internalId", "entityId", "cursor", "nextCursor"}
+_MAP_KEYS = {"headers"}  # free-form maps: their keys are data, not vocabulary
+_LOCAL_NAME = re.compile(r"[^\W\d][\w.\-]*")
+_IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20<>\"{}|\\^`]*")
+_DATETIME = re.compile(r"-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+_DURATION = re.compile(
+    r"-?P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
+)
+
+
+@dataclass(slots=True)
+class Normalized:
+    """A document ready for expansion.
+
+    :ivar document: the JSON-LD object (a new dict; the input is not modified).
+    :ivar unknown_keys: keys no context defines, as ``"Type.key"`` → the IRI they were kept under.
+    """
+
+    document: dict[str, Any]
+    unknown_keys: dict[str, str] = field(default_factory=dict)
+
+
+@cache
+def _kinds() -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for key, term in terms().items():
+        if key[:1].isupper():
+            continue  # class names
+        if term.container == "@language":
+            kind = "langmap"
+        elif term.type == "@id":
+            kind = "ref"
+        elif term.type in (XSD + "integer",):
+            kind = "int"
+        elif term.type == XSD + "nonNegativeInteger":
+            kind = "nonneg"
+        elif term.type == XSD + "boolean":
+            kind = "bool"
+        elif term.type == XSD + "dateTime":
+            kind = "datetime"
+        elif term.type in (XSD + "float", XSD + "double"):
+            kind = "number"
+        elif term.type == XSD + "duration":
+            kind = "duration"
+        else:
+            kind = "text"
+        kinds[key] = kind
+    for key in _ID_STRING_KEYS:
+        kinds[key] = "idstr"
+    for key in _MAP_KEYS:
+        kinds[key] = "map"
+    kinds["durationSeconds"] = "number"
+    for key in ("width", "height", "totalItems", "startIndex"):
+        kinds[key] = "nonneg"  # ActivityStreams says non-negative; stored as xsd:integer
+    return kinds
+
+
+@cache
+def _datatypes() -> dict[str, str]:
+    return {k: t.type for k, t in terms().items() if t.type and t.type.startswith(XSD)}
+
+
+#: Stand-in datatype for ``xsd:double`` through pyld, which rewrites doubles in a 16-digit
+#: canonical form (JSON-LD's toRdf rule) and so loses the last digit of some values;
+#: :func:`konbini_ld.expand.to_triples` turns it back into ``xsd:double``.
+EXACT_DOUBLE = "urn:konbini-ld:datatype:double"
+
+
+def _double(value: float, datatype: str = XSD + "double") -> dict[str, str]:
+    """A value object keeping every digit of a float (the shortest repr that round-trips)."""
+    return {"@value": repr(float(value)), "@type": EXACT_DOUBLE if datatype == XSD + "double" else datatype}
+
+
+@cache
+def _known_types() -> frozenset[str]:
+    return frozenset(k for k in terms() if k[:1].isupper())
+
+
+def genid(owner: str, key: str, content: Any) -> str:
+    """Deterministic skolem IRI for an object without ``id``.
+
+    >>> genid("https://www.tiktok.com/@khaby.lame", "icon", {"url": "https://x/y.jpeg"})[:21]
+    'urn:konbini-ld:genid:'
+    """
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(f"{owner}\x00{key}\x00{payload}".encode()).hexdigest()[:32]
+    return GENID + digest
+
+
+def duration_literal(seconds: int | float | Decimal) -> str:
+    """The canonical ``xsd:duration`` for a number of seconds (the form Oxigraph stores).
+
+    >>> duration_literal(23), duration_literal(90), duration_literal(86400), duration_literal(0.5)
+    ('PT23S', 'PT1M30S', 'P1D', 'PT0.5S')
+    """
+    total = Decimal(str(seconds)) if not isinstance(seconds, Decimal) else seconds
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = f"{sign}P"
+    if days:
+        out += f"{int(days)}D"
+    time = ""
+    if hours:
+        time += f"{int(hours)}H"
+    if minutes:
+        time += f"{int(minutes)}M"
+    if secs:
+        text = format(secs.normalize(), "f") if secs != secs.to_integral_value() else str(int(secs))
+        time += f"{text}S"
+    if time:
+        out += "T" + time
+    elif not days:
+        out += "T0S"
+    return out
+
+
+def _duration_seconds(text: str) -> int | float | None:
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise ValueError(text)
+    years, months, days, hours, minutes, seconds = m.groups()
+    if years or months:
+        return None  # calendar durations have no fixed number of seconds
+    total = Decimal(days or 0) * 86400 + Decimal(hours or 0) * 3600 + Decimal(minutes or 0) * 60
+    total += Decimal(seconds or 0)
+    if text.startswith("-"):
+        total = -total
+    return int(total) if total == total.to_integral_value() else float(total)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.unknown: dict[str, str] = {}
+        self.kinds = _kinds()
+        self.datatypes = _datatypes()
+
+    def fail(self, path: str, message: str) -> ExpandError:
+        return ExpandError(f"{path}: {message}")
+
+    # -- nodes ---------------------------------------------------------------
+
+    def node(self, obj: dict[str, Any], owner: str, key: str, path: str, *, free: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        node_id = obj.get("id", obj.get("@id"))
+        if node_id is not None:
+            if not isinstance(node_id, str) or not _IRI.fullmatch(node_id):
+                raise self.fail(f"{path}.id", f"must be an absolute IRI string, got {_type_name(node_id)} {node_id!r}")
+            out["id"] = node_id
+        elif owner:
+            out["id"] = genid(owner, key, obj)
+        types = self.types(obj, path)
+        type_names = [t for t in types if isinstance(t, str)]
+        label = type_names[0] if type_names else (key or "object")
+        if types:
+            out["type"] = types if len(types) > 1 else types[0]
+        if "id" not in out:
+            out["id"] = self.top_level_id(obj, type_names)
+        me = out["id"]
+        for k, v in obj.items():
+            if k in ("id", "@id", "type", "@type"):
+                continue
+            if k == "@context":
+                self.check_context(v, path)
+                out[k] = v
+                continue
+            if k.startswith("@"):
+                raise self.fail(f"{path}.{k}", "JSON-LD keywords other than @context, @id and @type are not accepted")
+            if v is None:
+                continue
+            kind = self.kinds.get(k)
+            if kind is None:
+                target = k if _LOCAL_NAME.fullmatch(k) else KS + quote(k, safe="")
+                if not free:
+                    self.unknown.setdefault(f"{label}.{k}", target if target != k else KS + k)
+                out[target] = self.free(v, me, k, f"{path}.{k}")
+            else:
+                out[k] = self.value(kind, v, me, k, f"{path}.{k}")
+        if "duration" in out and "durationSeconds" not in obj:
+            self.split_duration(out, path)
+        return out
+
+    def top_level_id(self, obj: dict[str, Any], type_names: list[str]) -> str:
+        part_of, cursor = obj.get("partOf"), obj.get("cursor")
+        if _PAGE_TYPES.intersection(type_names) and isinstance(part_of, str) and _IRI.fullmatch(part_of):
+            if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
+                sep = "&" if "?" in part_of else "?"
+                return f"{part_of}{sep}cursor={quote(str(cursor), safe='')}"
+        return genid("", "", obj)
+
+    def types(self, obj: dict[str, Any], path: str) -> list[str]:
+        raw = obj.get("type", obj.get("@type"))
+        if raw is None:
+            return []
+        values = raw if isinstance(raw, list) else [raw]
+        out = []
+        for t in values:
+            if not isinstance(t, str) or not t:
+                raise self.fail(f"{path}.type", f"must be a non-empty string, got {_type_name(t)} {t!r}")
+            if t in _known_types() or t.startswith(("as:", "ks:")) or _IRI.fullmatch(t) and "/" in t:
+                out.append(t)
+                continue
+            target = t if _LOCAL_NAME.fullmatch(t) else KS + quote(t, safe="")
+            self.unknown.setdefault(f"type {t}", target if target != t else KS + t)
+            out.append(target)
+        return out
+
+    def check_context(self, value: Any, path: str) -> None:
+        for url in value if isinstance(value, list) else [value]:
+            if not is_bundled_context_url(url):
+                shown = url if isinstance(url, str) else f"an inline {_type_name(url)}"
+                raise ContextError(
+                    f"{path}.@context: refusing JSON-LD context {shown!r}: only the bundled ActivityStreams "
+                    "and konbini contexts are allowed (nothing is fetched)"
+                )
+
+    def split_duration(self, out: dict[str, Any], path: str) -> None:
+        value = out["duration"]
+        if isinstance(value, (int, float)):
+            out["duration"] = duration_literal(value)
+            out["durationSeconds"] = _double(value) if isinstance(value, float) else value
+        else:
+            seconds = _duration_seconds(value)
+            if seconds is not None:
+                out["durationSeconds"] = _double(seconds) if isinstance(seconds, float) else seconds
+
+    # -- values --------------------------------------------------------------
+
+    def value(self, kind: str, v: Any, owner: str, key: str, path: str) -> Any:
+        if kind in ("ref", "text", "langmap") and isinstance(v, list):
+            return [self.value(kind, item, owner, key, f"{path}[{i}]") for i, item in enumerate(v) if item is not None]
+        if isinstance(v, dict):
+            if kind == "map":
+                return self.node(v, owner, key, path, free=True)
+            if kind in ("ref", "text"):
+                return self.node(v, owner, key, path)
+            if kind == "langmap":
+                return self.free(v, owner, key, path)
+            raise self.fail(path, f"expected {_EXPECTED[kind]}, got an object")
+        check = _CHECKS[kind]
+        result = check(v)
+        if result is _BAD:
+            raise self.fail(path, f"expected {_EXPECTED[kind]}, got {_type_name(v)} {_short(v)}")
+        if kind == "number" and isinstance(result, float):
+            return _double(result, self.datatypes.get(key, XSD + "double"))
+        return result
+
+    def free(self, v: Any, owner: str, key: str, path: str) -> Any:
+        if isinstance(v, dict):
+            return self.node(v, owner, key, path, free=True)
+        if isinstance(v, list):
+            return [self.free(item, owner, key, f"{path}[{i}]") for i, item in enumerate(v) if item is not None]
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                raise self.fail(path, "NaN and infinite numbers cannot be represented")
+            return _double(v)
+        return v
+
+
+_BAD = object()
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(v: Any) -> Any:
+    if isinstance(v, bool):
+        return _BAD
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return _BAD
+
+
+def _check_nonneg(v: Any) -> Any:
+    r = _check_int(v)
+    return r if r is _BAD or r >= 0 else _BAD
+
+
+def _check_bool(v: Any) -> Any:
+    return v if isinstance(v, bool) else _BAD
+
+
+def _check_number(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return _BAD
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return _BAD
+    return v
+
+
+def _check_datetime(v: Any) -> Any:
+    if not isinstance(v, str) or not _DATETIME.fullmatch(v):
+        return _BAD
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
+    except ValueError:
+        return _BAD
+    return v
+
+
+def _check_duration(v: Any) -> Any:
+    if isinstance(v, str):
+        return v if _DURATION.fullmatch(v) else _BAD
+    r = _check_number(v)
+    if r is _BAD or r < 0:
+        return _BAD
+    try:
+        Decimal(str(r))
+    except InvalidOperation:  # pragma: no cover - finite floats always convert
+        return _BAD
+    return r
+
+
+def _check_text(v: Any) -> Any:
+    return v if isinstance(v, str) else _BAD
+
+
+def _check_idstr(v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return _BAD
+
+
+def _check_ref(v: Any) -> Any:
+    return v if isinstance(v, str) and _IRI.fullmatch(v) else _BAD
+
+
+_CHECKS = {
+    "int": _check_int,
+    "nonneg": _check_nonneg,
+    "bool": _check_bool,
+    "number": _check_number,
+    "datetime": _check_datetime,
+    "duration": _check_duration,
+    "text": _check_text,
+    "langmap": _check_text,
+    "idstr": _check_idstr,
+    "ref": _check_ref,
+    "map": lambda v: _BAD,
+}
+_EXPECTED = {
+    "int": "an integer",
+    "nonneg": "a non-negative integer",
+    "bool": "true or false",
+    "number": "a number",
+    "datetime": "an xsd:dateTime string",
+    "duration": "a number of seconds or an xsd:duration string",
+    "text": "a string",
+    "langmap": "a string",
+    "idstr": "an id string",
+    "ref": "an absolute IRI or an object",
+    "map": "an object",
+}
+
+
+def normalize(obj: Any) -> Normalized:
+    """Normalise one API object (already unwrapped from ``{"data": …}``) for expansion.
+
+    >>> n = normalize({"type": "Audio", "id": "https://www.tiktok.com/music/x-1", "duration": 23})
+    >>> n.document["duration"], n.document["durationSeconds"], n.document["@context"][1]
+    ('PT23S', 23, 'https://konbiniapi.com/ns/social#')
+
+    :raises ExpandError: a value has the wrong type for its key.
+    :raises ContextError: the document names a context that is not bundled.
+    """
+    if not isinstance(obj, dict):
+        raise ExpandError(f"expected a JSON object, got {_type_name(obj)}")
+    walker = _Walker()
+    doc = walker.node(obj, "", "", "$")
+    if "@context" not in doc:
+        doc = {"@context": list(API_CONTEXT), **doc}
+    return Normalized(doc, walker.unknown)

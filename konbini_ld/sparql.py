@@ -1,0 +1,126 @@
+"""A small SPARQL lexer: enough to refuse unsafe queries and to place bindings.
+
+It skips comments, string literals and IRIs, so a keyword inside ``"…"`` or
+``<…>`` never counts. It does not validate syntax: Oxigraph does that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import QueryError
+
+__all__ = ["Token", "check_safe_query", "has_dataset_clause", "query_form", "tokens", "where_brace"]
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<comment>\#[^\n]*)
+  | (?P<string>'''(?:[^'\\]|\\.|'(?!''))*'''|\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
+  | (?P<iri><[^<>"{}|^`\\\s]*>)
+  | (?P<var>[?$][A-Za-z0-9_\u00C0-\uFFFF]+)
+  | (?P<word>[A-Za-z_\u00C0-\uFFFF][\w\-.\u00C0-\uFFFF]*(?::[\w\-.%\\\u00C0-\uFFFF]*)?|:[\w\-.%\\\u00C0-\uFFFF]*)
+  | (?P<punct>\^\^|&&|\|\||[<>!=]=?|[{}()\[\];,.*/+\-|^@!])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str
+    text: str
+    start: int
+
+
+def tokens(sparql: str) -> Iterator[Token]:
+    """Significant tokens of ``sparql`` (no whitespace, no comments).
+
+    >>> [t.text for t in tokens('SELECT * { ?s <urn:x> "SERVICE" } # SERVICE')]
+    ['SELECT', '*', '{', '?s', '<urn:x>', '"SERVICE"', '}']
+    """
+    for m in _TOKEN.finditer(sparql):
+        kind = m.lastgroup or "other"
+        if kind in ("ws", "comment"):
+            continue
+        yield Token(kind, m.group(), m.start())
+
+
+_FORMS = {"SELECT", "ASK", "CONSTRUCT", "DESCRIBE"}
+_UPDATES = {"INSERT", "DELETE", "LOAD", "CLEAR", "DROP", "CREATE", "ADD", "MOVE", "COPY", "WITH"}
+
+
+def query_form(sparql: str) -> str | None:
+    """``SELECT``, ``ASK``, ``CONSTRUCT`` or ``DESCRIBE`` (the first form keyword), or ``None``.
+
+    >>> query_form("PREFIX as: <https://www.w3.org/ns/activitystreams#> ask { ?s ?p ?o }")
+    'ASK'
+    """
+    for t in tokens(sparql):
+        if t.kind == "word":
+            upper = t.text.upper()
+            if upper in _FORMS or upper in _UPDATES:
+                return upper if upper in _FORMS else "UPDATE"
+    return None
+
+
+def has_dataset_clause(sparql: str) -> bool:
+    """True if the query names its own dataset with ``FROM`` / ``FROM NAMED``.
+
+    >>> has_dataset_clause("SELECT * FROM <urn:g> WHERE { ?s ?p ?o }"), has_dataset_clause("SELECT * { ?s ?p ?o }")
+    (True, False)
+    """
+    return any(t.kind == "word" and t.text.upper() == "FROM" for t in tokens(sparql))
+
+
+def check_safe_query(sparql: str, *, name: str | None = None) -> None:
+    """Refuse queries that would make the server reach out or change data.
+
+    ``SERVICE`` (federated calls to other endpoints) and any update operation are
+    refused. ``FROM`` / ``FROM NAMED`` only select graphs already in the store:
+    Oxigraph never fetches them.
+
+    :raises QueryError: the query is not allowed.
+    """
+    for t in tokens(sparql):
+        if t.kind != "word":
+            continue
+        upper = t.text.upper()
+        if upper == "SERVICE":
+            raise QueryError(
+                "SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints", name=name
+            )
+        if upper in _UPDATES:
+            raise QueryError(
+                f"{upper} is an update operation; queries are read-only (the graph changes only through load, "
+                "fetch and rebuild)",
+                name=name,
+            )
+
+
+def where_brace(sparql: str) -> int | None:
+    """Offset of the ``{`` that opens the outermost WHERE group (to place bindings), or ``None``."""
+    toks = list(tokens(sparql))
+    form = None
+    for i, t in enumerate(toks):
+        if t.kind == "word" and t.text.upper() in _FORMS:
+            form = i
+            break
+    if form is None:
+        return None
+    depth = 0
+    seen_where = False
+    for t in toks[form + 1 :]:
+        if t.kind == "word" and t.text.upper() == "WHERE" and depth == 0:
+            seen_where = True
+            continue
+        if t.text == "{":
+            if depth == 0 and (seen_where or toks[form].text.upper() not in ("CONSTRUCT",)):
+                return t.start
+            depth += 1
+        elif t.text == "}":
+            depth -= 1
+    return None

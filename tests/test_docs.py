@@ -1,0 +1,65 @@
+"""The README stays true: quick start, every command documented, CI runs the documented tests."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from konbini_ld.cli import main
+from konbini_ld.queries import named_queries
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def quick_start_commands() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)\n```", section, re.S)
+
+
+def test_quick_start_has_two_commands() -> None:
+    commands = quick_start_commands()
+    assert len(commands) == 2
+    assert "konbini-ld" in commands[0] and "load samples/" in commands[0] and "query top-audios" in commands[0]
+    assert "pytest" in commands[1]
+
+
+def test_ci_runs_the_documented_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert quick_start_commands()[1] in ci
+
+
+def test_every_command_is_documented_with_an_example() -> None:
+    for name in main.commands:
+        assert f"### {name}" in README, name
+        section = README.split(f"### {name}", 1)[1].split("\n### ", 1)[0]
+        assert f"konbini-ld {name}" in section, name
+
+
+def test_every_named_query_is_documented() -> None:
+    for name in named_queries():
+        assert f"`{name}`" in README, name
+
+
+def test_every_exit_code_is_documented() -> None:
+    for code in range(5):
+        assert f"| {code} |" in README
+
+
+def test_help_lists_every_command() -> None:
+    out = CliRunner().invoke(main, ["--help"]).stdout
+    for name in main.commands:
+        assert name in out
+
+
+def test_quick_start_query_works_on_the_bundled_samples(tmp_path: Path) -> None:
+    store = tmp_path / "demo"
+    base = [sys.executable, "-m", "konbini_ld", "--store", str(store)]
+    samples = sorted(str(p) for p in (ROOT / "samples").glob("*.json"))
+    subprocess.run([*base, "load", *samples], check=True, capture_output=True, cwd=tmp_path)
+    out = subprocess.run([*base, "query", "top-audios"], check=True, capture_output=True, text=True, cwd=tmp_path)
+    assert "original-sound-7611615657754381599" in out.stdout and "khaby.lame" in out.stdout

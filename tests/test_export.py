@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+from pyld import jsonld
+from rdflib import Dataset, Graph
+from rdflib.compare import isomorphic
+
+from helpers import NEWER, SEED, VIDEOS
+from konbini_ld.contexts import document_loader
+from konbini_ld.export import ExportFormat, export
+from konbini_ld.rdflib_view import to_rdflib
+
+
+@pytest.fixture
+def loaded(store: Any) -> Any:
+    store.load([SEED, NEWER, VIDEOS])
+    return store
+
+
+def store_graph(store: Any) -> Graph:
+    """The store as rdflib sees it through konbini-ld's rdflib view."""
+    view = Graph()
+    for t in store.graph.triples((None, None, None)):
+        view.add(t)
+    g = Graph()
+    for q in store.backend.iter_quads():
+        g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
+    assert isomorphic(g, view)
+    return g
+
+
+def dump(store: Any, fmt: ExportFormat, **kw: Any) -> bytes:
+    out = io.BytesIO()
+    export(store.backend, fmt, out, **kw)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("fmt", "rdflib_format"), [
+    (ExportFormat.TURTLE, "turtle"), (ExportFormat.NT, "nt"), (ExportFormat.RDFXML, "xml"),
+])
+def test_triple_formats_reload_isomorphic_with_rdflib(loaded: Any, fmt: ExportFormat, rdflib_format: str) -> None:
+    g = Graph().parse(data=dump(loaded, fmt), format=rdflib_format)
+    assert isomorphic(g, store_graph(loaded))
+
+
+@pytest.mark.parametrize(("fmt", "rdflib_format"), [(ExportFormat.NQ, "nquads"), (ExportFormat.TRIG, "trig")])
+def test_dataset_formats_keep_named_graphs(loaded: Any, fmt: ExportFormat, rdflib_format: str) -> None:
+    ds = Dataset()
+    ds.parse(data=dump(loaded, fmt), format=rdflib_format)
+    names = {str(c.identifier) for c in ds.graphs() if len(c)}
+    assert names == {"urn:konbini-ld:graph:data", "urn:konbini-ld:graph:provenance"}
+    union = Graph()
+    for s, p, o, _g in ds.quads((None, None, None, None)):
+        union.add((s, p, o))
+    assert isomorphic(union, store_graph(loaded))
+
+
+@pytest.mark.parametrize("fmt", [ExportFormat.TURTLE, ExportFormat.TRIG, ExportFormat.NQ])
+def test_exports_reload_with_pyoxigraph(loaded: Any, fmt: ExportFormat) -> None:
+    formats = {ExportFormat.TURTLE: ox.RdfFormat.TURTLE, ExportFormat.TRIG: ox.RdfFormat.TRIG, ExportFormat.NQ: ox.RdfFormat.N_QUADS}
+    reloaded = {str(q.triple) for q in ox.parse(dump(loaded, fmt), formats[fmt])}
+    assert reloaded == {str(q.triple) for q in loaded.backend.iter_quads()}
+
+
+def test_turtle_uses_prefixes(loaded: Any) -> None:
+    text = dump(loaded, ExportFormat.TURTLE).decode()
+    assert "@prefix as: <https://www.w3.org/ns/activitystreams#>" in text
+    assert "ks:videoCount 500000" in text
+
+
+def test_jsonld_names_the_api_contexts_and_reads_like_the_api(loaded: Any) -> None:
+    doc = json.loads(dump(loaded, ExportFormat.JSONLD))
+    assert doc["@context"] == ["https://www.w3.org/ns/activitystreams#", "https://konbiniapi.com/ns/social#"]
+    audio = next(n for n in doc["@graph"] if n.get("type") == "Audio")
+    assert audio["videoCount"] == 500000
+    assert audio["attributedTo"] == "https://www.tiktok.com/@khaby.lame"
+    assert audio["image"]["type"] == "Image" if isinstance(audio["image"], dict) else audio["image"][0]["type"] == "Image"
+    assert audio["durationSeconds"] == 23
+
+
+def test_jsonld_reloads_isomorphic_with_pyld_offline(loaded: Any) -> None:
+    doc = json.loads(dump(loaded, ExportFormat.JSONLD))
+    nquads = jsonld.to_rdf(doc, {"documentLoader": document_loader(), "format": "application/n-quads"})
+    g = Graph().parse(data=nquads, format="nt")
+    assert isomorphic(g, store_graph(loaded))
+
+
+def test_jsonld_with_inline_contexts_reloads_isomorphic_with_rdflib(loaded: Any) -> None:
+    data = dump(loaded, ExportFormat.JSONLD, inline_context=True)
+    g = Graph().parse(data=data, format="json-ld")
+    assert isomorphic(g, store_graph(loaded))
+
+
+def test_export_format_lookup() -> None:
+    assert ExportFormat.from_label("ttl") is ExportFormat.TURTLE
+    assert ExportFormat.JSONLD.media_type == "application/ld+json"
+    from konbini_ld.errors import UsageError
+
+    with pytest.raises(UsageError, match="known: turtle"):
+        ExportFormat.from_label("docx")

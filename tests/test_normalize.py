@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from konbini_ld.errors import ContextError, ExpandError
+from konbini_ld.normalize import duration_literal, normalize
+
+from helpers import seed_data
+
+
+def test_duration_becomes_xsd_duration_and_seconds() -> None:
+    doc = normalize(seed_data()).document
+    assert doc["duration"] == "PT23S"
+    assert doc["durationSeconds"] == 23
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0, "PT0S"), (23, "PT23S"), (60, "PT1M"), (90, "PT1M30S"), (3600, "PT1H"), (90061.25, "P1DT1H1M1.25S")],
+)
+def test_duration_literal_is_canonical(seconds: float, expected: str) -> None:
+    assert duration_literal(seconds) == expected
+
+
+def test_string_duration_is_kept_and_seconds_derived() -> None:
+    data = seed_data()
+    data["duration"] = "PT1M5S"
+    doc = normalize(data).document
+    assert doc["duration"] == "PT1M5S" and doc["durationSeconds"] == 65
+
+
+def test_ids_given_as_numbers_become_strings() -> None:
+    data = seed_data()
+    data["attributedTo"]["userId"] = 127905465618821121
+    doc = normalize(data).document
+    assert doc["attributedTo"]["userId"] == "127905465618821121"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("videoCount",), "500000", "expected an integer"),
+        (("videoCount",), True, "expected an integer"),
+        (("attributedTo", "isVerified"), "yes", "expected true or false"),
+        (("attributedTo", "published"), "yesterday", "xsd:dateTime"),
+        (("duration",), -3, "number of seconds"),
+        (("url",), "not a url", "absolute IRI"),
+        (("name",), 12, "expected a string"),
+        (("icon", "width"), -1, "integer"),
+    ],
+)
+def test_wrong_value_types_are_refused_with_their_path(path: tuple[str, ...], value: object, message: str) -> None:
+    data = seed_data()
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(ExpandError) as info:
+        normalize(data)
+    assert message in str(info.value)
+    assert path[-1] in str(info.value)
+
+
+def test_unknown_keys_are_kept_and_reported() -> None:
+    data = seed_data()
+    data["newShinyField"] = 3
+    data["weird key:x"] = "v"
+    n = normalize(data)
+    assert n.document["newShinyField"] == 3
+    assert n.unknown_keys["Audio.newShinyField"] == "https://konbiniapi.com/ns/social#newShinyField"
+    assert n.unknown_keys["Audio.weird key:x"] == "https://konbiniapi.com/ns/social#weird%20key%3Ax"
+
+
+def test_nested_objects_get_deterministic_skolem_ids() -> None:
+    a = normalize(seed_data()).document
+    b = normalize(seed_data()).document
+    assert a["icon"]["id"].startswith("urn:konbini-ld:genid:")
+    assert a["icon"]["id"] == b["icon"]["id"]
+    changed = seed_data()
+    changed["icon"]["width"] = 1
+    assert normalize(changed).document["icon"]["id"] != a["icon"]["id"]
+
+
+def test_same_image_under_different_owners_gets_different_ids() -> None:
+    doc = normalize(seed_data()).document
+    assert doc["image"][0]["id"] != doc["attributedTo"]["image"][0]["id"]
+
+
+def test_remote_context_is_refused() -> None:
+    data = seed_data()
+    data["@context"] = ["https://www.w3.org/ns/activitystreams", "https://evil.example/context.jsonld"]
+    with pytest.raises(ContextError, match="evil.example"):
+        normalize(data)
+
+
+def test_context_urls_with_and_without_hash_are_accepted() -> None:
+    for ctx in (
+        ["https://www.w3.org/ns/activitystreams#", "https://konbiniapi.com/ns/social#"],
+        ["https://www.w3.org/ns/activitystreams", "https://konbiniapi.com/ns/social"],
+    ):
+        data = seed_data()
+        data["@context"] = ctx
+        assert normalize(data).document["@context"] == ctx
+
+
+def test_missing_context_gets_the_api_context() -> None:
+    data = seed_data()
+    del data["@context"]
+    assert normalize(data).document["@context"][1] == "https://konbiniapi.com/ns/social#"
+
+
+def test_collection_page_gets_an_id_from_part_of_and_cursor() -> None:
+    doc = normalize({"type": "OrderedCollectionPage", "partOf": "https://api.konbiniapi.com/v1/x/videos", "cursor": "0"})
+    assert doc.document["id"] == "https://api.konbiniapi.com/v1/x/videos?cursor=0"
+
+
+def test_nulls_are_dropped() -> None:
+    data = seed_data()
+    data["album"] = None
+    assert "album" not in normalize(data).document

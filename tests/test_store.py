@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+
+from graphcheck import assert_leaves_in_graph, assert_no_blank_nodes, assert_well_typed, quads
+from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
+from konbini_ld import open_store
+from konbini_ld.errors import StoreError
+from konbini_ld.ingest import text_stream
+
+KS = "https://konbiniapi.com/ns/social#"
+AS = "https://www.w3.org/ns/activitystreams#"
+
+
+def values(store: Any, s: str, p: str) -> list[str]:
+    return sorted(
+        q.object.value for q in store.backend.store.quads_for_pattern(ox.NamedNode(s), ox.NamedNode(p), None, None)
+    )
+
+
+def test_loading_the_same_file_twice_keeps_the_triple_count(store: Any) -> None:
+    store.load([SEED, NEWER, VIDEOS])
+    first = len(store)
+    report = store.load([SEED, NEWER, VIDEOS])
+    assert report.ok and report.loaded == 3
+    assert len(store) == first
+
+
+def test_reloading_changes_nothing_but_provenance_times(store: Any) -> None:
+    store.load([SEED, VIDEOS])
+    before = {str(q) for q in quads(store) if "endedAtTime" not in str(q.predicate)}
+    store.load([SEED, VIDEOS])
+    after = {str(q) for q in quads(store) if "endedAtTime" not in str(q.predicate)}
+    assert before == after
+
+
+def test_newer_response_replaces_property_values(store: Any, tmp_path: Path) -> None:
+    store.load([SEED])
+    newer = seed_data()
+    newer["videoCount"] = 600000
+    newer["attributedTo"]["followerCount"] = 170000000
+    store.load([write_json(tmp_path / "newer.json", {"data": newer})])
+    assert values(store, AUDIO_IRI, KS + "videoCount") == ["600000"]
+    assert values(store, KHABY, KS + "followerCount") == ["170000000"]
+
+
+def test_properties_missing_from_newer_response_keep_their_values(store: Any) -> None:
+    store.load([SEED])  # has attributedTo and album
+    store.load([NEWER])  # same audio, no attributedTo
+    assert values(store, AUDIO_IRI, AS + "attributedTo") == [KHABY]
+    assert values(store, AUDIO_IRI, KS + "entityId") == ["7493556331997071377"]
+
+
+def test_replaced_nested_objects_leave_no_orphans(store: Any, tmp_path: Path) -> None:
+    store.load([SEED])
+    changed = seed_data()
+    changed["icon"]["url"] = "https://p16-sign.tiktokcdn-us.com/tos-avt/new.jpeg"
+    changed["attributedTo"]["attachment"] = [{"type": "Link", "href": "https://example.org/new"}]
+    store.load([write_json(tmp_path / "c.json", {"data": changed})])
+    icons = values(store, AUDIO_IRI, AS + "icon")
+    assert len(icons) == 1
+    image_urls = {q.object.value for q in quads(store) if q.predicate.value == AS + "url" and "tos-avt" in q.object.value}
+    assert "https://p16-sign.tiktokcdn-us.com/tos-avt/123456~c5_100x100.jpeg" in image_urls  # person's icon stays
+    # every skolem node is referenced by something
+    referenced = {q.object for q in quads(store)}
+    for q in quads(store):
+        if q.subject.value.startswith("urn:konbini-ld:genid:"):
+            assert q.subject in referenced, q
+    hrefs = {q.object.value for q in quads(store) if q.predicate.value == AS + "href"}
+    assert hrefs == {"https://example.org/new"}
+
+
+def test_store_holds_no_blank_nodes_and_no_ill_typed_literals(store: Any) -> None:
+    store.load([SEED, NEWER, VIDEOS])
+    assert_no_blank_nodes(store)
+    assert_well_typed(store)
+
+
+@pytest.mark.parametrize("path", [SEED, NEWER, VIDEOS])
+def test_every_json_leaf_value_is_in_the_graph(store: Any, path: Path) -> None:
+    store.load([path])
+    body = json.loads(path.read_text())
+    body = body.get("body", body)
+    assert_leaves_in_graph(store, body["data"])
+
+
+def test_provenance_says_when_and_where_each_entity_was_observed(store: Any) -> None:
+    store.load([SEED])
+    rows = list(store.run_named("provenance", {"entity": KHABY}).rows())
+    assert len(rows) == 1
+    entity, _type, observed_at, source, _line = rows[0]
+    assert entity.value == KHABY
+    assert source.value == SEED.resolve().as_uri()
+    assert observed_at.datatype.value.endswith("#dateTime")
+
+
+def test_provenance_of_api_recording_is_its_request_url(store: Any) -> None:
+    store.load([NEWER])
+    rows = list(store.run_named("provenance", {"entity": AUDIO_IRI}).rows())
+    assert rows[0][3].value == "https://api.konbiniapi.com/v1/tiktok/audios/6988100049893232686"
+    assert store.stats().credits_spent == 1
+
+
+def test_default_graph_is_the_union(store: Any) -> None:
+    store.load([SEED])
+    ask = store.query(
+        "ASK { ?a <https://konbiniapi.com/ns/social#videoCount> ?n . ?a <http://www.w3.org/ns/prov#wasGeneratedBy> ?o }"
+    )
+    assert ask.boolean is True
+
+
+def test_every_raw_response_is_archived_and_rebuild_restores_the_graph(store_dir: Path, tmp_path: Path) -> None:
+    with open_store(store_dir) as store:
+        store.load([SEED, NEWER, VIDEOS])
+        expected = {str(q) for q in quads(store)}
+        assert store.archive is not None and len(store.archive) == 3
+        bodies = [r.body for r in store.archive.records()]
+        assert json.loads(bodies[0]) == json.loads(SEED.read_text())
+        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
+        assert len(store) < len(expected)
+        report = store.rebuild()
+        assert report.ok and report.loaded == 3
+        assert {str(q) for q in quads(store)} == expected
+
+
+def test_unapplied_archive_records_are_replayed_on_open(store_dir: Path) -> None:
+    """A crash between archiving and writing the graph loses nothing."""
+    with open_store(store_dir) as store:
+        store.load([SEED])
+        n = len(store)
+        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
+        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:provenance"))
+    (store_dir / "state.json").write_text('{"applied_seq": 0}')
+    with open_store(store_dir) as store:
+        assert len(store) == n
+
+
+def test_torn_archive_tail_is_ignored_and_repaired(store_dir: Path) -> None:
+    with open_store(store_dir) as store:
+        store.load([SEED])
+    segment = next((store_dir / "archive").glob("*.jsonl.gz"))
+    with open(segment, "ab") as fh:
+        fh.write(b"\x1f\x8b\x08\x00garbage")  # a crash mid-append
+    with open_store(store_dir) as store:
+        assert len(store.archive) == 1
+        store.load([NEWER])
+        assert [r.seq for r in store.archive.records()] == [1, 2]
+
+
+def test_bad_items_fail_alone(store: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    good = json.dumps({"data": seed_data()})
+    bad.write_text("\n".join([good, '{"data": {"type": "Audio", "videoCount": "many"}}', "{trunc", good]) + "\n")
+    report = store.load([bad, tmp_path / "missing.json"])
+    assert report.loaded == 2
+    where = sorted(f"{e.source}:{e.line}" for e in report.failed)
+    assert where == [f"{bad}:2", f"{bad}:3", f"{tmp_path / 'missing.json'}:None"]
+
+
+def test_second_writer_gets_a_clear_error(store_dir: Path) -> None:
+    with open_store(store_dir):
+        with pytest.raises(StoreError, match="in use"):
+            open_store(store_dir)
+
+
+def test_reader_can_open_while_a_writer_holds_the_store(store_dir: Path) -> None:
+    with open_store(store_dir) as writer:
+        writer.load([SEED])
+        with open_store(store_dir, read_only=True) as reader:
+            assert reader.stats().audios == 1
+
+
+def test_stdin_style_streams_load(store: Any) -> None:
+    report = store.load([text_stream(json.dumps({"data": seed_data()}))])
+    assert report.loaded == 1 and store.stats().audios == 1
+
+
+def test_stats(store: Any) -> None:
+    store.load([SEED, VIDEOS])
+    s = store.stats()
+    assert (s.audios, s.persons, s.videos) == (1, 1, 1)
+    assert s.triples == len(store) and s.archived == 2
+
+
+def test_rdflib_view_runs_sparql_natively(store: Any) -> None:
+    store.load([SEED])
+    g = store.graph
+    rows = list(g.query(f"SELECT ?n WHERE {{ <{AUDIO_IRI}> <https://konbiniapi.com/ns/social#videoCount> ?n }}"))
+    assert [int(r[0]) for r in rows] == [500000]
+    assert len(g) == len(store)
