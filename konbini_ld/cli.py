@@ -162,6 +162,82 @@ def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
 
 
 @main.command()
+@click.argument("ids", nargs=-1, metavar="[ID_OR_URL]...")
+@click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
+@click.option("--refresh", is_flag=True, help="Buy again what the store already has.")
+@click.option("--max-credits", type=click.IntRange(0), metavar="N", help="Spend at most N credits in this run.")
+@click.option("--videos", is_flag=True, help="Also fetch the pages of videos using each audio.")
+@click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
+@click.option("--api-url", envvar="KONBINI_API_URL", default="https://api.konbiniapi.com", show_default=True,
+              help="API base URL (env KONBINI_API_URL).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Attempts for transient failures (connection, timeout, 5xx).")
+@pass_state
+@handle_errors
+def fetch(
+    state: Context,
+    ids: tuple[str, ...],
+    ids_file: IO[str] | None,
+    concurrency: int,
+    refresh: bool,
+    max_credits: int | None,
+    videos: bool,
+    max_pages: int,
+    api_url: str,
+    timeout: float,
+    retries: int,
+) -> None:
+    """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
+
+    The key comes from the KONBINI_API_KEY environment variable. Each request
+    costs a credit: ids the store already has are skipped (unless --refresh),
+    404s are remembered, and an interrupted or credit-exhausted run resumes
+    where it stopped. Every raw response is archived before it is loaded.
+
+    \b
+    Examples:
+      export KONBINI_API_KEY=...
+      konbini-ld fetch 7611615657754381599
+      konbini-ld fetch https://www.tiktok.com/music/original-sound-7611615657754381599 --videos --max-pages 3
+      konbini-ld fetch --ids-file audio-ids.txt --max-credits 500
+    """
+    from .client import KonbiniClient, parse_audio_ids
+    from .fetch import fetch as do_fetch
+
+    # refuse bad input before opening anything or sending a request
+    values = parse_audio_ids(ids)
+    if ids_file is not None:
+        values += parse_audio_ids(ids_file.read().splitlines(), source="line")
+    if not values:
+        raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
+    client = KonbiniClient(
+        os.environ.get("KONBINI_API_KEY", ""), base_url=api_url, timeout=(min(10.0, timeout), timeout),
+        retries=retries, pool_size=concurrency,
+    )
+    with state.open() as store, state.progress(None, "req", "fetching") as bar:
+
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        report = do_fetch(
+            store, client, values, concurrency=concurrency, refresh=refresh, max_credits=max_credits,
+            videos=videos, max_pages=max_pages, progress=bar.update, on_total=total,
+        )
+    for error in report.failed:
+        click.echo(f"error: {error}", err=True)
+    for key, iri in report.load.unknown_keys.items():
+        state.warn(f"unknown key {key!r} kept as <{iri}>")
+    if report.error is not None:
+        click.echo(f"Error: {report.error}", err=True)
+    state.note(report.summary())
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_state
 @handle_errors

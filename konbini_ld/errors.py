@@ -142,13 +142,22 @@ class FetchError(KonbiniError):
     """
 
     def __init__(
-        self, message: str, *, url: str | None = None, status: int | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        credits_used: int | None = None,
+        credits_remaining: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.url = url
         self.status = status
         self.code = code
+        self.credits_used = credits_used
+        self.credits_remaining = credits_remaining
 
     def __str__(self) -> str:
         status = f"HTTP {self.status}: " if self.status is not None else ""

@@ -93,10 +93,16 @@ class Prepared:
     source_url: str | None = None
     credits_used: int | None = None
     credits_remaining: int | None = None
+    next_cursor: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def not_found(self) -> bool:
+        """A recorded 404: nothing to map, but worth remembering (it was paid for)."""
+        return self.response.status == 404
 
 
 def source_iri(source: str, line: int | None = None) -> str:
@@ -227,6 +233,8 @@ def _kind(value: Any) -> str:
 def prepare(response: Response) -> Prepared:
     """Run the whole pipeline on one response. Bad input is returned, not raised."""
     out = Prepared(response)
+    if response.status == 404:
+        return out
     try:
         if len(response.body) > MAX_DOCUMENT_BYTES:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
@@ -239,6 +247,9 @@ def prepare(response: Response) -> Prepared:
         if not parsed.documents:
             raise InputError("no documents in input")
         for document in parsed.documents:
+            cursor = document.get("nextCursor")
+            if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
+                out.next_cursor = str(cursor)
             normalized = normalize(document)
             out.triples.extend(to_triples(expand(normalized.document)))
             for key, iri in normalized.unknown_keys.items():

@@ -49,6 +49,9 @@ _CREDITS_USED = ox.NamedNode(KS + "creditsUsed")
 _CREDITS_REMAINING = ox.NamedNode(KS + "creditsRemaining")
 _STATUS = ox.NamedNode(KS + "httpStatus")
 _REQUESTED = ox.NamedNode(KS + "requested")
+_NEXT_CURSOR = ox.NamedNode(KS + "nextCursor")
+_MAPPING_FAILED = ox.NamedNode(KS + "mappingFailed")
+_XSD_BOOL = ox.NamedNode(XSD + "boolean")
 _XSD_INT = ox.NamedNode(XSD + "integer")
 _XSD_DATETIME = ox.NamedNode(XSD + "dateTime")
 
@@ -303,30 +306,41 @@ class KonbiniStore:
 
     def _ingest_batch(self, batch: list[Response], *, archive_failed: bool) -> LoadReport:
         prepared = [prepare(r) for r in batch]
-        to_archive = [p for p in prepared if p.ok or archive_failed]
-        records = self._archive(to_archive)
+        records = self.archive_responses([p.response for p in prepared if p.ok or archive_failed])
         report = self._apply(prepared)
         if records:
             self._set_applied(records[-1].seq)
         return report
 
-    def _archive(self, prepared: Sequence[Prepared]) -> list[ArchiveRecord]:
-        if self.archive is None or not prepared:
+    def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
+        """Durably append raw responses to the archive (before they reach the graph).
+
+        Responses archived but not yet applied are replayed the next time the store opens.
+        """
+        if self.archive is None or not responses:
             return []
         return self.archive.append(
             ArchiveRecord(
                 seq=0,
-                at=p.response.observed_at,
-                source=source_iri(p.response.source),
-                body=p.response.body,
-                line=p.response.line,
-                status=p.response.status,
-                credits_used=p.response.credits_used,
-                credits_remaining=p.response.credits_remaining,
-                key=p.response.key,
+                at=r.observed_at,
+                source=source_iri(r.source),
+                body=r.body,
+                line=r.line,
+                status=r.status,
+                credits_used=r.credits_used,
+                credits_remaining=r.credits_remaining,
+                key=r.key,
             )
-            for p in prepared
+            for r in responses
         )
+
+    def apply_archived(self, records: Sequence[ArchiveRecord], responses: Sequence[Response]) -> LoadReport:
+        """Map and upsert responses already archived as ``records`` (same order)."""
+        self._writable()
+        report = self._apply([prepare(r) for r in responses])
+        if records:
+            self._set_applied(records[-1].seq)
+        return report
 
     def _ingest_records(self, records: Iterable[ArchiveRecord], progress: Callable[[int], None] | None) -> LoadReport:
         report = LoadReport()
@@ -342,8 +356,8 @@ class KonbiniStore:
 
         for record in records:
             last = record.seq
-            if record.status is not None and record.status != 200:
-                continue  # "not found" bookkeeping, nothing to map
+            if record.status is not None and record.status not in (200, 404):
+                continue
             batch.append(
                 Response(
                     body=record.body,
@@ -367,9 +381,14 @@ class KonbiniStore:
         data = _Planner(_DATA)
         prov = _Planner(_PROV)
         for p in prepared:
+            if p.not_found:
+                prov.add_document(self._provenance(p, set()))
+                continue
             if not p.ok:
                 assert p.error is not None
                 report.failed.append(p.error)
+                if p.response.key is not None:
+                    prov.add_document(self._provenance(p, set()))
                 continue
             report.loaded += 1
             report.triples += len(p.triples)
@@ -405,8 +424,31 @@ class KonbiniStore:
             triples.append(ox.Triple(obs, _CREDITS_REMAINING, _int(p.credits_remaining)))
         if r.key is not None:
             triples.append(ox.Triple(obs, _REQUESTED, ox.Literal(r.key)))
+        if r.status is not None:
+            triples.append(ox.Triple(obs, _STATUS, _int(r.status)))
+        if not p.ok and not p.not_found:
+            triples.append(ox.Triple(obs, _MAPPING_FAILED, ox.Literal("true", datatype=_XSD_BOOL)))
+        if p.next_cursor is not None:
+            triples.append(ox.Triple(obs, _NEXT_CURSOR, ox.Literal(p.next_cursor)))
         triples.extend(ox.Triple(e, _GENERATED_BY, obs) for e in entities)
         return triples
+
+    def fetch_ledger(self) -> dict[str, LedgerEntry]:
+        """What earlier fetches already bought: request key → status and next page cursor.
+
+        Keys are ``audio:<id>`` and ``videos:<id>:<cursor>``. Status 404 means "not found"
+        (billed, so not asked again). A response that arrived but could not be mapped is in
+        the ledger too (``ks:mappingFailed``): it is in the archive, and ``rebuild`` after an
+        upgrade recovers it without buying it again.
+        """
+        ledger: dict[str, LedgerEntry] = {}
+        for row in self.backend.query(_LEDGER_QUERY, union=False):  # type: ignore[union-attr]
+            key, status, cursor = row["key"], row["status"], row["next"]
+            entry = LedgerEntry(int(status.value) if status is not None else 200, cursor.value if cursor else None)
+            previous = ledger.get(key.value)
+            if previous is None or previous.status != 200:
+                ledger[key.value] = entry
+        return ledger
 
     def rebuild(self, *, progress: Callable[[int], None] | None = None) -> LoadReport:
         """Re-derive the graph from the archive (after a context or mapping change).
@@ -491,6 +533,26 @@ class KonbiniStore:
             last_fetch=text("lastFetch"),
             credits_spent=num("credits"),
         )
+
+
+_LEDGER_QUERY = f"""
+PREFIX ks: <{KS}>
+SELECT ?key ?status ?next WHERE {{
+  GRAPH <{PROV_GRAPH}> {{
+    ?o ks:requested ?key .
+    OPTIONAL {{ ?o ks:httpStatus ?status }}
+    OPTIONAL {{ ?o ks:nextCursor ?next }}
+  }}
+}}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One request an earlier fetch paid for."""
+
+    status: int
+    next_cursor: str | None
 
 
 _STATS_QUERY = f"""

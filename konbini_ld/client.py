@@ -1,0 +1,267 @@
+"""A small, careful client for the two KonbiniAPI endpoints konbini-ld uses.
+
+* ``GET /v1/tiktok/audios/{id}`` — one audio.
+* ``GET /v1/tiktok/audios/{id}/videos?count=C&cursor=K`` — a page of the videos using it.
+
+Ids are checked before any request is built (a decimal string, or a TikTok music
+URL it is extracted from), so nothing but digits ever reaches the URL path.
+Every request has a timeout. Connection errors, timeouts, broken bodies and
+500/502/503/504 are retried with exponential backoff and jitter (tenacity);
+400/401/402/403/404 never are. The key travels only in the ``Authorization``
+header: it is not part of any URL, message, log line or record.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from .errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError
+
+__all__ = ["DEFAULT_API_URL", "ApiResponse", "KonbiniClient", "parse_audio_id", "parse_audio_ids"]
+
+DEFAULT_API_URL = "https://api.konbiniapi.com"
+_ID = re.compile(r"\d{1,30}")
+_MUSIC_URL = re.compile(
+    r"https?://(?:www\.|m\.)?tiktok\.com/music/(?:[^/?#]*-)?(\d{1,30})/?(?:[?#].*)?", re.IGNORECASE
+)
+_TRANSIENT_STATUS = {500, 502, 503, 504}
+
+
+def parse_audio_id(value: str) -> str:
+    """The decimal audio id in ``value`` (an id or a TikTok music URL).
+
+    >>> parse_audio_id("https://www.tiktok.com/music/original-sound-7611615657754381599?lang=en")
+    '7611615657754381599'
+    >>> parse_audio_id("7611615657754381599")
+    '7611615657754381599'
+
+    :raises InvalidIdError: anything else (nothing is requested for it).
+    """
+    text = value.strip()
+    if _ID.fullmatch(text):
+        return text
+    m = _MUSIC_URL.fullmatch(text)
+    if m:
+        return m.group(1)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    raise InvalidIdError(
+        f"{shown!r} is not an audio id or a TikTok music URL "
+        "(expected digits, or https://www.tiktok.com/music/<name>-<id>)"
+    )
+
+
+def parse_audio_ids(values: Iterable[str], *, source: str = "argument") -> list[str]:
+    """Parse many ids (deduplicated, order kept).
+
+    With ``source="line"`` (a file of ids) blank lines and ``#`` comments are skipped;
+    as arguments, an empty value is an error like any other.
+
+    :raises InvalidIdError: naming every bad entry, before anything is requested.
+    """
+    ids: dict[str, None] = {}
+    bad = []
+    for n, raw in enumerate(values, 1):
+        text = raw
+        if source != "argument":
+            text = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("http") else raw.strip()
+            if not text:
+                continue
+        try:
+            ids[parse_audio_id(text)] = None
+        except InvalidIdError as exc:
+            bad.append(f"{source} {n}: {exc}" if source != "argument" else str(exc))
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InvalidIdError("; ".join(bad[:3]) + more)
+    return list(ids)
+
+
+@dataclass(slots=True)
+class ApiResponse:
+    """One answered request (200 or 404; errors are raised).
+
+    :ivar url: the request URL (no key in it).
+    :ivar status: HTTP status.
+    :ivar body: the raw response text.
+    """
+
+    url: str
+    status: int
+    body: str
+    credits_used: int | None
+    credits_remaining: int | None
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the :class:`FetchError` to raise if retries run out."""
+
+    def __init__(self, error: FetchError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _api_error(response: requests.Response) -> tuple[str | None, str]:
+    """The API's error code and message from its JSON envelope, or a description of the body."""
+    text = response.text
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        kind = "an HTML page" if text.lstrip().startswith("<") else "a non-JSON body"
+        return None, f"{kind} instead of the API's JSON error envelope"
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        return str(first.get("code") or "") or None, str(first.get("message") or first.get("code") or "error")
+    return None, "error without the API's error envelope"
+
+
+class KonbiniClient:
+    """Client for KonbiniAPI; safe to share between threads (one HTTP session per thread).
+
+    :param api_key: the API key (sent as ``Authorization: Bearer …`` and nowhere else).
+    :param base_url: API base URL (tests and proxies point it elsewhere).
+    :param timeout: ``(connect, read)`` seconds for every request.
+    :param retries: attempts for transient failures (1 = no retry).
+    :param backoff: first backoff in seconds; doubles each attempt, plus up to as much jitter.
+    :param max_backoff: cap on one backoff.
+    :param session_factory: builds the ``requests.Session`` of each thread (inject one in tests).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_API_URL,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retries: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        pool_size: int = 64,
+        session_factory: Any = None,
+    ) -> None:
+        if not api_key:
+            raise AuthError("no API key: set KONBINI_API_KEY (get one at https://konbiniapi.com)")
+        self._key = api_key
+        self.base_url = base_url.rstrip("/")
+        if not re.match(r"https?://[^\s/]+", self.base_url):
+            raise InvalidIdError(f"API URL {base_url!r} is not an http(s) URL")
+        self.timeout = timeout
+        self.retries = max(1, retries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.pool_size = pool_size
+        self._session_factory = session_factory
+        self._local = threading.local()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"KonbiniClient(base_url={self.base_url!r})"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            if self._session_factory is not None:
+                session = self._session_factory()
+            else:
+                session = requests.Session()
+                adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+            session.trust_env = False  # no .netrc credentials or proxies picked up behind the user's back
+            self._local.session = session
+        return session
+
+    # -- endpoints -----------------------------------------------------------
+
+    def audio_url(self, audio_id: str) -> str:
+        """The request URL for one audio (the id is validated first)."""
+        return f"{self.base_url}/v1/tiktok/audios/{quote(parse_audio_id(audio_id), safe='')}"
+
+    def videos_url(self, audio_id: str, cursor: str | None = None, count: int = 30) -> str:
+        """The request URL for a page of videos using an audio."""
+        query: dict[str, Any] = {"count": count}
+        if cursor is not None:
+            query["cursor"] = cursor
+        return f"{self.audio_url(audio_id)}/videos?{urlencode(query)}"
+
+    def get_audio(self, audio_id: str) -> ApiResponse:
+        """``GET /v1/tiktok/audios/{id}``.
+
+        :raises NotFoundError: 404 (billed: record it so it is not bought again).
+        :raises AuthError: 401/403. :raises CreditsExhaustedError: 402.
+        :raises FetchError: anything else, after retries for transient failures.
+        """
+        return self.get(self.audio_url(audio_id))
+
+    def get_videos(self, audio_id: str, cursor: str | None = None, count: int = 30) -> ApiResponse:
+        """``GET /v1/tiktok/audios/{id}/videos?count=C&cursor=K`` (same errors as :meth:`get_audio`)."""
+        return self.get(self.videos_url(audio_id, cursor, count))
+
+    # -- transport -------------------------------------------------------------
+
+    def get(self, url: str) -> ApiResponse:
+        """GET ``url`` with retries for transient failures only."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff, jitter=self.backoff),
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+        )
+        try:
+            return retrying(self._once, url)
+        except _Transient as exc:
+            error = exc.error
+            if self.retries > 1:
+                error.message += f" (gave up after {self.retries} attempts)"
+            raise error from None
+
+    def _once(self, url: str) -> ApiResponse:
+        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
+        try:
+            response = self._session().get(url, headers=headers, timeout=self.timeout)
+            body = response.text  # reads the whole body: a truncated one raises here
+        except requests.Timeout:
+            raise _Transient(FetchError(f"timed out after {self.timeout[1]:g} s", url=url)) from None
+        except requests.ConnectionError as exc:
+            raise _Transient(FetchError(f"connection failed: {_reason(exc)}", url=url)) from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise _Transient(FetchError("the response body was cut off", url=url)) from None
+        except requests.RequestException as exc:
+            raise FetchError(f"request failed: {type(exc).__name__}", url=url) from None
+        status = response.status_code
+        used, remaining = _int_header(response, "X-Credits-Used"), _int_header(response, "X-Credits-Remaining")
+        if status == 200:
+            return ApiResponse(url, status, body, used, remaining)
+        code, message = _api_error(response)
+        extra: dict[str, Any] = {"url": url, "status": status, "credits_used": used, "credits_remaining": remaining}
+        if status in _TRANSIENT_STATUS:
+            raise _Transient(FetchError(message, code=code, **extra))
+        if status == 404:
+            raise NotFoundError(message, code=code or "not_found", **extra)
+        if status in (401, 403):
+            raise AuthError(message, code=code, **extra)
+        if status == 402:
+            raise CreditsExhaustedError(message, code=code or "credits_exhausted", **extra)
+        raise FetchError(message, code=code, **extra)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] ([^'\"\)]+)|(Connection refused|Name or service not known|Remote end closed[^'\")]*)", text)
+    return (m.group(1) or m.group(2)).strip() if m else type(exc).__name__
