@@ -1,0 +1,332 @@
+"""konbini-ld benchmarks: one command, a table on stdout, and bench/BENCHMARKS.md.
+
+    python bench/run.py                         # everything, sizes 2k / 20k / 100k
+    python bench/run.py --sizes 2000 --only fetch,startup
+
+Every konbini-ld figure is measured beside its naive baseline in the same run and
+reported as a ratio, because this machine is shared and noisy. Commands run as
+subprocesses (process start included) unless a row says "in-process".
+
+Sections:
+  ingest   naive pipeline (pyld to_rdf per response → in-memory rdflib Graph) vs `konbini-ld load`
+  queries  p50/p95 of every named query at each size, and rdflib's own engine at 2k
+  export   Turtle and JSON-LD export vs Oxigraph's own Turtle dump
+  startup  `konbini-ld --help` and `konbini-ld queries`
+  fetch    `konbini-ld fetch` against the loopback fake API at 200 ms per request vs a sequential loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+KONBINI = [sys.executable, "-m", "konbini_ld"]
+
+rows: list[tuple[str, str, str, str]] = []  # section, what, value, note
+
+
+def record(section: str, what: str, value: str, note: str = "") -> None:
+    rows.append((section, what, value, note))
+    print(f"{section:8} {what:58} {value:>16}  {note}", flush=True)
+
+
+def run_measured(cmd: list[str], **kw: Any) -> tuple[float, int, subprocess.CompletedProcess[str]]:
+    """Wall seconds and peak RSS (MiB) of one command, measured through a wrapper process."""
+    wrapper = (
+        "import resource, subprocess, sys, time, json;"
+        "t = time.perf_counter(); p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "dt = time.perf_counter() - t;"
+        "print(json.dumps({'dt': dt, 'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+        " 'rc': p.returncode, 'err': p.stderr[-2000:], 'out': p.stdout[-2000:]}))"
+    )
+    p = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, **kw)
+    info = json.loads(p.stdout.strip().splitlines()[-1])
+    done = subprocess.CompletedProcess(cmd, info["rc"], info["out"], info["err"])
+    if info["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {info['err']}")
+    return info["dt"], info["rss"] // 1024, done
+
+
+def corpus(n: int) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"corpus-{n}.jsonl"
+    if not path.exists():
+        from konbini_ld.corpus import corpus_lines
+
+        with open(path, "w") as fh:
+            fh.writelines(corpus_lines(n))
+    return path
+
+
+# -- ingest ----------------------------------------------------------------------
+
+NAIVE = r'''
+import json, sys, time
+from pyld import jsonld
+from pyld.documentloader.frozen import FrozenDocumentLoader, BUNDLED_CONTEXTS
+from rdflib import Graph, URIRef, BNode, Literal
+ks = json.load(open(sys.argv[2]))
+docs = dict(BUNDLED_CONTEXTS)
+docs["https://www.w3.org/ns/activitystreams#"] = BUNDLED_CONTEXTS["https://www.w3.org/ns/activitystreams"]
+docs["https://konbiniapi.com/ns/social#"] = ks
+docs["https://konbiniapi.com/ns/social"] = ks
+loader = FrozenDocumentLoader(docs)
+g = Graph()
+def term(t):
+    if t["type"] == "IRI": return URIRef(t["value"])
+    if t["type"] == "blank node": return BNode(t["value"][2:])
+    return Literal(t["value"], datatype=URIRef(t["datatype"]) if t.get("datatype") and not t.get("language") else None, lang=t.get("language"))
+n = 0
+for line in open(sys.argv[1]):
+    doc = json.loads(line)["data"]
+    for t in jsonld.to_rdf(doc, {"documentLoader": loader})["@default"]:
+        g.add((term(t["subject"]), term(t["predicate"]), term(t["object"])))
+    n += 1
+print(json.dumps({"docs": n, "triples": len(g)}))
+'''
+
+
+def bench_ingest(sizes: list[int], naive_max: int) -> dict[int, Path]:
+    stores = {}
+    for n in sizes:
+        path = corpus(n)
+        naive_dt = None
+        if n <= naive_max:
+            dt, rss, p = run_measured([sys.executable, "-c", NAIVE, str(path), str(ROOT / "contexts" / "konbini-social.jsonld")])
+            info = json.loads(p.stdout.strip().splitlines()[-1])
+            naive_dt = dt
+            record("ingest", f"naive pyld+rdflib in-memory, {n} docs", f"{n / dt:,.0f} docs/s",
+                   f"{info['triples'] / dt:,.0f} triples/s, peak {rss} MiB")
+        store = Path(tempfile.mkdtemp(prefix=f"kld-bench-{n}-")) / "store"
+        dt, rss, p = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(path)])
+        from konbini_ld import open_store
+
+        with open_store(store, read_only=True) as s:
+            triples = len(s)
+        ratio = f"{naive_dt / dt:.1f}x naive" if naive_dt else ""
+        record("ingest", f"konbini-ld load (on-disk, all rules), {n} docs", f"{n / dt:,.0f} docs/s",
+               f"{triples / dt:,.0f} triples/s, peak {rss} MiB {ratio}")
+        stores[n] = store
+    return stores
+
+
+# -- queries -----------------------------------------------------------------------
+
+QUERY_PARAMS = {
+    "creator": "https://www.tiktok.com/@creator.1",
+    "text": "night",
+    "audio": None,  # filled from the store
+    "entity": "https://www.tiktok.com/@creator.1",
+}
+
+
+def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+    return statistics.median(times), p95
+
+
+def bench_queries(stores: dict[int, Path], repeat: int) -> None:
+    from konbini_ld import open_store
+    from konbini_ld.queries import named_queries
+
+    baseline: dict[str, float] = {}
+    for n, path in sorted(stores.items()):
+        with open_store(path, read_only=True) as store:
+            audio = next(store.run_named("top-audios").rows())[0].value
+            params = dict(QUERY_PARAMS, audio=audio)
+            if n == min(stores):
+                baseline = _rdflib_baseline(store, params, repeat)
+            for name, q in named_queries().items():
+                bound = {p.name: params[p.name] for p in q.params}
+
+                def go() -> None:
+                    result = store.run_named(name, bound)
+                    list(result.triples() if result.kind == "CONSTRUCT" else result.rows())
+
+                p50, p95 = _timed(go, repeat)
+                note = f"p95 {p95 * 1000:.1f} ms"
+                if name in baseline and n == min(stores):
+                    note += f", rdflib engine {baseline[name] * 1000:.0f} ms = {baseline[name] / p50:.0f}x"
+                record("query", f"{name} @ {n} (in-process)", f"{p50 * 1000:.1f} ms", note)
+
+
+def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[str, float]:
+    """The same named queries on rdflib's own SPARQL engine over an in-memory copy of the store."""
+    import io
+
+    from rdflib import Dataset, Literal, URIRef
+
+    from konbini_ld.export import ExportFormat
+    from konbini_ld.queries import named_queries
+
+    buf = io.BytesIO()
+    store.export(ExportFormat.NQ, buf)
+    ds = Dataset(default_union=True)
+    ds.parse(data=buf.getvalue(), format="nquads")
+    out = {}
+    for name, q in named_queries().items():
+        bindings = {p.name: (URIRef(params[p.name]) if p.type == "iri" else Literal(params[p.name])) for p in q.params}
+        p50, _ = _timed(lambda: list(ds.query(q.text, initBindings=bindings)), max(1, repeat // 5))
+        out[name] = p50
+    return out
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def bench_export(stores: dict[int, Path]) -> None:
+    import pyoxigraph as ox
+
+    for n, path in sorted(stores.items()):
+        target = Path(tempfile.mkdtemp())
+        # Oxigraph's own dump of the same store (the floor)
+        code = (
+            "import pyoxigraph as ox, sys, time;"
+            "s = ox.Store.read_only(sys.argv[1]); t = time.perf_counter();"
+            "[s.dump(sys.argv[2] + g.value.rsplit(':', 1)[-1] + '.ttl', ox.RdfFormat.TURTLE, from_graph=g) for g in s.named_graphs()];"
+            "print(time.perf_counter() - t)"
+        )
+        p = subprocess.run([sys.executable, "-c", code, str(path / "oxigraph"), str(target / "ox-")], capture_output=True, text=True, check=True)
+        ox_dt = float(p.stdout.strip())
+        record("export", f"oxigraph dump turtle @ {n} (in-process floor)", f"{ox_dt:.2f} s")
+        for fmt in ("turtle", "jsonld"):
+            dt, rss, _ = run_measured([*KONBINI, "--store", str(path), "export", "-f", fmt, "-o", str(target / f"g.{fmt}")])
+            note = f"peak {rss} MiB"
+            if fmt == "turtle":
+                note += f", {dt / ox_dt:.1f}x oxigraph dump (process start included)"
+            record("export", f"konbini-ld export -f {fmt} @ {n}", f"{dt:.2f} s", note)
+        shutil.rmtree(target, ignore_errors=True)
+        del ox
+
+
+# -- startup --------------------------------------------------------------------------------
+
+
+def bench_startup(repeat: int) -> None:
+    base = [sys.executable, "-c", "pass"]
+    for label, cmd in (("python -c pass (floor)", base), ("konbini-ld --help", [*KONBINI, "--help"]),
+                       ("konbini-ld queries", [*KONBINI, "queries"])):
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            times.append(time.perf_counter() - t)
+        record("startup", label, f"{statistics.median(times) * 1000:.0f} ms", f"median of {repeat}")
+
+
+# -- fetch -----------------------------------------------------------------------------------
+
+SEQUENTIAL = r'''
+import json, sys, requests
+base, key, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+s = requests.Session()
+for i in ids:
+    r = s.get(f"{base}/v1/tiktok/audios/{i}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    r.raise_for_status()
+print(len(ids))
+'''
+
+
+def bench_fetch(n: int, large: int, latency: float, concurrencies: list[int]) -> None:
+    from konbini_ld.fakeapi import FakeKonbiniAPI, audio_id
+
+    with FakeKonbiniAPI(api_key="bench-key", latency=latency, audios=max(n, large)) as api:
+        env = dict(os.environ, KONBINI_API_KEY="bench-key", KONBINI_API_URL=api.url)
+        ids = [audio_id(i) for i in range(n)]
+        seq_dt, _, _ = run_measured([sys.executable, "-c", SEQUENTIAL, api.url, "bench-key", *ids], env=env)
+        seq_rate = n / seq_dt
+        record("fetch", f"sequential requests loop, {n} audios @ {latency * 1000:.0f} ms", f"{seq_dt:.2f} s",
+               f"{seq_rate:.2f} audios/s")
+        for count in sorted({n, large}):
+            ids = [audio_id(i) for i in range(count)]
+            for c in concurrencies:
+                if c == 1 and count > n:
+                    continue
+                store = Path(tempfile.mkdtemp()) / "store"
+                api.reset()
+                dt, rss, _ = run_measured(
+                    [*KONBINI, "-q", "--store", str(store), "fetch", "--concurrency", str(c), *ids], env=env
+                )
+                label = f"konbini-ld fetch --concurrency {c}" + (" (default)" if c == 32 else "")
+                record("fetch", f"{label}, {count} audios", f"{dt:.2f} s",
+                       f"{count / dt:.1f} audios/s = {count / dt / seq_rate:.1f}x sequential, peak {rss} MiB, "
+                       "process start included")
+                if count == n:
+                    api.reset()
+                    dt2, _, _ = run_measured([*KONBINI, "-q", "--store", str(store), "fetch", *ids], env=env)
+                    record("fetch", f"  second fetch of the same {count} ids", f"{dt2:.2f} s",
+                           f"{api.count()} requests sent")
+                shutil.rmtree(store.parent, ignore_errors=True)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def write_markdown(args: argparse.Namespace) -> None:
+    lines = [
+        "# konbini-ld benchmarks",
+        "",
+        f"Generated by `python bench/run.py {' '.join(sys.argv[1:])}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
+        "The machine is shared and noisy: compare the ratios measured in the same run, not absolute figures.",
+        "",
+        "| section | measurement | value | notes |",
+        "|---|---|---:|---|",
+    ]
+    lines += [f"| {s} | {w} | {v} | {n} |" for s, w, v, n in rows]
+    (ROOT / "bench" / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
+    parser.add_argument("--only", default="ingest,queries,export,startup,fetch", help="sections to run")
+    parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
+    parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
+    parser.add_argument("--fetch-audios", type=int, default=200)
+    parser.add_argument("--fetch-large", type=int, default=1000, help="audios for the throughput rows")
+    parser.add_argument("--fetch-latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", default="1,16,32,64")
+    args = parser.parse_args()
+    sections = set(args.only.split(","))
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(f"{'section':8} {'measurement':58} {'value':>16}  notes")
+    stores: dict[int, Path] = {}
+    if sections & {"ingest", "queries", "export"}:
+        stores = bench_ingest(sizes, args.naive_max)
+    if "queries" in sections:
+        bench_queries(stores, args.repeat)
+    if "export" in sections:
+        bench_export(stores)
+    if "startup" in sections:
+        bench_startup(max(5, args.repeat // 2))
+    if "fetch" in sections:
+        bench_fetch(args.fetch_audios, args.fetch_large, args.fetch_latency, [int(c) for c in args.concurrency.split(",")])
+    for path in stores.values():
+        shutil.rmtree(path.parent, ignore_errors=True)
+    write_markdown(args)
+
+
+if __name__ == "__main__":
+    main()
