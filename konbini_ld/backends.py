@@ -42,8 +42,8 @@ class Backend(Protocol):
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         """Run a SPARQL query (default graph = union of all graphs)."""
 
-    def iter_quads(self) -> Iterator[ox.Quad]:
-        """Every quad in the store."""
+    def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
+        """Every quad in the store (of ``graph`` only, if given)."""
 
     def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
         """Write the whole dataset (formats with named graphs) to ``output``."""
@@ -150,8 +150,8 @@ class OxigraphBackend:
         except OSError as exc:
             raise QueryError(f"query failed: {exc}") from exc
 
-    def iter_quads(self) -> Iterator[ox.Quad]:
-        return iter(self.store.quads_for_pattern(None, None, None, None))
+    def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
+        return iter(self.store.quads_for_pattern(None, None, None, graph))
 
     def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
         self.store.dump(output, fmt, prefixes=prefixes)

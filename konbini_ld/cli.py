@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,27 +32,46 @@ def default_store_path() -> Path:
     return Path(base) / "konbini-ld" / "store"
 
 
+def default_remote_archive(url: str) -> Path:
+    """Where the archive of a remote store lives: one directory per endpoint URL."""
+    from .remote import redact
+
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", redact(url).split("://", 1)[-1]).strip("_")
+    return default_store_path().parent / "remote" / slug
+
+
 class Context:
     """What the global options decided, shared by every command."""
 
-    def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool) -> None:
+    def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool, **remote: Any) -> None:
         self.store_location = store
         self.verbose = verbose
         self.quiet = quiet
         self.debug = debug
+        self.remote = remote
 
     @property
-    def location(self) -> Path:
+    def is_remote(self) -> bool:
+        return bool(self.store_location) and str(self.store_location).startswith(("http://", "https://"))
+
+    @property
+    def location(self) -> Any:
+        if self.is_remote:
+            return self.store_location
         return Path(self.store_location) if self.store_location else default_store_path()
 
     def open(self, *, read_only: bool = False) -> Any:
         from .store import open_store
 
         location = self.location
+        if self.is_remote:
+            archive = self.remote.get("archive") or default_remote_archive(location)
+            return open_store(location, archive=archive, update_url=self.remote.get("update_url"),
+                              gsp_url=self.remote.get("gsp_url"), read_only=read_only)
         if read_only and not (location / "oxigraph").is_dir():
             # Nothing loaded yet: an empty store answers every query with nothing.
-            return open_store(location, read_only=False)
-        return open_store(location, read_only=read_only)
+            return open_store(location, read_only=False, archive=self.remote.get("archive"))
+        return open_store(location, read_only=read_only, archive=self.remote.get("archive"))
 
     def progress(self, total: int | None, unit: str, desc: str) -> Any:
         """A progress bar on a terminal, nothing otherwise (or with -q)."""
@@ -107,14 +127,30 @@ def handle_errors(fn: F) -> F:
     "--store",
     envvar="KONBINI_LD_STORE",
     metavar="PATH|URL",
-    help="Store directory (default: $XDG_DATA_HOME/konbini-ld/store), or env KONBINI_LD_STORE.",
+    help="Store directory (default: $XDG_DATA_HOME/konbini-ld/store), or the query endpoint URL of a "
+    "SPARQL 1.1 server; env KONBINI_LD_STORE.",
 )
+@click.option("--update-url", envvar="KONBINI_LD_UPDATE_URL", metavar="URL",
+              help="Remote store: SPARQL update endpoint (derived for Oxigraph, Fuseki, GraphDB, Virtuoso).")
+@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL",
+              help="Remote store: Graph Store Protocol endpoint (derived for known servers).")
+@click.option("--archive", envvar="KONBINI_LD_ARCHIVE", metavar="DIR",
+              help="Archive directory (default: inside the store; per endpoint for a remote store).")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug logging).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars or summaries.")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="konbini-ld")
 @click.pass_context
-def main(ctx: click.Context, store: str | None, verbose: int, quiet: bool, debug: bool) -> None:
+def main(
+    ctx: click.Context,
+    store: str | None,
+    update_url: str | None,
+    gsp_url: str | None,
+    archive: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+) -> None:
     """konbini-ld: TikTok audio data from KonbiniAPI as a linked-data graph.
 
     Load or fetch ActivityStreams JSON-LD responses into a persistent RDF store,
@@ -122,7 +158,7 @@ def main(ctx: click.Context, store: str | None, verbose: int, quiet: bool, debug
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Context(store, verbose, quiet, debug)
+    ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
 
 
 pass_state = click.make_pass_decorator(Context)
@@ -267,7 +303,9 @@ def stats(state: Context, as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k.ljust(width)}  {v}")
-    click.echo(f"{'store'.ljust(width)}  {state.location}")
+    from .remote import redact
+
+    click.echo(f"{'store'.ljust(width)}  {redact(str(state.location))}")
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -411,6 +449,31 @@ def export(state: Context, fmt: str, output: str | None, inline_context: bool) -
 
     with state.open(read_only=True) as store, _output(output) as out:
         do_export(store.backend, ExportFormat.from_label(fmt), out, inline_context=inline_context)
+
+
+@main.command()
+@click.option("--to", "to", required=True, metavar="URL", help="Query endpoint of the target SPARQL server.")
+@click.option("--to-update-url", metavar="URL", help="Target's update endpoint, if it cannot be derived.")
+@click.option("--to-gsp-url", metavar="URL", help="Target's Graph Store endpoint, if it cannot be derived.")
+@pass_state
+@handle_errors
+def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | None) -> None:
+    """Copy the local graph into a remote SPARQL store, in bulk.
+
+    Each of konbini-ld's named graphs replaces its namesake on the target (Graph
+    Store PUT), so pushing twice leaves the target exactly as pushing once; other
+    graphs on the target are left alone.
+
+    \b
+    Example:
+      konbini-ld push --to http://127.0.0.1:7878/query
+    """
+    from .remote import redact
+    from .store import push as do_push
+
+    with state.open(read_only=True) as store:
+        counts = do_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)
+    state.note(f"pushed {sum(counts.values())} triples in {len(counts)} graphs to {redact(to)}")
 
 
 @main.command()

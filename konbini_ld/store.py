@@ -34,7 +34,7 @@ from .errors import InputError, StoreError
 from .ingest import Prepared, Response, body_sha256, iter_sources, prepare, source_iri, text_stream
 from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD, is_genid
 
-__all__ = ["LoadReport", "Stats", "KonbiniStore", "open_store"]
+__all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store", "push"]
 
 _DATA = ox.NamedNode(DATA_GRAPH)
 _PROV = ox.NamedNode(PROV_GRAPH)
@@ -194,19 +194,37 @@ class KonbiniStore:
     :param read_only: open without taking the writer's lock (queries, exports).
     """
 
-    def __init__(self, location: str | os.PathLike[str] | None = None, *, read_only: bool = False) -> None:
-        self.location = Path(location) if location is not None else None
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        archive: str | os.PathLike[str] | None = None,
+        update_url: str | None = None,
+        gsp_url: str | None = None,
+    ) -> None:
         self.read_only = read_only
-        if self.location is not None:
+        self.location: Path | None = None
+        self._state_dir: Path | None = None
+        text = str(location) if location is not None else None
+        if text is not None and text.startswith(("http://", "https://")):
+            from .remote import SparqlBackend, derive_endpoints
+
+            self.backend: Backend = SparqlBackend(derive_endpoints(text, update=update_url, gsp=gsp_url))
+            self._state_dir = Path(archive) if archive is not None else None
+        elif location is not None:
+            self.location = Path(location)
             if self.location.exists() and not self.location.is_dir():
                 raise StoreError(f"--store {self.location} exists and is not a directory")
             if read_only and not (self.location / "oxigraph").is_dir():
                 raise StoreError(f"there is no konbini-ld store at {self.location} (load something first)")
-            self.backend: Backend = OxigraphBackend(self.location / "oxigraph", read_only=read_only)
-            self.archive: Archive | None = Archive(self.location / "archive")
+            self.backend = OxigraphBackend(self.location / "oxigraph", read_only=read_only)
+            self._state_dir = Path(archive) if archive is not None else self.location
         else:
             self.backend = OxigraphBackend(None)
-            self.archive = None
+        self.archive: Archive | None = (
+            Archive(self._state_dir / "archive") if self._state_dir is not None else None
+        )
         self._graph: Any = None
         if not read_only:
             self.recover()
@@ -226,7 +244,7 @@ class KonbiniStore:
 
     @property
     def _state_path(self) -> Path | None:
-        return self.location / "state.json" if self.location is not None else None
+        return self._state_dir / "state.json" if self._state_dir is not None else None
 
     def _applied(self) -> int:
         path = self._state_path
@@ -241,6 +259,7 @@ class KonbiniStore:
         path = self._state_path
         if path is None:
             return
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"applied_seq": seq}), encoding="utf-8")
         os.replace(tmp, path)
@@ -573,7 +592,14 @@ SELECT ?audios ?persons ?videos ?responses ?last ?lastFetch ?credits WHERE {{
 """
 
 
-def open_store(location: str | os.PathLike[str] | None, *, read_only: bool = False) -> KonbiniStore:
+def open_store(
+    location: str | os.PathLike[str] | None,
+    *,
+    read_only: bool = False,
+    archive: str | os.PathLike[str] | None = None,
+    update_url: str | None = None,
+    gsp_url: str | None = None,
+) -> KonbiniStore:
     """Open (creating if needed) the store at ``location``.
 
     >>> with open_store(None) as store:
@@ -581,11 +607,53 @@ def open_store(location: str | os.PathLike[str] | None, *, read_only: bool = Fal
     ...     report.loaded
     1
 
-    :param location: a directory path, or ``None`` for a throwaway in-memory store.
+    :param location: a directory path; the query endpoint URL of a SPARQL 1.1 server
+        (``http://host:7878/query``); or ``None`` for a throwaway in-memory store.
     :param read_only: do not take the writer's lock (several readers and one writer may coexist).
+    :param archive: directory of the archive and state (default: inside a store directory;
+        for a remote store there is none unless given).
+    :param update_url: SPARQL update endpoint of a remote store (derived for known servers).
+    :param gsp_url: Graph Store Protocol endpoint of a remote store (derived for known servers).
     :raises StoreError: the store cannot be opened (in use by another writer, unreadable…).
     """
-    return KonbiniStore(location, read_only=read_only)
+    return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url)
+
+
+def push(
+    store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None
+) -> dict[str, int]:
+    """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.
+
+    Each konbini-ld graph replaces the graph of the same name on the target (Graph Store
+    ``PUT``; ``CLEAR`` + ``INSERT DATA`` where there is no Graph Store endpoint), so a push
+    is idempotent. Returns triples pushed per graph.
+    """
+    import tempfile
+
+    from .remote import SparqlBackend, derive_endpoints
+
+    target = SparqlBackend(derive_endpoints(to, update=update_url, gsp=gsp_url))
+    counts: dict[str, int] = {}
+    try:
+        for graph in (_DATA, _PROV):
+            quads = store.backend.iter_quads(graph)
+            with tempfile.TemporaryFile() as fh:
+                n = 0
+                for q in quads:
+                    fh.write(f"{q.subject} {q.predicate} {q.object} .\n".encode())
+                    n += 1
+                fh.seek(0)
+                if target.endpoints.gsp:
+                    target.replace_graph(graph, fh)
+                else:
+                    target.clear_graph(graph)
+                    fh.seek(0)
+                    target.apply([], [ox.Quad(q.subject, q.predicate, q.object, graph)
+                                      for q in ox.parse(fh, ox.RdfFormat.N_TRIPLES)])
+            counts[graph.value] = n
+    finally:
+        target.close()
+    return counts
 
 
 def iter_prepared(responses: Iterable[Response]) -> Iterator[Prepared]:

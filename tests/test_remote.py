@@ -1,0 +1,171 @@
+"""The remote-store path, against a real `oxigraph serve` process."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+from rdflib import Graph
+from rdflib.compare import isomorphic
+
+from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
+from konbini_ld import open_store
+from konbini_ld.cli import main
+from konbini_ld.export import ExportFormat
+from konbini_ld.remote import derive_endpoints
+
+KS = "https://konbiniapi.com/ns/social#"
+
+
+def _oxigraph_binary() -> str:
+    candidate = Path(sys.executable).parent / "oxigraph"
+    found = str(candidate) if candidate.exists() else shutil.which("oxigraph")
+    if not found:
+        pytest.fail("the `oxigraph` server binary (PyPI package oxigraph) is not installed")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OxigraphServer:
+    def __init__(self, location: Path) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen(
+            [_oxigraph_binary(), "serve", "--location", str(location), "--bind", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.query_url = f"http://127.0.0.1:{self.port}/query"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.query_url, params={"query": "ASK {}"}, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("oxigraph serve did not start")
+
+    def clear(self) -> None:
+        requests.post(f"http://127.0.0.1:{self.port}/update", data={"update": "CLEAR ALL"}, timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    srv = OxigraphServer(tmp_path_factory.mktemp("oxigraph"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def remote(server: OxigraphServer, tmp_path: Path) -> Any:
+    server.clear()
+    with open_store(server.query_url, archive=tmp_path / "archive") as store:
+        yield store
+
+
+def as_graph(store: Any) -> Graph:
+    out = io.BytesIO()
+    store.export(ExportFormat.NT, out)
+    return Graph().parse(data=out.getvalue(), format="nt")
+
+
+def test_remote_load_matches_the_embedded_store_and_reload_is_a_no_op(remote: Any) -> None:
+    local = open_store(None)
+    for s in (local, remote):
+        s.load([SEED, NEWER, VIDEOS])
+    assert len(remote) == len(local) > 100
+    remote.load([SEED, NEWER, VIDEOS])
+    assert len(remote) == len(local)
+    local_graph = {t for t in as_graph(local) if "endedAtTime" not in t[1]}
+    remote_graph = {t for t in as_graph(remote) if "endedAtTime" not in t[1]}
+    assert local_graph == remote_graph
+
+
+def test_upsert_provenance_and_no_blank_nodes_on_the_server(remote: Any, tmp_path: Path) -> None:
+    remote.load([SEED])
+    newer = seed_data()
+    newer["videoCount"] = 600000
+    remote.load([write_json(tmp_path / "n.json", {"data": newer})])
+    rows = list(remote.query(f"SELECT ?n WHERE {{ <{AUDIO_IRI}> <{KS}videoCount> ?n }}").rows())
+    assert [r[0].value for r in rows] == ["600000"]
+    assert remote.query("ASK { { ?s ?p ?o FILTER(isBlank(?s) || isBlank(?o)) } }").boolean is False
+    prov = list(remote.run_named("provenance", {"entity": KHABY}).rows())
+    assert len(prov) == 1 and prov[0][3].value.startswith("file://")
+
+
+def test_named_queries_answer_the_same_remotely(remote: Any) -> None:
+    local = open_store(None)
+    for s in (local, remote):
+        s.load([SEED, VIDEOS])
+    for name, params in [("top-audios", {}), ("audios-by-creator", {"creator": KHABY}), ("search", {"text": "ORIG"}),
+                         ("creators", {}), ("videos-using-audio", {"audio": AUDIO_IRI})]:
+        a = [[t.value if t else None for t in r] for r in local.run_named(name, params).rows()]
+        b = [[t.value if t else None for t in r] for r in remote.run_named(name, params).rows()]
+        assert a == b, name
+    triples = list(remote.run_named("audio", {"audio": AUDIO_IRI}).triples())
+    assert len(triples) == len(list(local.run_named("audio", {"audio": AUDIO_IRI}).triples()))
+
+
+def test_cli_against_the_server(server: OxigraphServer, tmp_path: Path) -> None:
+    server.clear()
+    base = ["--store", server.query_url, "--archive", str(tmp_path / "a")]
+    r = CliRunner().invoke(main, [*base, "load", str(SEED), str(VIDEOS)], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    r = CliRunner().invoke(main, [*base, "query", "top-audios", "-f", "csv"], catch_exceptions=False)
+    assert "khaby.lame" in r.stdout
+    r = CliRunner().invoke(main, [*base, "stats", "--json"], catch_exceptions=False)
+    assert '"audios": 1' in r.stdout
+    r = CliRunner().invoke(main, [*base, "export", "-f", "turtle"], catch_exceptions=False)
+    assert "ks:videoCount 500000" in r.stdout
+
+
+def test_push_copies_the_local_graph_idempotently(server: OxigraphServer, store: Any, tmp_path: Path) -> None:
+    server.clear()
+    store.load([SEED, NEWER, VIDEOS])
+    from konbini_ld.store import push
+
+    counts = push(store, server.query_url)
+    assert sum(counts.values()) == len(store)
+    push(store, server.query_url)
+    with open_store(server.query_url) as remote:
+        assert len(remote) == len(store)
+        assert isomorphic(as_graph(remote), as_graph(store))
+
+
+def test_remote_rebuild_from_the_local_archive(remote: Any) -> None:
+    remote.load([SEED, VIDEOS])
+    n = len(remote)
+    report = remote.rebuild()
+    assert report.loaded == 2 and len(remote) == n
+
+
+@pytest.mark.parametrize(
+    ("url", "update", "gsp"),
+    [
+        ("http://h:7878/query", "http://h:7878/update", "http://h:7878/store"),
+        ("http://h:3030/ds/sparql", "http://h:3030/ds/update", "http://h:3030/ds/data"),
+        ("http://h:3030/ds/query", "http://h:3030/ds/update", "http://h:3030/ds/data"),
+        ("http://h:7200/repositories/kb", "http://h:7200/repositories/kb/statements",
+         "http://h:7200/repositories/kb/rdf-graphs/service"),
+        ("http://h:8890/sparql", "http://h:8890/sparql", "http://h:8890/sparql-graph-crud"),
+    ],
+)
+def test_endpoints_are_derived_for_known_servers(url: str, update: str, gsp: str) -> None:
+    e = derive_endpoints(url)
+    assert (e.update, e.gsp) == (update, gsp)
