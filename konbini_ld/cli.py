@@ -452,6 +452,45 @@ def export(state: Context, fmt: str, output: str | None, inline_context: bool) -
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=7878, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds a query may run.")
+@click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Rows (or triples) returned at most per query.")
+@click.option("--cors", "cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN ('*' for any).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Query worker processes.")
+@pass_state
+@handle_errors
+def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, cors: tuple[str, ...], workers: int) -> None:
+    """Serve the graph read-only over the SPARQL 1.1 Protocol, with a query page at /.
+
+    The endpoint is /sparql (GET ?query=, POST form, POST application/sparql-query);
+    named queries run at /queries/NAME?param=value. Updates are refused, SERVICE
+    is refused, nothing is fetched on a client's behalf. It listens on 127.0.0.1
+    unless told otherwise; load and fetch can keep writing while it runs.
+
+    \b
+    Example:
+      konbini-ld serve --port 7878
+      curl -H 'Accept: text/csv' 'http://127.0.0.1:7878/sparql?query=SELECT+*+WHERE+{?s+?p+?o}+LIMIT+5'
+    """
+    from .server import ServeOptions, serve as run_server
+
+    with state.open():  # create the store if needed, apply anything left in the archive, release the lock
+        pass
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        state.warn(f"listening on {host}: the endpoint is reachable from other machines (read-only)")
+    options = {k: v for k, v in state.remote.items() if v}
+    if not state.is_remote:
+        options.pop("update_url", None)
+        options.pop("gsp_url", None)
+    opts = ServeOptions(str(state.location), options, timeout=timeout, max_rows=max_rows, cors_origins=cors,
+                        workers=workers)
+    state.note(f"serving {state.location} read-only at http://{host}:{port}/ (SPARQL endpoint /sparql); Ctrl-C stops")
+    run_server(opts, host=host, port=port)
+
+
+@main.command()
 @click.option("--to", "to", required=True, metavar="URL", help="Query endpoint of the target SPARQL server.")
 @click.option("--to-update-url", metavar="URL", help="Target's update endpoint, if it cannot be derived.")
 @click.option("--to-gsp-url", metavar="URL", help="Target's Graph Store endpoint, if it cannot be derived.")
@@ -474,6 +513,37 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
     with state.open(read_only=True) as store:
         counts = do_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)
     state.note(f"pushed {sum(counts.values())} triples in {len(counts)} graphs to {redact(to)}")
+
+
+@main.command()
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "turtle"]), default="text", show_default=True,
+              help="turtle: the machine-readable SHACL report.")
+@click.option("--shapes", type=click.Path(exists=True, dir_okay=False), help="Validate against these shapes instead.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Results shown in text form.")
+@pass_state
+@handle_errors
+def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
+    """Check the graph against the bundled SHACL shapes (Audio, Person, Video, Image).
+
+    Exits 0 when the graph conforms, 1 when it does not.
+
+    \b
+    Examples:
+      konbini-ld validate
+      konbini-ld validate --format turtle > report.ttl
+    """
+    from .validate import iter_lines, validate as do_validate
+
+    with state.open(read_only=True) as store:
+        report = do_validate(store, shapes=shapes)
+    if fmt == "turtle":
+        click.echo(report.turtle())
+    else:
+        for line in iter_lines(report, limit):
+            click.echo(line)
+    state.note(report.summary())
+    if not report.conforms:
+        sys.exit(1)
 
 
 @main.command()

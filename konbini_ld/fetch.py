@@ -11,6 +11,7 @@ kept, so the next run resumes where this one stopped.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -156,6 +157,10 @@ class _Runner:
         self.received: list[tuple[Response, Any]] = []
         self.pending_apply: list[tuple[Any, Response]] = []
         self.last_flush = time.monotonic()
+        # the graph is written on its own thread, so mapping never holds up the requests
+        self.batches: queue.Queue[list[tuple[Any, Response]] | None] = queue.Queue(maxsize=8)
+        self.writer_error: BaseException | None = None
+        self.writer = threading.Thread(target=self._write_loop, name="konbini-writer", daemon=True)
 
     # -- planning --------------------------------------------------------------
 
@@ -193,16 +198,26 @@ class _Runner:
         return self.max_credits is None or self.report.credits_used + in_flight < self.max_credits
 
     def run(self, jobs: list[_Job]) -> None:
-        queue = list(reversed(jobs))
+        self.writer.start()
+        try:
+            self._run(jobs)
+        finally:
+            self.batches.put(None)
+            self.writer.join()
+        if self.writer_error is not None:
+            raise self.writer_error
+
+    def _run(self, jobs: list[_Job]) -> None:
+        todo = list(reversed(jobs))
         running: dict[Future[ApiResponse], _Job] = {}
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="konbini-fetch")
         try:
-            while queue or running:
-                while queue and len(running) < self.concurrency and not self.stop.is_set():
+            while todo or running:
+                while todo and len(running) < self.concurrency and not self.stop.is_set():
                     if not self._credits_left(len(running)):
                         self._halt("max-credits")
                         break
-                    job = queue.pop()
+                    job = todo.pop()
                     running[pool.submit(self._request, job)] = job
                 if not running:
                     break
@@ -211,13 +226,13 @@ class _Runner:
                     job = running.pop(future)
                     follow = self._collect(job, future)
                     if follow is not None and not self.stop.is_set():
-                        queue.append(follow)
+                        todo.append(follow)
                 self._archive_received()
                 self._apply(force=False)
-            self.report.not_requested += len(queue)
+            self.report.not_requested += len(todo)
         except KeyboardInterrupt:
             self._halt("interrupted")
-            self.report.not_requested += len(queue)
+            self.report.not_requested += len(todo)
             self._drain(running)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -311,14 +326,28 @@ class _Runner:
         due = time.monotonic() - self.last_flush >= _FLUSH_SECONDS
         if not (force or due or len(self.pending_apply) >= _FLUSH_RESPONSES):
             return
-        records = [r for r, _ in self.pending_apply if r is not None]
-        responses = [resp for _, resp in self.pending_apply]
-        self.pending_apply = []
+        batch, self.pending_apply = self.pending_apply, []
         self.last_flush = time.monotonic()
-        load = self.store.apply_archived(records, responses)
-        self.report.load.merge(load)
-        self.report.fetched += sum(1 for r in responses if r.status == 200) - len(load.failed)
-        self.report.failed.extend(load.failed)
+        self.batches.put(batch)
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self.batches.get()
+            if batch is None:
+                return
+            if self.writer_error is not None:
+                continue  # keep draining so the fetching side never blocks
+            try:
+                records = [r for r, _ in batch if r is not None]
+                responses = [resp for _, resp in batch]
+                load = self.store.apply_archived(records, responses)
+            except BaseException as exc:  # surfaced by run(); archived responses replay on next open
+                self.writer_error = exc
+                self._halt("store-error")
+                continue
+            self.report.load.merge(load)
+            self.report.fetched += sum(1 for r in responses if r.status == 200) - len(load.failed)
+            self.report.failed.extend(load.failed)
 
 
 def _error_body(exc: FetchError) -> str:

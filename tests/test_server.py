@@ -1,0 +1,249 @@
+"""`konbini-ld serve` as a real process, queried by real HTTP clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS
+from konbini_ld import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    def __init__(self, store: Path, *extra: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "konbini_ld", "--store", str(store), "serve", "--port", str(self.port), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/queries", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read() if self.proc.stderr else "serve exited")
+                time.sleep(0.1)
+        raise RuntimeError("serve did not start")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=15)
+        return err
+
+
+@pytest.fixture(scope="module")
+def data_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("served") / "store"
+    with open_store(path) as store:
+        store.load([SEED, NEWER, VIDEOS])
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(data_store: Path) -> Any:
+    server = Served(data_store, "--timeout", "2", "--max-rows", "50")
+    yield server
+    server.stop()
+
+
+def sparql(served: Served, query: str, accept: str, method: str = "GET") -> requests.Response:
+    if method == "GET":
+        return requests.get(served.url + "/sparql", params={"query": query}, headers={"Accept": accept}, timeout=30)
+    if method == "FORM":
+        return requests.post(served.url + "/sparql", data={"query": query}, headers={"Accept": accept}, timeout=30)
+    return requests.post(served.url + "/sparql", data=query.encode(), timeout=30,
+                         headers={"Accept": accept, "Content-Type": "application/sparql-query"})
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of sockets listening on ``port`` (Linux /proc/net/tcp, state 0A)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if int(p, 16) == port and state == "0A":
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(addr))))
+    return found
+
+
+def test_binds_loopback_by_default(served: Served) -> None:
+    assert _listening_addresses(served.port) == {"127.0.0.1"}
+
+
+def test_rdflib_sparqlstore_gets_the_same_answers_as_query(served: Served, data_store: Path) -> None:
+    from rdflib import URIRef
+    from rdflib.plugins.stores.sparqlstore import SPARQLStore
+
+    from konbini_ld.queries import named_queries
+    from konbini_ld.rdflib_view import to_rdflib
+
+    remote = SPARQLStore(served.url + "/sparql", returnFormat="json")
+    with open_store(data_store, read_only=True) as store:
+        for name, params in [("top-audios", {}), ("creators", {}), ("original-vs-licensed", {}),
+                             ("audios-by-creator", {"creator": KHABY}), ("videos-using-audio", {"audio": AUDIO_IRI})]:
+            local = [[to_rdflib(t) if t is not None else None for t in row] for row in store.run_named(name, params).rows()]
+            bindings = {k: URIRef(v) for k, v in params.items()}
+            got = [list(row) for row in
+                   remote.query(named_queries()[name].text, initNs={}, initBindings=bindings, queryGraph=None)]
+            assert got == local, name
+
+
+@pytest.mark.parametrize(
+    ("accept", "expect"),
+    [
+        ("application/sparql-results+json", "application/sparql-results+json"),
+        ("application/sparql-results+xml", "application/sparql-results+xml"),
+        ("text/csv", "text/csv"),
+        ("text/tab-separated-values", "text/tab-separated-values"),
+        ("*/*", "application/sparql-results+json"),
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "FORM", "POST"])
+def test_select_content_negotiation(served: Served, accept: str, expect: str, method: str) -> None:
+    r = sparql(served, f"SELECT ?n WHERE {{ <{AUDIO_IRI}> <https://konbiniapi.com/ns/social#videoCount> ?n }}", accept, method)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(expect)
+    assert "500000" in r.text
+
+
+@pytest.mark.parametrize(
+    ("accept", "expect", "marker"),
+    [("text/turtle", "text/turtle", "ks:videoCount 500000"), ("application/n-triples", "application/n-triples", "<https://konbiniapi.com/ns/social#videoCount> \"500000\""),
+     ("application/ld+json", "application/ld+json", '"videoCount": 500000')],
+)
+def test_construct_content_negotiation(served: Served, accept: str, expect: str, marker: str) -> None:
+    r = sparql(served, f"CONSTRUCT {{ ?a ?p ?o }} WHERE {{ BIND(<{AUDIO_IRI}> AS ?a) ?a ?p ?o }}", accept)
+    assert r.status_code == 200 and r.headers["content-type"].startswith(expect)
+    assert marker in r.text
+
+
+def test_ask(served: Served) -> None:
+    r = sparql(served, "ASK { ?s a <https://www.w3.org/ns/activitystreams#Audio> }", "application/sparql-results+json")
+    assert r.json() == {"head": {}, "boolean": True}
+
+
+def test_status_codes(served: Served) -> None:
+    assert sparql(served, "SELECT * WHERE { ?s ?p }", "application/json").status_code == 400
+    assert requests.get(served.url + "/sparql", timeout=5).status_code == 400
+    assert sparql(served, "SELECT * WHERE { ?s ?p ?o }", "image/png").status_code == 406
+    r = sparql(served, "SELECT * WHERE { SERVICE <http://127.0.0.1:9/sparql> { ?s ?p ?o } }", "application/json")
+    assert r.status_code == 400 and "SERVICE" in r.text
+    assert requests.post(served.url + "/sparql", data="x", headers={"Content-Type": "text/plain"}, timeout=5).status_code == 415
+
+
+def test_updates_are_refused_and_change_nothing(served: Served) -> None:
+    count = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"
+    before = sparql(served, count, "text/csv").text
+    drop = "DELETE WHERE { ?s ?p ?o }"
+    r1 = requests.post(served.url + "/sparql", data=drop, headers={"Content-Type": "application/sparql-update"}, timeout=5)
+    r2 = requests.post(served.url + "/sparql", data={"update": drop}, timeout=5)
+    r3 = sparql(served, drop, "application/json")
+    assert (r1.status_code, r2.status_code, r3.status_code) == (403, 403, 400)
+    assert sparql(served, count, "text/csv").text == before
+
+
+def test_result_size_cap(served: Served) -> None:
+    r = sparql(served, "SELECT * WHERE { ?s ?p ?o }", "application/sparql-results+json")
+    assert len(r.json()["results"]["bindings"]) == 50
+    assert r.headers["x-result-truncated"] == "50"
+
+
+def test_query_timeout_stops_the_query_and_the_server_keeps_answering(served: Served) -> None:
+    heavy = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }"
+    started = time.monotonic()
+    r = sparql(served, heavy, "application/json")
+    assert r.status_code == 503 and "time limit" in r.text
+    assert time.monotonic() - started < 15
+    assert sparql(served, "ASK { ?s ?p ?o }", "application/json").json()["boolean"] is True
+
+
+def test_named_queries_over_http(served: Served) -> None:
+    listed = requests.get(served.url + "/queries", timeout=5).json()
+    assert {"top-audios", "search"} <= {q["name"] for q in listed}
+    r = requests.get(served.url + "/queries/search", params={"text": "original"}, headers={"Accept": "text/csv"}, timeout=5)
+    assert r.status_code == 200 and "khaby.lame" in r.text
+    assert requests.get(served.url + "/queries/audios-by-creator", timeout=5).status_code == 400
+    assert requests.get(served.url + "/queries/nope", timeout=5).status_code == 404
+
+
+def test_no_cors_unless_asked(served: Served, data_store: Path) -> None:
+    r = requests.get(served.url + "/queries", headers={"Origin": "https://example.org"}, timeout=5)
+    assert "access-control-allow-origin" not in r.headers
+    server = Served(data_store, "--cors", "https://example.org")
+    try:
+        r = requests.get(server.url + "/queries", headers={"Origin": "https://example.org"}, timeout=5)
+        assert r.headers["access-control-allow-origin"] == "https://example.org"
+    finally:
+        server.stop()
+
+
+def test_store_stays_writable_while_serving(served: Served, data_store: Path, tmp_path: Path) -> None:
+    from helpers import seed_data, write_json
+
+    other = seed_data()
+    other["id"] = "https://www.tiktok.com/music/another-sound-1"
+    with open_store(data_store) as store:  # the writer's lock is free: serve holds read-only views
+        store.load([write_json(tmp_path / "o.json", {"data": other})])
+    r = sparql(served, "SELECT (COUNT(?a) AS ?n) WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> }", "text/csv")
+    assert r.text.split()[-1] == "2"
+
+
+def test_query_page_shows_a_results_table_for_a_named_query(served: Served, tmp_path: Path) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(served.url + "/")
+        wait = WebDriverWait(driver, 20)
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        Select(driver.find_element(By.ID, "named")).select_by_value("top-audios")
+        driver.find_element(By.ID, "run").click()
+        table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
+        headers = [th.text for th in table.find_elements(By.TAG_NAME, "th")]
+        assert headers == ["audio", "name", "videoCount", "creator", "username"]
+        cells = [td.text for td in table.find_elements(By.TAG_NAME, "td")]
+        assert AUDIO_IRI in cells and "khaby.lame" in cells and "500000" in cells
+        shot = tmp_path / "query-page.png"
+        assert driver.save_screenshot(str(shot))
+        png = shot.read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width >= 1000 and height >= 600
+        table_png = table.screenshot_as_png
+        assert len(table_png) > 1000  # the rendered table, not an empty box
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert driver.find_element(By.ID, "status").text.startswith(f"{len(rows)} row")
+        shot.replace(Path(os.environ.get("KONBINI_LD_SCREENSHOT_DIR", tmp_path)) / "query-page.png")
+    finally:
+        driver.quit()

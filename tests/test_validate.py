@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from rdflib import Graph, Literal, Namespace
+
+from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
+from konbini_ld.cli import main
+from konbini_ld.validate import validate
+
+SH = Namespace("http://www.w3.org/ns/shacl#")
+
+
+def test_the_samples_conform(store: Any) -> None:
+    store.load([SEED, NEWER, VIDEOS])
+    report = validate(store)
+    assert report.conforms and report.results == []
+
+
+def test_violations_name_node_path_and_value(store: Any, tmp_path: Path) -> None:
+    bad = seed_data()
+    bad["attributedTo"]["followerCount"] = -5
+    bad["icon"] = {"type": "Image", "width": 3}  # no url
+    store.load([write_json(tmp_path / "bad.json", {"data": bad})])
+    report = validate(store)
+    assert not report.conforms
+    lines = [str(r) for r in report.results]
+    assert any(KHABY in line and "ks:followerCount" in line and "-5" in line for line in lines), lines
+    assert any("as:url" in line and "an image needs a url" in line for line in lines), lines
+
+
+def test_cli_exit_codes_and_turtle_report(tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    runner = CliRunner()
+    runner.invoke(main, ["--store", store, "load", str(SEED)], catch_exceptions=False)
+    ok = runner.invoke(main, ["--store", store, "validate"], catch_exceptions=False)
+    assert ok.exit_code == 0 and "conforms" in ok.stderr
+    bad = seed_data()
+    bad["videoCount"] = -1
+    runner.invoke(main, ["--store", store, "load", str(write_json(tmp_path / "b.json", {"data": bad}))])
+    r = runner.invoke(main, ["--store", store, "validate"], catch_exceptions=False)
+    assert r.exit_code == 1 and "ks:videoCount" in r.stdout and "does not conform" in r.stderr
+    r = runner.invoke(main, ["--store", store, "validate", "--format", "turtle"], catch_exceptions=False)
+    assert r.exit_code == 1
+    g = Graph().parse(data=r.stdout, format="turtle")
+    assert (None, SH.conforms, Literal(False)) in g
