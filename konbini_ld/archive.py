@@ -20,7 +20,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .errors import StoreError
@@ -55,6 +55,9 @@ class ArchiveRecord:
     credits_used: int | None = None
     credits_remaining: int | None = None
     key: str | None = None
+
+
+_FIELDS = tuple(f.name for f in fields(ArchiveRecord))
 
 
 class Archive:
@@ -129,7 +132,10 @@ class Archive:
         target = segments[-1] if segments and segments[-1].stat().st_size < _SEGMENT_BYTES else None
         if target is None:
             target = self.path / f"{records[0].seq:012d}{_SUFFIX}"
-        payload = "".join(json.dumps(asdict(r), ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+        payload = "".join(
+            json.dumps({name: getattr(r, name) for name in _FIELDS}, ensure_ascii=False, separators=(",", ":")) + "\n"
+            for r in records
+        )
         data = gzip.compress(payload.encode("utf-8"), compresslevel=1, mtime=0)
         try:
             with open(target, "ab") as fh:

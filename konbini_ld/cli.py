@@ -176,7 +176,7 @@ def _report_load(state: Context, report: Any, what: str) -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
-@click.option("--batch-size", default=500, show_default=True, help="Responses per store transaction.")
+@click.option("--batch-size", default=2000, show_default=True, help="Responses per write batch.")
 @pass_state
 @handle_errors
 def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:

@@ -87,7 +87,15 @@ class OfflineDocumentLoader:
             raise JsonLdError(
                 str(exc), "jsonld.LoadDocumentError", {"url": url}, code="loading remote context failed"
             ) from exc
-        return {"contentType": "application/ld+json", "contextUrl": None, "documentUrl": url, "document": document}
+        # "tag": "static" lets pyld keep the processed context between documents instead of
+        # re-canonicalising it for every one (a third of pyld's time on small documents)
+        return {
+            "contentType": "application/ld+json",
+            "contextUrl": None,
+            "documentUrl": url,
+            "document": document,
+            "tag": "static",
+        }
 
 
 @cache

@@ -20,7 +20,7 @@ from .errors import ContextError, ExpandError
 from .namespaces import GENID, RDF, XSD
 from .normalize import EXACT_DOUBLE
 
-__all__ = ["check_literal", "expand", "to_triples"]
+__all__ = ["check_literal", "expand", "nt_iri", "nt_literal", "to_lines", "to_triples"]
 
 _LEXICAL = {
     XSD + "integer": re.compile(r"[+-]?\d+"),
@@ -35,6 +35,44 @@ _LEXICAL = {
     ),
 }
 _RDF_FIRST, _RDF_REST = RDF + "first", RDF + "rest"
+
+
+# N-Triples escapes, exactly as Oxigraph writes them (so strings compare equal to str(term))
+_ESCAPES = {i: f"\\u{i:04X}" for i in range(0x20)}
+_ESCAPES.update({0x7F: "\\u007F", 0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f",
+                 0x0D: "\\r"})
+_XSD_STRING = XSD + "string"
+
+
+def nt_literal(lexical: str, datatype: str | None = None, language: str | None = None) -> str:
+    r"""A literal in N-Triples syntax.
+
+    >>> print(nt_literal('say "hi"'), nt_literal("5", "http://www.w3.org/2001/XMLSchema#integer"))
+    "say \"hi\"" "5"^^<http://www.w3.org/2001/XMLSchema#integer>
+    """
+    body = '"' + lexical.translate(_ESCAPES) + '"'
+    if language:
+        return f"{body}@{language}"
+    if datatype and datatype != _XSD_STRING:
+        return f"{body}^^<{datatype}>"
+    return body
+
+
+def nt_iri(iri: str) -> str:
+    """An IRI in N-Triples syntax, checked by Oxigraph's IRI parser.
+
+    :raises ExpandError: not a valid absolute IRI.
+    """
+    try:
+        ox.NamedNode(iri)
+    except ValueError as exc:
+        raise ExpandError(f"invalid IRI {iri!r}") from exc
+    return f"<{iri}>"
+
+
+def to_lines(pyld_triples: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Like :func:`to_triples`, as N-Triples terms (subject, predicate, object strings)."""
+    return [(str(t.subject), str(t.predicate), str(t.object)) for t in to_triples(pyld_triples)]
 
 
 def check_literal(value: str, datatype: str) -> bool:

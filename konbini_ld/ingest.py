@@ -10,6 +10,7 @@ The pipeline for one response is::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -22,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import pyoxigraph as ox
 
 from .errors import ExpandError, InputError, KonbiniError
-from .expand import expand, to_triples
+from .expand import expand, to_lines
 from .normalize import normalize
+from .shapes_cache import default_cache
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -81,19 +82,24 @@ class Prepared:
     """A response after the pipeline: its triples, or why it failed.
 
     :ivar response: the input.
-    :ivar triples: all triples of all documents in the response (empty on error).
+    :ivar triples: all triples of all documents in the response (empty on error), as
+        N-Triples terms ``(subject, predicate, object)``.
     :ivar unknown_keys: keys no context defines, ``"Type.key"`` → IRI kept under.
     :ivar error: the reason the response cannot be loaded, or ``None``.
     """
 
     response: Response
-    triples: list[ox.Triple] = field(default_factory=list)
+    triples: list[tuple[str, str, str]] = field(default_factory=list)
     unknown_keys: dict[str, str] = field(default_factory=dict)
     error: InputError | None = None
     source_url: str | None = None
     credits_used: int | None = None
     credits_remaining: int | None = None
     next_cursor: str | None = None
+    #: the triples as N-Triples lines grouped by (entity, property), each group carrying the
+    #: lines of the skolemised objects it owns: the unit the upsert replaces
+    groups: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -105,6 +111,7 @@ class Prepared:
         return self.response.status == 404
 
 
+@functools.lru_cache(maxsize=4096)
 def source_iri(source: str, line: int | None = None) -> str:
     """The IRI provenance records for a response's origin.
 
@@ -230,8 +237,12 @@ def _kind(value: Any) -> str:
     return "an array" if isinstance(value, list) else "an object"
 
 
-def prepare(response: Response) -> Prepared:
-    """Run the whole pipeline on one response. Bad input is returned, not raised."""
+def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
+    """Run the whole pipeline on one response. Bad input is returned, not raised.
+
+    :param shape_cache: re-use pyld's expansion for documents shaped like earlier ones
+        (:mod:`konbini_ld.shapes_cache`); ``False`` runs plain pyld on every document.
+    """
     out = Prepared(response)
     if response.status == 404:
         return out
@@ -251,9 +262,14 @@ def prepare(response: Response) -> Prepared:
             if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
                 out.next_cursor = str(cursor)
             normalized = normalize(document)
-            out.triples.extend(to_triples(expand(normalized.document)))
+            if shape_cache:
+                out.triples.extend(default_cache().lines(normalized.document))
+            else:
+                out.triples.extend(to_lines(expand(normalized.document)))
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
+        out.groups = group_lines(out.triples)
+        out.count = len(out.triples)
     except InputError as exc:
         out.triples = []
         out.error = exc.located(response.source, response.line)
@@ -263,6 +279,50 @@ def prepare(response: Response) -> Prepared:
     except RecursionError:
         out.triples = []
         out.error = ExpandError("document is nested too deeply", source=response.source, line=response.line)
+    return out
+
+
+_GENID_NT = "<urn:konbini-ld:genid:"
+
+
+def group_lines(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    """Group triples by (entity, property); each group also holds the lines of the skolemised
+    objects reachable from its values (which it owns: they are replaced with it).
+
+    >>> g = group_lines([("<a>", "<p>", "<urn:konbini-ld:genid:1>"), ("<urn:konbini-ld:genid:1>", "<q>", '"x"')])
+    >>> g[("<a>", "<p>")]
+    ['<a> <p> <urn:konbini-ld:genid:1> .\\n', '<urn:konbini-ld:genid:1> <q> "x" .\\n']
+    """
+    owned: dict[str, list[tuple[str, str]]] = {}
+    carried: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for s, p, o in triples:
+        line = f"{s} {p} {o} .\n"
+        if s.startswith(_GENID_NT):
+            owned.setdefault(s, []).append((line, o))
+        else:
+            carried.setdefault((s, p), []).append((line, o))
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, items in carried.items():
+        lines = [line for line, _ in items]
+        stack = [o for _, o in items if o.startswith(_GENID_NT)]
+        seen: set[str] = set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            for line, o in owned.get(node, ()):
+                lines.append(line)
+                if o.startswith(_GENID_NT):
+                    stack.append(o)
+        groups[key] = lines
+    return groups
+
+
+def prepare_for_store(response: Response) -> Prepared:
+    """:func:`prepare` for the store's worker processes: only what the upsert needs travels back."""
+    out = prepare(response)
+    out.triples = []
     return out
 
 

@@ -21,7 +21,7 @@ embedded store: the planning happens here, the server receives plain
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -146,29 +146,18 @@ class SparqlBackend:
             for row in self._select(f"SELECT ?s ?p ?o{proj} WHERE {{ GRAPH {g} {{ VALUES ?s {{ {values} }} ?s ?p ?o }} }}"):
                 yield ox.Quad(row["s"], row["p"], row["o"], graph if graph is not None else row["g"])
 
-    def existing_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> set[ox.NamedNode]:
-        found: set[ox.NamedNode] = set()
-        subjects = list(subjects)
-        for i in range(0, len(subjects), _CHUNK_SUBJECTS):
-            values = " ".join(str(s) for s in subjects[i : i + _CHUNK_SUBJECTS])
-            found.update(
-                row["s"]
-                for row in self._select(f"SELECT DISTINCT ?s WHERE {{ GRAPH {graph} {{ VALUES ?s {{ {values} }} ?s ?p ?o }} }}")
-            )
-        return found
-
-    def apply(self, deletes: Sequence[ox.Quad], inserts: Sequence[ox.Quad]) -> None:
+    def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         for graph, quads in _by_graph(deletes).items():
             for i in range(0, len(quads), _CHUNK_QUADS):
                 self._update(f"DELETE DATA {{ GRAPH {graph} {{\n{_nt(quads[i : i + _CHUNK_QUADS])}}} }}")
-        for graph, quads in _by_graph(inserts).items():
-            for i in range(0, len(quads), _CHUNK_QUADS * 5):
-                chunk = quads[i : i + _CHUNK_QUADS * 5]
+        for graph, lines in inserts.items():
+            for i in range(0, len(lines), _CHUNK_QUADS * 5):
+                text = "".join(lines[i : i + _CHUNK_QUADS * 5])
                 if self.endpoints.gsp:
                     self._post(self.endpoints.gsp, what="graph upload", params={"graph": graph.value},
-                               data=_nt(chunk).encode("utf-8"), headers={"Content-Type": "application/n-triples"})
+                               data=text.encode("utf-8"), headers={"Content-Type": "application/n-triples"})
                 else:
-                    self._update(f"INSERT DATA {{ GRAPH {graph} {{\n{_nt(chunk)}}} }}")
+                    self._update(f"INSERT DATA {{ GRAPH {graph} {{\n{text}}} }}")
 
     def replace_graph(self, graph: ox.NamedNode, ntriples: IO[bytes] | bytes) -> None:
         """Replace a whole graph with N-Triples (Graph Store ``PUT``): an idempotent copy."""

@@ -31,31 +31,39 @@ import pyoxigraph as ox
 from .archive import Archive, ArchiveRecord
 from .backends import Backend, OxigraphBackend
 from .errors import InputError, StoreError
-from .ingest import Prepared, Response, body_sha256, iter_sources, prepare, source_iri, text_stream
+from .expand import nt_iri, nt_literal
+from .ingest import (  # noqa: F401 - text_stream is used by the doctest
+    Prepared,
+    Response,
+    body_sha256,
+    group_lines,
+    iter_sources,
+    prepare,
+    prepare_for_store,
+    source_iri,
+    text_stream,
+)
 from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD, is_genid
 
 __all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store", "push"]
 
 _DATA = ox.NamedNode(DATA_GRAPH)
 _PROV = ox.NamedNode(PROV_GRAPH)
-_RDF_TYPE = ox.NamedNode(RDF + "type")
-_GENERATED_BY = ox.NamedNode(PROV + "wasGeneratedBy")
-_ACTIVITY = ox.NamedNode(PROV + "Activity")
-_USED = ox.NamedNode(PROV + "used")
-_ENDED = ox.NamedNode(PROV + "endedAtTime")
-_SHA = ox.NamedNode(KS + "responseSha256")
-_LINE = ox.NamedNode(KS + "sourceLine")
-_CREDITS_USED = ox.NamedNode(KS + "creditsUsed")
-_CREDITS_REMAINING = ox.NamedNode(KS + "creditsRemaining")
-_STATUS = ox.NamedNode(KS + "httpStatus")
-_REQUESTED = ox.NamedNode(KS + "requested")
-_NEXT_CURSOR = ox.NamedNode(KS + "nextCursor")
-_MAPPING_FAILED = ox.NamedNode(KS + "mappingFailed")
-_XSD_BOOL = ox.NamedNode(XSD + "boolean")
-_XSD_INT = ox.NamedNode(XSD + "integer")
-_XSD_DATETIME = ox.NamedNode(XSD + "dateTime")
+_RDF_TYPE = f"<{RDF}type>"
+_GENERATED_BY = f"<{PROV}wasGeneratedBy>"
+_ACTIVITY = f"<{PROV}Activity>"
+_USED = f"<{PROV}used>"
+_ENDED = f"<{PROV}endedAtTime>"
+_SHA = f"<{KS}responseSha256>"
+_LINE = f"<{KS}sourceLine>"
+_CREDITS_USED = f"<{KS}creditsUsed>"
+_CREDITS_REMAINING = f"<{KS}creditsRemaining>"
+_STATUS = f"<{KS}httpStatus>"
+_REQUESTED = f"<{KS}requested>"
+_NEXT_CURSOR = f"<{KS}nextCursor>"
+_MAPPING_FAILED = f"<{KS}mappingFailed>"
 
-DEFAULT_BATCH = 500
+DEFAULT_BATCH = 2000
 
 
 @dataclass(slots=True)
@@ -114,73 +122,103 @@ def _observation_iri(source: str, line: int | None, sha: str) -> str:
     return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}".encode()).hexdigest()[:32]
 
 
-def _int(value: int) -> ox.Literal:
-    return ox.Literal(str(value), datatype=_XSD_INT)
+def _int(value: int) -> str:
+    return f'"{int(value)}"^^<{XSD}integer>'
+
+
+_GENID_NT = "<" + GENID
+
+
+def _node(text: str) -> ox.NamedNode:
+    return ox.NamedNode(text[1:-1])
 
 
 class _Planner:
-    """Collects a batch's triples and turns them into the deletes and inserts of the upsert rule."""
+    """Collects a batch's triple groups and turns them into the upsert's deletes and inserts.
 
-    def __init__(self, graph: ox.NamedNode) -> None:
+    :param known: entities this store already holds in ``graph`` (embedded store: kept in memory,
+        so new entities cost no lookup), or ``None`` to ask the backend about every one.
+    """
+
+    def __init__(self, graph: ox.NamedNode, known: set[str] | None, seen: dict[str, int] | None = None) -> None:
         self.graph = graph
-        self.final: dict[tuple[ox.NamedNode, ox.NamedNode], list[ox.Term]] = {}
-        self.owned: dict[ox.NamedNode, list[ox.Triple]] = {}
+        self.known = known
+        self.seen = seen  # entity -> hash of what this process last wrote for it
+        self.final: dict[tuple[str, str], list[str]] = {}
+        self._written: dict[str, int] = {}
 
-    def add_document(self, triples: Iterable[ox.Triple]) -> set[ox.NamedNode]:
-        """Record one response's triples (later responses win per entity and property)."""
-        carried: dict[tuple[ox.NamedNode, ox.NamedNode], list[ox.Term]] = {}
-        for t in triples:
-            s = t.subject
-            if s.value.startswith(GENID):
-                self.owned.setdefault(s, []).append(t)
-            else:
-                carried.setdefault((s, t.predicate), []).append(t.object)
-        self.final.update(carried)
-        return {s for s, _ in carried}
+    def add(self, groups: dict[tuple[str, str], list[str]]) -> None:
+        """Record one response's groups (later responses win per entity and property)."""
+        self.final.update(groups)
 
-    def plan(self, backend: Backend) -> tuple[list[ox.Quad], list[ox.Quad]]:
-        g = self.graph
-        inserts: dict[ox.Quad, None] = {}
-        stack: list[ox.NamedNode] = []
-        for (s, p), objects in self.final.items():
-            for o in objects:
-                inserts[ox.Quad(s, p, o, g)] = None
-                if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
-                    stack.append(o)
-        seen: set[ox.NamedNode] = set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            for t in self.owned.get(node, ()):
-                inserts[ox.Quad(t.subject, t.predicate, t.object, g)] = None
-                o = t.object
-                if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
-                    stack.append(o)
+    def plan(self, backend: Backend, before_read: Callable[[Iterable[str]], None] | None = None) -> tuple[list[ox.Quad], list[str]]:
+        """Quads to delete, and N-Triples lines to insert, for this graph.
 
-        subjects = list({s for s, _ in self.final})
-        present = backend.existing_subjects(subjects, g) if subjects else set()
-        deletes: dict[ox.Quad, None] = {}
+        :param before_read: called with the entities about to be read from the store (so a
+            write still in progress for any of them can be waited for).
+        """
+        if self.seen is not None:
+            self._skip_unchanged()
+        inserts: set[str] = set()
+        for lines in self.final.values():
+            inserts.update(lines)
+        subjects = {s for s, _ in self.final}
+        check = subjects if self.known is None else [s for s in subjects if s in self.known]
+        deletes: list[ox.Quad] = []
+        unchanged: set[str] = set()
         old_owned: list[ox.NamedNode] = []
-        if present:
-            for q in backend.quads_for_subjects(list(present), g):
-                if (q.subject, q.predicate) in self.final:
-                    deletes[q] = None
-                    o = q.object
-                    if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
-                        old_owned.append(o)
+
+        def consider(q: ox.Quad) -> None:
+            line = f"{q.subject} {q.predicate} {q.object} .\n"
+            if line in inserts:
+                unchanged.add(line)
+            else:
+                deletes.append(q)
+            o = q.object
+            if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
+                old_owned.append(o)
+
+        if check:
+            if before_read is not None:
+                before_read(check)
+            final = self.final
+            for q in backend.quads_for_subjects([_node(s) for s in check], self.graph):
+                if (str(q.subject), str(q.predicate)) in final:
+                    consider(q)
         done: set[ox.NamedNode] = set()
         while old_owned:
             batch = [n for n in dict.fromkeys(old_owned) if n not in done]
             old_owned = []
             done.update(batch)
-            for q in backend.quads_for_subjects(batch, g):
-                deletes[q] = None
-                o = q.object
-                if isinstance(o, ox.NamedNode) and o.value.startswith(GENID) and o not in done:
-                    old_owned.append(o)
-        return [q for q in deletes if q not in inserts], [q for q in inserts if q not in deletes]
+            for q in backend.quads_for_subjects(batch, self.graph):
+                consider(q)
+        if self.known is not None:
+            self.known.update(subjects)
+        return deletes, [line for line in inserts if line not in unchanged]
+
+    def _skip_unchanged(self) -> None:
+        """Drop entities observed exactly as this process last wrote them: the upsert would change nothing."""
+        by_entity: dict[str, list[tuple[str, str]]] = {}
+        for key in self.final:
+            by_entity.setdefault(key[0], []).append(key)
+        seen = self.seen
+        assert seen is not None
+        for entity, keys in by_entity.items():
+            keys.sort()
+            digest = hash(tuple((k[1], tuple(self.final[k])) for k in keys))
+            if seen.get(entity) == digest:
+                for k in keys:
+                    del self.final[k]
+            else:
+                self._written[entity] = digest
+
+    def final_subjects(self) -> set[str]:
+        return {s for s, _ in self.final}
+
+    def committed(self) -> None:
+        """Call once the plan is written: remember what each entity now holds."""
+        if self.seen is not None:
+            self.seen.update(self._written)
 
 
 class KonbiniStore:
@@ -226,6 +264,11 @@ class KonbiniStore:
             Archive(self._state_dir / "archive") if self._state_dir is not None else None
         )
         self._graph: Any = None
+        self._known_subjects: dict[str, set[str]] = {}
+        self._seen: dict[str, int] = {}
+        self._writer: Any = None
+        self._writer_error: BaseException | None = None
+        self._pending: set[str] = set()
         if not read_only:
             self.recover()
 
@@ -239,8 +282,11 @@ class KonbiniStore:
 
     def close(self) -> None:
         """Flush and release the store (its lock is freed for other processes)."""
-        self._graph = None
-        self.backend.close()
+        try:
+            self._sync()
+        finally:
+            self._graph = None
+            self.backend.close()
 
     @property
     def _state_path(self) -> Path | None:
@@ -297,39 +343,46 @@ class KonbiniStore:
         batch_size: int = DEFAULT_BATCH,
         archive_failed: bool = False,
         progress: Callable[[int], None] | None = None,
+        workers: int | None = None,
     ) -> LoadReport:
         """Ingest raw responses: prepare, archive, upsert, in batches.
+
+        Large inputs are prepared (parsed, normalised, expanded) by worker processes
+        while the previous batch is written, one batch ahead, so memory stays flat.
 
         :param archive_failed: archive responses even when they cannot be mapped (API
             responses that were paid for), so that ``rebuild`` can recover them later.
         :param progress: called with the number of responses handled after each batch.
+        :param workers: preparing processes (``None``: one per CPU; ``0``: none, all in-process).
         """
         self._writable()
         report = LoadReport()
-        batch: list[Response] = []
-        for item in responses:
-            if isinstance(item, InputError):
-                report.failed.append(item)
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                report.merge(self._ingest_batch(batch, archive_failed=archive_failed))
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            report.merge(self._ingest_batch(batch, archive_failed=archive_failed))
+        pool = _Preparers(workers)
+        pending: Any = None
+
+        def finish(job: Any) -> None:
+            batch, prepared = job
+            prepared = prepared.get() if hasattr(prepared, "get") else prepared
+            report.merge(self._ingest_prepared(prepared, archive_failed=archive_failed))
             if progress:
                 progress(len(batch))
+
+        try:
+            for batch in _batches(responses, batch_size, report):
+                job = (batch, pool.prepare(batch))
+                if pending is not None:
+                    finish(pending)
+                pending = job
+            if pending is not None:
+                finish(pending)
+        finally:
+            pool.close()
+            self._sync()
         return report
 
-    def _ingest_batch(self, batch: list[Response], *, archive_failed: bool) -> LoadReport:
-        prepared = [prepare(r) for r in batch]
+    def _ingest_prepared(self, prepared: list[Prepared], *, archive_failed: bool) -> LoadReport:
         records = self.archive_responses([p.response for p in prepared if p.ok or archive_failed])
-        report = self._apply(prepared)
-        if records:
-            self._set_applied(records[-1].seq)
-        return report
+        return self._apply(prepared, records[-1].seq if records else None, background=True)
 
     def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
         """Durably append raw responses to the archive (before they reach the graph).
@@ -340,7 +393,7 @@ class KonbiniStore:
             return []
         return self.archive.append(
             ArchiveRecord(
-                seq=0,
+                0,
                 at=r.observed_at,
                 source=source_iri(r.source),
                 body=r.body,
@@ -356,10 +409,7 @@ class KonbiniStore:
     def apply_archived(self, records: Sequence[ArchiveRecord], responses: Sequence[Response]) -> LoadReport:
         """Map and upsert responses already archived as ``records`` (same order)."""
         self._writable()
-        report = self._apply([prepare(r) for r in responses])
-        if records:
-            self._set_applied(records[-1].seq)
-        return report
+        return self._apply([prepare(r) for r in responses], records[-1].seq if records else None)
 
     def _ingest_records(self, records: Iterable[ArchiveRecord], progress: Callable[[int], None] | None) -> LoadReport:
         report = LoadReport()
@@ -367,8 +417,7 @@ class KonbiniStore:
         last = 0
 
         def flush() -> None:
-            report.merge(self._apply([prepare(r) for r in batch]))
-            self._set_applied(last)
+            report.merge(self._apply([prepare(r) for r in batch], last, background=True))
             if progress:
                 progress(len(batch))
             batch.clear()
@@ -393,64 +442,128 @@ class KonbiniStore:
                 flush()
         if batch or last:
             flush()
+        self._sync()
         return report
 
-    def _apply(self, prepared: Sequence[Prepared]) -> LoadReport:
+    def _apply(self, prepared: Sequence[Prepared], applied_seq: int | None = None, *, background: bool = False) -> LoadReport:
+        """Plan the upsert of ``prepared`` and write it (in the background when allowed: the next
+        batch is planned meanwhile; reads that could see the write in progress wait for it)."""
         report = LoadReport()
-        data = _Planner(_DATA)
-        prov = _Planner(_PROV)
+        known = self._known(_DATA)
+        data = _Planner(_DATA, known, self._seen if known is not None else None)
+        prov = _Planner(_PROV, self._known(_PROV))
+        links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         for p in prepared:
-            if p.not_found:
-                prov.add_document(self._provenance(p, set()))
-                continue
-            if not p.ok:
+            entities: set[str] = set()
+            if p.ok and not p.not_found:
+                report.loaded += 1
+                report.triples += p.count
+                for k, v in p.unknown_keys.items():
+                    report.unknown_keys.setdefault(k, v)
+                data.add(p.groups)
+                entities = {s for s, _ in p.groups}
+            elif not p.not_found:
                 assert p.error is not None
                 report.failed.append(p.error)
-                if p.response.key is not None:
-                    prov.add_document(self._provenance(p, set()))
-                continue
-            report.loaded += 1
-            report.triples += len(p.triples)
-            for k, v in p.unknown_keys.items():
-                report.unknown_keys.setdefault(k, v)
-            entities = data.add_document(p.triples)
-            prov.add_document(self._provenance(p, entities))
-        deletes, inserts = data.plan(self.backend)
-        pdeletes, pinserts = prov.plan(self.backend)
-        deletes += pdeletes
-        inserts += pinserts
-        if deletes or inserts:
-            self.backend.apply(deletes, inserts)
-        report.added, report.removed = len(inserts), len(deletes)
+                if p.response.key is None:
+                    continue
+            obs, triples = self._provenance(p)
+            prov.add(_prov_groups(triples))
+            links.extend(f"{e} {_GENERATED_BY} {obs} .\n" for e in entities)
+        deletes, inserts = data.plan(self.backend, self._before_read)
+        pdeletes, pinserts = prov.plan(self.backend, self._before_read)
+        pinserts.extend(links)
+        written = set(data.final_subjects()) | set(prov.final_subjects())
+        self._write(deletes + pdeletes, {_DATA: inserts, _PROV: pinserts}, written, applied_seq, background)
+        data.committed()
+        report.added = len(inserts) + len(pinserts)
+        report.removed = len(deletes) + len(pdeletes)
         return report
 
-    def _provenance(self, p: Prepared, entities: set[ox.NamedNode]) -> list[ox.Triple]:
+    # -- write-behind ----------------------------------------------------------
+
+    def _before_read(self, subjects: Iterable[str]) -> None:
+        if self._writer is not None and not self._pending.isdisjoint(subjects):
+            self._sync()
+
+    def _sync(self) -> None:
+        """Wait for the write in progress, if any (and surface its error)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join()
+            self._pending = set()
+        error, self._writer_error = self._writer_error, None
+        if error is not None:
+            raise error
+
+    def _write(
+        self,
+        deletes: list[ox.Quad],
+        inserts: dict[ox.NamedNode, list[str]],
+        subjects: set[str],
+        applied_seq: int | None,
+        background: bool,
+    ) -> None:
+        def run() -> None:
+            try:
+                if deletes or any(inserts.values()):
+                    self.backend.apply(deletes, inserts)
+                if applied_seq is not None:
+                    self._set_applied(applied_seq)
+            except BaseException as exc:  # surfaced by the next _sync()
+                self._writer_error = exc
+
+        self._sync()  # one write at a time, in order
+        if background and isinstance(self.backend, OxigraphBackend):
+            import threading
+
+            self._pending = subjects
+            self._writer = threading.Thread(target=run, name="konbini-store-writer", daemon=True)
+            self._writer.start()
+        else:
+            run()
+            self._sync()
+
+    def _known(self, graph: ox.NamedNode) -> set[str] | None:
+        """The entities of ``graph`` (embedded store only: this process is its only writer)."""
+        if not isinstance(self.backend, OxigraphBackend):
+            return None
+        known = self._known_subjects.get(graph.value)
+        if known is None:
+            rows = self.backend.query(
+                f"SELECT DISTINCT ?s WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} "
+                f'FILTER(!STRSTARTS(STR(?s), "{GENID}")) }}', union=False
+            )
+            known = self._known_subjects[graph.value] = {str(row[0]) for row in rows}  # type: ignore[union-attr]
+        return known
+
+    def _provenance(self, p: Prepared) -> tuple[str, list[tuple[str, str, str]]]:
+        """The observation (a ``prov:Activity``) of one response: its IRI and description."""
         r = p.response
         used = source_iri(p.source_url or r.source)
         sha = body_sha256(r.body)
-        obs = ox.NamedNode(_observation_iri(used, r.line, sha))
+        obs = f"<{_observation_iri(used, r.line, sha)}>"
         triples = [
-            ox.Triple(obs, _RDF_TYPE, _ACTIVITY),
-            ox.Triple(obs, _USED, ox.NamedNode(used)),
-            ox.Triple(obs, _ENDED, ox.Literal(r.observed_at, datatype=_XSD_DATETIME)),
-            ox.Triple(obs, _SHA, ox.Literal(sha)),
+            (obs, _RDF_TYPE, _ACTIVITY),
+            (obs, _USED, nt_iri(used)),
+            (obs, _ENDED, nt_literal(r.observed_at, XSD + "dateTime")),
+            (obs, _SHA, nt_literal(sha)),
         ]
         if r.line is not None:
-            triples.append(ox.Triple(obs, _LINE, _int(r.line)))
+            triples.append((obs, _LINE, _int(r.line)))
         if p.credits_used is not None:
-            triples.append(ox.Triple(obs, _CREDITS_USED, _int(p.credits_used)))
+            triples.append((obs, _CREDITS_USED, _int(p.credits_used)))
         if p.credits_remaining is not None:
-            triples.append(ox.Triple(obs, _CREDITS_REMAINING, _int(p.credits_remaining)))
+            triples.append((obs, _CREDITS_REMAINING, _int(p.credits_remaining)))
         if r.key is not None:
-            triples.append(ox.Triple(obs, _REQUESTED, ox.Literal(r.key)))
+            triples.append((obs, _REQUESTED, nt_literal(r.key)))
         if r.status is not None:
-            triples.append(ox.Triple(obs, _STATUS, _int(r.status)))
+            triples.append((obs, _STATUS, _int(r.status)))
         if not p.ok and not p.not_found:
-            triples.append(ox.Triple(obs, _MAPPING_FAILED, ox.Literal("true", datatype=_XSD_BOOL)))
+            triples.append((obs, _MAPPING_FAILED, nt_literal("true", XSD + "boolean")))
         if p.next_cursor is not None:
-            triples.append(ox.Triple(obs, _NEXT_CURSOR, ox.Literal(p.next_cursor)))
-        triples.extend(ox.Triple(e, _GENERATED_BY, obs) for e in entities)
-        return triples
+            triples.append((obs, _NEXT_CURSOR, nt_literal(p.next_cursor)))
+        return obs, triples
 
     def fetch_ledger(self) -> dict[str, LedgerEntry]:
         """What earlier fetches already bought: request key → status and next page cursor.
@@ -478,8 +591,11 @@ class KonbiniStore:
         self._writable()
         if self.archive is None:
             raise StoreError("an in-memory store has no archive to rebuild from")
+        self._sync()
         self.backend.clear_graph(_DATA)
         self.backend.clear_graph(_PROV)
+        self._known_subjects.clear()
+        self._seen.clear()
         self._set_applied(0)
         return self._ingest_records(self.archive.records(), progress=progress)
 
@@ -648,12 +764,65 @@ def push(
                 else:
                     target.clear_graph(graph)
                     fh.seek(0)
-                    target.apply([], [ox.Quad(q.subject, q.predicate, q.object, graph)
-                                      for q in ox.parse(fh, ox.RdfFormat.N_TRIPLES)])
+                    target.apply([], {graph: [line.decode() for line in fh]})
             counts[graph.value] = n
     finally:
         target.close()
     return counts
+
+
+def _prov_groups(triples: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    """Provenance triples grouped for the upsert (they own no skolemised objects)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for s, p, o in triples:
+        line = f"{s} {p} {o} .\n"
+        lines = groups.get((s, p))
+        if lines is None:
+            groups[(s, p)] = [line]
+        else:
+            lines.append(line)
+    return groups
+
+
+def _batches(
+    responses: Iterable[Response | InputError], size: int, report: LoadReport
+) -> Iterator[list[Response]]:
+    batch: list[Response] = []
+    for item in responses:
+        if isinstance(item, InputError):
+            report.failed.append(item)
+            continue
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Preparers:
+    """Worker processes preparing batches one ahead of the writer; started on the second batch,
+    so small inputs never pay for them."""
+
+    def __init__(self, workers: int | None) -> None:
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.pool: Any = None
+        self.batches = 0
+
+    def prepare(self, batch: list[Response]) -> Any:
+        self.batches += 1
+        if self.workers <= 0 or self.batches < 2 or len(batch) < 100:
+            return [prepare(r) for r in batch]
+        if self.pool is None:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("spawn").Pool(self.workers)
+        return self.pool.map_async(prepare_for_store, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
 
 
 def iter_prepared(responses: Iterable[Response]) -> Iterator[Prepared]:

@@ -93,10 +93,20 @@ def test_provenance_says_when_and_where_each_entity_was_observed(store: Any) -> 
     store.load([SEED])
     rows = list(store.run_named("provenance", {"entity": KHABY}).rows())
     assert len(rows) == 1
-    entity, _type, observed_at, source, _line = rows[0]
+    entity, _type, observed_at, source, _line, observations = rows[0]
     assert entity.value == KHABY
     assert source.value == SEED.resolve().as_uri()
     assert observed_at.datatype.value.endswith("#dateTime")
+    assert observations.value == "1"
+
+
+def test_provenance_keeps_every_observation_and_reports_the_latest(store: Any) -> None:
+    store.load([SEED])
+    store.load([SEED])  # the same response again: the same observation
+    store.load([VIDEOS])  # the person again, from the API
+    rows = list(store.run_named("provenance", {"entity": KHABY}).rows())
+    assert len(rows) == 1
+    assert rows[0][3].value.startswith("https://api.konbiniapi.com/") and rows[0][5].value == "2"
 
 
 def test_provenance_of_api_recording_is_its_request_url(store: Any) -> None:

@@ -1,0 +1,261 @@
+"""Re-using pyld's expansion for documents of identical shape.
+
+API responses come in a handful of shapes: the same keys, nesting and array
+lengths, the same JSON types at the leaves, the same ``type`` values. For two
+documents of one shape, pyld's JSON-LD → RDF output differs only where the
+leaf values go. So the first document of a shape is expanded by pyld as a
+*probe* in which every leaf is replaced by a unique sentinel; the output,
+read back, is a template that says which leaf lands in which triple and how
+(as an IRI, or as a literal of which datatype). Every later document of that
+shape fills the template with its own leaves: no context processing, no node
+map, no expansion.
+
+pyld stays the engine of record: shapes it cannot template faithfully
+(a sentinel that does not come through unchanged) and values it would rewrite
+(compact IRIs such as ``as:foo`` in IRI positions) fall back to plain pyld,
+and a differential test holds the two paths to the same graphs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .contexts import AS_CONTEXT_URL, KS_CONTEXT_URL, bundled_context
+from .errors import ExpandError
+from .expand import _ESCAPES, check_literal, expand, nt_iri, nt_literal, to_lines
+from .namespaces import GENID, XSD
+from .normalize import EXACT_DOUBLE
+
+__all__ = ["ShapeCache", "shape_of"]
+
+_SENTINEL = "urn:konbini-ld:sentinel:"
+_INT_BASE = 8_100_000_000_000_000_000
+_LITERAL_KEYS = frozenset({"@context", "type", "@type", "@language", "@direction"})
+_XSD_INTEGER = XSD + "integer"
+_XSD_BOOLEAN = XSD + "boolean"
+_XSD_STRING = XSD + "string"
+_XSD_DOUBLE = XSD + "double"
+
+
+def _prefixes() -> frozenset[str]:
+    out = set()
+    for url in (AS_CONTEXT_URL, KS_CONTEXT_URL):
+        for key, value in bundled_context(url)["@context"].items():
+            if isinstance(value, str) and value.endswith(("#", "/")) and not key.startswith("@"):
+                out.add(key)
+    return frozenset(out)
+
+
+def shape_of(value: Any, leaves: list[Any]) -> Any:
+    """The shape of a JSON value (hashable), appending its leaves to ``leaves`` in traversal order.
+
+    >>> leaves = []
+    >>> shape_of({"type": "Audio", "name": "a", "videoCount": 3}, leaves), leaves
+    (('d', (('name', 's'), ('type', ('=', '"Audio"')), ('videoCount', 'i'))), ['a', 3])
+    """
+    if isinstance(value, dict):
+        items = []
+        for key in sorted(value):
+            v = value[key]
+            if key in _LITERAL_KEYS:
+                items.append((key, ("=", json.dumps(v, sort_keys=True))))
+            else:
+                items.append((key, shape_of(v, leaves)))
+        return ("d", tuple(items))
+    if isinstance(value, list):
+        return ("l", tuple(shape_of(v, leaves) for v in value))
+    if isinstance(value, bool):
+        leaves.append(value)
+        return "b"
+    if isinstance(value, int):
+        leaves.append(value)
+        return "i"
+    if isinstance(value, str):
+        leaves.append(value)
+        return "s"
+    if value is None:
+        return "n"
+    return ("x", repr(value))  # floats are value objects by now; anything else is kept literally
+
+
+def _probe(value: Any, counter: list[int]) -> Any:
+    """A copy of ``value`` with every leaf replaced by a unique sentinel (same traversal as shape_of)."""
+    if isinstance(value, dict):
+        return {k: (value[k] if k in _LITERAL_KEYS else _probe(value[k], counter)) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_probe(v, counter) for v in value]
+    if isinstance(value, bool) or (isinstance(value, int)):
+        n = counter[0]
+        counter[0] += 1
+        return _INT_BASE + n  # booleans probe as numbers: their datatype is fixed up at fill time
+    if isinstance(value, str):
+        n = counter[0]
+        counter[0] += 1
+        return f"{_SENTINEL}{n}"
+    return value
+
+
+# Template parts, N-Triples text built once per shape:
+#   ("c", text)                     a constant term
+#   ("iri", i)                      leaf i as an IRI
+#   ("lit", i, suffix, datatype)    leaf i as a literal; datatype set when the lexical form must be checked
+#   ("b", label)                    an rdf:List cell, named after the triple that points at it
+
+
+@dataclass(slots=True)
+class _Template:
+    triples: list[tuple[Any, Any, Any]]
+    iri_leaves: frozenset[int] = field(default_factory=frozenset)
+    kinds: tuple[str, ...] = ()
+    referrers: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+class _Untemplatable(Exception):
+    pass
+
+
+def _part(term: dict[str, Any], sentinels: dict[str, int], kinds: tuple[str, ...]) -> Any:
+    kind = term["type"]
+    value = term["value"]
+    if kind == "blank node":
+        return ("b", value)
+    index = sentinels.get(value)
+    if _SENTINEL in value and index is None:
+        raise _Untemplatable(value)
+    if kind == "IRI":
+        return ("iri", index) if index is not None else ("c", nt_iri(value))
+    datatype = term.get("datatype") or _XSD_STRING
+    if datatype == EXACT_DOUBLE:
+        datatype = _XSD_DOUBLE
+    language = term.get("language")
+    if index is None:
+        return ("c", nt_literal(value, datatype, language))
+    leaf = kinds[index]
+    if leaf == "b" and datatype == _XSD_INTEGER:
+        datatype = _XSD_BOOLEAN  # booleans were probed as numbers
+    trusted = (leaf == "s" and datatype == _XSD_STRING) or (leaf == "i" and datatype == _XSD_INTEGER) or leaf == "b"
+    suffix = nt_literal("", datatype, language)[1:]  # the closing quote and what follows it
+    return ("lit", index, suffix, None if trusted else datatype)
+
+
+class ShapeCache:
+    """A bounded, thread-safe cache of expansion templates, one per document shape.
+
+    :param size: shapes kept (least recently used ones are dropped).
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._templates: OrderedDict[Any, _Template | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._prefixes = _prefixes()
+        self.hits = self.misses = self.fallbacks = 0
+
+    def lines(self, document: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """The triples pyld's JSON-LD → RDF algorithm gives for ``document``, skolemised and checked
+        like :func:`konbini_ld.expand.to_lines`, as N-Triples terms (same set; order may differ).
+
+        :raises ExpandError: a value does not make a valid IRI or literal.
+        """
+        leaves: list[Any] = []
+        shape = shape_of(document, leaves)
+        with self._lock:
+            template = self._templates.get(shape, False)
+            if template is not False:
+                self._templates.move_to_end(shape)
+        if template is False:
+            self.misses += 1
+            template = self._build(document, leaves)
+            with self._lock:
+                self._templates[shape] = template
+                if len(self._templates) > self.size:
+                    self._templates.popitem(last=False)
+            # the first document of a shape goes through pyld itself
+            return to_lines(expand(document))
+        if template is None or not self._fillable(template, leaves):
+            self.fallbacks += 1
+            return to_lines(expand(document))
+        self.hits += 1
+        return self._fill(template, leaves)
+
+    def _fillable(self, template: _Template, leaves: list[Any]) -> bool:
+        """Values pyld would rewrite in IRI positions (compact IRIs like ``as:foo``) go through pyld."""
+        prefixes = self._prefixes
+        for i in template.iri_leaves:
+            value = leaves[i]
+            if not isinstance(value, str):
+                return False
+            head, sep, rest = value.partition(":")
+            if sep and head in prefixes and not rest.startswith("//"):
+                return False
+        return True
+
+    def _build(self, document: dict[str, Any], leaves: list[Any]) -> _Template | None:
+        counter = [0]
+        probe = _probe(document, counter)
+        sentinels: dict[str, int] = {}
+        for i in range(counter[0]):
+            sentinels[f"{_SENTINEL}{i}"] = i
+            sentinels[str(_INT_BASE + i)] = i
+        kinds = tuple("b" if isinstance(v, bool) else "i" if isinstance(v, int) else "s" for v in leaves)
+        try:
+            triples = [
+                (_part(t["subject"], sentinels, kinds), _part(t["predicate"], sentinels, kinds),
+                 _part(t["object"], sentinels, kinds))
+                for t in expand(probe)
+            ]
+        except (_Untemplatable, ValueError):
+            return None
+        except Exception:
+            return None  # pyld rejects the probe: let it judge the real document
+        referrers = {o[1]: (s, p[1][1:-1]) for s, p, o in triples if o[0] == "b"}
+        iri_leaves = frozenset(part[1] for t in triples for part in t if part[0] == "iri")
+        return _Template(triples, iri_leaves, kinds, referrers)
+
+    def _fill(self, template: _Template, leaves: list[Any]) -> list[tuple[str, str, str]]:
+        iris = {i: nt_iri(leaves[i]) for i in template.iri_leaves}
+        cells: dict[str, str] = {}
+
+        def cell(label: str) -> str:
+            text = cells.get(label)
+            if text is None:
+                parent, predicate = template.referrers.get(label, (("c", ""), label))
+                owner = value(parent)[1:-1]
+                digest = hashlib.sha256(f"{owner}\x00{predicate}\x00list".encode()).hexdigest()[:32]
+                text = cells[label] = f"<{GENID}{digest}>"
+            return text
+
+        def value(part: Any) -> str:
+            tag = part[0]
+            if tag == "c":
+                return part[1]
+            if tag == "iri":
+                return iris[part[1]]
+            if tag == "b":
+                return cell(part[1])
+            leaf = leaves[part[1]]
+            if leaf is True or leaf is False:
+                lexical = "true" if leaf else "false"
+            else:
+                lexical = leaf if isinstance(leaf, str) else str(leaf)
+            if part[3] is not None and not check_literal(lexical, part[3]):
+                raise ExpandError(f"value {lexical!r} is not a valid {part[3]}")
+            return '"' + lexical.translate(_ESCAPES) + part[2]
+
+        return [(value(s), value(p), value(o)) for s, p, o in template.triples]
+
+
+_default: ShapeCache | None = None
+
+
+def default_cache() -> ShapeCache:
+    """The process-wide shape cache."""
+    global _default
+    if _default is None:
+        _default = ShapeCache()
+    return _default

@@ -1,0 +1,64 @@
+"""Every shortcut of the ingest path agrees with plain pyld, document by document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+
+from helpers import NEWER, SEED, VIDEOS
+from konbini_ld.corpus import corpus_lines, videos_page
+from konbini_ld.ingest import Response, prepare
+from konbini_ld.shapes_cache import ShapeCache
+from strategies import responses
+
+
+def _plain(body: str) -> set[tuple[str, str, str]]:
+    p = prepare(Response(body, "x"), shape_cache=False)
+    assert p.ok, p.error
+    return set(p.triples)
+
+
+def _cached(body: str, cache: ShapeCache) -> set[tuple[str, str, str]]:
+    import konbini_ld.ingest as ingest
+
+    saved = ingest.default_cache
+    ingest.default_cache = lambda: cache  # type: ignore[assignment]
+    try:
+        p = prepare(Response(body, "x"))
+    finally:
+        ingest.default_cache = saved  # type: ignore[assignment]
+    assert p.ok, p.error
+    return set(p.triples)
+
+
+def test_shape_templates_agree_with_pyld_on_the_corpus() -> None:
+    bodies = list(corpus_lines(1500)) + [json.dumps(videos_page(i, c)) for i in range(6) for c in range(3)]
+    bodies += [p.read_text() for p in (SEED, NEWER, VIDEOS)]
+    cache = ShapeCache()
+    for body in bodies:  # warm: one probe per shape
+        _cached(body, cache)
+    hits = cache.hits
+    for body in bodies:
+        assert _cached(body, cache) == _plain(body)
+    assert cache.hits - hits > 0.9 * len(bodies)  # the comparison really exercised the templates
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(responses)
+def test_shape_templates_agree_with_pyld_on_generated_responses(response: dict[str, Any]) -> None:
+    cache = ShapeCache()
+    body = json.dumps(response)
+    _cached(body, cache)  # builds the template from a probe
+    assert _cached(body, cache) == _plain(body)
+    assert cache.hits + cache.fallbacks == 1
+
+
+def test_compact_iris_in_iri_positions_fall_back_to_pyld() -> None:
+    cache = ShapeCache()
+    doc = {"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1", "url": "https://x.org/a"}}
+    _cached(json.dumps(doc), cache)
+    doc["data"]["url"] = "as:thing"
+    assert _cached(json.dumps(doc), cache) == _plain(json.dumps(doc))
+    assert cache.fallbacks == 1
