@@ -100,7 +100,7 @@ def _audio(i: int, n_persons: int, rng: random.Random) -> dict[str, Any]:
         a["isCopyrighted"] = rng.random() < 0.3
     if rng.random() < 0.85:
         # a few prolific creators, a long tail
-        j = int(rng.paretovariate(0.8)) % n_persons if rng.random() < 0.5 else rng.randrange(n_persons)
+        j = int(n_persons * rng.random() ** 3)
         if rng.random() < 0.05:
             a["attributedTo"] = [person(j), person((j + 1) % n_persons)]
         else:

@@ -31,7 +31,7 @@ import requests
 
 from .errors import QueryError, StoreError, UsageError
 from .namespaces import DATA_GRAPH, PROV_GRAPH
-from .sparql import has_dataset_clause, query_form, where_brace
+from .sparql import has_dataset_clause, query_form, where_braces
 
 __all__ = ["Endpoints", "SparqlBackend", "derive_endpoints", "redact"]
 
@@ -240,15 +240,17 @@ def _by_graph(quads: Sequence[ox.Quad]) -> dict[Any, list[ox.Quad]]:
 
 
 def bind_with_values(sparql: str, substitutions: dict[str, Any]) -> str:
-    """Bind variables for a server without parameter support: a ``VALUES`` block opening the WHERE group.
+    """Bind variables for a server without parameter support: a ``VALUES`` block opening every WHERE group.
 
     The terms are written by Oxigraph's serialiser, so a value can never escape its term.
 
     >>> bind_with_values("SELECT ?a WHERE { ?a ?p ?o }", {"o": ox.Literal('x" } DROP ALL #')})
     'SELECT ?a WHERE { VALUES ?o { "x\\\\" } DROP ALL #" } ?a ?p ?o }'
     """
-    at = where_brace(sparql)
-    if at is None:
+    positions = where_braces(sparql)
+    if not positions:
         raise QueryError("cannot bind parameters: no WHERE group found in the query")
     block = " ".join(f"VALUES ?{name} {{ {term} }}" for name, term in substitutions.items())
-    return f"{sparql[: at + 1]} {block}{sparql[at + 1 :]}"
+    for at in sorted(positions, reverse=True):  # every group, subqueries included, sees the bound value
+        sparql = f"{sparql[: at + 1]} {block}{sparql[at + 1 :]}"
+    return sparql

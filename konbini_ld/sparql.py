@@ -101,6 +101,26 @@ def check_safe_query(sparql: str, *, name: str | None = None) -> None:
             )
 
 
+def where_braces(sparql: str) -> list[int]:
+    """Offsets of the ``{`` opening every WHERE group, the query's and its subqueries'.
+
+    >>> q = "SELECT ?a WHERE { { SELECT ?a WHERE { ?a ?p ?o } } }"
+    >>> [q[i:i + 3] for i in where_braces(q)]
+    ['{ {', '{ ?']
+    """
+    toks = list(tokens(sparql))
+    out = []
+    for i, t in enumerate(toks):
+        if t.kind == "word" and t.text.upper() == "WHERE":
+            nxt = toks[i + 1] if i + 1 < len(toks) else None
+            if nxt is not None and nxt.text == "{":
+                out.append(nxt.start)
+    first = where_brace(sparql)
+    if first is not None and first not in out:
+        out.insert(0, first)
+    return out
+
+
 def where_brace(sparql: str) -> int | None:
     """Offset of the ``{`` that opens the outermost WHERE group (to place bindings), or ``None``."""
     toks = list(tokens(sparql))

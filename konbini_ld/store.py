@@ -646,28 +646,37 @@ class KonbiniStore:
 
     def stats(self) -> Stats:
         """Counts of audios, persons, videos and triples; last observation; credits spent."""
-        q = self.backend.query(_STATS_QUERY)
-        row = next(iter(q))  # type: ignore[arg-type]
+        self._sync()
 
-        def num(name: str) -> int:
-            v = row[name]
-            return int(v.value) if v is not None else 0
+        def one(sparql: str) -> Any:
+            row = next(iter(self.backend.query(_STATS_PREFIXES + sparql, union=False)))  # type: ignore[arg-type]
+            return row[0]
 
-        def text(name: str) -> str | None:
-            v = row[name]
-            return v.value if v is not None else None
+        def num(term: Any) -> int:
+            return int(term.value) if term is not None else 0
 
-        return Stats(
-            audios=num("audios"),
-            persons=num("persons"),
-            videos=num("videos"),
-            triples=self.backend.count(),
-            responses=num("responses"),
-            archived=self.archive.last_seq if self.archive is not None else 0,
-            last_observed=text("last"),
-            last_fetch=text("lastFetch"),
-            credits_spent=num("credits"),
+        last = one(f"SELECT (MAX(?t) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o prov:endedAtTime ?t }} }}")
+        last_fetch = one(
+            f"SELECT (MAX(?t) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:requested ?k ; prov:endedAtTime ?t }} }}"
         )
+        return Stats(
+            audios=num(one(f"SELECT (COUNT(DISTINCT ?a) AS ?v) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?a a as:Audio }} }}")),
+            persons=num(one(f"SELECT (COUNT(DISTINCT ?p) AS ?v) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?p a as:Person }} }}")),
+            # videos that use an audio (attachments typed as:Video are media files)
+            videos=num(one(f"SELECT (COUNT(DISTINCT ?v) AS ?v2) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?v ks:audio ?a }} }}")),
+            triples=self.backend.count(),
+            responses=num(one(f"SELECT (COUNT(?o) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o prov:endedAtTime ?t }} }}")),
+            archived=self.archive.last_seq if self.archive is not None else 0,
+            last_observed=last.value if last is not None else None,
+            last_fetch=last_fetch.value if last_fetch is not None else None,
+            credits_spent=num(one(f"SELECT (SUM(?c) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:creditsUsed ?c }} }}")),
+        )
+
+
+_STATS_PREFIXES = f"""PREFIX as: <https://www.w3.org/ns/activitystreams#>
+PREFIX ks: <{KS}>
+PREFIX prov: <{PROV}>
+"""
 
 
 _LEDGER_QUERY = f"""
@@ -690,22 +699,7 @@ class LedgerEntry:
     next_cursor: str | None
 
 
-_STATS_QUERY = f"""
-PREFIX as: <https://www.w3.org/ns/activitystreams#>
-PREFIX ks: <{KS}>
-PREFIX prov: <{PROV}>
-SELECT ?audios ?persons ?videos ?responses ?last ?lastFetch ?credits WHERE {{
-  {{ SELECT (COUNT(DISTINCT ?a) AS ?audios) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?a a as:Audio }} }} }}
-  {{ SELECT (COUNT(DISTINCT ?p) AS ?persons) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?p a as:Person }} }} }}
-  {{ SELECT (COUNT(DISTINCT ?v) AS ?videos) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?v a as:Video
-      FILTER(!STRSTARTS(STR(?v), "{GENID}")) }} }} }}
-  {{ SELECT (COUNT(?o) AS ?responses) (MAX(?t) AS ?last) (SUM(COALESCE(?c, 0)) AS ?credits)
-     WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o a prov:Activity ; prov:endedAtTime ?t
-       OPTIONAL {{ ?o ks:creditsUsed ?c }} }} }} }}
-  {{ SELECT (MAX(?ft) AS ?lastFetch) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?fo a prov:Activity ;
-       prov:endedAtTime ?ft ; prov:used ?u FILTER(STRSTARTS(STR(?u), "http")) }} }} }}
-}}
-"""
+
 
 
 def open_store(
