@@ -26,10 +26,35 @@ from .errors import (
     UsageError,
     ValidationError,
 )
-from .export import ExportFormat
-from .ingest import Response, text_stream
-from .queries import QueryResult, ResultFormat, named_queries
-from .store import KonbiniStore, LoadReport, Stats, open_store
+# Everything but the errors is imported on first use, so `konbini-ld --help` stays light.
+_LAZY = {
+    "ExportFormat": "export",
+    "Response": "ingest",
+    "text_stream": "ingest",
+    "QueryResult": "queries",
+    "ResultFormat": "queries",
+    "named_queries": "named",
+    "KonbiniStore": "store",
+    "LoadReport": "store",
+    "Stats": "store",
+    "open_store": "store",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'konbini_ld' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AuthError",

@@ -362,7 +362,8 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
       konbini-ld query -e 'SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }' -f csv
       konbini-ld query audio -p audio=https://www.tiktok.com/music/original-sound-7611615657754381599 -f turtle
     """
-    from .queries import ResultFormat, get_named_query, parse_query_text, read_query_file
+    from .named import get_named_query, parse_query_text, read_query_file
+    from .queries import ResultFormat
 
     if (name is None) == (inline is None):
         raise UsageError("give a query NAME, a FILE.rq, or -e SPARQL (exactly one)")
@@ -390,7 +391,7 @@ def list_queries(as_json: bool) -> None:
     Example:
       konbini-ld queries
     """
-    from .queries import named_queries
+    from .named import named_queries
 
     qs = named_queries()
     if as_json:

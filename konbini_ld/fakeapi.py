@@ -15,6 +15,7 @@ request it sees (path and whether the key matched, never the key itself).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -169,10 +170,15 @@ class FakeKonbiniAPI:
         with self._lock:
             if self.credits_used >= self.credits:
                 return self._error(402, "credits_exhausted", "No credits left on this key", bill=False)
-        payload = self._payload(path, query)
-        if payload is None:
+        body = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())))
+        if body is None:
             return self._error(404, "not_found", "Audio not found", bill=True)
-        return 200, {"Content-Type": "application/json", **self._bill()}, json.dumps(payload).encode(), False
+        return 200, {"Content-Type": "application/json", **self._bill()}, body, False
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - the server lives as long as its cache should
+    def _body(self, path: str, query: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes | None:
+        payload = self._payload(path, {k: list(v) for k, v in query})
+        return None if payload is None else json.dumps(payload).encode()
 
     def _payload(self, path: str, query: dict[str, list[str]]) -> Any:
         if path in self.fixtures:
@@ -206,6 +212,8 @@ class FakeKonbiniAPI:
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many clients connect at once; the default backlog of 5 drops SYNs
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up early (timeouts, truncated bodies) are part of the game: stay quiet."""
         import sys

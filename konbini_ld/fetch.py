@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from .store import KonbiniStore, LoadReport
 __all__ = ["DEFAULT_CONCURRENCY", "FetchReport", "fetch"]
 
 DEFAULT_CONCURRENCY = 32
-_FLUSH_SECONDS = 0.5
-_FLUSH_RESPONSES = 200
+_WAIT_SECONDS = 0.5
+_MAX_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -154,11 +153,9 @@ class _Runner:
         self.page_size = page_size
         self.progress = progress or (lambda n: None)
         self.stop = threading.Event()
-        self.received: list[tuple[Response, Any]] = []
-        self.pending_apply: list[tuple[Any, Response]] = []
-        self.last_flush = time.monotonic()
-        # the graph is written on its own thread, so mapping never holds up the requests
-        self.batches: queue.Queue[list[tuple[Any, Response]] | None] = queue.Queue(maxsize=8)
+        # responses are archived and written on their own thread, so that never holds up requests;
+        # the writer takes everything that arrived while it was busy as its next batch
+        self.intake: queue.Queue[Response | None] = queue.Queue()
         self.writer_error: BaseException | None = None
         self.writer = threading.Thread(target=self._write_loop, name="konbini-writer", daemon=True)
 
@@ -202,7 +199,7 @@ class _Runner:
         try:
             self._run(jobs)
         finally:
-            self.batches.put(None)
+            self.intake.put(None)
             self.writer.join()
         if self.writer_error is not None:
             raise self.writer_error
@@ -221,14 +218,12 @@ class _Runner:
                     running[pool.submit(self._request, job)] = job
                 if not running:
                     break
-                done, _ = wait(running, timeout=_FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=_WAIT_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:
                     job = running.pop(future)
                     follow = self._collect(job, future)
                     if follow is not None and not self.stop.is_set():
                         todo.append(follow)
-                self._archive_received()
-                self._apply(force=False)
             self.report.not_requested += len(todo)
         except KeyboardInterrupt:
             self._halt("interrupted")
@@ -236,8 +231,6 @@ class _Runner:
             self._drain(running)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-            self._archive_received()
-            self._apply(force=True)
 
     def _drain(self, running: dict[Future[ApiResponse], _Job]) -> None:
         """Wait for requests in flight after Ctrl-C: they are paid for. A second Ctrl-C abandons them."""
@@ -275,9 +268,9 @@ class _Runner:
         except NotFoundError as exc:
             self._account(exc.credits_used, exc.credits_remaining, billed=True)
             self.report.not_found += 1
-            self.received.append(
-                (Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key,
-                          credits_used=exc.credits_used, credits_remaining=exc.credits_remaining), job)
+            self.intake.put(
+                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key,
+                         credits_used=exc.credits_used, credits_remaining=exc.credits_remaining)
             )
             return None
         except CreditsExhaustedError as exc:
@@ -299,7 +292,7 @@ class _Runner:
             body=answer.body, source=answer.url, status=200, key=job.key,
             credits_used=answer.credits_used, credits_remaining=answer.credits_remaining,
         )
-        self.received.append((response, job))
+        self.intake.put(response)
         if job.kind == "videos":
             from .ingest import parse_documents
 
@@ -312,41 +305,33 @@ class _Runner:
                 return self._next_page(job.audio_id, str(nxt), job.page + 1)
         return None
 
-    def _archive_received(self) -> None:
-        if not self.received:
-            return
-        responses = [r for r, _ in self.received]
-        records = self.store.archive_responses(responses)
-        self.pending_apply.extend(zip(records or [None] * len(responses), responses))
-        self.received.clear()
-
-    def _apply(self, *, force: bool) -> None:
-        if not self.pending_apply:
-            return
-        due = time.monotonic() - self.last_flush >= _FLUSH_SECONDS
-        if not (force or due or len(self.pending_apply) >= _FLUSH_RESPONSES):
-            return
-        batch, self.pending_apply = self.pending_apply, []
-        self.last_flush = time.monotonic()
-        self.batches.put(batch)
-
     def _write_loop(self) -> None:
-        while True:
-            batch = self.batches.get()
-            if batch is None:
-                return
-            if self.writer_error is not None:
+        done = False
+        while not done:
+            batch: list[Response] = []
+            item = self.intake.get()
+            while True:
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+                if done or len(batch) >= _MAX_BATCH:
+                    break
+                try:
+                    item = self.intake.get_nowait()
+                except queue.Empty:
+                    break
+            if not batch or self.writer_error is not None:
                 continue  # keep draining so the fetching side never blocks
             try:
-                records = [r for r, _ in batch if r is not None]
-                responses = [resp for _, resp in batch]
-                load = self.store.apply_archived(records, responses)
+                records = self.store.archive_responses(batch)  # durable before anything else
+                load = self.store.apply_archived(records, batch)
             except BaseException as exc:  # surfaced by run(); archived responses replay on next open
                 self.writer_error = exc
                 self._halt("store-error")
                 continue
             self.report.load.merge(load)
-            self.report.fetched += sum(1 for r in responses if r.status == 200) - len(load.failed)
+            self.report.fetched += sum(1 for r in batch if r.status == 200) - len(load.failed)
             self.report.failed.extend(load.failed)
 
 

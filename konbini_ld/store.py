@@ -43,7 +43,7 @@ from .ingest import (  # noqa: F401 - text_stream is used by the doctest
     source_iri,
     text_stream,
 )
-from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD, is_genid
+from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
 
 __all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store", "push"]
 

@@ -151,3 +151,16 @@ def test_store_in_use_is_a_clear_error(run: Any, store_dir: Path) -> None:
     with open_store(store_dir):
         r = run("load", str(SEED))
     assert r.exit_code == 1 and "in use by another konbini-ld process" in r.stderr
+
+
+def test_help_and_queries_start_without_heavy_imports() -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['konbini-ld'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('konbini_ld', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "heavy = ('rdflib', 'pyld', 'pyoxigraph', 'requests', 'starlette', 'uvicorn', 'pyshacl', 'tqdm', 'oxrdflib')\n"
+        "print(','.join(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    for args in (["--help"], ["queries"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+        assert out.stderr.strip().splitlines()[-1:] in ([], [""]), (args, out.stderr)
