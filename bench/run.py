@@ -8,7 +8,9 @@ reported as a ratio, because this machine is shared and noisy. Commands run as
 subprocesses (process start included) unless a row says "in-process".
 
 Sections:
-  ingest   naive pipeline (pyld to_rdf per response → in-memory rdflib Graph) vs `konbini-ld load`
+  ingest   naive pipeline (pyld to_rdf per response → in-memory rdflib Graph) vs `konbini-ld load`,
+           and Oxigraph's own bulk load of the resulting N-Quads (the floor)
+  differential  every corpus response through plain pyld and through the shape templates: same triples
   queries  p50/p95 of every named query at each size, and rdflib's own engine at 2k
   export   Turtle and JSON-LD export vs Oxigraph's own Turtle dump
   startup  `konbini-ld --help` and `konbini-ld queries`
@@ -117,20 +119,66 @@ def bench_ingest(sizes: list[int], naive_max: int) -> dict[int, Path]:
 
         with open_store(store, read_only=True) as s:
             triples = len(s)
-        ratio = f"{naive_dt / dt:.1f}x naive" if naive_dt else ""
+        ratio = f"= {naive_dt / dt:.1f}x naive" if naive_dt else ""
         record("ingest", f"konbini-ld load (on-disk, all rules), {n} docs", f"{n / dt:,.0f} docs/s",
-               f"{triples / dt:,.0f} triples/s, peak {rss} MiB {ratio}")
+               f"{triples / dt:,.0f} triples/s, peak {rss} MiB, {dt:.1f} s {ratio}")
+        floor = _oxigraph_bulk_floor(store)
+        record("ingest", f"  oxigraph bulk_load of the same {triples:,} quads (floor)", f"{n / floor:,.0f} docs/s",
+               f"{floor:.1f} s; konbini-ld takes {dt / floor:.1f}x, process start and all rules included")
         stores[n] = store
     return stores
+
+
+def _oxigraph_bulk_floor(store: Path) -> float:
+    code = (
+        "import pyoxigraph as ox, sys, tempfile, time, io;"
+        "src = ox.Store.read_only(sys.argv[1]); buf = io.BytesIO(); src.dump(buf, ox.RdfFormat.N_QUADS);"
+        "data = buf.getvalue(); dst = ox.Store(tempfile.mkdtemp());"
+        "t = time.perf_counter(); dst.bulk_load(data, ox.RdfFormat.N_QUADS); dst.flush();"
+        "print(time.perf_counter() - t)"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(store / "oxigraph")], capture_output=True, text=True, check=True)
+    return float(p.stdout.strip())
+
+
+# -- differential ------------------------------------------------------------------------
+
+
+def _differential_chunk(lines: list[str]) -> tuple[int, int, int]:
+    from konbini_ld.ingest import Response, prepare
+    from konbini_ld.shapes_cache import default_cache
+
+    agree = 0
+    for line in lines:
+        plain = prepare(Response(line, "bench"), shape_cache=False)
+        fast = prepare(Response(line, "bench"))
+        if plain.ok and fast.ok and set(plain.triples) == set(fast.triples):
+            agree += 1
+    return agree, len(lines), default_cache().hits
+
+
+def bench_differential(sizes: list[int]) -> None:
+    import multiprocessing as mp
+
+    for n in sizes:
+        lines = corpus(n).read_text().splitlines()
+        chunks = [lines[i : i + 2000] for i in range(0, len(lines), 2000)]
+        t = time.perf_counter()
+        with mp.get_context("spawn").Pool() as pool:
+            results = pool.map(_differential_chunk, chunks)
+        agree = sum(r[0] for r in results)
+        total = sum(r[1] for r in results)
+        record("diff", f"shape templates vs plain pyld, {n}-response corpus", f"{agree}/{total} agree",
+               f"{time.perf_counter() - t:.0f} s; every response compared triple set to triple set")
 
 
 # -- queries -----------------------------------------------------------------------
 
 QUERY_PARAMS = {
-    "creator": "https://www.tiktok.com/@creator.1",
+    "creator": "https://www.tiktok.com/@creator.200",
     "text": "night",
     "audio": None,  # filled from the store
-    "entity": "https://www.tiktok.com/@creator.1",
+    "entity": "https://www.tiktok.com/@creator.200",
 }
 
 
@@ -195,15 +243,15 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
 
 
 def bench_export(stores: dict[int, Path]) -> None:
-    import pyoxigraph as ox
-
     for n, path in sorted(stores.items()):
         target = Path(tempfile.mkdtemp())
         # Oxigraph's own dump of the same store (the floor)
         code = (
             "import pyoxigraph as ox, sys, time;"
             "s = ox.Store.read_only(sys.argv[1]); t = time.perf_counter();"
-            "[s.dump(sys.argv[2] + g.value.rsplit(':', 1)[-1] + '.ttl', ox.RdfFormat.TURTLE, from_graph=g) for g in s.named_graphs()];"
+            "from konbini_ld.namespaces import PREFIXES;"
+            "f = open(sys.argv[2] + 'all.ttl', 'wb');"
+            "[s.dump(f, ox.RdfFormat.TURTLE, from_graph=g, prefixes=PREFIXES) for g in s.named_graphs()];"
             "print(time.perf_counter() - t)"
         )
         p = subprocess.run([sys.executable, "-c", code, str(path / "oxigraph"), str(target / "ox-")], capture_output=True, text=True, check=True)
@@ -216,7 +264,6 @@ def bench_export(stores: dict[int, Path]) -> None:
                 note += f", {dt / ox_dt:.1f}x oxigraph dump (process start included)"
             record("export", f"konbini-ld export -f {fmt} @ {n}", f"{dt:.2f} s", note)
         shutil.rmtree(target, ignore_errors=True)
-        del ox
 
 
 # -- startup --------------------------------------------------------------------------------
@@ -300,7 +347,7 @@ def write_markdown(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
-    parser.add_argument("--only", default="ingest,queries,export,startup,fetch", help="sections to run")
+    parser.add_argument("--only", default="ingest,differential,queries,export,startup,fetch", help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
     parser.add_argument("--fetch-audios", type=int, default=200)
@@ -314,6 +361,8 @@ def main() -> None:
     stores: dict[int, Path] = {}
     if sections & {"ingest", "queries", "export"}:
         stores = bench_ingest(sizes, args.naive_max)
+    if "differential" in sections:
+        bench_differential(sizes)
     if "queries" in sections:
         bench_queries(stores, args.repeat)
     if "export" in sections:

@@ -157,12 +157,6 @@ class OxigraphBackend:
     def count(self) -> int:
         return len(self.store)
 
-    def flush(self) -> None:
-        try:
-            self.store.flush()
-        except OSError as exc:  # pragma: no cover - disk failure
-            raise StoreError(f"flushing the store failed: {exc}") from exc
-
     def close(self) -> None:
         if self.store is not None:
             if not self.read_only:
@@ -171,7 +165,3 @@ class OxigraphBackend:
                 except OSError:  # pragma: no cover - disk failure at exit
                     pass
             self.store = None  # type: ignore[assignment]
-
-    def extend_raw(self, quads: Iterable[ox.Quad]) -> None:
-        """Add quads without any upsert logic (used for copies and tests)."""
-        self.store.extend(list(quads))

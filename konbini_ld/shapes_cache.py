@@ -183,6 +183,17 @@ class ShapeCache:
         self.hits += 1
         return self._fill(template, leaves)
 
+    def snapshot(self) -> dict[Any, Any]:
+        """The templates learned so far (picklable), to seed another process's cache."""
+        with self._lock:
+            return dict(self._templates)
+
+    def seed(self, templates: dict[Any, Any]) -> None:
+        """Adopt templates learned elsewhere (see :meth:`snapshot`)."""
+        with self._lock:
+            for shape, template in templates.items():
+                self._templates.setdefault(shape, template)
+
     def _fillable(self, template: _Template, leaves: list[Any]) -> bool:
         """Values pyld would rewrite in IRI positions (compact IRIs like ``as:foo``) go through pyld."""
         prefixes = self._prefixes

@@ -794,6 +794,12 @@ def _batches(
         yield batch
 
 
+def _seed_worker(templates: dict[Any, Any]) -> None:
+    from .shapes_cache import default_cache
+
+    default_cache().seed(templates)
+
+
 class _Preparers:
     """Worker processes preparing batches one ahead of the writer; started on the second batch,
     so small inputs never pay for them."""
@@ -810,16 +816,15 @@ class _Preparers:
         if self.pool is None:
             import multiprocessing as mp
 
-            self.pool = mp.get_context("spawn").Pool(self.workers)
+            from .shapes_cache import default_cache
+
+            # workers start with the templates this process learned on the first batch
+            self.pool = mp.get_context("spawn").Pool(
+                self.workers, initializer=_seed_worker, initargs=(default_cache().snapshot(),)
+            )
         return self.pool.map_async(prepare_for_store, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
-
-
-def iter_prepared(responses: Iterable[Response]) -> Iterator[Prepared]:
-    """Prepare responses one by one (exposed for differential tests and benchmarks)."""
-    for r in responses:
-        yield prepare(r)
