@@ -27,6 +27,7 @@ from typing import IO, Any
 from .errors import ExpandError, InputError, KonbiniError
 from .expand import expand, to_lines
 from .normalize import normalize
+from .grouping import group_lines
 from .shapes_cache import default_cache
 
 __all__ = [
@@ -82,14 +83,11 @@ class Prepared:
     """A response after the pipeline: its triples, or why it failed.
 
     :ivar response: the input.
-    :ivar triples: all triples of all documents in the response (empty on error), as
-        N-Triples terms ``(subject, predicate, object)``.
     :ivar unknown_keys: keys no context defines, ``"Type.key"`` → IRI kept under.
     :ivar error: the reason the response cannot be loaded, or ``None``.
     """
 
     response: Response
-    triples: list[tuple[str, str, str]] = field(default_factory=list)
     unknown_keys: dict[str, str] = field(default_factory=dict)
     error: InputError | None = None
     source_url: str | None = None
@@ -104,6 +102,10 @@ class Prepared:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def lines(self) -> set[str]:
+        """Every N-Triples line of the response (empty on error)."""
+        return {line for lines in self.groups.values() for line in lines}
 
     @property
     def not_found(self) -> bool:
@@ -263,67 +265,29 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
                 out.next_cursor = str(cursor)
             normalized = normalize(document)
             if shape_cache:
-                out.triples.extend(default_cache().lines(normalized.document))
+                groups = default_cache().groups(normalized.document)
             else:
-                out.triples.extend(to_lines(expand(normalized.document)))
+                groups = group_lines(to_lines(expand(normalized.document)))
+            for key, lines in groups.items():
+                out.groups.setdefault(key, []).extend(lines)
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
-        out.groups = group_lines(out.triples)
-        out.count = len(out.triples)
+        out.count = sum(len(lines) for lines in out.groups.values())
     except InputError as exc:
-        out.triples = []
+        out.groups = {}
         out.error = exc.located(response.source, response.line)
     except KonbiniError as exc:  # pragma: no cover - defensive: every input failure is an InputError
-        out.triples = []
+        out.groups = {}
         out.error = ExpandError(str(exc), source=response.source, line=response.line)
     except RecursionError:
-        out.triples = []
+        out.groups = {}
         out.error = ExpandError("document is nested too deeply", source=response.source, line=response.line)
     return out
 
 
-_GENID_NT = "<urn:konbini-ld:genid:"
-
-
-def group_lines(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
-    """Group triples by (entity, property); each group also holds the lines of the skolemised
-    objects reachable from its values (which it owns: they are replaced with it).
-
-    >>> g = group_lines([("<a>", "<p>", "<urn:konbini-ld:genid:1>"), ("<urn:konbini-ld:genid:1>", "<q>", '"x"')])
-    >>> g[("<a>", "<p>")]
-    ['<a> <p> <urn:konbini-ld:genid:1> .\\n', '<urn:konbini-ld:genid:1> <q> "x" .\\n']
-    """
-    owned: dict[str, list[tuple[str, str]]] = {}
-    carried: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for s, p, o in triples:
-        line = f"{s} {p} {o} .\n"
-        if s.startswith(_GENID_NT):
-            owned.setdefault(s, []).append((line, o))
-        else:
-            carried.setdefault((s, p), []).append((line, o))
-    groups: dict[tuple[str, str], list[str]] = {}
-    for key, items in carried.items():
-        lines = [line for line, _ in items]
-        stack = [o for _, o in items if o.startswith(_GENID_NT)]
-        seen: set[str] = set()
-        while stack:
-            node = stack.pop()
-            if node in seen:
-                continue
-            seen.add(node)
-            for line, o in owned.get(node, ()):
-                lines.append(line)
-                if o.startswith(_GENID_NT):
-                    stack.append(o)
-        groups[key] = lines
-    return groups
-
-
 def prepare_for_store(response: Response) -> Prepared:
-    """:func:`prepare` for the store's worker processes: only what the upsert needs travels back."""
-    out = prepare(response)
-    out.triples = []
-    return out
+    """:func:`prepare` for the store's worker processes."""
+    return prepare(response)
 
 
 def body_sha256(body: str) -> str:

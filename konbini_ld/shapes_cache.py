@@ -28,6 +28,7 @@ from typing import Any
 from .contexts import AS_CONTEXT_URL, KS_CONTEXT_URL, bundled_context
 from .errors import ExpandError
 from .expand import _ESCAPES, check_literal, expand, nt_iri, nt_literal, to_lines
+from .grouping import group_lines
 from .namespaces import GENID, XSD
 from .normalize import EXACT_DOUBLE
 
@@ -77,7 +78,7 @@ def shape_of(value: Any, leaves: list[Any]) -> Any:
         return "i"
     if isinstance(value, str):
         leaves.append(value)
-        return "s"
+        return "g" if value.startswith(GENID) else "s"  # skolem IRIs: owned by the node above
     if value is None:
         return "n"
     return ("x", repr(value))  # floats are value objects by now; anything else is kept literally
@@ -113,6 +114,9 @@ class _Template:
     iri_leaves: frozenset[int] = field(default_factory=frozenset)
     kinds: tuple[str, ...] = ()
     referrers: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    #: for each triple, the triple of the entity that owns it (itself for an entity's own triples):
+    #: the (subject, predicate) group the upsert replaces it with
+    anchors: tuple[int, ...] = ()
 
 
 class _Untemplatable(Exception):
@@ -143,6 +147,35 @@ def _part(term: dict[str, Any], sentinels: dict[str, int], kinds: tuple[str, ...
     return ("lit", index, suffix, None if trusted else datatype)
 
 
+def _anchors(triples: list[tuple[Any, Any, Any]], leaves: list[Any]) -> tuple[int, ...]:
+    """For each template triple, the index of the entity triple that owns it (see :func:`group_lines`)."""
+
+    def key(part: Any) -> Any:
+        return (part[0], part[1])
+
+    def owned(part: Any) -> bool:
+        tag = part[0]
+        if tag == "b":
+            return True
+        if tag == "iri":
+            value = leaves[part[1]]
+            return isinstance(value, str) and value.startswith(GENID)
+        return tag == "c" and part[1].startswith("<" + GENID)
+
+    referrer: dict[Any, int] = {}
+    for i, (_, _, o) in enumerate(triples):
+        if owned(o):
+            referrer.setdefault(key(o), i)
+    anchors = []
+    for i, (s, _, _) in enumerate(triples):
+        j, hops = i, 0
+        while owned(triples[j][0]) and key(triples[j][0]) in referrer and hops <= len(triples):
+            j = referrer[key(triples[j][0])]
+            hops += 1
+        anchors.append(j)
+    return tuple(anchors)
+
+
 class ShapeCache:
     """A bounded, thread-safe cache of expansion templates, one per document shape.
 
@@ -156,9 +189,10 @@ class ShapeCache:
         self._prefixes = _prefixes()
         self.hits = self.misses = self.fallbacks = 0
 
-    def lines(self, document: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def groups(self, document: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
         """The triples pyld's JSON-LD → RDF algorithm gives for ``document``, skolemised and checked
-        like :func:`konbini_ld.expand.to_lines`, as N-Triples terms (same set; order may differ).
+        like :func:`konbini_ld.expand.to_lines`, as N-Triples lines grouped for the upsert like
+        :func:`konbini_ld.ingest.group_lines` does (same lines, same groups).
 
         :raises ExpandError: a value does not make a valid IRI or literal.
         """
@@ -176,10 +210,10 @@ class ShapeCache:
                 if len(self._templates) > self.size:
                     self._templates.popitem(last=False)
             # the first document of a shape goes through pyld itself
-            return to_lines(expand(document))
+            return group_lines(to_lines(expand(document)))
         if template is None or not self._fillable(template, leaves):
             self.fallbacks += 1
-            return to_lines(expand(document))
+            return group_lines(to_lines(expand(document)))
         self.hits += 1
         return self._fill(template, leaves)
 
@@ -226,7 +260,7 @@ class ShapeCache:
             return None  # pyld rejects the probe: let it judge the real document
         referrers = {o[1]: (s, p[1][1:-1]) for s, p, o in triples if o[0] == "b"}
         iri_leaves = frozenset(part[1] for t in triples for part in t if part[0] == "iri")
-        return _Template(triples, iri_leaves, kinds, referrers)
+        return _Template(triples, iri_leaves, kinds, referrers, _anchors(triples, leaves))
 
     def _fill(self, template: _Template, leaves: list[Any]) -> list[tuple[str, str, str]]:
         iris = {i: nt_iri(leaves[i]) for i in template.iri_leaves}
@@ -258,7 +292,18 @@ class ShapeCache:
                 raise ExpandError(f"value {lexical!r} is not a valid {part[3]}")
             return '"' + lexical.translate(_ESCAPES) + part[2]
 
-        return [(value(s), value(p), value(o)) for s, p, o in template.triples]
+        filled = [(value(s), value(p), value(o)) for s, p, o in template.triples]
+        groups: dict[tuple[str, str], list[str]] = {}
+        for (s, p, o), anchor in zip(filled, template.anchors):
+            owner = filled[anchor]
+            key = (owner[0], owner[1])
+            line = f"{s} {p} {o} .\n"
+            lines = groups.get(key)
+            if lines is None:
+                groups[key] = [line]
+            else:
+                lines.append(line)
+        return groups
 
 
 _default: ShapeCache | None = None

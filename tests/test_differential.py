@@ -1,4 +1,5 @@
-"""Every shortcut of the ingest path agrees with plain pyld, document by document."""
+"""Every shortcut of the ingest path agrees with plain pyld, document by document: the same
+N-Triples lines in the same upsert groups."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from konbini_ld.shapes_cache import ShapeCache
 from strategies import responses
 
 
-def _plain(body: str) -> set[tuple[str, str, str]]:
+def _plain(body: str) -> dict[tuple[str, str], set[str]]:
     p = prepare(Response(body, "x"), shape_cache=False)
     assert p.ok, p.error
-    return set(p.triples)
+    return {k: set(v) for k, v in p.groups.items()}
 
 
-def _cached(body: str, cache: ShapeCache) -> set[tuple[str, str, str]]:
+def _cached(body: str, cache: ShapeCache) -> dict[tuple[str, str], set[str]]:
     import konbini_ld.ingest as ingest
 
     saved = ingest.default_cache
@@ -30,7 +31,7 @@ def _cached(body: str, cache: ShapeCache) -> set[tuple[str, str, str]]:
     finally:
         ingest.default_cache = saved  # type: ignore[assignment]
     assert p.ok, p.error
-    return set(p.triples)
+    return {k: set(v) for k, v in p.groups.items()}
 
 
 def test_shape_templates_agree_with_pyld_on_the_corpus() -> None:
