@@ -209,12 +209,14 @@ class ShapeCache:
                 self._templates[shape] = template
                 if len(self._templates) > self.size:
                     self._templates.popitem(last=False)
-            # the first document of a shape goes through pyld itself
-            return group_lines(to_lines(expand(document)))
+            fresh = True
+        else:
+            fresh = False
         if template is None or not self._fillable(template, leaves):
             self.fallbacks += 1
             return group_lines(to_lines(expand(document)))
-        self.hits += 1
+        if not fresh:
+            self.hits += 1
         return self._fill(template, leaves)
 
     def snapshot(self) -> dict[Any, Any]:

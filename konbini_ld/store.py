@@ -205,7 +205,7 @@ class _Planner:
         assert seen is not None
         for entity, keys in by_entity.items():
             keys.sort()
-            digest = hash(tuple((k[1], tuple(self.final[k])) for k in keys))
+            digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
             if seen.get(entity) == digest:
                 for k in keys:
                     del self.final[k]
