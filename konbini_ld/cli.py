@@ -508,8 +508,8 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
     Example:
       konbini-ld push --to http://127.0.0.1:7878/query
     """
+    from .remote import push as do_push
     from .remote import redact
-    from .store import push as do_push
 
     with state.open(read_only=True) as store:
         counts = do_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)

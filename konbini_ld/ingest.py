@@ -32,6 +32,8 @@ from .shapes_cache import default_cache
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "PreparePool",
+    "batches",
     "Prepared",
     "Response",
     "parse_documents",
@@ -373,3 +375,56 @@ def iter_sources(sources: Iterable[str | os.PathLike[str] | IO[str]]) -> Iterato
 def text_stream(data: str) -> IO[str]:
     """Wrap text as a stream for :func:`read_source` (handy in tests and notebooks)."""
     return io.StringIO(data)
+
+
+def batches(responses: Iterable[Response | InputError], size: int, failed: list[InputError]) -> Iterator[list[Response]]:
+    """Group responses into lists of ``size``; input errors go to ``failed``."""
+    batch: list[Response] = []
+    for item in responses:
+        if isinstance(item, InputError):
+            failed.append(item)
+            continue
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _seed_worker(templates: dict[Any, Any]) -> None:
+    from .shapes_cache import default_cache
+
+    default_cache().seed(templates)
+
+
+class PreparePool:
+    """Worker processes preparing batches one ahead of the writer; started on the second batch,
+    so small inputs never pay for them."""
+
+    def __init__(self, workers: int | None) -> None:
+        # one core plans and writes, one runs Oxigraph's bulk loads: preparing in other processes
+        # only pays beyond that (on two cores, moving documents between processes costs what it saves)
+        self.workers = max(0, (os.cpu_count() or 1) - 2) if workers is None else workers
+        self.pool: Any = None
+        self.batches = 0
+
+    def prepare(self, batch: list[Response]) -> Any:
+        self.batches += 1
+        if self.workers <= 0 or self.batches < 2 or len(batch) < 100:
+            return [prepare(r) for r in batch]
+        if self.pool is None:
+            import multiprocessing as mp
+
+            from .shapes_cache import default_cache
+
+            # workers start with the templates this process learned on the first batch
+            self.pool = mp.get_context("spawn").Pool(
+                self.workers, initializer=_seed_worker, initargs=(default_cache().snapshot(),)
+            )
+        return self.pool.map_async(prepare_for_store, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()

@@ -33,7 +33,7 @@ from .errors import QueryError, StoreError, UsageError
 from .namespaces import DATA_GRAPH, PROV_GRAPH
 from .sparql import has_dataset_clause, query_form, where_braces
 
-__all__ = ["Endpoints", "SparqlBackend", "derive_endpoints", "redact"]
+__all__ = ["Endpoints", "SparqlBackend", "derive_endpoints", "push", "redact"]
 
 OUR_GRAPHS = (ox.NamedNode(DATA_GRAPH), ox.NamedNode(PROV_GRAPH))
 _CHUNK_SUBJECTS = 200
@@ -254,3 +254,37 @@ def bind_with_values(sparql: str, substitutions: dict[str, Any]) -> str:
     for at in sorted(positions, reverse=True):  # every group, subqueries included, sees the bound value
         sparql = f"{sparql[: at + 1]} {block}{sparql[at + 1 :]}"
     return sparql
+
+
+def push(
+    store: Any, to: str, *, update_url: str | None = None, gsp_url: str | None = None
+) -> dict[str, int]:
+    """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.
+
+    Each konbini-ld graph replaces the graph of the same name on the target (Graph Store
+    ``PUT``; ``CLEAR`` + ``INSERT DATA`` where there is no Graph Store endpoint), so a push
+    is idempotent. Returns triples pushed per graph.
+    """
+    import tempfile
+
+    target = SparqlBackend(derive_endpoints(to, update=update_url, gsp=gsp_url))
+    counts: dict[str, int] = {}
+    try:
+        for graph in OUR_GRAPHS:
+            quads = store.backend.iter_quads(graph)
+            with tempfile.TemporaryFile() as fh:
+                n = 0
+                for q in quads:
+                    fh.write(f"{q.subject} {q.predicate} {q.object} .\n".encode())
+                    n += 1
+                fh.seek(0)
+                if target.endpoints.gsp:
+                    target.replace_graph(graph, fh)
+                else:
+                    target.clear_graph(graph)
+                    fh.seek(0)
+                    target.apply([], {graph: [line.decode() for line in fh]})
+            counts[graph.value] = n
+    finally:
+        target.close()
+    return counts

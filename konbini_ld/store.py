@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,11 +29,14 @@ from typing import IO, Any
 import pyoxigraph as ox
 
 from .archive import Archive, ArchiveRecord
+from .upsert import Planner, prov_groups
 from .backends import Backend, OxigraphBackend
 from .errors import InputError, StoreError
 from .expand import nt_iri, nt_literal
 from .ingest import (  # noqa: F401 - text_stream is used by the doctest
+    PreparePool,
     Prepared,
+    batches,
     Response,
     body_sha256,
     group_lines,
@@ -45,7 +48,7 @@ from .ingest import (  # noqa: F401 - text_stream is used by the doctest
 )
 from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
 
-__all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store", "push"]
+__all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store"]
 
 _DATA = ox.NamedNode(DATA_GRAPH)
 _PROV = ox.NamedNode(PROV_GRAPH)
@@ -124,101 +127,6 @@ def _observation_iri(source: str, line: int | None, sha: str) -> str:
 
 def _int(value: int) -> str:
     return f'"{int(value)}"^^<{XSD}integer>'
-
-
-_GENID_NT = "<" + GENID
-
-
-def _node(text: str) -> ox.NamedNode:
-    return ox.NamedNode(text[1:-1])
-
-
-class _Planner:
-    """Collects a batch's triple groups and turns them into the upsert's deletes and inserts.
-
-    :param known: entities this store already holds in ``graph`` (embedded store: kept in memory,
-        so new entities cost no lookup), or ``None`` to ask the backend about every one.
-    """
-
-    def __init__(self, graph: ox.NamedNode, known: set[str] | None, seen: dict[str, int] | None = None) -> None:
-        self.graph = graph
-        self.known = known
-        self.seen = seen  # entity -> hash of what this process last wrote for it
-        self.final: dict[tuple[str, str], list[str]] = {}
-        self._written: dict[str, int] = {}
-
-    def add(self, groups: dict[tuple[str, str], list[str]]) -> None:
-        """Record one response's groups (later responses win per entity and property)."""
-        self.final.update(groups)
-
-    def plan(self, backend: Backend, before_read: Callable[[Iterable[str]], None] | None = None) -> tuple[list[ox.Quad], list[str]]:
-        """Quads to delete, and N-Triples lines to insert, for this graph.
-
-        :param before_read: called with the entities about to be read from the store (so a
-            write still in progress for any of them can be waited for).
-        """
-        if self.seen is not None:
-            self._skip_unchanged()
-        inserts: set[str] = set()
-        for lines in self.final.values():
-            inserts.update(lines)
-        subjects = {s for s, _ in self.final}
-        check = subjects if self.known is None else [s for s in subjects if s in self.known]
-        deletes: list[ox.Quad] = []
-        unchanged: set[str] = set()
-        old_owned: list[ox.NamedNode] = []
-
-        def consider(q: ox.Quad) -> None:
-            line = f"{q.subject} {q.predicate} {q.object} .\n"
-            if line in inserts:
-                unchanged.add(line)
-            else:
-                deletes.append(q)
-            o = q.object
-            if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
-                old_owned.append(o)
-
-        if check:
-            if before_read is not None:
-                before_read(check)
-            final = self.final
-            for q in backend.quads_for_subjects([_node(s) for s in check], self.graph):
-                if (str(q.subject), str(q.predicate)) in final:
-                    consider(q)
-        done: set[ox.NamedNode] = set()
-        while old_owned:
-            batch = [n for n in dict.fromkeys(old_owned) if n not in done]
-            old_owned = []
-            done.update(batch)
-            for q in backend.quads_for_subjects(batch, self.graph):
-                consider(q)
-        if self.known is not None:
-            self.known.update(subjects)
-        return deletes, [line for line in inserts if line not in unchanged]
-
-    def _skip_unchanged(self) -> None:
-        """Drop entities observed exactly as this process last wrote them: the upsert would change nothing."""
-        by_entity: dict[str, list[tuple[str, str]]] = {}
-        for key in self.final:
-            by_entity.setdefault(key[0], []).append(key)
-        seen = self.seen
-        assert seen is not None
-        for entity, keys in by_entity.items():
-            keys.sort()
-            digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
-            if seen.get(entity) == digest:
-                for k in keys:
-                    del self.final[k]
-            else:
-                self._written[entity] = digest
-
-    def final_subjects(self) -> set[str]:
-        return {s for s, _ in self.final}
-
-    def committed(self) -> None:
-        """Call once the plan is written: remember what each entity now holds."""
-        if self.seen is not None:
-            self.seen.update(self._written)
 
 
 class KonbiniStore:
@@ -353,11 +261,11 @@ class KonbiniStore:
         :param archive_failed: archive responses even when they cannot be mapped (API
             responses that were paid for), so that ``rebuild`` can recover them later.
         :param progress: called with the number of responses handled after each batch.
-        :param workers: preparing processes (``None``: one per CPU; ``0``: none, all in-process).
+        :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none, all in-process).
         """
         self._writable()
         report = LoadReport()
-        pool = _Preparers(workers)
+        pool = PreparePool(workers)
         pending: Any = None
 
         def finish(job: Any) -> None:
@@ -368,7 +276,7 @@ class KonbiniStore:
                 progress(len(batch))
 
         try:
-            for batch in _batches(responses, batch_size, report):
+            for batch in batches(responses, batch_size, report.failed):
                 job = (batch, pool.prepare(batch))
                 if pending is not None:
                     finish(pending)
@@ -450,8 +358,8 @@ class KonbiniStore:
         batch is planned meanwhile; reads that could see the write in progress wait for it)."""
         report = LoadReport()
         known = self._known(_DATA)
-        data = _Planner(_DATA, known, self._seen if known is not None else None)
-        prov = _Planner(_PROV, self._known(_PROV))
+        data = Planner(_DATA, known, self._seen if known is not None else None)
+        prov = Planner(_PROV, self._known(_PROV))
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         for p in prepared:
             entities: set[str] = set()
@@ -468,7 +376,7 @@ class KonbiniStore:
                 if p.response.key is None:
                     continue
             obs, triples = self._provenance(p)
-            prov.add(_prov_groups(triples))
+            prov.add(prov_groups(triples))
             links.extend(f"{e} {_GENERATED_BY} {obs} .\n" for e in entities)
         deletes, inserts = data.plan(self.backend, self._before_read)
         pdeletes, pinserts = prov.plan(self.backend, self._before_read)
@@ -727,104 +635,3 @@ def open_store(
     :raises StoreError: the store cannot be opened (in use by another writer, unreadable…).
     """
     return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url)
-
-
-def push(
-    store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None
-) -> dict[str, int]:
-    """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.
-
-    Each konbini-ld graph replaces the graph of the same name on the target (Graph Store
-    ``PUT``; ``CLEAR`` + ``INSERT DATA`` where there is no Graph Store endpoint), so a push
-    is idempotent. Returns triples pushed per graph.
-    """
-    import tempfile
-
-    from .remote import SparqlBackend, derive_endpoints
-
-    target = SparqlBackend(derive_endpoints(to, update=update_url, gsp=gsp_url))
-    counts: dict[str, int] = {}
-    try:
-        for graph in (_DATA, _PROV):
-            quads = store.backend.iter_quads(graph)
-            with tempfile.TemporaryFile() as fh:
-                n = 0
-                for q in quads:
-                    fh.write(f"{q.subject} {q.predicate} {q.object} .\n".encode())
-                    n += 1
-                fh.seek(0)
-                if target.endpoints.gsp:
-                    target.replace_graph(graph, fh)
-                else:
-                    target.clear_graph(graph)
-                    fh.seek(0)
-                    target.apply([], {graph: [line.decode() for line in fh]})
-            counts[graph.value] = n
-    finally:
-        target.close()
-    return counts
-
-
-def _prov_groups(triples: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
-    """Provenance triples grouped for the upsert (they own no skolemised objects)."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for s, p, o in triples:
-        line = f"{s} {p} {o} .\n"
-        lines = groups.get((s, p))
-        if lines is None:
-            groups[(s, p)] = [line]
-        else:
-            lines.append(line)
-    return groups
-
-
-def _batches(
-    responses: Iterable[Response | InputError], size: int, report: LoadReport
-) -> Iterator[list[Response]]:
-    batch: list[Response] = []
-    for item in responses:
-        if isinstance(item, InputError):
-            report.failed.append(item)
-            continue
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _seed_worker(templates: dict[Any, Any]) -> None:
-    from .shapes_cache import default_cache
-
-    default_cache().seed(templates)
-
-
-class _Preparers:
-    """Worker processes preparing batches one ahead of the writer; started on the second batch,
-    so small inputs never pay for them."""
-
-    def __init__(self, workers: int | None) -> None:
-        self.workers = (os.cpu_count() or 1) if workers is None else workers
-        self.pool: Any = None
-        self.batches = 0
-
-    def prepare(self, batch: list[Response]) -> Any:
-        self.batches += 1
-        if self.workers <= 0 or self.batches < 2 or len(batch) < 100:
-            return [prepare(r) for r in batch]
-        if self.pool is None:
-            import multiprocessing as mp
-
-            from .shapes_cache import default_cache
-
-            # workers start with the templates this process learned on the first batch
-            self.pool = mp.get_context("spawn").Pool(
-                self.workers, initializer=_seed_worker, initargs=(default_cache().snapshot(),)
-            )
-        return self.pool.map_async(prepare_for_store, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()

@@ -138,7 +138,7 @@ def test_cli_against_the_server(server: OxigraphServer, tmp_path: Path) -> None:
 def test_push_copies_the_local_graph_idempotently(server: OxigraphServer, store: Any, tmp_path: Path) -> None:
     server.clear()
     store.load([SEED, NEWER, VIDEOS])
-    from konbini_ld.store import push
+    from konbini_ld.remote import push
 
     counts = push(store, server.query_url)
     assert sum(counts.values()) == len(store)

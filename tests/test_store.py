@@ -11,7 +11,7 @@ from graphcheck import assert_leaves_in_graph, assert_no_blank_nodes, assert_wel
 from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
 from konbini_ld import open_store
 from konbini_ld.errors import StoreError
-from konbini_ld.ingest import text_stream
+from konbini_ld.ingest import read_source, text_stream
 
 KS = "https://konbiniapi.com/ns/social#"
 AS = "https://www.w3.org/ns/activitystreams#"
@@ -203,3 +203,17 @@ def test_rdflib_view_runs_sparql_natively(store: Any) -> None:
     rows = list(g.query(f"SELECT ?n WHERE {{ <{AUDIO_IRI}> <https://konbiniapi.com/ns/social#videoCount> ?n }}"))
     assert [int(r[0]) for r in rows] == [500000]
     assert len(g) == len(store)
+
+
+def test_worker_processes_give_the_same_graph(tmp_path: Path) -> None:
+    from konbini_ld.corpus import corpus_lines
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(corpus_lines(450)))
+    graphs = []
+    for workers in (0, 2):
+        with open_store(tmp_path / f"s{workers}") as s:
+            report = s.ingest(read_source(corpus), batch_size=150, workers=workers)
+            assert report.loaded == 450
+            graphs.append({str(q) for q in quads(s) if "endedAtTime" not in q.predicate.value})
+    assert graphs[0] == graphs[1]
