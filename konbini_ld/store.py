@@ -255,8 +255,9 @@ class KonbiniStore:
     ) -> LoadReport:
         """Ingest raw responses: prepare, archive, upsert, in batches.
 
-        Large inputs are prepared (parsed, normalised, expanded) by worker processes
-        while the previous batch is written, one batch ahead, so memory stays flat.
+        Each batch is prepared (parsed, normalised, expanded) while the previous one is
+        written, so at most two batches are in memory; on machines with more than two
+        cores, worker processes do the preparing.
 
         :param archive_failed: archive responses even when they cannot be mapped (API
             responses that were paid for), so that ``rebuild`` can recover them later.
