@@ -169,3 +169,24 @@ def test_remote_rebuild_from_the_local_archive(remote: Any) -> None:
 def test_endpoints_are_derived_for_known_servers(url: str, update: str, gsp: str) -> None:
     e = derive_endpoints(url)
     assert (e.update, e.gsp) == (update, gsp)
+
+
+def test_serve_and_validate_a_remote_store(server: OxigraphServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_server import Served
+
+    monkeypatch.setenv("KONBINI_LD_ARCHIVE", str(tmp_path / "a"))
+    server.clear()
+    base = ["--store", server.query_url, "--archive", str(tmp_path / "a")]
+    assert CliRunner().invoke(main, [*base, "load", str(SEED)], catch_exceptions=False).exit_code == 0
+    r = CliRunner().invoke(main, [*base, "validate"], catch_exceptions=False)
+    assert r.exit_code == 0 and "conforms" in r.stderr
+    served = Served(server.query_url)
+    try:
+        r = requests.get(served.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=10)
+        assert r.status_code == 200 and "khaby.lame" in r.text
+        drop = requests.post(served.url + "/sparql", data={"update": "DROP ALL"}, timeout=10)
+        assert drop.status_code == 403
+    finally:
+        served.stop()
+    with open_store(server.query_url) as remote:
+        assert remote.stats().audios == 1
