@@ -36,6 +36,7 @@ __all__ = ["ShapeCache", "shape_of"]
 
 _SENTINEL = "urn:konbini-ld:sentinel:"
 _INT_BASE = 8_100_000_000_000_000_000
+_SPLIT_KEYS = ("orderedItems", "items")
 _LITERAL_KEYS = frozenset({"@context", "type", "@type", "@language", "@direction"})
 _XSD_INTEGER = XSD + "integer"
 _XSD_BOOLEAN = XSD + "boolean"
@@ -196,6 +197,9 @@ class ShapeCache:
 
         :raises ExpandError: a value does not make a valid IRI or literal.
         """
+        split = self._split(document)
+        if split is not None:
+            return split
         leaves: list[Any] = []
         shape = shape_of(document, leaves)
         with self._lock:
@@ -218,6 +222,29 @@ class ShapeCache:
         if not fresh:
             self.hits += 1
         return self._fill(template, leaves)
+
+    def _split(self, document: dict[str, Any]) -> dict[tuple[str, str], list[str]] | None:
+        """A collection page is its skeleton (items as references) plus each item on its own.
+
+        A page of 30 videos almost never repeats as a whole, but its videos do. An embedded node
+        object expands to the same triples wherever it is embedded (the contexts have no
+        property-scoped terms), and node objects with the same id merge by union, which is what
+        merging the groups does.
+        """
+        for key in _SPLIT_KEYS:
+            items = document.get(key)
+            if not (isinstance(items, list) and len(items) > 1):
+                continue
+            if not all(isinstance(i, dict) and isinstance(i.get("id"), str) and len(i) > 1 for i in items):
+                continue
+            context = document.get("@context")
+            out = self.groups({**document, key: [{"id": item["id"]} for item in items]})
+            for item in items:
+                part = self.groups({"@context": context, **item} if context is not None else item)
+                for k, lines in part.items():
+                    out.setdefault(k, []).extend(lines)
+            return out
+        return None
 
     def snapshot(self) -> dict[Any, Any]:
         """The templates learned so far (picklable), to seed another process's cache."""
