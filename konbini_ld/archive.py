@@ -1,12 +1,28 @@
 """Append-only, compressed archive of every raw response ingested.
 
-The archive lives beside the store (``<store>/archive/``) as gzip segments of
-JSON Lines, one record per response, numbered by a sequence that never goes
-back. Each append is one gzip member written and fsynced before the data
-reaches the graph, so the archive doubles as the store's write-ahead log:
+The archive lives beside the store (``<store>/archive/``) as segments of gzip
+members holding JSON Lines, one record per response, numbered by a sequence
+that never goes back and never skips. Records are written and fsynced before
+they reach the graph, so the archive doubles as the store's write-ahead log:
 records past the store's applied mark are replayed when the store is next
 opened, and ``rebuild`` replays all of them after a mapping change without
 spending a credit.
+
+Layout and integrity::
+
+    archive/
+      000000000001.jsonl.gz   gzip members of at most 64 records; a line is
+                              "<crc32 hex> <record JSON>" (older lines: JSON only)
+      HEAD                    {"segment", "size", "last_seq"}: what was last fsynced
+
+Damage is told apart from a torn tail. Bytes past the ``size`` HEAD vouches
+for in its segment are an append a crash interrupted: they are cut. Anything
+else that does not read back (a flipped byte, a truncation, a missing
+segment) is *damage*: reading resynchronises on the next gzip member, keeps
+every record that still checks out, and reports the damaged spans by segment
+and byte offset along with the sequence numbers lost (the sequence is
+contiguous, and HEAD says where it ends). New records never go behind damage:
+an append to a damaged segment starts a new one.
 
 Records hold what the API returned and where it came from; request headers
 (and so the API key) are never part of a record.
@@ -15,20 +31,22 @@ Records hold what the API returned and where it came from; request headers
 from __future__ import annotations
 
 import fcntl
-import gzip
 import json
 import os
+import threading
 import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import StoreError
 
-__all__ = ["Archive", "ArchiveRecord"]
+__all__ = ["Archive", "ArchiveRecord", "Damage"]
 
 _SEGMENT_BYTES = 256 * 1024 * 1024
+_MEMBER_RECORDS = 64
 _SUFFIX = ".jsonl.gz"
+_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclass(slots=True)
@@ -60,38 +78,176 @@ class ArchiveRecord:
 _FIELDS = tuple(f.name for f in fields(ArchiveRecord))
 
 
-class Archive:
-    """The archive directory. Appends are serialised by the store that owns it."""
+@dataclass(slots=True)
+class Damage:
+    """A span of the archive that does not read back.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    :ivar segment: the segment file name (or ``HEAD``).
+    :ivar offset: byte offset of the damage in the segment.
+    :ivar reason: what was wrong.
+    :ivar lost: how many records could not be read because of it.
+    :ivar seqs: the first and last sequence numbers among them.
+    """
+
+    segment: str
+    offset: int
+    reason: str
+    lost: int = 0
+    seqs: tuple[int, int] | None = None
+
+    def add_lost(self, first: int, last: int) -> None:
+        self.lost += last - first + 1
+        self.seqs = (first, last) if self.seqs is None else (min(self.seqs[0], first), max(self.seqs[1], last))
+
+    def __str__(self) -> str:
+        lost = ""
+        if self.seqs is not None:
+            first, last = self.seqs
+            span = f"seq {first}" if first == last else f"seq {first}-{last}"
+            lost = f"; {self.lost} record{'s' if self.lost != 1 else ''} lost ({span})"
+        return f"archive {self.segment} at byte {self.offset}: {self.reason}{lost}"
+
+
+@dataclass(slots=True)
+class Scan:
+    """What a read of the archive found besides its records."""
+
+    damage: list[Damage] = field(default_factory=list)
+    read: int = 0
+    last_seq: int = 0
+
+    @property
+    def lost(self) -> int:
+        return sum(d.lost for d in self.damage)
+
+
+def _encode(record: ArchiveRecord) -> bytes:
+    text = json.dumps({name: getattr(record, name) for name in _FIELDS}, ensure_ascii=False, separators=(",", ":"))
+    data = text.encode("utf-8")
+    return b"%08x " % zlib.crc32(data) + data + b"\n"
+
+
+def _decode(line: bytes) -> ArchiveRecord:
+    """One line back into a record; ``ValueError`` when it does not check out."""
+    if line[:1] != b"{":
+        crc, _, data = line.partition(b" ")
+        if len(crc) != 8 or int(crc, 16) != zlib.crc32(data):
+            raise ValueError("checksum mismatch")
+        line = data
+    value = json.loads(line)
+    if not isinstance(value, dict) or not isinstance(value.get("seq"), int) or not isinstance(value.get("body"), str):
+        raise ValueError("not an archive record")
+    return ArchiveRecord(**value)
+
+
+def _member(records: list[ArchiveRecord]) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip container, fastest level
+    return compressor.compress(b"".join(_encode(r) for r in records)) + compressor.flush()
+
+
+class _Ticket:
+    __slots__ = ("records", "done", "error")
+
+    def __init__(self, records: list[ArchiveRecord]) -> None:
+        self.records = records
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class Archive:
+    """The archive directory.
+
+    Appends are safe from many threads: concurrent callers are written together in one
+    fsync (group commit), and each call returns once its records are durable.
+
+    :param on_written: called with each group of records right after it is durable, in
+        sequence order (the caller's apply queue hangs here).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, on_written: Callable[[list[ArchiveRecord]], None] | None = None) -> None:
         self.path = Path(path)
+        self.on_written = on_written
         self._last_seq: int | None = None
+        self._cv = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._writing = False
+        self._damaged_segment: str | None = None
+
+    # -- HEAD ------------------------------------------------------------------
 
     def _head(self) -> dict[str, object] | None:
         try:
-            return json.loads((self.path / "HEAD").read_text(encoding="utf-8"))
+            head = json.loads((self.path / "HEAD").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(head, dict) or not isinstance(head.get("last_seq"), int):
+            return None
+        return head
 
     def _write_head(self, segment: Path, seq: int) -> None:
         tmp = self.path / "HEAD.tmp"
-        tmp.write_text(json.dumps({"segment": segment.name, "size": segment.stat().st_size, "last_seq": seq}))
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps({"segment": segment.name, "size": segment.stat().st_size, "last_seq": seq}))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, self.path / "HEAD")
-
-    def _repair(self, segments: list[Path]) -> None:
-        """Cut a torn final gzip member left by a crash (everything the HEAD vouches for stays)."""
-        head = self._head()
-        if not head or not segments or segments[-1].name != head.get("segment"):
-            return
-        size = int(head["size"])  # type: ignore[arg-type]
-        if segments[-1].stat().st_size > size:
-            with open(segments[-1], "r+b") as fh:
-                fh.truncate(size)
+        _fsync_dir(self.path)
 
     def _segments(self) -> list[Path]:
         if not self.path.is_dir():
             return []
-        return sorted(p for p in self.path.iterdir() if p.name.endswith(_SUFFIX))
+        return sorted(p for p in self.path.iterdir() if p.name.endswith(_SUFFIX) and p.name[:-len(_SUFFIX)].isdigit())
+
+    def _repair(self, segments: list[Path]) -> None:
+        """Settle an append a crash interrupted, past what HEAD vouches for.
+
+        Whole members that continue the sequence were written and fsynced before the crash
+        cut the HEAD update short: they are kept (each is a paid response) and HEAD catches
+        up. A member cut short is torn and is cut off; nothing HEAD vouches for is touched.
+        """
+        head = self._head()
+        if not head or not segments:
+            return
+        names = [p.name for p in segments]
+        if head.get("segment") not in names:
+            return
+        index = names.index(str(head["segment"]))
+        seq = int(head["last_seq"])  # type: ignore[call-overload]
+        offset = int(head["size"])  # type: ignore[call-overload]
+        tail_segment: Path | None = None
+        for segment in segments[index:]:
+            size = segment.stat().st_size
+            if size <= offset:
+                offset = 0
+                continue
+            with open(segment, "r+b") as fh:
+                pos = offset
+                while pos < size:
+                    records, end = _read_member(fh, pos)
+                    wanted = list(range(seq + 1, seq + 1 + len(records)))
+                    if end is None or not records or [r.seq if r else None for r in records] != wanted:
+                        break
+                    pos, seq = end, wanted[-1]
+                if pos < size:
+                    fh.truncate(pos)
+                    os.fsync(fh.fileno())
+            if pos == 0:
+                segment.unlink()
+            else:
+                tail_segment = segment
+            offset = 0
+        if tail_segment is not None and seq > int(head["last_seq"]):  # type: ignore[call-overload]
+            self._write_head(tail_segment, seq)
+            self._last_seq = seq
+
+    def repair(self) -> None:
+        """Settle an interrupted append now (writers call this when they open the store)."""
+        segments = self._segments()
+        if segments:
+            with open(self.path / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._last_seq = None
+                self._repair(segments)
 
     @property
     def last_seq(self) -> int:
@@ -99,81 +255,249 @@ class Archive:
         if self._last_seq is None:
             head = self._head()
             if head is not None:
-                self._last_seq = int(head["last_seq"])  # type: ignore[arg-type]
+                self._last_seq = int(head["last_seq"])  # type: ignore[call-overload]
                 return self._last_seq
             segments = self._segments()
             last = 0
             if segments:
-                for record in self._read(segments[-1]):
-                    last = record.seq
+                for record, _ in self._read(segments[-1], Scan()):
+                    last = max(last, record.seq)
                 if last == 0:
                     last = int(segments[-1].name[: -len(_SUFFIX)]) - 1
             self._last_seq = last
         return self._last_seq
 
+    # -- appending ---------------------------------------------------------------
+
     def append(self, records: Iterable[ArchiveRecord]) -> list[ArchiveRecord]:
-        """Number, compress and durably append ``records``; return them with ``seq`` set."""
-        records = list(records)
-        if not records:
-            return records
+        """Number, compress and durably append ``records``; return them with ``seq`` set.
+
+        :raises StoreError: the archive cannot be written (full disk, permissions…).
+        """
+        ticket = _Ticket(list(records))
+        if not ticket.records:
+            return ticket.records
+        with self._cv:
+            self._queue.append(ticket)
+            while not ticket.done:
+                if self._writing:
+                    self._cv.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                self._writing = True
+                self._cv.release()
+                error: BaseException | None = None
+                try:
+                    self._write_group([r for t in batch for r in t.records])
+                except BaseException as exc:  # handed to every caller of the group
+                    error = exc
+                finally:
+                    self._cv.acquire()
+                    self._writing = False
+                    for t in batch:
+                        t.done, t.error = True, error
+                    self._cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.records
+
+    def _write_group(self, records: list[ArchiveRecord]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._last_seq = None  # another process may have appended
-            return self._append_locked(records)
+            seq = self.last_seq
+            segments = self._segments()
+            self._repair(segments)
+            target = self._target(segments, seq + 1)
+            for record in records:
+                seq += 1
+                record.seq = seq
+            data = b"".join(_member(records[i : i + _MEMBER_RECORDS]) for i in range(0, len(records), _MEMBER_RECORDS))
+            try:
+                with open(target, "ab") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._write_head(target, seq)
+            except OSError as exc:
+                self._last_seq = None
+                raise StoreError(f"cannot append to the archive {target}: {exc.strerror or exc}") from exc
+            self._last_seq = seq
+            if self.on_written is not None:
+                self.on_written(records)
 
-    def _append_locked(self, records: list[ArchiveRecord]) -> list[ArchiveRecord]:
-        seq = self.last_seq
-        for record in records:
-            seq += 1
-            record.seq = seq
-        segments = self._segments()
-        self._repair(segments)
-        target = segments[-1] if segments and segments[-1].stat().st_size < _SEGMENT_BYTES else None
-        if target is None:
-            target = self.path / f"{records[0].seq:012d}{_SUFFIX}"
-        payload = "".join(
-            json.dumps({name: getattr(r, name) for name in _FIELDS}, ensure_ascii=False, separators=(",", ":")) + "\n"
-            for r in records
-        )
-        data = gzip.compress(payload.encode("utf-8"), compresslevel=1, mtime=0)
-        try:
-            with open(target, "ab") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise StoreError(f"cannot append to archive {target}: {exc.strerror or exc}") from exc
-        self._write_head(target, seq)
-        self._last_seq = seq
-        return records
+    def _target(self, segments: list[Path], first_seq: int) -> Path:
+        """The segment to append to: the last one, unless it is full or damaged."""
+        fresh = self.path / f"{first_seq:012d}{_SUFFIX}"
+        if not segments:
+            return fresh
+        last = segments[-1]
+        size = last.stat().st_size
+        if size >= _SEGMENT_BYTES:
+            return fresh
+        head = self._head()
+        if head is not None and head.get("segment") == last.name and size != head.get("size"):
+            # shorter than HEAD vouches for: damaged, never written behind
+            self._damaged_segment = last.name
+            return fresh
+        if head is not None and head.get("segment") != last.name:
+            return fresh  # HEAD names another segment: the last file is not the one being appended to
+        return last
 
-    def records(self, after: int = 0) -> Iterator[ArchiveRecord]:
-        """Yield the records with ``seq > after``, in order."""
+    # -- reading -------------------------------------------------------------------
+
+    def records(self, after: int = 0, *, scan: Scan | None = None) -> Iterator[ArchiveRecord]:
+        """Yield the readable records with ``seq > after``, in order.
+
+        Damage met on the way is added to ``scan`` (when given); records after it are
+        still yielded. Once the iterator is exhausted, ``scan`` also accounts for records
+        missing at the end (up to HEAD's last sequence number).
+        """
+        scan = scan if scan is not None else Scan()
+        self.repair()
         segments = self._segments()
-        if segments:
-            with open(self.path / ".lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                self._repair(segments)
+        head = self._head()
+        expected = after + 1
+        seen_damage = len(scan.damage)
         starts = [int(p.name[: -len(_SUFFIX)]) for p in segments]
         for i, segment in enumerate(segments):
             nxt = starts[i + 1] if i + 1 < len(starts) else None
             if nxt is not None and nxt <= after + 1:
                 continue
-            for record in self._read(segment):
-                if record.seq > after:
-                    yield record
+            for record, intact in self._read(segment, scan):
+                if record.seq < expected:
+                    continue  # at or before `after`, or a duplicate
+                if record.seq > expected:
+                    self._note_gap(scan, seen_damage, segment.name, expected, record.seq - 1)
+                if intact:
+                    seen_damage = len(scan.damage)
+                scan.read += 1
+                scan.last_seq = record.seq
+                expected = record.seq + 1
+                yield record
+        last = int(head["last_seq"]) if head is not None else expected - 1  # type: ignore[call-overload]
+        if head is None and segments:
+            scan.damage.append(Damage("HEAD", 0, "missing or unreadable: the end of the archive is unverified"))
+        if last >= expected:
+            where = segments[-1].name if segments else "(no segment)"
+            self._note_gap(scan, seen_damage, where, expected, last, "records missing at the end")
 
-    def _read(self, segment: Path) -> Iterator[ArchiveRecord]:
+    @staticmethod
+    def _note_gap(scan: Scan, since: int, segment: str, first: int, last: int, reason: str = "records missing") -> None:
+        """Blame missing records on the damage met since the last good record, or record a gap."""
+        if len(scan.damage) > since:
+            scan.damage[-1].add_lost(first, last)
+            return
+        gap = Damage(segment, 0, reason)
+        gap.add_lost(first, last)
+        scan.damage.append(gap)
+
+    def _read(self, segment: Path, scan: Scan) -> Iterator[tuple[ArchiveRecord, bool]]:
+        """The records of one segment, member by member, streaming (a member is small), each with
+        whether its member was intact."""
         try:
-            with gzip.open(segment, "rt", encoding="utf-8") as fh:
-                for line in fh:
-                    if line.strip():
-                        yield ArchiveRecord(**json.loads(line))
-        except (EOFError, gzip.BadGzipFile, zlib.error):
-            return  # a torn final member from a crash: everything before it is intact
-        except (OSError, ValueError, TypeError) as exc:
-            raise StoreError(f"archive segment {segment} is unreadable: {exc}") from exc
+            fh = open(segment, "rb")
+        except OSError as exc:
+            raise StoreError(f"archive segment {segment} is unreadable: {exc.strerror or exc}") from exc
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            pos = 0
+            in_damage = False
+            while pos < size:
+                start = _find_magic(fh, pos)
+                if start is None or start > pos:
+                    if not in_damage:
+                        scan.damage.append(Damage(segment.name, pos, "unreadable bytes"))
+                        in_damage = True
+                    if start is None:
+                        return
+                assert start is not None
+                records, end = _read_member(fh, start)
+                good = [r for r in records if r is not None]
+                if end is not None and len(good) == len(records):
+                    for record in good:
+                        yield record, True
+                    pos, in_damage = end, False
+                    continue
+                # a damaged member: report it once, keep what checks out, resynchronise on the next header
+                if good or not in_damage:
+                    scan.damage.append(Damage(segment.name, start, "damaged compressed data"))
+                in_damage = True
+                for record in good:
+                    yield record, False
+                pos = start + 1
+
+    def verify(self) -> Scan:
+        """Read the whole archive and report what does not read back."""
+        scan = Scan()
+        for _ in self.records(scan=scan):
+            pass
+        return scan
 
     def __len__(self) -> int:
         return sum(1 for _ in self.records())
+
+
+def _find_magic(fh: object, pos: int) -> int | None:
+    """Offset of the next gzip member header at or after ``pos``."""
+    chunk_size = 1 << 20
+    fh.seek(pos)  # type: ignore[attr-defined]
+    carry = b""
+    base = pos
+    while True:
+        chunk = fh.read(chunk_size)  # type: ignore[attr-defined]
+        if not chunk:
+            return None
+        data = carry + chunk
+        i = data.find(_MAGIC)
+        if i >= 0:
+            return base + i
+        carry = data[-(len(_MAGIC) - 1) :]
+        base += len(data) - len(carry)
+
+
+def _read_member(fh: object, start: int) -> tuple[list[ArchiveRecord | None], int | None]:
+    """Decode the member at ``start``: its lines (``None`` for a line that does not check out),
+    and the offset where it ends (``None`` when it is cut short or its compressed data is damaged)."""
+    fh.seek(start)  # type: ignore[attr-defined]
+    decompressor = zlib.decompressobj(31)
+    out: list[bytes] = []
+    end: int | None = None
+    read = 0
+    try:
+        while not decompressor.eof:
+            chunk = fh.read(1 << 13)  # type: ignore[attr-defined]
+            if not chunk:
+                break
+            read += len(chunk)
+            out.append(decompressor.decompress(chunk))
+        if decompressor.eof:
+            end = start + read - len(decompressor.unused_data)
+    except zlib.error:
+        pass
+    lines = b"".join(out).split(b"\n")
+    tail = lines.pop()
+    records: list[ArchiveRecord | None] = []
+    for line in lines:
+        if line.strip():
+            try:
+                records.append(_decode(line))
+            except (ValueError, TypeError):
+                records.append(None)
+    if tail.strip():
+        records.append(None)
+    return records, end
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -17,17 +18,36 @@ import pyoxigraph as ox
 from .errors import QueryError, StoreError
 from .sparql import has_dataset_clause
 
-__all__ = ["Backend", "OxigraphBackend", "translate_syntax_error"]
+__all__ = ["Backend", "Capabilities", "OxigraphBackend", "WriteRejected", "translate_syntax_error"]
 
 #: From this many inserted quads on, write through Oxigraph's bulk loader (much faster than a
 #: transaction; not atomic, which the archive's replay-on-open makes safe).
 BULK_THRESHOLD = 5_000
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an engine can do, declared instead of guessed from its class.
+
+    :ivar exclusive_writer: this process is the only writer (the store may cache what it holds).
+    :ivar write_behind: writes may run on a background thread while the next batch is planned.
+    :ivar substitution: variables can be bound natively (SEP-0007), not by rewriting the query text.
+    """
+
+    exclusive_writer: bool
+    write_behind: bool
+    substitution: bool
+
+
+class WriteRejected(StoreError):
+    """The engine refused a batch because of its content (not because of the disk or network)."""
+
+
 class Backend(Protocol):
     """What the store needs from a place that holds quads."""
 
     description: str
+    capabilities: Capabilities
 
     def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
         """Every quad of ``graph`` whose subject is one of ``subjects``."""
@@ -56,6 +76,11 @@ class Backend(Protocol):
         """Release the store."""
 
 
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
 def translate_syntax_error(exc: SyntaxError, name: str | None = None) -> QueryError:
     """Turn pyoxigraph's SPARQL ``SyntaxError`` into a :class:`QueryError` with line and column."""
     message = str(exc)
@@ -73,26 +98,35 @@ class OxigraphBackend:
     :param read_only: open a read-only view that does not lock out a writer.
     """
 
+    capabilities = Capabilities(exclusive_writer=True, write_behind=True, substitution=True)
+
     def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
         self.description = str(self.path) if self.path else "(in memory)"
+        self.store = self._open()
+
+    def _open(self) -> ox.Store:
         try:
             if self.path is None:
-                self.store = ox.Store()
-            elif read_only:
-                self.store = ox.Store.read_only(str(self.path))
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.store = ox.Store(str(self.path))
-        except OSError as exc:
+                return ox.Store()
+            if self.read_only:
+                return ox.Store.read_only(str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return ox.Store(str(self.path))
+        except (OSError, RuntimeError) as exc:
             text = str(exc)
-            if "lock" in text.lower():
+            if "lock" in text.lower() and "LOCK" in text:
                 raise StoreError(
-                    f"the store at {self.path} is in use by another konbini-ld process (a running `serve`?); "
+                    f"the store at {self.path} is open for writing in another process; "
                     "stop it or use another --store"
                 ) from exc
-            raise StoreError(f"cannot open the store at {self.path}: {text}") from exc
+            raise StoreError(f"the store at {self.path} is damaged and cannot be opened ({_first_line(text)})") from exc
+
+    def reopen(self) -> None:
+        """Open a fresh read-only view (a writer beside it may have compacted files away)."""
+        if self.path is not None and self.read_only:
+            self.store = self._open()
 
     # -- writes --------------------------------------------------------------
 
@@ -113,8 +147,12 @@ class OxigraphBackend:
                     self.store.bulk_load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
                 else:
                     self.store.load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
-        except (OSError, SyntaxError) as exc:
-            raise StoreError(f"writing to the store at {self.description} failed: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"writing to the store at {self.description} failed: {exc.strerror or exc}") from exc
+        except (SyntaxError, UnicodeError, MemoryError, ValueError) as exc:
+            raise WriteRejected(f"{type(exc).__name__}: {_first_line(str(exc))}") from exc
+        except RuntimeError as exc:
+            raise StoreError(f"writing to the store at {self.description} failed: {_first_line(str(exc))}") from exc
 
     def clear_graph(self, graph: ox.NamedNode) -> None:
         try:

@@ -60,18 +60,34 @@ class Context:
             return self.store_location
         return Path(self.store_location) if self.store_location else default_store_path()
 
+    @property
+    def archive(self) -> Any:
+        """The archive/state directory given or implied (``None``: inside a local store)."""
+        if self.is_remote:
+            return self.remote.get("archive") or default_remote_archive(self.location)
+        return self.remote.get("archive")
+
     def open(self, *, read_only: bool = False) -> Any:
         from .store import open_store
 
         location = self.location
-        if self.is_remote:
-            archive = self.remote.get("archive") or default_remote_archive(location)
-            return open_store(location, archive=archive, update_url=self.remote.get("update_url"),
-                              gsp_url=self.remote.get("gsp_url"), read_only=read_only)
-        if read_only and not (location / "oxigraph").is_dir():
+        kwargs = {"archive": self.archive, "update_url": self.remote.get("update_url"),
+                  "gsp_url": self.remote.get("gsp_url")}
+        if read_only and not self.is_remote and not (location / "oxigraph").is_dir():
             # Nothing loaded yet: an empty store answers every query with nothing.
-            return open_store(location, read_only=False, archive=self.remote.get("archive"))
-        return open_store(location, read_only=read_only, archive=self.remote.get("archive"))
+            read_only = False
+        store = open_store(location, read_only=read_only, **kwargs)
+        self.report_recovery(store.recovered)
+        return store
+
+    def report_recovery(self, report: Any) -> None:
+        for damage in report.damage:
+            self.warn(str(damage))
+        for error in report.failed:
+            self.warn(f"replaying the archive: {error}")
+        if report.loaded or report.failed:
+            self.note(f"applied {report.loaded} archived response{'s' if report.loaded != 1 else ''} "
+                      "that an interrupted run had left out of the graph")
 
     def progress(self, total: int | None, unit: str, desc: str) -> Any:
         """A progress bar on a terminal, nothing otherwise (or with -q)."""
@@ -171,7 +187,7 @@ def _report_load(state: Context, report: Any, what: str) -> None:
         state.warn(f"unknown key {key!r} kept as <{iri}>")
     failed = f", {len(report.failed)} failed" if report.failed else ""
     state.note(f"{what} {report.loaded} response{'s' if report.loaded != 1 else ''}{failed} "
-               f"(+{report.added} / -{report.removed} triples)")
+               f"(+{report.added} / -{report.removed} data triples)")
 
 
 @main.command()
@@ -548,21 +564,34 @@ def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
 
 
 @main.command()
+@click.option("--accept-damage", is_flag=True,
+              help="Rebuild from the readable records of a damaged archive (they are reported).")
 @pass_state
 @handle_errors
-def rebuild(state: Context) -> None:
+def rebuild(state: Context, accept_damage: bool) -> None:
     """Re-derive the graph from the archive of raw responses (no credits spent).
 
-    Run it after upgrading konbini-ld when the mapping or contexts changed.
+    Run it after upgrading konbini-ld when the mapping or contexts changed, or
+    to recover a store whose graph is damaged or missing. The new graph is built
+    beside the old one and replaces it only when complete: an interrupted
+    rebuild leaves the old graph. A damaged archive stops it (exit 1) before
+    anything changes, unless --accept-damage.
 
     \b
     Example:
       konbini-ld rebuild
     """
-    with state.open() as store:
-        total = store.archive.last_seq if store.archive is not None else None
-        with state.progress(total, "resp", "rebuilding") as bar:
-            report = store.rebuild(progress=bar.update)
+    from .archive import Archive
+    from .store import rebuild_store
+
+    total = Archive(Path(state.archive or state.location) / "archive").last_seq
+    with state.progress(total, "resp", "rebuilding") as bar:
+        report = rebuild_store(
+            state.location, archive=state.archive, update_url=state.remote.get("update_url"),
+            gsp_url=state.remote.get("gsp_url"), accept_damage=accept_damage, progress=bar.update,
+        )
+    for damage in report.damage:
+        click.echo(f"warning: {damage}", err=True)
     _report_load(state, report, "rebuilt from")
     if report.failed:
         sys.exit(1)

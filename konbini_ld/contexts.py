@@ -127,6 +127,17 @@ def _expand_curie(value: str, prefixes: dict[str, str]) -> str:
 
 
 @cache
+def prefixes() -> dict[str, str]:
+    """Prefix declarations of the two API contexts (``as`` → the ActivityStreams namespace…)."""
+    out: dict[str, str] = {}
+    for url in (AS_CONTEXT_URL, KS_CONTEXT_URL):
+        for key, value in bundled_context(url)["@context"].items():
+            if isinstance(value, str) and value.endswith(("#", "/")) and not key.startswith("@"):
+                out[key] = value
+    return out
+
+
+@cache
 def terms() -> dict[str, Term]:
     """The merged term definitions of the API's two contexts, later context winning.
 

@@ -16,6 +16,7 @@ import io
 import itertools
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+
+import logging
 
 from .errors import ExpandError, InputError, KonbiniError
 from .expand import expand, to_lines
@@ -41,6 +44,8 @@ __all__ = [
     "read_source",
     "source_iri",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Responses larger than this are refused (a sign of a wrong file, not of a real API answer).
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -172,15 +177,31 @@ def parse_documents(text: str) -> _Parsed:
             end = lowered.find("</title>", start)
             title = " " + repr(stripped[start : end if end > 0 else start + 80].strip()[:80])
         raise InputError(f"got an HTML page{title}, not JSON (an error page from a proxy or the API?)")
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError as exc:
-        truncated = exc.pos >= len(stripped.rstrip()) - 1
-        hint = " (the input looks truncated)" if truncated else ""
-        raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}") from None
+    value = _json(stripped)
     parsed = _Parsed([])
     _collect(value, parsed)
     return parsed
+
+
+def _json(text: str) -> Any:
+    """``json.loads`` with every way it can fail turned into an :class:`InputError`."""
+    bad = _SURROGATE.search(text)
+    if bad is not None:  # undecodable bytes read with surrogateescape
+        line = text.count("\n", 0, bad.start()) + 1
+        raise InputError(f"not valid UTF-8 text (line {line}, character {bad.start() - text.rfind(chr(10), 0, bad.start())})")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        truncated = exc.pos >= len(text.rstrip()) - 1
+        hint = " (the input looks truncated)" if truncated else ""
+        raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}") from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise InputError(f"invalid JSON: {exc}".split(";")[0]) from None
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 def _collect(value: Any, parsed: _Parsed) -> None:
@@ -284,6 +305,13 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
     except RecursionError:
         out.groups = {}
         out.error = ExpandError("document is nested too deeply", source=response.source, line=response.line)
+    except Exception as exc:  # a mapping defect must cost one response, never the run or the store
+        log.debug("mapping %s failed", response.where, exc_info=True)
+        out.groups = {}
+        out.error = ExpandError(
+            f"could not be mapped ({type(exc).__name__}: {exc}); it is kept in the archive for `rebuild`",
+            source=response.source, line=response.line,
+        )
     return out
 
 
@@ -362,7 +390,7 @@ def _is_complete_object(line: str) -> bool:
         return False
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

@@ -15,6 +15,14 @@ What JSON-LD alone would get wrong, fixed here before pyld sees the document:
   their owner, key and content, so no blank node is ever produced and loading
   the same response twice yields the same graph.
 * A collection page without an ``id`` gets ``{partOf}?cursor={cursor}``.
+
+Values no store can hold faithfully are refused here, with their JSON path,
+before anything is archived or written (:data:`LIMITS`): strings with lone
+surrogates or over :data:`MAX_STRING_CHARS` characters, integers outside the
+64-bit range SPARQL engines compute with, objects nested deeper than
+:data:`MAX_DEPTH`, and IRIs with a scheme the API never sends (only ``http``,
+``https``, and the project's own ``urn:konbini-ld:``; compact IRIs with a
+context prefix such as ``as:`` expand to https IRIs and are accepted).
 """
 
 from __future__ import annotations
@@ -29,11 +37,33 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
-from .contexts import API_CONTEXT, is_bundled_context_url, terms
+from .contexts import API_CONTEXT, is_bundled_context_url, prefixes, terms
 from .errors import ContextError, ExpandError
 from .namespaces import GENID, KS, XSD
 
-__all__ = ["EXACT_DOUBLE", "Normalized", "duration_literal", "genid", "normalize"]
+__all__ = [
+    "EXACT_DOUBLE",
+    "LIMITS",
+    "MAX_DEPTH",
+    "MAX_STRING_CHARS",
+    "Normalized",
+    "check_iri",
+    "duration_literal",
+    "genid",
+    "normalize",
+]
+
+#: Objects and arrays nested deeper than this are refused (API objects nest 5 levels at most).
+MAX_DEPTH = 64
+#: Strings longer than this are refused: an N-Triples line must stay under the store's 16 MiB
+#: parser buffer even when every character needs a 6-character escape.
+MAX_STRING_CHARS = 2_000_000
+#: The integer range stored as ``xsd:integer`` (what SPARQL engines compute with: 64 bits).
+MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1
+#: The limits above, for messages and the README.
+LIMITS = {"depth": MAX_DEPTH, "string_chars": MAX_STRING_CHARS, "integer": (MIN_INTEGER, MAX_INTEGER)}
+_ALLOWED_SCHEMES = ("http://", "https://", "urn:konbini-ld:")
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
 
 _PAGE_TYPES = {"OrderedCollectionPage", "CollectionPage"}
 _ID_STRING_KEYS = {"userId", "internalId", "entityId", "cursor", "nextCursor"}
@@ -41,6 +71,7 @@ _MAP_KEYS = {"headers"}  # free-form maps: their keys are data, not vocabulary
 _LOCAL_NAME = re.compile(r"[^\W\d][\w.\-]*")
 _IRI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20<>\"{}|\\^`]*")
 _DATETIME = re.compile(r"-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
+_DATETIME_PARTS = re.compile(r"(-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 _DURATION = re.compile(
     r"-?P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
 )
@@ -104,9 +135,61 @@ def _datatypes() -> dict[str, str]:
 EXACT_DOUBLE = "urn:konbini-ld:datatype:double"
 
 
+def canonical_double(value: float) -> str:
+    """The shortest digits that round-trip, without exponent: the form the store keeps.
+
+    >>> canonical_double(1000.0), canonical_double(1e-7), canonical_double(0.1), canonical_double(-0.0)
+    ('1000', '0.0000001', '0.1', '-0')
+    """
+    if value == 0:
+        return "-0" if str(value).startswith("-") else "0"
+    text = format(Decimal(repr(float(value))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
 def _double(value: float, datatype: str = XSD + "double") -> dict[str, str]:
-    """A value object keeping every digit of a float (the shortest repr that round-trips)."""
-    return {"@value": repr(float(value)), "@type": EXACT_DOUBLE if datatype == XSD + "double" else datatype}
+    """A value object keeping every digit of a float, in the store's canonical form."""
+    return {"@value": canonical_double(value), "@type": EXACT_DOUBLE if datatype == XSD + "double" else datatype}
+
+
+def canonical_datetime(text: str) -> str:
+    """An ``xsd:dateTime`` in the store's canonical form (so a reload compares equal).
+
+    >>> canonical_datetime("2020-03-15T00:00:00.000Z"), canonical_datetime("2020-03-15T00:00:00.50+00:00")
+    ('2020-03-15T00:00:00Z', '2020-03-15T00:00:00.5Z')
+    """
+    m = _DATETIME_PARTS.fullmatch(text)
+    if m is None:
+        return text
+    base, fraction, zone = m.groups()
+    fraction = (fraction or "").rstrip("0")
+    if fraction == ".":
+        fraction = ""
+    if zone in ("+00:00", "-00:00"):
+        zone = "Z"
+    return f"{base}{fraction}{zone or ''}"
+
+
+def canonical_duration(text: str) -> str:
+    """An ``xsd:duration`` in the store's canonical form.
+
+    >>> canonical_duration("PT60S"), canonical_duration("P14M"), canonical_duration("P0D")
+    ('PT1M', 'P1Y2M', 'PT0S')
+    """
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        return text
+    years, months, days, hours, minutes, seconds = m.groups()
+    total_months = int(years or 0) * 12 + int(months or 0)
+    total_seconds = (Decimal(days or 0) * 86400 + Decimal(hours or 0) * 3600 + Decimal(minutes or 0) * 60
+                     + Decimal(seconds or 0))
+    if not total_months and not total_seconds:
+        return "PT0S"
+    ym = (f"{total_months // 12}Y" if total_months >= 12 else "") + (f"{total_months % 12}M" if total_months % 12 else "")
+    day_time = duration_literal(total_seconds)[1:] if total_seconds else ""
+    return f"{'-' if text.startswith('-') else ''}P{ym}{day_time}"
 
 
 @cache
@@ -123,6 +206,25 @@ def genid(owner: str, key: str, content: Any) -> str:
     payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(f"{owner}\x00{key}\x00{payload}".encode()).hexdigest()[:32]
     return GENID + digest
+
+
+def check_iri(value: str) -> str | None:
+    """Why ``value`` is not accepted as an IRI, or ``None`` when it is.
+
+    >>> check_iri("https://www.tiktok.com/@x"), check_iri("as:Audio")
+    (None, None)
+    >>> check_iri("javascript:alert(1)")
+    "scheme 'javascript:' is not accepted (only http, https and urn:konbini-ld:)"
+    """
+    if not _IRI.fullmatch(value):
+        return "not an absolute IRI"
+    lowered = value[:16].lower()
+    if lowered.startswith(_ALLOWED_SCHEMES):
+        return None
+    head, _, rest = value.partition(":")
+    if head in prefixes() and not rest.startswith("//"):
+        return None  # a compact IRI the contexts expand (as:Audio → https://www.w3.org/ns/activitystreams#Audio)
+    return f"scheme {head.lower() + ':'!r} is not accepted (only http, https and urn:konbini-ld:)"
 
 
 def duration_literal(seconds: int | float | Decimal) -> str:
@@ -192,15 +294,47 @@ class _Walker:
     def fail(self, path: str, message: str) -> ExpandError:
         return ExpandError(f"{path}: {message}")
 
+    def text(self, v: str, path: str) -> str:
+        """A string value or key, refused when no store can hold it faithfully."""
+        if len(v) > MAX_STRING_CHARS:
+            raise self.fail(path, f"a string of {len(v):,} characters is over the {MAX_STRING_CHARS:,} limit")
+        if _SURROGATE.search(v):
+            m = _SURROGATE.search(v)
+            assert m is not None
+            raise self.fail(
+                path, f"lone surrogate \\u{ord(m.group()):04x} at character {m.start()}: not valid Unicode text"
+            )
+        return v
+
+    def integer(self, v: int, path: str) -> int:
+        if not MIN_INTEGER <= v <= MAX_INTEGER:
+            digits = len(str(abs(v))) if abs(v) < 10**4000 else "thousands of"
+            raise self.fail(path, f"an integer of {digits} digits is outside the 64-bit range SPARQL computes with")
+        return v
+
+    def iri(self, v: str, path: str) -> str:
+        self.text(v, path)
+        why = check_iri(v)
+        if why is not None:
+            raise self.fail(path, f"{why}: {_short(v)}")
+        return v
+
+    def depth(self, path: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise self.fail(path, f"nested more than {MAX_DEPTH} levels deep")
+
     # -- nodes ---------------------------------------------------------------
 
-    def node(self, obj: dict[str, Any], owner: str, key: str, path: str, *, free: bool = False) -> dict[str, Any]:
+    def node(
+        self, obj: dict[str, Any], owner: str, key: str, path: str, depth: int = 0, *, free: bool = False
+    ) -> dict[str, Any]:
+        self.depth(path, depth)
         out: dict[str, Any] = {}
         node_id = obj.get("id", obj.get("@id"))
         if node_id is not None:
-            if not isinstance(node_id, str) or not _IRI.fullmatch(node_id):
-                raise self.fail(f"{path}.id", f"must be an absolute IRI string, got {_type_name(node_id)} {node_id!r}")
-            out["id"] = node_id
+            if not isinstance(node_id, str):
+                raise self.fail(f"{path}.id", f"must be an absolute IRI string, got {_type_name(node_id)} {_short(node_id)}")
+            out["id"] = self.iri(node_id, f"{path}.id")
         elif owner:
             out["id"] = genid(owner, key, obj)
         types = self.types(obj, path)
@@ -214,12 +348,14 @@ class _Walker:
         for k, v in obj.items():
             if k in ("id", "@id", "type", "@type"):
                 continue
+            where = f"{path}.{k}"
             if k == "@context":
                 self.check_context(v, path)
                 out[k] = v
                 continue
+            self.text(k, where)
             if k.startswith("@"):
-                raise self.fail(f"{path}.{k}", "JSON-LD keywords other than @context, @id and @type are not accepted")
+                raise self.fail(where, "JSON-LD keywords other than @context, @id and @type are not accepted")
             if v is None:
                 continue
             kind = self.kinds.get(k)
@@ -227,16 +363,16 @@ class _Walker:
                 target = k if _LOCAL_NAME.fullmatch(k) else KS + quote(k, safe="")
                 if not free:
                     self.unknown.setdefault(f"{label}.{k}", target if target != k else KS + k)
-                out[target] = self.free(v, me, k, f"{path}.{k}")
+                out[target] = self.free(v, me, k, where, depth + 1)
             else:
-                out[k] = self.value(kind, v, me, k, f"{path}.{k}")
+                out[k] = self.value(kind, v, me, k, where, depth + 1)
         if "duration" in out and "durationSeconds" not in obj:
             self.split_duration(out, path)
         return out
 
     def top_level_id(self, obj: dict[str, Any], type_names: list[str]) -> str:
         part_of, cursor = obj.get("partOf"), obj.get("cursor")
-        if _PAGE_TYPES.intersection(type_names) and isinstance(part_of, str) and _IRI.fullmatch(part_of):
+        if _PAGE_TYPES.intersection(type_names) and isinstance(part_of, str) and check_iri(part_of) is None:
             if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
                 sep = "&" if "?" in part_of else "?"
                 return f"{part_of}{sep}cursor={quote(str(cursor), safe='')}"
@@ -250,9 +386,13 @@ class _Walker:
         out = []
         for t in values:
             if not isinstance(t, str) or not t:
-                raise self.fail(f"{path}.type", f"must be a non-empty string, got {_type_name(t)} {t!r}")
-            if t in _known_types() or t.startswith(("as:", "ks:")) or _IRI.fullmatch(t) and "/" in t:
+                raise self.fail(f"{path}.type", f"must be a non-empty string, got {_type_name(t)} {_short(t)}")
+            self.text(t, f"{path}.type")
+            if t in _known_types() or t.startswith(("as:", "ks:")):
                 out.append(t)
+                continue
+            if _IRI.fullmatch(t) and "/" in t:
+                out.append(self.iri(t, f"{path}.type"))
                 continue
             target = t if _LOCAL_NAME.fullmatch(t) else KS + quote(t, safe="")
             self.unknown.setdefault(f"type {t}", target if target != t else KS + t)
@@ -262,9 +402,9 @@ class _Walker:
     def check_context(self, value: Any, path: str) -> None:
         for url in value if isinstance(value, list) else [value]:
             if not is_bundled_context_url(url):
-                shown = url if isinstance(url, str) else f"an inline {_type_name(url)}"
+                shown = _short(url) if isinstance(url, str) else f"an inline {_type_name(url)}"
                 raise ContextError(
-                    f"{path}.@context: refusing JSON-LD context {shown!r}: only the bundled ActivityStreams "
+                    f"{path}.@context: refusing JSON-LD context {shown}: only the bundled ActivityStreams "
                     "and konbini contexts are allowed (nothing is fetched)"
                 )
 
@@ -280,42 +420,91 @@ class _Walker:
 
     # -- values --------------------------------------------------------------
 
-    def value(self, kind: str, v: Any, owner: str, key: str, path: str) -> Any:
-        if kind in ("ref", "text", "langmap") and isinstance(v, list):
-            return [self.value(kind, item, owner, key, f"{path}[{i}]") for i, item in enumerate(v) if item is not None]
+    def value(self, kind: str, v: Any, owner: str, key: str, path: str, depth: int) -> Any:
+        self.depth(path, depth)
+        if kind in ("ref", "text") and isinstance(v, list):
+            return [
+                self.value(kind, item, owner, key, f"{path}[{i}]", depth + 1) for i, item in enumerate(v) if item is not None
+            ]
+        if kind == "langmap":
+            if isinstance(v, list):
+                return [self.language_map(item, f"{path}[{i}]") for i, item in enumerate(v) if item is not None]
+            return self.language_map(v, path)
         if isinstance(v, dict):
             if kind == "map":
-                return self.node(v, owner, key, path, free=True)
+                return self.node(v, owner, key, path, depth, free=True)
             if kind in ("ref", "text"):
-                return self.node(v, owner, key, path)
-            if kind == "langmap":
-                return self.free(v, owner, key, path)
+                return self.node(v, owner, key, path, depth)
             raise self.fail(path, f"expected {_EXPECTED[kind]}, got an object")
         check = _CHECKS[kind]
         result = check(v)
         if result is _BAD:
             raise self.fail(path, f"expected {_EXPECTED[kind]}, got {_type_name(v)} {_short(v)}")
+        if isinstance(result, str):
+            return self.iri(result, path) if kind == "ref" else self.text(result, path)
+        if isinstance(result, int) and not isinstance(result, bool):
+            if kind == "idstr":
+                return str(self.integer(result, path))
+            if kind != "number" or isinstance(v, int):
+                return self.integer(result, path)
         if kind == "number" and isinstance(result, float):
             return _double(result, self.datatypes.get(key, XSD + "double"))
         return result
 
-    def free(self, v: Any, owner: str, key: str, path: str) -> Any:
+    def language_map(self, v: Any, path: str) -> Any:
+        """``nameMap``-style values: ``{"en": "…", "fr": ["…", "…"]}`` (or a plain string)."""
+        if isinstance(v, str):
+            return self.text(v, path)
+        if not isinstance(v, dict):
+            raise self.fail(path, f"expected a language map (an object of language tags), got {_type_name(v)} {_short(v)}")
+        out: dict[str, Any] = {}
+        for tag, text in v.items():
+            where = f"{path}.{tag}"
+            if tag != "@none" and not _LANGUAGE_TAG.fullmatch(tag):
+                raise self.fail(where, f"{_short(tag)} is not a language tag")
+            values = text if isinstance(text, list) else [text]
+            for i, item in enumerate(values):
+                if item is not None and not isinstance(item, str):
+                    raise self.fail(where, f"expected a string, got {_type_name(item)} {_short(item)}")
+                if item is not None:
+                    self.text(item, f"{where}[{i}]" if isinstance(text, list) else where)
+            kept = [item for item in values if item is not None]
+            if kept:
+                out[tag.lower()] = kept if isinstance(text, list) else kept[0]  # the store keeps tags lowercase
+        return out
+
+    def free(self, v: Any, owner: str, key: str, path: str, depth: int) -> Any:
+        self.depth(path, depth)
         if isinstance(v, dict):
-            return self.node(v, owner, key, path, free=True)
+            return self.node(v, owner, key, path, depth, free=True)
         if isinstance(v, list):
-            return [self.free(item, owner, key, f"{path}[{i}]") for i, item in enumerate(v) if item is not None]
+            return [self.free(item, owner, key, f"{path}[{i}]", depth + 1) for i, item in enumerate(v) if item is not None]
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
                 raise self.fail(path, "NaN and infinite numbers cannot be represented")
             return _double(v)
+        if isinstance(v, str):
+            return self.text(v, path)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return self.integer(v, path)
         return v
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 _BAD = object()
 
 
 def _short(v: Any) -> str:
-    text = json.dumps(v, ensure_ascii=False)
+    """A value for a message: short, and printable whatever it holds (surrogates, huge numbers)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**60:
+        return f"{'-' if v < 0 else ''}<integer of more than 60 digits>"
+    if isinstance(v, (dict, list)):
+        text = json.dumps(v, ensure_ascii=False, default=str)[:200]
+    else:
+        text = json.dumps(v, ensure_ascii=False)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -353,12 +542,12 @@ def _check_datetime(v: Any) -> Any:
         datetime.fromisoformat(v.replace("Z", "+00:00") if v.endswith("Z") else v)
     except ValueError:
         return _BAD
-    return v
+    return canonical_datetime(v)
 
 
 def _check_duration(v: Any) -> Any:
     if isinstance(v, str):
-        return v if _DURATION.fullmatch(v) else _BAD
+        return canonical_duration(v) if _DURATION.fullmatch(v) else _BAD
     r = _check_number(v)
     if r is _BAD or r < 0:
         return _BAD

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pyoxigraph as ox
 import requests
 
+from .backends import Capabilities
 from .errors import QueryError, StoreError, UsageError
 from .namespaces import DATA_GRAPH, PROV_GRAPH
 from .sparql import has_dataset_clause, query_form, where_braces
@@ -105,6 +106,8 @@ class SparqlBackend:
     :param session: an injectable ``requests.Session``.
     """
 
+    capabilities = Capabilities(exclusive_writer=False, write_behind=False, substitution=False)
+
     def __init__(self, endpoints: Endpoints, *, timeout: float = 60.0, session: requests.Session | None = None) -> None:
         self.endpoints = endpoints
         self.description = redact(endpoints.query)
@@ -173,6 +176,10 @@ class SparqlBackend:
 
     def clear_graph(self, graph: ox.NamedNode) -> None:
         self._update(f"CLEAR SILENT GRAPH {graph}")
+
+    def move_graphs(self, moves: Mapping[ox.NamedNode, ox.NamedNode]) -> None:
+        """Replace each target graph with its source graph, in one update request."""
+        self._update(" ;\n".join(f"MOVE SILENT GRAPH {src} TO GRAPH {dst}" for src, dst in moves.items()))
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True

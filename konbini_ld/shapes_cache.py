@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .contexts import AS_CONTEXT_URL, KS_CONTEXT_URL, bundled_context
+from .contexts import prefixes
 from .errors import ExpandError
 from .expand import _ESCAPES, check_literal, expand, nt_iri, nt_literal, to_lines
 from .grouping import group_lines
@@ -45,12 +45,7 @@ _XSD_DOUBLE = XSD + "double"
 
 
 def _prefixes() -> frozenset[str]:
-    out = set()
-    for url in (AS_CONTEXT_URL, KS_CONTEXT_URL):
-        for key, value in bundled_context(url)["@context"].items():
-            if isinstance(value, str) and value.endswith(("#", "/")) and not key.startswith("@"):
-                out.add(key)
-    return frozenset(out)
+    return frozenset(prefixes())
 
 
 def shape_of(value: Any, leaves: list[Any]) -> Any:

@@ -20,7 +20,9 @@ with it, so nothing is orphaned. Reloading identical data writes nothing new.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +30,12 @@ from typing import IO, Any
 
 import pyoxigraph as ox
 
-from .archive import Archive, ArchiveRecord
+from .archive import Archive, ArchiveRecord, Damage, Scan
 from .upsert import Planner, prov_groups
-from .backends import Backend, OxigraphBackend
-from .errors import InputError, StoreError
+from .backends import Backend, OxigraphBackend, WriteRejected
+from .errors import ExpandError, InputError, StoreError
+from . import storedir
+from .storedir import WriterLock, read_applied, settle, write_applied
 from .expand import nt_iri, nt_literal
 from .ingest import (  # noqa: F401 - text_stream is used by the doctest
     PreparePool,
@@ -48,7 +52,9 @@ from .ingest import (  # noqa: F401 - text_stream is used by the doctest
 )
 from .namespaces import DATA_GRAPH, GENID, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
 
-__all__ = ["KonbiniStore", "LoadReport", "Stats", "open_store"]
+__all__ = ["ArchiveDamageError", "KonbiniStore", "LoadReport", "Stats", "open_store", "rebuild_store"]
+
+log = logging.getLogger(__name__)
 
 _DATA = ox.NamedNode(DATA_GRAPH)
 _PROV = ox.NamedNode(PROV_GRAPH)
@@ -77,7 +83,10 @@ class LoadReport:
     :ivar failed: one :class:`InputError` per response or file that could not be loaded.
     :ivar triples: triples produced by the loaded responses (before de-duplication).
     :ivar unknown_keys: keys no context defines, ``"Type.key"`` → IRI they were kept under.
-    :ivar added: quads added to the store; ``removed``: quads removed by the upsert.
+    :ivar added: data triples added to the graph; ``removed``: data triples the upsert removed
+        (a reload that changes nothing adds and removes none).
+    :ivar observations: provenance records written (one per response, reloads included).
+    :ivar damage: damaged archive spans met while replaying or rebuilding.
     """
 
     loaded: int = 0
@@ -86,6 +95,8 @@ class LoadReport:
     unknown_keys: dict[str, str] = field(default_factory=dict)
     added: int = 0
     removed: int = 0
+    observations: int = 0
+    damage: list[Damage] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +108,8 @@ class LoadReport:
         self.triples += other.triples
         self.added += other.added
         self.removed += other.removed
+        self.observations += other.observations
+        self.damage.extend(other.damage)
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)
 
@@ -125,6 +138,30 @@ def _observation_iri(source: str, line: int | None, sha: str) -> str:
     return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}".encode()).hexdigest()[:32]
 
 
+def response_of(record: ArchiveRecord) -> Response:
+    """The response an archive record holds."""
+    return Response(
+        body=record.body, source=record.source, line=record.line, observed_at=record.at, status=record.status,
+        credits_used=record.credits_used, credits_remaining=record.credits_remaining, key=record.key,
+    )
+
+
+def _has_data(path: Path) -> bool:
+    """Whether the Oxigraph directory at ``path`` holds any quad (cheap: reads one)."""
+    if not path.is_dir():
+        return False
+    try:
+        store = ox.Store.read_only(str(path))
+    except (OSError, RuntimeError):
+        return True  # damaged, not empty: opening it says so
+    try:
+        return next(iter(store.quads_for_pattern(None, None, None, None)), None) is not None
+    except (OSError, RuntimeError):
+        return True
+    finally:
+        del store
+
+
 def _int(value: int) -> str:
     return f'"{int(value)}"^^<{XSD}integer>'
 
@@ -148,26 +185,46 @@ class KonbiniStore:
         archive: str | os.PathLike[str] | None = None,
         update_url: str | None = None,
         gsp_url: str | None = None,
+        _rebuilding: bool = False,
     ) -> None:
         self.read_only = read_only
         self.location: Path | None = None
         self._state_dir: Path | None = None
+        self._lock: WriterLock | None = None
+        self.backend: Backend
         text = str(location) if location is not None else None
-        if text is not None and text.startswith(("http://", "https://")):
-            from .remote import SparqlBackend, derive_endpoints
+        try:
+            if text is not None and text.startswith(("http://", "https://")):
+                from .remote import SparqlBackend, derive_endpoints
 
-            self.backend: Backend = SparqlBackend(derive_endpoints(text, update=update_url, gsp=gsp_url))
-            self._state_dir = Path(archive) if archive is not None else None
-        elif location is not None:
-            self.location = Path(location)
-            if self.location.exists() and not self.location.is_dir():
-                raise StoreError(f"--store {self.location} exists and is not a directory")
-            if read_only and not (self.location / "oxigraph").is_dir():
-                raise StoreError(f"there is no konbini-ld store at {self.location} (load something first)")
-            self.backend = OxigraphBackend(self.location / "oxigraph", read_only=read_only)
-            self._state_dir = Path(archive) if archive is not None else self.location
-        else:
-            self.backend = OxigraphBackend(None)
+                self.backend = SparqlBackend(derive_endpoints(text, update=update_url, gsp=gsp_url))
+                self._state_dir = Path(archive) if archive is not None else None
+                if not read_only and self._state_dir is not None:
+                    self._take_lock(self._state_dir)
+            elif location is not None:
+                self.location = Path(location)
+                if self.location.exists() and not self.location.is_dir():
+                    raise StoreError(f"--store {self.location} exists and is not a directory")
+                self._state_dir = Path(archive) if archive is not None else self.location
+                if read_only:
+                    if not (self.location / "oxigraph").is_dir():
+                        raise StoreError(self._missing_graph_message())
+                else:
+                    self._take_lock(self.location)
+                    settle(self.location, self._state_dir)
+                    if not _rebuilding:
+                        self._check_graph_present()
+                try:
+                    self.backend = self._open_oxigraph(self.location / "oxigraph", read_only)
+                except StoreError:
+                    if not _rebuilding:
+                        raise
+                    self.backend = OxigraphBackend(None)  # the damaged graph is replaced, never read
+            else:
+                self.backend = OxigraphBackend(None)
+        except BaseException:
+            self._release_lock()
+            raise
         self.archive: Archive | None = (
             Archive(self._state_dir / "archive") if self._state_dir is not None else None
         )
@@ -176,9 +233,19 @@ class KonbiniStore:
         self._seen: dict[str, int] = {}
         self._writer: Any = None
         self._writer_error: BaseException | None = None
+        self._writer_job: tuple[Sequence[Prepared], int | None, LoadReport] | None = None
+        self._late = LoadReport()
         self._pending: set[str] = set()
-        if not read_only:
-            self.recover()
+        self._graphs = (_DATA, _PROV)
+        self._marking = True  # record how far the archive is applied (not while a rebuild builds)
+        #: what opening the store replayed from the archive (responses a kill left unapplied)
+        self.recovered = LoadReport()
+        if not read_only and not _rebuilding:
+            try:
+                self.recovered = self.recover()
+            except BaseException:
+                self.close()
+                raise
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -195,38 +262,79 @@ class KonbiniStore:
         finally:
             self._graph = None
             self.backend.close()
+            self._release_lock()
+
+    def _take_lock(self, where: Path) -> None:
+        self._lock = WriterLock(where)
+        self._lock.acquire()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _archived_count(self) -> int:
+        if self._state_dir is None:
+            return 0
+        return Archive(self._state_dir / "archive").last_seq
+
+    def _missing_graph_message(self) -> str:
+        archived = self._archived_count()
+        if archived:
+            return (
+                f"the store at {self.location} has no graph (oxigraph/ is missing) but its archive holds "
+                f"{archived} responses: `konbini-ld rebuild` re-derives the graph from them (no credits are spent)"
+            )
+        return f"there is no konbini-ld store at {self.location} (load something first)"
+
+    def _check_graph_present(self) -> None:
+        """Refuse to open an empty graph beside an archive the state says was applied."""
+        assert self.location is not None and self._state_dir is not None
+        applied = read_applied(self._state_dir)
+        if applied and not _has_data(self.location / "oxigraph"):
+            raise StoreError(self._missing_graph_message().replace("has no graph (oxigraph/ is missing)",
+                                                                    "has lost its graph (oxigraph/ is missing or empty)"))
+
+    def _open_oxigraph(self, path: Path, read_only: bool) -> OxigraphBackend:
+        try:
+            return OxigraphBackend(path, read_only=read_only)
+        except StoreError as exc:
+            archived = self._archived_count()
+            if archived and "damaged" in str(exc):
+                raise StoreError(
+                    f"{exc}. Its archive holds {archived} responses: `konbini-ld rebuild` re-derives the graph "
+                    "from them (no credits are spent)"
+                ) from exc
+            raise
 
     @property
     def _state_path(self) -> Path | None:
         return self._state_dir / "state.json" if self._state_dir is not None else None
 
     def _applied(self) -> int:
-        path = self._state_path
-        if path is None or not path.exists():
-            return 0
-        try:
-            return int(json.loads(path.read_text(encoding="utf-8"))["applied_seq"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise StoreError(f"{path} is unreadable: {exc}") from exc
+        return read_applied(self._state_dir) if self._state_dir is not None else 0
 
     def _set_applied(self, seq: int) -> None:
-        path = self._state_path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"applied_seq": seq}), encoding="utf-8")
-        os.replace(tmp, path)
+        if self._state_dir is not None and self._marking:
+            write_applied(self._state_dir, seq)
 
     def recover(self) -> LoadReport:
-        """Apply archived responses the graph does not have yet (after a crash or kill)."""
+        """Apply archived responses the graph does not have yet (after a crash or kill).
+
+        Damaged archive records are skipped and reported in :attr:`LoadReport.damage`;
+        a response that cannot be written is reported and skipped: replay never leaves a
+        store that cannot be opened.
+        """
         report = LoadReport()
         if self.archive is None:
             return report
+        self.archive.repair()
         applied = self._applied()
         if self.archive.last_seq > applied:
-            records = self.archive.records(after=applied)
-            report = self._ingest_records(records, progress=None)
+            scan = Scan()
+            report = self._ingest_records(self.archive.records(after=applied, scan=scan), progress=None)
+            report.damage.extend(scan.damage)
+            self._set_applied(max(self.archive.last_seq, self._applied()))
         return report
 
     # -- ingest --------------------------------------------------------------
@@ -287,6 +395,7 @@ class KonbiniStore:
         finally:
             pool.close()
             self._sync()
+        report.merge(self._take_late())
         return report
 
     def _ingest_prepared(self, prepared: list[Prepared], *, archive_failed: bool) -> LoadReport:
@@ -318,7 +427,9 @@ class KonbiniStore:
     def apply_archived(self, records: Sequence[ArchiveRecord], responses: Sequence[Response]) -> LoadReport:
         """Map and upsert responses already archived as ``records`` (same order)."""
         self._writable()
-        return self._apply([prepare(r) for r in responses], records[-1].seq if records else None)
+        report = self._apply([prepare(r) for r in responses], records[-1].seq if records else None)
+        report.merge(self._take_late())
+        return report
 
     def _ingest_records(self, records: Iterable[ArchiveRecord], progress: Callable[[int], None] | None) -> LoadReport:
         report = LoadReport()
@@ -335,32 +446,29 @@ class KonbiniStore:
             last = record.seq
             if record.status is not None and record.status not in (200, 404):
                 continue
-            batch.append(
-                Response(
-                    body=record.body,
-                    source=record.source,
-                    line=record.line,
-                    observed_at=record.at,
-                    status=record.status,
-                    credits_used=record.credits_used,
-                    credits_remaining=record.credits_remaining,
-                    key=record.key,
-                )
-            )
+            batch.append(response_of(record))
             if len(batch) >= DEFAULT_BATCH:
                 flush()
         if batch or last:
             flush()
         self._sync()
+        report.merge(self._take_late())
         return report
 
-    def _apply(self, prepared: Sequence[Prepared], applied_seq: int | None = None, *, background: bool = False) -> LoadReport:
+    def _apply(
+        self, prepared: Sequence[Prepared], applied_seq: int | None = None, *, background: bool = False,
+        isolate: bool = True,
+    ) -> LoadReport:
         """Plan the upsert of ``prepared`` and write it (in the background when allowed: the next
-        batch is planned meanwhile; reads that could see the write in progress wait for it)."""
+        batch is planned meanwhile; reads that could see the write in progress wait for it).
+
+        :param isolate: if the store rejects the batch, write it again response by response.
+        """
         report = LoadReport()
-        known = self._known(_DATA)
-        data = Planner(_DATA, known, self._seen if known is not None else None)
-        prov = Planner(_PROV, self._known(_PROV))
+        data_graph, prov_graph = self._graphs
+        known = self._known(data_graph)
+        data = Planner(data_graph, known, self._seen if known is not None else None)
+        prov = Planner(prov_graph, self._known(prov_graph))
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         for p in prepared:
             entities: set[str] = set()
@@ -378,15 +486,19 @@ class KonbiniStore:
                     continue
             obs, triples = self._provenance(p)
             prov.add(prov_groups(triples))
+            report.observations += 1
             links.extend(f"{e} {_GENERATED_BY} {obs} .\n" for e in entities)
         deletes, inserts = data.plan(self.backend, self._before_read)
         pdeletes, pinserts = prov.plan(self.backend, self._before_read)
         pinserts.extend(links)
         written = set(data.final_subjects()) | set(prov.final_subjects())
-        self._write(deletes + pdeletes, {_DATA: inserts, _PROV: pinserts}, written, applied_seq, background)
+        report.added = len(inserts)
+        report.removed = len(deletes)
+        self._write(
+            deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts}, written, applied_seq, background,
+            job=(prepared, applied_seq, report) if isolate else None,
+        )
         data.committed()
-        report.added = len(inserts) + len(pinserts)
-        report.removed = len(deletes) + len(pdeletes)
         return report
 
     # -- write-behind ----------------------------------------------------------
@@ -396,14 +508,53 @@ class KonbiniStore:
             self._sync()
 
     def _sync(self) -> None:
-        """Wait for the write in progress, if any (and surface its error)."""
+        """Wait for the write in progress, if any (and surface its error).
+
+        A batch the store rejects (a value it cannot hold that slipped past the mapping) is
+        written again response by response, so only the responses at fault are lost to the
+        graph (they stay in the archive, and are reported).
+        """
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.join()
             self._pending = set()
         error, self._writer_error = self._writer_error, None
-        if error is not None:
-            raise error
+        job, self._writer_job = self._writer_job, None
+        if isinstance(error, WriteRejected) and job is not None:
+            self._isolate(*job)
+        elif error is not None:
+            raise error  # (with no job to isolate, a rejected single response is raised to _isolate)
+
+    def _isolate(self, prepared: Sequence[Prepared], applied_seq: int | None, original: LoadReport) -> None:
+        self._seen.clear()  # what the rejected batch would have written is unknown now
+        redo = LoadReport()
+        for p in prepared:
+            try:
+                redo.merge(self._apply([p], None, isolate=False))
+            except WriteRejected as exc:
+                log.debug("write of %s rejected", p.response.where, exc_info=True)
+                error = ExpandError(
+                    f"the store refused its triples ({exc}); it is kept in the archive",
+                    source=p.response.source, line=p.response.line,
+                )
+                failed = Prepared(p.response, error=error, source_url=p.source_url,
+                                  credits_used=p.credits_used, credits_remaining=p.credits_remaining)
+                redo.merge(self._apply([failed], None, isolate=False))
+        # the batch was reported as if it had been written: report the difference
+        self._late.merge(LoadReport(
+            loaded=redo.loaded - original.loaded,
+            failed=[e for e in redo.failed if not any(e is o for o in original.failed)],
+            triples=redo.triples - original.triples,
+            added=redo.added - original.added,
+            removed=redo.removed - original.removed,
+            observations=redo.observations - original.observations,
+        ))
+        if applied_seq is not None:
+            self._set_applied(applied_seq)
+
+    def _take_late(self) -> LoadReport:
+        late, self._late = self._late, LoadReport()
+        return late
 
     def _write(
         self,
@@ -412,6 +563,7 @@ class KonbiniStore:
         subjects: set[str],
         applied_seq: int | None,
         background: bool,
+        job: tuple[Sequence[Prepared], int | None, LoadReport] | None = None,
     ) -> None:
         def run() -> None:
             try:
@@ -423,7 +575,8 @@ class KonbiniStore:
                 self._writer_error = exc
 
         self._sync()  # one write at a time, in order
-        if background and isinstance(self.backend, OxigraphBackend):
+        self._writer_job = job
+        if background and self.backend.capabilities.write_behind:
             import threading
 
             self._pending = subjects
@@ -431,11 +584,16 @@ class KonbiniStore:
             self._writer.start()
         else:
             run()
-            self._sync()
+            error, self._writer_error = self._writer_error, None
+            self._writer_job = None
+            if isinstance(error, WriteRejected) and job is not None:
+                self._isolate(*job)
+            elif error is not None:
+                raise error
 
     def _known(self, graph: ox.NamedNode) -> set[str] | None:
-        """The entities of ``graph`` (embedded store only: this process is its only writer)."""
-        if not isinstance(self.backend, OxigraphBackend):
+        """The entities of ``graph``, kept in memory when this process is the store's only writer."""
+        if not self.backend.capabilities.exclusive_writer:
             return None
         known = self._known_subjects.get(graph.value)
         if known is None:
@@ -491,22 +649,89 @@ class KonbiniStore:
                 ledger[key.value] = entry
         return ledger
 
-    def rebuild(self, *, progress: Callable[[int], None] | None = None) -> LoadReport:
-        """Re-derive the graph from the archive (after a context or mapping change).
+    def rebuild(self, *, progress: Callable[[int], None] | None = None, accept_damage: bool = False) -> LoadReport:
+        """Re-derive the graph from the archive (after a context or mapping change, or to
+        recover a damaged store).
 
-        The data and provenance graphs are cleared and every archived response is
-        mapped again, in the order it was first ingested, with its original time.
+        Every archived response is mapped again, in the order it was first ingested, with
+        its original time, into a new graph; the live graph is replaced only once the new
+        one is complete, so an interrupted rebuild leaves the old graph (embedded store: a
+        directory swap; remote store: temporary graphs moved over ours in one update).
+
+        :param accept_damage: rebuild from the readable records of a damaged archive.
+        :raises ArchiveDamageError: the archive does not read back whole (nothing is changed).
+        :raises StoreError: on a remote store, it holds observations this archive did not
+            record (someone else's data, which a rebuild would delete).
         """
         self._writable()
         if self.archive is None:
             raise StoreError("an in-memory store has no archive to rebuild from")
         self._sync()
-        self.backend.clear_graph(_DATA)
-        self.backend.clear_graph(_PROV)
+        scan = self.archive.verify()
+        if scan.damage and not accept_damage:
+            raise ArchiveDamageError(scan)
+        last = max(self.archive.last_seq, scan.last_seq)
+        if self.location is not None:
+            report = self._rebuild_embedded(progress, last)
+        else:
+            report = self._rebuild_remote(progress, last)
+        report.damage = scan.damage
+        return report
+
+    def _rebuild_embedded(self, progress: Callable[[int], None] | None, last: int) -> LoadReport:
+        assert self.location is not None and self.archive is not None and self._state_dir is not None
+        building = self.location / storedir.BUILDING
+        shutil.rmtree(building, ignore_errors=True)
+        live, self.backend = self.backend, OxigraphBackend(building)
+        self._reset_caches()
+        self._marking = False
+        try:
+            report = self._ingest_records(self.archive.records(), progress=progress)
+            self.backend.close()
+        except BaseException:
+            self._writer = None
+            self.backend.close()
+            self.backend = live
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        finally:
+            self._marking = True
+            self._reset_caches()
+        live.close()
+        storedir.commit_rebuild(self.location, self._state_dir, last)
+        self.backend = self._open_oxigraph(self.location / storedir.LIVE, False)
+        return report
+
+    def _rebuild_remote(self, progress: Callable[[int], None] | None, last: int) -> LoadReport:
+        assert self.archive is not None
+        ours = {body_sha256(r.body) for r in self.archive.records()}
+        theirs = [row[0].value for row in self.backend.query(_SHA_QUERY, union=False)]  # type: ignore[union-attr]
+        foreign = [sha for sha in theirs if sha not in ours]
+        if foreign:
+            raise StoreError(
+                f"{self.backend.description} holds {len(foreign)} observations that the archive at "
+                f"{self.archive.path} did not record (pushed or loaded from another archive); a rebuild from "
+                "this archive would delete them. Rebuild the store that recorded them and `push` it, or point "
+                "--archive at the archive that holds every response"
+            )
+        temporary = (ox.NamedNode(DATA_GRAPH + ":rebuild"), ox.NamedNode(PROV_GRAPH + ":rebuild"))
+        for graph in temporary:
+            self.backend.clear_graph(graph)
+        self._graphs = temporary
+        self._reset_caches()
+        self._marking = False
+        try:
+            report = self._ingest_records(self.archive.records(), progress=progress)
+        finally:
+            self._graphs = (_DATA, _PROV)
+            self._marking = True
+        self.backend.move_graphs({temporary[0]: _DATA, temporary[1]: _PROV})  # type: ignore[attr-defined]
+        self._set_applied(last)
+        return report
+
+    def _reset_caches(self) -> None:
         self._known_subjects.clear()
         self._seen.clear()
-        self._set_applied(0)
-        return self._ingest_records(self.archive.records(), progress=progress)
 
     def _writable(self) -> None:
         if self.read_only:
@@ -588,6 +813,28 @@ PREFIX prov: <{PROV}>
 """
 
 
+_SHA_QUERY = f"""
+PREFIX ks: <{KS}>
+SELECT DISTINCT ?sha WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:responseSha256 ?sha }} }}
+"""
+
+
+class ArchiveDamageError(StoreError):
+    """The archive does not read back whole; ``rebuild`` stops before changing anything.
+
+    :ivar scan: what was read and the damaged spans.
+    """
+
+    def __init__(self, scan: Scan) -> None:
+        spans = "; ".join(str(d) for d in scan.damage[:5])
+        more = f" (and {len(scan.damage) - 5} more)" if len(scan.damage) > 5 else ""
+        super().__init__(
+            f"the archive is damaged: {spans}{more}. {scan.read} records read back, {scan.lost} lost. "
+            "Nothing was changed; `rebuild --accept-damage` rebuilds from the readable records"
+        )
+        self.scan = scan
+
+
 _LEDGER_QUERY = f"""
 PREFIX ks: <{KS}>
 SELECT ?key ?status ?next WHERE {{
@@ -609,6 +856,24 @@ class LedgerEntry:
 
 
 
+
+
+def rebuild_store(
+    location: str | os.PathLike[str],
+    *,
+    archive: str | os.PathLike[str] | None = None,
+    update_url: str | None = None,
+    gsp_url: str | None = None,
+    accept_damage: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> LoadReport:
+    """Re-derive the graph at ``location`` from its archive (see :meth:`KonbiniStore.rebuild`).
+
+    Unlike opening the store, this works when its graph is damaged or missing, or its
+    ``state.json`` is: the graph is rebuilt beside the old one and replaces it.
+    """
+    with KonbiniStore(location, archive=archive, update_url=update_url, gsp_url=gsp_url, _rebuilding=True) as store:
+        return store.rebuild(progress=progress, accept_damage=accept_damage)
 
 
 def open_store(

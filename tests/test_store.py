@@ -174,7 +174,7 @@ def test_bad_items_fail_alone(store: Any, tmp_path: Path) -> None:
 
 def test_second_writer_gets_a_clear_error(store_dir: Path) -> None:
     with open_store(store_dir):
-        with pytest.raises(StoreError, match="in use"):
+        with pytest.raises(StoreError, match="being written by another process"):
             open_store(store_dir)
 
 

@@ -1,0 +1,272 @@
+"""Faults at small scale: kills, damaged archives and stores, records the store cannot take.
+
+``bench/faults.py`` runs the same injections at scale and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from helpers import SEED
+from konbini_ld import open_store
+from konbini_ld.archive import Archive, ArchiveRecord, _member
+from konbini_ld.cli import main
+from konbini_ld.corpus import corpus_lines
+from konbini_ld.errors import StoreError
+
+
+def cli(store: Path, *args: str) -> Any:
+    return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
+
+
+def audios(store: Path) -> int:
+    r = cli(store, "stats", "--json")
+    assert r.exit_code == 0, r.stderr
+    return int(json.loads(r.stdout)["audios"])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    path.write_text("".join(line.rstrip("\n") + "\n" for line in corpus_lines(1500)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    store = tmp_path_factory.mktemp("loaded") / "store"
+    assert cli(store, "load", str(corpus)).exit_code == 0
+    return store
+
+
+@pytest.fixture
+def copy(loaded: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "store"
+    shutil.copytree(loaded, target)
+    return target
+
+
+def segment(store: Path) -> Path:
+    return sorted((store / "archive").glob("*.jsonl.gz"))[0]
+
+
+# -- kills ----------------------------------------------------------------------------
+
+
+def _spawn(store: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(store), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_a_rebuild_killed_at_random_points_never_loses_the_graph(copy: Path) -> None:
+    rng = random.Random(8)
+    for _ in range(4):
+        proc = _spawn(copy, "rebuild")
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # the next writer finds either the old graph or the rebuilt one, never a partial one
+        r = cli(copy, "load", str(SEED))
+        assert r.exit_code == 0, r.stderr
+        assert audios(copy) == 1501
+    assert not (copy / "oxigraph.rebuild").exists()
+
+
+def test_a_rebuild_killed_after_its_commit_point_is_finished_by_the_next_open(copy: Path) -> None:
+    from konbini_ld import storedir
+
+    before = audios(copy)
+    # a complete rebuilt graph and the commit record, as a kill between them and the swap leaves them
+    with open_store(copy) as store:
+        store.backend.store.backup(str(copy / storedir.BUILDING))
+    (copy / storedir.JOURNAL).write_text(json.dumps({"applied_seq": 1500}))
+    assert audios(copy) == before  # readers are unaffected
+    assert cli(copy, "load", str(SEED)).exit_code == 0
+    assert not (copy / storedir.JOURNAL).exists() and not (copy / storedir.BUILDING).exists()
+    assert audios(copy) == before + 1
+
+
+def test_a_load_killed_at_random_points_converges(corpus: Path, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    rng = random.Random(3)
+    for _ in range(3):
+        proc = _spawn(store, "load", str(corpus))
+        time.sleep(rng.uniform(0.2, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert cli(store, "load", str(corpus)).exit_code == 0
+    assert audios(store) == 1500
+    r = cli(store, "rebuild")
+    assert r.exit_code == 0 and audios(store) == 1500
+
+
+# -- a record the store cannot take ------------------------------------------------------
+
+
+def test_an_archived_record_that_cannot_be_mapped_never_bricks_the_store(copy: Path) -> None:
+    """As an older version would have archived it: a response with a lone surrogate, not yet applied."""
+    archive = Archive(copy / "archive")
+    body = json.dumps({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/x-1", "name": "\ud83d"}})
+    archive.append([ArchiveRecord(0, at="2026-01-01T00:00:00Z", source="https://api.konbiniapi.com/v1/tiktok/audios/1",
+                                  body=body, status=200, key="audio:1")])
+    for args in (("load", str(SEED)), ("query", "top-audios"), ("stats",), ("export", "-f", "nt", "-o", os.devnull)):
+        r = cli(copy, *args)
+        assert r.exit_code == 0 and "Traceback" not in r.stderr, (args, r.stderr)
+    r = cli(copy, "rebuild")
+    assert r.exit_code == 1 and "lone surrogate" in r.stderr and "Traceback" not in r.stderr
+    assert audios(copy) == 1501
+    # it is remembered as bought, so a fetch does not pay for it again
+    with open_store(copy) as store:
+        assert "audio:1" in store.fetch_ledger()
+
+
+def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mapping defect that lets through a line the store refuses (simulated: nothing real gets
+    past the normaliser any more) costs that response, not its batch or the store."""
+    import konbini_ld.store as store_module
+
+    real = store_module.prepare
+
+    def defective(response: Any) -> Any:
+        p = real(response)
+        if p.ok and response.line == 3:
+            key = next(iter(p.groups))
+            p.groups[key] = p.groups[key] + ['<urn:x> <urn:p> "\ud800" .\n']
+        return p
+
+    monkeypatch.setattr(store_module, "prepare", defective)
+    lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n"}})
+             for i in range(10)]
+    path = tmp_path / "ten.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    # ten archived responses the graph has not applied yet (a kill after archiving)
+    Archive(tmp_path / "store" / "archive").append(
+        [ArchiveRecord(0, at="2026-01-01T00:00:00Z", source=str(path), body=line, line=i + 1)
+         for i, line in enumerate(lines)])
+    with open_store(tmp_path / "store") as store:  # replays them, in one batch, through `defective`
+        assert store.recovered.loaded == 9 and len(store.recovered.failed) == 1
+        assert "refused its triples" in str(store.recovered.failed[0])
+        assert store.stats().audios == 9
+
+
+# -- a damaged archive -----------------------------------------------------------------------
+
+
+def _flip(path: Path, offset: int, n: int = 3) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(n):
+        data[offset + i * 7] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_bytes_are_damage_not_a_torn_tail(copy: Path) -> None:
+    seg = segment(copy)
+    _flip(seg, seg.stat().st_size // 2)
+    r = cli(copy, "rebuild")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert f"archive {seg.name} at byte" in r.stderr and "records lost" in r.stderr and "--accept-damage" in r.stderr
+    assert audios(copy) == 1500  # nothing was changed
+    r = cli(copy, "rebuild", "--accept-damage")
+    assert r.exit_code == 0 and "warning: archive" in r.stderr
+    lost = Archive(copy / "archive").verify().lost
+    assert 0 < lost <= 128 and audios(copy) == 1500 - lost  # every readable record, after the damage too
+
+
+def test_a_truncated_segment_is_reported_and_never_appended_behind(copy: Path) -> None:
+    seg = segment(copy)
+    with open(seg, "r+b") as fh:
+        fh.truncate(seg.stat().st_size * 2 // 3)
+    assert cli(copy, "load", str(SEED)).exit_code == 0
+    segments = sorted((copy / "archive").glob("*.jsonl.gz"))
+    assert len(segments) == 2  # the new record went to a new segment
+    scan = Archive(copy / "archive").verify()
+    assert scan.read == 1500 - scan.lost + 1 and scan.lost > 0
+    assert [d.segment for d in scan.damage] == [seg.name]
+    r = cli(copy, "rebuild")
+    assert r.exit_code == 1 and "records lost" in r.stderr
+
+
+def test_a_torn_tail_is_cut_silently_and_whole_unacknowledged_appends_are_kept(tmp_path: Path) -> None:
+    archive = Archive(tmp_path)
+    archive.append([ArchiveRecord(0, at="t", source="s", body="{}") for _ in range(5)])
+    seg = sorted(tmp_path.glob("*.jsonl.gz"))[0]
+    # a crash after two whole members were fsynced, before HEAD caught up, in the middle of a third
+    whole = _member([ArchiveRecord(6, at="t", source="s", body="{}")]) + _member([ArchiveRecord(7, at="t", source="s", body="{}")])
+    torn = _member([ArchiveRecord(8, at="t", source="s", body="{}")])
+    with open(seg, "ab") as fh:
+        fh.write(whole + torn[: len(torn) // 2])
+    scan = Archive(tmp_path).verify()
+    assert scan.damage == [] and scan.read == 7
+    assert Archive(tmp_path).append([ArchiveRecord(0, at="t", source="s", body="{}")])[0].seq == 8
+
+
+def test_a_missing_segment_is_damage(copy: Path) -> None:
+    for i in range(2):
+        cli(copy, "load", str(SEED))
+    segments = sorted((copy / "archive").glob("*.jsonl.gz"))
+    assert len(segments) == 1
+    # split the archive in two segments by hand, then lose the first
+    archive = Archive(copy / "archive")
+    head = json.loads((copy / "archive" / "HEAD").read_text())
+    (copy / "archive" / "HEAD").write_text(json.dumps({**head, "segment": "none"}))
+    archive.append([ArchiveRecord(0, at="t", source="s", body="{}")])
+    segments[0].unlink()
+    scan = Archive(copy / "archive").verify()
+    assert scan.lost == 1502 and scan.read == 1
+
+
+# -- a damaged or missing store directory -------------------------------------------------------
+
+
+def test_a_deleted_graph_beside_a_full_archive_says_how_to_recover(copy: Path) -> None:
+    shutil.rmtree(copy / "oxigraph")
+    for args in (("load", str(SEED)), ("stats",), ("query", "top-audios")):
+        r = cli(copy, *args)
+        assert r.exit_code == 1 and "konbini-ld rebuild" in r.stderr and "1500 responses" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert cli(copy, "rebuild").exit_code == 0
+    assert audios(copy) == 1500
+
+
+@pytest.mark.parametrize("damage", ["CURRENT", "MANIFEST", "sst"])
+def test_a_damaged_graph_says_how_to_recover_and_rebuild_recovers_it(copy: Path, damage: str) -> None:
+    ox_dir = copy / "oxigraph"
+    if damage == "CURRENT":
+        (ox_dir / "CURRENT").write_text("garbage\n")
+    elif damage == "MANIFEST":
+        manifest = next(ox_dir.glob("MANIFEST-*"))
+        manifest.write_bytes(manifest.read_bytes()[:20] + os.urandom(200))
+    else:
+        max(ox_dir.glob("*.sst"), key=lambda p: p.stat().st_size).unlink()
+    r = cli(copy, "load", str(SEED))
+    assert r.exit_code == 1 and "damaged" in r.stderr and "konbini-ld rebuild" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli(copy, "rebuild")
+    assert r.exit_code == 0, r.stderr
+    assert audios(copy) == 1500
+
+
+def test_a_damaged_state_file_has_a_way_out(copy: Path) -> None:
+    (copy / "state.json").write_text("{not json")
+    r = cli(copy, "load", str(SEED))
+    assert r.exit_code == 1 and "state.json is damaged" in r.stderr and "konbini-ld rebuild" in r.stderr
+    assert cli(copy, "rebuild").exit_code == 0
+    assert cli(copy, "load", str(SEED)).exit_code == 0 and audios(copy) == 1501
+
+
+def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError, match="not a directory"):
+        open_store(tmp_path / "f")
