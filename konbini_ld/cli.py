@@ -34,7 +34,7 @@ def default_store_path() -> Path:
 
 def default_remote_archive(url: str) -> Path:
     """Where the archive of a remote store lives: one directory per endpoint URL."""
-    from .remote import redact
+    from .urls import redact
 
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", redact(url).split("://", 1)[-1]).strip("_")
     return default_store_path().parent / "remote" / slug
@@ -131,9 +131,11 @@ def handle_errors(fn: F) -> F:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from .fetch import Terminated
+
             click.echo("Interrupted: everything loaded so far is saved.", err=True)
-            ctx.exit(130)
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -173,11 +175,23 @@ def main(
     query it with named SPARQL queries, export it, serve it.
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _log_to_stderr(level)
     ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
 
 
 pass_state = click.make_pass_decorator(Context)
+
+
+def _log_to_stderr(level: int) -> None:
+    """konbini-ld's log lines on this invocation's stderr (-v: INFO, -vv: DEBUG)."""
+    logger = logging.getLogger("konbini_ld")
+    for handler in [h for h in logger.handlers if getattr(h, "konbini_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.konbini_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def _report_load(state: Context, report: Any, what: str) -> None:
@@ -258,6 +272,9 @@ def fetch(
     from .client import KonbiniClient, parse_audio_ids
     from .fetch import fetch as do_fetch
 
+    if os.environ.get("KONBINI_API_URL") == "" and api_url in ("", "https://api.konbiniapi.com"):
+        raise UsageError("KONBINI_API_URL is set but empty: unset it to use https://api.konbiniapi.com, "
+                         "or give the API's URL")
     # refuse bad input before opening anything or sending a request
     values = parse_audio_ids(ids)
     if ids_file is not None:
@@ -268,7 +285,7 @@ def fetch(
         os.environ.get("KONBINI_API_KEY", ""), base_url=api_url, timeout=(min(10.0, timeout), timeout),
         retries=retries, pool_size=concurrency,
     )
-    with state.open() as store, state.progress(None, "req", "fetching") as bar:
+    with state.open() as store, state.progress(None, "req", "fetching") as bar, _sigterm_as_interrupt():
 
         def total(n: int) -> None:
             bar.total = n
@@ -282,11 +299,32 @@ def fetch(
         click.echo(f"error: {error}", err=True)
     for key, iri in report.load.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
-    if report.error is not None:
-        click.echo(f"Error: {report.error}", err=True)
+    for error in report.errors:
+        click.echo(f"Error: {error}", err=True)
     state.note(report.summary())
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does: in-flight answers are awaited and archived."""
+    import signal
+
+    from .fetch import Terminated
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @main.command()
@@ -319,7 +357,7 @@ def stats(state: Context, as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k.ljust(width)}  {v}")
-    from .remote import redact
+    from .urls import redact
 
     click.echo(f"{'store'.ljust(width)}  {redact(str(state.location))}")
 
@@ -525,7 +563,7 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
       konbini-ld push --to http://127.0.0.1:7878/query
     """
     from .remote import push as do_push
-    from .remote import redact
+    from .urls import redact
 
     with state.open(read_only=True) as store:
         counts = do_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)

@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
 
 from .errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError
+from .urls import redact
 
 __all__ = ["DEFAULT_API_URL", "ApiResponse", "KonbiniClient", "parse_audio_id", "parse_audio_ids"]
 
@@ -161,7 +163,7 @@ class KonbiniClient:
         self._key = api_key
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
-            raise InvalidIdError(f"API URL {base_url!r} is not an http(s) URL")
+            raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
         self.timeout = timeout
         self.retries = max(1, retries)
         self.backoff = backoff
@@ -169,9 +171,11 @@ class KonbiniClient:
         self.pool_size = pool_size
         self._session_factory = session_factory
         self._local = threading.local()
+        #: set to stop retrying (a run being interrupted): backoffs end at once
+        self.cancel: threading.Event | None = None
 
     def __repr__(self) -> str:  # never show the key
-        return f"KonbiniClient(base_url={self.base_url!r})"
+        return f"KonbiniClient(base_url={redact(self.base_url)!r})"
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -217,10 +221,13 @@ class KonbiniClient:
 
     def get(self, url: str) -> ApiResponse:
         """GET ``url`` with retries for transient failures only."""
+        cancel = self.cancel
+        stop = stop_after_attempt(self.retries)
         retrying = Retrying(
-            stop=stop_after_attempt(self.retries),
+            stop=stop | stop_when_event_set(cancel) if cancel is not None else stop,
             wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff, jitter=self.backoff),
             retry=retry_if_exception_type(_Transient),
+            sleep=cancel.wait if cancel is not None else time.sleep,
             reraise=True,
         )
         try:
@@ -231,10 +238,11 @@ class KonbiniClient:
                 error.message += f" (gave up after {self.retries} attempts)"
             raise error from None
 
-    def _once(self, url: str) -> ApiResponse:
+    def _once(self, request_url: str) -> ApiResponse:
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
+        url = redact(request_url)  # what messages and records say: never credentials from --api-url
         try:
-            response = self._session().get(url, headers=headers, timeout=self.timeout)
+            response = self._session().get(request_url, headers=headers, timeout=self.timeout)
             body = response.text  # reads the whole body: a truncated one raises here
         except requests.Timeout:
             raise _Transient(FetchError(f"timed out after {self.timeout[1]:g} s", url=url)) from None

@@ -1,33 +1,46 @@
 """Collect audios (and the pages of videos using them) from KonbiniAPI into the store.
 
-Requests run concurrently on a thread pool; results are archived the moment
-they arrive (durable before anything else happens to them) and streamed into
-the graph in batches on the calling thread. What the store already holds is
-not bought again unless ``refresh`` is set; 404s are remembered as "not
-found". A 402, a refused key, ``max_credits`` or Ctrl-C stop the run cleanly:
-requests in flight are awaited (they are paid for) and everything received is
-kept, so the next run resumes where this one stopped.
+Requests run concurrently on a thread pool. Each answer is archived (written
+and fsynced, concurrent answers sharing one fsync) by the thread that received
+it, before anything else happens to it: a kill at any moment loses no paid
+response. A separate thread maps what was archived into the graph, in archive
+order; what it has not applied when the run stops is applied when the store is
+next opened. What the store already holds is not bought again unless
+``refresh`` is set; 404s are remembered as "not found", and the videos of an
+audio are asked for only once the audio itself answered. A 402, a refused key,
+``max_credits``, Ctrl-C or SIGTERM stop the run cleanly: no new request is
+sent, retries stop, requests in flight are awaited (they are paid for) and
+archived, so the next run resumes where this one stopped.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 from .client import ApiResponse, KonbiniClient, parse_audio_ids
-from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError
+from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError, StoreError
+from .archive import ArchiveRecord
 from .ingest import Response
-from .store import KonbiniStore, LoadReport
+from .store import KonbiniStore, LoadReport, response_of
 
-__all__ = ["DEFAULT_CONCURRENCY", "FetchReport", "fetch"]
+__all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 
 DEFAULT_CONCURRENCY = 32
 _WAIT_SECONDS = 0.5
 _MAX_BATCH = 500
+#: After an interrupt, how long the graph may keep taking archived responses before the run
+#: exits (the rest is applied when the store is next opened).
+APPLY_GRACE_SECONDS = 2.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C (``konbini-ld fetch`` installs the handler)."""
 
 
 @dataclass(slots=True)
@@ -41,8 +54,11 @@ class FetchReport:
     :ivar credits_used: credits this run spent (from ``X-Credits-Used``).
     :ivar credits_remaining: the last ``X-Credits-Remaining`` seen.
     :ivar stopped: why the run stopped early: ``credits-exhausted``, ``max-credits``, ``auth``,
-        ``interrupted``, or ``None``.
+        ``interrupted`` (Ctrl-C), ``terminated`` (SIGTERM), ``store-error``, or ``None``.
     :ivar not_requested: requests left undone because the run stopped early.
+    :ivar errors: every error that stopped the run or would have (a 401 beside a 402…).
+    :ivar unapplied: responses archived but not yet in the graph when the run ended (applied
+        when the store is next opened).
     """
 
     fetched: int = 0
@@ -54,18 +70,27 @@ class FetchReport:
     stopped: str | None = None
     not_requested: int = 0
     load: LoadReport = field(default_factory=LoadReport)
-    error: KonbiniError | None = None
+    errors: list[KonbiniError] = field(default_factory=list)
+    unapplied: int = 0
+
+    @property
+    def error(self) -> KonbiniError | None:
+        """The first error that stopped the run."""
+        return self.errors[0] if self.errors else None
 
     @property
     def exit_code(self) -> int:
-        """SPEC §4: 3 refused key, 4 credits exhausted, 1 when something failed, else 0."""
-        if self.stopped == "auth":
+        """SPEC §4: 3 refused key, 4 credits exhausted, 130/143 interrupted/terminated,
+        1 when something failed, else 0. A refused key wins over the rest: it needs the user."""
+        if any(isinstance(e, AuthError) for e in self.errors):
             return 3
-        if self.stopped == "credits-exhausted":
+        if any(isinstance(e, CreditsExhaustedError) for e in self.errors):
             return 4
         if self.stopped == "interrupted":
             return 130
-        return 1 if self.failed else 0
+        if self.stopped == "terminated":
+            return 143
+        return 1 if self.failed or self.errors else 0
 
     def summary(self) -> str:
         """The one-line summary printed at the end of ``konbini-ld fetch``."""
@@ -76,6 +101,8 @@ class FetchReport:
         )
         if self.stopped:
             line += f" (stopped: {self.stopped}; {self.not_requested} requests left for the next run)"
+        if self.unapplied:
+            line += f"; {self.unapplied} archived responses reach the graph when the store is next opened"
         return line
 
 
@@ -122,8 +149,10 @@ def fetch(
     jobs = []
     for aid in audio_ids:
         jobs.extend(runner.first_jobs(aid))
+    runner.on_total = on_total
+    runner.total = len(jobs) + report.skipped
     if on_total:
-        on_total(len(jobs) + report.skipped)
+        on_total(runner.total)
     runner.run(jobs)
     return report
 
@@ -142,7 +171,10 @@ class _Runner:
         page_size: int,
         progress: Callable[[int], None] | None,
     ) -> None:
+        if store.archive is None:
+            raise StoreError("fetch needs a store with an archive (paid responses are kept there)")
         self.store = store
+        self.archive = store.archive
         self.client = client
         self.report = report
         self.ledger = ledger
@@ -152,12 +184,14 @@ class _Runner:
         self.max_pages = max(0, max_pages)
         self.page_size = page_size
         self.progress = progress or (lambda n: None)
+        self.on_total: Callable[[int], None] | None = None
+        self.total = 0
         self.stop = threading.Event()
-        # responses are archived and written on their own thread, so that never holds up requests;
-        # the writer takes everything that arrived while it was busy as its next batch
-        self.intake: queue.Queue[Response | None] = queue.Queue()
+        # archived records reach the graph on their own thread, in archive order
+        self.applying: queue.Queue[ArchiveRecord | None] = queue.Queue()
+        self.apply_deadline: float | None = None
         self.writer_error: BaseException | None = None
-        self.writer = threading.Thread(target=self._write_loop, name="konbini-writer", daemon=True)
+        self.writer = threading.Thread(target=self._apply_loop, name="konbini-apply", daemon=True)
 
     # -- planning --------------------------------------------------------------
 
@@ -165,17 +199,26 @@ class _Runner:
         self.report.skipped += n
         self.progress(n)
 
+    def _grow_total(self, n: int) -> None:
+        self.total += n
+        if self.on_total:
+            self.on_total(self.total)
+
     def first_jobs(self, audio_id: str) -> list[_Job]:
-        jobs = []
-        if f"audio:{audio_id}" in self.ledger:
-            self._skip()
-        else:
-            jobs.append(_Job(audio_id, "audio"))
+        """The audio, unless bought before; its videos only once the audio is known to exist."""
+        entry = self.ledger.get(f"audio:{audio_id}")
+        if entry is None:
+            return [_Job(audio_id, "audio")]
+        self._skip()
+        if entry.status == 200:
+            job = self._videos_of(audio_id)
+            return [job] if job is not None else []
+        return []
+
+    def _videos_of(self, audio_id: str) -> _Job | None:
         if self.videos and self.max_pages:
-            job = self._next_page(audio_id, "0", 0)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+            return self._next_page(audio_id, "0", 0)
+        return None
 
     def _next_page(self, audio_id: str, cursor: str | None, page: int) -> _Job | None:
         """The first page of the chain not bought yet (walking pages earlier runs stored)."""
@@ -195,11 +238,15 @@ class _Runner:
         return self.max_credits is None or self.report.credits_used + in_flight < self.max_credits
 
     def run(self, jobs: list[_Job]) -> None:
+        self.archive.on_written = self._archived
+        self.client.cancel = self.stop
         self.writer.start()
         try:
             self._run(jobs)
         finally:
-            self.intake.put(None)
+            self.archive.on_written = None
+            self.client.cancel = None
+            self.applying.put(None)
             self.writer.join()
         if self.writer_error is not None:
             raise self.writer_error
@@ -223,17 +270,20 @@ class _Runner:
                     job = running.pop(future)
                     follow = self._collect(job, future)
                     if follow is not None and not self.stop.is_set():
+                        self._grow_total(1)
                         todo.append(follow)
             self.report.not_requested += len(todo)
-        except KeyboardInterrupt:
-            self._halt("interrupted")
+        except KeyboardInterrupt as exc:
+            self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
+            self.apply_deadline = time.monotonic() + APPLY_GRACE_SECONDS
             self.report.not_requested += len(todo)
             self._drain(running)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _drain(self, running: dict[Future[ApiResponse], _Job]) -> None:
-        """Wait for requests in flight after Ctrl-C: they are paid for. A second Ctrl-C abandons them."""
+        """Wait for requests in flight after Ctrl-C: they are paid for, and archived as they
+        arrive. A second Ctrl-C abandons them."""
         try:
             for future in list(running):
                 if future.cancel():
@@ -251,15 +301,39 @@ class _Runner:
             self.report.stopped = reason
 
     def _request(self, job: _Job) -> ApiResponse:
-        if job.kind == "audio":
-            return self.client.get_audio(job.audio_id)
-        return self.client.get_videos(job.audio_id, job.cursor, self.page_size)
+        """Ask, then archive the answer before returning it (on the requesting thread)."""
+        try:
+            if job.kind == "audio":
+                answer = self.client.get_audio(job.audio_id)
+            else:
+                answer = self.client.get_videos(job.audio_id, job.cursor, self.page_size)
+        except NotFoundError as exc:
+            self.store.archive_responses([
+                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key,
+                         credits_used=exc.credits_used, credits_remaining=exc.credits_remaining)
+            ])
+            raise
+        self.store.archive_responses([
+            Response(body=answer.body, source=answer.url, status=200, key=job.key,
+                     credits_used=answer.credits_used, credits_remaining=answer.credits_remaining)
+        ])
+        return answer
+
+    def _archived(self, records: list[ArchiveRecord]) -> None:
+        for record in records:
+            self.applying.put(record)
 
     def _account(self, used: int | None, remaining: int | None, billed: bool) -> None:
         self.report.credits_used += used if used is not None else (1 if billed else 0)
         if remaining is not None:
             current = self.report.credits_remaining
             self.report.credits_remaining = remaining if current is None else min(current, remaining)
+
+    def _stop_with(self, exc: KonbiniError, reason: str) -> None:
+        if not any(type(e) is type(exc) and str(e) == str(exc) for e in self.report.errors):
+            self.report.errors.append(exc)
+        self._halt(reason)
+        self.report.not_requested += 1
 
     def _collect(self, job: _Job, future: Future[ApiResponse]) -> _Job | None:
         self.progress(1)
@@ -268,48 +342,40 @@ class _Runner:
         except NotFoundError as exc:
             self._account(exc.credits_used, exc.credits_remaining, billed=True)
             self.report.not_found += 1
-            self.intake.put(
-                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key,
-                         credits_used=exc.credits_used, credits_remaining=exc.credits_remaining)
-            )
             return None
         except CreditsExhaustedError as exc:
             self._account(None, 0 if exc.credits_remaining is None else exc.credits_remaining, billed=False)
-            self.report.error = exc
-            self._halt("credits-exhausted")
-            self.report.not_requested += 1
+            self._stop_with(exc, "credits-exhausted")
             return None
         except AuthError as exc:
-            self.report.error = exc
-            self._halt("auth")
-            self.report.not_requested += 1
+            self._stop_with(exc, "auth")
             return None
         except FetchError as exc:
             self.report.failed.append(exc)
             return None
+        except StoreError as exc:  # the archive cannot be written: buying more would waste credits
+            self._stop_with(exc, "store-error")
+            return None
         self._account(answer.credits_used, answer.credits_remaining, billed=True)
-        response = Response(
-            body=answer.body, source=answer.url, status=200, key=job.key,
-            credits_used=answer.credits_used, credits_remaining=answer.credits_remaining,
-        )
-        self.intake.put(response)
-        if job.kind == "videos":
-            from .ingest import parse_documents
+        self.report.fetched += 1
+        if job.kind == "audio":
+            return self._videos_of(job.audio_id)
+        from .ingest import parse_documents
 
-            try:
-                docs = parse_documents(answer.body).documents
-            except KonbiniError:
-                return None
-            nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
-            if isinstance(nxt, (str, int)) and not isinstance(nxt, bool) and str(nxt) != job.cursor:
-                return self._next_page(job.audio_id, str(nxt), job.page + 1)
+        try:
+            docs = parse_documents(answer.body).documents
+        except KonbiniError:
+            return None
+        nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
+        if isinstance(nxt, (str, int)) and not isinstance(nxt, bool) and str(nxt) != job.cursor:
+            return self._next_page(job.audio_id, str(nxt), job.page + 1)
         return None
 
-    def _write_loop(self) -> None:
+    def _apply_loop(self) -> None:
         done = False
         while not done:
-            batch: list[Response] = []
-            item = self.intake.get()
+            batch: list[ArchiveRecord] = []
+            item = self.applying.get()
             while True:
                 if item is None:
                     done = True
@@ -318,20 +384,24 @@ class _Runner:
                 if done or len(batch) >= _MAX_BATCH:
                     break
                 try:
-                    item = self.intake.get_nowait()
+                    item = self.applying.get_nowait()
                 except queue.Empty:
                     break
-            if not batch or self.writer_error is not None:
-                continue  # keep draining so the fetching side never blocks
+            if not batch:
+                continue
+            late = self.apply_deadline is not None and time.monotonic() > self.apply_deadline
+            if self.writer_error is not None or late:
+                self.report.unapplied += len(batch)  # archived: applied when the store is next opened
+                continue
             try:
-                records = self.store.archive_responses(batch)  # durable before anything else
-                load = self.store.apply_archived(records, batch)
+                load = self.store.apply_archived(batch, [response_of(r) for r in batch])
             except BaseException as exc:  # surfaced by run(); archived responses replay on next open
                 self.writer_error = exc
+                self.report.unapplied += len(batch)
                 self._halt("store-error")
                 continue
             self.report.load.merge(load)
-            self.report.fetched += sum(1 for r in batch if r.status == 200) - len(load.failed)
+            self.report.fetched -= len(load.failed)
             self.report.failed.extend(load.failed)
 
 

@@ -268,9 +268,9 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
     :param shape_cache: re-use pyld's expansion for documents shaped like earlier ones
         (:mod:`konbini_ld.shapes_cache`); ``False`` runs plain pyld on every document.
     """
-    out = Prepared(response)
+    out = Prepared(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining)
     if response.status == 404:
-        return out
+        return out  # nothing to map, but billed: its credits count
     try:
         if len(response.body) > MAX_DOCUMENT_BYTES:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
@@ -350,7 +350,9 @@ def read_source(source: str | os.PathLike[str] | IO[str], *, name: str | None = 
             yield InputError(f"cannot read: {exc.strerror or exc}", source=label)
             return
         with fh:
-            yield from _read_stream(fh, label, jsonl=path.suffix.lower() in _JSONL_SUFFIXES)
+            jsonl = path.suffix.lower() in _JSONL_SUFFIXES
+            log.info("reading %s (%s)", label, "JSON Lines" if jsonl else "JSON, or JSON Lines if it is")
+            yield from _read_stream(fh, label, jsonl=jsonl)
     else:
         stream = sys.stdin if not hasattr(source, "read") else source
         yield from _read_stream(stream, name or "-", jsonl=False)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ import pyoxigraph as ox
 import requests
 
 from .backends import Capabilities
+from .urls import redact
 from .errors import QueryError, StoreError, UsageError
 from .namespaces import DATA_GRAPH, PROV_GRAPH
 from .sparql import has_dataset_clause, query_form, where_braces
@@ -39,21 +40,6 @@ __all__ = ["Endpoints", "SparqlBackend", "derive_endpoints", "push", "redact"]
 OUR_GRAPHS = (ox.NamedNode(DATA_GRAPH), ox.NamedNode(PROV_GRAPH))
 _CHUNK_SUBJECTS = 200
 _CHUNK_QUADS = 20_000
-
-
-def redact(url: str) -> str:
-    """``url`` without any user:password part, for messages.
-
-    >>> redact("http://admin:secret@127.0.0.1:3030/ds/sparql")
-    'http://127.0.0.1:3030/ds/sparql'
-    """
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,7 +380,12 @@ class KonbiniStore:
         def finish(job: Any) -> None:
             batch, prepared = job
             prepared = prepared.get() if hasattr(prepared, "get") else prepared
-            report.merge(self._ingest_prepared(prepared, archive_failed=archive_failed))
+            done = self._ingest_prepared(prepared, archive_failed=archive_failed)
+            report.merge(done)
+            log.info("batch of %d responses: %d mapped, %d failed, %d triples", len(batch), done.loaded,
+                     len(done.failed), done.triples)
+            for error in done.failed:
+                log.debug("refused %s", error)
             if progress:
                 progress(len(batch))
 

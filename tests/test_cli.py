@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +167,10 @@ def test_help_and_queries_start_without_heavy_imports() -> None:
     for args in (["--help"], ["queries"]):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
         assert out.stderr.strip().splitlines()[-1:] in ([], [""]), (args, out.stderr)
+
+
+def test_verbose_load_says_what_it_reads_and_writes(run: Any) -> None:
+    quiet = run("load", str(SEED))
+    r = run("-v", "load", str(SEED))
+    assert r.exit_code == 0 and "INFO" not in quiet.stderr
+    assert f"reading {SEED}" in r.stderr and "batch of 1 responses: 1 mapped" in r.stderr

@@ -270,3 +270,98 @@ def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(StoreError, match="not a directory"):
         open_store(tmp_path / "f")
+
+
+# -- kills during fetch: nothing received is bought twice --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    from konbini_ld.fakeapi import FakeKonbiniAPI
+
+    with FakeKonbiniAPI(api_key="k-faults") as server:
+        yield server
+
+
+def _fetch_proc(store: Path, api: Any, ids_file: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "KONBINI_API_KEY": "k-faults", "KONBINI_API_URL": api.url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "konbini_ld", "--store", str(store), "fetch", "--ids-file", str(ids_file),
+         "--concurrency", "16", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _archived_keys(store: Path) -> list[str]:
+    return [r.key for r in Archive(store / "archive").records() if r.key]
+
+
+def _requested_keys(api: Any) -> list[str]:
+    out = []
+    for seen in api.requests:
+        parts = seen.path.split("/")
+        if seen.path.endswith("/videos"):
+            out.append(f"videos:{parts[4]}:{(seen.query.get('cursor') or ['0'])[0]}")
+        else:
+            out.append(f"audio:{parts[4]}")
+    return out
+
+
+def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api: Any, tmp_path: Path) -> None:
+    from konbini_ld.fakeapi import audio_id
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(audio_id(i) for i in range(400)) + "\n")
+    store = tmp_path / "store"
+    api.reset()
+    api.latency = 0.02
+    rng = random.Random(11)
+    try:
+        for _ in range(3):
+            before = set(_archived_keys(store)) if (store / "archive").exists() else set()
+            api.requests.clear()
+            proc = _fetch_proc(store, api, ids, "--videos")
+            time.sleep(rng.uniform(0.8, 2.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+            rebought = [k for k in _requested_keys(api) if k in before]
+            assert rebought == []
+        before = set(_archived_keys(store))
+        api.requests.clear()
+        proc = _fetch_proc(store, api, ids, "--videos")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert [k for k in _requested_keys(api) if k in before] == []
+        keys = _archived_keys(store)
+        assert len(keys) == len(set(keys)) == 800  # every audio and its first page, each bought once
+    finally:
+        api.latency = 0.0
+
+
+def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_path: Path) -> None:
+    from konbini_ld.fakeapi import audio_id
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(audio_id(i) for i in range(2000)) + "\n")
+    store = tmp_path / "store"
+    api.reset()
+    api.latency = 0.05
+    try:
+        proc = _fetch_proc(store, api, ids)
+        time.sleep(2.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+        assert proc.returncode == 143, err
+        assert "stopped: terminated" in err and "Traceback" not in err
+        answered = len(api.requests)
+        keys = _archived_keys(store)
+        assert len(keys) == answered  # every answer the API sent was archived
+        assert took < 10, took
+        api.requests.clear()
+        proc = _fetch_proc(store, api, ids)
+        proc.communicate(timeout=120)
+        assert [k for k in _requested_keys(api) if k in set(keys)] == []
+    finally:
+        api.latency = 0.0

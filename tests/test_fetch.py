@@ -249,3 +249,50 @@ def test_the_key_never_reaches_store_archive_logs_or_exports(cli: Any, store_dir
             if f.name.endswith(".gz"):
                 data = gzip.decompress(data)
             assert KEY.encode() not in data, f
+
+
+# -- money and messages ---------------------------------------------------------------
+
+
+def test_videos_are_never_bought_for_an_audio_that_is_not_found(store: Any, client: KonbiniClient,
+                                                                 api: FakeKonbiniAPI) -> None:
+    missing = "999999999999"
+    report = fetch(store, client, [missing, audio_id(1)], videos=True)
+    assert [r.path for r in api.requests if missing in r.path] == [f"/v1/tiktok/audios/{missing}"]
+    assert report.credits_used == 3 and report.not_found == 1  # two audios and one page
+    api.reset()
+    fetch(store, client, [missing, audio_id(1)], videos=True)
+    assert api.count() == 0
+
+
+def test_stats_counts_the_credits_404s_cost(store: Any, client: KonbiniClient) -> None:
+    report = fetch(store, client, ["999999999999", "999999999998", *ids(3)])
+    assert report.credits_used == 5
+    assert store.stats().credits_spent == 5
+
+
+def test_a_401_beside_a_402_names_both_and_exits_3(cli: Any, api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(402, {"errors": [{"code": "credits_exhausted", "message": "No credits"}], "data": None}))
+    api.script(path(2), Scripted(401, {"errors": [{"code": "unauthorized", "message": "Key revoked"}], "data": None}))
+    r = cli(audio_id(1), audio_id(2), "--concurrency", "2")
+    assert r.exit_code == 3
+    assert "HTTP 401" in r.stderr and "HTTP 402" in r.stderr
+
+
+def test_an_empty_api_url_variable_is_refused(cli: Any, api: FakeKonbiniAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KONBINI_API_URL", "")
+    r = cli(audio_id(1))
+    assert r.exit_code == 2 and "KONBINI_API_URL is set but empty" in r.stderr and api.count() == 0
+
+
+def test_credentials_in_the_api_url_are_never_shown_or_recorded(cli: Any, api: FakeKonbiniAPI, store_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KONBINI_API_URL", api.url.replace("http://", "http://proxyuser:s3cr3t-pass@"))
+    api.script(path(1), Scripted(503, "<html>busy</html>", content_type="text/html"))
+    r = cli(audio_id(1), "--retries", "1")
+    assert r.exit_code != 0 and "127.0.0.1" in r.stderr
+    assert "s3cr3t" not in r.stdout + r.stderr
+    for f in store_dir.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert b"s3cr3t" not in (gzip.decompress(data) if f.name.endswith(".gz") else data), f

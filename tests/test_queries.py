@@ -134,3 +134,15 @@ def test_from_clauses_never_fetch(loaded: Any) -> None:
     # the socket guard fails the test if anything reaches out
     result = loaded.query("SELECT * FROM <http://example.org/remote.ttl> WHERE { ?s ?p ?o }")
     assert list(result.rows()) == []
+
+
+def test_provenance_is_one_row_even_when_observations_tie(store: Any) -> None:
+    from konbini_ld.ingest import Response
+
+    body = SEED.read_text()
+    at = "2026-03-01T12:00:00Z"
+    store.ingest([Response(body, "a.json", observed_at=at), Response(body.replace("original sound", "x"), "b.json",
+                                                                        observed_at=at)])
+    rows = list(store.run_named("provenance", {"entity": AUDIO_IRI}).rows())
+    assert len(rows) == 1
+    assert rows[0][2].value == at and rows[0][5].value == "2"
