@@ -362,6 +362,19 @@ def stats(state: Context, as_json: bool) -> None:
     click.echo(f"{'store'.ljust(width)}  {redact(str(state.location))}")
 
 
+def parse_size(text: str) -> int:
+    """``512M``, ``2G``, ``1.5GiB``, ``1000000`` → bytes.
+
+    >>> parse_size("512M"), parse_size("2G"), parse_size("1000")
+    (536870912, 2147483648, 1000)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not m:
+        raise UsageError(f"{text!r} is not a size (e.g. 512M, 2G)")
+    factor = 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * factor)
+
+
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
     params: dict[str, str] = {}
     for item in values:
@@ -513,10 +526,16 @@ def export(state: Context, fmt: str, output: str | None, inline_context: bool) -
 @click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True,
               help="Rows (or triples) returned at most per query.")
 @click.option("--cors", "cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN ('*' for any).")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Query worker processes.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Query worker processes kept ready (as many again start while queries run long).")
+@click.option("--max-memory", default="1G", show_default=True, metavar="SIZE",
+              help="Memory one query may use (e.g. 512M, 2G); a query over it is stopped with 503.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests addressed to NAME (the Host header; '*' for any).")
 @pass_state
 @handle_errors
-def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, cors: tuple[str, ...], workers: int) -> None:
+def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, cors: tuple[str, ...], workers: int,
+          max_memory: str, allow_hosts: tuple[str, ...]) -> None:
     """Serve the graph read-only over the SPARQL 1.1 Protocol, with a query page at /.
 
     The endpoint is /sparql (GET ?query=, POST form, POST application/sparql-query);
@@ -527,7 +546,7 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
     \b
     Example:
       konbini-ld serve --port 7878
-      curl -H 'Accept: text/csv' 'http://127.0.0.1:7878/sparql?query=SELECT+*+WHERE+{?s+?p+?o}+LIMIT+5'
+      curl -G -H 'Accept: text/csv' http://127.0.0.1:7878/sparql --data-urlencode 'query=SELECT * WHERE { ?s ?p ?o } LIMIT 5'
     """
     from .server import ServeOptions, serve as run_server
 
@@ -540,8 +559,11 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
         options.pop("update_url", None)
         options.pop("gsp_url", None)
     opts = ServeOptions(str(state.location), options, timeout=timeout, max_rows=max_rows, cors_origins=cors,
-                        workers=workers)
-    state.note(f"serving {state.location} read-only at http://{host}:{port}/ (SPARQL endpoint /sparql); Ctrl-C stops")
+                        workers=workers, max_memory=parse_size(max_memory), host=host, allow_hosts=allow_hosts)
+    from .urls import redact
+
+    state.note(f"serving {redact(str(state.location))} read-only at http://{host}:{port}/ (SPARQL endpoint /sparql); "
+               "Ctrl-C stops")
     run_server(opts, host=host, port=port)
 
 

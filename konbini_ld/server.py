@@ -10,12 +10,21 @@
 * ``/`` — the query page (self-contained: no CDN, no external requests).
 
 Queries on the embedded store run in worker processes holding read-only views of
-the store, so a query over its time limit is stopped for real (its worker is
-replaced) and a writer (``load``, ``fetch``) can keep working beside the server.
+the store, so a query over its time or memory limit is stopped for real (its
+worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
+the server. The workers cannot open internet sockets (:mod:`konbini_ld.sandbox`),
+so no query can make the server connect anywhere. While queries run long, spare
+workers are started (up to twice ``workers``), so cheap queries keep being
+answered beside runaways.
+
+Only requests whose ``Host`` is the address the server is bound to (or a name
+given with ``allow_hosts``) are answered: a page on another site cannot reach
+the endpoint through DNS rebinding.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing as mp
 import os
@@ -31,7 +40,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .errors import KonbiniError, QueryError, UsageError
@@ -69,6 +78,12 @@ _MEDIA = {
 }
 
 
+#: Memory one query may use by default (a worker's resident size, store caches included).
+DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024
+_POLL_SECONDS = 0.05
+_SLOW_SECONDS = 0.25
+
+
 @dataclass(slots=True)
 class ServeOptions:
     """How ``serve`` runs.
@@ -78,7 +93,11 @@ class ServeOptions:
     :ivar timeout: seconds a query may run.
     :ivar max_rows: rows (or triples) returned at most.
     :ivar cors_origins: origins allowed to call the endpoint from a browser (none by default).
-    :ivar workers: query worker processes (embedded store).
+    :ivar workers: query worker processes kept ready (embedded store); up to as many again
+        are started while queries run long.
+    :ivar max_memory: bytes of memory one query may use (its worker's resident size).
+    :ivar host: the address the server listens on (accepted as ``Host``).
+    :ivar allow_hosts: further ``Host`` names to answer (``*`` for any).
     """
 
     location: str
@@ -87,6 +106,9 @@ class ServeOptions:
     max_rows: int = 10_000
     cors_origins: Sequence[str] = ()
     workers: int = 2
+    max_memory: int = DEFAULT_MAX_MEMORY
+    host: str = "127.0.0.1"
+    allow_hosts: Sequence[str] = ()
 
 
 # -- content negotiation ----------------------------------------------------------------
@@ -162,9 +184,12 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt: str, max_rows
 
 
 def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
-    """Worker process: keeps a read-only view of the store, reopened when the store changes."""
+    """Worker process: keeps a read-only view of the store, reopened when the store changes,
+    and retried on a fresh view when a writer compacted files away under it."""
+    from .sandbox import deny_network
     from .store import open_store
 
+    deny_network()  # before anything runs: no query can open a connection from here
     store = None
     opened_at = -1.0
     state = Path(store_options.get("archive") or location) / "state.json"
@@ -175,18 +200,35 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
             return
         sparql, params_nt, fmt, max_rows, name = job
         try:
-            mtime = state.stat().st_mtime if state.exists() else 0.0
-            if store is None or mtime != opened_at:
-                if store is not None:
-                    store.close()
-                store = open_store(location, read_only=True, **store_options)
-                opened_at = mtime
             params = {k: _term_from_nt(v) for k, v in params_nt.items()}
-            conn.send(("ok", _execute(store, sparql, params, fmt, max_rows, name)))
+            for attempt in range(_READ_ATTEMPTS):
+                try:
+                    mtime = state.stat().st_mtime if state.exists() else 0.0
+                    if store is None or mtime != opened_at or attempt:
+                        if store is not None:
+                            store.close()
+                            store = None
+                        store = open_store(location, read_only=True, **store_options)
+                        opened_at = mtime
+                    answer = _execute(store, sparql, params, fmt, max_rows, name)
+                    break
+                except KonbiniError as exc:
+                    if attempt + 1 == _READ_ATTEMPTS or not _is_stale_view(exc):
+                        raise
+            conn.send(("ok", answer))
         except KonbiniError as exc:
             conn.send(("error", (400 if isinstance(exc, (QueryError, UsageError)) else 500, str(exc))))
         except Exception as exc:  # pragma: no cover - defensive: report, keep serving
             conn.send(("error", (500, f"{type(exc).__name__}: {exc}")))
+
+
+_READ_ATTEMPTS = 4
+
+
+def _is_stale_view(exc: Exception) -> bool:
+    """A read-only view a writer's compaction outran (its files are gone): worth a fresh view."""
+    text = str(exc)
+    return any(m in text for m in ("No such file", "Corruption", "IO error", "damaged"))
 
 
 def _term_from_nt(text: str) -> Any:
@@ -197,11 +239,20 @@ def _term_from_nt(text: str) -> Any:
 
 
 class _Workers:
-    """A pool of query worker processes; a worker that overruns the time limit is killed and replaced."""
+    """Query worker processes. A worker over the time or memory limit is killed and replaced.
+
+    ``workers`` are kept ready; when every ready worker is busy with a query that has run for
+    a while, spares are started (up to ``workers`` more), so a cheap query is not stuck behind
+    runaways. Spares are retired when they are no longer needed.
+    """
 
     def __init__(self, opts: ServeOptions) -> None:
         self.opts = opts
         self.ctx = mp.get_context("spawn")
+        self.idle: list[tuple[Any, Any]] = []
+        self.total = 0
+        self.limit = max(1, opts.workers) * 2
+        self._tasks: set[Any] = set()
 
     def _spawn(self) -> tuple[Any, Any]:
         parent, child = self.ctx.Pipe()
@@ -211,34 +262,98 @@ class _Workers:
         return proc, parent
 
     async def start(self) -> None:
-        self.send, self.receive = anyio.create_memory_object_stream[tuple[Any, Any]](max_buffer_size=self.opts.workers)
+        self.slots = anyio.Semaphore(self.limit)
+        self.lock = anyio.Lock()
         for _ in range(max(1, self.opts.workers)):
-            await self.send.send(self._spawn())
+            self.idle.append(self._spawn())
+            self.total += 1
 
     async def stop(self) -> None:
-        while True:
-            try:
-                proc, conn = self.receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
+        for proc, conn in self.idle:
             conn.close()
             proc.kill()
+        self.idle.clear()
+
+    async def _take(self) -> tuple[Any, Any]:
+        async with self.lock:
+            if self.idle:
+                return self.idle.pop()
+            self.total += 1
+        return await anyio.to_thread.run_sync(self._spawn)
+
+    async def _give_back(self, worker: tuple[Any, Any]) -> None:
+        async with self.lock:
+            if len(self.idle) < max(1, self.opts.workers):
+                self.idle.append(worker)
+                return
+            self.total -= 1
+        worker[1].close()
+        worker[0].kill()
+
+    def _discard(self, worker: tuple[Any, Any]) -> None:
+        proc, conn = worker
+        proc.kill()
+        proc.join(5)
+        conn.close()
+        self.total -= 1
+
+    async def _top_up(self) -> None:
+        """Start a spare when every ready worker is taken (within the limit)."""
+        async with self.lock:
+            if self.idle or self.total >= self.limit:
+                return
+            self.total += 1
+        worker = await anyio.to_thread.run_sync(self._spawn)
+        await self._give_back(worker)
 
     async def run(self, job: tuple[Any, ...]) -> tuple[str, Any]:
-        proc, conn = await self.receive.receive()
-        conn.send(job)
-        ready = await anyio.to_thread.run_sync(conn.poll, self.opts.timeout)
-        if not ready or not proc.is_alive():
-            proc.kill()
-            proc.join(5)
-            conn.close()
-            await self.send.send(self._spawn())
+        async with self.slots:
+            worker = await self._take()
+            proc, conn = worker
+            conn.send(job)
+            started = time.monotonic()
+            deadline = started + self.opts.timeout
+            topped = False
+            while True:
+                ready = await anyio.to_thread.run_sync(conn.poll, _POLL_SECONDS)
+                if ready or not proc.is_alive():
+                    break
+                now = time.monotonic()
+                if not topped and now > started + _SLOW_SECONDS:
+                    topped = True  # this one runs long: make sure the next query finds a worker
+                    task = asyncio.get_running_loop().create_task(self._top_up())
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                used = _resident_bytes(proc.pid)
+                if used > self.opts.max_memory:
+                    self._discard(worker)
+                    return "error", (503, f"query stopped: it needed more than {_size(self.opts.max_memory)} of "
+                                          "memory (serve --max-memory)")
+                if now > deadline:
+                    self._discard(worker)
+                    return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
             if not ready:
-                return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
-            return "error", (500, "query worker died")
-        answer = conn.recv()
-        await self.send.send((proc, conn))
-        return answer
+                self._discard(worker)
+                return "error", (500, "query worker died")
+            answer = conn.recv()
+            await self._give_back(worker)
+            return answer
+
+
+def _resident_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux ``/proc``; 0 where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
 
 
 class _Direct:
@@ -363,23 +478,89 @@ def create_app(opts: ServeOptions) -> Starlette:
         return await answer(q.text, bound, request, name=name)
 
     async def page(request: Request) -> Response:
-        html = resources.files("konbini_ld").joinpath("web/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
+        return _asset("index.html", "text/html; charset=utf-8")
+
+    async def script(request: Request) -> Response:
+        return _asset("app.js", "text/javascript; charset=utf-8")
+
+    async def style(request: Request) -> Response:
+        return _asset("app.css", "text/css; charset=utf-8")
 
     routes = [
         Route("/", page),
+        Route("/app.js", script),
+        Route("/app.css", style),
         Route("/sparql", sparql, methods=["GET", "POST"]),
         Route("/queries", list_queries),
         Route("/queries/{name}", run_named),
     ]
-    middleware = []
+    from starlette.middleware import Middleware
+
+    middleware = [Middleware(_HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
     if opts.cors_origins:
-        from starlette.middleware import Middleware
         from starlette.middleware.cors import CORSMiddleware
 
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Accept", "Content-Type"]))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+#: The query page and its two files: no inline script or style, nothing from elsewhere.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _asset(name: str, media_type: str) -> Response:
+    body = resources.files("konbini_ld").joinpath(f"web/{name}").read_bytes()
+    return Response(body, media_type=media_type, headers={
+        "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    })
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> frozenset[str]:
+    """The ``Host`` names the server answers to: the address it is bound to, its loopback
+    names when it is bound to loopback, and ``extra``.
+
+    >>> sorted(allowed_hosts("127.0.0.1"))
+    ['127.0.0.1', '::1', 'localhost']
+    """
+    names = {host.lower().strip("[]")}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        names |= {"127.0.0.1", "localhost", "::1"}
+    names |= {h.lower().strip("[]") for h in extra}
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header, without port or IPv6 brackets.
+
+    >>> host_name("[::1]:7878"), host_name("LocalHost:80"), host_name("example.org")
+    ('::1', 'localhost', 'example.org')
+    """
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class _HostCheck:
+    """Answer only requests addressed to this server by name (DNS rebinding defence)."""
+
+    def __init__(self, app: Any, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "*" not in self.allowed:
+            headers = dict(scope.get("headers") or [])
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                response = PlainTextResponse(
+                    f"Misdirected request: this endpoint answers to {', '.join(sorted(self.allowed))} "
+                    "(serve --allow-host NAME adds a name)\n", status_code=421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _read_only() -> Response:

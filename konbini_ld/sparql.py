@@ -6,6 +6,7 @@ It skips comments, string literals and IRIs, so a keyword inside ``"…"`` or
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ _TOKEN = re.compile(
   | (?P<string>'''(?:[^'\\]|\\.|'(?!''))*'''|\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
   | (?P<iri><[^<>"{}|^`\\\s]*>)
   | (?P<var>[?$][A-Za-z0-9_\u00C0-\uFFFF]+)
-  | (?P<word>[A-Za-z_\u00C0-\uFFFF][\w\-.\u00C0-\uFFFF]*(?::[\w\-.%\\\u00C0-\uFFFF]*)?|:[\w\-.%\\\u00C0-\uFFFF]*)
+  | (?P<word>[A-Za-z_\u00C0-\uFFFF][\w\-.\u00C0-\uFFFF]*(?::(?:[\w\-.%\u00C0-\uFFFF]|\\.)*)?|:(?:[\w\-.%\u00C0-\uFFFF]|\\.)*)
   | (?P<punct>\^\^|&&|\|\||[<>!=]=?|[{}()\[\];,.*/+\-|^@!])
   | (?P<other>.)
     """,
@@ -77,28 +78,58 @@ def has_dataset_clause(sparql: str) -> bool:
 
 
 def check_safe_query(sparql: str, *, name: str | None = None) -> None:
-    """Refuse queries that would make the server reach out or change data.
+    """Refuse queries that would make the engine reach out, or change data.
 
-    ``SERVICE`` (federated calls to other endpoints) and any update operation are
-    refused. ``FROM`` / ``FROM NAMED`` only select graphs already in the store:
-    Oxigraph never fetches them.
+    ``SERVICE`` (a federated call to another endpoint) is decided on the parsed query, not
+    on tokens: a query whose text does not contain the letters ``SERVICE`` in any case
+    cannot hold the keyword (Oxigraph reads keywords literally; it does not expand
+    ``\\u`` escapes outside strings and IRIs). A query that does contain them is parsed
+    by rdflib's implementation of the SPARQL 1.1 grammar, without its codepoint
+    pre-expansion (so it reads the text as Oxigraph does), and refused if it holds a
+    SERVICE pattern or cannot be parsed: when in doubt, the answer is no. ``serve`` also
+    evaluates every query in a process that cannot open an internet socket.
+
+    ``FROM`` / ``FROM NAMED`` only select graphs already in the store (Oxigraph never
+    fetches them); update operations are refused with a clear message (``query`` cannot
+    run them anyway).
 
     :raises QueryError: the query is not allowed.
     """
+    if "SERVICE" in sparql.upper() and _mentions_service(sparql):
+        raise QueryError(
+            "SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints", name=name
+        )
     for t in tokens(sparql):
-        if t.kind != "word":
-            continue
-        upper = t.text.upper()
-        if upper == "SERVICE":
+        if t.kind == "word" and t.text.upper() in _UPDATES:
             raise QueryError(
-                "SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints", name=name
-            )
-        if upper in _UPDATES:
-            raise QueryError(
-                f"{upper} is an update operation; queries are read-only (the graph changes only through load, "
-                "fetch and rebuild)",
+                f"{t.text.upper()} is an update operation; queries are read-only (the graph changes only through "
+                "load, fetch and rebuild)",
                 name=name,
             )
+
+
+@functools.lru_cache(maxsize=256)
+def _mentions_service(sparql: str) -> bool:
+    """True unless rdflib's grammar parses the text and finds no SERVICE pattern in it."""
+    from pyparsing import ParseBaseException, ParseResults
+    from rdflib.plugins.sparql.parser import Query
+    from rdflib.plugins.sparql.parserutils import CompValue
+
+    try:
+        parsed = Query.parse_string(sparql, parse_all=True)
+    except (ParseBaseException, ValueError, RecursionError):
+        return True  # cannot be checked: refused
+
+    def walk(node: object) -> bool:
+        if isinstance(node, CompValue):
+            return node.name == "ServiceGraphPattern" or any(walk(v) for v in node.values())
+        if isinstance(node, (list, tuple, ParseResults)):
+            return any(walk(v) for v in node)
+        if isinstance(node, dict):
+            return any(walk(v) for v in node.values())
+        return False
+
+    return walk(parsed)
 
 
 def where_braces(sparql: str) -> list[int]:
