@@ -6,8 +6,10 @@ decides what to delete and insert and hands the backend whole batches.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,25 @@ class Backend(Protocol):
         """Release the store."""
 
 
+_STALE_ATTEMPTS = 5
+
+
+def _stale(text: str) -> bool:
+    """Whether an error is a read-only view outrun by a writer (its files compacted away)."""
+    return "No such file" in text or ("Corruption" in text and ".sst" in text)
+
+
+def _materialized(result: Any) -> Any:
+    """The whole answer, read now (so a writer's compaction cannot cut it short later)."""
+    if isinstance(result, ox.QuerySolutions):
+        data = io.BytesIO()
+        result.serialize(data, ox.QueryResultsFormat.JSON)
+        return ox.parse_query_results(data.getvalue(), ox.QueryResultsFormat.JSON)
+    if isinstance(result, ox.QueryTriples):
+        return list(result)
+    return result
+
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= 300 else line[:297] + "..."
@@ -107,21 +128,29 @@ class OxigraphBackend:
         self.store = self._open()
 
     def _open(self) -> ox.Store:
-        try:
-            if self.path is None:
-                return ox.Store()
-            if self.read_only:
-                return ox.Store.read_only(str(self.path))
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return ox.Store(str(self.path))
-        except (OSError, RuntimeError) as exc:
-            text = str(exc)
-            if "lock" in text.lower() and "LOCK" in text:
+        attempts = _STALE_ATTEMPTS if self.read_only else 1
+        for attempt in range(attempts):
+            try:
+                if self.path is None:
+                    return ox.Store()
+                if self.read_only:
+                    return ox.Store.read_only(str(self.path))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return ox.Store(str(self.path))
+            except (OSError, RuntimeError) as exc:
+                text = str(exc)
+                if attempt + 1 < attempts and _stale(text):
+                    time.sleep(0.02 * (attempt + 1))  # a writer compacted files away while we opened
+                    continue
+                if "lock" in text.lower() and "LOCK" in text:
+                    raise StoreError(
+                        f"the store at {self.path} is open for writing in another process; "
+                        "stop it or use another --store"
+                    ) from exc
                 raise StoreError(
-                    f"the store at {self.path} is open for writing in another process; "
-                    "stop it or use another --store"
+                    f"the store at {self.path} is damaged and cannot be opened ({_first_line(text)})"
                 ) from exc
-            raise StoreError(f"the store at {self.path} is damaged and cannot be opened ({_first_line(text)})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def reopen(self) -> None:
         """Open a fresh read-only view (a writer beside it may have compacted files away)."""
@@ -165,26 +194,34 @@ class OxigraphBackend:
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
-        try:
-            return self.store.query(
-                sparql,
-                # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
-                use_default_graph_as_union=union and not has_dataset_clause(sparql),
-                substitutions={ox.Variable(k): v for k, v in (substitutions or {}).items()},
-            )
-        except SyntaxError as exc:
-            raise translate_syntax_error(exc) from exc
-        except RuntimeError as exc:
-            text = str(exc)
-            m = re.search(r"variable \?(\w+) in its SELECT projection", text)
-            if m:
-                raise QueryError(
-                    f"parameter ?{m.group(1)} must be in the SELECT projection to be bound "
-                    "(parameters are substituted as RDF terms, SEP-0007)"
-                ) from exc
-            raise QueryError(f"query failed: {text}") from exc
-        except OSError as exc:
-            raise QueryError(f"query failed: {exc}") from exc
+        """Run a query. On a read-only view the answer is read in full before it is returned,
+        and read again from a fresh view if a writer beside it compacted files away meanwhile."""
+        options = {
+            # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
+            "use_default_graph_as_union": union and not has_dataset_clause(sparql),
+            "substitutions": {ox.Variable(k): v for k, v in (substitutions or {}).items()},
+        }
+        attempts = _STALE_ATTEMPTS if self.read_only and self.path is not None else 1
+        for attempt in range(attempts):
+            try:
+                result = self.store.query(sparql, **options)
+                return _materialized(result) if attempts > 1 else result
+            except SyntaxError as exc:
+                raise translate_syntax_error(exc) from exc
+            except (OSError, RuntimeError) as exc:
+                text = str(exc)
+                if attempt + 1 < attempts and _stale(text):
+                    time.sleep(0.02 * (attempt + 1))
+                    self.reopen()
+                    continue
+                m = re.search(r"variable \?(\w+) in its SELECT projection", text)
+                if m:
+                    raise QueryError(
+                        f"parameter ?{m.group(1)} must be in the SELECT projection to be bound "
+                        "(parameters are substituted as RDF terms, SEP-0007)"
+                    ) from exc
+                raise QueryError(f"query failed: {_first_line(text)}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
         return iter(self.store.quads_for_pattern(None, None, None, graph))

@@ -365,3 +365,64 @@ def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_pa
         assert [k for k in _requested_keys(api) if k in set(keys)] == []
     finally:
         api.latency = 0.0
+
+
+# -- readers beside a writer ---------------------------------------------------------------------
+
+
+def test_queries_and_serve_beside_a_writer_never_fail(corpus: Path, tmp_path: Path) -> None:
+    """A writer's compactions delete files under read-only views: readers retry on a fresh view."""
+    import requests
+
+    from test_server import Served
+
+    store = tmp_path / "store"
+    assert cli(store, "load", str(SEED)).exit_code == 0
+    served = Served(store)
+    failures: list[str] = []
+    done = 0
+    try:
+        for round_ in range(2):
+            writer = _spawn(store, "load", "--batch-size", "50", str(corpus))
+            while writer.poll() is None:
+                r = CliRunner().invoke(main, ["--store", str(store), "query", "top-audios", "-f", "csv"])
+                if r.exit_code != 0:
+                    failures.append(r.stderr)
+                h = requests.get(served.url + "/queries/creators", headers={"Accept": "text/csv"}, timeout=30)
+                if h.status_code != 200:
+                    failures.append(h.text)
+                done += 2
+            assert writer.returncode == 0
+            if round_ == 0:
+                assert cli(store, "rebuild").exit_code == 0
+    finally:
+        served.stop()
+    assert done > 20 and failures == []
+
+
+# -- a full disk (simulated with a file-size limit: writes past it fail as they would on a full disk) --
+
+
+@pytest.mark.parametrize("limit", [150_000, 3_000_000])
+def test_a_full_disk_stops_load_cleanly_and_the_next_run_recovers(corpus: Path, tmp_path: Path, limit: int) -> None:
+    import resource
+
+    store = tmp_path / "store"
+    assert cli(store, "load", str(SEED)).exit_code == 0
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    big = tmp_path / "big.jsonl"
+    big.write_text(corpus.read_text() * 3)
+    r = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), "load", "--batch-size", "500",
+                        str(big)], preexec_fn=full_disk, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "File too large" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    archived = Archive(store / "archive").verify()
+    assert archived.damage == []  # a torn append is cut, never read as data
+    r2 = cli(store, "load", str(SEED))
+    assert r2.exit_code == 0 and "Traceback" not in r2.stderr
+    # every response that reached the archive is in the graph (one audio per distinct body)
+    assert audios(store) == len({r.body for r in Archive(store / "archive").records()})
+    assert cli(store, "load", str(corpus)).exit_code == 0 and audios(store) == 1501

@@ -190,3 +190,40 @@ def test_serve_and_validate_a_remote_store(server: OxigraphServer, tmp_path: Pat
         served.stop()
     with open_store(server.query_url) as remote:
         assert remote.stats().audios == 1
+
+
+def test_remote_rebuild_refuses_to_delete_what_another_archive_wrote(server: OxigraphServer, store: Any,
+                                                                     tmp_path: Path) -> None:
+    from konbini_ld.errors import StoreError
+    from konbini_ld.remote import push
+
+    server.clear()
+    store.load([VIDEOS])  # someone else's data, pushed to the shared server
+    push(store, server.query_url)
+    with open_store(server.query_url, archive=tmp_path / "mine") as remote:
+        remote.load([SEED])
+        before = len(remote)
+        with pytest.raises(StoreError, match="did not record"):
+            remote.rebuild()
+        assert len(remote) == before
+
+
+def test_remote_rebuild_interrupted_leaves_the_graphs_as_they_were(remote: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    remote.load([SEED, VIDEOS])
+    before = as_graph(remote)
+    import konbini_ld.store as store_module
+
+    calls = {"n": 0}
+    real = store_module.KonbiniStore._apply
+
+    def dies(self: Any, *a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        raise KeyboardInterrupt  # a kill in the middle of the replay
+
+    monkeypatch.setattr(store_module.KonbiniStore, "_apply", dies)
+    with pytest.raises(KeyboardInterrupt):
+        remote.rebuild()
+    monkeypatch.setattr(store_module.KonbiniStore, "_apply", real)
+    assert calls["n"] == 1 and isomorphic(as_graph(remote), before)
+    remote.rebuild()
+    assert len(as_graph(remote)) == len(before)
