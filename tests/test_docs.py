@@ -46,7 +46,7 @@ def test_every_named_query_is_documented() -> None:
 
 
 def test_every_exit_code_is_documented() -> None:
-    for code in range(5):
+    for code in (0, 1, 2, 3, 4, 130, 143):
         assert f"| {code} |" in README
 
 

@@ -296,3 +296,14 @@ def test_credentials_in_the_api_url_are_never_shown_or_recorded(cli: Any, api: F
         if f.is_file():
             data = f.read_bytes()
             assert b"s3cr3t" not in (gzip.decompress(data) if f.name.endswith(".gz") else data), f
+
+
+def test_a_videos_page_nested_5000_deep_costs_one_error_line(cli: Any, api: FakeKonbiniAPI, store_dir: Path) -> None:
+    deep = '{"data": {"type": "OrderedCollectionPage", "orderedItems": ' + "[" * 5000 + "]" * 5000 + "}}"
+    api.script(path(3) + "/videos", Scripted(200, deep))
+    r = cli(audio_id(3), "--videos")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "nested too deeply" in r.stderr
+    with open_store(store_dir) as store:
+        ledger = store.fetch_ledger()
+    assert f"videos:{audio_id(3)}:0" in ledger  # paid for and archived: not bought again
