@@ -29,7 +29,7 @@ import logging
 
 from .errors import ExpandError, InputError, KonbiniError
 from .expand import expand, to_lines
-from .normalize import normalize
+from .normalize import could_hold_bad_text, normalize
 from .grouping import group_lines
 from .shapes_cache import default_cache
 
@@ -275,6 +275,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
         if len(response.body) > MAX_DOCUMENT_BYTES:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
         parsed = parse_documents(response.body)
+        check_text = could_hold_bad_text(response.body)
         out.source_url = parsed.source_url
         out.credits_used = parsed.credits_used if response.credits_used is None else response.credits_used
         out.credits_remaining = (
@@ -286,7 +287,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Prepared:
             cursor = document.get("nextCursor")
             if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
                 out.next_cursor = str(cursor)
-            normalized = normalize(document)
+            normalized = normalize(document, check_text=check_text)
             if shape_cache:
                 groups = default_cache().groups(normalized.document)
             else:

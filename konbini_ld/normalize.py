@@ -286,7 +286,8 @@ def _type_name(value: Any) -> str:
 
 
 class _Walker:
-    def __init__(self) -> None:
+    def __init__(self, check_text: bool = True) -> None:
+        self.check_text = check_text
         self.unknown: dict[str, str] = {}
         self.kinds = _kinds()
         self.datatypes = _datatypes()
@@ -296,6 +297,8 @@ class _Walker:
 
     def text(self, v: str, path: str) -> str:
         """A string value or key, refused when no store can hold it faithfully."""
+        if not self.check_text:
+            return v
         if len(v) > MAX_STRING_CHARS:
             raise self.fail(path, f"a string of {len(v):,} characters is over the {MAX_STRING_CHARS:,} limit")
         if _SURROGATE.search(v):
@@ -353,7 +356,8 @@ class _Walker:
                 self.check_context(v, path)
                 out[k] = v
                 continue
-            self.text(k, where)
+            if self.check_text:
+                self.text(k, where)
             if k.startswith("@"):
                 raise self.fail(where, "JSON-LD keywords other than @context, @id and @type are not accepted")
             if v is None:
@@ -602,19 +606,35 @@ _EXPECTED = {
 }
 
 
-def normalize(obj: Any) -> Normalized:
+def could_hold_bad_text(raw: str) -> bool:
+    r"""Whether JSON text could decode to a string :func:`normalize` must refuse (a lone
+    surrogate comes only from a ``\\uD8xx``-``\\uDFxx`` escape; an over-long string only from a
+    long text). When it cannot, :func:`normalize` may skip checking each string.
+
+    >>> could_hold_bad_text('{"name": "caf\\u00e9"}'), could_hold_bad_text('{"name": "\\ud83d"}')
+    (False, True)
+    """
+    return len(raw) > MAX_STRING_CHARS or _SURROGATE_ESCAPE.search(raw) is not None
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def normalize(obj: Any, *, check_text: bool = True) -> Normalized:
     """Normalise one API object (already unwrapped from ``{"data": …}``) for expansion.
 
     >>> n = normalize({"type": "Audio", "id": "https://www.tiktok.com/music/x-1", "duration": 23})
     >>> n.document["duration"], n.document["durationSeconds"], n.document["@context"][1]
     ('PT23S', 23, 'https://konbiniapi.com/ns/social#')
 
+    :param check_text: check every string for lone surrogates and length (``False`` only when
+        the raw text could not hold such a string, see :func:`could_hold_bad_text`).
     :raises ExpandError: a value has the wrong type for its key.
     :raises ContextError: the document names a context that is not bundled.
     """
     if not isinstance(obj, dict):
         raise ExpandError(f"expected a JSON object, got {_type_name(obj)}")
-    walker = _Walker()
+    walker = _Walker(check_text)
     doc = walker.node(obj, "", "", "$")
     if "@context" not in doc:
         doc = {"@context": list(API_CONTEXT), **doc}
