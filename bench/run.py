@@ -68,7 +68,7 @@ def corpus(n: int) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"corpus-{n}.jsonl"
     if not path.exists():
-        from konbini_ld.corpus import corpus_lines
+        from konbini_ld.sources.konbini.corpus import corpus_lines
 
         with open(path, "w") as fh:
             fh.writelines(corpus_lines(n))
@@ -137,7 +137,7 @@ VIDEO_AUDIOS = 300  # audios that also get a page of 30 videos, so videos-using-
 
 def _add_videos(store: Path) -> None:
     """Load one page of videos for the first audios (after the timed load, before the queries)."""
-    from konbini_ld.corpus import videos_page
+    from konbini_ld.sources.konbini.corpus import videos_page
 
     pages = OUT / "videos.jsonl"
     if not pages.exists():
@@ -163,8 +163,9 @@ def _oxigraph_bulk_floor(store: Path) -> float:
 
 
 def _differential_chunk(lines: list[str]) -> tuple[int, int, int]:
-    from konbini_ld.ingest import Response, prepare
-    from konbini_ld.shapes_cache import default_cache
+    from konbini_ld.mapping.prepare import prepare
+from konbini_ld.model import Response
+    from konbini_ld.mapping.templates import default_cache
 
     agree = 0
     for line in lines:
@@ -216,12 +217,12 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def bench_queries(stores: dict[int, Path], repeat: int) -> None:
     from konbini_ld import open_store
-    from konbini_ld.queries import named_queries
+    from konbini_ld.query.catalog import named_queries
 
     baseline: dict[str, float] = {}
     for n, path in sorted(stores.items()):
         with open_store(path, read_only=True) as store:
-            from konbini_ld.corpus import videos_page
+            from konbini_ld.sources.konbini.corpus import videos_page
 
             audio = videos_page(0, 0)["data"]["orderedItems"][0]["audio"]["id"]  # with videos above 2k
             params = dict(QUERY_PARAMS, audio=audio)
@@ -247,11 +248,11 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
 
     from rdflib import Dataset, Literal, URIRef
 
-    from konbini_ld.export import ExportFormat
-    from konbini_ld.queries import named_queries
+    from konbini_ld.io.formats import Format
+    from konbini_ld.query.catalog import named_queries
 
     buf = io.BytesIO()
-    store.export(ExportFormat.NQ, buf)
+    store.export(Format.NQ, buf)
     ds = Dataset(default_union=True)
     ds.parse(data=buf.getvalue(), format="nquads")
     out = {}
@@ -318,7 +319,7 @@ print(len(ids))
 
 
 def bench_fetch(n: int, large: int, latency: float, concurrencies: list[int]) -> None:
-    from konbini_ld.fakeapi import FakeKonbiniAPI, audio_id
+    from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, audio_id
 
     with FakeKonbiniAPI(api_key="bench-key", latency=latency, audios=max(n, large)) as api:
         env = dict(os.environ, KONBINI_API_KEY="bench-key", KONBINI_API_URL=api.url)

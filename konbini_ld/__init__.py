@@ -2,15 +2,21 @@
 
 >>> import konbini_ld
 >>> with konbini_ld.open_store(None) as store:
-...     report = store.load([konbini_ld.text_stream(
-...         '{"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1", "name": "a", "duration": 23}}')])
-...     [row[0].value for row in store.query("SELECT ?d WHERE { ?a <https://konbiniapi.com/ns/social#durationSeconds> ?d }").rows()]
-['23']
+...     report = store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1", "duration": 23}})
+...     store.query("SELECT ?d WHERE { ?a <https://konbiniapi.com/ns/social#durationSeconds> ?d }").records()
+[{'d': 23}]
+
+The names below are the public API (checked by ``tests/test_api.py``). They are imported on
+first use, so that ``konbini-ld --help`` stays light; type checkers see them directly.
 """
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 from .errors import (
+    ArchiveDamageError,
     AuthError,
     ContextError,
     CreditsExhaustedError,
@@ -26,28 +32,41 @@ from .errors import (
     UsageError,
     ValidationError,
 )
-# Everything but the errors is imported on first use, so `konbini-ld --help` stays light.
+from .model import Damage, FetchReport, LedgerEntry, LoadReport, Observation, Response, Stats
+
+if _typing.TYPE_CHECKING:
+    from .io.formats import Format
+    from .pipeline import fetch
+    from .query.catalog import NamedQuery, named_queries
+    from .query.run import QueryResult
+    from .query.validate import ValidationReport, validate
+    from .sources.files import text_stream
+    from .sources.konbini.client import KonbiniClient
+    from .store.store import KonbiniStore, open_store, rebuild_store
+    from .store.transfer import push
+
 _LAZY = {
-    "ExportFormat": "export",
-    "Response": "ingest",
-    "text_stream": "ingest",
-    "QueryResult": "queries",
-    "ResultFormat": "queries",
-    "named_queries": "named",
-    "KonbiniStore": "store",
-    "LoadReport": "store",
-    "Stats": "store",
-    "open_store": "store",
+    "Format": "io.formats",
+    "fetch": "pipeline",
+    "NamedQuery": "query.catalog",
+    "named_queries": "query.catalog",
+    "QueryResult": "query.run",
+    "ValidationReport": "query.validate",
+    "validate": "query.validate",
+    "text_stream": "sources.files",
+    "KonbiniClient": "sources.konbini.client",
+    "KonbiniStore": "store.store",
+    "open_store": "store.store",
+    "rebuild_store": "store.store",
+    "push": "store.transfer",
 }
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'konbini_ld' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
@@ -57,28 +76,39 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ArchiveDamageError",
     "AuthError",
     "ContextError",
     "CreditsExhaustedError",
+    "Damage",
     "ExpandError",
     "ExportError",
-    "ExportFormat",
     "FetchError",
+    "FetchReport",
+    "Format",
     "InputError",
     "InvalidIdError",
+    "KonbiniClient",
     "KonbiniError",
     "KonbiniStore",
+    "LedgerEntry",
     "LoadReport",
+    "NamedQuery",
     "NotFoundError",
+    "Observation",
     "QueryError",
     "QueryResult",
     "Response",
-    "ResultFormat",
     "Stats",
     "StoreError",
     "UsageError",
     "ValidationError",
+    "ValidationReport",
+    "fetch",
     "named_queries",
     "open_store",
+    "push",
+    "rebuild_store",
     "text_stream",
+    "validate",
 ]

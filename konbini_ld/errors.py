@@ -10,6 +10,7 @@ carries the process exit code the command line maps it to (SPEC §4)::
     │   ├── ContextError (1)           a JSON-LD context outside the bundled ones
     │   └── ExpandError (1)            the document does not map to valid RDF
     ├── StoreError (1)                 the store cannot be opened, read or written
+    │   └── ArchiveDamageError (1)     the archive does not read back whole (rebuild refuses)
     ├── QueryError (1)                 a SPARQL query is malformed, unsafe or failed
     ├── ExportError (1)                an export could not be written
     ├── ValidationError (1)            SHACL shapes could not be evaluated
@@ -24,7 +25,10 @@ raised and chained with ``from``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "ArchiveDamageError",
     "AuthError",
     "ContextError",
     "CreditsExhaustedError",
@@ -97,6 +101,22 @@ class ExpandError(InputError):
 
 class StoreError(KonbiniError):
     """The store cannot be opened, read or written."""
+
+
+class ArchiveDamageError(StoreError):
+    """The archive does not read back whole; ``rebuild`` stops before changing anything.
+
+    :ivar scan: what was read and the damaged spans (:class:`konbini_ld.store.archive.Scan`).
+    """
+
+    def __init__(self, scan: Any) -> None:
+        spans = "; ".join(str(d) for d in scan.damage[:5])
+        more = f" (and {len(scan.damage) - 5} more)" if len(scan.damage) > 5 else ""
+        super().__init__(
+            f"the archive is damaged: {spans}{more}. {scan.read} records read back, {scan.lost} lost. "
+            "Nothing was changed; `rebuild --accept-damage` rebuilds from the readable records"
+        )
+        self.scan = scan
 
 
 class QueryError(KonbiniError):

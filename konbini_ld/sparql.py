@@ -1,19 +1,19 @@
-"""A small SPARQL lexer: enough to refuse unsafe queries and to place bindings.
+"""A small SPARQL lexer: the query's form, whether it names its dataset, where its WHERE
+groups open (to place bindings for servers without substitution), its update keywords.
 
-It skips comments, string literals and IRIs, so a keyword inside ``"…"`` or
-``<…>`` never counts. It does not validate syntax: Oxigraph does that.
+It skips comments, string literals and IRIs, so a keyword inside ``"…"`` or ``<…>``
+never counts. It does not validate syntax (the engine does) and it is not what keeps
+``SERVICE`` out (:mod:`konbini_ld.query.guard` decides that on the parsed query).
+A query text is lexed once, however many of these questions are asked of it.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import QueryError
-
-__all__ = ["Token", "check_safe_query", "has_dataset_clause", "query_form", "tokens", "where_brace"]
+__all__ = ["Token", "has_dataset_clause", "query_form", "tokens", "update_keyword", "where_brace", "where_braces"]
 
 _TOKEN = re.compile(
     r"""
@@ -37,17 +37,23 @@ class Token:
     start: int
 
 
-def tokens(sparql: str) -> Iterator[Token]:
-    """Significant tokens of ``sparql`` (no whitespace, no comments).
+def tokens(sparql: str) -> tuple[Token, ...]:
+    """Significant tokens of ``sparql`` (no whitespace, no comments), computed once per text.
 
     >>> [t.text for t in tokens('SELECT * { ?s <urn:x> "SERVICE" } # SERVICE')]
     ['SELECT', '*', '{', '?s', '<urn:x>', '"SERVICE"', '}']
     """
+    return _tokens(sparql)
+
+
+@functools.lru_cache(maxsize=512)
+def _tokens(sparql: str) -> tuple[Token, ...]:
+    out = []
     for m in _TOKEN.finditer(sparql):
         kind = m.lastgroup or "other"
-        if kind in ("ws", "comment"):
-            continue
-        yield Token(kind, m.group(), m.start())
+        if kind not in ("ws", "comment"):
+            out.append(Token(kind, m.group(), m.start()))
+    return tuple(out)
 
 
 _FORMS = {"SELECT", "ASK", "CONSTRUCT", "DESCRIBE"}
@@ -68,6 +74,18 @@ def query_form(sparql: str) -> str | None:
     return None
 
 
+def update_keyword(sparql: str) -> str | None:
+    """The first update keyword (``INSERT``, ``DROP``…) the query holds, if any.
+
+    >>> update_keyword("DROP ALL"), update_keyword('SELECT * { ?s ?p "DROP" }')
+    ('DROP', None)
+    """
+    for t in tokens(sparql):
+        if t.kind == "word" and t.text.upper() in _UPDATES:
+            return t.text.upper()
+    return None
+
+
 def has_dataset_clause(sparql: str) -> bool:
     """True if the query names its own dataset with ``FROM`` / ``FROM NAMED``.
 
@@ -75,61 +93,6 @@ def has_dataset_clause(sparql: str) -> bool:
     (True, False)
     """
     return any(t.kind == "word" and t.text.upper() == "FROM" for t in tokens(sparql))
-
-
-def check_safe_query(sparql: str, *, name: str | None = None) -> None:
-    """Refuse queries that would make the engine reach out, or change data.
-
-    ``SERVICE`` (a federated call to another endpoint) is decided on the parsed query, not
-    on tokens: a query whose text does not contain the letters ``SERVICE`` in any case
-    cannot hold the keyword (Oxigraph reads keywords literally; it does not expand
-    ``\\u`` escapes outside strings and IRIs). A query that does contain them is parsed
-    by rdflib's implementation of the SPARQL 1.1 grammar, without its codepoint
-    pre-expansion (so it reads the text as Oxigraph does), and refused if it holds a
-    SERVICE pattern or cannot be parsed: when in doubt, the answer is no. ``serve`` also
-    evaluates every query in a process that cannot open an internet socket.
-
-    ``FROM`` / ``FROM NAMED`` only select graphs already in the store (Oxigraph never
-    fetches them); update operations are refused with a clear message (``query`` cannot
-    run them anyway).
-
-    :raises QueryError: the query is not allowed.
-    """
-    if "SERVICE" in sparql.upper() and _mentions_service(sparql):
-        raise QueryError(
-            "SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints", name=name
-        )
-    for t in tokens(sparql):
-        if t.kind == "word" and t.text.upper() in _UPDATES:
-            raise QueryError(
-                f"{t.text.upper()} is an update operation; queries are read-only (the graph changes only through "
-                "load, fetch and rebuild)",
-                name=name,
-            )
-
-
-@functools.lru_cache(maxsize=256)
-def _mentions_service(sparql: str) -> bool:
-    """True unless rdflib's grammar parses the text and finds no SERVICE pattern in it."""
-    from pyparsing import ParseBaseException, ParseResults
-    from rdflib.plugins.sparql.parser import Query
-    from rdflib.plugins.sparql.parserutils import CompValue
-
-    try:
-        parsed = Query.parse_string(sparql, parse_all=True)
-    except (ParseBaseException, ValueError, RecursionError):
-        return True  # cannot be checked: refused
-
-    def walk(node: object) -> bool:
-        if isinstance(node, CompValue):
-            return node.name == "ServiceGraphPattern" or any(walk(v) for v in node.values())
-        if isinstance(node, (list, tuple, ParseResults)):
-            return any(walk(v) for v in node)
-        if isinstance(node, dict):
-            return any(walk(v) for v in node.values())
-        return False
-
-    return walk(parsed)
 
 
 def where_braces(sparql: str) -> list[int]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["redact"]
+__all__ = ["redact", "source_iri"]
 
 
 def redact(url: str) -> str:
@@ -26,3 +28,19 @@ def redact(url: str) -> str:
             netloc += f":{parts.port}"
         parts = parts._replace(netloc=netloc)
     return urlunsplit(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def source_iri(source: str, line: int | None = None) -> str:
+    """The IRI provenance records for a response's origin.
+
+    >>> source_iri("https://api.konbiniapi.com/v1/tiktok/audios/1")
+    'https://api.konbiniapi.com/v1/tiktok/audios/1'
+    >>> source_iri("-")
+    'urn:konbini-ld:stdin'
+    """
+    if source.startswith(("http://", "https://", "file:", "urn:")):
+        return source
+    if source == "-":
+        return "urn:konbini-ld:stdin"
+    return Path(source).resolve().as_uri()

@@ -8,13 +8,13 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from konbini_ld.expand import check_literal
+from konbini_ld.mapping.literals import check_literal
 
 XSD = "http://www.w3.org/2001/XMLSchema#"
 
 
 def quads(store: Any) -> list[ox.Quad]:
-    return list(store.backend.iter_quads())
+    return list(store.engine.iter_quads())
 
 
 def assert_no_blank_nodes(store: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from konbini_ld.contexts import API_CONTEXT, terms
+from konbini_ld.mapping.contexts import API_CONTEXT, terms
 
 KNOWN = set(terms()) | {"id", "type"}
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
-from konbini_ld.cli import main
+
+from konbini_ld.apps.cli import main
 
 
 @pytest.fixture

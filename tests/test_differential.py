@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-
 from helpers import NEWER, SEED, VIDEOS
-from konbini_ld.corpus import corpus_lines, videos_page
-from konbini_ld.ingest import Response, prepare
-from konbini_ld.shapes_cache import ShapeCache
+from hypothesis import HealthCheck, given, settings
 from strategies import responses
+
+from konbini_ld.mapping.prepare import prepare
+from konbini_ld.mapping.templates import ShapeCache
+from konbini_ld.model import Response
+from konbini_ld.sources.konbini.corpus import corpus_lines, videos_page
 
 
 def _plain(body: str) -> dict[tuple[str, str], set[str]]:
@@ -22,7 +23,7 @@ def _plain(body: str) -> dict[tuple[str, str], set[str]]:
 
 
 def _cached(body: str, cache: ShapeCache) -> dict[tuple[str, str], set[str]]:
-    import konbini_ld.ingest as ingest
+    import konbini_ld.mapping.prepare as ingest
 
     saved = ingest.default_cache
     ingest.default_cache = lambda: cache  # type: ignore[assignment]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from konbini_ld.cli import main
-from konbini_ld.queries import named_queries
+from konbini_ld.apps.cli import main
+from konbini_ld.query.catalog import named_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -3,13 +3,13 @@ from __future__ import annotations
 import socket
 
 import pytest
-
-from konbini_ld.contexts import OfflineDocumentLoader, bundled_context, terms
-from konbini_ld.errors import ContextError
-from konbini_ld.expand import check_literal, expand, to_triples
-from konbini_ld.normalize import normalize
-
 from helpers import seed_data
+
+from konbini_ld.errors import ContextError
+from konbini_ld.mapping.contexts import OfflineDocumentLoader, bundled_context, terms
+from konbini_ld.mapping.literals import check_literal
+from konbini_ld.mapping.normalize import normalize
+from konbini_ld.mapping.to_rdf import expand, to_triples
 
 KS = "https://konbiniapi.com/ns/social#"
 

@@ -6,14 +6,15 @@ from typing import Any
 
 import pyoxigraph as ox
 import pytest
+from helpers import NEWER, SEED, VIDEOS
 from pyld import jsonld
 from rdflib import Dataset, Graph
 from rdflib.compare import isomorphic
 
-from helpers import NEWER, SEED, VIDEOS
-from konbini_ld.contexts import document_loader
-from konbini_ld.export import ExportFormat, export
-from konbini_ld.rdflib_view import to_rdflib
+from konbini_ld.engines.rdflib_view import to_rdflib
+from konbini_ld.io.export import export
+from konbini_ld.io.formats import Format
+from konbini_ld.mapping.contexts import document_loader
 
 
 @pytest.fixture
@@ -28,28 +29,28 @@ def store_graph(store: Any) -> Graph:
     for t in store.graph.triples((None, None, None)):
         view.add(t)
     g = Graph()
-    for q in store.backend.iter_quads():
+    for q in store.engine.iter_quads():
         g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
     assert isomorphic(g, view)
     return g
 
 
-def dump(store: Any, fmt: ExportFormat, **kw: Any) -> bytes:
+def dump(store: Any, fmt: Format, **kw: Any) -> bytes:
     out = io.BytesIO()
-    export(store.backend, fmt, out, **kw)
+    export(store.engine, fmt, out, **kw)
     return out.getvalue()
 
 
 @pytest.mark.parametrize(("fmt", "rdflib_format"), [
-    (ExportFormat.TURTLE, "turtle"), (ExportFormat.NT, "nt"), (ExportFormat.RDFXML, "xml"),
+    (Format.TURTLE, "turtle"), (Format.NT, "nt"), (Format.RDFXML, "xml"),
 ])
-def test_triple_formats_reload_isomorphic_with_rdflib(loaded: Any, fmt: ExportFormat, rdflib_format: str) -> None:
+def test_triple_formats_reload_isomorphic_with_rdflib(loaded: Any, fmt: Format, rdflib_format: str) -> None:
     g = Graph().parse(data=dump(loaded, fmt), format=rdflib_format)
     assert isomorphic(g, store_graph(loaded))
 
 
-@pytest.mark.parametrize(("fmt", "rdflib_format"), [(ExportFormat.NQ, "nquads"), (ExportFormat.TRIG, "trig")])
-def test_dataset_formats_keep_named_graphs(loaded: Any, fmt: ExportFormat, rdflib_format: str) -> None:
+@pytest.mark.parametrize(("fmt", "rdflib_format"), [(Format.NQ, "nquads"), (Format.TRIG, "trig")])
+def test_dataset_formats_keep_named_graphs(loaded: Any, fmt: Format, rdflib_format: str) -> None:
     ds = Dataset()
     ds.parse(data=dump(loaded, fmt), format=rdflib_format)
     names = {str(c.identifier) for c in ds.graphs() if len(c)}
@@ -60,21 +61,21 @@ def test_dataset_formats_keep_named_graphs(loaded: Any, fmt: ExportFormat, rdfli
     assert isomorphic(union, store_graph(loaded))
 
 
-@pytest.mark.parametrize("fmt", [ExportFormat.TURTLE, ExportFormat.TRIG, ExportFormat.NQ])
-def test_exports_reload_with_pyoxigraph(loaded: Any, fmt: ExportFormat) -> None:
-    formats = {ExportFormat.TURTLE: ox.RdfFormat.TURTLE, ExportFormat.TRIG: ox.RdfFormat.TRIG, ExportFormat.NQ: ox.RdfFormat.N_QUADS}
+@pytest.mark.parametrize("fmt", [Format.TURTLE, Format.TRIG, Format.NQ])
+def test_exports_reload_with_pyoxigraph(loaded: Any, fmt: Format) -> None:
+    formats = {Format.TURTLE: ox.RdfFormat.TURTLE, Format.TRIG: ox.RdfFormat.TRIG, Format.NQ: ox.RdfFormat.N_QUADS}
     reloaded = {str(q.triple) for q in ox.parse(dump(loaded, fmt), formats[fmt])}
-    assert reloaded == {str(q.triple) for q in loaded.backend.iter_quads()}
+    assert reloaded == {str(q.triple) for q in loaded.engine.iter_quads()}
 
 
 def test_turtle_uses_prefixes(loaded: Any) -> None:
-    text = dump(loaded, ExportFormat.TURTLE).decode()
+    text = dump(loaded, Format.TURTLE).decode()
     assert "@prefix as: <https://www.w3.org/ns/activitystreams#>" in text
     assert "ks:videoCount 500000" in text
 
 
 def test_jsonld_names_the_api_contexts_and_reads_like_the_api(loaded: Any) -> None:
-    doc = json.loads(dump(loaded, ExportFormat.JSONLD))
+    doc = json.loads(dump(loaded, Format.JSONLD))
     assert doc["@context"] == ["https://www.w3.org/ns/activitystreams#", "https://konbiniapi.com/ns/social#"]
     audio = next(n for n in doc["@graph"] if n.get("type") == "Audio")
     assert audio["videoCount"] == 500000
@@ -84,22 +85,22 @@ def test_jsonld_names_the_api_contexts_and_reads_like_the_api(loaded: Any) -> No
 
 
 def test_jsonld_reloads_isomorphic_with_pyld_offline(loaded: Any) -> None:
-    doc = json.loads(dump(loaded, ExportFormat.JSONLD))
+    doc = json.loads(dump(loaded, Format.JSONLD))
     nquads = jsonld.to_rdf(doc, {"documentLoader": document_loader(), "format": "application/n-quads"})
     g = Graph().parse(data=nquads, format="nt")
     assert isomorphic(g, store_graph(loaded))
 
 
 def test_jsonld_with_inline_contexts_reloads_isomorphic_with_rdflib(loaded: Any) -> None:
-    data = dump(loaded, ExportFormat.JSONLD, inline_context=True)
+    data = dump(loaded, Format.JSONLD, inline_context=True)
     g = Graph().parse(data=data, format="json-ld")
     assert isomorphic(g, store_graph(loaded))
 
 
 def test_export_format_lookup() -> None:
-    assert ExportFormat.from_label("ttl") is ExportFormat.TURTLE
-    assert ExportFormat.JSONLD.media_type == "application/ld+json"
+    assert Format.lookup("ttl") is Format.TURTLE
+    assert Format.JSONLD.media_type == "application/ld+json"
     from konbini_ld.errors import UsageError
 
-    with pytest.raises(UsageError, match="known: turtle"):
-        ExportFormat.from_label("docx")
+    with pytest.raises(UsageError, match="docx.*known: .*turtle"):
+        Format.lookup("docx")

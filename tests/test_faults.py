@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import SEED
+
 from konbini_ld import open_store
-from konbini_ld.archive import Archive, ArchiveRecord, _member
-from konbini_ld.cli import main
-from konbini_ld.corpus import corpus_lines
+from konbini_ld.apps.cli import main
 from konbini_ld.errors import StoreError
+from konbini_ld.sources.konbini.corpus import corpus_lines
+from konbini_ld.store.archive import Archive, ArchiveRecord
+from konbini_ld.store.archive_format import member as _member
 
 
 def cli(store: Path, *args: str) -> Any:
@@ -85,12 +86,12 @@ def test_a_rebuild_killed_at_random_points_never_loses_the_graph(copy: Path) -> 
 
 
 def test_a_rebuild_killed_after_its_commit_point_is_finished_by_the_next_open(copy: Path) -> None:
-    from konbini_ld import storedir
+    from konbini_ld.store import directory as storedir
 
     before = audios(copy)
     # a complete rebuilt graph and the commit record, as a kill between them and the swap leaves them
     with open_store(copy) as store:
-        store.backend.store.backup(str(copy / storedir.BUILDING))
+        store.engine.store.backup(str(copy / storedir.BUILDING))
     (copy / storedir.JOURNAL).write_text(json.dumps({"applied_seq": 1500}))
     assert audios(copy) == before  # readers are unaffected
     assert cli(copy, "load", str(SEED)).exit_code == 0
@@ -135,18 +136,18 @@ def test_an_archived_record_that_cannot_be_mapped_never_bricks_the_store(copy: P
 def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A mapping defect that lets through a line the store refuses (simulated: nothing real gets
     past the normaliser any more) costs that response, not its batch or the store."""
-    import konbini_ld.store as store_module
+    import konbini_ld.mapping.prepare as mapping
 
-    real = store_module.prepare
+    real = mapping.prepare
 
-    def defective(response: Any) -> Any:
-        p = real(response)
+    def defective(response: Any, **kw: Any) -> Any:
+        p = real(response, **kw)
         if p.ok and response.line == 3:
             key = next(iter(p.groups))
             p.groups[key] = p.groups[key] + ['<urn:x> <urn:p> "\ud800" .\n']
         return p
 
-    monkeypatch.setattr(store_module, "prepare", defective)
+    monkeypatch.setattr(mapping, "prepare", defective)
     lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n"}})
              for i in range(10)]
     path = tmp_path / "ten.jsonl"
@@ -277,7 +278,7 @@ def test_a_store_path_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def api() -> Any:
-    from konbini_ld.fakeapi import FakeKonbiniAPI
+    from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI
 
     with FakeKonbiniAPI(api_key="k-faults") as server:
         yield server
@@ -308,7 +309,7 @@ def _requested_keys(api: Any) -> list[str]:
 
 
 def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api: Any, tmp_path: Path) -> None:
-    from konbini_ld.fakeapi import audio_id
+    from konbini_ld.sources.konbini.fakeapi import audio_id
 
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(audio_id(i) for i in range(400)) + "\n")
@@ -339,7 +340,7 @@ def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api:
 
 
 def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_path: Path) -> None:
-    from konbini_ld.fakeapi import audio_id
+    from konbini_ld.sources.konbini.fakeapi import audio_id
 
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(audio_id(i) for i in range(2000)) + "\n")
@@ -373,7 +374,6 @@ def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_pa
 def test_queries_and_serve_beside_a_writer_never_fail(corpus: Path, tmp_path: Path) -> None:
     """A writer's compactions delete files under read-only views: readers retry on a fresh view."""
     import requests
-
     from test_server import Served
 
     store = tmp_path / "store"

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import SEED, seed_data
-from konbini_ld import open_store
-from konbini_ld.cli import main
-from konbini_ld.ingest import Response, prepare
-from konbini_ld.shapes_cache import ShapeCache
+
+from konbini_ld.apps.cli import main
+from konbini_ld.mapping.prepare import prepare
+from konbini_ld.mapping.templates import ShapeCache
+from konbini_ld.model import Response
 
 GOOD = json.dumps({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/good-{n}", "name": "good"}})
 
@@ -121,7 +121,7 @@ def test_a_bad_line_among_good_ones_costs_only_itself(run: Any, tmp_path: Path, 
     r = run("load", str(path))
     assert r.exit_code == 1, r.stderr
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 1 and f"mixed.jsonl:4:" in errors[0] and says in errors[0], r.stderr
+    assert len(errors) == 1 and "mixed.jsonl:4:" in errors[0] and says in errors[0], r.stderr
     assert "Traceback" not in r.stderr
     stats = run("stats", "--json")
     assert stats.exit_code == 0 and json.loads(stats.stdout)["audios"] == 6
@@ -160,14 +160,14 @@ def test_templates_and_plain_pyld_agree_on_refusals() -> None:
     for label, line, _ in BAD:
         for shape_cache in (True, False):
             if shape_cache:
-                import konbini_ld.ingest as ingest
+                import konbini_ld.mapping.prepare as ingest
 
                 ingest.default_cache = lambda: cache  # type: ignore[assignment]
             try:
                 prepare(Response(warm, "warm"), shape_cache=shape_cache)
                 fast_or_plain = prepare(Response(line, "x"), shape_cache=shape_cache)
             finally:
-                import konbini_ld.shapes_cache as sc
+                import konbini_ld.mapping.templates as sc
 
                 ingest.default_cache = sc.default_cache  # type: ignore[assignment]
             assert not fast_or_plain.ok, (label, shape_cache)
@@ -205,6 +205,6 @@ def test_reloading_the_same_response_changes_no_data_triple(run: Any) -> None:
 
 
 def _stream(value: Any) -> Any:
-    from konbini_ld.ingest import text_stream
+    from konbini_ld.sources.files import text_stream
 
     return text_stream(json.dumps(copy.deepcopy(value)))

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers import seed_data
 
 from konbini_ld.errors import ContextError, ExpandError
-from konbini_ld.normalize import duration_literal, normalize
-
-from helpers import seed_data
+from konbini_ld.mapping.literals import duration_literal
+from konbini_ld.mapping.normalize import normalize
 
 
 def test_duration_becomes_xsd_duration_and_seconds() -> None:

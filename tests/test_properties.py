@@ -6,15 +6,16 @@ import io
 import json
 from typing import Any
 
+from graphcheck import assert_leaves_in_graph, assert_no_blank_nodes, assert_well_typed
 from hypothesis import HealthCheck, given, settings
 from rdflib import Graph
 from rdflib.compare import isomorphic
-
-from graphcheck import assert_leaves_in_graph, assert_no_blank_nodes, assert_well_typed
-from konbini_ld import open_store, text_stream
-from konbini_ld.export import ExportFormat, export
-from konbini_ld.rdflib_view import to_rdflib
 from strategies import responses
+
+from konbini_ld import open_store, text_stream
+from konbini_ld.engines.rdflib_view import to_rdflib
+from konbini_ld.io.export import export
+from konbini_ld.io.formats import Format
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -28,14 +29,14 @@ def _load(response: dict[str, Any]) -> Any:
 
 def _graph(store: Any) -> Graph:
     g = Graph()
-    for q in store.backend.iter_quads():
+    for q in store.engine.iter_quads():
         g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
     return g
 
 
-def _dump(store: Any, fmt: ExportFormat, **kw: Any) -> bytes:
+def _dump(store: Any, fmt: Format, **kw: Any) -> bytes:
     out = io.BytesIO()
-    export(store.backend, fmt, out, **kw)
+    export(store.engine, fmt, out, **kw)
     return out.getvalue()
 
 
@@ -53,8 +54,8 @@ def test_any_valid_response_loads_completely(response: dict[str, Any]) -> None:
 def test_exports_round_trip(response: dict[str, Any]) -> None:
     store = _load(response)
     expected = _graph(store)
-    assert isomorphic(Graph().parse(data=_dump(store, ExportFormat.TURTLE), format="turtle"), expected)
-    assert isomorphic(Graph().parse(data=_dump(store, ExportFormat.JSONLD, inline_context=True), format="json-ld"), expected)
+    assert isomorphic(Graph().parse(data=_dump(store, Format.TURTLE), format="turtle"), expected)
+    assert isomorphic(Graph().parse(data=_dump(store, Format.JSONLD, inline_context=True), format="json-ld"), expected)
     # (pyld re-expansion is checked on the samples in test_export: JSON-LD's toRdf writes
     # xsd:double with 16 significant digits, so a 17-digit double would differ in its last digit)
 
@@ -63,8 +64,8 @@ def test_exports_round_trip(response: dict[str, Any]) -> None:
 @given(responses)
 def test_loading_twice_is_idempotent(response: dict[str, Any]) -> None:
     store = _load(response)
-    before = {str(q) for q in store.backend.iter_quads() if "endedAtTime" not in q.predicate.value}
+    before = {str(q) for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value}
     n = len(store)
     store.load([text_stream(json.dumps(response))])
     assert len(store) == n
-    assert {str(q) for q in store.backend.iter_quads() if "endedAtTime" not in q.predicate.value} == before
+    assert {str(q) for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value} == before

@@ -6,11 +6,13 @@ from typing import Any
 
 import pyoxigraph as ox
 import pytest
-
 from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS
+
 from konbini_ld.errors import QueryError, UsageError
-from konbini_ld.queries import ResultFormat, named_queries, parse_term
-from konbini_ld.sparql import check_safe_query
+from konbini_ld.io.formats import Format
+from konbini_ld.query.catalog import named_queries
+from konbini_ld.query.guard import check_safe_query
+from konbini_ld.query.terms import parse_term
 
 SPEC_QUERIES = {
     "top-audios", "audios-by-creator", "creators", "verified-creators", "original-vs-licensed",
@@ -113,19 +115,19 @@ def test_syntax_errors_carry_line_and_column(loaded: Any) -> None:
     assert info.value.line == 3
 
 
-@pytest.mark.parametrize("fmt", [ResultFormat.JSON, ResultFormat.CSV, ResultFormat.TSV, ResultFormat.XML, ResultFormat.TABLE])
-def test_select_formats(loaded: Any, fmt: ResultFormat) -> None:
+@pytest.mark.parametrize("fmt", [Format.JSON, Format.CSV, Format.TSV, Format.XML, Format.TABLE])
+def test_select_formats(loaded: Any, fmt: Format) -> None:
     out = io.BytesIO()
     loaded.run_named("top-audios").write(out, fmt)
     text = out.getvalue().decode()
     assert "original-sound-7611615657754381599" in text
-    if fmt == ResultFormat.JSON:
+    if fmt == Format.JSON:
         assert json.loads(text)["head"]["vars"][0] == "audio"
 
 
 def test_construct_as_jsonld_uses_api_contexts(loaded: Any) -> None:
     out = io.BytesIO()
-    loaded.run_named("audio", {"audio": AUDIO_IRI}).write(out, ResultFormat.JSONLD)
+    loaded.run_named("audio", {"audio": AUDIO_IRI}).write(out, Format.JSONLD)
     doc = json.loads(out.getvalue())
     assert doc["@context"][1] == "https://konbiniapi.com/ns/social#"
 
@@ -137,7 +139,7 @@ def test_from_clauses_never_fetch(loaded: Any) -> None:
 
 
 def test_provenance_is_one_row_even_when_observations_tie(store: Any) -> None:
-    from konbini_ld.ingest import Response
+    from konbini_ld.model import Response
 
     body = SEED.read_text()
     at = "2026-03-01T12:00:00Z"

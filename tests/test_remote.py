@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
 from rdflib import Graph
 from rdflib.compare import isomorphic
 
-from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
 from konbini_ld import open_store
-from konbini_ld.cli import main
-from konbini_ld.export import ExportFormat
-from konbini_ld.remote import derive_endpoints
+from konbini_ld.apps.cli import main
+from konbini_ld.engines.sparql_http import derive_endpoints
+from konbini_ld.io.formats import Format
 
 KS = "https://konbiniapi.com/ns/social#"
 
@@ -81,7 +81,7 @@ def remote(server: OxigraphServer, tmp_path: Path) -> Any:
 
 def as_graph(store: Any) -> Graph:
     out = io.BytesIO()
-    store.export(ExportFormat.NT, out)
+    store.export(out, Format.NT)
     return Graph().parse(data=out.getvalue(), format="nt")
 
 
@@ -138,7 +138,7 @@ def test_cli_against_the_server(server: OxigraphServer, tmp_path: Path) -> None:
 def test_push_copies_the_local_graph_idempotently(server: OxigraphServer, store: Any, tmp_path: Path) -> None:
     server.clear()
     store.load([SEED, NEWER, VIDEOS])
-    from konbini_ld.remote import push
+    from konbini_ld.store.transfer import push
 
     counts = push(store, server.query_url)
     assert sum(counts.values()) == len(store)
@@ -195,7 +195,7 @@ def test_serve_and_validate_a_remote_store(server: OxigraphServer, tmp_path: Pat
 def test_remote_rebuild_refuses_to_delete_what_another_archive_wrote(server: OxigraphServer, store: Any,
                                                                      tmp_path: Path) -> None:
     from konbini_ld.errors import StoreError
-    from konbini_ld.remote import push
+    from konbini_ld.store.transfer import push
 
     server.clear()
     store.load([VIDEOS])  # someone else's data, pushed to the shared server
@@ -211,19 +211,19 @@ def test_remote_rebuild_refuses_to_delete_what_another_archive_wrote(server: Oxi
 def test_remote_rebuild_interrupted_leaves_the_graphs_as_they_were(remote: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     remote.load([SEED, VIDEOS])
     before = as_graph(remote)
-    import konbini_ld.store as store_module
+    from konbini_ld.store.writer import Writer
 
     calls = {"n": 0}
-    real = store_module.KonbiniStore._apply
+    real = Writer.apply
 
     def dies(self: Any, *a: Any, **kw: Any) -> Any:
         calls["n"] += 1
         raise KeyboardInterrupt  # a kill in the middle of the replay
 
-    monkeypatch.setattr(store_module.KonbiniStore, "_apply", dies)
+    monkeypatch.setattr(Writer, "apply", dies)
     with pytest.raises(KeyboardInterrupt):
         remote.rebuild()
-    monkeypatch.setattr(store_module.KonbiniStore, "_apply", real)
+    monkeypatch.setattr(Writer, "apply", real)
     assert calls["n"] == 1 and isomorphic(as_graph(remote), before)
     remote.rebuild()
     assert len(as_graph(remote)) == len(before)

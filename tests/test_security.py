@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-
 from helpers import SEED
-from konbini_ld import open_store
-from konbini_ld.cli import main
-from konbini_ld.corpus import corpus_lines
-from konbini_ld.errors import QueryError
 from test_server import Served
+
+from konbini_ld import open_store
+from konbini_ld.apps.cli import main
+from konbini_ld.errors import QueryError
+from konbini_ld.sources.konbini.corpus import corpus_lines
 
 
 class Listener:
@@ -91,7 +91,7 @@ def bait(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open_store(path) as store:
         store.load([SEED])
         for p in ("http://e/a#", "http://e/a#b", "http://e/#"):
-            store.backend.store.add(ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode(p), ox.Literal("o"),
+            store.engine.store.add(ox.Quad(ox.NamedNode("urn:s"), ox.NamedNode(p), ox.Literal("o"),
                                             ox.NamedNode("urn:konbini-ld:graph:data")))
     return path
 
@@ -142,7 +142,7 @@ def test_the_query_workers_cannot_open_a_connection_even_past_the_check(listener
     """The engine-level half: a sandboxed process asking Oxigraph for SERVICE directly."""
     code = (
         "import pyoxigraph as ox\n"
-        "from konbini_ld.sandbox import deny_network\n"
+        "from konbini_ld.engines.sandbox import deny_network\n"
         "assert deny_network()\n"
         "try:\n"
         f"    list(ox.Store().query('SELECT * WHERE {{ SERVICE <{listener.url}> {{ ?s ?p ?o }} }}'))\n"
@@ -157,7 +157,7 @@ def test_the_query_workers_cannot_open_a_connection_even_past_the_check(listener
     # and the serve worker installs it before it runs anything
     import inspect
 
-    from konbini_ld import server
+    from konbini_ld.apps import query_workers as server
 
     assert inspect.getsource(server._worker).index("deny_network()") < inspect.getsource(server._worker).index("recv")
 
@@ -276,7 +276,7 @@ def test_runaway_queries_are_stopped_at_the_memory_cap_while_cheap_ones_are_answ
 
 
 def test_max_memory_takes_sizes() -> None:
-    from konbini_ld.cli import parse_size
+    from konbini_ld.units import parse_size
 
     assert parse_size("1.5G") == 1610612736
     r = CliRunner().invoke(main, ["serve", "--max-memory", "lots"])

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS
+
 from konbini_ld import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +93,8 @@ def test_rdflib_sparqlstore_gets_the_same_answers_as_query(served: Served, data_
     from rdflib import URIRef
     from rdflib.plugins.stores.sparqlstore import SPARQLStore
 
-    from konbini_ld.queries import named_queries
-    from konbini_ld.rdflib_view import to_rdflib
+    from konbini_ld.engines.rdflib_view import to_rdflib
+    from konbini_ld.query.catalog import named_queries
 
     remote = SPARQLStore(served.url + "/sparql", returnFormat="json")
     with open_store(data_store, read_only=True) as store:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pyoxigraph as ox
 import pytest
-
 from graphcheck import assert_leaves_in_graph, assert_no_blank_nodes, assert_well_typed, quads
 from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
+
 from konbini_ld import open_store
 from konbini_ld.errors import StoreError
-from konbini_ld.ingest import read_source, text_stream
+from konbini_ld.sources.files import read_source, text_stream
 
 KS = "https://konbiniapi.com/ns/social#"
 AS = "https://www.w3.org/ns/activitystreams#"
@@ -19,7 +19,7 @@ AS = "https://www.w3.org/ns/activitystreams#"
 
 def values(store: Any, s: str, p: str) -> list[str]:
     return sorted(
-        q.object.value for q in store.backend.store.quads_for_pattern(ox.NamedNode(s), ox.NamedNode(p), None, None)
+        q.object.value for q in store.engine.store.quads_for_pattern(ox.NamedNode(s), ox.NamedNode(p), None, None)
     )
 
 
@@ -131,7 +131,7 @@ def test_every_raw_response_is_archived_and_rebuild_restores_the_graph(store_dir
         assert store.archive is not None and len(store.archive) == 3
         bodies = [r.body for r in store.archive.records()]
         assert json.loads(bodies[0]) == json.loads(SEED.read_text())
-        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
+        store.engine.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
         assert len(store) < len(expected)
         report = store.rebuild()
         assert report.ok and report.loaded == 3
@@ -143,8 +143,8 @@ def test_unapplied_archive_records_are_replayed_on_open(store_dir: Path) -> None
     with open_store(store_dir) as store:
         store.load([SEED])
         n = len(store)
-        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
-        store.backend.clear_graph(ox.NamedNode("urn:konbini-ld:graph:provenance"))
+        store.engine.clear_graph(ox.NamedNode("urn:konbini-ld:graph:data"))
+        store.engine.clear_graph(ox.NamedNode("urn:konbini-ld:graph:provenance"))
     (store_dir / "state.json").write_text('{"applied_seq": 0}')
     with open_store(store_dir) as store:
         assert len(store) == n
@@ -206,7 +206,7 @@ def test_rdflib_view_runs_sparql_natively(store: Any) -> None:
 
 
 def test_worker_processes_give_the_same_graph(tmp_path: Path) -> None:
-    from konbini_ld.corpus import corpus_lines
+    from konbini_ld.sources.konbini.corpus import corpus_lines
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(corpus_lines(450)))

@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
 from rdflib import Graph, Literal, Namespace
 
-from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
-from konbini_ld.cli import main
-from konbini_ld.validate import validate
+from konbini_ld.apps.cli import main
+from konbini_ld.query.validate import validate
 
 SH = Namespace("http://www.w3.org/ns/shacl#")
 

@@ -1,0 +1,50 @@
+"""The ``konbini-ld`` command line: a thin click layer over the library.
+
+Each command parses its options, calls one library function and reports; the policy
+(where stores live, how ids and queries are read, the API key and URL) is the
+library's. Exit codes: 0 success; 1 some work failed; 2 usage error; 3 the API
+refused the key (401/403); 4 credits exhausted (402); 130 interrupted; 143 terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .ingest import fetch, load, rebuild
+from .options import Context, log_to_stderr
+from .read import export, list_queries, query, stats, validate
+from .serving import push, serve
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--store", envvar="KONBINI_LD_STORE", metavar="PATH|URL",
+              help="Store directory (default: $XDG_DATA_HOME/konbini-ld/store), or the query endpoint URL of a "
+              "SPARQL 1.1 server; env KONBINI_LD_STORE.")
+@click.option("--update-url", envvar="KONBINI_LD_UPDATE_URL", metavar="URL",
+              help="Remote store: SPARQL update endpoint (derived for Oxigraph, Fuseki, GraphDB, Virtuoso).")
+@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL",
+              help="Remote store: Graph Store Protocol endpoint (derived for known servers).")
+@click.option("--archive", envvar="KONBINI_LD_ARCHIVE", metavar="DIR",
+              help="Archive directory (default: inside the store; per endpoint for a remote store).")
+@click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug logging).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr; no progress bars or summaries.")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="konbini-ld")
+@click.pass_context
+def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url: str | None, archive: str | None,
+         verbose: int, quiet: bool, debug: bool) -> None:
+    """konbini-ld: TikTok audio data from KonbiniAPI as a linked-data graph.
+
+    Load or fetch ActivityStreams JSON-LD responses into a persistent RDF store,
+    query it with named SPARQL queries, export it, serve it.
+    """
+    log_to_stderr(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
+
+
+for command in (load, fetch, query, list_queries, export, serve, push, validate, stats, rebuild):
+    main.add_command(command)

@@ -1,0 +1,155 @@
+"""Commands that write the graph: ``load``, ``fetch``, ``rebuild``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import click
+
+from ...errors import UsageError
+from .options import Context, handle_errors, pass_state, report_load
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
+@click.option("--batch-size", default=2000, show_default=True, help="Responses per write batch.")
+@pass_state
+@handle_errors
+def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
+    """Ingest saved API responses.
+
+    Each FILE is a JSON file (the API's {"data": …} envelope or a bare object; one
+    audio or a page of videos; or an array of these) or JSON Lines (one response
+    per line). "-" reads standard input.
+
+    \b
+    Example:
+      konbini-ld load samples/seed-audio.json responses.jsonl
+    """
+    with state.open() as store, state.progress(None, "resp", "loading") as bar:
+        report = store.load(files, batch_size=batch_size, progress=bar.update)
+    report_load(state, report, "loaded")
+    if report.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("ids", nargs=-1, metavar="[ID_OR_URL]...")
+@click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
+@click.option("--refresh", is_flag=True, help="Buy again what the store already has.")
+@click.option("--max-credits", type=click.IntRange(0), metavar="N", help="Spend at most N credits in this run.")
+@click.option("--videos", is_flag=True, help="Also fetch the pages of videos using each audio.")
+@click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
+@click.option("--api-url", metavar="URL",
+              help="API base URL (default: $KONBINI_API_URL, else https://api.konbiniapi.com).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Attempts for transient failures (connection, timeout, 5xx).")
+@pass_state
+@handle_errors
+def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concurrency: int, refresh: bool,
+          max_credits: int | None, videos: bool, max_pages: int, api_url: str | None, timeout: float,
+          retries: int) -> None:
+    """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
+
+    The key comes from the KONBINI_API_KEY environment variable. Each request
+    costs a credit: ids the store already has are skipped (unless --refresh),
+    404s are remembered, and an interrupted or credit-exhausted run resumes
+    where it stopped. Every raw response is archived before it is loaded.
+
+    \b
+    Examples:
+      export KONBINI_API_KEY=...
+      konbini-ld fetch 7611615657754381599
+      konbini-ld fetch https://www.tiktok.com/music/original-sound-7611615657754381599 --videos --max-pages 3
+      konbini-ld fetch --ids-file audio-ids.txt --max-credits 500
+    """
+    from ...pipeline import fetch as run_fetch
+    from ...sources.konbini.client import KonbiniClient
+    from ...sources.konbini.endpoints import parse_audio_ids
+
+    # refuse bad input before opening anything or sending a request
+    values = parse_audio_ids(ids)
+    if ids_file is not None:
+        values += parse_audio_ids(ids_file.read().splitlines(), source="line")
+    if not values:
+        raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
+    client = KonbiniClient.from_environment(os.environ, api_url=api_url, timeout=timeout, retries=retries,
+                                            pool_size=concurrency)
+    with state.open() as store, state.progress(None, "req", "fetching") as bar, _sigterm_as_interrupt():
+
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        report = run_fetch(store, client, values, concurrency=concurrency, refresh=refresh, max_credits=max_credits,
+                           videos=videos, max_pages=max_pages, progress=bar.update, on_total=total)
+    for error in report.failed:
+        click.echo(f"error: {error}", err=True)
+    for key, iri in report.load.unknown_keys.items():
+        state.warn(f"unknown key {key!r} kept as <{iri}>")
+    for error in report.errors:
+        click.echo(f"Error: {error}", err=True)
+    state.note(report.summary())
+    if report.exit_code:
+        sys.exit(report.exit_code)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does: in-flight answers are awaited and archived."""
+    import signal
+
+    from ...pipeline import Terminated
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command()
+@click.option("--accept-damage", is_flag=True,
+              help="Rebuild from the readable records of a damaged archive (they are reported).")
+@pass_state
+@handle_errors
+def rebuild(state: Context, accept_damage: bool) -> None:
+    """Re-derive the graph from the archive of raw responses (no credits spent).
+
+    Run it after upgrading konbini-ld when the mapping or contexts changed, or
+    to recover a store whose graph is damaged or missing. The new graph is built
+    beside the old one and replaces it only when complete: an interrupted
+    rebuild leaves the old graph. A damaged archive stops it (exit 1) before
+    anything changes, unless --accept-damage.
+
+    \b
+    Example:
+      konbini-ld rebuild
+    """
+    from pathlib import Path
+
+    from ...store.archive import Archive
+    from ...store.store import rebuild_store
+
+    total = Archive(Path(state.archive or state.location) / "archive").last_seq
+    with state.progress(total, "resp", "rebuilding") as bar:
+        report = rebuild_store(state.location, archive=state.archive, update_url=state.remote.get("update_url"),
+                               gsp_url=state.remote.get("gsp_url"), accept_damage=accept_damage, progress=bar.update)
+    for damage in report.damage:
+        click.echo(f"warning: {damage}", err=True)
+    report_load(state, report, "rebuilt from")
+    if report.failed:
+        sys.exit(1)

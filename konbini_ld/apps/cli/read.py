@@ -1,0 +1,167 @@
+"""Commands that read the graph: ``query``, ``queries``, ``export``, ``stats``, ``validate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ...errors import UsageError
+from .options import Context, format_option, handle_errors, json_option, open_output, output_option, pass_state
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"-p takes NAME=VALUE, got {item!r}")
+        params[name.lstrip("?$")] = value
+    return params
+
+
+@click.command()
+@click.argument("name", required=False, metavar="NAME|FILE.rq")
+@click.option("-e", "--expr", "inline", metavar="SPARQL", help="Inline SPARQL instead of a named query or file.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Bind ?NAME to VALUE (as an RDF term).")
+@format_option("results", "table", "graph", default="table",
+               help="Output format (a graph format for CONSTRUCT and DESCRIBE; parquet for a DataFrame file).")
+@output_option
+@pass_state
+@handle_errors
+def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str,
+          output: str | None) -> None:
+    """Run a named query, a .rq file, or inline SPARQL (-e).
+
+    Parameters are bound as RDF terms, never pasted into the query text: a named
+    query's header declares each one's type; for inline queries <…> is an IRI,
+    an absolute http(s) URL is an IRI, anything else a string.
+
+    \b
+    Examples:
+      konbini-ld query top-audios
+      konbini-ld query audios-by-creator -p creator=https://www.tiktok.com/@khaby.lame
+      konbini-ld query -e 'SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }' -f csv
+      konbini-ld query audio -p audio=https://www.tiktok.com/music/original-sound-7611615657754381599 -f turtle
+      konbini-ld query creators -f parquet -o creators.parquet
+    """
+    from pathlib import Path
+
+    from ...query.catalog import parse_query_text, resolve_query
+
+    if (name is None) == (inline is None):
+        raise UsageError("give a query NAME, a FILE.rq, or -e SPARQL (exactly one)")
+    nq = parse_query_text(inline, name="(inline)") if inline is not None else resolve_query(
+        Path(name) if name is not None and Path(name).is_file() else str(name))
+    bound = nq.bind(_parse_params(params))
+    with state.open(read_only=True) as store:
+        result = store.query(nq.text, bound, name=nq.name)
+        with open_output(output) as out:
+            result.write(out, fmt)
+
+
+@click.command("queries")
+@json_option
+@handle_errors
+def list_queries(as_json: bool) -> None:
+    """List the named queries with their descriptions and parameters.
+
+    \b
+    Example:
+      konbini-ld queries
+    """
+    from ...query.catalog import named_queries
+
+    qs = named_queries()
+    if as_json:
+        click.echo(json.dumps([q.describe() for q in qs.values()], indent=2))
+        return
+    for q in qs.values():
+        click.echo(f"{q.name}: {q.description or q.title}")
+        for p in q.params:
+            opt = "" if p.required else " (optional)"
+            click.echo(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
+
+
+@click.command()
+@format_option("graph", default="turtle", help="RDF format.")
+@output_option
+@click.option("--inline-context", is_flag=True, help="JSON-LD: embed the two contexts instead of naming their URLs.")
+@pass_state
+@handle_errors
+def export(state: Context, fmt: str, output: str | None, inline_context: bool) -> None:
+    """Write the whole graph.
+
+    turtle, nt and rdfxml hold the union of the data and provenance graphs; nq
+    and trig keep them as named graphs; jsonld is compacted with the API's two
+    contexts, so it reads like the API.
+
+    \b
+    Examples:
+      konbini-ld export -f turtle -o graph.ttl
+      konbini-ld export -f jsonld > graph.jsonld
+    """
+    with state.open(read_only=True) as store, open_output(output) as out:
+        store.export(out, fmt, inline_context=inline_context)
+
+
+@click.command()
+@json_option
+@pass_state
+@handle_errors
+def stats(state: Context, as_json: bool) -> None:
+    """Audios, persons, videos, triples, last fetch and credits spent.
+
+    \b
+    Example:
+      konbini-ld stats --json
+    """
+    from ...urls import redact
+
+    with state.open(read_only=True) as store:
+        s = store.stats()
+    if as_json:
+        click.echo(json.dumps(s.as_dict(), indent=2))
+        return
+    rows = [
+        ("audios", s.audios), ("persons", s.persons), ("videos", s.videos), ("triples", s.triples),
+        ("responses", s.responses), ("archived", s.archived), ("last observed", s.last_observed or "never"),
+        ("last fetch", s.last_fetch or "never"), ("credits spent", s.credits_spent),
+        ("store", redact(str(state.location))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")
+
+
+@click.command()
+@click.option("-f", "--format", "fmt", type=click.Choice(["text", "turtle"]), default="text", show_default=True,
+              help="turtle: the machine-readable SHACL report.")
+@click.option("--shapes", type=click.Path(exists=True, dir_okay=False), help="Validate against these shapes instead.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Results shown in text form.")
+@pass_state
+@handle_errors
+def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
+    """Check the graph against the bundled SHACL shapes (Audio, Person, Video, Image).
+
+    Exits 0 when the graph conforms, 1 when it does not.
+
+    \b
+    Examples:
+      konbini-ld validate
+      konbini-ld validate --format turtle > report.ttl
+    """
+    from ...query.validate import iter_lines
+    from ...query.validate import validate as run_validate
+
+    with state.open(read_only=True) as store:
+        report = run_validate(store, shapes=shapes)
+    if fmt == "turtle":
+        click.echo(report.turtle())
+    else:
+        for line in iter_lines(report, limit):
+            click.echo(line)
+    state.note(report.summary())
+    if not report.conforms:
+        sys.exit(1)

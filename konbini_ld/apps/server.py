@@ -1,0 +1,288 @@
+"""``konbini-ld serve``: a read-only SPARQL 1.1 Protocol endpoint and a small query page.
+
+* ``/sparql`` — GET ``?query=``, POST form, POST ``application/sparql-query``.
+  SELECT/ASK negotiate JSON, XML, CSV, TSV; CONSTRUCT/DESCRIBE Turtle, N-Triples,
+  JSON-LD (``Accept`` header, or ``?format=``). Malformed or refused queries are
+  400, updates 403, unacceptable formats 406, queries over the time limit 503.
+  Results stop at the row cap (``X-Result-Truncated`` says so).
+* ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
+  with its parameters bound as RDF terms.
+* ``/`` — the query page (self-contained: no CDN, no external requests).
+
+Queries on the embedded store run in worker processes holding read-only views of
+the store, so a query over its time or memory limit is stopped for real (its
+worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
+the server. The workers cannot open internet sockets (:mod:`konbini_ld.sandbox`),
+so no query can make the server connect anywhere. While queries run long, spare
+workers are started (up to twice ``workers``), so cheap queries keep being
+answered beside runaways.
+
+Only requests whose ``Host`` is the address the server is bound to (or a name
+given with ``allow_hosts``) are answered: a page on another site cannot reach
+the endpoint through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..errors import QueryError, UsageError
+from ..io.formats import Format
+from ..sparql import query_form
+from .query_workers import ServeOptions, runner_for
+
+__all__ = ["ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: What a result of each kind can be sent as (the format registry's, minus files for people).
+_OFFERED = {
+    "results": (Format.JSON, Format.XML, Format.CSV, Format.TSV),
+    "graph": (Format.TURTLE, Format.NT, Format.JSONLD, Format.RDFXML, Format.NQ, Format.TRIG),
+}
+_DEFAULT = {"results": Format.JSON, "graph": Format.TURTLE}
+
+
+# -- content negotiation ----------------------------------------------------------------
+
+
+
+def negotiate(accept: str | None, kind: str, explicit: str | None = None) -> Format | None:
+    """Pick the format for a result of ``kind`` (``SELECT``, ``ASK``, ``CONSTRUCT``) from ``Accept``.
+
+    >>> negotiate("text/csv;q=0.5, application/sparql-results+xml", "SELECT")
+    <Format.XML>
+    >>> negotiate("*/*", "CONSTRUCT"), negotiate(None, "ASK")
+    (<Format.TURTLE>, <Format.JSON>)
+    >>> negotiate("image/png", "SELECT") is None
+    True
+    """
+    carries = "graph" if kind == "CONSTRUCT" else "results"
+    offered = _OFFERED[carries]
+    if explicit:
+        try:
+            fmt = Format.lookup(explicit, carries)
+        except UsageError:
+            return None
+        return fmt if fmt in offered else None
+    if not accept:
+        return _DEFAULT[carries]
+    choices = []
+    for i, part in enumerate(accept.split(",")):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        q = 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        choices.append((-q, i, media))
+    for neg_q, _, media in sorted(choices):
+        if neg_q == 0:
+            continue
+        fmt = Format.for_media_type(media, carries)
+        if fmt is not None and fmt in offered:
+            return fmt
+        if media in ("*/*", "application/*", "text/*"):
+            return _DEFAULT[carries]
+    return None
+
+
+# -- executing queries -----------------------------------------------------------------------
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+
+def create_app(opts: ServeOptions) -> Starlette:
+    """The ASGI app (run it with uvicorn, or ``konbini-ld serve``)."""
+    from contextlib import asynccontextmanager
+
+    from ..query.catalog import named_queries
+
+    runner = runner_for(opts)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+
+    async def answer(sparql: str, params: dict[str, Any], request: Request, name: str | None = None) -> Response:
+        from ..query.guard import check_safe_query
+
+        try:
+            check_safe_query(sparql, name=name)
+        except QueryError as exc:
+            return PlainTextResponse(f"Refused: {exc}\n", status_code=400)
+        form = query_form(sparql)
+        if form is None:
+            return PlainTextResponse("Malformed query: no SELECT, ASK, CONSTRUCT or DESCRIBE\n", status_code=400)
+        kind = "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form
+        fmt = negotiate(request.headers.get("accept"), kind, request.query_params.get("format"))
+        if fmt is None:
+            offered = ", ".join(m for f in _OFFERED["graph" if kind == "CONSTRUCT" else "results"] for m in f.media_types)
+            return PlainTextResponse(f"Not acceptable: a {form} result can be {offered}\n", status_code=406)
+        started = time.perf_counter()
+        job = (sparql, {k: str(v) for k, v in params.items()}, fmt.label, opts.max_rows, name)
+        status, payload = await runner.run(job)
+        if status == "error":
+            code, message = payload
+            return PlainTextResponse(message + "\n", status_code=code)
+        code, media, body, truncated = payload
+        headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}"}
+        if truncated:
+            headers["X-Result-Truncated"] = str(opts.max_rows)
+        return Response(body, status_code=code, media_type=media, headers=headers)
+
+    async def sparql(request: Request) -> Response:
+        if request.method == "GET":
+            if "update" in request.query_params:
+                return _read_only()
+            query = request.query_params.get("query")
+        else:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "application/sparql-update":
+                return _read_only()
+            if ctype == "application/sparql-query":
+                query = (await request.body()).decode("utf-8", "replace")
+            elif ctype == "application/x-www-form-urlencoded":
+                form = parse_qs((await request.body()).decode("utf-8", "replace"))
+                if "update" in form:
+                    return _read_only()
+                query = (form.get("query") or [None])[0]
+            else:
+                return PlainTextResponse(
+                    "Unsupported Media Type: POST application/sparql-query or a form with query=\n", status_code=415
+                )
+        if not query:
+            return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
+        return await answer(query, {}, request)
+
+    async def list_queries(request: Request) -> Response:
+        return JSONResponse([q.describe() for q in named_queries().values()])
+
+    async def run_named(request: Request) -> Response:
+        name = request.path_params["name"]
+        queries = named_queries()
+        if name not in queries:
+            return PlainTextResponse(f"No named query {name!r}\n", status_code=404)
+        q = queries[name]
+        values = {k: v for k, v in request.query_params.items() if k != "format" and v != ""}
+        try:
+            bound = q.bind(values)
+        except UsageError as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
+        return await answer(q.text, bound, request, name=name)
+
+    async def page(request: Request) -> Response:
+        return _asset("index.html", "text/html; charset=utf-8")
+
+    async def script(request: Request) -> Response:
+        return _asset("app.js", "text/javascript; charset=utf-8")
+
+    async def style(request: Request) -> Response:
+        return _asset("app.css", "text/css; charset=utf-8")
+
+    routes = [
+        Route("/", page),
+        Route("/app.js", script),
+        Route("/app.css", style),
+        Route("/sparql", sparql, methods=["GET", "POST"]),
+        Route("/queries", list_queries),
+        Route("/queries/{name}", run_named),
+    ]
+    from starlette.middleware import Middleware
+
+    middleware = [Middleware(_HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
+    if opts.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
+                                     allow_headers=["Accept", "Content-Type"]))
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+#: The query page and its two files: no inline script or style, nothing from elsewhere.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _asset(name: str, media_type: str) -> Response:
+    body = resources.files("konbini_ld.apps").joinpath(f"web/{name}").read_bytes()
+    return Response(body, media_type=media_type, headers={
+        "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    })
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> frozenset[str]:
+    """The ``Host`` names the server answers to: the address it is bound to, its loopback
+    names when it is bound to loopback, and ``extra``.
+
+    >>> sorted(allowed_hosts("127.0.0.1"))
+    ['127.0.0.1', '::1', 'localhost']
+    """
+    names = {host.lower().strip("[]")}
+    if host in ("127.0.0.1", "localhost", "::1"):
+        names |= {"127.0.0.1", "localhost", "::1"}
+    names |= {h.lower().strip("[]") for h in extra}
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header, without port or IPv6 brackets.
+
+    >>> host_name("[::1]:7878"), host_name("LocalHost:80"), host_name("example.org")
+    ('::1', 'localhost', 'example.org')
+    """
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class _HostCheck:
+    """Answer only requests addressed to this server by name (DNS rebinding defence)."""
+
+    def __init__(self, app: Any, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "*" not in self.allowed:
+            headers = dict(scope.get("headers") or [])
+            host = host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                response = PlainTextResponse(
+                    f"Misdirected request: this endpoint answers to {', '.join(sorted(self.allowed))} "
+                    "(serve --allow-host NAME adds a name)\n", status_code=421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _read_only() -> Response:
+    return PlainTextResponse("Forbidden: this endpoint is read-only; updates are not accepted\n", status_code=403)
+
+
+def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878) -> None:
+    """Run the endpoint with uvicorn until interrupted."""
+    import uvicorn
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    uvicorn.run(create_app(opts), host=host, port=port, log_level="warning", lifespan="on")

@@ -1,0 +1,178 @@
+"""The embedded engine: pyoxigraph, in memory or on disk (RocksDB), native SPARQL.
+
+An engine knows nothing of API responses or upsert rules; the store decides what to
+delete and insert and hands the engine whole batches. On disk, readers open read-only
+views beside the one writer; a view a writer's compaction outran is reopened.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pyoxigraph as ox
+
+from ..errors import QueryError, StoreError
+from ..sparql import has_dataset_clause
+from .base import Capabilities, WriteRejected, first_line, translate_syntax_error
+
+__all__ = ["BULK_THRESHOLD", "OxigraphEngine"]
+
+#: From this many inserted quads on, write through Oxigraph's bulk loader (much faster than a
+#: transaction; not atomic, which the archive's replay-on-open makes safe).
+BULK_THRESHOLD = 5_000
+
+
+_STALE_ATTEMPTS = 5
+
+
+def _stale(text: str) -> bool:
+    """Whether an error is a read-only view outrun by a writer (its files compacted away)."""
+    return "No such file" in text or ("Corruption" in text and ".sst" in text)
+
+
+def _materialized(result: Any) -> Any:
+    """The whole answer, read now (so a writer's compaction cannot cut it short later)."""
+    if isinstance(result, ox.QuerySolutions):
+        data = io.BytesIO()
+        result.serialize(data, ox.QueryResultsFormat.JSON)
+        return ox.parse_query_results(data.getvalue(), ox.QueryResultsFormat.JSON)
+    if isinstance(result, ox.QueryTriples):
+        return list(result)
+    return result
+
+
+class OxigraphEngine:
+    """The embedded store: pyoxigraph on disk, transactional writes, native SPARQL.
+
+    :param path: the Oxigraph directory (created if missing); ``None`` for a throwaway in-memory store.
+    :param read_only: open a read-only view that does not lock out a writer.
+    """
+
+    capabilities = Capabilities(exclusive_writer=True, write_behind=True, substitution=True, transactions=False,
+                                bulk_load=True, read_only_views=True, timeouts=False, persistent=True)
+
+    def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False) -> None:
+        self.path = Path(path) if path is not None else None
+        self.read_only = read_only
+        self.description = str(self.path) if self.path else "(in memory)"
+        self.store = self._open()
+
+    def _open(self) -> ox.Store:
+        attempts = _STALE_ATTEMPTS if self.read_only else 1
+        for attempt in range(attempts):
+            try:
+                if self.path is None:
+                    return ox.Store()
+                if self.read_only:
+                    return ox.Store.read_only(str(self.path))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return ox.Store(str(self.path))
+            except (OSError, RuntimeError) as exc:
+                text = str(exc)
+                if attempt + 1 < attempts and _stale(text):
+                    time.sleep(0.02 * (attempt + 1))  # a writer compacted files away while we opened
+                    continue
+                if "lock" in text.lower() and "LOCK" in text:
+                    raise StoreError(
+                        f"the store at {self.path} is open for writing in another process; "
+                        "stop it or use another --store"
+                    ) from exc
+                raise StoreError(
+                    f"the store at {self.path} is damaged and cannot be opened ({first_line(text)})"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def reopen(self) -> None:
+        """Open a fresh read-only view (a writer beside it may have compacted files away)."""
+        if self.path is not None and self.read_only:
+            self.store = self._open()
+
+    # -- writes --------------------------------------------------------------
+
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
+        pattern = self.store.quads_for_pattern
+        for s in subjects:
+            yield from pattern(s, None, None, graph)
+
+    def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+        try:
+            for quad in deletes:
+                self.store.remove(quad)
+            for graph, lines in inserts.items():
+                if not lines:
+                    continue
+                data = "".join(lines).encode("utf-8")
+                if len(lines) >= BULK_THRESHOLD:
+                    self.store.bulk_load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
+                else:
+                    self.store.load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
+        except OSError as exc:
+            raise StoreError(f"writing to the store at {self.description} failed: {exc.strerror or exc}") from exc
+        except (SyntaxError, UnicodeError, MemoryError, ValueError) as exc:
+            raise WriteRejected(f"{type(exc).__name__}: {first_line(str(exc))}") from exc
+        except RuntimeError as exc:
+            raise StoreError(f"writing to the store at {self.description} failed: {first_line(str(exc))}") from exc
+
+    def clear_graph(self, graph: ox.NamedNode) -> None:
+        try:
+            self.store.clear_graph(graph)
+        except OSError as exc:
+            raise StoreError(f"clearing {graph.value} failed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------
+
+    def query(
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+    ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
+        """Run a query. On a read-only view the answer is read in full before it is returned,
+        and read again from a fresh view if a writer beside it compacted files away meanwhile."""
+        options = {
+            # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
+            "use_default_graph_as_union": union and not has_dataset_clause(sparql),
+            "substitutions": {ox.Variable(k): v for k, v in (substitutions or {}).items()},
+        }
+        attempts = _STALE_ATTEMPTS if self.read_only and self.path is not None else 1
+        for attempt in range(attempts):
+            try:
+                result = self.store.query(sparql, **options)
+                return _materialized(result) if attempts > 1 else result
+            except SyntaxError as exc:
+                raise translate_syntax_error(exc) from exc
+            except (OSError, RuntimeError) as exc:
+                text = str(exc)
+                if attempt + 1 < attempts and _stale(text):
+                    time.sleep(0.02 * (attempt + 1))
+                    self.reopen()
+                    continue
+                m = re.search(r"variable \?(\w+) in its SELECT projection", text)
+                if m:
+                    raise QueryError(
+                        f"parameter ?{m.group(1)} must be in the SELECT projection to be bound "
+                        "(parameters are substituted as RDF terms, SEP-0007)"
+                    ) from exc
+                raise QueryError(f"query failed: {first_line(text)}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
+        return iter(self.store.quads_for_pattern(None, None, None, graph))
+
+    def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
+        self.store.dump(output, fmt, prefixes=prefixes)
+
+    def count(self) -> int:
+        return len(self.store)
+
+    def close(self) -> None:
+        if self.store is not None:
+            if not self.read_only:
+                try:
+                    self.store.flush()
+                except OSError:  # pragma: no cover - disk failure at exit
+                    pass
+            self.store = None  # type: ignore[assignment]

@@ -1,0 +1,132 @@
+"""From a raw response to an :class:`~konbini_ld.model.Observation`: the mapping stage.
+
+The pipeline for one response is::
+
+    raw text ──envelope──▶ API objects ──normalize──▶ JSON-LD ──pyld to_rdf──▶ grouped statements
+
+:func:`prepare` runs it and never raises for bad input: the returned observation
+carries either the statements or the :class:`~konbini_ld.errors.InputError`.
+Expansion goes through shape templates (:mod:`.templates`) unless told to run plain
+pyld; :class:`PreparePool` prepares batches in worker processes on machines with the
+cores for it. Both are switchable, and the differential test holds them to plain pyld.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from typing import Any
+
+from ..errors import ExpandError, InputError, KonbiniError
+from ..model import Observation, Response
+from .envelope import MAX_DOCUMENT_BYTES, parse_documents
+from .grouping import group_lines
+from .normalize import could_hold_bad_text, normalize
+from .templates import default_cache
+from .to_rdf import expand, to_lines
+
+__all__ = ["PreparePool", "body_sha256", "prepare"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
+    """Run the whole pipeline on one response. Bad input is returned, not raised.
+
+    :param shape_cache: re-use pyld's expansion for documents shaped like earlier ones
+        (:mod:`konbini_ld.shapes_cache`); ``False`` runs plain pyld on every document.
+    """
+    out = Observation(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining)
+    if response.status == 404:
+        return out  # nothing to map, but billed: its credits count
+    try:
+        if len(response.body) > MAX_DOCUMENT_BYTES:
+            raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
+        parsed = parse_documents(response.body)
+        check_text = could_hold_bad_text(response.body)
+        out.source_url = parsed.source_url
+        out.credits_used = parsed.credits_used if response.credits_used is None else response.credits_used
+        out.credits_remaining = (
+            parsed.credits_remaining if response.credits_remaining is None else response.credits_remaining
+        )
+        if not parsed.documents:
+            raise InputError("no documents in input")
+        for document in parsed.documents:
+            cursor = document.get("nextCursor")
+            if isinstance(cursor, (str, int)) and not isinstance(cursor, bool):
+                out.next_cursor = str(cursor)
+            normalized = normalize(document, check_text=check_text)
+            if shape_cache:
+                groups = default_cache().groups(normalized.document)
+            else:
+                groups = group_lines(to_lines(expand(normalized.document)))
+            for key, lines in groups.items():
+                out.groups.setdefault(key, []).extend(lines)
+            for key, iri in normalized.unknown_keys.items():
+                out.unknown_keys.setdefault(key, iri)
+        out.count = sum(len(lines) for lines in out.groups.values())
+    except InputError as exc:
+        out.groups = {}
+        out.error = exc.located(response.source, response.line)
+    except KonbiniError as exc:  # pragma: no cover - defensive: every input failure is an InputError
+        out.groups = {}
+        out.error = ExpandError(str(exc), source=response.source, line=response.line)
+    except RecursionError:
+        out.groups = {}
+        out.error = ExpandError("document is nested too deeply", source=response.source, line=response.line)
+    except Exception as exc:  # a mapping defect must cost one response, never the run or the store
+        log.debug("mapping %s failed", response.where, exc_info=True)
+        out.groups = {}
+        out.error = ExpandError(
+            f"could not be mapped ({type(exc).__name__}: {exc}); it is kept in the archive for `rebuild`",
+            source=response.source, line=response.line,
+        )
+    return out
+
+
+def body_sha256(body: str) -> str:
+    """Hex SHA-256 of a response body (its identity in provenance)."""
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _seed_worker(templates: dict[Any, Any]) -> None:
+    from .templates import default_cache
+
+    default_cache().seed(templates)
+
+
+class PreparePool:
+    """Worker processes preparing batches one ahead of the writer; started on the second batch,
+    so small inputs never pay for them."""
+
+    def __init__(self, workers: int | None, *, templates: bool = True) -> None:
+        self.templates = templates
+        # one core plans and writes, one runs Oxigraph's bulk loads: preparing in other processes
+        # only pays beyond that (on two cores, moving documents between processes costs what it saves)
+        self.workers = max(0, (os.cpu_count() or 1) - 2) if workers is None else workers
+        self.pool: Any = None
+        self.batches = 0
+
+    def prepare(self, batch: list[Response]) -> Any:
+        """Observations of ``batch`` (a list, or an async result with ``get()`` from the workers)."""
+        self.batches += 1
+        if self.workers <= 0 or self.batches < 2 or len(batch) < 100:
+            return [prepare(r, shape_cache=self.templates) for r in batch]
+        if self.pool is None:
+            import multiprocessing as mp
+
+            from .templates import default_cache
+
+            # workers start with the templates this process learned on the first batch
+            self.pool = mp.get_context("spawn").Pool(
+                self.workers, initializer=_seed_worker, initargs=(default_cache().snapshot(),)
+            )
+        work = functools.partial(prepare, shape_cache=self.templates)
+        return self.pool.map_async(work, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()

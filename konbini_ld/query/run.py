@@ -1,0 +1,243 @@
+"""Running a query: safety check, parameters bound as terms, native evaluation by the engine,
+and a typed :class:`QueryResult` (terms, Python values, a DataFrame, or any result format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import IO, TYPE_CHECKING, Any
+
+import pyoxigraph as ox
+
+from ..errors import QueryError, UsageError
+from ..io.formats import Format
+from ..vocab import PREFIXES, XSD
+from .guard import check_safe_query
+from .terms import to_term
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["QueryResult", "Value", "python_value", "run_query"]
+
+#: A result cell as a Python value.
+Value = int | float | bool | str | Decimal | datetime | date | None
+
+_INTEGER_TYPES = frozenset(XSD + t for t in (
+    "integer", "int", "long", "short", "byte", "nonNegativeInteger", "positiveInteger", "nonPositiveInteger",
+    "negativeInteger", "unsignedLong", "unsignedInt", "unsignedShort", "unsignedByte",
+))
+
+
+def python_value(term: Any) -> Value:
+    """A term as the Python value it stands for.
+
+    IRIs (and blank nodes, as ``_:label``) become ``str``; ``xsd:integer`` and its kin
+    ``int``; ``xsd:decimal`` an exact ``Decimal``; ``xsd:double``/``xsd:float`` ``float``;
+    ``xsd:boolean`` ``bool``; ``xsd:dateTime`` ``datetime`` (aware when the literal has a
+    timezone); ``xsd:date`` ``date``; every other literal its lexical form.
+
+    >>> python_value(ox.Literal("42", datatype=ox.NamedNode(XSD + "integer")))
+    42
+    >>> python_value(ox.Literal("2026-03-01T12:00:00Z", datatype=ox.NamedNode(XSD + "dateTime")))
+    datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.timezone.utc)
+    >>> python_value(ox.NamedNode("https://www.tiktok.com/@khaby.lame"))
+    'https://www.tiktok.com/@khaby.lame'
+    """
+    if term is None:
+        return None
+    if isinstance(term, ox.NamedNode):
+        return term.value
+    if isinstance(term, ox.BlankNode):
+        return f"_:{term.value}"
+    if not isinstance(term, ox.Literal):
+        return str(term)
+    datatype = term.datatype.value
+    text = term.value
+    try:
+        if datatype in _INTEGER_TYPES:
+            return int(text)
+        if datatype == XSD + "decimal":
+            return Decimal(text)
+        if datatype in (XSD + "double", XSD + "float"):
+            return float(text.replace("INF", "inf"))
+        if datatype == XSD + "boolean":
+            return text in ("true", "1")
+        if datatype == XSD + "dateTime":
+            return datetime.fromisoformat(text)
+        if datatype == XSD + "date":
+            return date.fromisoformat(text)
+    except (ValueError, InvalidOperation):
+        return text  # an ill-typed literal (never one konbini-ld wrote) stays text
+    return text
+
+
+class QueryResult:
+    """The answer to a query, evaluated natively by the engine.
+
+    ``SELECT`` answers are rows; ``ASK`` a :attr:`boolean`; ``CONSTRUCT``/``DESCRIBE``
+    triples. Rows can be read as terms (:meth:`rows`), as Python values (:meth:`records`)
+    or as a DataFrame (:meth:`to_pandas`), as many times as needed.
+
+    :ivar kind: ``SELECT``, ``ASK`` or ``CONSTRUCT`` (also for ``DESCRIBE``).
+    :ivar variables: projected variable names (``SELECT``).
+    :ivar boolean: the answer of an ``ASK``.
+    """
+
+    def __init__(self, kind: str, variables: list[str] | None = None, native: Any = None,
+                 boolean: bool | None = None) -> None:
+        self.kind = kind
+        self.variables: list[str] = variables or []
+        self.boolean = boolean
+        self._native = native
+        self._seen: list[Any] = []  # rows or triples read so far (so results can be read again)
+        self._source: Iterator[Any] | None = None
+        self._done = False
+
+    def __repr__(self) -> str:
+        return f"<QueryResult {self.kind} {self.variables if self.kind == 'SELECT' else ''}>".replace(" >", ">")
+
+    def _require(self, kind: str) -> None:
+        if self.kind != kind:
+            raise QueryError(f"a {self.kind} query has no {'rows' if kind == 'SELECT' else 'triples'}")
+
+    def _items(self) -> Iterator[Any]:
+        """Rows (or triples), read from the engine as they are asked for and kept for another read."""
+        if self._source is None:
+            variables = self.variables
+            native = iter(self._native)
+            self._source = (tuple(s[v] for v in variables) for s in native) if self.kind == "SELECT" else native
+        i = 0
+        while True:
+            if i < len(self._seen):
+                yield self._seen[i]
+                i += 1
+                continue
+            if self._done:
+                return
+            try:
+                item = next(self._source)
+            except StopIteration:
+                self._done = True
+                return
+            self._seen.append(item)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """``SELECT`` rows as tuples of pyoxigraph terms (``None`` where unbound), read lazily."""
+        self._require("SELECT")
+        return self._items()
+
+    def records(self) -> list[dict[str, Value]]:
+        """``SELECT`` rows as dicts of Python values (see :func:`python_value`; unbound is ``None``)."""
+        return [dict(zip(self.variables, map(python_value, row))) for row in self.rows()]
+
+    def to_pandas(self, *, index: str | None = None) -> pandas.DataFrame:
+        """``SELECT`` rows as a :class:`pandas.DataFrame` with typed columns.
+
+        Integers become ``Int64`` (nullable), doubles ``float64``, booleans ``boolean``,
+        times ``datetime64`` (UTC when the values carry a timezone), text and IRIs
+        ``string``; exact decimals stay ``Decimal`` objects. Needs the ``pandas`` extra.
+
+        :param index: a column to use as the index (a time column gives a time series).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - the extra is installed for tests
+            raise UsageError("to_pandas needs pandas: pip install 'konbini-ld[pandas]'") from exc
+        records = self.records()
+        frame = pd.DataFrame.from_records(records, columns=self.variables)
+        for column in self.variables:
+            values = [r[column] for r in records if r[column] is not None]
+            kinds = {type(v) for v in values}
+            if not kinds:
+                frame[column] = frame[column].astype("string")
+            elif kinds == {bool}:
+                frame[column] = frame[column].astype("boolean")
+            elif kinds == {int}:
+                frame[column] = frame[column].astype("Int64")
+            elif kinds <= {int, float}:
+                frame[column] = frame[column].astype("float64")
+            elif kinds == {datetime}:
+                aware = any(v.tzinfo is not None for v in values)
+                frame[column] = pd.to_datetime(frame[column], utc=aware, format="ISO8601")
+            elif kinds == {str}:
+                frame[column] = frame[column].astype("string")
+        if index is not None:
+            frame = frame.set_index(index)
+        return frame
+
+    def triples(self) -> Iterator[ox.Triple]:
+        """``CONSTRUCT``/``DESCRIBE`` triples, read lazily."""
+        self._require("CONSTRUCT")
+        return self._items()
+
+    def write(self, output: IO[bytes], fmt: Format | str = Format.TABLE) -> None:
+        """Serialise the result to a binary stream in ``fmt`` (a :class:`Format` or its name).
+
+        :raises UsageError: the format cannot hold this kind of result.
+        """
+        if self.kind == "CONSTRUCT":
+            self._write_graph(output, Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt))
+            return
+        fmt = Format.lookup(fmt)
+        if fmt is Format.TABLE:
+            from ..io.table import render_table
+
+            text = ("true" if self.boolean else "false") + "\n" if self.kind == "ASK" else \
+                render_table(self.variables, self.rows())
+            output.write(text.encode("utf-8"))
+            return
+        if not fmt.can_carry("results"):
+            raise UsageError(f"a {self.kind} result is a table: use {', '.join(Format.names('results'))} "
+                             f"or table, not {fmt.label}")
+        if fmt is Format.PARQUET:
+            if self.kind == "ASK":
+                raise UsageError("an ASK answer is one boolean: use json, xml, csv or tsv")
+            self.to_pandas().to_parquet(output, index=False)
+            return
+        if self.kind == "ASK":
+            if fmt in (Format.CSV, Format.TSV):
+                output.write(b"true\n" if self.boolean else b"false\n")
+                return
+            self._native.serialize(output, fmt.ox_format())
+            return
+        if self._source is None:
+            self._native.serialize(output, fmt.ox_format())  # streamed straight from the engine
+            return
+        from ..io.results import write_solutions
+
+        output.write(write_solutions(self.variables, list(self.rows()), fmt.label))
+
+    def _write_graph(self, output: IO[bytes], fmt: Format) -> None:
+        if fmt is Format.JSONLD:
+            from ..io.export import write_jsonld_triples
+
+            write_jsonld_triples(self.triples(), output)
+            return
+        if not fmt.can_carry("graph") or fmt.ox_format() is None:
+            raise UsageError(f"a CONSTRUCT/DESCRIBE result is RDF: use {', '.join(Format.names('graph'))}, "
+                             f"not {fmt.label}")
+        ox.serialize(self.triples(), output, fmt.ox_format(), prefixes=PREFIXES)
+
+
+def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None, *,
+              name: str | None = None) -> QueryResult:
+    """Check ``sparql`` is safe, bind ``params`` as terms, and let the engine evaluate it natively.
+
+    :raises QueryError: refused, malformed, or failed.
+    """
+    check_safe_query(sparql, name=name)
+    substitutions = {k.lstrip("?$"): to_term(v) for k, v in (params or {}).items()}
+    try:
+        native = engine.query(sparql, substitutions=substitutions)
+    except QueryError as exc:
+        if exc.name is None:
+            exc.name = name
+        raise
+    if isinstance(native, ox.QueryBoolean):
+        return QueryResult("ASK", [], native, bool(native))
+    if isinstance(native, ox.QuerySolutions):
+        return QueryResult("SELECT", [v.value for v in native.variables], native)
+    return QueryResult("CONSTRUCT", [], native)

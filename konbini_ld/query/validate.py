@@ -1,0 +1,123 @@
+"""SHACL validation of the graph against the shapes shipped in ``shapes/`` (pySHACL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ValidationError
+from ..resources import resource_dir
+from ..vocab import DATA_GRAPH
+
+__all__ = ["ShapeResult", "ValidationReport", "shapes_path", "validate"]
+
+SH = "http://www.w3.org/ns/shacl#"
+
+
+def shapes_path() -> Path:
+    """The bundled shapes file."""
+    return resource_dir("shapes") / "konbini-shapes.ttl"
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeResult:
+    """One SHACL result, in words."""
+
+    severity: str
+    focus: str
+    path: str | None
+    value: str | None
+    message: str
+    shape: str | None
+
+    def __str__(self) -> str:
+        from ..io.table import compact_iri
+
+        where = f" {compact_iri(self.path)}" if self.path else ""
+        value = f" (value {self.value})" if self.value is not None else ""
+        return f"{self.severity}: <{self.focus}>{where}: {self.message}{value}"
+
+
+@dataclass(slots=True)
+class ValidationReport:
+    """The outcome of :func:`validate`."""
+
+    conforms: bool
+    results: list[ShapeResult] = field(default_factory=list)
+    graph: Any = None  #: the SHACL validation report as an rdflib Graph
+    focus_nodes: int = 0
+
+    def turtle(self) -> str:
+        """The machine-readable SHACL report."""
+        return self.graph.serialize(format="turtle")
+
+    def summary(self) -> str:
+        if self.conforms:
+            return f"conforms: {self.focus_nodes} nodes checked against Audio, Person, Video and Image shapes"
+        nodes = len({r.focus for r in self.results})
+        return f"does not conform: {len(self.results)} results on {nodes} nodes"
+
+
+def _data_graph(store: Any) -> Any:
+    import pyoxigraph as ox
+    from rdflib import Graph
+
+    from ..engines.rdflib_view import to_rdflib
+
+    g = Graph()
+    for q in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH)):
+        g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
+    return g
+
+
+def validate(store: Any, *, shapes: str | Path | None = None) -> ValidationReport:
+    """Validate the store's data graph against the bundled shapes (or ``shapes``, a Turtle file).
+
+    :raises ValidationError: the shapes cannot be read or pySHACL fails.
+    """
+    import pyshacl
+    from rdflib import Graph, Namespace
+    from rdflib.namespace import RDF
+
+    sh = Namespace(SH)
+    try:
+        shapes_graph = Graph().parse(str(shapes or shapes_path()), format="turtle")
+    except Exception as exc:  # rdflib raises a zoo of parser errors
+        raise ValidationError(f"cannot read shapes {shapes or shapes_path()}: {exc}") from exc
+    data = _data_graph(store)
+    try:
+        conforms, report, _text = pyshacl.validate(
+            data, shacl_graph=shapes_graph, inference="none", abort_on_first=False, allow_warnings=True
+        )
+    except Exception as exc:  # pragma: no cover - pyshacl internal failure
+        raise ValidationError(f"SHACL validation failed to run: {exc}") from exc
+    results = []
+    for node in report.subjects(RDF.type, sh.ValidationResult):
+        def one(p: Any) -> Any:
+            return report.value(node, p)
+
+        severity = str(one(sh.resultSeverity) or "").rsplit("#", 1)[-1] or "Violation"
+        results.append(
+            ShapeResult(
+                severity=severity,
+                focus=str(one(sh.focusNode)),
+                path=str(one(sh.resultPath)) if one(sh.resultPath) is not None else None,
+                value=str(one(sh.value)) if one(sh.value) is not None else None,
+                message=str(one(sh.resultMessage) or "does not match its shape"),
+                shape=str(one(sh.sourceShape)) if one(sh.sourceShape) is not None else None,
+            )
+        )
+    results.sort(key=lambda r: (r.focus, r.path or "", r.message))
+    focus = len(set(data.subjects(RDF.type, None)))
+    return ValidationReport(bool(conforms), results, report, focus)
+
+
+def iter_lines(report: ValidationReport, limit: int | None = None) -> Iterator[str]:
+    """Human-readable lines of a report."""
+    for i, r in enumerate(report.results):
+        if limit is not None and i >= limit:
+            yield f"… and {len(report.results) - limit} more (use --format turtle for all)"
+            return
+        yield str(r)

@@ -1,0 +1,185 @@
+"""Deterministic synthetic KonbiniAPI responses, shaped like SPEC §1.
+
+Used by the benchmarks, the tests and the fake API server. Audios share
+persons (a few prolific creators, a long tail), alternate between the older and
+newer field sets, and leave optional fields absent or null now and then.
+
+>>> a = audio_response(7)
+>>> a["data"]["type"], a["data"]["id"].startswith("https://www.tiktok.com/music/")
+('Audio', True)
+>>> audio_response(7) == a
+True
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from ...mapping.contexts import API_CONTEXT
+
+__all__ = ["audio_id", "audio_response", "corpus_lines", "person", "videos_page"]
+
+_WORDS = (
+    "original sound lofi summer night dance remix chill beat love city rain drive dream sunset "
+    "morning coffee vibes phonk drill jazz piano guitar bass echo neon tokyo paris khaby"
+).split()
+
+
+def audio_id(i: int) -> str:
+    """The decimal audio id of synthetic audio ``i``."""
+    return str(7_000_000_000_000_000_000 + i * 7919)
+
+
+def _image(rng: random.Random, tag: str) -> dict[str, Any]:
+    return {
+        "type": "Image",
+        "url": f"https://p16-sign.tiktokcdn-us.com/tos-avt/{tag}~c5_100x100.jpeg",
+        "width": rng.choice([100, 576, 720]),
+        "height": rng.choice([100, 1024, 1280]),
+    }
+
+
+def person(j: int) -> dict[str, Any]:
+    """Synthetic person ``j`` (older field set for odd ``j``, newer for even)."""
+    rng = random.Random(f"person-{j}")
+    handle = f"creator.{j}"
+    p: dict[str, Any] = {
+        "type": "Person",
+        "id": f"https://www.tiktok.com/@{handle}",
+        "url": f"https://www.tiktok.com/@{handle}",
+        "name": f"Creator {j} {rng.choice(_WORDS).title()}",
+        "preferredUsername": handle,
+        "summary": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 8))) or None,
+        "published": f"20{rng.randint(16, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T00:00:00.000Z",
+        "isPrivate": rng.random() < 0.05,
+        "isVerified": rng.random() < 0.2,
+        "isLive": False,
+        "hasLikes": True,
+        "hasPlaylists": rng.random() < 0.5,
+        "followerCount": rng.randint(0, 200_000_000),
+        "followingCount": rng.randint(0, 5000),
+        "likeCount": rng.randint(0, 3_000_000_000),
+        "videoCount": rng.randint(0, 5000),
+        "image": [_image(rng, f"p{j}")],
+    }
+    if rng.random() < 0.5:
+        p["attachment"] = [{"type": "Link", "href": f"https://linktr.ee/{handle}"}]
+    if j % 2:
+        p["userId"] = str(100_000_000_000_000_000 + j)
+        p["internalId"] = f"MS4wLjABAAAA{j:040d}"
+        p["icon"] = _image(rng, f"i{j}")
+    else:
+        p["entityId"] = f"MS4wLjABAAAA{j:040d}"
+        p["language"] = rng.choice(["en", "fr", "ja", "es"])
+        p["likedCount"] = rng.randint(0, 10_000)
+        p["mediaCount"] = p["videoCount"]
+    return p
+
+
+def _audio(i: int, n_persons: int, rng: random.Random) -> dict[str, Any]:
+    name = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+    slug = name.replace(" ", "-")
+    a: dict[str, Any] = {
+        "@context": list(API_CONTEXT),
+        "type": "Audio",
+        "id": f"https://www.tiktok.com/music/{slug}-{audio_id(i)}",
+        "url": f"https://sf16-ies-music.tiktokcdn.com/obj/tos-alisg-v/{audio_id(i)}",
+        "name": name,
+        "duration": rng.choice([rng.randint(5, 300), rng.randint(5, 60)]),
+        "mediaType": "audio/mpeg",
+        "album": rng.choice(["Greatest Hits", "Singles", None, ""]),
+        "videoCount": int(rng.paretovariate(1.2) * 100),
+        "image": [_image(rng, f"a{i}")],
+    }
+    if i % 3:
+        a["entityId"] = audio_id(i)
+        a["isOriginal"] = rng.random() < 0.6
+        a["isCopyrighted"] = rng.random() < 0.3
+    if rng.random() < 0.85:
+        # a few prolific creators, a long tail
+        j = int(n_persons * rng.random() ** 3)
+        if rng.random() < 0.05:
+            a["attributedTo"] = [person(j), person((j + 1) % n_persons)]
+        else:
+            a["attributedTo"] = person(j)
+    if rng.random() < 0.5:
+        a["icon"] = _image(rng, f"ai{i}")
+    return a
+
+
+def audio_response(i: int, *, n_persons: int = 2500) -> dict[str, Any]:
+    """The ``GET /v1/tiktok/audios/{id}`` response body for synthetic audio ``i``.
+
+    :param n_persons: size of the creator pool the audio's creators come from.
+    """
+    return {"data": _audio(i, n_persons, random.Random(f"audio-{i}"))}
+
+
+def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, n_persons: int = 2500) -> dict[str, Any]:
+    """A ``GET /v1/tiktok/audios/{id}/videos`` page for synthetic audio ``i``."""
+    rng = random.Random(f"videos-{i}-{cursor}")
+    audio = _audio(i, n_persons, random.Random(f"audio-{i}"))
+    audio.pop("@context")
+    audio.pop("attributedTo", None)
+    aid = audio_id(i)
+    base = f"https://api.konbiniapi.com/v1/tiktok/audios/{aid}/videos"
+    last = cursor >= pages - 1
+    items = []
+    for k in range(per_page):
+        vid = str(7_600_000_000_000_000_000 + i * 1000 + cursor * per_page + k)
+        creator = person(rng.randrange(n_persons))
+        items.append(
+            {
+                "type": "Video",
+                "id": f"{creator['id']}/video/{vid}",
+                "url": f"{creator['id']}/video/{vid}",
+                "entityId": vid,
+                "content": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 12))) + " #fyp",
+                "published": f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T12:00:00.000Z",
+                "duration": rng.randint(5, 180),
+                "viewCount": rng.randint(0, 50_000_000),
+                "likeCount": rng.randint(0, 5_000_000),
+                "commentCount": rng.randint(0, 100_000),
+                "repostCount": 0,
+                "shareCount": rng.randint(0, 200_000),
+                "saveCount": rng.randint(0, 200_000),
+                "language": "en",
+                "isSponsored": False,
+                "location": {"type": "Place", "name": rng.choice(["US", "FR", "JP"])},
+                "tag": [
+                    {
+                        "type": "Tag",
+                        "name": "fyp",
+                        "href": "https://www.tiktok.com/tag/fyp",
+                        "id": "https://www.tiktok.com/tag/fyp",
+                        "entityId": "229207",
+                    }
+                ],
+                "attributedTo": creator,
+                "audio": audio,
+            }
+        )
+    return {
+        "data": {
+            "@context": list(API_CONTEXT),
+            "type": "OrderedCollectionPage",
+            "partOf": base,
+            "totalItems": per_page * pages,
+            "cursor": str(cursor),
+            "nextCursor": None if last else str(cursor + 1),
+            "next": None if last else f"{base}?cursor={cursor + 1}&count={per_page}",
+            "itemCount": per_page,
+            "orderedItems": items,
+        }
+    }
+
+
+def corpus_lines(n: int, *, n_persons: int | None = None) -> Iterator[str]:
+    """``n`` audio responses as JSON Lines (one compact response per line)."""
+    persons = n_persons or max(1, n // 4)
+    for i in range(n):
+        rng = random.Random(f"audio-{i}")
+        yield json.dumps({"data": _audio(i, persons, rng)}, separators=(",", ":")) + "\n"

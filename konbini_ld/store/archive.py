@@ -1,0 +1,355 @@
+"""Append-only, compressed archive of every raw response ingested.
+
+The archive lives beside the store (``<store>/archive/``) as segments of gzip
+members holding JSON Lines, one record per response, numbered by a sequence
+that never goes back and never skips. Records are written and fsynced before
+they reach the graph, so the archive doubles as the store's write-ahead log:
+records past the store's applied mark are replayed when the store is next
+opened, and ``rebuild`` replays all of them after a mapping change without
+spending a credit.
+
+Layout and integrity::
+
+    archive/
+      000000000001.jsonl.gz   gzip members of at most 64 records; a line is
+                              "<crc32 hex> <record JSON>" (older lines: JSON only)
+      HEAD                    {"segment", "size", "last_seq"}: what was last fsynced
+
+Damage is told apart from a torn tail. Bytes past the ``size`` HEAD vouches
+for in its segment are an append a crash interrupted: they are cut. Anything
+else that does not read back (a flipped byte, a truncation, a missing
+segment) is *damage*: reading resynchronises on the next gzip member, keeps
+every record that still checks out, and reports the damaged spans by segment
+and byte offset along with the sequence numbers lost (the sequence is
+contiguous, and HEAD says where it ends). New records never go behind damage:
+an append to a damaged segment starts a new one.
+
+Records hold what the API returned and where it came from; request headers
+(and so the API key) are never part of a record.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import StoreError
+from ..model import Damage
+from .archive_format import MEMBER_RECORDS, ArchiveRecord, find_magic, fsync_dir, member, read_member
+
+__all__ = ["Archive", "ArchiveRecord", "Scan"]
+
+_SEGMENT_BYTES = 256 * 1024 * 1024
+_SUFFIX = ".jsonl.gz"
+@dataclass(slots=True)
+class Scan:
+    """What a read of the archive found besides its records."""
+
+    damage: list[Damage] = field(default_factory=list)
+    read: int = 0
+    last_seq: int = 0
+
+    @property
+    def lost(self) -> int:
+        return sum(d.lost for d in self.damage)
+
+
+class _Ticket:
+    __slots__ = ("records", "done", "error")
+
+    def __init__(self, records: list[ArchiveRecord]) -> None:
+        self.records = records
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class Archive:
+    """The archive directory.
+
+    Appends are safe from many threads: concurrent callers are written together in one
+    fsync (group commit), and each call returns once its records are durable.
+
+    :param on_written: called with each group of records right after it is durable, in
+        sequence order (the caller's apply queue hangs here).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, on_written: Callable[[list[ArchiveRecord]], None] | None = None) -> None:
+        self.path = Path(path)
+        self.on_written = on_written
+        self._last_seq: int | None = None
+        self._cv = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._writing = False
+        self._damaged_segment: str | None = None
+
+    # -- HEAD ------------------------------------------------------------------
+
+    def _head(self) -> dict[str, object] | None:
+        try:
+            head = json.loads((self.path / "HEAD").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(head, dict) or not isinstance(head.get("last_seq"), int):
+            return None
+        return head
+
+    def _write_head(self, segment: Path, seq: int) -> None:
+        tmp = self.path / "HEAD.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps({"segment": segment.name, "size": segment.stat().st_size, "last_seq": seq}))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / "HEAD")
+        fsync_dir(self.path)
+
+    def _segments(self) -> list[Path]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.iterdir() if p.name.endswith(_SUFFIX) and p.name[:-len(_SUFFIX)].isdigit())
+
+    def _repair(self, segments: list[Path]) -> None:
+        """Settle an append a crash interrupted, past what HEAD vouches for.
+
+        Whole members that continue the sequence were written and fsynced before the crash
+        cut the HEAD update short: they are kept (each is a paid response) and HEAD catches
+        up. A member cut short is torn and is cut off; nothing HEAD vouches for is touched.
+        """
+        head = self._head()
+        if not head or not segments:
+            return
+        names = [p.name for p in segments]
+        if head.get("segment") not in names:
+            return
+        index = names.index(str(head["segment"]))
+        seq = int(head["last_seq"])  # type: ignore[call-overload]
+        offset = int(head["size"])  # type: ignore[call-overload]
+        tail_segment: Path | None = None
+        for segment in segments[index:]:
+            size = segment.stat().st_size
+            if size <= offset:
+                offset = 0
+                continue
+            with open(segment, "r+b") as fh:
+                pos = offset
+                while pos < size:
+                    records, end = read_member(fh, pos)
+                    wanted = list(range(seq + 1, seq + 1 + len(records)))
+                    if end is None or not records or [r.seq if r else None for r in records] != wanted:
+                        break
+                    pos, seq = end, wanted[-1]
+                if pos < size:
+                    fh.truncate(pos)
+                    os.fsync(fh.fileno())
+            if pos == 0:
+                segment.unlink()
+            else:
+                tail_segment = segment
+            offset = 0
+        if tail_segment is not None and seq > int(head["last_seq"]):  # type: ignore[call-overload]
+            self._write_head(tail_segment, seq)
+            self._last_seq = seq
+
+    def repair(self) -> None:
+        """Settle an interrupted append now (writers call this when they open the store)."""
+        segments = self._segments()
+        if segments:
+            with open(self.path / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._last_seq = None
+                self._repair(segments)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last record (0 for an empty archive)."""
+        if self._last_seq is None:
+            head = self._head()
+            if head is not None:
+                self._last_seq = int(head["last_seq"])  # type: ignore[call-overload]
+                return self._last_seq
+            segments = self._segments()
+            last = 0
+            if segments:
+                for record, _ in self._read(segments[-1], Scan()):
+                    last = max(last, record.seq)
+                if last == 0:
+                    last = int(segments[-1].name[: -len(_SUFFIX)]) - 1
+            self._last_seq = last
+        return self._last_seq
+
+    # -- appending ---------------------------------------------------------------
+
+    def append(self, records: Iterable[ArchiveRecord]) -> list[ArchiveRecord]:
+        """Number, compress and durably append ``records``; return them with ``seq`` set.
+
+        :raises StoreError: the archive cannot be written (full disk, permissions…).
+        """
+        ticket = _Ticket(list(records))
+        if not ticket.records:
+            return ticket.records
+        with self._cv:
+            self._queue.append(ticket)
+            while not ticket.done:
+                if self._writing:
+                    self._cv.wait()
+                    continue
+                batch, self._queue = self._queue, []
+                self._writing = True
+                self._cv.release()
+                error: BaseException | None = None
+                try:
+                    self._write_group([r for t in batch for r in t.records])
+                except BaseException as exc:  # handed to every caller of the group
+                    error = exc
+                finally:
+                    self._cv.acquire()
+                    self._writing = False
+                    for t in batch:
+                        t.done, t.error = True, error
+                    self._cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.records
+
+    def _write_group(self, records: list[ArchiveRecord]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._last_seq = None  # another process may have appended
+            seq = self.last_seq
+            segments = self._segments()
+            self._repair(segments)
+            target = self._target(segments, seq + 1)
+            for record in records:
+                seq += 1
+                record.seq = seq
+            data = b"".join(member(records[i : i + MEMBER_RECORDS]) for i in range(0, len(records), MEMBER_RECORDS))
+            try:
+                with open(target, "ab") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                self._write_head(target, seq)
+            except OSError as exc:
+                self._last_seq = None
+                raise StoreError(f"cannot append to the archive {target}: {exc.strerror or exc}") from exc
+            self._last_seq = seq
+            if self.on_written is not None:
+                self.on_written(records)
+
+    def _target(self, segments: list[Path], first_seq: int) -> Path:
+        """The segment to append to: the last one, unless it is full or damaged."""
+        fresh = self.path / f"{first_seq:012d}{_SUFFIX}"
+        if not segments:
+            return fresh
+        last = segments[-1]
+        size = last.stat().st_size
+        if size >= _SEGMENT_BYTES:
+            return fresh
+        head = self._head()
+        if head is not None and head.get("segment") == last.name and size != head.get("size"):
+            # shorter than HEAD vouches for: damaged, never written behind
+            self._damaged_segment = last.name
+            return fresh
+        if head is not None and head.get("segment") != last.name:
+            return fresh  # HEAD names another segment: the last file is not the one being appended to
+        return last
+
+    # -- reading -------------------------------------------------------------------
+
+    def records(self, after: int = 0, *, scan: Scan | None = None) -> Iterator[ArchiveRecord]:
+        """Yield the readable records with ``seq > after``, in order.
+
+        Damage met on the way is added to ``scan`` (when given); records after it are
+        still yielded. Once the iterator is exhausted, ``scan`` also accounts for records
+        missing at the end (up to HEAD's last sequence number).
+        """
+        scan = scan if scan is not None else Scan()
+        self.repair()
+        segments = self._segments()
+        head = self._head()
+        expected = after + 1
+        seen_damage = len(scan.damage)
+        starts = [int(p.name[: -len(_SUFFIX)]) for p in segments]
+        for i, segment in enumerate(segments):
+            nxt = starts[i + 1] if i + 1 < len(starts) else None
+            if nxt is not None and nxt <= after + 1:
+                continue
+            for record, intact in self._read(segment, scan):
+                if record.seq < expected:
+                    continue  # at or before `after`, or a duplicate
+                if record.seq > expected:
+                    self._note_gap(scan, seen_damage, segment.name, expected, record.seq - 1)
+                if intact:
+                    seen_damage = len(scan.damage)
+                scan.read += 1
+                scan.last_seq = record.seq
+                expected = record.seq + 1
+                yield record
+        last = int(head["last_seq"]) if head is not None else expected - 1  # type: ignore[call-overload]
+        if head is None and segments:
+            scan.damage.append(Damage("HEAD", 0, "missing or unreadable: the end of the archive is unverified"))
+        if last >= expected:
+            where = segments[-1].name if segments else "(no segment)"
+            self._note_gap(scan, seen_damage, where, expected, last, "records missing at the end")
+
+    @staticmethod
+    def _note_gap(scan: Scan, since: int, segment: str, first: int, last: int, reason: str = "records missing") -> None:
+        """Blame missing records on the damage met since the last good record, or record a gap."""
+        if len(scan.damage) > since:
+            scan.damage[-1].add_lost(first, last)
+            return
+        gap = Damage(segment, 0, reason)
+        gap.add_lost(first, last)
+        scan.damage.append(gap)
+
+    def _read(self, segment: Path, scan: Scan) -> Iterator[tuple[ArchiveRecord, bool]]:
+        """The records of one segment, member by member, streaming (a member is small), each with
+        whether its member was intact."""
+        try:
+            fh = open(segment, "rb")
+        except OSError as exc:
+            raise StoreError(f"archive segment {segment} is unreadable: {exc.strerror or exc}") from exc
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            pos = 0
+            in_damage = False
+            while pos < size:
+                start = find_magic(fh, pos)
+                if start is None or start > pos:
+                    if not in_damage:
+                        scan.damage.append(Damage(segment.name, pos, "unreadable bytes"))
+                        in_damage = True
+                    if start is None:
+                        return
+                assert start is not None
+                records, end = read_member(fh, start)
+                good = [r for r in records if r is not None]
+                if end is not None and len(good) == len(records):
+                    for record in good:
+                        yield record, True
+                    pos, in_damage = end, False
+                    continue
+                # a damaged member: report it once, keep what checks out, resynchronise on the next header
+                if good or not in_damage:
+                    scan.damage.append(Damage(segment.name, start, "damaged compressed data"))
+                in_damage = True
+                for record in good:
+                    yield record, False
+                pos = start + 1
+
+    def verify(self) -> Scan:
+        """Read the whole archive and report what does not read back."""
+        scan = Scan()
+        for _ in self.records(scan=scan):
+            pass
+        return scan
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.records())
+
+

@@ -1,0 +1,311 @@
+"""The store directory on disk: who may write it, how far the graph is applied, and the
+atomic swap that makes ``rebuild`` safe to interrupt.
+
+Layout::
+
+    <store>/
+      oxigraph/          the live graph (RocksDB)
+      archive/           every raw response (see :mod:`konbini_ld.archive`)
+      state.json         {"applied_seq": N}: archive records 1..N are in the live graph
+      writer.lock        held (flock) by the one process writing; says who it is
+      oxigraph.rebuild/  a graph being rebuilt (never read; deleted if a rebuild was interrupted)
+      REBUILD            written once a rebuilt graph is complete: the swap's commit point
+
+A rebuild never touches the live graph while it runs. When the new graph is complete
+and flushed, ``REBUILD`` is written (atomically), then the directories are swapped and
+``state.json`` replaced; whoever opens the store next finishes a swap that a kill cut
+short (:func:`settle`), or deletes a rebuild that never reached its commit point.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..engines.oxigraph import OxigraphEngine
+
+from ..errors import StoreError
+
+__all__ = [
+    "WriterLock",
+    "commit_rebuild",
+    "default_location",
+    "locate",
+    "open_graph",
+    "open_oxigraph",
+    "read_applied",
+    "settle",
+    "write_applied",
+]
+
+LIVE = "oxigraph"
+BUILDING = "oxigraph.rebuild"
+RETIRED = "oxigraph.old"
+JOURNAL = "REBUILD"
+STATE = "state.json"
+
+
+def default_location(environ: Mapping[str, str]) -> Path:
+    """Where a store lives when none is named: ``$XDG_DATA_HOME/konbini-ld/store``
+    (``~/.local/share/konbini-ld/store``).
+
+    :param environ: the environment to read ``XDG_DATA_HOME`` from (``os.environ``).
+    """
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "konbini-ld" / "store"
+
+
+def remote_archive_location(url: str, environ: Mapping[str, str]) -> Path:
+    """Where the archive of a remote store lives when none is named: one directory per endpoint."""
+    import re
+
+    from ..urls import redact
+
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", redact(url).split("://", 1)[-1]).strip("_")
+    return default_location(environ).parent / "remote" / slug
+
+
+def locate(store: str | None, archive: str | None, environ: Mapping[str, str]) -> tuple[Path | str, Path | None]:
+    """Where a store and its archive are, from what the user gave (or the defaults).
+
+    A SPARQL endpoint URL stays a string, with its archive kept locally per endpoint;
+    a directory is a :class:`~pathlib.Path`, with its archive inside (``None``) unless given.
+
+    >>> locate("http://127.0.0.1:7878/query", None, {"XDG_DATA_HOME": "/d"})
+    ('http://127.0.0.1:7878/query', PosixPath('/d/konbini-ld/remote/127.0.0.1_7878_query'))
+    >>> locate(None, None, {"XDG_DATA_HOME": "/d"})
+    (PosixPath('/d/konbini-ld/store'), None)
+    """
+    if store and store.startswith(("http://", "https://")):
+        return store, Path(archive) if archive else remote_archive_location(store, environ)
+    return (Path(store) if store else default_location(environ)), (Path(archive) if archive else None)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_applied(state_dir: Path) -> int:
+    """How far into the archive the graph is applied (0 when nothing is recorded).
+
+    :raises StoreError: ``state.json`` is damaged (with the way out).
+    """
+    path = state_dir / STATE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    try:
+        value = json.loads(text)
+        applied = value["applied_seq"]
+        if not isinstance(applied, int) or applied < 0:
+            raise ValueError(applied)
+        return applied
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"{path} is damaged, so it is unknown how much of the archive the graph holds; "
+            "`konbini-ld rebuild` re-derives the graph from the archive (no credits are spent) "
+            "and writes a new one"
+        ) from exc
+
+
+def write_applied(state_dir: Path, seq: int) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(state_dir / STATE, {"applied_seq": seq})
+
+
+def settle(location: Path, state_dir: Path) -> None:
+    """Finish or undo a rebuild that was interrupted (call with the writer lock held)."""
+    journal = location / JOURNAL
+    building, live, retired = location / BUILDING, location / LIVE, location / RETIRED
+    if journal.exists():
+        try:
+            applied = int(json.loads(journal.read_text(encoding="utf-8"))["applied_seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            applied = None
+        if applied is None:  # the commit point itself was torn: the rebuilt graph is not vouched for
+            shutil.rmtree(building, ignore_errors=True)
+            journal.unlink()
+            return
+        if building.exists():
+            if live.exists():
+                shutil.rmtree(retired, ignore_errors=True)
+                live.rename(retired)
+            building.rename(live)
+        write_applied(state_dir, applied)
+        shutil.rmtree(retired, ignore_errors=True)
+        journal.unlink()
+        return
+    if building.exists():
+        shutil.rmtree(building, ignore_errors=True)  # a rebuild that never finished: the live graph is intact
+    if retired.exists():
+        if not live.exists():
+            retired.rename(live)
+        else:
+            shutil.rmtree(retired, ignore_errors=True)
+
+
+def commit_rebuild(location: Path, state_dir: Path, applied: int) -> None:
+    """The rebuilt graph in ``oxigraph.rebuild/`` is complete: make it the live graph."""
+    _write_json(location / JOURNAL, {"applied_seq": applied})
+    settle(location, state_dir)
+
+
+class WriterLock:
+    """The store's single-writer lock (an ``flock`` on ``writer.lock``), naming its holder.
+
+    :param what: what the holder is doing (``konbini-ld load``…), shown to whoever waits.
+    """
+
+    def __init__(self, location: Path, what: str | None = None) -> None:
+        self.path = location / "writer.lock"
+        self.what = what or _command_line()
+        self._fh: IO[str] | None = None
+
+    @classmethod
+    def take(cls, location: Path) -> WriterLock:
+        """Acquire the lock of the store at ``location``.
+
+        :raises StoreError: another process holds it (naming that process).
+        """
+        lock = cls(location)
+        lock.acquire()
+        return lock
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            raise StoreError(
+                f"the store at {self.path.parent} is being written by another process"
+                f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another --store "
+                "(queries, exports and `serve` can run beside a writer)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{self.what}, pid {os.getpid()}")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.seek(0)
+                self._fh.truncate()
+            except OSError:  # pragma: no cover - disk gone
+                pass
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+_COMMANDS = {"load", "fetch", "rebuild", "serve", "push", "validate", "query", "export", "stats"}
+
+
+def _command_line() -> str:
+    """``konbini-ld load`` for the command line, else the program's name."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    prog = os.path.basename(argv0) or "python"
+    if prog == "__main__.py":  # python -m …
+        prog = "konbini-ld" if os.path.basename(os.path.dirname(argv0)) == "konbini_ld" else "python"
+    command = next((a for a in sys.argv[1:] if a in _COMMANDS), None)
+    return f"`{prog} {command}`" if command else f"`{prog}`"
+
+
+# -- opening the graph --------------------------------------------------------------
+
+
+def _archived(state_dir: Path) -> int:
+    from .archive import Archive
+
+    return Archive(state_dir / "archive").last_seq
+
+
+def _has_data(path: Path) -> bool:
+    """Whether the Oxigraph directory at ``path`` holds any quad (cheap: reads one)."""
+    import pyoxigraph as ox
+
+    if not path.is_dir():
+        return False
+    try:
+        store = ox.Store.read_only(str(path))
+    except (OSError, RuntimeError):
+        return True  # damaged, not empty: opening it says so
+    try:
+        return next(iter(store.quads_for_pattern(None, None, None, None)), None) is not None
+    except (OSError, RuntimeError):
+        return True
+    finally:
+        del store
+
+
+def _missing(location: Path, state_dir: Path, what: str = "has no graph (oxigraph/ is missing)") -> str:
+    archived = _archived(state_dir)
+    if archived:
+        return (
+            f"the store at {location} {what} but its archive holds {archived} responses: "
+            "`konbini-ld rebuild` re-derives the graph from them (no credits are spent)"
+        )
+    return f"there is no konbini-ld store at {location} (load something first)"
+
+
+def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphEngine:
+    """Open the embedded graph; a damaged one is reported with the way to recover it."""
+    from ..engines.oxigraph import OxigraphEngine
+
+    try:
+        return OxigraphEngine(location / LIVE, read_only=read_only)
+    except StoreError as exc:
+        archived = _archived(state_dir)
+        if archived and "damaged" in str(exc):
+            raise StoreError(
+                f"{exc}. Its archive holds {archived} responses: `konbini-ld rebuild` re-derives the graph "
+                "from them (no credits are spent)"
+            ) from exc
+        raise
+
+
+def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: bool,
+               on_lock: Callable[[WriterLock], None]) -> OxigraphEngine:
+    """Open a store directory's graph: for a writer, take the lock (handed to ``on_lock``),
+    settle an interrupted rebuild and refuse an empty graph beside an applied archive.
+
+    When ``rebuilding``, a damaged or missing graph is not an error: it is about to be replaced.
+    """
+    from ..engines.oxigraph import OxigraphEngine
+
+    if location.exists() and not location.is_dir():
+        raise StoreError(f"--store {location} exists and is not a directory")
+    if read_only:
+        if not (location / LIVE).is_dir():
+            raise StoreError(_missing(location, state_dir))
+    else:
+        on_lock(WriterLock.take(location))
+        settle(location, state_dir)
+        if not rebuilding and read_applied(state_dir) and not _has_data(location / LIVE):
+            raise StoreError(_missing(location, state_dir, "has lost its graph (oxigraph/ is missing or empty)"))
+    try:
+        return open_oxigraph(location, state_dir, read_only)
+    except StoreError:
+        if not rebuilding:
+            raise
+        return OxigraphEngine(None)  # the damaged graph is replaced, never read

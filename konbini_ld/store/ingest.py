@@ -1,0 +1,147 @@
+"""The one ingest pipeline: source → prepare → archive → apply.
+
+``load`` feeds it responses read from files; ``fetch`` archives each answer as it
+arrives and feeds it the archived records; opening a store after a crash, and
+``rebuild``, feed it the archive itself. Every path goes through the same stages:
+
+* **prepare** (:mod:`konbini_ld.mapping.prepare`): each response becomes an
+  :class:`~konbini_ld.model.Observation` (worker processes a batch ahead where the
+  machine has the cores; shape templates unless told to run plain pyld);
+* **archive** (:mod:`.archive`): the raw responses are appended and fsynced before any
+  of them reaches the graph (skipped for records that are already archived);
+* **apply** (:mod:`.writer`): the upsert is planned and written, behind the caller,
+  and the archive position written is recorded, so a kill replays only what is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from ..errors import InputError
+from ..mapping.prepare import PreparePool, prepare
+from ..model import LoadReport, Observation, Response
+from .archive import Archive, ArchiveRecord
+from .writer import Writer
+
+__all__ = ["DEFAULT_BATCH", "Pipeline", "batched"]
+
+log = logging.getLogger(__name__)
+
+#: Responses per batch: prepared together, archived in one append, written in one write.
+DEFAULT_BATCH = 2000
+
+Item = Response | ArchiveRecord | InputError
+
+
+def batched(items: Iterable[Item], size: int, failed: list[InputError]) -> Iterator[list[Response | ArchiveRecord]]:
+    """Group items into lists of ``size``; input errors go to ``failed``."""
+    batch: list[Response | ArchiveRecord] = []
+    for item in items:
+        if isinstance(item, InputError):
+            failed.append(item)
+            continue
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class Pipeline:
+    """The stages, wired to one store's archive and writer.
+
+    :param archive: where raw responses are kept (``None`` for an in-memory store).
+    :param writer: what applies observations to the engine.
+    :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
+    :param templates: expand through shape templates (``False``: plain pyld for every response).
+    """
+
+    def __init__(self, archive: Archive | None, writer: Writer, *, workers: int | None = None,
+                 templates: bool = True) -> None:
+        self.archive = archive
+        self.writer = writer
+        self.workers = workers
+        self.templates = templates
+
+    def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
+        """Durably append raw responses to the archive (before they reach the graph)."""
+        if self.archive is None or not responses:
+            return []
+        return self.archive.append(ArchiveRecord.of(r) for r in responses)
+
+    def run(
+        self,
+        items: Iterable[Item],
+        *,
+        archive: bool = True,
+        archive_failed: bool = False,
+        batch_size: int = DEFAULT_BATCH,
+        progress: Callable[[int], None] | None = None,
+        workers: int | None = None,
+    ) -> LoadReport:
+        """Take ``items`` through every stage, a batch at a time.
+
+        Each batch is prepared while the previous one is written, so at most two batches are
+        in memory. Items are responses to archive (``archive=True``) or archive records already
+        kept (``archive=False``: replay).
+
+        :param archive_failed: archive responses even when they cannot be mapped (API responses
+            that were paid for), so that ``rebuild`` can recover them later.
+        :param progress: called with the number of items handled after each batch.
+        :param workers: preparing processes for this run (default: the pipeline's).
+        """
+        report = LoadReport()
+        pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
+        pending: Any = None
+
+        def finish(job: Any) -> None:
+            batch, seq_from_batch, prepared = job
+            observations: list[Observation] = prepared.get() if hasattr(prepared, "get") else prepared
+            if archive:
+                kept = self.archive_responses([o.response for o in observations if o.ok or archive_failed])
+                seq = kept[-1].seq if kept else None
+            else:
+                seq = seq_from_batch
+            done = self.writer.apply(observations, seq, background=True)
+            report.merge(done)
+            log.info("batch of %d responses: %d mapped, %d failed, %d triples", len(batch), done.loaded,
+                     len(done.failed), done.triples)
+            for error in done.failed:
+                log.debug("refused %s", error)
+            if progress:
+                progress(len(batch))
+
+        try:
+            for batch in batched(items, batch_size, report.failed):
+                responses = [_response(x) for x in batch if _replayable(x)]
+                seq = batch[-1].seq if isinstance(batch[-1], ArchiveRecord) else None
+                job = (batch, seq, pool.prepare(responses))
+                if pending is not None:
+                    finish(pending)
+                pending = job
+            if pending is not None:
+                finish(pending)
+        finally:
+            pool.close()
+            self.writer.sync()
+        report.merge(self.writer.take_late())
+        return report
+
+    def apply_records(self, records: Sequence[ArchiveRecord]) -> LoadReport:
+        """Prepare and apply records already archived, now (the apply half, for ``fetch``)."""
+        observations = [prepare(r.response(), shape_cache=self.templates) for r in records if _replayable(r)]
+        report = self.writer.apply(observations, records[-1].seq if records else None)
+        report.merge(self.writer.take_late())
+        return report
+
+
+def _replayable(item: Response | ArchiveRecord) -> bool:
+    """Archived answers other than 200 and 404 hold nothing to apply (kept for the record)."""
+    return not isinstance(item, ArchiveRecord) or item.status is None or item.status in (200, 404)
+
+
+def _response(item: Response | ArchiveRecord) -> Response:
+    return item.response() if isinstance(item, ArchiveRecord) else item

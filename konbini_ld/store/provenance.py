@@ -1,0 +1,120 @@
+"""Provenance (PROV-O) and the fetch ledger.
+
+Every response ingested is a ``prov:Activity`` in the provenance graph: when it was
+observed, what it used (the request URL or file), its body's SHA-256, and for API
+responses what it cost and what was asked for (``ks:requested``, the request key),
+its HTTP status and the next page's cursor. Each entity it described is linked to it
+by ``prov:wasGeneratedBy`` (links accumulate: every observation is kept).
+
+The fetch ledger is read back from those activities: request key → status and cursor.
+The store treats keys as opaque strings; :mod:`konbini_ld.sources.konbini.endpoints`
+says what they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pyoxigraph as ox
+
+from ..mapping.literals import nt_iri, nt_literal
+from ..mapping.prepare import body_sha256
+from ..model import LedgerEntry, Observation
+from ..urls import source_iri
+from ..vocab import DATA_GRAPH, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
+
+__all__ = ["DATA", "GENERATED_BY", "PROV_G", "describe", "ledger", "observation_iri", "recorded_shas"]
+
+DATA = ox.NamedNode(DATA_GRAPH)
+PROV_G = ox.NamedNode(PROV_GRAPH)
+GENERATED_BY = f"<{PROV}wasGeneratedBy>"
+_RDF_TYPE = f"<{RDF}type>"
+_ACTIVITY = f"<{PROV}Activity>"
+_USED = f"<{PROV}used>"
+_ENDED = f"<{PROV}endedAtTime>"
+_SHA = f"<{KS}responseSha256>"
+_LINE = f"<{KS}sourceLine>"
+_CREDITS_USED = f"<{KS}creditsUsed>"
+_CREDITS_REMAINING = f"<{KS}creditsRemaining>"
+_STATUS = f"<{KS}httpStatus>"
+_REQUESTED = f"<{KS}requested>"
+_NEXT_CURSOR = f"<{KS}nextCursor>"
+_MAPPING_FAILED = f"<{KS}mappingFailed>"
+
+
+def observation_iri(source: str, line: int | None, sha: str) -> str:
+    """The activity IRI of a response: the same response from the same place is one activity."""
+    return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}".encode()).hexdigest()[:32]
+
+
+def _int(value: int) -> str:
+    return f'"{int(value)}"^^<{XSD}integer>'
+
+
+def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
+    """The activity of one observation: its IRI (N-Triples) and its statements."""
+    r = o.response
+    used = source_iri(o.source_url or r.source)
+    sha = body_sha256(r.body)
+    act = f"<{observation_iri(used, r.line, sha)}>"
+    triples = [
+        (act, _RDF_TYPE, _ACTIVITY),
+        (act, _USED, nt_iri(used)),
+        (act, _ENDED, nt_literal(r.observed_at, XSD + "dateTime")),
+        (act, _SHA, nt_literal(sha)),
+    ]
+    if r.line is not None:
+        triples.append((act, _LINE, _int(r.line)))
+    if o.credits_used is not None:
+        triples.append((act, _CREDITS_USED, _int(o.credits_used)))
+    if o.credits_remaining is not None:
+        triples.append((act, _CREDITS_REMAINING, _int(o.credits_remaining)))
+    if r.key is not None:
+        triples.append((act, _REQUESTED, nt_literal(r.key)))
+    if r.status is not None:
+        triples.append((act, _STATUS, _int(r.status)))
+    if not o.ok and not o.not_found:
+        triples.append((act, _MAPPING_FAILED, nt_literal("true", XSD + "boolean")))
+    if o.next_cursor is not None:
+        triples.append((act, _NEXT_CURSOR, nt_literal(o.next_cursor)))
+    return act, triples
+
+
+_LEDGER_QUERY = f"""
+PREFIX ks: <{KS}>
+SELECT ?key ?status ?next WHERE {{
+  GRAPH <{PROV_GRAPH}> {{
+    ?o ks:requested ?key .
+    OPTIONAL {{ ?o ks:httpStatus ?status }}
+    OPTIONAL {{ ?o ks:nextCursor ?next }}
+  }}
+}}
+"""
+
+_SHA_QUERY = f"""
+PREFIX ks: <{KS}>
+SELECT DISTINCT ?sha WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:responseSha256 ?sha }} }}
+"""
+
+
+def ledger(engine: Any) -> dict[str, LedgerEntry]:
+    """What earlier runs already bought: request key → status and next page cursor.
+
+    Status 404 means "not found" (billed, so not asked again). A response that arrived but
+    could not be mapped is in the ledger too (``ks:mappingFailed``): it is in the archive,
+    and ``rebuild`` after an upgrade recovers it without buying it again.
+    """
+    out: dict[str, LedgerEntry] = {}
+    for row in engine.query(_LEDGER_QUERY, union=False):
+        key, status, cursor = row["key"], row["status"], row["next"]
+        entry = LedgerEntry(int(status.value) if status is not None else 200, cursor.value if cursor else None)
+        previous = out.get(key.value)
+        if previous is None or previous.status != 200:
+            out[key.value] = entry
+    return out
+
+
+def recorded_shas(engine: Any) -> list[str]:
+    """The body digests of every response the provenance graph records."""
+    return [row[0].value for row in engine.query(_SHA_QUERY, union=False)]

@@ -1,0 +1,112 @@
+"""``rebuild``: re-derive the graph from the archive, never leaving a partial graph behind.
+
+The archive is read through once first; a damaged archive stops the rebuild before anything
+changes (unless damage is accepted). The new graph is then built beside the live one and
+replaces it only when complete: on disk, a directory swap at a commit point
+(:func:`.directory.commit_rebuild`); on a remote server, temporary graphs moved over
+konbini-ld's two graphs in one update.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyoxigraph as ox
+
+from ..engines.oxigraph import OxigraphEngine
+from ..errors import ArchiveDamageError, StoreError
+from ..mapping.prepare import body_sha256
+from ..model import LoadReport
+from ..vocab import DATA_GRAPH, PROV_GRAPH
+from . import directory
+from .archive import Archive
+from .ingest import Pipeline
+from .provenance import DATA, PROV_G, recorded_shas
+from .writer import Writer
+
+__all__ = ["Rebuildable", "rebuild"]
+
+Progress = Callable[[int], None] | None
+
+
+class Rebuildable(Protocol):
+    """What a rebuild needs of a store (the facade provides it)."""
+
+    engine: Any
+    archive: Archive | None
+    writer: Writer
+    pipeline: Pipeline
+    location: Path | None
+    state_dir: Path | None
+    marking: bool
+
+    def mark_applied(self, seq: int) -> None: ...
+
+    def open_engine(self, *, read_only: bool) -> OxigraphEngine: ...
+
+
+def rebuild(store: Rebuildable, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
+    """Rebuild ``store``'s graph from its archive (see :meth:`konbini_ld.store.store.KonbiniStore.rebuild`)."""
+    if store.archive is None:
+        raise StoreError("an in-memory store has no archive to rebuild from")
+    store.writer.sync()
+    scan = store.archive.verify()
+    if scan.damage and not accept_damage:
+        raise ArchiveDamageError(scan)
+    last = max(store.archive.last_seq, scan.last_seq)
+    report = _embedded(store, progress, last) if store.location is not None else _remote(store, progress, last)
+    report.damage = scan.damage
+    return report
+
+
+def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
+    assert store.location is not None and store.archive is not None and store.state_dir is not None
+    building = store.location / directory.BUILDING
+    shutil.rmtree(building, ignore_errors=True)
+    live, new = store.engine, OxigraphEngine(building)
+    store.writer.reset(engine=new)
+    store.marking = False
+    try:
+        report = store.pipeline.run(store.archive.records(), archive=False, progress=progress)
+        new.close()
+    except BaseException:
+        new.close()
+        store.writer.reset(engine=live)
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    finally:
+        store.marking = True
+    live.close()
+    directory.commit_rebuild(store.location, store.state_dir, last)
+    store.engine = store.open_engine(read_only=False)
+    store.writer.reset(engine=store.engine)
+    return report
+
+
+def _remote(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
+    assert store.archive is not None
+    ours = {body_sha256(r.body) for r in store.archive.records()}
+    foreign = [sha for sha in recorded_shas(store.engine) if sha not in ours]
+    if foreign:
+        raise StoreError(
+            f"{store.engine.description} holds {len(foreign)} observations that the archive at "
+            f"{store.archive.path} did not record (pushed or loaded from another archive); a rebuild from "
+            "this archive would delete them. Rebuild the store that recorded them and `push` it, or point "
+            "--archive at the archive that holds every response"
+        )
+    temporary = (ox.NamedNode(DATA_GRAPH + ":rebuild"), ox.NamedNode(PROV_GRAPH + ":rebuild"))
+    for graph in temporary:
+        store.engine.clear_graph(graph)
+    store.writer.reset(graphs=temporary)
+    store.marking = False
+    try:
+        report = store.pipeline.run(store.archive.records(), archive=False, progress=progress)
+    finally:
+        store.writer.reset()
+        store.marking = True
+    store.engine.move_graphs({temporary[0]: DATA, temporary[1]: PROV_G})
+    store.mark_applied(last)
+    return report

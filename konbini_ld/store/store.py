@@ -1,0 +1,313 @@
+"""The konbini-ld graph: a facade over an engine, its archive and the ingest pipeline.
+
+A store directory holds the embedded graph, the archive of every raw response and the
+record of how far the graph is applied (:mod:`.directory`); a remote store is a SPARQL
+1.1 server with the archive kept locally. Graphs: mapped data in
+``urn:konbini-ld:graph:data``, PROV-O provenance in ``urn:konbini-ld:graph:provenance``;
+queries see their union as the default graph.
+
+The upsert rule: for every entity (a subject with a real IRI) and every property a
+response carries for it, the stored values are replaced by the new ones; properties it
+does not carry keep their values; skolemised objects hanging off a replaced value go
+with it. Reloading identical data writes nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ..engines.oxigraph import OxigraphEngine
+from ..errors import StoreError
+from ..io.formats import Format
+from ..model import LedgerEntry, LoadReport, Response, Stats
+from ..sources.files import Source, iter_sources
+from . import directory
+from .archive import Archive, ArchiveRecord, Scan
+from .ingest import DEFAULT_BATCH, Pipeline
+from .provenance import ledger
+from .writer import Writer
+
+if TYPE_CHECKING:
+    from rdflib import Dataset
+
+    from ..engines.base import Engine
+    from ..query.run import QueryResult
+
+__all__ = ["KonbiniStore", "open_store", "rebuild_store"]
+
+log = logging.getLogger(__name__)
+
+Location = str | os.PathLike[str] | None
+Progress = Callable[[int], None] | None
+
+
+class KonbiniStore:
+    """A konbini-ld graph on disk, in memory, or on a SPARQL server, with its archive.
+
+    Open one with :func:`open_store`; use it as a context manager to release the writer's
+    lock when done.
+
+    :param location: a directory; the query endpoint URL of a SPARQL 1.1 server; or ``None``
+        for a throwaway in-memory store without archive.
+    :param read_only: open without taking the writer's lock (queries, exports, ``serve``).
+    :param archive: directory of the archive and state (default: inside a store directory;
+        none for a remote store unless given).
+    :param update_url: a remote store's SPARQL update endpoint (derived for known servers).
+    :param gsp_url: a remote store's Graph Store endpoint (derived for known servers).
+    """
+
+    def __init__(self, location: Location = None, *, read_only: bool = False, archive: Location = None,
+                 update_url: str | None = None, gsp_url: str | None = None, _rebuilding: bool = False) -> None:
+        self.read_only = read_only
+        self.location: Path | None = None
+        self.state_dir: Path | None = Path(archive) if archive is not None else None
+        self.marking = True  # record how far the archive is applied (not while a rebuild builds)
+        self._lock: directory.WriterLock | None = None
+        self._graph: Any = None
+        text = str(location) if location is not None else None
+        try:
+            if text is not None and text.startswith(("http://", "https://")):
+                from ..engines.sparql_http import SparqlHttpEngine, derive_endpoints
+
+                self.engine: Engine = SparqlHttpEngine(derive_endpoints(text, update=update_url, gsp=gsp_url))
+                if not read_only and self.state_dir is not None:
+                    self._lock = directory.WriterLock.take(self.state_dir)
+            elif location is not None:
+                self.location = Path(location)
+                self.state_dir = self.state_dir or self.location
+                self.engine = directory.open_graph(self.location, self.state_dir, read_only=read_only,
+                                                   rebuilding=_rebuilding, on_lock=self._set_lock)
+            else:
+                self.engine = OxigraphEngine(None)
+        except BaseException:
+            self._release_lock()
+            raise
+        self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
+        self.writer = Writer(self.engine, self.mark_applied)
+        self.pipeline = Pipeline(self.archive, self.writer)
+        #: what opening the store replayed from the archive (responses a kill left unapplied)
+        self.recovered = LoadReport()
+        if not read_only and not _rebuilding:
+            try:
+                self.recovered = self.recover()
+            except BaseException:
+                self.close()
+                raise
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> KonbiniStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Finish writing and release the store (its lock is freed for other processes)."""
+        try:
+            self.writer.sync()
+        finally:
+            self._graph = None
+            self.engine.close()
+            self._release_lock()
+
+    def _set_lock(self, lock: directory.WriterLock) -> None:
+        self._lock = lock
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def open_engine(self, *, read_only: bool) -> OxigraphEngine:
+        """(Re)open the embedded graph of this store directory."""
+        assert self.location is not None and self.state_dir is not None
+        return directory.open_oxigraph(self.location, self.state_dir, read_only)
+
+    def mark_applied(self, seq: int) -> None:
+        """Record that archive records up to ``seq`` are in the graph."""
+        if self.state_dir is not None and self.marking:
+            directory.write_applied(self.state_dir, seq)
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreError("this store was opened read-only")
+
+    # -- writing -------------------------------------------------------------
+
+    def recover(self) -> LoadReport:
+        """Apply archived responses the graph does not have yet (after a crash or a kill).
+
+        Damaged archive records are skipped and reported in :attr:`LoadReport.damage`; a
+        response that cannot be written is reported and skipped: replay never leaves a store
+        that cannot be opened.
+        """
+        if self.archive is None:
+            return LoadReport()
+        self.archive.repair()
+        applied = directory.read_applied(self.state_dir) if self.state_dir is not None else 0
+        if self.archive.last_seq <= applied:
+            return LoadReport()
+        scan = Scan()
+        report = self.pipeline.run(self.archive.records(after=applied, scan=scan), archive=False)
+        report.damage.extend(scan.damage)
+        self.mark_applied(self.archive.last_seq)
+        return report
+
+    def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
+             progress: Progress = None) -> LoadReport:
+        """Ingest saved responses: paths to JSON or JSON Lines files, open streams, ``"-"`` or
+        :data:`sys.stdin`, or responses as dicts (with or without the ``{"data": …}`` envelope).
+
+        Standard input is read only when given. Bad items are reported in
+        :attr:`LoadReport.failed`; good items in the same run still load.
+
+        >>> with open_store(None) as store:
+        ...     store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}).loaded
+        1
+        """
+        return self.ingest(iter_sources(sources), batch_size=batch_size, progress=progress)
+
+    def ingest(self, responses: Iterable[Response | Any], *, batch_size: int = DEFAULT_BATCH,
+               archive_failed: bool = False, progress: Progress = None, workers: int | None = None) -> LoadReport:
+        """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline
+        (prepare, archive, apply), in batches.
+
+        :param archive_failed: archive responses even when they cannot be mapped (paid-for API
+            responses), so that ``rebuild`` can recover them later.
+        :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
+        """
+        self._writable()
+        return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
+                                 progress=progress, workers=workers)
+
+    def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
+        """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""
+        self._writable()
+        return self.pipeline.archive_responses(responses)
+
+    def apply_archived(self, records: Sequence[ArchiveRecord]) -> LoadReport:
+        """Map and upsert responses already archived as ``records``."""
+        self._writable()
+        return self.pipeline.apply_records(records)
+
+    def rebuild(self, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
+        """Re-derive the graph from the archive (after a mapping change, or to recover a damaged store).
+
+        Every archived response is mapped again, in archive order, with its original time,
+        into a new graph that replaces the live one only when complete.
+
+        :param accept_damage: rebuild from the readable records of a damaged archive.
+        :raises ArchiveDamageError: the archive does not read back whole (nothing is changed).
+        :raises StoreError: on a remote store, it holds observations this archive did not
+            record (someone else's data, which a rebuild would delete).
+        """
+        from .rebuild import rebuild
+
+        self._writable()
+        return rebuild(self, progress=progress, accept_damage=accept_damage)
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def graph(self) -> Dataset:
+        """An :class:`rdflib.Dataset` view (default graph = union); its SPARQL runs in the engine."""
+        if self._graph is None:
+            from ..engines.rdflib_view import dataset_for
+
+            self._graph = dataset_for(self.engine)
+        return self._graph
+
+    def query(self, sparql: str, params: Mapping[str, Any] | None = None, *, name: str | None = None) -> QueryResult:
+        """Run a SPARQL query; ``params`` are bound as RDF terms (never spliced into the text).
+
+        Values may be pyoxigraph or rdflib terms, or Python values (``str`` values that look
+        like IRIs become IRIs; use a term to be explicit).
+
+        :raises QueryError: refused (``SERVICE``, updates), malformed, or failed.
+        """
+        from ..query.run import run_query
+
+        self.writer.sync()
+        return run_query(self.engine, sparql, params, name=name)
+
+    def run_named(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        """Run a named query from ``queries/``; string parameters are read by their declared types.
+
+        :raises UsageError: no such query, or a parameter missing, unknown or ill-typed.
+        """
+        from ..query.catalog import get_named_query
+        from ..query.run import run_query
+
+        nq = get_named_query(name)
+        self.writer.sync()
+        return run_query(self.engine, nq.text, nq.bind(params or {}), name=nq.name)
+
+    def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
+               inline_context: bool = False) -> None:
+        """Write the whole graph to a binary stream or a file path.
+
+        :param format: a :class:`~konbini_ld.io.formats.Format` or its name (``turtle``, ``nt``,
+            ``nq``, ``trig``, ``jsonld``, ``rdfxml``).
+        :param inline_context: JSON-LD: embed the two contexts instead of naming their URLs.
+        """
+        from ..io.export import export
+
+        self.writer.sync()
+        if isinstance(output, (str, os.PathLike)):
+            with open(output, "wb") as fh:
+                export(self.engine, format, fh, inline_context=inline_context)
+            return
+        export(self.engine, format, output, inline_context=inline_context)
+
+    def stats(self) -> Stats:
+        """Counts of audios, persons, videos and triples; last observation; credits spent."""
+        from .stats import stats
+
+        self.writer.sync()
+        return stats(self.engine, self.archive.last_seq if self.archive is not None else 0)
+
+    def fetch_ledger(self) -> dict[str, LedgerEntry]:
+        """What earlier fetches already bought: request key → status and next page cursor."""
+        self.writer.sync()
+        return ledger(self.engine)
+
+    def __len__(self) -> int:
+        self.writer.sync()
+        return self.engine.count()
+
+
+def open_store(location: Location, *, read_only: bool = False, archive: Location = None,
+               update_url: str | None = None, gsp_url: str | None = None) -> KonbiniStore:
+    """Open (creating if needed) the store at ``location``.
+
+    >>> from konbini_ld import text_stream
+    >>> with open_store(None) as store:
+    ...     report = store.load([text_stream('{"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}')])
+    ...     report.loaded
+    1
+
+    :param location: a directory path; the query endpoint URL of a SPARQL 1.1 server
+        (``http://host:7878/query``); or ``None`` for a throwaway in-memory store.
+    :param read_only: do not take the writer's lock (several readers and one writer may coexist).
+    :param archive: directory of the archive and state (default: inside a store directory).
+    :param update_url: SPARQL update endpoint of a remote store (derived for known servers).
+    :param gsp_url: Graph Store Protocol endpoint of a remote store (derived for known servers).
+    :raises StoreError: the store cannot be opened (being written by another process, damaged…).
+    """
+    return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url)
+
+
+def rebuild_store(location: str | os.PathLike[str], *, archive: Location = None, update_url: str | None = None,
+                  gsp_url: str | None = None, accept_damage: bool = False, progress: Progress = None) -> LoadReport:
+    """Re-derive the graph at ``location`` from its archive (see :meth:`KonbiniStore.rebuild`).
+
+    Unlike opening the store, this works when its graph is damaged or missing, or its
+    ``state.json`` is: the graph is rebuilt beside the old one and replaces it.
+    """
+    with KonbiniStore(location, archive=archive, update_url=update_url, gsp_url=gsp_url, _rebuilding=True) as store:
+        return store.rebuild(progress=progress, accept_damage=accept_damage)
