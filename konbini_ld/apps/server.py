@@ -93,9 +93,9 @@ def negotiate(accept: str | None, kind: str, explicit: str | None = None) -> For
     for neg_q, _, media in sorted(choices):
         if neg_q == 0:
             continue
-        fmt = Format.for_media_type(media, carries)
-        if fmt is not None and fmt in offered:
-            return fmt
+        found = Format.for_media_type(media, carries)
+        if found is not None and found in offered:
+            return found
         if media in ("*/*", "application/*", "text/*"):
             return _DEFAULT[carries]
     return None
@@ -165,7 +165,7 @@ def create_app(opts: ServeOptions) -> Starlette:
                 form = parse_qs((await request.body()).decode("utf-8", "replace"))
                 if "update" in form:
                     return _read_only()
-                query = (form.get("query") or [None])[0]
+                query = form["query"][0] if form.get("query") else None
             else:
                 return PlainTextResponse(
                     "Unsupported Media Type: POST application/sparql-query or a form with query=\n", status_code=415

@@ -54,13 +54,15 @@ class OxigraphEngine:
     :param read_only: open a read-only view that does not lock out a writer.
     """
 
-    capabilities = Capabilities(exclusive_writer=True, write_behind=True, substitution=True, transactions=False,
-                                bulk_load=True, read_only_views=True, timeouts=False, persistent=True)
-
     def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
         self.description = str(self.path) if self.path else "(in memory)"
+        on_disk = self.path is not None
+        self.capabilities = Capabilities(
+            exclusive_writer=True, write_behind=True, substitution=True, transactions=False, bulk_load=True,
+            read_only_views=on_disk, timeouts=False, persistent=on_disk,
+        )
         self.store = self._open()
 
     def _open(self) -> ox.Store:
@@ -132,15 +134,13 @@ class OxigraphEngine:
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         """Run a query. On a read-only view the answer is read in full before it is returned,
         and read again from a fresh view if a writer beside it compacted files away meanwhile."""
-        options = {
-            # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
-            "use_default_graph_as_union": union and not has_dataset_clause(sparql),
-            "substitutions": {ox.Variable(k): v for k, v in (substitutions or {}).items()},
-        }
+        # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
+        as_union = union and not has_dataset_clause(sparql)
+        bound = {ox.Variable(k): v for k, v in (substitutions or {}).items()}
         attempts = _STALE_ATTEMPTS if self.read_only and self.path is not None else 1
         for attempt in range(attempts):
             try:
-                result = self.store.query(sparql, **options)
+                result = self.store.query(sparql, use_default_graph_as_union=as_union, substitutions=bound)
                 return _materialized(result) if attempts > 1 else result
             except SyntaxError as exc:
                 raise translate_syntax_error(exc) from exc

@@ -35,7 +35,7 @@ def _store_class() -> type:
     from oxrdflib import OxigraphStore
     from oxrdflib._converter import from_ox_graph_name, to_ox_quad_pattern
 
-    class KonbiniOxigraphStore(OxigraphStore):  # type: ignore[misc]
+    class KonbiniOxigraphStore(OxigraphStore):
         """oxrdflib's store, with RDF 1.1 plain literals for ``xsd:string``."""
 
         def triples(self, triple_pattern: Any, context: Any = None) -> Iterator[Any]:

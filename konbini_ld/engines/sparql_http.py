@@ -33,7 +33,7 @@ from ..errors import QueryError, StoreError, UsageError
 from ..sparql import has_dataset_clause, query_form, where_braces
 from ..urls import redact
 from ..vocab import DATA_GRAPH, PROV_GRAPH
-from .base import Capabilities
+from .base import Capabilities, WriteRejected
 
 __all__ = ["Endpoints", "SparqlHttpEngine", "bind_with_values", "derive_endpoints"]
 
@@ -111,14 +111,21 @@ class SparqlHttpEngine:
             raise StoreError(f"{what} at {redact(url)} failed: {type(exc).__name__}") from None
         if r.status_code >= 400:
             detail = r.text.strip().splitlines()[0][:300] if r.text.strip() else ""
-            err = QueryError if r.status_code == 400 and what == "query" else StoreError
-            raise err(f"{what} at {redact(url)} answered HTTP {r.status_code}: {detail}")
+            message = f"{what} at {redact(url)} answered HTTP {r.status_code}: {detail}"
+            if r.status_code == 400 and what == "query":
+                raise QueryError(message)
+            if r.status_code in (400, 415, 422) and what in ("update", "graph upload"):
+                raise WriteRejected(message)  # the server refused what was sent, not the connection
+            raise StoreError(message)
         return r
 
     def _select(self, sparql: str) -> ox.QuerySolutions:
         r = self._post(self.endpoints.query, what="query", data={"query": sparql},
                        headers={"Accept": "application/sparql-results+json"})
-        return ox.parse_query_results(r.content, ox.QueryResultsFormat.JSON)
+        results = ox.parse_query_results(r.content, ox.QueryResultsFormat.JSON)
+        if not isinstance(results, ox.QuerySolutions):
+            raise StoreError(f"{self.description} answered a SELECT with a boolean")
+        return results
 
     def _update(self, sparql: str) -> None:
         if not self.endpoints.update:
@@ -137,6 +144,12 @@ class SparqlHttpEngine:
                 yield ox.Quad(row["s"], row["p"], row["o"], graph if graph is not None else row["g"])
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+        try:
+            self._apply(deletes, inserts)
+        except UnicodeError as exc:
+            raise WriteRejected(f"{type(exc).__name__}: {exc}") from exc
+
+    def _apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         for graph, quads in _by_graph(deletes).items():
             for i in range(0, len(quads), _CHUNK_QUADS):
                 self._update(f"DELETE DATA {{ GRAPH {graph} {{\n{_nt(quads[i : i + _CHUNK_QUADS])}}} }}")
@@ -170,7 +183,7 @@ class SparqlHttpEngine:
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
-    ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples | Iterator[ox.Triple]:
+    ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         if substitutions:
             sparql = bind_with_values(sparql, substitutions)
         form = query_form(sparql)
@@ -183,7 +196,7 @@ class SparqlHttpEngine:
         accept = "application/n-triples" if graph_result else "application/sparql-results+json"
         r = self._post(self.endpoints.query, what="query", data=data, headers={"Accept": accept})
         if graph_result:
-            return (q.triple for q in ox.parse(r.content, ox.RdfFormat.N_TRIPLES))
+            return (q.triple for q in ox.parse(r.content, ox.RdfFormat.N_TRIPLES))  # type: ignore[return-value]  # iterated like QueryTriples
         try:
             return ox.parse_query_results(r.content, ox.QueryResultsFormat.JSON)
         except SyntaxError as exc:
@@ -203,7 +216,7 @@ class SparqlHttpEngine:
                 if r.status_code >= 400:
                     raise StoreError(f"reading {graph.value} from {self.description} answered HTTP {r.status_code}")
                 r.raw.decode_content = True
-                for q in ox.parse(r.raw, ox.RdfFormat.N_TRIPLES):
+                for q in ox.parse(r.raw, ox.RdfFormat.N_TRIPLES):  # type: ignore[arg-type]  # a binary stream
                     yield ox.Quad(q.subject, q.predicate, q.object, graph)
             else:
                 for row in self._select(f"SELECT ?s ?p ?o WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} }}"):

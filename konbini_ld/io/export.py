@@ -22,6 +22,8 @@ from ..mapping.contexts import API_CONTEXT, Term, bundled_context, terms
 from ..vocab import GENID, KS, PREFIXES, RDF, XSD
 from .formats import Format
 
+RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
+
 __all__ = ["export", "write_jsonld_quads", "write_jsonld_triples"]
 
 
@@ -97,7 +99,7 @@ def _compact_iri(iri: str, *, vocab: bool) -> str:
     return iri
 
 
-def _property_key(predicate: str, values: list[ox.Term]) -> tuple[str, Term | None]:
+def _property_key(predicate: str, values: list[RdfTerm]) -> tuple[str, Term | None]:
     candidates = _reverse_terms().get(predicate)
     if candidates:
         if len(candidates) > 1 and values:
@@ -108,7 +110,7 @@ def _property_key(predicate: str, values: list[ox.Term]) -> tuple[str, Term | No
     return _compact_iri(predicate, vocab=True), None
 
 
-def _matches(term: Term, value: ox.Term) -> bool:
+def _matches(term: Term, value: RdfTerm) -> bool:
     if term.type == "@id":
         return isinstance(value, ox.NamedNode)
     if isinstance(value, ox.Literal):
@@ -149,15 +151,15 @@ class _NodeWriter:
     def __init__(self, lookup: Any) -> None:
         self.lookup = lookup  # subject -> iterable of (predicate, object)
 
-    def node(self, subject: ox.NamedNode | ox.BlankNode, pairs: Iterable[tuple[ox.NamedNode, ox.Term]], depth: int = 0) -> dict[str, Any]:
+    def node(self, subject: ox.NamedNode | ox.BlankNode, pairs: Iterable[tuple[ox.NamedNode, RdfTerm]], depth: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {"id": subject.value if isinstance(subject, ox.NamedNode) else f"_:{subject.value}"}
-        grouped: dict[str, list[ox.Term]] = {}
+        grouped: dict[str, list[RdfTerm]] = {}
         for p, o in pairs:
             grouped.setdefault(p.value, []).append(o)
         types = grouped.pop(RDF + "type", None)
         if types:
             names = [
-                _class_terms().get(t.value) or _compact_iri(t.value, vocab=True) if isinstance(t, ox.NamedNode) else t.value
+                _class_terms().get(t.value) or _compact_iri(t.value, vocab=True) if isinstance(t, ox.NamedNode) else str(t)
                 for t in types
             ]
             out["type"] = names[0] if len(names) == 1 else names
@@ -167,9 +169,11 @@ class _NodeWriter:
             out[key] = items[0] if len(items) == 1 else items
         return out
 
-    def value(self, value: ox.Term, term: Term | None, depth: int) -> Any:
+    def value(self, value: RdfTerm, term: Term | None, depth: int) -> Any:
         if isinstance(value, ox.Literal):
             return _literal(value, term)
+        if isinstance(value, ox.Triple):
+            return str(value)
         iri = value.value
         if isinstance(value, ox.NamedNode) and iri.startswith(GENID) and depth < 200:
             return self.node(value, self.lookup(value), depth + 1)
@@ -196,14 +200,14 @@ def _write_nodes(output: IO[bytes], nodes: Iterator[dict[str, Any]]) -> None:
 def write_jsonld_quads(engine: Any, output: IO[bytes], *, inline_context: bool = False) -> None:
     """Stream the union of all graphs as compacted JSON-LD, one subject at a time."""
 
-    def lookup(subject: ox.NamedNode) -> list[tuple[ox.NamedNode, ox.Term]]:
+    def lookup(subject: ox.NamedNode) -> list[tuple[ox.NamedNode, RdfTerm]]:
         return [(q.predicate, q.object) for q in engine.quads_for_subjects([subject], None)]
 
     writer = _NodeWriter(lookup)
 
     def nodes() -> Iterator[dict[str, Any]]:
         current: Any = None
-        pairs: list[tuple[ox.NamedNode, ox.Term]] = []
+        pairs: list[tuple[ox.NamedNode, RdfTerm]] = []
         for q in engine.iter_quads():
             s = q.subject
             if s != current:
@@ -222,7 +226,7 @@ def write_jsonld_quads(engine: Any, output: IO[bytes], *, inline_context: bool =
 
 def write_jsonld_triples(triples: Iterable[ox.Triple], output: IO[bytes], *, inline_context: bool = False) -> None:
     """Compacted JSON-LD for a set of triples (a CONSTRUCT result), held in memory."""
-    by_subject: dict[Any, list[tuple[ox.NamedNode, ox.Term]]] = {}
+    by_subject: dict[Any, list[tuple[ox.NamedNode, RdfTerm]]] = {}
     for t in triples:
         by_subject.setdefault(t.subject, []).append((t.predicate, t.object))
     referenced = {o for pairs in by_subject.values() for _, o in pairs}

@@ -103,7 +103,7 @@ def _collect(value: Any, parsed: Envelope) -> None:
         raise InputError(f"expected a JSON object, got {_kind(value)}")
     if "body" in value and "request" in value and "type" not in value:
         status = value.get("status")
-        request = value.get("request") if isinstance(value.get("request"), dict) else {}
+        request: dict[str, Any] = value["request"] if isinstance(value.get("request"), dict) else {}
         url = request.get("url") if isinstance(request.get("url"), str) else None
         if isinstance(status, int) and status >= 400:
             raise InputError(f"recorded response has HTTP status {status}{_api_errors(value.get('body'))}")

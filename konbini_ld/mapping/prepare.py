@@ -62,8 +62,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
                 groups = default_cache().groups(normalized.document)
             else:
                 groups = group_lines(to_lines(expand(normalized.document)))
-            for key, lines in groups.items():
-                out.groups.setdefault(key, []).extend(lines)
+            for group, lines in groups.items():
+                out.groups.setdefault(group, []).extend(lines)
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
         out.count = sum(len(lines) for lines in out.groups.values())

@@ -196,10 +196,11 @@ class ShapeCache:
         leaves: list[Any] = []
         shape = shape_of(document, leaves)
         with self._lock:
-            template = self._templates.get(shape, False)
-            if template is not False:
+            known = shape in self._templates
+            template = self._templates.get(shape)
+            if known:
                 self._templates.move_to_end(shape)
-        if template is False:
+        if not known:
             self.misses += 1
             template = self._build(document, leaves)
             with self._lock:
@@ -284,7 +285,7 @@ class ShapeCache:
         iri_leaves = frozenset(part[1] for t in triples for part in t if part[0] == "iri")
         return _Template(triples, iri_leaves, kinds, referrers, _anchors(triples, leaves))
 
-    def _fill(self, template: _Template, leaves: list[Any]) -> list[tuple[str, str, str]]:
+    def _fill(self, template: _Template, leaves: list[Any]) -> dict[tuple[str, str], list[str]]:
         iris = {i: nt_iri(leaves[i]) for i in template.iri_leaves}
         cells: dict[str, str] = {}
 

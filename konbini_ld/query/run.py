@@ -160,7 +160,7 @@ class QueryResult:
             elif kinds <= {int, float}:
                 frame[column] = frame[column].astype("float64")
             elif kinds == {datetime}:
-                aware = any(v.tzinfo is not None for v in values)
+                aware = any(isinstance(v, datetime) and v.tzinfo is not None for v in values)
                 frame[column] = pd.to_datetime(frame[column], utc=aware, format="ISO8601")
             elif kinds == {str}:
                 frame[column] = frame[column].astype("string")

@@ -77,10 +77,15 @@ def read_source(source: Source, *, name: str | None = None) -> Iterator[Response
             yield from _read_stream(fh, label, jsonl=jsonl)
         return
     if hasattr(source, "read"):
-        stream: Any = source
+        label = name or str(getattr(source, "name", "(stream)"))
         if isinstance(source, (io.RawIOBase, io.BufferedIOBase)) or "b" in str(getattr(source, "mode", "")):
-            stream = io.TextIOWrapper(source, encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[arg-type]
-        yield from _read_stream(stream, name or str(getattr(source, "name", "(stream)")), jsonl=False)
+            text = io.TextIOWrapper(source, encoding="utf-8", errors="surrogateescape", newline="")  # type: ignore[type-var]
+            try:
+                yield from _read_stream(text, label, jsonl=False)
+            finally:
+                text.detach()  # the caller's file stays theirs to close
+            return
+        yield from _read_stream(source, label, jsonl=False)  # type: ignore[arg-type]
         return
     raise UsageError(
         f"cannot load a {type(source).__name__}: give paths, '-', open files or response dicts"
@@ -129,7 +134,7 @@ def iter_sources(sources: Iterable[Source] | Source) -> Iterator[Response | Inpu
     """:func:`read_source` over several inputs, in order (one input is taken as a list of one)."""
     if isinstance(sources, (str, os.PathLike, Mapping)) or hasattr(sources, "read"):
         sources = [sources]  # type: ignore[list-item]
-    for source in sources:  # type: ignore[union-attr]
+    for source in sources:
         yield from read_source(source)
 
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..engines.oxigraph import OxigraphEngine
-from ..errors import StoreError
+from ..errors import StoreError, UsageError
 from ..io.formats import Format
 from ..model import LedgerEntry, LoadReport, Response, Stats
 from ..sources.files import Source, iter_sources
@@ -76,6 +77,8 @@ class KonbiniStore:
                 self.engine: Engine = SparqlHttpEngine(derive_endpoints(text, update=update_url, gsp=gsp_url))
                 if not read_only and self.state_dir is not None:
                     self._lock = directory.WriterLock.take(self.state_dir)
+            elif text is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+                raise UsageError(f"{text!r} is not a directory or an http(s) SPARQL endpoint URL")
             elif location is not None:
                 self.location = Path(location)
                 self.state_dir = self.state_dir or self.location

@@ -199,5 +199,5 @@ class Writer:
                 f"SELECT DISTINCT ?s WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} "
                 f'FILTER(!STRSTARTS(STR(?s), "{GENID}")) }}', union=False
             )
-            known = self._known_subjects[graph.value] = {str(row[0]) for row in rows}  # type: ignore[union-attr]
+            known = self._known_subjects[graph.value] = {str(row[0]) for row in rows}
         return known

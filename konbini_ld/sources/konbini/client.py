@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +180,7 @@ class KonbiniClient:
             stop=stop | stop_when_event_set(cancel) if cancel is not None else stop,
             wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff, jitter=self.backoff),
             retry=retry_if_exception_type(_Transient),
-            sleep=cancel.wait if cancel is not None else time.sleep,
+            sleep=_sleeper(cancel),
             reraise=True,
         )
         try:
@@ -220,6 +220,17 @@ class KonbiniClient:
         if status == 402:
             raise CreditsExhaustedError(message, code=code or "credits_exhausted", **extra)
         raise FetchError(message, code=code, **extra)
+
+
+def _sleeper(cancel: threading.Event | None) -> Callable[[float], None]:
+    """Backoff sleeps that end at once when ``cancel`` is set."""
+    if cancel is None:
+        return time.sleep
+
+    def sleep(seconds: float) -> None:
+        cancel.wait(seconds)
+
+    return sleep
 
 
 def api_key_from(environ: Mapping[str, str]) -> str:

@@ -170,10 +170,10 @@ class FakeKonbiniAPI:
         with self._lock:
             if self.credits_used >= self.credits:
                 return self._error(402, "credits_exhausted", "No credits left on this key", bill=False)
-        body = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())))
-        if body is None:
+        payload = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())))
+        if payload is None:
             return self._error(404, "not_found", "Audio not found", bill=True)
-        return 200, {"Content-Type": "application/json", **self._bill()}, body, False
+        return 200, {"Content-Type": "application/json", **self._bill()}, payload, False
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - the server lives as long as its cache should
     def _body(self, path: str, query: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes | None:

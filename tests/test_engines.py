@@ -1,0 +1,149 @@
+"""One conformance suite, run against every engine: in memory, on disk, and a real SPARQL
+1.1 server (``oxigraph serve``). What the store relies on, each engine does; what an engine
+declares in its capabilities, it has."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+
+from konbini_ld.engines.base import Capabilities, WriteRejected
+from konbini_ld.engines.oxigraph import OxigraphEngine
+from konbini_ld.engines.sparql_http import SparqlHttpEngine, derive_endpoints
+from konbini_ld.errors import QueryError
+from servers import OxigraphServer
+
+DATA = ox.NamedNode("urn:konbini-ld:graph:data")
+PROV = ox.NamedNode("urn:konbini-ld:graph:provenance")
+A, B = ox.NamedNode("https://x.example/a"), ox.NamedNode("https://x.example/b")
+NAME = ox.NamedNode("https://www.w3.org/ns/activitystreams#name")
+COUNT = ox.NamedNode("https://konbiniapi.com/ns/social#videoCount")
+INT = ox.NamedNode("http://www.w3.org/2001/XMLSchema#integer")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OxigraphServer]:
+    srv = OxigraphServer(tmp_path_factory.mktemp("engines"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["memory", "disk", "sparql-http"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "memory":
+        e: Any = OxigraphEngine(None)
+    elif request.param == "disk":
+        e = OxigraphEngine(tmp_path / "ox")
+    else:
+        srv = request.getfixturevalue("server")
+        srv.clear()
+        e = SparqlHttpEngine(derive_endpoints(srv.query_url))
+    yield e
+    e.close()
+
+
+def nt(s: ox.NamedNode, p: ox.NamedNode, o: Any) -> str:
+    return f"{s} {p} {o} .\n"
+
+
+def seed(engine: Any) -> None:
+    engine.apply([], {
+        DATA: [nt(A, NAME, ox.Literal("alpha")), nt(A, COUNT, ox.Literal("3", datatype=INT)),
+               nt(B, NAME, ox.Literal("beta", language="en"))],
+        PROV: [nt(A, ox.NamedNode("http://www.w3.org/ns/prov#wasGeneratedBy"), ox.NamedNode("urn:x:act"))],
+    })
+
+
+def test_declares_its_capabilities(engine: Any) -> None:
+    assert isinstance(engine.capabilities, Capabilities)
+    assert isinstance(engine.description, str) and engine.description
+
+
+def test_writes_read_back_by_subject_graph_and_count(engine: Any) -> None:
+    seed(engine)
+    assert engine.count() == 4
+    got = {(q.subject, q.predicate, q.object) for q in engine.quads_for_subjects([A], DATA)}
+    assert got == {(A, NAME, ox.Literal("alpha")), (A, COUNT, ox.Literal("3", datatype=INT))}
+    assert len(list(engine.iter_quads(PROV))) == 1
+    assert len(list(engine.iter_quads())) == 4
+
+
+def test_deletes_then_inserts_in_one_apply(engine: Any) -> None:
+    seed(engine)
+    old = ox.Quad(A, COUNT, ox.Literal("3", datatype=INT), DATA)
+    engine.apply([old], {DATA: [nt(A, COUNT, ox.Literal("4", datatype=INT))]})
+    values = [q.object.value for q in engine.quads_for_subjects([A], DATA) if q.predicate == COUNT]
+    assert values == ["4"]
+
+
+def test_default_graph_is_the_union_unless_asked_otherwise(engine: Any) -> None:
+    seed(engine)
+    union = list(engine.query("SELECT ?s WHERE { ?s ?p ?o }"))
+    assert len(union) == 4
+    own = engine.query(f"SELECT ?s WHERE {{ GRAPH {PROV} {{ ?s ?p ?o }} }}", union=False)
+    assert [row[0] for row in own] == [A]
+
+
+def test_binds_parameters_as_terms(engine: Any) -> None:
+    seed(engine)
+    rows = list(engine.query("SELECT ?s ?n WHERE { ?s <https://www.w3.org/ns/activitystreams#name> ?n }",
+                             substitutions={"s": A}))
+    assert [(r["s"], r["n"]) for r in rows] == [(A, ox.Literal("alpha"))]
+    # a value that would break out of the query text stays one literal
+    hostile = ox.Literal('x" } } DROP ALL #')
+    assert list(engine.query("SELECT ?n WHERE { ?s <https://www.w3.org/ns/activitystreams#name> ?n }",
+                             substitutions={"n": hostile})) == []
+    assert engine.count() == 4
+
+
+def test_ask_construct_and_syntax_errors(engine: Any) -> None:
+    seed(engine)
+    assert bool(engine.query("ASK { ?s ?p ?o }"))
+    triples = list(engine.query("CONSTRUCT { ?s <urn:x:p> ?o } WHERE { ?s <https://www.w3.org/ns/activitystreams#name> ?o }"))
+    assert len(triples) == 2
+    with pytest.raises(QueryError):
+        engine.query("SELECT WHERE {")
+
+
+def test_dump_round_trips_the_dataset(engine: Any) -> None:
+    seed(engine)
+    out = io.BytesIO()
+    engine.dump(out, ox.RdfFormat.N_QUADS, prefixes={})
+    quads = set(ox.parse(out.getvalue(), ox.RdfFormat.N_QUADS))
+    assert quads == set(engine.iter_quads())
+
+
+def test_clear_graph_clears_only_that_graph(engine: Any) -> None:
+    seed(engine)
+    engine.clear_graph(PROV)
+    assert engine.count() == 3 and list(engine.iter_quads(PROV)) == []
+
+
+def test_content_it_cannot_hold_is_rejected_as_such(engine: Any) -> None:
+    with pytest.raises(WriteRejected):
+        engine.apply([], {DATA: ['<https://x.example/a> <https://x.example/p> "\ud800" .\n']})
+    assert engine.count() == 0
+
+
+def test_persistence_is_as_declared(tmp_path: Path) -> None:
+    disk = OxigraphEngine(tmp_path / "ox")
+    seed(disk)
+    assert disk.capabilities.persistent and disk.capabilities.read_only_views
+    view = OxigraphEngine(tmp_path / "ox", read_only=True)  # beside the writer
+    disk.close()
+    assert view.count() == 4
+    view.close()
+    assert OxigraphEngine(tmp_path / "ox").count() == 4
+    memory = OxigraphEngine(None)
+    assert not memory.capabilities.persistent and not memory.capabilities.read_only_views
+
+
+def test_write_behind_is_declared_only_where_the_store_can_cache(engine: Any) -> None:
+    caps = engine.capabilities
+    assert caps.write_behind <= caps.exclusive_writer  # a shared server is never written behind
+    assert caps.substitution or not caps.exclusive_writer
