@@ -63,3 +63,12 @@ def test_quick_start_query_works_on_the_bundled_samples(tmp_path: Path) -> None:
     subprocess.run([*base, "load", *samples], check=True, capture_output=True, cwd=tmp_path)
     out = subprocess.run([*base, "query", "top-audios"], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert "original-sound-7611615657754381599" in out.stdout and "khaby.lame" in out.stdout
+
+
+def test_the_readme_python_block_runs(monkeypatch: "pytest.MonkeyPatch") -> None:
+    import pytest  # noqa: F401
+
+    section = README.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
+    monkeypatch.chdir(ROOT)
+    exec(compile(block, "README.md", "exec"), {})
