@@ -164,7 +164,7 @@ def _oxigraph_bulk_floor(store: Path) -> float:
 
 def _differential_chunk(lines: list[str]) -> tuple[int, int, int]:
     from konbini_ld.mapping.prepare import prepare
-from konbini_ld.model import Response
+    from konbini_ld.model import Response
     from konbini_ld.mapping.templates import default_cache
 
     agree = 0
@@ -252,7 +252,7 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
     from konbini_ld.query.catalog import named_queries
 
     buf = io.BytesIO()
-    store.export(Format.NQ, buf)
+    store.export(buf, Format.NQ)
     ds = Dataset(default_union=True)
     ds.parse(data=buf.getvalue(), format="nquads")
     out = {}
@@ -273,7 +273,7 @@ def bench_export(stores: dict[int, Path]) -> None:
         code = (
             "import pyoxigraph as ox, sys, time;"
             "s = ox.Store.read_only(sys.argv[1]); t = time.perf_counter();"
-            "from konbini_ld.namespaces import PREFIXES;"
+            "from konbini_ld.vocab import PREFIXES;"
             "f = open(sys.argv[2] + 'all.ttl', 'wb');"
             "[s.dump(f, ox.RdfFormat.TURTLE, from_graph=g, prefixes=PREFIXES) for g in s.named_graphs()];"
             "print(time.perf_counter() - t)"

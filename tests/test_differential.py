@@ -64,3 +64,21 @@ def test_compact_iris_in_iri_positions_fall_back_to_pyld() -> None:
     doc["data"]["url"] = "as:thing"
     assert _cached(json.dumps(doc), cache) == _plain(json.dumps(doc))
     assert cache.fallbacks == 1
+
+
+def test_the_pipeline_switches_give_the_same_graph(tmp_path: Any) -> None:
+    """Templates, write-behind and worker processes are speed-ups only: switched off, the graph is the same."""
+    from konbini_ld import open_store
+    from konbini_ld.sources.files import read_source, text_stream
+
+    lines = list(corpus_lines(400)) + [json.dumps(videos_page(i, 0)) for i in range(5)]
+    text = "\n".join(line.rstrip("\n") for line in lines) + "\n"
+    dumps = []
+    for templates, write_behind, workers in [(True, True, 2), (False, False, 0)]:
+        with open_store(tmp_path / f"s{templates}") as store:
+            store.pipeline.templates = templates
+            store.pipeline.write_behind = write_behind
+            report = store.ingest(read_source(text_stream(text), name="corpus"), batch_size=150, workers=workers)
+            assert report.ok and report.loaded == len(lines)
+            dumps.append({q for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value})
+    assert dumps[0] == dumps[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ValidationError
 from ..resources import resource_dir
@@ -19,6 +19,13 @@ SH = "http://www.w3.org/ns/shacl#"
 def shapes_path() -> Path:
     """The bundled shapes file."""
     return resource_dir("shapes") / "konbini-shapes.ttl"
+
+
+class Validatable(Protocol):
+    """What validation needs of a store: its engine (a :class:`~konbini_ld.store.store.KonbiniStore` has one)."""
+
+    @property
+    def engine(self) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +79,7 @@ def _data_graph(store: Any) -> Any:
     return g
 
 
-def validate(store: Any, *, shapes: str | Path | None = None) -> ValidationReport:
+def validate(store: Validatable, *, shapes: str | Path | None = None) -> ValidationReport:
     """Validate the store's data graph against the bundled shapes (or ``shapes``, a Turtle file).
 
     :raises ValidationError: the shapes cannot be read or pySHACL fails.

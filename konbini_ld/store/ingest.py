@@ -57,14 +57,17 @@ class Pipeline:
     :param writer: what applies observations to the engine.
     :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
     :param templates: expand through shape templates (``False``: plain pyld for every response).
+    :param write_behind: write each batch on a background thread while the next is prepared
+        (where the engine allows it; ``False``: every write in line).
     """
 
     def __init__(self, archive: Archive | None, writer: Writer, *, workers: int | None = None,
-                 templates: bool = True) -> None:
+                 templates: bool = True, write_behind: bool = True) -> None:
         self.archive = archive
         self.writer = writer
         self.workers = workers
         self.templates = templates
+        self.write_behind = write_behind
 
     def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
         """Durably append raw responses to the archive (before they reach the graph)."""
@@ -105,7 +108,7 @@ class Pipeline:
                 seq = kept[-1].seq if kept else None
             else:
                 seq = seq_from_batch
-            done = self.writer.apply(observations, seq, background=True)
+            done = self.writer.apply(observations, seq, background=self.write_behind)
             report.merge(done)
             log.info("batch of %d responses: %d mapped, %d failed, %d triples", len(batch), done.loaded,
                      len(done.failed), done.triples)
