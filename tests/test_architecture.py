@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "konbini_ld"
 
 #: The stages, lowest first: a module may import its own stage and the ones below it.
 STAGES = [
-    ("ground", {"errors", "vocab", "resources", "urls", "units", "model", "sparql"}),
+    ("ground", {"errors", "vocab", "resources", "urls", "units", "model", "sparql", "lexical"}),
     ("engines", {"engines"}),
     ("mapping", {"mapping"}),
     ("io", {"io"}),

@@ -46,3 +46,31 @@ def test_cli_exit_codes_and_turtle_report(tmp_path: Path) -> None:
     assert r.exit_code == 1
     g = Graph().parse(data=r.stdout, format="turtle")
     assert (None, SH.conforms, Literal(False)) in g
+
+
+def test_what_the_api_always_sends_is_required_and_the_unusual_is_a_warning(store: Any, tmp_path: Path) -> None:
+    nameless = seed_data()
+    del nameless["name"]
+    lonely = seed_data()
+    lonely["id"] = "https://www.tiktok.com/music/lonely-1"
+    del lonely["attributedTo"]
+    anonymous = seed_data()
+    anonymous["id"] = "https://www.tiktok.com/music/anonymous-2"
+    anonymous["attributedTo"] = {"type": "Person", "id": "https://www.tiktok.com/@nobody"}
+    for i, doc in enumerate((nameless, lonely, anonymous)):
+        store.load([write_json(tmp_path / f"{i}.json", {"data": doc})])
+    report = validate(store)
+    assert not report.conforms
+    by = {(r.severity, r.message) for r in report.results}
+    assert ("Violation", "an audio needs one name (the API always sends it)") in by
+    assert ("Warning", "an audio with no creator is unusual") in by
+    assert ("Violation", "a person needs one username (preferredUsername: the API always sends it)") in by
+    assert "violations" in report.summary() and "warning" in report.summary()
+
+
+def test_warnings_alone_conform(store: Any, tmp_path: Path) -> None:
+    lonely = seed_data()
+    del lonely["attributedTo"]
+    store.load([write_json(tmp_path / "l.json", {"data": lonely})])
+    report = validate(store)
+    assert report.conforms and {r.severity for r in report.results} == {"Warning"}

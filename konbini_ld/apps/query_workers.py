@@ -60,16 +60,19 @@ class ServeOptions:
     allow_hosts: Sequence[str] = ()
 
 
-def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max_rows: int,
-             name: str | None) -> tuple[int, str, bytes, bool]:
+def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max_rows: int, name: str | None,
+             dataset: tuple[list[str], list[str]] | None = None,
+             inline_context: bool = False) -> tuple[int, str, bytes, bool]:
     """Run one query against an open store; return status, media type, body, truncated."""
     import io
 
+    from ..engines.base import Dataset
     from ..io.results import write_boolean, write_solutions
     from ..query.run import QueryResult, run_query
 
     fmt = Format.lookup(fmt_name)
-    result = run_query(store.engine, sparql, params, name=name)
+    graphs = Dataset(tuple(dataset[0]), tuple(dataset[1])) if dataset is not None else None
+    result = run_query(store.engine, sparql, params, name=name, dataset=graphs)
     if result.kind == "ASK":
         return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label), False
     if result.kind == "SELECT":
@@ -78,7 +81,7 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max
         return 200, media_type(fmt), body, len(rows) > max_rows
     triples = list(islice(result.triples(), max_rows + 1))
     out = io.BytesIO()
-    QueryResult("CONSTRUCT", native=triples[:max_rows]).write(out, fmt)
+    QueryResult("CONSTRUCT", native=triples[:max_rows]).write(out, fmt, inline_context=inline_context)
     return 200, media_type(fmt), out.getvalue(), len(triples) > max_rows
 
 
@@ -97,7 +100,7 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
             job = conn.recv()
         except EOFError:
             return
-        sparql, params_nt, fmt, max_rows, name = job
+        sparql, params_nt, fmt, max_rows, name, dataset, inline = job
         try:
             params = {k: _term_from_nt(v) for k, v in params_nt.items()}
             for attempt in range(_READ_ATTEMPTS):
@@ -109,14 +112,14 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
                             store = None
                         store = open_store(location, read_only=True, **store_options)
                         opened_at = mtime
-                    answer = _execute(store, sparql, params, fmt, max_rows, name)
+                    answer = _execute(store, sparql, params, fmt, max_rows, name, dataset, inline)
                     break
                 except KonbiniError as exc:
                     if attempt + 1 == _READ_ATTEMPTS or not _is_stale_view(exc):
                         raise
             conn.send(("ok", answer))
         except KonbiniError as exc:
-            conn.send(("error", (400 if isinstance(exc, (QueryError, UsageError)) else 500, str(exc))))
+            conn.send(("error", _error_payload(exc, 500)))
         except Exception as exc:  # pragma: no cover - defensive: report, keep serving
             conn.send(("error", (500, f"{type(exc).__name__}: {exc}")))
 
@@ -273,16 +276,24 @@ class _Direct:
             self.store.close()
 
     async def run(self, job: tuple[Any, ...]) -> tuple[str, Any]:
-        sparql, params_nt, fmt, max_rows, name = job
+        sparql, params_nt, fmt, max_rows, name, dataset, inline = job
         params = {k: _term_from_nt(v) for k, v in params_nt.items()}
         try:
             with anyio.fail_after(self.opts.timeout + 1):
-                result = await anyio.to_thread.run_sync(_execute, self.store, sparql, params, fmt, max_rows, name)
+                result = await anyio.to_thread.run_sync(_execute, self.store, sparql, params, fmt, max_rows, name,
+                                                          dataset, inline)
             return "ok", result
         except TimeoutError:
             return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
         except KonbiniError as exc:
-            return "error", (400 if isinstance(exc, (QueryError, UsageError)) else 502, str(exc))
+            return "error", _error_payload(exc, 502)
+
+
+def _error_payload(exc: KonbiniError, otherwise: int) -> tuple[int, str, int | None, int | None]:
+    """Status, message, and where in the query a syntax error is (line, column)."""
+    if isinstance(exc, (QueryError, UsageError)):
+        return 400, str(exc), getattr(exc, "line", None), getattr(exc, "column", None)
+    return otherwise, str(exc), None, None
 
 
 def runner_for(opts: ServeOptions) -> Any:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,71 +37,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import QueryError, UsageError
-from ..io.formats import Format
 from ..sparql import query_form
-from .query_workers import ServeOptions, runner_for
+from .describe import VOID_QUERY, service_description
+from .protocol import ProtocolRequest, negotiate, read_request
+from .query_workers import ServeOptions, media_type, runner_for
 
 __all__ = ["ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
 
 log = logging.getLogger(__name__)
-
-#: What a result of each kind can be sent as (the format registry's, minus files for people).
-_OFFERED = {
-    "results": (Format.JSON, Format.XML, Format.CSV, Format.TSV),
-    "graph": (Format.TURTLE, Format.NT, Format.JSONLD, Format.RDFXML, Format.NQ, Format.TRIG),
-}
-_DEFAULT = {"results": Format.JSON, "graph": Format.TURTLE}
-
-
-# -- content negotiation ----------------------------------------------------------------
-
-
-
-def negotiate(accept: str | None, kind: str, explicit: str | None = None) -> Format | None:
-    """Pick the format for a result of ``kind`` (``SELECT``, ``ASK``, ``CONSTRUCT``) from ``Accept``.
-
-    >>> negotiate("text/csv;q=0.5, application/sparql-results+xml", "SELECT")
-    <Format.XML>
-    >>> negotiate("*/*", "CONSTRUCT"), negotiate(None, "ASK")
-    (<Format.TURTLE>, <Format.JSON>)
-    >>> negotiate("image/png", "SELECT") is None
-    True
-    """
-    carries = "graph" if kind == "CONSTRUCT" else "results"
-    offered = _OFFERED[carries]
-    if explicit:
-        try:
-            fmt = Format.lookup(explicit, carries)
-        except UsageError:
-            return None
-        return fmt if fmt in offered else None
-    if not accept:
-        return _DEFAULT[carries]
-    choices = []
-    for i, part in enumerate(accept.split(",")):
-        fields = [f.strip() for f in part.split(";")]
-        media = fields[0].lower()
-        q = 1.0
-        for f in fields[1:]:
-            if f.startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        choices.append((-q, i, media))
-    for neg_q, _, media in sorted(choices):
-        if neg_q == 0:
-            continue
-        found = Format.for_media_type(media, carries)
-        if found is not None and found in offered:
-            return found
-        if media in ("*/*", "application/*", "text/*"):
-            return _DEFAULT[carries]
-    return None
-
-
-# -- executing queries -----------------------------------------------------------------------
-
 
 # -- the app -------------------------------------------------------------------------------------
 
@@ -123,7 +65,8 @@ def create_app(opts: ServeOptions) -> Starlette:
         finally:
             await runner.stop()
 
-    async def answer(sparql: str, params: dict[str, Any], request: Request, name: str | None = None) -> Response:
+    async def answer(sparql: str, params: dict[str, Any], request: Request, req: ProtocolRequest,
+                     name: str | None = None) -> Response:
         from ..query.guard import check_safe_query
 
         try:
@@ -134,45 +77,44 @@ def create_app(opts: ServeOptions) -> Starlette:
         if form is None:
             return PlainTextResponse("Malformed query: no SELECT, ASK, CONSTRUCT or DESCRIBE\n", status_code=400)
         kind = "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form
-        fmt = negotiate(request.headers.get("accept"), kind, request.query_params.get("format"))
-        if fmt is None:
-            offered = ", ".join(m for f in _OFFERED["graph" if kind == "CONSTRUCT" else "results"] for m in f.media_types)
-            return PlainTextResponse(f"Not acceptable: a {form} result can be {offered}\n", status_code=406)
+        fmt = negotiate(request.headers.get("accept"), kind, req.formats)
+        dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
         started = time.perf_counter()
-        job = (sparql, {k: str(v) for k, v in params.items()}, fmt.label, opts.max_rows, name)
+        job = (sparql, {k: str(v) for k, v in params.items()}, fmt.label, opts.max_rows, name, dataset,
+               req.inline_context)
         status, payload = await runner.run(job)
         if status == "error":
-            code, message = payload
-            return PlainTextResponse(message + "\n", status_code=code)
+            code, message, *where = payload
+            headers = {}
+            if len(where) == 2 and where[0] is not None:
+                headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
+            return PlainTextResponse(message + "\n", status_code=code, headers=headers)
         code, media, body, truncated = payload
-        headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}"}
+        headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
         if truncated:
             headers["X-Result-Truncated"] = str(opts.max_rows)
         return Response(body, status_code=code, media_type=media, headers=headers)
 
     async def sparql(request: Request) -> Response:
-        if request.method == "GET":
-            if "update" in request.query_params:
-                return _read_only()
-            query = request.query_params.get("query")
-        else:
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if ctype == "application/sparql-update":
-                return _read_only()
-            if ctype == "application/sparql-query":
-                query = (await request.body()).decode("utf-8", "replace")
-            elif ctype == "application/x-www-form-urlencoded":
-                form = parse_qs((await request.body()).decode("utf-8", "replace"))
-                if "update" in form:
-                    return _read_only()
-                query = form["query"][0] if form.get("query") else None
-            else:
-                return PlainTextResponse(
-                    "Unsupported Media Type: POST application/sparql-query or a form with query=\n", status_code=415
-                )
-        if not query:
+        try:
+            req = read_request(request.method, request.url.query, request.headers.get("content-type", ""),
+                               await request.body() if request.method == "POST" else b"")
+        except UsageError as exc:
+            return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
+        if req.update:
+            return _read_only()
+        if not req.query:
+            if request.method == "GET":  # the Service Description
+                fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                body = service_description(_base(request), fmt)
+                return Response(body, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
-        return await answer(query, {}, request)
+        return await answer(req.query, {}, request, req)
+
+    async def void(request: Request) -> Response:
+        req = read_request("GET", request.url.query, "", b"")
+        text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
+        return await answer(text, {}, request, req, name="void")
 
     async def list_queries(request: Request) -> Response:
         return JSONResponse([q.describe() for q in named_queries().values()])
@@ -183,12 +125,18 @@ def create_app(opts: ServeOptions) -> Starlette:
         if name not in queries:
             return PlainTextResponse(f"No named query {name!r}\n", status_code=404)
         q = queries[name]
-        values = {k: v for k, v in request.query_params.items() if k != "format" and v != ""}
+        req = read_request("GET", request.url.query, "", b"")
+        values = {k: v for k, v in req.other.items() if v != ""}
         try:
             bound = q.bind(values)
         except UsageError as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
-        return await answer(q.text, bound, request, name=name)
+        return await answer(q.text, bound, request, req, name=name)
+
+    async def prefixes(request: Request) -> Response:
+        from ..vocab import PREFIXES
+
+        return JSONResponse(PREFIXES)
 
     async def page(request: Request) -> Response:
         return _asset("index.html", "text/html; charset=utf-8")
@@ -204,7 +152,9 @@ def create_app(opts: ServeOptions) -> Starlette:
         Route("/app.js", script),
         Route("/app.css", style),
         Route("/sparql", sparql, methods=["GET", "POST"]),
+        Route("/void", void),
         Route("/queries", list_queries),
+        Route("/prefixes", prefixes),
         Route("/queries/{name}", run_named),
     ]
     from starlette.middleware import Middleware
@@ -274,6 +224,11 @@ class _HostCheck:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _base(request: Request) -> str:
+    """The server's own base URL, as the client addressed it."""
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _read_only() -> Response:

@@ -17,7 +17,7 @@ import pyoxigraph as ox
 
 from ..errors import QueryError, StoreError
 
-__all__ = ["Capabilities", "Engine", "WriteRejected", "first_line", "translate_syntax_error"]
+__all__ = ["Capabilities", "Dataset", "Engine", "WriteRejected", "first_line", "translate_syntax_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ class Capabilities:
     :ivar timeouts: a query can be stopped by the engine's client (HTTP timeout); engines without
         it are stopped by ending the process that runs them.
     :ivar persistent: what is written survives the process.
+    :ivar lossy_datatypes: datatypes whose literals the engine does not keep as written (Virtuoso 7:
+        ``xsd:duration``); validation reports them apart, since the data was right when sent.
     """
 
     exclusive_writer: bool
@@ -44,6 +46,20 @@ class Capabilities:
     read_only_views: bool = False
     timeouts: bool = False
     persistent: bool = True
+    lossy_datatypes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """The graphs a query runs over, as the SPARQL protocol names them.
+
+    :ivar default_graphs: graphs merged into the default graph (``default-graph-uri``).
+    :ivar named_graphs: graphs ``GRAPH`` can see (``named-graph-uri``); none when only default
+        graphs are named.
+    """
+
+    default_graphs: tuple[str, ...] = ()
+    named_graphs: tuple[str, ...] = ()
 
 
 class WriteRejected(StoreError):
@@ -54,7 +70,10 @@ class Engine(Protocol):
     """What the store needs from a place that holds quads."""
 
     description: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the engine can do."""
 
     def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
         """Every quad of ``graph`` whose subject is one of ``subjects``."""
@@ -63,7 +82,8 @@ class Engine(Protocol):
         """Remove ``deletes``, then add ``inserts`` (N-Triples lines, per named graph)."""
 
     def query(
-        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
+        dataset: Dataset | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         """Run a SPARQL query (default graph = union of all graphs)."""
 
@@ -88,11 +108,50 @@ def first_line(text: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def translate_syntax_error(exc: SyntaxError, name: str | None = None) -> QueryError:
-    """Turn pyoxigraph's SPARQL ``SyntaxError`` into a :class:`QueryError` with line and column."""
+def translate_syntax_error(exc: SyntaxError, name: str | None = None, text: str | None = None) -> QueryError:
+    """Turn a SPARQL ``SyntaxError`` into a :class:`QueryError` a person can read: the line and
+    column, the text there, and what was expected when that is short (not the grammar's list).
+
+    >>> str(translate_syntax_error(SyntaxError("error at 1:10: expected CONSTRUCT"), text="SELEC * WHERE {}"))
+    'line 1:10: syntax error (expected CONSTRUCT) near "SELEC * WHERE {}"'
+    >>> str(translate_syntax_error(SyntaxError('error at 1:27: expected one of ",", ".", ";", "{", "}", [_]'),
+    ...                            text="SELECT * WHERE { ?s ?p ?o "))
+    'line 1:27: syntax error near "SELECT * WHERE { ?s ?p ?o" (the query ends there: is a brace or bracket left open?)'
+    """
     message = str(exc)
     line = column = None
-    m = re.search(r"(?:at |line )?(\d+):(\d+)", message)
+    m = re.search(r"(\d+):(\d+)", message)
     if m:
         line, column = int(m.group(1)), int(m.group(2))
-    return QueryError(f"SPARQL syntax error: {message}", name=name, line=line, column=column)
+    expected = message.split("expected ", 1)[1] if "expected " in message else ""
+    choices = [c.strip() for c in expected.removeprefix("one of ").split(",") if c.strip()] if expected else []
+    what = "syntax error"
+    if choices and len(choices) <= 3 and "[_]" not in choices:
+        what += f" (expected {' or '.join(choices)})"
+    if text is not None and line is not None and column is not None:
+        lines = text.split("\n")
+        source = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = max(0, column - 40)
+        near = source[start : column + 30].strip()
+        if near:
+            what += f' near "{near}"'
+        if column > len(source.rstrip()) and not "\n".join(lines[line:]).strip():
+            what += _at_the_end(text)
+    return QueryError(what, name=name, line=line, column=column)
+
+
+_MODIFIERS = {"GROUP", "BY", "ORDER", "ASC", "DESC", "HAVING", "LIMIT", "OFFSET", "VALUES", "UNDEF"}
+
+
+def _at_the_end(text: str) -> str:
+    """Why a query fails where it ends: something left open, or a word after the last ``}``."""
+    bare = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|<[^<>\s]*>|#[^\n]*', "", text)
+    if bare.count("{") != bare.count("}") or bare.count("(") != bare.count(")") or bare.count("[") != bare.count("]"):
+        return " (the query ends there: is a brace or bracket left open?)"
+    if bare.count('"') % 2 or bare.count("'") % 2:
+        return " (the query ends there: is a string left open?)"
+    tail = bare.rsplit("}", 1)[-1]
+    for word in re.findall(r"[A-Za-z]+", tail):
+        if word.upper() not in _MODIFIERS:
+            return f" (unexpected {word!r} after the last }})"
+    return " (the query ends too early)"

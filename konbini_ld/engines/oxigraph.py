@@ -19,7 +19,7 @@ import pyoxigraph as ox
 
 from ..errors import QueryError, StoreError
 from ..sparql import has_dataset_clause
-from .base import Capabilities, WriteRejected, first_line, translate_syntax_error
+from .base import Capabilities, Dataset, WriteRejected, first_line, translate_syntax_error
 
 __all__ = ["BULK_THRESHOLD", "OxigraphEngine"]
 
@@ -130,20 +130,29 @@ class OxigraphEngine:
     # -- reads ---------------------------------------------------------------
 
     def query(
-        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
+        dataset: Dataset | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         """Run a query. On a read-only view the answer is read in full before it is returned,
-        and read again from a fresh view if a writer beside it compacted files away meanwhile."""
+        and read again from a fresh view if a writer beside it compacted files away meanwhile.
+
+        :param dataset: default and named graphs (the protocol's ``default-graph-uri`` and
+            ``named-graph-uri``), overriding the union and the query's own ``FROM``.
+        """
         # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
-        as_union = union and not has_dataset_clause(sparql)
+        as_union = union and not has_dataset_clause(sparql) and dataset is None
         bound = {ox.Variable(k): v for k, v in (substitutions or {}).items()}
+        graphs: dict[str, Any] = {}
+        if dataset is not None:
+            graphs["default_graph"] = [ox.NamedNode(g) for g in dataset.default_graphs] or None
+            graphs["named_graphs"] = [ox.NamedNode(g) for g in dataset.named_graphs]
         attempts = _STALE_ATTEMPTS if self.read_only and self.path is not None else 1
         for attempt in range(attempts):
             try:
-                result = self.store.query(sparql, use_default_graph_as_union=as_union, substitutions=bound)
+                result = self.store.query(sparql, use_default_graph_as_union=as_union, substitutions=bound, **graphs)
                 return _materialized(result) if attempts > 1 else result
             except SyntaxError as exc:
-                raise translate_syntax_error(exc) from exc
+                raise translate_syntax_error(exc, text=sparql) from exc
             except (OSError, RuntimeError) as exc:
                 text = str(exc)
                 if attempt + 1 < attempts and _stale(text):

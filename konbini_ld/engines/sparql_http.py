@@ -20,64 +20,30 @@ embedded store: the planning happens here, the server receives plain
 
 from __future__ import annotations
 
-import re
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pyoxigraph as ox
 import requests
 
-from ..errors import QueryError, StoreError, UsageError
-from ..sparql import has_dataset_clause, query_form, where_braces
+from ..errors import QueryError, StoreError
+from ..lexical import canonical_lexical
+from ..sparql import has_dataset_clause, query_form
 from ..urls import redact
 from ..vocab import DATA_GRAPH, PROV_GRAPH
-from .base import Capabilities, WriteRejected
+from . import virtuoso
+from .base import Capabilities, Dataset, WriteRejected
+from .endpoints import Endpoints, bind_with_values, derive_endpoints
 
-__all__ = ["Endpoints", "SparqlHttpEngine", "bind_with_values", "derive_endpoints"]
+__all__ = ["Endpoints", "SparqlHttpEngine", "bind_with_values", "derive_endpoints"]  # (endpoints re-exported)
 
 OUR_GRAPHS = (ox.NamedNode(DATA_GRAPH), ox.NamedNode(PROV_GRAPH))
 _CHUNK_SUBJECTS = 200
 _CHUNK_QUADS = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """The three endpoints of a SPARQL server."""
-
-    query: str
-    update: str | None
-    gsp: str | None
-
-
-def derive_endpoints(query_url: str, *, update: str | None = None, gsp: str | None = None) -> Endpoints:
-    """Derive the update and Graph Store endpoints of known servers from the query endpoint.
-
-    >>> derive_endpoints("http://127.0.0.1:7878/query")
-    Endpoints(query='http://127.0.0.1:7878/query', update='http://127.0.0.1:7878/update', gsp='http://127.0.0.1:7878/store')
-    >>> derive_endpoints("http://h:3030/ds/sparql").gsp
-    'http://h:3030/ds/data'
-    """
-    parts = urlsplit(query_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"--store {redact(query_url)!r} is not an http(s) SPARQL endpoint URL")
-    path = parts.path.rstrip("/")
-
-    def at(new_path: str) -> str:
-        return urlunsplit(parts._replace(path=new_path, query="", fragment=""))
-
-    d_update = d_gsp = None
-    if path.endswith("/query") and path.count("/") == 1:  # Oxigraph
-        d_update, d_gsp = at("/update"), at("/store")
-    elif re.fullmatch(r"/[^/]+/(sparql|query)", path):  # Fuseki dataset
-        base = path.rsplit("/", 1)[0]
-        d_update, d_gsp = at(base + "/update"), at(base + "/data")
-    elif re.fullmatch(r".*/repositories/[^/]+", path):  # GraphDB, RDF4J
-        d_update, d_gsp = at(path + "/statements"), at(path + "/rdf-graphs/service")
-    elif path == "/sparql":  # Virtuoso
-        d_update, d_gsp = at("/sparql"), at("/sparql-graph-crud")
-    return Endpoints(query_url, update or d_update, gsp or d_gsp)
+#: Rows asked for per page: below every result cap seen in servers (Virtuoso: 10,000).
+_PAGE_ROWS = 1_000
 
 
 def _nt(quads: Sequence[ox.Quad]) -> str:
@@ -92,8 +58,8 @@ class SparqlHttpEngine:
     :param session: an injectable ``requests.Session``.
     """
 
-    capabilities = Capabilities(exclusive_writer=False, write_behind=False, substitution=False, transactions=False,
-                                bulk_load=False, read_only_views=True, timeouts=True, persistent=True)
+    _CAPABILITIES = Capabilities(exclusive_writer=False, write_behind=False, substitution=False, transactions=False,
+                                 bulk_load=False, read_only_views=True, timeouts=True, persistent=True)
 
     def __init__(self, endpoints: Endpoints, *, timeout: float = 60.0, session: requests.Session | None = None) -> None:
         self.endpoints = endpoints
@@ -101,6 +67,7 @@ class SparqlHttpEngine:
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.trust_env = False
+        self._server: str | None = None
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -139,9 +106,28 @@ class SparqlHttpEngine:
         for i in range(0, len(subjects), _CHUNK_SUBJECTS):
             values = " ".join(str(s) for s in subjects[i : i + _CHUNK_SUBJECTS])
             g = str(graph) if graph is not None else "?g"
-            proj = "" if graph is not None else " ?g"
-            for row in self._select(f"SELECT ?s ?p ?o{proj} WHERE {{ GRAPH {g} {{ VALUES ?s {{ {values} }} ?s ?p ?o }} }}"):
-                yield ox.Quad(row["s"], row["p"], row["o"], graph if graph is not None else row["g"])
+            variables = "?s ?p ?o" if graph is not None else "?s ?p ?o ?g"
+            for row in self._select_paged(variables, f"GRAPH {g} {{ VALUES ?s {{ {values} }} ?s ?p ?o }}"):
+                yield ox.Quad(row["s"], row["p"], _canonical(row["o"]), graph if graph is not None else row["g"])
+
+    def _select_paged(self, variables: str, where: str) -> Iterator[ox.QuerySolution]:
+        """Every solution, a page at a time: servers cap result sizes silently (Virtuoso at 10,000 rows).
+
+        The order is fixed in a subquery and the page taken outside it, the scrollable-cursor
+        form that Virtuoso also accepts past its sort limit.
+        """
+        offset = 0
+        while True:
+            page = list(self._select(f"SELECT {variables} WHERE {{ {{ SELECT {variables} WHERE {{ {where} }} "
+                                     f"ORDER BY {variables} }} }} LIMIT {_PAGE_ROWS} OFFSET {offset}"))
+            yield from page
+            if len(page) < _PAGE_ROWS:
+                return
+            offset += _PAGE_ROWS
+
+    def _graph_count(self, graph: ox.NamedNode) -> int:
+        row = next(iter(self._select(f"SELECT (COUNT(*) AS ?c) WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} }}")))
+        return int(row["c"].value)
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         try:
@@ -149,7 +135,33 @@ class SparqlHttpEngine:
         except UnicodeError as exc:
             raise WriteRejected(f"{type(exc).__name__}: {exc}") from exc
 
+    @property
+    def server(self) -> str:
+        """The server's software, from its ``Server`` header (read once)."""
+        if self._server is None:
+            try:
+                r = self.session.get(self.endpoints.query, params={"query": "ASK {}"}, timeout=self.timeout,
+                                     headers={"Accept": "application/sparql-results+json"})
+                self._server = r.headers.get("Server", "")
+            except requests.RequestException:
+                self._server = ""
+        return self._server
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this server can do (asked of it once: Virtuoso declares what it cannot keep)."""
+        if self.is_virtuoso:
+            return replace(self._CAPABILITIES, lossy_datatypes=virtuoso.LOSSY)
+        return self._CAPABILITIES
+
+    @property
+    def is_virtuoso(self) -> bool:
+        return "virtuoso" in self.server.lower()
+
     def _apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+        if self.is_virtuoso:
+            virtuoso.apply(self, deletes, inserts)
+            return
         for graph, quads in _by_graph(deletes).items():
             for i in range(0, len(quads), _CHUNK_QUADS):
                 self._update(f"DELETE DATA {{ GRAPH {graph} {{\n{_nt(quads[i : i + _CHUNK_QUADS])}}} }}")
@@ -182,13 +194,17 @@ class SparqlHttpEngine:
         self._update(" ;\n".join(f"MOVE SILENT GRAPH {src} TO GRAPH {dst}" for src, dst in moves.items()))
 
     def query(
-        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True
+        self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
+        dataset: Dataset | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         if substitutions:
             sparql = bind_with_values(sparql, substitutions)
         form = query_form(sparql)
         data: dict[str, Any] = {"query": sparql}
-        if union and not has_dataset_clause(sparql):
+        if dataset is not None:
+            data["default-graph-uri"] = list(dataset.default_graphs)
+            data["named-graph-uri"] = list(dataset.named_graphs)
+        elif union and not has_dataset_clause(sparql):
             # the protocol's dataset: union of our graphs as default graph, and both as named graphs
             data["default-graph-uri"] = [g.value for g in OUR_GRAPHS]
             data["named-graph-uri"] = [g.value for g in OUR_GRAPHS]
@@ -203,24 +219,48 @@ class SparqlHttpEngine:
             raise QueryError(f"unreadable results from {self.description}: {exc}") from None
 
     def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
-        """Every quad of konbini-ld's graphs (or of ``graph``), streamed (Graph Store ``GET`` when there is one)."""
+        """Every quad of konbini-ld's graphs (or of ``graph``).
+
+        Read with a Graph Store ``GET`` when there is one, spooled to a temporary file and
+        checked against the graph's size: a server that cuts the answer short (Virtuoso stops
+        at its ``ResultSetMaxRows``) is read again page by page instead.
+        """
         for graph in OUR_GRAPHS if graph is None else (graph,):
+            expected = self._graph_count(graph)
+            if expected == 0:
+                continue
             if self.endpoints.gsp:
-                try:
-                    r = self.session.get(self.endpoints.gsp, params={"graph": graph.value}, stream=True,
-                                         headers={"Accept": "application/n-triples"}, timeout=self.timeout)
-                except requests.RequestException as exc:
-                    raise StoreError(f"reading {graph.value} from {self.description} failed: {type(exc).__name__}") from None
-                if r.status_code == 404:
-                    continue  # the graph does not exist yet
-                if r.status_code >= 400:
-                    raise StoreError(f"reading {graph.value} from {self.description} answered HTTP {r.status_code}")
-                r.raw.decode_content = True
-                for q in ox.parse(r.raw, ox.RdfFormat.N_TRIPLES):  # type: ignore[arg-type]  # a binary stream
-                    yield ox.Quad(q.subject, q.predicate, q.object, graph)
-            else:
-                for row in self._select(f"SELECT ?s ?p ?o WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} }}"):
-                    yield ox.Quad(row["s"], row["p"], row["o"], graph)
+                spooled = self._graph_store_get(graph)
+                if spooled is not None:
+                    with spooled:
+                        if spooled.count == expected:
+                            spooled.file.seek(0)
+                            for q in ox.parse(spooled.file, ox.RdfFormat.N_TRIPLES):
+                                yield ox.Quad(q.subject, q.predicate, _canonical(q.object), graph)
+                            continue
+            n = 0
+            for row in self._select_paged("?s ?p ?o", f"GRAPH {graph} {{ ?s ?p ?o }}"):
+                n += 1
+                yield ox.Quad(row["s"], row["p"], _canonical(row["o"]), graph)
+            if n != expected:
+                raise StoreError(f"{self.description} answered {n} of the {expected} triples of {graph.value}; "
+                                 "it cuts results short below the page size konbini-ld reads")
+
+    def _graph_store_get(self, graph: ox.NamedNode) -> _Spooled | None:
+        try:
+            r = self.session.get(self.endpoints.gsp or "", params={"graph": graph.value}, stream=True,
+                                 headers={"Accept": "application/n-triples"}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise StoreError(f"reading {graph.value} from {self.description} failed: {type(exc).__name__}") from None
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 400:
+            raise StoreError(f"reading {graph.value} from {self.description} answered HTTP {r.status_code}")
+        spooled = _Spooled(tempfile.TemporaryFile())
+        for chunk in r.iter_content(1 << 16):
+            spooled.file.write(chunk)
+            spooled.count += chunk.count(b"\n")
+        return spooled
 
     def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
         ox.serialize(self.iter_quads(), output, fmt, prefixes=prefixes)
@@ -239,25 +279,33 @@ class SparqlHttpEngine:
         self.session.close()
 
 
+class _Spooled:
+    """A Graph Store answer kept on disk, with its line count."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.count = 0
+
+    def __enter__(self) -> _Spooled:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def _canonical(term: Any) -> Any:
+    """A literal in its canonical form (servers answer ``"1"^^xsd:boolean`` for ``true``…), so
+    that the upsert recognises the values it wrote."""
+    if isinstance(term, ox.Literal) and not term.language:
+        datatype = term.datatype.value
+        text = canonical_lexical(term.value, datatype)
+        if text != term.value:
+            return ox.Literal(text, datatype=term.datatype)
+    return term
+
+
 def _by_graph(quads: Sequence[ox.Quad]) -> dict[Any, list[ox.Quad]]:
     out: dict[Any, list[ox.Quad]] = {}
     for q in quads:
         out.setdefault(q.graph_name, []).append(q)
     return out
-
-
-def bind_with_values(sparql: str, substitutions: dict[str, Any]) -> str:
-    """Bind variables for a server without parameter support: a ``VALUES`` block opening every WHERE group.
-
-    The terms are written by Oxigraph's serialiser, so a value can never escape its term.
-
-    >>> bind_with_values("SELECT ?a WHERE { ?a ?p ?o }", {"o": ox.Literal('x" } DROP ALL #')})
-    'SELECT ?a WHERE { VALUES ?o { "x\\\\" } DROP ALL #" } ?a ?p ?o }'
-    """
-    positions = where_braces(sparql)
-    if not positions:
-        raise QueryError("cannot bind parameters: no WHERE group found in the query")
-    block = " ".join(f"VALUES ?{name} {{ {term} }}" for name, term in substitutions.items())
-    for at in sorted(positions, reverse=True):  # every group, subqueries included, sees the bound value
-        sparql = f"{sparql[: at + 1]} {block}{sparql[at + 1 :]}"
-    return sparql

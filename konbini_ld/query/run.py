@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
+from ..engines.base import Dataset
 from ..errors import QueryError, UsageError
 from ..io.formats import Format
 from ..vocab import PREFIXES, XSD
@@ -173,13 +174,15 @@ class QueryResult:
         self._require("CONSTRUCT")
         return self._items()
 
-    def write(self, output: IO[bytes], fmt: Format | str = Format.TABLE) -> None:
+    def write(self, output: IO[bytes], fmt: Format | str = Format.TABLE, *, inline_context: bool = False) -> None:
         """Serialise the result to a binary stream in ``fmt`` (a :class:`Format` or its name).
 
+        :param inline_context: JSON-LD: embed the API's contexts instead of naming their URLs.
         :raises UsageError: the format cannot hold this kind of result.
         """
         if self.kind == "CONSTRUCT":
-            self._write_graph(output, Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt))
+            graph_format = Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt)
+            self._write_graph(output, graph_format, inline_context)
             return
         fmt = Format.lookup(fmt)
         if fmt is Format.TABLE:
@@ -210,11 +213,11 @@ class QueryResult:
 
         output.write(write_solutions(self.variables, list(self.rows()), fmt.label))
 
-    def _write_graph(self, output: IO[bytes], fmt: Format) -> None:
+    def _write_graph(self, output: IO[bytes], fmt: Format, inline_context: bool = False) -> None:
         if fmt is Format.JSONLD:
             from ..io.export import write_jsonld_triples
 
-            write_jsonld_triples(self.triples(), output)
+            write_jsonld_triples(self.triples(), output, inline_context=inline_context)
             return
         if not fmt.can_carry("graph") or fmt.ox_format() is None:
             raise UsageError(f"a CONSTRUCT/DESCRIBE result is RDF: use {', '.join(Format.names('graph'))}, "
@@ -223,7 +226,7 @@ class QueryResult:
 
 
 def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None, *,
-              name: str | None = None) -> QueryResult:
+              name: str | None = None, dataset: Dataset | None = None) -> QueryResult:
     """Check ``sparql`` is safe, bind ``params`` as terms, and let the engine evaluate it natively.
 
     :raises QueryError: refused, malformed, or failed.
@@ -231,7 +234,8 @@ def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None,
     check_safe_query(sparql, name=name)
     substitutions = {k.lstrip("?$"): to_term(v) for k, v in (params or {}).items()}
     try:
-        native = engine.query(sparql, substitutions=substitutions)
+        native = engine.query(sparql, substitutions=substitutions, dataset=dataset) if dataset is not None else \
+            engine.query(sparql, substitutions=substitutions)
     except QueryError as exc:
         if exc.name is None:
             exc.name = name

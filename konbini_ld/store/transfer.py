@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 __all__ = ["push"]
 
+_CHUNK_LINES = 20_000
+
 
 def push(
     store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None
@@ -19,8 +21,9 @@ def push(
     """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.
 
     Each konbini-ld graph replaces the graph of the same name on the target (Graph Store
-    ``PUT``; ``CLEAR`` + ``INSERT DATA`` where there is no Graph Store endpoint), so a push
-    is idempotent. Returns triples pushed per graph.
+    ``PUT``; ``CLEAR`` then updates where there is no Graph Store endpoint, or where its
+    loader reshapes literals, as Virtuoso's does), so a push is idempotent. Returns triples
+    pushed per graph.
     """
     target = SparqlHttpEngine(derive_endpoints(to, update=update_url, gsp=gsp_url))
     counts: dict[str, int] = {}
@@ -33,12 +36,18 @@ def push(
                     fh.write(f"{q.subject} {q.predicate} {q.object} .\n".encode())
                     n += 1
                 fh.seek(0)
-                if target.endpoints.gsp:
+                if target.endpoints.gsp and not target.is_virtuoso:
                     target.replace_graph(graph, fh)
-                else:
+                else:  # no Graph Store, or one whose loader reshapes literals: updates, a chunk at a time
                     target.clear_graph(graph)
-                    fh.seek(0)
-                    target.apply([], {graph: [line.decode() for line in fh]})
+                    chunk: list[str] = []
+                    for line in fh:
+                        chunk.append(line.decode())
+                        if len(chunk) >= _CHUNK_LINES:
+                            target.apply([], {graph: chunk})
+                            chunk = []
+                    if chunk:
+                        target.apply([], {graph: chunk})
             counts[graph.value] = n
     finally:
         target.close()

@@ -1,17 +1,36 @@
 "use strict";
+// The query page: named queries with their parameters, or any SPARQL; results as a table with
+// prefixed names, downloads (CSV, JSON, Turtle), a permalink, readable errors.
 const $ = (id) => document.getElementById(id);
 let queries = {};
+let prefixes = {};
 
 // Only http(s) IRIs become links: a stored IRI is data, and a javascript: or data: one must
 // never run (the loader refuses them; this is the second line).
 const LINKABLE = /^https?:\/\//i;
 
+function compact(iri) {
+  for (const [prefix, ns] of Object.entries(prefixes)) {
+    if (iri.startsWith(ns)) {
+      const local = iri.slice(ns.length);
+      if (/^[A-Za-z_][\w\-]*$/.test(local)) return prefix + ":" + local;
+    }
+  }
+  return iri;
+}
+
 function cell(term) {
   if (!term) return document.createTextNode("");
-  if (term.type === "uri" && LINKABLE.test(term.value)) {
-    const a = document.createElement("a");
-    a.href = term.value; a.textContent = term.value; a.rel = "noopener noreferrer";
-    return a;
+  if (term.type === "uri") {
+    const shown = compact(term.value);
+    if (LINKABLE.test(term.value)) {
+      const a = document.createElement("a");
+      a.href = term.value; a.textContent = shown; a.title = term.value; a.rel = "noopener noreferrer";
+      return a;
+    }
+    const span = document.createElement("span");
+    span.textContent = shown; span.title = term.value;
+    return span;
   }
   return document.createTextNode(term.value);
 }
@@ -31,7 +50,7 @@ function renderTable(data) {
   return data.results.bindings.length;
 }
 
-function selectNamed() {
+function selectNamed(values) {
   const q = queries[$("named").value];
   $("params").replaceChildren();
   $("description").textContent = q ? q.description : "";
@@ -43,61 +62,138 @@ function selectNamed() {
     label.textContent = p.name + (p.required ? "" : " (optional)");
     const input = document.createElement("input");
     input.name = p.name; input.placeholder = p.type; input.title = p.description; input.size = 48;
+    if (values && values.get(p.name)) input.value = values.get(p.name);
     label.appendChild(input);
     $("params").appendChild(label);
+  }
+}
+
+// The request for the current query: a named query with its parameters, or the text.
+function request(format) {
+  const named = queries[$("named").value];
+  const text = $("query").value;
+  const params = new URLSearchParams();
+  if (named && text === named.text) {
+    for (const input of $("params").querySelectorAll("input")) if (input.value) params.set(input.name, input.value);
+    if (format) params.set("format", format);
+    return { url: "queries/" + encodeURIComponent(named.name) + "?" + params, named };
+  }
+  params.set("query", text);
+  if (format) params.set("format", format);
+  return { url: "sparql?" + params, named: null };
+}
+
+function permalink() {
+  const named = queries[$("named").value];
+  const params = new URLSearchParams();
+  if (named && $("query").value === named.text) {
+    params.set("named", named.name);
+    for (const input of $("params").querySelectorAll("input")) if (input.value) params.set(input.name, input.value);
+  } else {
+    params.set("query", $("query").value);
+  }
+  const url = location.pathname + "?" + params;
+  history.replaceState(null, "", url);
+  return location.origin + url;
+}
+
+function showError(message, line, column) {
+  $("results").replaceChildren();
+  $("downloads").replaceChildren();
+  const box = $("error");
+  box.hidden = false;
+  let text = message.trim();
+  if (line) {
+    const source = $("query").value.split("\n")[line - 1] || "";
+    const col = Math.max(1, Math.min(column || 1, source.length + 1));
+    text = "Line " + line + ", column " + col + ": " + text.replace(/^line \d+:\d+: /, "") +
+      "\n\n" + source + "\n" + " ".repeat(col - 1) + "^";
+  }
+  box.textContent = text;
+  $("status").className = "error";
+  $("status").textContent = "error";
+}
+
+function downloads(isGraph) {
+  const box = $("downloads");
+  box.replaceChildren();
+  const kinds = isGraph ? [["Turtle", "turtle", "ttl"], ["N-Triples", "nt", "nt"], ["JSON-LD", "jsonld", "jsonld"]]
+    : [["CSV", "csv", "csv"], ["JSON", "json", "srj"]];
+  for (const [label, format, ext] of kinds) {
+    const a = document.createElement("a");
+    a.href = request(format).url + (format === "jsonld" ? "&context=inline" : "");
+    a.download = "results." + ext; a.textContent = label; a.className = "download";
+    box.appendChild(a);
   }
 }
 
 async function run() {
   const status = $("status");
   status.className = ""; status.textContent = "running…";
-  const named = queries[$("named").value];
-  const text = $("query").value;
-  let response;
+  $("error").hidden = true;
+  const { url } = request(null);
+  const accept = "application/sparql-results+json, text/turtle;q=0.9";
   const started = performance.now();
+  let response;
   try {
-    if (named && text === named.text) {
-      const params = new URLSearchParams();
-      for (const input of $("params").querySelectorAll("input")) if (input.value) params.set(input.name, input.value);
-      const accept = named.form === "CONSTRUCT" || named.form === "DESCRIBE" ? "text/turtle" : "application/sparql-results+json";
-      response = await fetch("queries/" + encodeURIComponent(named.name) + "?" + params, { headers: { Accept: accept } });
-    } else {
-      response = await fetch("sparql", {
-        method: "POST",
-        headers: { "Content-Type": "application/sparql-query", Accept: "application/sparql-results+json, text/turtle;q=0.9" },
-        body: text,
-      });
-    }
+    response = await fetch(url, { headers: { Accept: accept } });
   } catch (e) {
-    status.className = "error"; status.textContent = String(e); return;
+    showError(String(e)); return;
   }
   const body = await response.text();
   const ms = Math.round(performance.now() - started);
-  if (!response.ok) { status.className = "error"; status.textContent = body; $("results").replaceChildren(); return; }
+  if (!response.ok) {
+    showError(body, Number(response.headers.get("x-error-line")) || 0, Number(response.headers.get("x-error-column")) || 0);
+    return;
+  }
   const type = response.headers.get("content-type") || "";
   const truncated = response.headers.get("x-result-truncated");
   let summary;
   if (type.includes("sparql-results+json")) {
     const data = JSON.parse(body);
-    if ("boolean" in data) { $("results").replaceChildren(document.createTextNode(String(data.boolean))); summary = "ASK"; }
-    else { const n = renderTable(data); summary = n + (n === 1 ? " row" : " rows"); }
+    if ("boolean" in data) {
+      $("results").replaceChildren(document.createTextNode(String(data.boolean))); summary = "ASK: " + data.boolean;
+      $("downloads").replaceChildren();
+    } else {
+      const n = renderTable(data); summary = n + (n === 1 ? " row" : " rows"); downloads(false);
+    }
   } else {
-    const pre = document.createElement("pre"); pre.textContent = body; $("results").replaceChildren(pre);
-    summary = "graph";
+    const pre = document.createElement("pre"); pre.id = "graph"; pre.textContent = body;
+    $("results").replaceChildren(pre);
+    const triples = body.split("\n").filter((l) => /[.;,]\s*$/.test(l) && !/^@prefix/.test(l)).length;
+    summary = "graph (" + triples + " statement lines)"; downloads(true);
   }
   status.textContent = summary + " in " + ms + " ms" + (truncated ? " (truncated at " + truncated + ")" : "");
 }
 
-$("named").addEventListener("change", selectNamed);
+function restore() {
+  const params = new URLSearchParams(location.search);
+  if (params.get("named") && queries[params.get("named")]) {
+    $("named").value = params.get("named");
+    selectNamed(params);
+    run();
+  } else if (params.get("query")) {
+    $("query").value = params.get("query");
+    run();
+  }
+}
+
+$("named").addEventListener("change", () => selectNamed(null));
 $("run").addEventListener("click", run);
+$("permalink").addEventListener("click", () => {
+  const link = permalink();
+  $("status").className = ""; $("status").textContent = "permalink: " + link;
+});
 $("query").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) run(); });
 
-fetch("queries").then((r) => r.json()).then((list) => {
+Promise.all([fetch("queries").then((r) => r.json()), fetch("prefixes").then((r) => r.json())]).then(([list, known]) => {
+  prefixes = known;
   for (const q of list) {
     queries[q.name] = q;
     const option = document.createElement("option");
     option.value = q.name; option.textContent = q.title + " (" + q.name + ")";
     $("named").appendChild(option);
   }
+  restore();
   document.body.dataset.ready = "true";
 });
