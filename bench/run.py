@@ -16,6 +16,11 @@ Sections:
   export   Turtle and JSON-LD export vs Oxigraph's own Turtle dump
   startup  `konbini-ld --help` and `konbini-ld queries`
   fetch    `konbini-ld fetch` against the loopback fake API at 200 ms per request vs a sequential loop
+  history  `konbini-ld load` of N audios x K observations a day apart (recorded exchanges with Date
+           headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
+           bytes per history point, and trending / rising-creators / history p50 at that size
+
+With --only, rows of the sections not run are kept from the existing BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -94,8 +99,12 @@ def term(t):
     if t["type"] == "blank node": return BNode(t["value"][2:])
     return Literal(t["value"], datatype=URIRef(t["datatype"]) if t.get("datatype") and not t.get("language") else None, lang=t.get("language"))
 n = 0
+limit = int(sys.argv[3]) if len(sys.argv) > 3 else None
 for line in open(sys.argv[1]):
-    doc = json.loads(line)["data"]
+    if limit is not None and n >= limit:
+        break
+    doc = json.loads(line)
+    doc = (doc["body"] if "body" in doc else doc)["data"]
     for t in jsonld.to_rdf(doc, {"documentLoader": loader})["@default"]:
         g.add((term(t["subject"]), term(t["predicate"]), term(t["object"])))
     n += 1
@@ -353,6 +362,72 @@ def bench_fetch(n: int, large: int, latency: float, concurrencies: list[int]) ->
 # -- report ------------------------------------------------------------------------------------
 
 
+# -- history -----------------------------------------------------------------------
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def bench_history(n: int, k: int, naive_docs: int, repeat: int) -> None:
+    from konbini_ld import open_store
+    from konbini_ld.sources.konbini.corpus import corpus_lines
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"history-{n}x{k}.jsonl"
+    if not path.exists():
+        with open(path, "w") as fh:
+            fh.writelines(corpus_lines(n, observations=k))
+    total = n * k
+    dt, rss, p = run_measured([sys.executable, "-c", NAIVE, str(path), str(ROOT / "contexts" / "konbini-social.jsonld"),
+                               str(naive_docs)])
+    naive_rate = naive_docs / dt
+    record("history", f"naive pyld+rdflib in-memory, first {naive_docs:,} of the {n}x{k} corpus", f"{naive_rate:,.0f} docs/s",
+           f"peak {rss} MiB (no history, no upsert: its rate per response is flat)")
+    work = Path(tempfile.mkdtemp(prefix="kld-history-"))
+    store = work / "store"
+    dt, rss, p = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(path)])
+    rate = total / dt
+    record("history", f"konbini-ld load, {n:,} audios x {k} observations ({total:,} responses)", f"{rate:,.0f} docs/s",
+           f"{dt:.0f} s, peak {rss} MiB = {rate / naive_rate:.1f}x naive")
+    import pyoxigraph as ox
+
+    with open_store(store, read_only=True) as s:
+        quads = len(s)
+        history = sum(1 for _ in s.engine.iter_quads(ox.NamedNode("urn:konbini-ld:graph:history")))
+        points = history // 4
+        dump = work / "history.nq"
+        with open(dump, "wb") as fh:
+            ox.serialize(s.engine.iter_quads(ox.NamedNode("urn:konbini-ld:graph:history")), fh, ox.RdfFormat.N_QUADS)
+    graph_bytes = _du(store) - _du(store / "archive")
+    record("history", f"  store on disk ({quads:,} quads, {points:,} history points)", f"{graph_bytes / 2**20:,.0f} MiB",
+           f"archive {_du(store / 'archive') / 2**20:,.0f} MiB beside it")
+    alone = ox.Store(str(work / "alone"))
+    with open(dump, "rb") as fh:
+        alone.bulk_load(fh, ox.RdfFormat.N_QUADS)
+    alone.optimize()
+    alone.flush()
+    del alone
+    per_point = _du(work / "alone") / points
+    record("history", "  bytes per history point (its 4 quads alone, bulk-loaded, compacted)", f"{per_point:,.0f} B",
+           f"100k audios x 30 observations of ~{points / total:.1f} counters each: "
+           f"{per_point * 100_000 * 30 * points / total / 2**30:,.1f} GiB of points")
+    with open_store(store, read_only=True) as s:
+        entity = "https://www.tiktok.com/@creator.1"
+        audio = next(iter(s.run_named("trending").rows()))[0].value
+        for name, params in [("trending", {}), ("trending", {"since": "2026-11-05T00:00:00Z"}),
+                             ("rising-creators", {}), ("history", {"entity": audio}), ("history", {"entity": entity})]:
+            def go() -> None:
+                list(s.run_named(name, params).rows())
+
+            p50, p95 = _timed(go, repeat)
+            label = f"{name} " + " ".join(f"{k}={v.rsplit('/', 1)[-1]}" for k, v in params.items())
+            rows_n = sum(1 for _ in s.run_named(name, params).rows())
+            record("history", f"{label.strip()} @ {n}x{k} (in-process)", f"{p50 * 1000:,.1f} ms",
+                   f"p95 {p95 * 1000:,.1f} ms, {rows_n} rows")
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def write_markdown(args: argparse.Namespace) -> None:
     lines = [
         "# konbini-ld benchmarks",
@@ -364,20 +439,33 @@ def write_markdown(args: argparse.Namespace) -> None:
         "| section | measurement | value | notes |",
         "|---|---|---:|---|",
     ]
+    target = ROOT / "bench" / "BENCHMARKS.md"
+    ran = {r[0] for r in rows}
+    kept = []
+    if target.exists():  # rows of sections this run did not measure stay as they were
+        for line in target.read_text().splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| ") and len(cells) == 4 and cells[0] not in ("section", *ran) and not cells[0].startswith("-"):
+                kept.append(line)
     lines += [f"| {s} | {w} | {v} | {n} |" for s, w, v, n in rows]
-    (ROOT / "bench" / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    if kept:
+        lines += kept
+        lines[2] += f" Rows of the sections not in this run ({', '.join(sorted({k.split('|')[1].strip() for k in kept}))}) are from an earlier run."
+    target.write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
-    parser.add_argument("--only", default="ingest,differential,queries,export,startup,fetch", help="sections to run")
+    parser.add_argument("--only", default="ingest,differential,queries,export,startup,fetch,history", help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
     parser.add_argument("--fetch-audios", type=int, default=200)
     parser.add_argument("--fetch-large", type=int, default=1000, help="audios for the throughput rows")
     parser.add_argument("--fetch-latency", type=float, default=0.2)
     parser.add_argument("--concurrency", default="1,16,32,64")
+    parser.add_argument("--history", default="20000x10", help="audios x observations for the history section")
+    parser.add_argument("--history-naive", type=int, default=20000, help="responses the naive pipeline runs on there")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -395,6 +483,9 @@ def main() -> None:
         bench_startup(max(5, args.repeat // 2))
     if "fetch" in sections:
         bench_fetch(args.fetch_audios, args.fetch_large, args.fetch_latency, [int(c) for c in args.concurrency.split(",")])
+    if "history" in sections:
+        n, k = (int(x) for x in args.history.lower().split("x"))
+        bench_history(n, k, min(args.history_naive, n * k), max(5, args.repeat // 2))
     for path in stores.values():
         shutil.rmtree(path.parent, ignore_errors=True)
     write_markdown(args)

@@ -38,6 +38,7 @@ if _typing.TYPE_CHECKING:
     from .io.formats import Format
     from .pipeline import fetch
     from .query.catalog import NamedQuery, named_queries
+    from .query.plot import plot
     from .query.run import QueryResult
     from .query.validate import ValidationReport, validate
     from .sources.files import text_stream
@@ -50,6 +51,7 @@ _LAZY = {
     "fetch": "pipeline",
     "NamedQuery": "query.catalog",
     "named_queries": "query.catalog",
+    "plot": "query.plot",
     "QueryResult": "query.run",
     "ValidationReport": "query.validate",
     "validate": "query.validate",
@@ -107,6 +109,7 @@ __all__ = [
     "fetch",
     "named_queries",
     "open_store",
+    "plot",
     "push",
     "rebuild_store",
     "text_stream",

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from .errors import InputError, UsageError
+from .units import parse_time
+
 __all__ = [
     "canonical_datetime",
     "canonical_double",
@@ -17,6 +20,7 @@ __all__ = [
     "canonical_lexical",
     "duration_literal",
     "duration_seconds",
+    "observation_time",
 ]
 
 _XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -59,6 +63,27 @@ def canonical_datetime(text: str) -> str:
     if zone in ("+00:00", "-00:00"):
         zone = "Z"
     return f"{base}{fraction}{zone or ''}"
+
+
+_OBSERVATION_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def observation_time(text: str) -> str:
+    """An observation time as konbini-ld spells it (UTC, milliseconds, ``Z``), the spelling in
+    which times order correctly as text; accepts any ISO 8601 time (a stored ``xsd:dateTime``
+    comes back as ``…T12:00:00Z``).
+
+    >>> observation_time("2026-11-01T12:00:00Z"), observation_time("2026-11-01T13:00:00.5+01:00")
+    ('2026-11-01T12:00:00.000Z', '2026-11-01T12:00:00.500Z')
+
+    :raises InputError: not an ISO 8601 time.
+    """
+    if _OBSERVATION_TIME.fullmatch(text):
+        return text
+    try:
+        return parse_time(text)
+    except UsageError as exc:
+        raise InputError(f"observation time: {exc}") from None
 
 
 def canonical_duration(text: str) -> str:

@@ -32,7 +32,10 @@ class Response:
     :ivar body: the raw text.
     :ivar source: request URL, file path, or ``-`` for standard input.
     :ivar line: 1-based line for JSON Lines input.
-    :ivar observed_at: ISO 8601 UTC time of observation (defaults to now).
+    :ivar observed_at: when it was observed, as :func:`konbini_ld.units.format_time` spells it
+        (defaults to now: the time of receiving or loading).
+    :ivar observed_given: ``observed_at`` was set on purpose (received, ``--observed-at``, or read
+        back from the archive); when ``False``, a recorded exchange's ``Date`` header replaces it.
     :ivar status: HTTP status for API responses.
     :ivar credits_used: ``X-Credits-Used`` for API responses.
     :ivar credits_remaining: ``X-Credits-Remaining`` for API responses.
@@ -47,6 +50,7 @@ class Response:
     credits_used: int | None = None
     credits_remaining: int | None = None
     key: str | None = None
+    observed_given: bool = False
 
     @property
     def where(self) -> str:
@@ -160,6 +164,8 @@ class LoadReport:
     :ivar added: data triples added to the graph; ``removed``: data triples the upsert removed
         (a reload that changes nothing adds and removes none).
     :ivar observations: provenance records written (one per response, reloads included).
+    :ivar points: counter values the responses carried, each a point of the history graph (a
+        point already there, from the same response at the same time, is not added twice).
     :ivar damage: damaged archive spans met while replaying or rebuilding.
     """
 
@@ -170,6 +176,7 @@ class LoadReport:
     added: int = 0
     removed: int = 0
     observations: int = 0
+    points: int = 0
     damage: list[Damage] = field(default_factory=list)
 
     @property
@@ -183,6 +190,7 @@ class LoadReport:
         self.added += other.added
         self.removed += other.removed
         self.observations += other.observations
+        self.points += other.points
         self.damage.extend(other.damage)
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)
@@ -208,10 +216,16 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
-    """One request an earlier fetch paid for."""
+    """One request an earlier fetch paid for (the latest purchase, when it was bought again).
+
+    :ivar status: its HTTP status (404: not found).
+    :ivar next_cursor: the cursor of the next page, for a page of videos.
+    :ivar observed_at: when it was received (:func:`konbini_ld.units.format_time` spelling).
+    """
 
     status: int
     next_cursor: str | None
+    observed_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -230,6 +244,10 @@ class FetchReport:
     :ivar errors: every error that stopped the run or would have (a 401 beside a 402…).
     :ivar unapplied: responses archived but not yet in the graph when the run ended (applied
         when the store is next opened).
+    :ivar dry_run: nothing was bought; ``planned`` says what would have been.
+    :ivar planned: requests a run would make for certain (audios, and first pages of videos
+        whose audio is already stored); ``planned_max``: at most, counting the later pages
+        of videos a run would discover.
     """
 
     fetched: int = 0
@@ -243,6 +261,9 @@ class FetchReport:
     load: LoadReport = field(default_factory=LoadReport)
     errors: list[KonbiniError] = field(default_factory=list)
     unapplied: int = 0
+    dry_run: bool = False
+    planned: int = 0
+    planned_max: int = 0
 
     @property
     def error(self) -> KonbiniError | None:
@@ -265,6 +286,11 @@ class FetchReport:
 
     def summary(self) -> str:
         """The one-line summary printed at the end of ``konbini-ld fetch``."""
+        if self.dry_run:
+            line = f"dry run: would make {self.planned} requests, costing {self.planned} credits at one per request"
+            if self.planned_max > self.planned:
+                line += f" (up to {self.planned_max} with the later pages of videos found on the way)"
+            return line + f"; {self.skipped} already bought, skipped; nothing was bought"
         remaining = "?" if self.credits_remaining is None else str(self.credits_remaining)
         line = (
             f"fetched {self.fetched}, skipped {self.skipped}, not found {self.not_found}, "

@@ -24,17 +24,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError, StoreError
+from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError, StoreError, UsageError
 from .mapping.envelope import parse_documents
 from .model import FetchReport, Response
 from .sources.konbini.client import ApiResponse, KonbiniClient
 from .sources.konbini.endpoints import audio_key, parse_audio_ids, videos_key
 from .store.archive import ArchiveRecord
 from .store.store import KonbiniStore
+from .units import format_time
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 
@@ -64,11 +66,13 @@ class _Job:
 
 def fetch(
     store: KonbiniStore,
-    client: KonbiniClient,
+    client: KonbiniClient | None,
     ids: Iterable[str],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     refresh: bool = False,
+    refresh_older_than: timedelta | None = None,
+    dry_run: bool = False,
     max_credits: int | None = None,
     videos: bool = False,
     max_pages: int = 1,
@@ -78,21 +82,33 @@ def fetch(
 ) -> FetchReport:
     """Fetch audios by id or TikTok music URL (and with ``videos`` their pages of videos) into ``store``.
 
+    :param client: who asks the API (``None`` for a dry run).
     :param ids: audio ids or TikTok music URLs; all are checked before any request is made.
     :param concurrency: requests in flight at once.
     :param refresh: buy again what the store already has.
+    :param refresh_older_than: buy again only what was last bought longer ago than this (a
+        watch list kept current at the lowest cost: every purchase adds a point to the series).
+    :param dry_run: buy nothing; report what would be bought (:attr:`FetchReport.planned`).
     :param max_credits: spend at most this many credits in this run.
     :param max_pages: pages of videos per audio (``videos`` only), counting pages already stored.
     :param progress: called with 1 for every request finished or skipped.
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
     """
     audio_ids = parse_audio_ids(ids)
-    report = FetchReport()
+    report = FetchReport(dry_run=dry_run)
     ledger = {} if refresh else store.fetch_ledger()
+    if refresh_older_than is not None:
+        cutoff = format_time(datetime.now(UTC) - refresh_older_than)
+        ledger = {k: e for k, e in ledger.items() if e.observed_at is not None and e.observed_at >= cutoff}
+    if client is None and not dry_run:
+        raise UsageError("fetch needs a client, except for a dry run")
     runner = _Runner(store, client, report, ledger, concurrency, max_credits, videos, max_pages, page_size, progress)
     jobs = []
-    for aid in audio_ids:
+    for aid in dict.fromkeys(audio_ids):
         jobs.extend(runner.first_jobs(aid))
+    if dry_run:
+        runner.plan(jobs)
+        return report
     runner.on_total = on_total
     runner.total = len(jobs) + report.skipped
     if on_total:
@@ -105,7 +121,7 @@ class _Runner:
     def __init__(
         self,
         store: KonbiniStore,
-        client: KonbiniClient,
+        client: KonbiniClient | None,
         report: FetchReport,
         ledger: dict[str, Any],
         concurrency: int,
@@ -178,10 +194,27 @@ class _Runner:
 
     # -- running ---------------------------------------------------------------
 
+    def plan(self, jobs: list[_Job]) -> None:
+        """What a run would buy, bought by nobody: each job for certain, and for each the pages of
+        videos it could lead to (up to ``max_pages`` per audio)."""
+        self.report.planned = len(jobs)
+        more = 0
+        for job in jobs:
+            if job.kind == "audio":
+                more += self.max_pages if self.videos else 0
+            else:
+                more += max(0, self.max_pages - job.page - 1)
+        self.report.planned_max = len(jobs) + more
+        if self.max_credits is not None:
+            self.report.planned = min(self.report.planned, self.max_credits)
+            self.report.planned_max = min(self.report.planned_max, self.max_credits)
+        self.progress(len(jobs))
+
     def _credits_left(self, in_flight: int) -> bool:
         return self.max_credits is None or self.report.credits_used + in_flight < self.max_credits
 
     def run(self, jobs: list[_Job]) -> None:
+        assert self.client is not None
         self.archive.on_written = self._archived
         self.client.cancel = self.stop
         self.writer.start()
@@ -246,6 +279,7 @@ class _Runner:
 
     def _request(self, job: _Job) -> ApiResponse:
         """Ask, then archive the answer before returning it (on the requesting thread)."""
+        assert self.client is not None
         try:
             if job.kind == "audio":
                 answer = self.client.get_audio(job.audio_id)
@@ -253,13 +287,14 @@ class _Runner:
                 answer = self.client.get_videos(job.audio_id, job.cursor, self.page_size)
         except NotFoundError as exc:
             self.store.archive_responses([
-                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key,
+                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key, observed_given=True,
                          credits_used=exc.credits_used, credits_remaining=exc.credits_remaining)
             ])
             raise
         self.store.archive_responses([
-            Response(body=answer.body, source=answer.url, status=200, key=job.key,
-                     credits_used=answer.credits_used, credits_remaining=answer.credits_remaining)
+            Response(body=answer.body, source=answer.url, status=200, key=job.key, observed_at=answer.received_at,
+                     observed_given=True, credits_used=answer.credits_used,
+                     credits_remaining=answer.credits_remaining)
         ])
         return answer
 

@@ -147,7 +147,7 @@ class VirtuosoServer:
                        check=True, capture_output=True, timeout=60)
 
     def clear(self) -> None:
-        graphs = ("data", "provenance", "data:rebuild", "provenance:rebuild")
+        graphs = ("data", "provenance", "history", "data:rebuild", "provenance:rebuild", "history:rebuild")
         update = " ; ".join(f"CLEAR SILENT GRAPH <urn:konbini-ld:graph:{g}>" for g in graphs)
         requests.post(self.query_url, data={"update": update}, timeout=60).raise_for_status()
 

@@ -256,7 +256,7 @@ def test_service_description_and_void(served: Served, store_path: Path) -> None:
     services = list(g.query(f"SELECT ?e WHERE {{ ?s a <{SD}Service> ; <{SD}endpoint> ?e }}"))
     assert [str(r[0]) for r in services] == [endpoint(served)]
     names = {str(r[0]) for r in g.query(f"SELECT ?n WHERE {{ ?g <{SD}name> ?n }}")}
-    assert names == {"urn:konbini-ld:graph:data", "urn:konbini-ld:graph:provenance"}
+    assert names == {"urn:konbini-ld:graph:data", "urn:konbini-ld:graph:provenance", "urn:konbini-ld:graph:history"}
     void = Graph().parse(data=requests.get(served.url + "/void", headers={"Accept": "text/turtle"}, timeout=30).text,
                          format="turtle")
     VOID = "http://rdfs.org/ns/void#"

@@ -78,7 +78,8 @@ def test_the_pipeline_switches_give_the_same_graph(tmp_path: Any) -> None:
         with open_store(tmp_path / f"s{templates}") as store:
             store.pipeline.templates = templates
             store.pipeline.write_behind = write_behind
-            report = store.ingest(read_source(text_stream(text), name="corpus"), batch_size=150, workers=workers)
+            report = store.ingest(read_source(text_stream(text), name="corpus"), batch_size=150, workers=workers,
+                                  observed_at="2026-11-01T12:00:00Z")
             assert report.ok and report.loaded == len(lines)
             dumps.append({q for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value})
     assert dumps[0] == dumps[1]

@@ -54,7 +54,7 @@ def test_dataset_formats_keep_named_graphs(loaded: Any, fmt: Format, rdflib_form
     ds = Dataset()
     ds.parse(data=dump(loaded, fmt), format=rdflib_format)
     names = {str(c.identifier) for c in ds.graphs() if len(c)}
-    assert names == {"urn:konbini-ld:graph:data", "urn:konbini-ld:graph:provenance"}
+    assert names == {"urn:konbini-ld:graph:data", "urn:konbini-ld:graph:provenance", "urn:konbini-ld:graph:history"}
     union = Graph()
     for s, p, o, _g in ds.quads((None, None, None, None)):
         union.add((s, p, o))

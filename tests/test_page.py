@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from browser import chrome
-from helpers import AUDIO_IRI, NEWER, SEED, VIDEOS
+from helpers import AUDIO_IRI, NEWER, SEED, VIDEOS, seed_data
 from konbini_ld import open_store
 from test_server import Served
 
@@ -25,6 +25,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     path = tmp_path_factory.mktemp("page") / "store"
     with open_store(path) as store:
         store.load([SEED, NEWER, VIDEOS])
+        for day, count in ((1, 410_000), (2, 450_000), (3, 520_000)):  # a history, observed earlier
+            store.load([{"data": {**seed_data(), "videoCount": count}}], observed_at=f"2026-11-0{day}T09:00:00Z")
     server = Served(path)
     yield server
     server.stop()
@@ -130,3 +132,34 @@ def test_a_permalink_reopens_the_query_with_its_parameters(served: Served, brows
     table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
     assert AUDIO_IRI in [a.get_attribute("href") for a in table.find_elements(By.TAG_NAME, "a")]
     assert browser.find_element(By.CSS_SELECTOR, "#params input[name=creator]").get_attribute("value")
+
+
+def test_history_results_are_charted_one_panel_per_counter(served: Served, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.select import Select
+
+    wait = ready(browser, served.url + "/")
+    Select(browser.find_element(By.ID, "named")).select_by_value("history")
+    browser.find_element(By.CSS_SELECTOR, "#params input[name=entity]").send_keys(AUDIO_IRI)
+    browser.find_element(By.ID, "run").click()
+    chart = wait.until(ec.visibility_of_element_located((By.ID, "chart")))
+    table = browser.find_element(By.ID, "results-table")
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    panels = chart.find_elements(By.CSS_SELECTOR, "svg.panel")
+    assert [p.get_attribute("data-series") for p in panels] == ["videoCount"]
+    dots = panels[0].find_elements(By.CSS_SELECTOR, "circle.dot")
+    assert len(dots) == len(rows) >= 4  # every observation is a point on the line
+    line = panels[0].find_element(By.CSS_SELECTOR, "polyline.line")
+    assert len(line.get_attribute("points").split()) == len(rows)
+    assert line.size["width"] > 300 and line.size["height"] > 20  # drawn, not collapsed
+    ys = [float(d.get_attribute("cy")) for d in dots]
+    assert ys[0] > ys[2]  # 410,000 then 520,000: the line rises (SVG y grows downwards)
+    assert "series charted" in browser.find_element(By.ID, "status").text
+    shoot(browser, "page-history-chart", tmp_path)
+    # a result without times draws nothing
+    area = browser.find_element(By.ID, "query")
+    area.clear()
+    area.send_keys("SELECT ?s WHERE { ?s a ?t } LIMIT 3")
+    browser.find_element(By.ID, "run").click()
+    wait.until(lambda d: not d.find_element(By.ID, "chart").is_displayed())

@@ -17,12 +17,13 @@ from konbini_ld.engines.rdflib_view import to_rdflib
 from konbini_ld.io.export import export
 from konbini_ld.io.formats import Format
 
+AT = "2026-11-01T12:00:00Z"
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _load(response: dict[str, Any]) -> Any:
     store = open_store(None)
-    report = store.load([text_stream(json.dumps(response))])
+    report = store.load([text_stream(json.dumps(response))], observed_at=AT)
     assert report.ok, report.failed
     return store
 
@@ -66,6 +67,6 @@ def test_loading_twice_is_idempotent(response: dict[str, Any]) -> None:
     store = _load(response)
     before = {str(q) for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value}
     n = len(store)
-    store.load([text_stream(json.dumps(response))])
+    store.load([text_stream(json.dumps(response))], observed_at=AT)
     assert len(store) == n
     assert {str(q) for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value} == before

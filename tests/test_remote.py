@@ -21,6 +21,7 @@ from konbini_ld.engines.sparql_http import derive_endpoints
 from konbini_ld.io.formats import Format
 
 KS = "https://konbiniapi.com/ns/social#"
+AT = "2026-11-01T12:00:00Z"
 
 
 @pytest.fixture(scope="module", params=["oxigraph", "virtuoso"])
@@ -64,9 +65,9 @@ def as_graph(store: Any) -> Graph:
 def test_remote_load_matches_the_embedded_store_and_reload_is_a_no_op(remote: Any, server: Any) -> None:
     local = open_store(None)
     for s in (local, remote):
-        s.load([SEED, NEWER, VIDEOS])
+        s.load([SEED, NEWER, VIDEOS], observed_at=AT)
     assert len(remote) == len(local) > 100
-    remote.load([SEED, NEWER, VIDEOS])
+    remote.load([SEED, NEWER, VIDEOS], observed_at=AT)
     assert len(remote) == len(local)
     local_graph, remote_graph = as_graph(local), as_graph(remote)
     assert comparable(local_graph, server) == comparable(remote_graph, server)
@@ -83,7 +84,7 @@ def test_more_than_a_page_of_results_is_read_whole(remote: Any, server: Any, tmp
     corpus.write_text("".join(line.rstrip("\n") + "\n" for line in corpus_lines(400)))
     local = open_store(None)
     for s in (local, remote):
-        assert s.load([corpus]).ok
+        assert s.load([corpus], observed_at=AT).ok
     assert len(local) > 10_000
     assert comparable(as_graph(remote), server) == comparable(as_graph(local), server)
     report = konbini_ld.validate(remote)
@@ -220,3 +221,26 @@ def test_remote_rebuild_interrupted_leaves_the_graphs_as_they_were(remote: Any, 
     assert calls["n"] == 1 and isomorphic(as_graph(remote), before)
     remote.rebuild()
     assert len(as_graph(remote)) == len(before)
+
+
+def test_history_and_out_of_order_loads_on_the_server(remote: Any, tmp_path: Path) -> None:
+    """The time-aware upsert reads the server's own record of times; the series queries run there."""
+    def body(count: int, followers: int) -> dict[str, Any]:
+        data = seed_data()
+        data["videoCount"] = count
+        data["attributedTo"]["followerCount"] = followers
+        return {"data": data}
+
+    for day, count, followers in ((3, 300, 30), (1, 100, 10), (2, 200, 20)):
+        remote.load([body(count, followers)], observed_at=f"2026-11-0{day}T09:00:00Z")
+    rows = list(remote.query(f"SELECT ?n WHERE {{ <{AUDIO_IRI}> <{KS}videoCount> ?n }}").rows())
+    assert [r[0].value for r in rows] == ["300"]
+    history = remote.run_named("history", {"entity": AUDIO_IRI}).records()
+    assert [r["value"] for r in history] == [100, 200, 300]
+    (trend,) = remote.run_named("trending").records()
+    assert (trend["growth"], trend["growthPerDay"], trend["observations"]) == (200, 100.0, 3)
+    (creator,) = remote.run_named("rising-creators", {"since": "2026-11-02T00:00:00Z"}).records()
+    assert (creator["person"], creator["first"], creator["last"]) == (KHABY, 20, 30)
+    before = len(remote)
+    remote.load([body(300, 30)], observed_at="2026-11-03T09:00:00Z")  # the same again: nothing new
+    assert len(remote) == before

@@ -23,20 +23,29 @@ def values(store: Any, s: str, p: str) -> list[str]:
     )
 
 
-def test_loading_the_same_file_twice_keeps_the_triple_count(store: Any) -> None:
-    store.load([SEED, NEWER, VIDEOS])
+def test_loading_the_same_file_twice_for_the_same_time_keeps_the_triple_count(store: Any) -> None:
+    store.load([SEED, NEWER, VIDEOS], observed_at="2026-11-01T12:00:00Z")
     first = len(store)
-    report = store.load([SEED, NEWER, VIDEOS])
+    report = store.load([SEED, NEWER, VIDEOS], observed_at="2026-11-01T12:00:00Z")
     assert report.ok and report.loaded == 3
     assert len(store) == first
 
 
-def test_reloading_changes_nothing_but_provenance_times(store: Any) -> None:
-    store.load([SEED, VIDEOS])
-    before = {str(q) for q in quads(store) if "endedAtTime" not in str(q.predicate)}
-    store.load([SEED, VIDEOS])
-    after = {str(q) for q in quads(store) if "endedAtTime" not in str(q.predicate)}
-    assert before == after
+def test_reloading_later_changes_nothing_but_times_and_the_series(store: Any) -> None:
+    def state() -> set[str]:
+        return {str(q) for q in quads(store)
+                if "endedAtTime" not in str(q.predicate) and "lastObservedAt" not in str(q.predicate)
+                and q.graph_name.value != "urn:konbini-ld:graph:history"}
+
+    def history() -> int:
+        return sum(1 for q in quads(store) if q.graph_name.value == "urn:konbini-ld:graph:history")
+
+    first = store.load([SEED, VIDEOS], observed_at="2026-11-01T12:00:00Z")
+    before, points = state(), history()
+    assert 0 < points <= 4 * first.points  # (both responses carry the audio's videoCount: one point)
+    store.load([SEED, VIDEOS], observed_at="2026-11-02T12:00:00Z")
+    assert state() == before
+    assert history() == 2 * points  # one more point per counter
 
 
 def test_newer_response_replaces_property_values(store: Any, tmp_path: Path) -> None:
@@ -213,7 +222,7 @@ def test_worker_processes_give_the_same_graph(tmp_path: Path) -> None:
     graphs = []
     for workers in (0, 2):
         with open_store(tmp_path / f"s{workers}") as s:
-            report = s.ingest(read_source(corpus), batch_size=150, workers=workers)
+            report = s.ingest(read_source(corpus), batch_size=150, workers=workers, observed_at="2026-11-01T00:00:00Z")
             assert report.loaded == 450
             graphs.append({str(q) for q in quads(s) if "endedAtTime" not in q.predicate.value})
     assert graphs[0] == graphs[1]

@@ -8,7 +8,7 @@ import io
 import pyoxigraph as ox
 
 from ..io.formats import Format
-from ..vocab import DATA_GRAPH, PREFIXES, PROV_GRAPH
+from ..vocab import DATA_GRAPH, GRAPHS, PREFIXES
 from .protocol import OFFERED
 
 __all__ = ["VOID_QUERY", "service_description"]
@@ -41,7 +41,7 @@ def service_description(base: str, fmt: Format) -> bytes:
         ox.Triple(dataset, n(SD + "defaultGraph"), n(f"{base}/void#union")),
         ox.Triple(n(f"{base}/void#union"), a, n(SD + "Graph")),
     ]
-    for graph in (DATA_GRAPH, PROV_GRAPH):
+    for graph in GRAPHS:
         named = n(f"{base}/void#{graph.rsplit(':', 1)[-1]}")
         quads += [ox.Triple(dataset, n(SD + "namedGraph"), named), ox.Triple(named, a, n(SD + "NamedGraph")),
                   ox.Triple(named, n(SD + "name"), n(graph))]

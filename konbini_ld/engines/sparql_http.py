@@ -12,7 +12,7 @@ GraphDB / RDF4J   ``http://host:7200/repositories/repo``       ``…/repo/statem
 Virtuoso          ``http://host:8890/sparql``                  ``…/sparql`` (``/sparql-auth``) ``…/sparql-graph-crud``
 ================  ==========================================  ===========================  ==============================
 
-konbini-ld writes only its own two named graphs, so it can share a server with
+konbini-ld writes only its own named graphs, so it can share a server with
 other data. The same upsert, provenance and no-blank-node rules apply as for the
 embedded store: the planning happens here, the server receives plain
 ``DELETE DATA`` updates and Graph Store ``POST`` uploads.
@@ -32,14 +32,14 @@ from ..errors import QueryError, StoreError
 from ..lexical import canonical_lexical
 from ..sparql import has_dataset_clause, query_form
 from ..urls import redact
-from ..vocab import DATA_GRAPH, PROV_GRAPH
+from ..vocab import GRAPHS
 from . import virtuoso
 from .base import Capabilities, Dataset, WriteRejected
 from .endpoints import Endpoints, bind_with_values, derive_endpoints
 
 __all__ = ["Endpoints", "SparqlHttpEngine", "bind_with_values", "derive_endpoints"]  # (endpoints re-exported)
 
-OUR_GRAPHS = (ox.NamedNode(DATA_GRAPH), ox.NamedNode(PROV_GRAPH))
+OUR_GRAPHS = tuple(ox.NamedNode(g) for g in GRAPHS)
 _CHUNK_SUBJECTS = 200
 _CHUNK_QUADS = 20_000
 #: Rows asked for per page: below every result cap seen in servers (Virtuoso: 10,000).
@@ -205,7 +205,7 @@ class SparqlHttpEngine:
             data["default-graph-uri"] = list(dataset.default_graphs)
             data["named-graph-uri"] = list(dataset.named_graphs)
         elif union and not has_dataset_clause(sparql):
-            # the protocol's dataset: union of our graphs as default graph, and both as named graphs
+            # the protocol's dataset: union of our graphs as default graph, and each as a named graph
             data["default-graph-uri"] = [g.value for g in OUR_GRAPHS]
             data["named-graph-uri"] = [g.value for g in OUR_GRAPHS]
         graph_result = form in ("CONSTRUCT", "DESCRIBE")

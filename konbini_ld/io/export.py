@@ -30,7 +30,7 @@ __all__ = ["export", "write_jsonld_quads", "write_jsonld_triples"]
 def export(engine: Any, fmt: Format | str, output: IO[bytes], *, inline_context: bool = False) -> None:
     """Write the whole graph to ``output``.
 
-    Formats with named graphs (N-Quads, TriG) keep the data / provenance graphs; the
+    Formats with named graphs (N-Quads, TriG) keep the data / provenance / history graphs; the
     others write their union. JSON-LD is compacted with the API's two contexts (named by
     URL, or embedded with ``inline_context``) and streamed node by node.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..units import parse_http_date
 
 __all__ = ["MAX_DOCUMENT_BYTES", "Envelope", "parse_documents"]
 
@@ -22,16 +23,22 @@ __all__ = ["MAX_DOCUMENT_BYTES", "Envelope", "parse_documents"]
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
 
-def _int_header(headers: Any, name: str) -> int | None:
-    if not isinstance(headers, dict):
-        return None
-    for k, v in headers.items():
-        if k.lower() == name.lower():
-            try:
-                return int(v)
-            except (TypeError, ValueError):
-                return None
+def _header(headers: Any, name: str) -> Any:
+    if isinstance(headers, dict):
+        for k, v in headers.items():
+            if isinstance(k, str) and k.lower() == name.lower():
+                return v
     return None
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = _header(headers, name)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(slots=True)
@@ -42,6 +49,8 @@ class Envelope:
     source_url: str | None = None
     credits_used: int | None = None
     credits_remaining: int | None = None
+    #: the recorded exchange's ``Date`` header, as :func:`konbini_ld.units.format_time` spells it
+    observed_at: str | None = None
 
 
 def parse_documents(text: str) -> Envelope:
@@ -111,6 +120,9 @@ def _collect(value: Any, parsed: Envelope) -> None:
         headers = value.get("headers")
         parsed.credits_used = _int_header(headers, "X-Credits-Used")
         parsed.credits_remaining = _int_header(headers, "X-Credits-Remaining")
+        date = _header(headers, "Date")
+        if isinstance(date, str):
+            parsed.observed_at = parsed.observed_at or parse_http_date(date)
         body = value["body"]
         if isinstance(body, str):
             body = parse_documents(body).documents

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from ..errors import ExpandError, InputError, KonbiniError
+from ..lexical import observation_time
 from ..model import Observation, Response
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
 from .grouping import group_lines
@@ -46,7 +47,11 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
         parsed = parse_documents(response.body)
         check_text = could_hold_bad_text(response.body)
+        response.observed_at = observation_time(response.observed_at)
         out.source_url = parsed.source_url
+        if parsed.observed_at is not None and not response.observed_given:
+            response.observed_at = parsed.observed_at  # the recorded exchange says when (archived so)
+            response.observed_given = True
         out.credits_used = parsed.credits_used if response.credits_used is None else response.credits_used
         out.credits_remaining = (
             parsed.credits_remaining if response.credits_remaining is None else response.credits_remaining

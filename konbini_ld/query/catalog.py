@@ -29,7 +29,7 @@ __all__ = [
     "resolve_query",
 ]
 
-_PARAM_TYPES = ("iri", "string", "integer", "decimal", "boolean", "term")
+_PARAM_TYPES = ("iri", "string", "integer", "decimal", "boolean", "datetime", "term")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +66,13 @@ class NamedQuery:
     path: Path | None = None
     form: str | None = None
     strict: bool = False  #: refuse parameters the header does not declare (shipped queries)
+    index: str | None = None  #: the column that indexes its rows (``# index: time``: a time series)
 
     def describe(self) -> dict[str, Any]:
         """The query as JSON for tools (``konbini-ld queries --json``, ``serve``'s ``/queries``)."""
         return {
             "name": self.name, "title": self.title, "description": self.description, "form": self.form,
-            "text": self.text,
+            "text": self.text, "index": self.index,
             "params": [{"name": p.name, "type": p.type, "required": p.required, "description": p.description}
                        for p in self.params],
         }
@@ -103,11 +104,11 @@ class NamedQuery:
         return bound
 
 
-_HEADER = re.compile(r"#\s*(title|description|param)\s*:\s*(.*)")
+_HEADER = re.compile(r"#\s*(title|description|param|index)\s*:\s*(.*)")
 
 
 def read_query_file(path: str | Path, *, name: str | None = None) -> NamedQuery:
-    """Read a ``.rq`` file and its ``# title:`` / ``# description:`` / ``# param:`` header.
+    """Read a ``.rq`` file and its ``# title:`` / ``# description:`` / ``# param:`` / ``# index:`` header.
 
     :raises UsageError: the file cannot be read or a ``# param:`` line is malformed.
     """
@@ -122,6 +123,7 @@ def read_query_file(path: str | Path, *, name: str | None = None) -> NamedQuery:
 def parse_query_text(text: str, *, name: str, path: Path | None = None) -> NamedQuery:
     """Parse a query's header comments (everything before the first non-comment line)."""
     title = description = ""
+    index: str | None = None
     params: list[Param] = []
     for line in text.splitlines():
         stripped = line.strip()
@@ -137,6 +139,8 @@ def parse_query_text(text: str, *, name: str, path: Path | None = None) -> Named
             title = value
         elif key == "description":
             description = value
+        elif key == "index":
+            index = value.lstrip("?$") or None
         else:
             parts = value.split(None, 2)
             if len(parts) < 2 or parts[1].rstrip("?") not in _PARAM_TYPES:
@@ -147,7 +151,7 @@ def parse_query_text(text: str, *, name: str, path: Path | None = None) -> Named
             params.append(
                 Param(parts[0], parts[1].rstrip("?"), not parts[1].endswith("?"), parts[2] if len(parts) > 2 else "")
             )
-    return NamedQuery(name, title or name, description, tuple(params), text, path, query_form(text))
+    return NamedQuery(name, title or name, description, tuple(params), text, path, query_form(text), index=index)
 
 
 @cache

@@ -85,11 +85,13 @@ class QueryResult:
     :ivar kind: ``SELECT``, ``ASK`` or ``CONSTRUCT`` (also for ``DESCRIBE``).
     :ivar variables: projected variable names (``SELECT``).
     :ivar boolean: the answer of an ``ASK``.
+    :ivar index: the column :meth:`to_pandas` indexes by default (a named query's ``# index:``).
     """
 
     def __init__(self, kind: str, variables: list[str] | None = None, native: Any = None,
-                 boolean: bool | None = None) -> None:
+                 boolean: bool | None = None, index: str | None = None) -> None:
         self.kind = kind
+        self.index = index if index in (variables or []) else None
         self.variables: list[str] = variables or []
         self.boolean = boolean
         self._native = native
@@ -134,14 +136,15 @@ class QueryResult:
         """``SELECT`` rows as dicts of Python values (see :func:`python_value`; unbound is ``None``)."""
         return [dict(zip(self.variables, map(python_value, row))) for row in self.rows()]
 
-    def to_pandas(self, *, index: str | None = None) -> pandas.DataFrame:
+    def to_pandas(self, *, index: str | bool | None = None) -> pandas.DataFrame:
         """``SELECT`` rows as a :class:`pandas.DataFrame` with typed columns.
 
         Integers become ``Int64`` (nullable), doubles ``float64``, booleans ``boolean``,
         times ``datetime64`` (UTC when the values carry a timezone), text and IRIs
         ``string``; exact decimals stay ``Decimal`` objects. Needs the ``pandas`` extra.
 
-        :param index: a column to use as the index (a time column gives a time series).
+        :param index: a column to use as the index (a time column gives a time series); by
+            default the query's own (``history`` is indexed by ``time``); ``False`` for none.
         """
         try:
             import pandas as pd
@@ -165,8 +168,9 @@ class QueryResult:
                 frame[column] = pd.to_datetime(frame[column], utc=aware, format="ISO8601")
             elif kinds == {str}:
                 frame[column] = frame[column].astype("string")
-        if index is not None:
-            frame = frame.set_index(index)
+        by: str | None = self.index if index is None or index is True else index or None
+        if by is not None:
+            frame = frame.set_index(by)
         return frame
 
     def triples(self) -> Iterator[ox.Triple]:
@@ -226,7 +230,7 @@ class QueryResult:
 
 
 def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None, *,
-              name: str | None = None, dataset: Dataset | None = None) -> QueryResult:
+              name: str | None = None, dataset: Dataset | None = None, index: str | None = None) -> QueryResult:
     """Check ``sparql`` is safe, bind ``params`` as terms, and let the engine evaluate it natively.
 
     :raises QueryError: refused, malformed, or failed.
@@ -243,5 +247,5 @@ def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None,
     if isinstance(native, ox.QueryBoolean):
         return QueryResult("ASK", [], native, bool(native))
     if isinstance(native, ox.QuerySolutions):
-        return QueryResult("SELECT", [v.value for v in native.variables], native)
+        return QueryResult("SELECT", [v.value for v in native.variables], native, index=index)
     return QueryResult("CONSTRUCT", [], native)

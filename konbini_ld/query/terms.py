@@ -8,6 +8,7 @@ Used by both the named-query catalog (declared parameter types) and the query ru
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 import pyoxigraph as ox
@@ -48,11 +49,29 @@ def parse_term(value: str, type_: str = "term") -> ox.NamedNode | ox.Literal:
         if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", value.strip()):
             raise ValueError(f"{value!r} is not a decimal number")
         return ox.Literal(value.strip(), datatype=ox.NamedNode(XSD + "decimal"))
+    if type_ == "datetime":
+        return _datetime(value)
     if type_ == "boolean":
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"{value!r} is not true or false")
         return ox.Literal("true" if value.lower() in ("true", "1") else "false", datatype=ox.NamedNode(XSD + "boolean"))
     return guess_term(value, None)
+
+
+def _datetime(value: str) -> ox.Literal:
+    """An ISO 8601 time, or how long ago (``7d``, ``12h``: that long before now)."""
+    from datetime import UTC, datetime
+
+    from ..units import format_time, parse_duration, parse_time
+
+    try:
+        text = parse_time(value)
+    except UsageError:
+        try:
+            text = format_time(datetime.now(UTC) - parse_duration(value))
+        except (UsageError, OverflowError):
+            raise ValueError(f"{value!r} is neither an ISO 8601 time nor a duration (7d, 12h)") from None
+    return ox.Literal(text, datatype=ox.NamedNode(XSD + "dateTime"))
 
 
 def guess_term(value: str, name: str | None = None) -> ox.NamedNode | ox.Literal:
@@ -86,6 +105,10 @@ def to_term(value: Any) -> Any:
         return to_ox(value)
     if isinstance(value, bool):
         return ox.Literal("true" if value else "false", datatype=ox.NamedNode(XSD + "boolean"))
+    if isinstance(value, datetime):
+        from ..units import format_time
+
+        return ox.Literal(format_time(value), datatype=ox.NamedNode(XSD + "dateTime"))
     if isinstance(value, int):
         return ox.Literal(str(value), datatype=ox.NamedNode(XSD + "integer"))
     if isinstance(value, str):

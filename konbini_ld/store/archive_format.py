@@ -63,6 +63,7 @@ class ArchiveRecord:
         return Response(
             body=self.body, source=self.source, line=self.line, observed_at=self.at, status=self.status,
             credits_used=self.credits_used, credits_remaining=self.credits_remaining, key=self.key,
+            observed_given=True,
         )
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from ..errors import InputError
 from ..mapping.prepare import PreparePool, prepare
 from ..model import LoadReport, Observation, Response
+from ..units import format_time, parse_time
 from .archive import Archive, ArchiveRecord
 from .writer import Writer
 
-__all__ = ["DEFAULT_BATCH", "Pipeline", "batched"]
+__all__ = ["DEFAULT_BATCH", "Pipeline", "batched", "observed"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,16 @@ def batched(items: Iterable[Item], size: int, failed: list[InputError]) -> Itera
             batch = []
     if batch:
         yield batch
+
+
+def observed(items: Iterable[Any], at: datetime | str) -> Iterator[Any]:
+    """``items``, each response among them marked as observed ``at`` (an aware datetime, or ISO
+    8601 text; without a zone, UTC)."""
+    when = format_time(at) if isinstance(at, datetime) else parse_time(at)
+    for item in items:
+        if isinstance(item, Response):
+            item.observed_at, item.observed_given = when, True
+        yield item
 
 
 class Pipeline:

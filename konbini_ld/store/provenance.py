@@ -18,6 +18,7 @@ from typing import Any
 
 import pyoxigraph as ox
 
+from ..lexical import observation_time
 from ..mapping.literals import nt_iri, nt_literal
 from ..mapping.prepare import body_sha256
 from ..model import LedgerEntry, Observation
@@ -83,11 +84,13 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
 
 _LEDGER_QUERY = f"""
 PREFIX ks: <{KS}>
-SELECT ?key ?status ?next WHERE {{
+PREFIX prov: <{PROV}>
+SELECT ?key ?status ?next ?at WHERE {{
   GRAPH <{PROV_GRAPH}> {{
     ?o ks:requested ?key .
     OPTIONAL {{ ?o ks:httpStatus ?status }}
     OPTIONAL {{ ?o ks:nextCursor ?next }}
+    OPTIONAL {{ ?o prov:endedAtTime ?at }}
   }}
 }}
 """
@@ -99,20 +102,24 @@ SELECT DISTINCT ?sha WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:responseSha256 ?sha 
 
 
 def ledger(engine: Any) -> dict[str, LedgerEntry]:
-    """What earlier runs already bought: request key → status and next page cursor.
+    """What earlier runs already bought: request key → status, next page cursor, and when it
+    was last bought (for ``--refresh-older-than``).
 
     Status 404 means "not found" (billed, so not asked again). A response that arrived but
     could not be mapped is in the ledger too (``ks:mappingFailed``): it is in the archive,
-    and ``rebuild`` after an upgrade recovers it without buying it again.
+    and ``rebuild`` after an upgrade recovers it without buying it again. Of several
+    purchases of one key, the latest answer counts.
     """
-    out: dict[str, LedgerEntry] = {}
+    latest: dict[str, tuple[str, LedgerEntry]] = {}
     for row in engine.query(_LEDGER_QUERY, union=False):
-        key, status, cursor = row["key"], row["status"], row["next"]
-        entry = LedgerEntry(int(status.value) if status is not None else 200, cursor.value if cursor else None)
-        previous = out.get(key.value)
-        if previous is None or previous.status != 200:
-            out[key.value] = entry
-    return out
+        key, status, cursor, at = row["key"], row["status"], row["next"], row["at"]
+        when = observation_time(at.value) if at is not None else ""
+        entry = LedgerEntry(int(status.value) if status is not None else 200, cursor.value if cursor else None,
+                            when or None)
+        previous = latest.get(key.value)
+        if previous is None or (when, entry.status == 200) > (previous[0], previous[1].status == 200):
+            latest[key.value] = (when, entry)
+    return {key: entry for key, (_, entry) in latest.items()}
 
 
 def recorded_shas(engine: Any) -> list[str]:

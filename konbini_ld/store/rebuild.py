@@ -4,7 +4,7 @@ The archive is read through once first; a damaged archive stops the rebuild befo
 changes (unless damage is accepted). The new graph is then built beside the live one and
 replaces it only when complete: on disk, a directory swap at a commit point
 (:func:`.directory.commit_rebuild`); on a remote server, temporary graphs moved over
-konbini-ld's two graphs in one update.
+konbini-ld's graphs in one update.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from ..engines.oxigraph import OxigraphEngine
 from ..errors import ArchiveDamageError, StoreError
 from ..mapping.prepare import body_sha256
 from ..model import LoadReport
-from ..vocab import DATA_GRAPH, PROV_GRAPH
+from ..vocab import DATA_GRAPH, HISTORY_GRAPH, PROV_GRAPH
 from . import directory
 from .archive import Archive
 from .ingest import Pipeline
+from .history import HISTORY_G
 from .provenance import DATA, PROV_G, recorded_shas
 from .writer import Writer
 
@@ -97,7 +98,10 @@ def _remote(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
             "this archive would delete them. Rebuild the store that recorded them and `push` it, or point "
             "--archive at the archive that holds every response"
         )
-    temporary = (ox.NamedNode(DATA_GRAPH + ":rebuild"), ox.NamedNode(PROV_GRAPH + ":rebuild"))
+    temporary = (
+        ox.NamedNode(DATA_GRAPH + ":rebuild"), ox.NamedNode(PROV_GRAPH + ":rebuild"),
+        ox.NamedNode(HISTORY_GRAPH + ":rebuild"),
+    )
     for graph in temporary:
         store.engine.clear_graph(graph)
     store.writer.reset(graphs=temporary)
@@ -107,6 +111,6 @@ def _remote(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     finally:
         store.writer.reset()
         store.marking = True
-    store.engine.move_graphs({temporary[0]: DATA, temporary[1]: PROV_G})
+    store.engine.move_graphs({temporary[0]: DATA, temporary[1]: PROV_G, temporary[2]: HISTORY_G})
     store.mark_applied(last)
     return report

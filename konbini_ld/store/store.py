@@ -18,6 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from ..model import LedgerEntry, LoadReport, Response, Stats
 from ..sources.files import Source, iter_sources
 from . import directory
 from .archive import Archive, ArchiveRecord, Scan
-from .ingest import DEFAULT_BATCH, Pipeline
+from .ingest import DEFAULT_BATCH, Pipeline, observed
 from .provenance import ledger
 from .writer import Writer
 
@@ -162,29 +163,39 @@ class KonbiniStore:
         return report
 
     def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
-             progress: Progress = None) -> LoadReport:
+             progress: Progress = None, observed_at: datetime | str | None = None) -> LoadReport:
         """Ingest saved responses: paths to JSON or JSON Lines files, open streams, ``"-"`` or
         :data:`sys.stdin`, or responses as dicts (with or without the ``{"data": …}`` envelope).
 
         Standard input is read only when given. Bad items are reported in
         :attr:`LoadReport.failed`; good items in the same run still load.
 
+        :param observed_at: when the responses were observed (an aware :class:`~datetime.datetime`
+            or ISO 8601 text; without a zone, UTC). Without it, a recorded exchange's ``Date``
+            header says when, else the time of loading. The current state takes each property
+            from the newest observation, whatever order they load in; every counter becomes a
+            point of the history graph at that time.
+
         >>> with open_store(None) as store:
         ...     store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}).loaded
         1
         """
-        return self.ingest(iter_sources(sources), batch_size=batch_size, progress=progress)
+        return self.ingest(iter_sources(sources), batch_size=batch_size, progress=progress, observed_at=observed_at)
 
     def ingest(self, responses: Iterable[Response | Any], *, batch_size: int = DEFAULT_BATCH,
-               archive_failed: bool = False, progress: Progress = None, workers: int | None = None) -> LoadReport:
+               archive_failed: bool = False, progress: Progress = None, workers: int | None = None,
+               observed_at: datetime | str | None = None) -> LoadReport:
         """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline
         (prepare, archive, apply), in batches.
 
         :param archive_failed: archive responses even when they cannot be mapped (paid-for API
             responses), so that ``rebuild`` can recover them later.
         :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
+        :param observed_at: when they were observed (see :meth:`load`).
         """
         self._writable()
+        if observed_at is not None:
+            responses = observed(responses, observed_at)
         return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
                                  progress=progress, workers=workers)
 
@@ -248,7 +259,7 @@ class KonbiniStore:
 
         nq = get_named_query(name)
         self.writer.sync()
-        return run_query(self.engine, nq.text, nq.bind(params or {}), name=nq.name)
+        return run_query(self.engine, nq.text, nq.bind(params or {}), name=nq.name, index=nq.index)
 
     def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
                inline_context: bool = False) -> None:

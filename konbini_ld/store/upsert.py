@@ -5,6 +5,10 @@ for it, the stored values are replaced by the new ones; properties it does not
 carry keep their values; skolemised objects hanging off a replaced value go
 with it, so nothing is orphaned. Entities this process already wrote exactly as
 they are observed again are skipped without reading the store.
+
+Groups carry the time of their observation: per entity and property, the newest
+wins, within the batch and against the store (:class:`~.history.Times`), so older
+data never replaces newer and the result does not depend on the order of loading.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 
 import pyoxigraph as ox
 
+from ..lexical import observation_time
 from ..vocab import GENID
+from .history import Times
 
 __all__ = ["Planner", "prov_groups"]
 
@@ -30,32 +36,73 @@ class Planner:
 
     :param known: entities this store already holds in ``graph`` (embedded store: kept in memory,
         so new entities cost no lookup), or ``None`` to ask the engine about every one.
+    :param seen: entity → digest of what this process last wrote for it, and the properties it
+        then held (an entity observed exactly so again needs no read).
     """
 
-    def __init__(self, graph: ox.NamedNode, known: set[str] | None, seen: dict[str, int] | None = None) -> None:
+    def __init__(self, graph: ox.NamedNode, known: set[str] | None,
+                 seen: dict[str, tuple[int, frozenset[str]]] | None = None) -> None:
         self.graph = graph
         self.known = known
-        self.seen = seen  # entity -> hash of what this process last wrote for it
+        self.seen = seen
         self.final: dict[tuple[str, str], list[str]] = {}
-        self._written: dict[str, int] = {}
+        #: when each group in :attr:`final` was observed (groups added with a time)
+        self.at: dict[tuple[str, str], str] = {}
+        #: entity → the newest observation of it in this batch
+        self.newest: dict[str, str] = {}
+        #: entity → (stored times, new times) where they change (see :meth:`plan`)
+        self.times_changed: dict[str, tuple[Times | None, Times]] = {}
+        self._written: dict[str, tuple[int, frozenset[str]]] = {}
+        self._skipped: dict[str, frozenset[str]] = {}
 
-    def add(self, groups: dict[tuple[str, str], list[str]]) -> None:
-        """Record one response's groups (later responses win per entity and property)."""
-        self.final.update(groups)
+    def add(self, groups: dict[tuple[str, str], list[str]], at: str | None = None) -> None:
+        """Record one response's groups. Per entity and property the newest observation wins
+        (of two at the same time, or without times, the later added)."""
+        if at is None:
+            self.final.update(groups)
+            return
+        final, times, newest = self.final, self.at, self.newest
+        for key, lines in groups.items():
+            previous = times.get(key)
+            if previous is None or at >= previous:
+                final[key] = lines
+                times[key] = at
+            entity = key[0]
+            if at > newest.get(entity, ""):
+                newest[entity] = at
 
-    def plan(self, engine: Any, before_read: Callable[[Iterable[str]], None] | None = None) -> tuple[list[ox.Quad], list[str]]:
+    def plan(self, engine: Any, before_read: Callable[[Iterable[str]], None] | None = None,
+             stored_times: dict[str, Times] | None = None) -> tuple[list[ox.Quad], list[str]]:
         """Quads to delete, and N-Triples lines to insert, for this graph.
 
         :param before_read: called with the entities about to be read from the store (so a
             write still in progress for any of them can be waited for).
+        :param stored_times: when the stored values of the batch's entities were observed
+            (groups added with times only): a group older than the stored value of its
+            property is dropped, and :attr:`times_changed` says what to record instead.
         """
         if self.seen is not None:
             self._skip_unchanged()
+        subjects = {s for s, _ in self.final}
+        check = subjects if self.known is None else [s for s in subjects if s in self.known]
+        stored: list[ox.Quad] = []
+        props: dict[str, set[str]] = {}
+        if check:
+            if before_read is not None:
+                before_read(check)
+            final = self.final
+            for q in engine.quads_for_subjects([_node(s) for s in check], self.graph):
+                key = (str(q.subject), str(q.predicate))
+                props.setdefault(key[0], set()).add(key[1])
+                if key in final:
+                    stored.append(q)
+        if self.newest:
+            dropped = self._resolve_times(stored_times or {}, props)
+            if dropped:
+                stored = [q for q in stored if (str(q.subject), str(q.predicate)) not in dropped]
         inserts: set[str] = set()
         for lines in self.final.values():
             inserts.update(lines)
-        subjects = {s for s, _ in self.final}
-        check = subjects if self.known is None else [s for s in subjects if s in self.known]
         deletes: list[ox.Quad] = []
         unchanged: set[str] = set()
         old_owned: list[ox.NamedNode] = []
@@ -70,13 +117,8 @@ class Planner:
             if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
                 old_owned.append(o)
 
-        if check:
-            if before_read is not None:
-                before_read(check)
-            final = self.final
-            for q in engine.quads_for_subjects([_node(s) for s in check], self.graph):
-                if (str(q.subject), str(q.predicate)) in final:
-                    consider(q)
+        for q in stored:
+            consider(q)
         done: set[ox.NamedNode] = set()
         while old_owned:
             batch = [n for n in dict.fromkeys(old_owned) if n not in done]
@@ -86,7 +128,44 @@ class Planner:
                 consider(q)
         if self.known is not None:
             self.known.update(subjects)
+        if self._written:
+            now_held: dict[str, set[str]] = {}
+            for s, p in self.final:
+                now_held.setdefault(s, set()).add(p)
+            for entity, (digest, _) in list(self._written.items()):
+                self._written[entity] = (digest, frozenset(props.get(entity, set()) | now_held.get(entity, set())))
         return deletes, [line for line in inserts if line not in unchanged]
+
+    def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]]) -> set[tuple[str, str]]:
+        """Drop the groups older than the stored value of their property; work out each entity's
+        new times. Returns the keys dropped."""
+        carried: dict[str, list[tuple[str, str]]] = {}
+        for key, at in self.at.items():
+            carried.setdefault(key[0], []).append((key[1], at))
+        dropped: set[tuple[str, str]] = set()
+        for entity, newest in self.newest.items():
+            old = stored_times.get(entity)
+            held = self._skipped.get(entity) or props.get(entity, set())
+            times: dict[str, str] = {}
+            if old is not None:
+                times = {p: observation_time(old.of(p)) for p in held}
+            for prop, at in carried.get(entity, ()):
+                key = (entity, prop)
+                previous = times.get(prop)
+                if previous is not None and at < previous:
+                    if self.final.pop(key, None) is not None:
+                        dropped.add(key)
+                    continue
+                times[prop] = at
+            last = max(observation_time(old.last), newest) if old is not None else newest
+            new = Times(last, tuple(sorted((p, t) for p, t in times.items() if t != last)))
+            if new != old:
+                self.times_changed[entity] = (old, new)
+        for entity in {s for s, _ in dropped}:  # what it holds now depends on the store: remember nothing
+            self._written.pop(entity, None)
+            if self.seen is not None:
+                self.seen.pop(entity, None)
+        return dropped
 
     def _skip_unchanged(self) -> None:
         """Drop entities observed exactly as this process last wrote them: the upsert would change nothing."""
@@ -98,11 +177,13 @@ class Planner:
         for entity, keys in by_entity.items():
             keys.sort()
             digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
-            if seen.get(entity) == digest:
+            remembered = seen.get(entity)
+            if remembered is not None and remembered[0] == digest:
                 for k in keys:
                     del self.final[k]
+                self._skipped[entity] = remembered[1]
             else:
-                self._written[entity] = digest
+                self._written[entity] = (digest, frozenset())
 
     def final_subjects(self) -> set[str]:
         return {s for s, _ in self.final}

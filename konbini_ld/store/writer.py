@@ -21,6 +21,7 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from ..vocab import GENID
+from .history import HISTORY_G, ObservedTimes, Times, points
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
 
@@ -29,8 +30,17 @@ __all__ = ["Writer"]
 log = logging.getLogger(__name__)
 
 
+Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
+#: The graphs a writer writes: current state, provenance, counter history.
+GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
+
+
 class Writer:
-    """Plans and writes batches of observations into an engine's data and provenance graphs.
+    """Plans and writes batches of observations into an engine's data, provenance and history graphs.
+
+    Observations are applied in the order of their observation times, whatever order they
+    arrive in: the current state always shows the newest observation of each property
+    (:mod:`.history`), and every counter of every observation is added to the history graph.
 
     :param engine: where to write.
     :param mark_applied: called with an archive sequence number once everything up to it is written.
@@ -39,23 +49,25 @@ class Writer:
     def __init__(self, engine: Any, mark_applied: Callable[[int], None]) -> None:
         self.engine = engine
         self.mark_applied = mark_applied
-        self.graphs: tuple[ox.NamedNode, ox.NamedNode] = (DATA, PROV_G)
+        self.graphs: Graphs = GRAPHS
+        self._times = ObservedTimes(cache=bool(engine.capabilities.exclusive_writer))
         self._known_subjects: dict[str, set[str]] = {}
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, tuple[int, frozenset[str]]] = {}
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
         self._late = LoadReport()
         self._pending: set[str] = set()
 
-    def reset(self, engine: Any | None = None, graphs: tuple[ox.NamedNode, ox.NamedNode] | None = None) -> None:
+    def reset(self, engine: Any | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
         self.sync()
         if engine is not None:
             self.engine = engine
-        self.graphs = graphs or (DATA, PROV_G)
+        self.graphs = graphs or GRAPHS
         self._known_subjects.clear()
         self._seen.clear()
+        self._times = ObservedTimes(cache=bool(self.engine.capabilities.exclusive_writer))
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -67,11 +79,13 @@ class Writer:
         :param isolate: if the store rejects the batch, write it again response by response.
         """
         report = LoadReport()
-        data_graph, prov_graph = self.graphs
+        data_graph, prov_graph, history_graph = self.graphs
         known = self._known(data_graph)
         data = Planner(data_graph, known, self._seen if known is not None else None)
         prov = Planner(prov_graph, self._known(prov_graph))
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
+        history: list[str] = []  # and so are the counters' points
+        mapped: list[Observation] = []
         for p in prepared:
             entities: set[str] = set()
             if p.ok and not p.not_found:
@@ -79,8 +93,9 @@ class Writer:
                 report.triples += p.count
                 for k, v in p.unknown_keys.items():
                     report.unknown_keys.setdefault(k, v)
-                data.add(p.groups)
+                mapped.append(p)
                 entities = {s for s, _ in p.groups}
+                history.extend(points(p))
             elif not p.not_found:
                 assert p.error is not None
                 report.failed.append(p.error)
@@ -90,15 +105,27 @@ class Writer:
             prov.add(prov_groups(triples))
             report.observations += 1
             links.extend(f"{e} {GENERATED_BY} {obs} .\n" for e in entities)
-        deletes, inserts = data.plan(self.engine, self._before_read)
+        for p in mapped:
+            data.add(p.groups, p.response.observed_at)
+        stored_times: dict[str, Times] = {}
+        if data.newest:
+            if not self._times.cache:  # read from the store: wait for a write in progress on them
+                self._before_read(data.newest)
+            stored_times = self._times.stored(self.engine, prov_graph, data.newest)
+        deletes, inserts = data.plan(self.engine, self._before_read, stored_times)
+        time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
+        pdeletes.extend(time_deletes)
         pinserts.extend(links)
+        pinserts.extend(time_inserts)
         written = set(data.final_subjects()) | set(prov.final_subjects())
+        written.update(data.newest)  # their observation times move
         report.added = len(inserts)
         report.removed = len(deletes)
+        report.points = len(history) // 4
         self._write(
-            deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts}, written, applied_seq, background,
-            job=(prepared, applied_seq, report) if isolate else None,
+            deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
+            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
         )
         data.committed()
         return report
@@ -127,6 +154,7 @@ class Writer:
 
     def _isolate(self, prepared: Sequence[Observation], applied_seq: int | None, original: LoadReport) -> None:
         self._seen.clear()  # what the rejected batch would have written is unknown now
+        self._times.forget()
         redo = LoadReport()
         for p in prepared:
             try:

@@ -14,7 +14,7 @@ import click
 
 from .ingest import fetch, load, rebuild
 from .options import Context, log_to_stderr
-from .read import export, list_queries, query, stats, validate
+from .read import export, list_queries, plot, query, stats, validate
 from .serving import push, serve
 
 __all__ = ["main"]
@@ -46,5 +46,5 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
     ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
 
 
-for command in (load, fetch, query, list_queries, export, serve, push, validate, stats, rebuild):
+for command in (load, fetch, query, plot, list_queries, export, serve, push, validate, stats, rebuild):
     main.add_command(command)

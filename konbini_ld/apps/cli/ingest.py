@@ -17,21 +17,33 @@ from .options import Context, handle_errors, pass_state, report_load
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
 @click.option("--batch-size", default=2000, show_default=True, help="Responses per write batch.")
+@click.option("--observed-at", metavar="TIME",
+              help="When the responses were observed (ISO 8601; default: a recorded exchange's Date header, "
+                   "else now).")
 @pass_state
 @handle_errors
-def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
+def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: str | None) -> None:
     """Ingest saved API responses.
 
     Each FILE is a JSON file (the API's {"data": …} envelope or a bare object; one
     audio or a page of videos; or an array of these) or JSON Lines (one response
     per line). "-" reads standard input.
 
+    Every response is an observation at a time: --observed-at, else the Date
+    header of a recorded exchange, else now. Its counters join the history graph
+    at that time; the current state keeps the newest observation of each value,
+    whatever order files are loaded in.
+
     \b
-    Example:
+    Examples:
       konbini-ld load samples/seed-audio.json responses.jsonl
+      konbini-ld load --observed-at 2026-11-01T09:00:00Z snapshot-2026-11-01.jsonl
     """
+    from ...units import parse_time
+
+    when = parse_time(observed_at) if observed_at is not None else None
     with state.open() as store, state.progress(None, "resp", "loading") as bar:
-        report = store.load(files, batch_size=batch_size, progress=bar.update)
+        report = store.load(files, batch_size=batch_size, progress=bar.update, observed_at=when)
     report_load(state, report, "loaded")
     if report.failed:
         sys.exit(1)
@@ -42,6 +54,9 @@ def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
 @click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
 @click.option("--refresh", is_flag=True, help="Buy again what the store already has.")
+@click.option("--refresh-older-than", metavar="DURATION",
+              help="Buy again only what was last bought longer ago than DURATION (30m, 12h, 7d).")
+@click.option("--dry-run", is_flag=True, help="Say what would be bought and what it would cost; buy nothing.")
 @click.option("--max-credits", type=click.IntRange(0), metavar="N", help="Spend at most N credits in this run.")
 @click.option("--videos", is_flag=True, help="Also fetch the pages of videos using each audio.")
 @click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
@@ -53,8 +68,8 @@ def load(state: Context, files: tuple[str, ...], batch_size: int) -> None:
 @pass_state
 @handle_errors
 def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concurrency: int, refresh: bool,
-          max_credits: int | None, videos: bool, max_pages: int, api_url: str | None, timeout: float,
-          retries: int) -> None:
+          refresh_older_than: str | None, dry_run: bool, max_credits: int | None, videos: bool, max_pages: int,
+          api_url: str | None, timeout: float, retries: int) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
 
     The key comes from the KONBINI_API_KEY environment variable. Each request
@@ -62,16 +77,24 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     404s are remembered, and an interrupted or credit-exhausted run resumes
     where it stopped. Every raw response is archived before it is loaded.
 
+    To follow how counters grow, run it on a schedule with --refresh-older-than:
+    each run buys again only what is older than that, and every purchase adds a
+    point to the history graph (`konbini-ld query trending`). --dry-run says
+    what a run would buy and cost, and buys nothing (no key needed).
+
     \b
     Examples:
       export KONBINI_API_KEY=...
       konbini-ld fetch 7611615657754381599
       konbini-ld fetch https://www.tiktok.com/music/original-sound-7611615657754381599 --videos --max-pages 3
       konbini-ld fetch --ids-file audio-ids.txt --max-credits 500
+      konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h --dry-run
+      0 */6 * * *  konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h -q
     """
     from ...pipeline import fetch as run_fetch
     from ...sources.konbini.client import KonbiniClient
     from ...sources.konbini.endpoints import parse_audio_ids
+    from ...units import parse_duration
 
     # refuse bad input before opening anything or sending a request
     values = parse_audio_ids(ids)
@@ -79,8 +102,11 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
         values += parse_audio_ids(ids_file.read().splitlines(), source="line")
     if not values:
         raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
-    client = KonbiniClient.from_environment(os.environ, api_url=api_url, timeout=timeout, retries=retries,
-                                            pool_size=concurrency)
+    if refresh and refresh_older_than is not None:
+        raise UsageError("give --refresh (buy everything again) or --refresh-older-than, not both")
+    older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
+    client = None if dry_run else KonbiniClient.from_environment(
+        os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
     with state.open() as store, state.progress(None, "req", "fetching") as bar, _sigterm_as_interrupt():
 
         def total(n: int) -> None:
@@ -88,7 +114,8 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
             bar.refresh()
 
         report = run_fetch(store, client, values, concurrency=concurrency, refresh=refresh, max_credits=max_credits,
-                           videos=videos, max_pages=max_pages, progress=bar.update, on_total=total)
+                           refresh_older_than=older, dry_run=dry_run, videos=videos, max_pages=max_pages,
+                           progress=bar.update, on_total=total)
     for error in report.failed:
         click.echo(f"error: {error}", err=True)
     for key, iri in report.load.unknown_keys.items():

@@ -1,14 +1,18 @@
-"""Commands that read the graph: ``query``, ``queries``, ``export``, ``stats``, ``validate``."""
+"""Commands that read the graph: ``query``, ``plot``, ``queries``, ``export``, ``stats``, ``validate``."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ...errors import UsageError
 from .options import Context, format_option, handle_errors, json_option, open_output, output_option, pass_state
+
+if TYPE_CHECKING:
+    from ...query.run import QueryResult
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -28,10 +32,12 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @format_option("results", "table", "graph", default="table",
                help="Output format (a graph format for CONSTRUCT and DESCRIBE; parquet for a DataFrame file).")
 @output_option
+@click.option("--plot", "plot_to", metavar="FILE.png|svg|pdf",
+              help="Also draw the result over time (a result with a time column, like history's).")
 @pass_state
 @handle_errors
 def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str,
-          output: str | None) -> None:
+          output: str | None, plot_to: str | None) -> None:
     """Run a named query, a .rq file, or inline SPARQL (-e).
 
     Parameters are bound as RDF terms, never pasted into the query text: a named
@@ -45,20 +51,67 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
       konbini-ld query -e 'SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }' -f csv
       konbini-ld query audio -p audio=https://www.tiktok.com/music/original-sound-7611615657754381599 -f turtle
       konbini-ld query creators -f parquet -o creators.parquet
+      konbini-ld query trending -p since=7d
+      konbini-ld query history -p entity=https://www.tiktok.com/@khaby.lame --plot khaby.png
     """
+    with state.open(read_only=True) as store:
+        result = _run(store, name, inline, params)
+        if plot_to is not None:
+            _plot(state, result, plot_to)
+            if output is None and fmt == "table":
+                return
+        with open_output(output) as out:
+            result.write(out, fmt)
+
+
+def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
     from pathlib import Path
 
     from ...query.catalog import parse_query_text, resolve_query
+    from ...query.run import run_query
+    from ...store.store import KonbiniStore
 
+    assert isinstance(store, KonbiniStore)
     if (name is None) == (inline is None):
         raise UsageError("give a query NAME, a FILE.rq, or -e SPARQL (exactly one)")
     nq = parse_query_text(inline, name="(inline)") if inline is not None else resolve_query(
         Path(name) if name is not None and Path(name).is_file() else str(name))
     bound = nq.bind(_parse_params(params))
+    store.writer.sync()
+    return run_query(store.engine, nq.text, bound, name=nq.name, index=nq.index)
+
+
+def _plot(state: Context, result: QueryResult, path: str) -> None:
+    from ...query.plot import plot as draw
+
+    panels = draw(result, path)
+    state.note(f"plotted {panels} series to {path}")
+
+
+@click.command()
+@click.argument("name", required=False, default="history", metavar="[NAME|FILE.rq]")
+@click.option("-e", "--expr", "inline", metavar="SPARQL", help="Inline SPARQL instead of a named query or file.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Bind ?NAME to VALUE (as an RDF term).")
+@click.option("-o", "--output", metavar="FILE.png|svg|pdf", help="Where to draw it (default: NAME.png).")
+@pass_state
+@handle_errors
+def plot(state: Context, name: str, inline: str | None, params: tuple[str, ...], output: str | None) -> None:
+    """Draw a query's result over time (by default the history of an entity's counters).
+
+    One panel per counter, each on its own scale. Any query whose result has a
+    column of times can be drawn; the format follows the file's suffix.
+
+    \b
+    Examples:
+      konbini-ld plot history -p entity=https://www.tiktok.com/@khaby.lame -o khaby.png
+      konbini-ld plot -p entity=https://www.tiktok.com/music/original-sound-7611615657754381599 -o sound.svg
+    """
+    from pathlib import Path
+
+    target = output or f"{Path(name).stem if inline is None else 'query'}.png"
     with state.open(read_only=True) as store:
-        result = store.query(nq.text, bound, name=nq.name)
-        with open_output(output) as out:
-            result.write(out, fmt)
+        result = _run(store, None if inline is not None else name, inline, params)
+        _plot(state, result, target)
 
 
 @click.command("queries")
@@ -93,7 +146,7 @@ def list_queries(as_json: bool) -> None:
 def export(state: Context, fmt: str, output: str | None, inline_context: bool) -> None:
     """Write the whole graph.
 
-    turtle, nt and rdfxml hold the union of the data and provenance graphs; nq
+    turtle, nt and rdfxml hold the union of the data, provenance and history graphs; nq
     and trig keep them as named graphs; jsonld is compacted with the API's two
     contexts, so it reads like the API.
 

@@ -1,6 +1,7 @@
 "use strict";
 // The query page: named queries with their parameters, or any SPARQL; results as a table with
-// prefixed names, downloads (CSV, JSON, Turtle), a permalink, readable errors.
+// prefixed names, downloads (CSV, JSON, Turtle), a permalink, readable errors; results over
+// time (history's) also as a line chart, one panel per counter.
 const $ = (id) => document.getElementById(id);
 let queries = {};
 let prefixes = {};
@@ -48,6 +49,83 @@ function renderTable(data) {
   }
   $("results").replaceChildren(table);
   return data.results.bindings.length;
+}
+
+const XSD = "http://www.w3.org/2001/XMLSchema#";
+const NUMERIC = new Set(["integer", "decimal", "double", "float", "long", "int", "nonNegativeInteger"].map((t) => XSD + t));
+const SVG = "http://www.w3.org/2000/svg";
+
+// Series to draw: by counter for rows shaped like history's (time, counter, value), else one per
+// numeric column; only when a column holds times. Returns [timeVar, Map(name -> [[ms, value]])].
+function seriesOf(data) {
+  const vars = data.head.vars || [];
+  const rows = data.results.bindings;
+  const isTime = (v) => rows.some((b) => b[v]) && rows.every((b) => !b[v] || b[v].datatype === XSD + "dateTime");
+  const timeVar = vars.find(isTime);
+  const series = new Map();
+  if (!timeVar) return [null, series];
+  const add = (name, b, term) => {
+    if (!b[timeVar] || !term || !NUMERIC.has(term.datatype)) return;
+    const t = Date.parse(b[timeVar].value), y = Number(term.value);
+    if (Number.isNaN(t) || !Number.isFinite(y)) return;
+    if (!series.has(name)) series.set(name, []);
+    series.get(name).push([t, y]);
+  };
+  if (vars.includes("counter") && vars.includes("value")) {
+    for (const b of rows) if (b.counter) add(compact(b.counter.value).replace(/^ks:/, ""), b, b.value);
+  } else {
+    for (const v of vars) if (v !== timeVar) for (const b of rows) add(v, b, b[v]);
+  }
+  for (const [name, points] of series) {
+    if (points.length < 2) series.delete(name); else points.sort((a, b) => a[0] - b[0]);
+  }
+  return [timeVar, series];
+}
+
+function svg(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const number = (y) => Math.abs(y) >= 100 ? Math.round(y).toLocaleString("en") : String(Number(y.toPrecision(4)));
+const day = (t) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
+
+// One panel per series, each on its own scale (followers in the millions, following in the tens).
+function renderChart(data) {
+  const [timeVar, series] = seriesOf(data);
+  const box = $("chart");
+  box.replaceChildren();
+  box.hidden = series.size === 0;
+  if (!series.size) return 0;
+  const all = [...series.values()].flat();
+  const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
+  const W = 720, H = 150, L = 110, R = 20, T = 24, B = 28;
+  const x = (t) => L + (t1 === t0 ? (W - L - R) / 2 : ((t - t0) / (t1 - t0)) * (W - L - R));
+  for (const [name, points] of series) {
+    const ys = points.map((p) => p[1]);
+    let lo = Math.min(...ys), hi = Math.max(...ys);
+    if (lo === hi) { lo -= 1; hi += 1; }
+    const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+    const panel = svg("svg", { class: "panel", viewBox: `0 0 ${W} ${H}`, role: "img", "data-series": name,
+                               "aria-label": `${name} over ${timeVar}` });
+    panel.appendChild(svg("text", { x: 4, y: 16, class: "name" }, name));
+    panel.appendChild(svg("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }));
+    panel.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }));
+    panel.appendChild(svg("text", { x: L - 6, y: y(hi) + 4, class: "tick", "text-anchor": "end" }, number(hi)));
+    panel.appendChild(svg("text", { x: L - 6, y: y(lo) + 4, class: "tick", "text-anchor": "end" }, number(lo)));
+    panel.appendChild(svg("text", { x: L, y: H - 8, class: "tick" }, day(t0)));
+    panel.appendChild(svg("text", { x: W - R, y: H - 8, class: "tick", "text-anchor": "end" }, day(t1)));
+    panel.appendChild(svg("polyline", { class: "line", points: points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ") }));
+    for (const p of points) {
+      const dot = svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 3, class: "dot" });
+      dot.appendChild(svg("title", {}, `${day(p[0])}: ${number(p[1])}`));
+      panel.appendChild(dot);
+    }
+    box.appendChild(panel);
+  }
+  return series.size;
 }
 
 function selectNamed(values) {
@@ -153,11 +231,14 @@ async function run() {
     const data = JSON.parse(body);
     if ("boolean" in data) {
       $("results").replaceChildren(document.createTextNode(String(data.boolean))); summary = "ASK: " + data.boolean;
-      $("downloads").replaceChildren();
+      $("downloads").replaceChildren(); renderChart({ head: {}, results: { bindings: [] } });
     } else {
       const n = renderTable(data); summary = n + (n === 1 ? " row" : " rows"); downloads(false);
+      const panels = renderChart(data);
+      if (panels) summary += ", " + panels + (panels === 1 ? " series" : " series") + " charted";
     }
   } else {
+    $("chart").hidden = true;
     const pre = document.createElement("pre"); pre.id = "graph"; pre.textContent = body;
     $("results").replaceChildren(pre);
     const triples = body.split("\n").filter((l) => /[.;,]\s*$/.test(l) && !/^@prefix/.test(l)).length;

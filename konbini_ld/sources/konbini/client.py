@@ -18,13 +18,15 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
 
 from ...errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError, UsageError
+from ...units import format_time
 from ...urls import redact
 from .endpoints import DEFAULT_API_URL, audio_path, parse_audio_id, videos_path
 
@@ -40,6 +42,7 @@ class ApiResponse:
     :ivar url: the request URL (no key in it).
     :ivar status: HTTP status.
     :ivar body: the raw response text.
+    :ivar received_at: when the answer arrived (UTC, :func:`konbini_ld.units.format_time` spelling).
     """
 
     url: str
@@ -47,6 +50,7 @@ class ApiResponse:
     body: str
     credits_used: int | None
     credits_remaining: int | None
+    received_at: str = field(default_factory=lambda: format_time(datetime.now(UTC)))
 
 
 class _Transient(Exception):

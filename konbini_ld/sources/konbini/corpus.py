@@ -4,6 +4,10 @@ Used by the benchmarks, the tests and the fake API server. Audios share
 persons (a few prolific creators, a long tail), alternate between the older and
 newer field sets, and leave optional fields absent or null now and then.
 
+Counters grow from one observation to the next (:func:`grow`): most audios and
+creators barely move, one in ten grows steadily, and one in fifty takes off, so a
+series of observations has risers to find.
+
 >>> a = audio_response(7)
 >>> a["data"]["type"], a["data"]["id"].startswith("https://www.tiktok.com/music/")
 ('Audio', True)
@@ -16,11 +20,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 from ...mapping.contexts import API_CONTEXT
 
-__all__ = ["audio_id", "audio_response", "corpus_lines", "person", "videos_page"]
+__all__ = ["audio_id", "audio_response", "corpus_lines", "grow", "observation_time", "person", "videos_page"]
 
 _WORDS = (
     "original sound lofi summer night dance remix chill beat love city rain drive dream sunset "
@@ -33,6 +39,33 @@ def audio_id(i: int) -> str:
     return str(7_000_000_000_000_000_000 + i * 7919)
 
 
+def grow(value: int, key: str, observation: int) -> int:
+    """``value`` after ``observation`` days of the growth the thing named ``key`` has: flat
+    (most), steady (a tenth: 3-8% a day) or viral (a fiftieth: 25-60% a day).
+
+    >>> grow(1000, "audio-1", 0), grow(1000, "audio-1", 3) >= 1000
+    (1000, True)
+    """
+    if observation <= 0:
+        return value
+    rng = random.Random(f"growth-{key}")
+    kind = rng.random()
+    rate = rng.uniform(0.25, 0.6) if kind < 0.02 else rng.uniform(0.03, 0.08) if kind < 0.12 else rng.uniform(0, 0.004)
+    jitter = random.Random(f"growth-{key}-{observation}").uniform(0.98, 1.02)
+    grown = value * (1 + rate) ** observation * (jitter if rate > 0.01 else 1)
+    return max(value, int(grown) + observation * (kind < 0.12))
+
+
+def observation_time(observation: int, start: str = "2026-11-01T00:00:00Z", every: timedelta = timedelta(days=1)) -> str:
+    """The HTTP ``Date`` of observation ``observation`` (one a day from ``start`` by default).
+
+    >>> observation_time(2)
+    'Tue, 03 Nov 2026 00:00:00 GMT'
+    """
+    moment = datetime.fromisoformat(start) + every * observation
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
 def _image(rng: random.Random, tag: str) -> dict[str, Any]:
     return {
         "type": "Image",
@@ -42,8 +75,8 @@ def _image(rng: random.Random, tag: str) -> dict[str, Any]:
     }
 
 
-def person(j: int) -> dict[str, Any]:
-    """Synthetic person ``j`` (older field set for odd ``j``, newer for even)."""
+def person(j: int, observation: int = 0) -> dict[str, Any]:
+    """Synthetic person ``j`` (older field set for odd ``j``, newer for even), as observed on day ``observation``."""
     rng = random.Random(f"person-{j}")
     handle = f"creator.{j}"
     p: dict[str, Any] = {
@@ -76,10 +109,14 @@ def person(j: int) -> dict[str, Any]:
         p["language"] = rng.choice(["en", "fr", "ja", "es"])
         p["likedCount"] = rng.randint(0, 10_000)
         p["mediaCount"] = p["videoCount"]
+    if observation:
+        for counter in ("followerCount", "likeCount", "videoCount", "mediaCount"):
+            if counter in p:
+                p[counter] = grow(p[counter], f"person-{j}-{counter}", observation)
     return p
 
 
-def _audio(i: int, n_persons: int, rng: random.Random) -> dict[str, Any]:
+def _audio(i: int, n_persons: int, rng: random.Random, observation: int = 0) -> dict[str, Any]:
     name = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
     slug = name.replace(" ", "-")
     a: dict[str, Any] = {
@@ -102,26 +139,29 @@ def _audio(i: int, n_persons: int, rng: random.Random) -> dict[str, Any]:
         # a few prolific creators, a long tail
         j = int(n_persons * rng.random() ** 3)
         if rng.random() < 0.05:
-            a["attributedTo"] = [person(j), person((j + 1) % n_persons)]
+            a["attributedTo"] = [person(j, observation), person((j + 1) % n_persons, observation)]
         else:
-            a["attributedTo"] = person(j)
+            a["attributedTo"] = person(j, observation)
     if rng.random() < 0.5:
         a["icon"] = _image(rng, f"ai{i}")
+    a["videoCount"] = grow(a["videoCount"], f"audio-{i}", observation)
     return a
 
 
-def audio_response(i: int, *, n_persons: int = 2500) -> dict[str, Any]:
+def audio_response(i: int, *, n_persons: int = 2500, observation: int = 0) -> dict[str, Any]:
     """The ``GET /v1/tiktok/audios/{id}`` response body for synthetic audio ``i``.
 
     :param n_persons: size of the creator pool the audio's creators come from.
+    :param observation: the day it is observed on (counters grow with it).
     """
-    return {"data": _audio(i, n_persons, random.Random(f"audio-{i}"))}
+    return {"data": _audio(i, n_persons, random.Random(f"audio-{i}"), observation)}
 
 
-def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, n_persons: int = 2500) -> dict[str, Any]:
-    """A ``GET /v1/tiktok/audios/{id}/videos`` page for synthetic audio ``i``."""
+def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, n_persons: int = 2500,
+                observation: int = 0) -> dict[str, Any]:
+    """A ``GET /v1/tiktok/audios/{id}/videos`` page for synthetic audio ``i`` (on day ``observation``)."""
     rng = random.Random(f"videos-{i}-{cursor}")
-    audio = _audio(i, n_persons, random.Random(f"audio-{i}"))
+    audio = _audio(i, n_persons, random.Random(f"audio-{i}"), observation)
     audio.pop("@context")
     audio.pop("attributedTo", None)
     aid = audio_id(i)
@@ -130,7 +170,7 @@ def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, 
     items = []
     for k in range(per_page):
         vid = str(7_600_000_000_000_000_000 + i * 1000 + cursor * per_page + k)
-        creator = person(rng.randrange(n_persons))
+        creator = person(rng.randrange(n_persons), observation)
         items.append(
             {
                 "type": "Video",
@@ -162,6 +202,10 @@ def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, 
                 "audio": audio,
             }
         )
+        if observation:
+            video: dict[str, Any] = items[-1]
+            for counter in ("viewCount", "likeCount", "commentCount", "shareCount", "saveCount"):
+                video[counter] = grow(video[counter], f"video-{vid}-{counter}", observation)
     return {
         "data": {
             "@context": list(API_CONTEXT),
@@ -177,9 +221,24 @@ def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, 
     }
 
 
-def corpus_lines(n: int, *, n_persons: int | None = None) -> Iterator[str]:
-    """``n`` audio responses as JSON Lines (one compact response per line)."""
+def corpus_lines(n: int, *, n_persons: int | None = None, observations: int = 1,
+                 start: str = "2026-11-01T00:00:00Z") -> Iterator[str]:
+    """``n`` audio responses as JSON Lines (one compact response per line).
+
+    With ``observations`` > 1, every audio is observed that many times, a day apart from
+    ``start`` (all audios on day 0, then all on day 1…), as recorded exchanges whose ``Date``
+    header says when: counters grow between them (:func:`grow`).
+    """
     persons = n_persons or max(1, n // 4)
-    for i in range(n):
-        rng = random.Random(f"audio-{i}")
-        yield json.dumps({"data": _audio(i, persons, rng)}, separators=(",", ":")) + "\n"
+    for k in range(observations):
+        date = observation_time(k, start)
+        for i in range(n):
+            data = {"data": _audio(i, persons, random.Random(f"audio-{i}"), k)}
+            if observations == 1:
+                yield json.dumps(data, separators=(",", ":")) + "\n"
+                continue
+            exchange = {
+                "request": {"method": "GET", "url": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(i)}"},
+                "status": 200, "headers": {"Date": date, "X-Credits-Used": 1}, "body": data,
+            }
+            yield json.dumps(exchange, separators=(",", ":")) + "\n"

@@ -61,6 +61,9 @@ class FakeKonbiniAPI:
     :param latency: seconds added to every answer.
     :param audios: how many synthetic audios exist (ids from :func:`audio_id`); others are 404.
     :param pages: pages of videos per audio.
+
+    :attr:`day` is the synthetic calendar: advance it and every counter grows as the corpus's
+    growth model says (:func:`~konbini_ld.sources.konbini.corpus.audio_response`).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class FakeKonbiniAPI:
         self.audios = audios
         self.pages = pages
         self.per_page = per_page
+        self.day = 0
         self.fixtures: dict[str, Any] = {}
         self.scripts: dict[str, deque[Scripted]] = {}
         self.requests: list[_Seen] = []
@@ -170,17 +174,17 @@ class FakeKonbiniAPI:
         with self._lock:
             if self.credits_used >= self.credits:
                 return self._error(402, "credits_exhausted", "No credits left on this key", bill=False)
-        payload = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())))
+        payload = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())), self.day)
         if payload is None:
             return self._error(404, "not_found", "Audio not found", bill=True)
         return 200, {"Content-Type": "application/json", **self._bill()}, payload, False
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - the server lives as long as its cache should
-    def _body(self, path: str, query: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes | None:
-        payload = self._payload(path, {k: list(v) for k, v in query})
+    def _body(self, path: str, query: tuple[tuple[str, tuple[str, ...]], ...], day: int) -> bytes | None:
+        payload = self._payload(path, {k: list(v) for k, v in query}, day)
         return None if payload is None else json.dumps(payload).encode()
 
-    def _payload(self, path: str, query: dict[str, list[str]]) -> Any:
+    def _payload(self, path: str, query: dict[str, list[str]], day: int) -> Any:
         if path in self.fixtures:
             return self.fixtures[path]
         m = _VIDEOS.fullmatch(path)
@@ -191,11 +195,11 @@ class FakeKonbiniAPI:
             cursor = int((query.get("cursor") or ["0"])[0] or 0)
             if cursor >= self.pages:
                 return None
-            return videos_page(i, cursor, per_page=self.per_page, pages=self.pages)
+            return videos_page(i, cursor, per_page=self.per_page, pages=self.pages, observation=day)
         m = _AUDIO.fullmatch(path)
         if m:
             i = self._index.get(m.group(1))
-            return audio_response(i) if i is not None else None
+            return audio_response(i, observation=day) if i is not None else None
         return None
 
     def _bill(self) -> dict[str, str]:

@@ -1,0 +1,172 @@
+"""The counter series: every counter of every observation, kept as a SOSA observation.
+
+For each response, each counter it carries about an entity (:data:`~konbini_ld.vocab.COUNTERS`)
+becomes one point in the history graph::
+
+    <urn:konbini-ld:point:…> sosa:hasFeatureOfInterest <entity> ;
+        sosa:observedProperty ks:videoCount ;
+        sosa:hasSimpleResult 1234 ;
+        sosa:resultTime "2026-11-01T12:00:00.000Z"^^xsd:dateTime .
+
+A point's IRI is a digest of those four values, so the same response loaded again for the same
+time adds nothing, and loaded for another time adds one point per counter. Points are only ever
+added: the series survives every upsert of the current-state graph.
+
+The current-state graph is kept time-aware with :class:`Times`: when each stored value was
+observed (``ks:lastObservedAt`` in the provenance graph, plus ``ks:propertyTimes`` for the few
+values that come from an older observation). A value replaces a stored one only if it was
+observed at the same time or later, so the current state is the same whatever order responses
+load in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyoxigraph as ox
+
+from ..lexical import observation_time
+from ..mapping.literals import nt_literal
+from ..model import Observation
+from ..vocab import COUNTERS, HISTORY_GRAPH, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
+
+__all__ = ["HISTORY_G", "ObservedTimes", "Times", "points"]
+
+HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
+_LAST = ox.NamedNode(LAST_OBSERVED)
+_LAST_NT = f"<{LAST_OBSERVED}>"
+_OLDER = ox.NamedNode(PROPERTY_TIMES)
+_OLDER_NT = f"<{PROPERTY_TIMES}>"
+_DATETIME = ox.NamedNode(XSD + "dateTime")
+_FOI = f"<{SOSA}hasFeatureOfInterest>"
+_PROPERTY = f"<{SOSA}observedProperty>"
+_RESULT = f"<{SOSA}hasSimpleResult>"
+_TIME = f"<{SOSA}resultTime>"
+_COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
+
+
+def points(o: Observation) -> list[str]:
+    """The history graph's N-Triples lines for the counters ``o`` carries."""
+    at = o.response.observed_at
+    time = f"{_TIME} {nt_literal(at, XSD + 'dateTime')} .\n"
+    out: list[str] = []
+    for (s, p), lines in o.groups.items():
+        if p not in _COUNTERS_NT:
+            continue
+        head = f"{s} {p} "
+        for line in lines:
+            if not line.startswith(head):
+                continue
+            value = line[len(head) : -3]  # the line ends with " .\n"
+            digest = hashlib.sha256(f"{s}\x00{p}\x00{at}\x00{value}".encode()).hexdigest()[:32]
+            point = f"<{POINT}{digest}> "
+            out.append(f"{point}{_FOI} {s} .\n")
+            out.append(f"{point}{_PROPERTY} {p} .\n")
+            out.append(f"{point}{_RESULT} {value} .\n")
+            out.append(point + time)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """When the stored values of an entity were observed.
+
+    :ivar last: the newest observation of the entity (``ks:lastObservedAt``).
+    :ivar older: the properties whose stored value comes from an older observation (the newest
+        did not carry them, or an older one filled them in), each with that observation's time
+        (``ks:propertyTimes``, one ``IRI TIME`` line each; usually there are none).
+    """
+
+    last: str
+    older: tuple[tuple[str, str], ...] = ()
+    #: ``last`` as the store spells it (deletes must name the stored literal)
+    stored: str | None = field(default=None, compare=False)
+
+    def of(self, prop: str) -> str:
+        """The time of ``prop``'s stored value (N-Triples IRI)."""
+        for p, at in self.older:
+            if p == prop:
+                return at
+        return self.last
+
+    def text(self) -> str:
+        return "\n".join(f"{p[1:-1]} {at}" for p, at in self.older)
+
+    @staticmethod
+    def parse_older(text: str) -> tuple[tuple[str, str], ...]:
+        out = []
+        for line in text.splitlines():
+            iri, _, at = line.rpartition(" ")
+            if iri and at:
+                out.append((f"<{iri}>", observation_time(at)))
+        return tuple(sorted(out))
+
+
+class ObservedTimes:
+    """Each entity's observation times, read from (and written to) the provenance graph.
+
+    :param cache: keep every entity's times in memory (only when this process is the store's
+        only writer); otherwise each batch asks the engine about its own entities.
+    """
+
+    def __init__(self, cache: bool) -> None:
+        self.cache = cache
+        self._times: dict[str, Times] | None = None
+
+    def forget(self) -> None:
+        """Drop what is cached (the store changed under us: a rebuild, a rejected write)."""
+        self._times = None
+
+    def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str]) -> dict[str, Times]:
+        """The stored times of each of ``entities`` (N-Triples IRIs) that has them."""
+        if self.cache:
+            if self._times is None:
+                rows = engine.query(
+                    f"SELECT ?e ?t ?older WHERE {{ GRAPH {graph} {{ ?e {_LAST_NT} ?t "
+                    f"OPTIONAL {{ ?e {_OLDER_NT} ?older }} }} }}", union=False
+                )
+                self._times = _collect((str(r[0]), r[1].value, r[2].value if r[2] is not None else None) for r in rows)
+            known = self._times
+            return {e: known[e] for e in entities if e in known}
+        found = []
+        for q in engine.quads_for_subjects([ox.NamedNode(e[1:-1]) for e in entities], graph):
+            if q.predicate in (_LAST, _OLDER) and isinstance(q.object, ox.Literal):
+                last = q.object.value if q.predicate == _LAST else None
+                found.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
+        return _collect(found)
+
+    def update(self, graph: ox.NamedNode, changes: dict[str, tuple[Times | None, Times]]) -> tuple[list[ox.Quad], list[str]]:
+        """The provenance deletes and inserts that record ``changes`` (entity → old and new times)."""
+        deletes: list[ox.Quad] = []
+        inserts: list[str] = []
+        for entity, (old, new) in changes.items():
+            subject = ox.NamedNode(entity[1:-1])
+            if old is not None:
+                if old.last != new.last:
+                    spelled = old.stored or old.last
+                    deletes.append(ox.Quad(subject, _LAST, ox.Literal(spelled, datatype=_DATETIME), graph))
+                if old.older and old.older != new.older:
+                    deletes.append(ox.Quad(subject, _OLDER, ox.Literal(old.text()), graph))
+            if old is None or old.last != new.last:
+                inserts.append(f"{entity} {_LAST_NT} {nt_literal(new.last, XSD + 'dateTime')} .\n")
+            if new.older and (old is None or old.older != new.older):
+                inserts.append(f"{entity} {_OLDER_NT} {nt_literal(new.text())} .\n")
+            if self._times is not None:
+                self._times[entity] = new
+        return deletes, inserts
+
+
+def _collect(rows: Iterable[tuple[str, str | None, str | None]]) -> dict[str, Times]:
+    last: dict[str, tuple[str, str]] = {}
+    older: dict[str, str] = {}
+    for entity, t, text in rows:
+        if t is not None:
+            at = observation_time(t)
+            if at > last.get(entity, ("", ""))[0]:
+                last[entity] = (at, t)  # and as stored: deleted by that spelling
+        if text is not None:
+            older[entity] = text
+    return {e: Times(t, Times.parse_older(older.get(e, "")), stored=raw) for e, (t, raw) in last.items()}

@@ -1,0 +1,326 @@
+"""History: every observation's counters kept as a series; the current state is always the newest."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+from click.testing import CliRunner
+from helpers import AUDIO_IRI, KHABY, SEED, seed_data, write_json
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from konbini_ld import open_store
+from konbini_ld.apps.cli import main
+from konbini_ld.pipeline import fetch
+from konbini_ld.sources.konbini.client import KonbiniClient
+from konbini_ld.sources.konbini.corpus import audio_response, corpus_lines
+from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, audio_id
+
+KS = "https://konbiniapi.com/ns/social#"
+HISTORY = "urn:konbini-ld:graph:history"
+KEY = "sk-test-history"
+
+
+def day(n: int, hour: int = 9) -> str:
+    return f"2026-11-{n:02d}T{hour:02d}:00:00Z"
+
+
+def audio(video_count: int, **more: Any) -> dict[str, Any]:
+    data = seed_data()
+    data["videoCount"] = video_count
+    data.update(more)
+    return {"data": data}
+
+
+def current(store: Any, entity: str, prop: str) -> list[str]:
+    return sorted(row[0].value for row in store.query(f"SELECT ?v WHERE {{ <{entity}> <{prop}> ?v }}").rows())
+
+
+def points(store: Any) -> int:
+    return sum(1 for _ in store.engine.iter_quads(ox.NamedNode(HISTORY))) // 4
+
+
+def series(store: Any, entity: str, counter: str = "videoCount") -> list[tuple[str, int]]:
+    return [(r["time"].isoformat(), r["value"]) for r in store.run_named("history", {"entity": entity}).records()
+            if r["counter"] == KS + counter]
+
+
+def state(store: Any) -> set[str]:
+    """The current-state graph, as text."""
+    return {str(q) for q in store.engine.iter_quads(ox.NamedNode("urn:konbini-ld:graph:data"))}
+
+
+# -- when, and what the current state shows ------------------------------------
+
+
+def test_out_of_order_loads_keep_the_newest_value_current(store: Any) -> None:
+    store.load([audio(300)], observed_at=day(3))
+    store.load([audio(100, album="Old Album")], observed_at=day(1))  # older: replaces nothing
+    store.load([audio(200)], observed_at=day(2))
+    assert current(store, AUDIO_IRI, KS + "videoCount") == ["300"]
+    assert current(store, AUDIO_IRI, KS + "album") == ["Greatest Hits"]
+    assert [v for _, v in series(store, AUDIO_IRI)] == [100, 200, 300]  # the series is in time order
+    store.load([audio(400)], observed_at=day(4))
+    assert current(store, AUDIO_IRI, KS + "videoCount") == ["400"]
+
+
+def test_an_older_observation_fills_in_what_the_entity_lacks(store: Any) -> None:
+    newer = seed_data()
+    del newer["album"]
+    store.load([{"data": newer}], observed_at=day(5))
+    store.load([audio(1, album="Only Known Earlier")], observed_at=day(1))
+    assert current(store, AUDIO_IRI, KS + "album") == ["Only Known Earlier"]
+    assert current(store, AUDIO_IRI, KS + "videoCount") == ["500000"]
+
+
+def test_out_of_order_in_one_batch_and_across_batches_agree(tmp_path: Path) -> None:
+    shuffled = [(audio(300), day(3)), (audio(100), day(1)), (audio(200), day(2))]
+    lines = [json.dumps({"request": {"url": "https://api.konbiniapi.com/v1/tiktok/audios/1"}, "status": 200,
+                         "headers": {"Date": f"Mon, {d[8:10]} Nov 2026 09:00:00 GMT"}, "body": body})
+             for body, d in shuffled]
+    (tmp_path / "all.jsonl").write_text("\n".join(lines) + "\n")
+    with open_store(tmp_path / "one") as one:
+        one.load([tmp_path / "all.jsonl"])  # one batch
+        with open_store(tmp_path / "many") as many:
+            for body, d in shuffled:
+                many.load([body], observed_at=d)
+            assert state(one) == state(many)
+            assert series(one, AUDIO_IRI) == series(many, AUDIO_IRI)
+            assert current(one, AUDIO_IRI, KS + "videoCount") == ["300"]
+
+
+def test_a_recorded_exchange_says_when_and_observed_at_overrides_it(store: Any, tmp_path: Path) -> None:
+    exchange = json.loads(SEED.read_text())
+    recorded = {"request": {"url": "https://api.konbiniapi.com/v1/tiktok/audios/7611615657754381599"},
+                "status": 200, "headers": {"Date": "Sun, 01 Nov 2026 08:30:00 GMT"}, "body": exchange}
+    path = write_json(tmp_path / "recorded.json", recorded)
+    store.load([path])
+    assert series(store, AUDIO_IRI) == [("2026-11-01T08:30:00+00:00", 500000)]
+    store.load([path], observed_at="2026-11-02T10:00:00+01:00")
+    assert [t for t, _ in series(store, AUDIO_IRI)] == ["2026-11-01T08:30:00+00:00", "2026-11-02T09:00:00+00:00"]
+    records = list(store.archive.records())
+    assert [r.at for r in records] == ["2026-11-01T08:30:00.000Z", "2026-11-02T09:00:00.000Z"]
+
+
+def test_without_a_time_the_time_of_loading_is_used(store: Any) -> None:
+    before = time.time()
+    store.load([SEED])
+    (at, _), = series(store, AUDIO_IRI)
+    from datetime import datetime
+
+    assert before - 1 <= datetime.fromisoformat(at).timestamp() <= time.time() + 1
+
+
+def test_a_bad_observed_at_is_refused(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "load", "--observed-at", "yesterday", str(SEED)])
+    assert r.exit_code == 2 and "ISO 8601" in r.output
+
+
+# -- idempotence and size ----------------------------------------------------------
+
+
+def test_the_same_response_for_the_same_time_adds_nothing_and_another_time_adds_one_point(store: Any) -> None:
+    store.load([SEED], observed_at=day(1))
+    n, before = len(store), points(store)
+    assert before == 5  # the audio's videoCount; the creator's followers, following, likes, videos
+    store.load([SEED], observed_at=day(1))
+    assert len(store) == n and points(store) == before
+    store.load([SEED], observed_at=day(2))
+    assert points(store) == 2 * before
+    assert [v for _, v in series(store, KHABY, "followerCount")] == [160300000, 160300000]
+
+
+def test_rebuild_gives_the_same_series_and_state(store: Any) -> None:
+    store.load([audio(300)], observed_at=day(3))
+    store.load([audio(100)], observed_at=day(1))
+    store.load([SEED])  # now
+    history = {str(q) for q in store.engine.iter_quads(ox.NamedNode(HISTORY))}
+    data = state(store)
+    store.rebuild()
+    assert {str(q) for q in store.engine.iter_quads(ox.NamedNode(HISTORY))} == history
+    assert state(store) == data
+    assert current(store, AUDIO_IRI, KS + "videoCount") == ["500000"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 28), st.integers(0, 10**9), st.booleans()), min_size=1, max_size=6,
+                unique_by=lambda t: t[0]), st.randoms())
+def test_any_load_order_gives_the_same_store(observations: list[tuple[int, int, bool]], rng: Any) -> None:
+    """Observations are facts at times: the order they arrive in changes nothing."""
+    def body(count: int, with_album: bool) -> dict[str, Any]:
+        data = seed_data()
+        data["videoCount"] = count
+        if not with_album:
+            del data["album"]
+        else:
+            data["album"] = f"Album {count}"
+        return {"data": data}
+
+    stores = []
+    for order in (sorted(observations), rng.sample(observations, len(observations))):
+        s = open_store(None)
+        for d, count, with_album in order:
+            s.load([body(count, with_album)], observed_at=day(d))
+        stores.append(s)
+    assert state(stores[0]) == state(stores[1])
+    assert series(stores[0], AUDIO_IRI) == series(stores[1], AUDIO_IRI)
+    newest = max(observations)
+    assert current(stores[1], AUDIO_IRI, KS + "videoCount") == [str(newest[1])]
+
+
+# -- the queries ----------------------------------------------------------------------
+
+
+def test_trending_ranks_a_fast_riser_above_a_big_flat_audio(store: Any) -> None:
+    def body(i: int, count: int) -> dict[str, Any]:
+        a = audio_response(i)
+        a["data"]["videoCount"] = count
+        return a
+
+    big, riser = audio_response(1)["data"]["id"], audio_response(2)["data"]["id"]
+    for d, (flat, rising) in enumerate([(9_000_000, 1_000), (9_000_100, 40_000), (9_000_150, 250_000)], start=1):
+        store.load([body(1, flat), body(2, rising)], observed_at=day(d))
+    store.load([body(3, 5)], observed_at=day(1))  # one observation: no growth to rank
+    rows = store.run_named("trending").records()
+    assert [r["audio"] for r in rows] == [riser, big]
+    top = rows[0]
+    assert (top["first"], top["last"], top["growth"], top["observations"]) == (1_000, 250_000, 249_000, 3)
+    assert top["growthPerDay"] == pytest.approx(124_500)
+    assert top["relativeGrowth"] == pytest.approx(249.0)
+    assert rows[1]["growth"] == 150 and rows[1]["growthPerDay"] == pytest.approx(75)
+    since = store.run_named("trending", {"since": day(2)}).records()
+    assert [(r["first"], r["last"]) for r in since] == [(40_000, 250_000), (9_000_100, 9_000_150)]
+    assert store.run_named("trending", {"since": "1d"}).records() == []  # nothing observed in the last day
+
+
+def test_rising_creators_rank_by_follower_growth(store: Any) -> None:
+    for d, followers in enumerate([1_000, 5_000, 20_000], start=1):
+        data = seed_data()
+        data["attributedTo"]["followerCount"] = followers
+        store.load([{"data": data}], observed_at=day(d, hour=12))
+    (row,) = store.run_named("rising-creators").records()
+    assert row["person"] == KHABY and row["username"] == "khaby.lame"
+    assert (row["first"], row["last"], row["growth"]) == (1_000, 20_000, 19_000)
+    assert row["growthPerDay"] == pytest.approx(9_500)
+
+
+def test_history_is_a_time_indexed_frame(store: Any) -> None:
+    import pandas as pd
+
+    for d in (3, 1, 2):
+        store.load([audio(d * 100)], observed_at=day(d))
+    frame = store.run_named("history", {"entity": AUDIO_IRI}).to_pandas()
+    assert isinstance(frame.index, pd.DatetimeIndex) and str(frame.index.tz) == "UTC"
+    assert frame.index.is_monotonic_increasing
+    assert list(frame["value"]) == [100, 200, 300]
+    assert list(frame.columns) == ["entity", "counter", "value"]
+
+
+def test_the_series_are_plain_sosa_for_any_sparql_client(store: Any) -> None:
+    store.load([SEED], observed_at=day(1))
+    rows = store.query("""
+        PREFIX sosa: <http://www.w3.org/ns/sosa/>
+        SELECT ?e ?p ?t ?v WHERE { GRAPH <urn:konbini-ld:graph:history> {
+          ?o sosa:hasFeatureOfInterest ?e ; sosa:observedProperty ?p ; sosa:hasSimpleResult ?v ; sosa:resultTime ?t } }
+    """, {"e": ox.NamedNode(KHABY), "p": ox.NamedNode(KS + "followingCount")}).records()
+    assert [r["v"] for r in rows] == [85]
+
+
+# -- collecting a series with fetch ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    with FakeKonbiniAPI(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def client(api: FakeKonbiniAPI) -> KonbiniClient:
+    api.reset(credits=1_000_000)
+    api.day = 0
+    return KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+
+
+def test_refresh_older_than_buys_only_what_is_stale(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    from datetime import timedelta
+
+    ids = [audio_id(i) for i in range(6)]
+    fetch(store, client, ids[:3])
+    time.sleep(1.2)
+    fetch(store, client, ids[3:])
+    api.reset()
+    api.day = 4  # the counters have grown since
+    report = fetch(store, client, ids, refresh_older_than=timedelta(seconds=1))
+    assert api.count() == 3 and report.credits_used == 3 and report.skipped == 3
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in api.requests) == sorted(ids[:3])
+    iri = audio_response(0)["data"]["id"]
+    values = [v for _, v in series(store, iri)]
+    assert len(values) == 2 and values[1] >= values[0]
+    assert current(store, iri, KS + "videoCount") == [str(values[1])]
+    api.reset()
+    assert fetch(store, client, ids, refresh_older_than=timedelta(hours=1)).credits_used == 0
+    assert api.count() == 0
+
+
+def test_dry_run_buys_nothing_and_says_what_a_run_would_buy(store: Any, client: KonbiniClient,
+                                                            api: FakeKonbiniAPI) -> None:
+    ids = [audio_id(i) for i in range(5)]
+    fetch(store, client, ids[:2])
+    api.reset()
+    plan = fetch(store, None, ids, dry_run=True)
+    assert api.count() == 0 and (plan.planned, plan.planned_max, plan.skipped) == (3, 3, 2)
+    assert "would make 3 requests, costing 3 credits" in plan.summary()
+    real = fetch(store, client, ids)
+    assert api.count() == real.credits_used == plan.planned
+    # with videos: certain requests, and at most the pages a run could discover
+    api.reset()
+    plan = fetch(store, None, ids + [audio_id(7)], videos=True, max_pages=3, dry_run=True)
+    assert api.count() == 0 and (plan.planned, plan.planned_max) == (6, 1 + 3 + 5 * 3)
+    real = fetch(store, client, ids + [audio_id(7)], videos=True, max_pages=3)
+    assert plan.planned <= real.credits_used <= plan.planned_max
+
+
+def test_fetch_dry_run_from_the_command_line_needs_no_key(store_dir: Path, api: FakeKonbiniAPI,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KONBINI_API_KEY", raising=False)
+    monkeypatch.setenv("KONBINI_API_URL", api.url)
+    api.reset()
+    r = CliRunner().invoke(main, ["--store", str(store_dir), "fetch", "--dry-run", "--refresh-older-than", "12h",
+                                  audio_id(1), audio_id(2)])
+    assert r.exit_code == 0, r.output
+    assert "would make 2 requests, costing 2 credits" in r.output and api.count() == 0
+    bad = CliRunner().invoke(main, ["--store", str(store_dir), "fetch", "--refresh-older-than", "soon", audio_id(1)])
+    assert bad.exit_code == 2 and "duration" in bad.output
+
+
+# -- pictures ---------------------------------------------------------------------------
+
+
+def test_plot_draws_a_png_and_an_svg(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(corpus_lines(20, observations=4)))
+    store = str(tmp_path / "s")
+    runner = CliRunner()
+    assert runner.invoke(main, ["--store", store, "load", str(corpus)]).exit_code == 0
+    person = "https://www.tiktok.com/@creator.1"
+    png = tmp_path / "h.png"
+    r = runner.invoke(main, ["--store", store, "plot", "history", "-p", f"entity={person}", "-o", str(png)])
+    assert r.exit_code == 0, r.output
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width >= 600 and height >= 400
+    svg = tmp_path / "h.svg"
+    r = runner.invoke(main, ["--store", store, "query", "history", "-p", f"entity={person}", "--plot", str(svg)])
+    assert r.exit_code == 0, r.output
+    text = svg.read_text()
+    assert text.count("<svg") == 1 and "followerCount" in text and "History of " + person in text
+    empty = runner.invoke(main, ["--store", store, "plot", "top-audios", "-o", str(tmp_path / "x.png")])
+    assert empty.exit_code == 2 and "no column of times" in empty.output
+    assert not (tmp_path / "x.png").exists()
