@@ -32,10 +32,12 @@ class Response:
     :ivar body: the raw text.
     :ivar source: request URL, file path, or ``-`` for standard input.
     :ivar line: 1-based line for JSON Lines input.
-    :ivar observed_at: when it was observed, as :func:`konbini_ld.units.format_time` spells it
-        (defaults to now: the time of receiving or loading).
-    :ivar observed_given: ``observed_at`` was set on purpose (received, ``--observed-at``, or read
-        back from the archive); when ``False``, a recorded exchange's ``Date`` header replaces it.
+    :ivar observed_at: when it was observed, as :func:`konbini_ld.units.format_time` spells it;
+        ``None`` until known (ingest then uses a recorded exchange's ``Date`` header, else the
+        time the load started).
+    :ivar observed_given: ``observed_at`` is what the caller said (set with it, received,
+        ``--observed-at``, or read back from the archive); when ``False``, a recorded exchange's
+        ``Date`` header replaces it.
     :ivar status: HTTP status for API responses.
     :ivar credits_used: ``X-Credits-Used`` for API responses.
     :ivar credits_remaining: ``X-Credits-Remaining`` for API responses.
@@ -45,12 +47,21 @@ class Response:
     body: str
     source: str
     line: int | None = None
-    observed_at: str = field(default_factory=_now)
+    observed_at: str | None = None
     status: int | None = None
     credits_used: int | None = None
     credits_remaining: int | None = None
     key: str | None = None
     observed_given: bool = False
+
+    def __post_init__(self) -> None:
+        if self.observed_at is not None:
+            self.observed_given = True
+
+    @property
+    def observed(self) -> str:
+        """``observed_at``, or now when it is not known yet."""
+        return self.observed_at or _now()
 
     @property
     def where(self) -> str:
@@ -209,6 +220,8 @@ class Stats:
     last_observed: str | None
     last_fetch: str | None
     credits_spent: int
+    #: counter values kept in the history graph
+    points: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

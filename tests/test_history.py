@@ -324,3 +324,11 @@ def test_plot_draws_a_png_and_an_svg(tmp_path: Path) -> None:
     empty = runner.invoke(main, ["--store", store, "plot", "top-audios", "-o", str(tmp_path / "x.png")])
     assert empty.exit_code == 2 and "no column of times" in empty.output
     assert not (tmp_path / "x.png").exists()
+
+
+def test_compacting_changes_no_answer(store: Any) -> None:
+    for d in (2, 1, 3):
+        store.load([audio(d * 10)], observed_at=day(d))
+    before = (state(store), series(store, AUDIO_IRI), store.run_named("trending").records())
+    store.compact()
+    assert (state(store), series(store, AUDIO_IRI), store.run_named("trending").records()) == before

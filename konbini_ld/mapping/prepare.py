@@ -40,6 +40,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
         (:mod:`konbini_ld.shapes_cache`); ``False`` runs plain pyld on every document.
     """
     out = Observation(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining)
+    response.observed_at = response.observed  # now, when nobody said when
     if response.status == 404:
         return out  # nothing to map, but billed: its credits count
     try:
@@ -47,7 +48,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
         parsed = parse_documents(response.body)
         check_text = could_hold_bad_text(response.body)
-        response.observed_at = observation_time(response.observed_at)
+        response.observed_at = observation_time(response.observed)  # the one spelling of times
         out.source_url = parsed.source_url
         if parsed.observed_at is not None and not response.observed_given:
             response.observed_at = parsed.observed_at  # the recorded exchange says when (archived so)

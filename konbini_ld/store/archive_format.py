@@ -53,7 +53,7 @@ class ArchiveRecord:
     def of(cls, response: Response) -> ArchiveRecord:
         """The record that archives ``response`` (numbered when appended)."""
         return cls(
-            0, at=response.observed_at, source=source_iri(response.source), body=response.body, line=response.line,
+            0, at=response.observed, source=source_iri(response.source), body=response.body, line=response.line,
             status=response.status, credits_used=response.credits_used, credits_remaining=response.credits_remaining,
             key=response.key,
         )

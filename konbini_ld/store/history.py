@@ -50,7 +50,7 @@ _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
 def points(o: Observation) -> list[str]:
     """The history graph's N-Triples lines for the counters ``o`` carries."""
-    at = o.response.observed_at
+    at = o.response.observed
     time = f"{_TIME} {nt_literal(at, XSD + 'dateTime')} .\n"
     out: list[str] = []
     for (s, p), lines in o.groups.items():

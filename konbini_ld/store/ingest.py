@@ -52,13 +52,17 @@ def batched(items: Iterable[Item], size: int, failed: list[InputError]) -> Itera
         yield batch
 
 
-def observed(items: Iterable[Any], at: datetime | str) -> Iterator[Any]:
+def observed(items: Iterable[Any], at: datetime | str, *, given: bool = True) -> Iterator[Any]:
     """``items``, each response among them marked as observed ``at`` (an aware datetime, or ISO
-    8601 text; without a zone, UTC)."""
+    8601 text; without a zone, UTC).
+
+    :param given: the time is what the caller says (``False``: a default, which a recorded
+        exchange's ``Date`` header still overrides).
+    """
     when = format_time(at) if isinstance(at, datetime) else parse_time(at)
     for item in items:
-        if isinstance(item, Response):
-            item.observed_at, item.observed_given = when, True
+        if isinstance(item, Response) and (given or item.observed_at is None):
+            item.observed_at, item.observed_given = when, given
         yield item
 
 

@@ -62,7 +62,7 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
     triples = [
         (act, _RDF_TYPE, _ACTIVITY),
         (act, _USED, nt_iri(used)),
-        (act, _ENDED, nt_literal(r.observed_at, XSD + "dateTime")),
+        (act, _ENDED, nt_literal(r.observed, XSD + "dateTime")),
         (act, _SHA, nt_literal(sha)),
     ]
     if r.line is not None:

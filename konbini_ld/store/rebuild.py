@@ -72,6 +72,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     store.marking = False
     try:
         report = store.pipeline.run(store.archive.records(), archive=False, progress=progress)
+        new.compact()  # the new graph was written in bulk: merge its files before it goes live
         new.close()
     except BaseException:
         new.close()

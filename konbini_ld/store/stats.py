@@ -1,17 +1,18 @@
-"""``konbini-ld stats``: counts of what the graph holds, from the data and provenance graphs."""
+"""``konbini-ld stats``: counts of what the graph holds, from the data, provenance and history graphs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..model import Stats
-from ..vocab import AS, DATA_GRAPH, KS, PROV, PROV_GRAPH
+from ..vocab import AS, DATA_GRAPH, HISTORY_GRAPH, KS, PROV, PROV_GRAPH, SOSA
 
 __all__ = ["stats"]
 
 _PREFIXES = f"""PREFIX as: <{AS}>
 PREFIX ks: <{KS}>
 PREFIX prov: <{PROV}>
+PREFIX sosa: <{SOSA}>
 """
 
 
@@ -40,4 +41,5 @@ def stats(engine: Any, archived: int) -> Stats:
         last_observed=last.value if last is not None else None,
         last_fetch=last_fetch.value if last_fetch is not None else None,
         credits_spent=num(one(f"SELECT (SUM(?c) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:creditsUsed ?c }} }}")),
+        points=num(one(f"SELECT (COUNT(?p) AS ?v) WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?p sosa:resultTime ?t }} }}")),
     )

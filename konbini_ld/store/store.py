@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -170,11 +170,9 @@ class KonbiniStore:
         Standard input is read only when given. Bad items are reported in
         :attr:`LoadReport.failed`; good items in the same run still load.
 
-        :param observed_at: when the responses were observed (an aware :class:`~datetime.datetime`
-            or ISO 8601 text; without a zone, UTC). Without it, a recorded exchange's ``Date``
-            header says when, else the time of loading. The current state takes each property
-            from the newest observation, whatever order they load in; every counter becomes a
-            point of the history graph at that time.
+        :param observed_at: when the responses were observed (an aware ``datetime``, or ISO 8601
+            text; without a zone, UTC); else a recorded exchange's ``Date`` header, else the time
+            this load started. Each property shows its newest observation, in any load order.
 
         >>> with open_store(None) as store:
         ...     store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}).loaded
@@ -193,9 +191,8 @@ class KonbiniStore:
         :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
         :param observed_at: when they were observed (see :meth:`load`).
         """
-        self._writable()
-        if observed_at is not None:
-            responses = observed(responses, observed_at)
+        self._writable()  # without a time, one for the whole run (a recorded Date still says otherwise)
+        responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)
         return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
                                  progress=progress, workers=workers)
 
@@ -289,6 +286,12 @@ class KonbiniStore:
         """What earlier fetches already bought: request key → status and next page cursor."""
         self.writer.sync()
         return ledger(self.engine)
+
+    def compact(self) -> None:
+        """Merge the embedded store's files: faster reads after large loads (a server manages its own)."""
+        self.writer.sync()
+        if isinstance(self.engine, OxigraphEngine) and not self.read_only:
+            self.engine.compact()
 
     def __len__(self) -> int:
         self.writer.sync()

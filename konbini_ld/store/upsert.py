@@ -54,6 +54,8 @@ class Planner:
         self.times_changed: dict[str, tuple[Times | None, Times]] = {}
         self._written: dict[str, tuple[int, frozenset[str]]] = {}
         self._skipped: dict[str, frozenset[str]] = {}
+        self._latest = ""  # the latest time added so far
+        self._mixed: set[str] = set()  # entities observed at more than one time in this batch
 
     def add(self, groups: dict[tuple[str, str], list[str]], at: str | None = None) -> None:
         """Record one response's groups. Per entity and property the newest observation wins
@@ -62,12 +64,22 @@ class Planner:
             self.final.update(groups)
             return
         final, times, newest = self.final, self.at, self.newest
+        if at >= self._latest:  # in time order (the usual case): this one wins every group it has
+            final.update(groups)
+            times.update(dict.fromkeys(groups, at))
+            self._latest = at
+            for entity in {s for s, _ in groups}:
+                if entity in newest and newest[entity] != at:
+                    self._mixed.add(entity)
+                newest[entity] = at
+            return
         for key, lines in groups.items():
             previous = times.get(key)
             if previous is None or at >= previous:
                 final[key] = lines
                 times[key] = at
             entity = key[0]
+            self._mixed.add(entity)
             if at > newest.get(entity, ""):
                 newest[entity] = at
 
@@ -140,11 +152,18 @@ class Planner:
         """Drop the groups older than the stored value of their property; work out each entity's
         new times. Returns the keys dropped."""
         carried: dict[str, list[tuple[str, str]]] = {}
-        for key, at in self.at.items():
-            carried.setdefault(key[0], []).append((key[1], at))
+        slow = self._mixed | set(stored_times)
+        if slow:
+            for key, at in self.at.items():
+                if key[0] in slow:
+                    carried.setdefault(key[0], []).append((key[1], at))
         dropped: set[tuple[str, str]] = set()
+        changed = self.times_changed
         for entity, newest in self.newest.items():
             old = stored_times.get(entity)
+            if old is None and entity not in slow:  # first seen, once: all its values are from now
+                changed[entity] = (None, Times(newest))
+                continue
             held = self._skipped.get(entity) or props.get(entity, set())
             times: dict[str, str] = {}
             if old is not None:
@@ -160,7 +179,7 @@ class Planner:
             last = max(observation_time(old.last), newest) if old is not None else newest
             new = Times(last, tuple(sorted((p, t) for p, t in times.items() if t != last)))
             if new != old:
-                self.times_changed[entity] = (old, new)
+                changed[entity] = (old, new)
         for entity in {s for s, _ in dropped}:  # what it holds now depends on the store: remember nothing
             self._written.pop(entity, None)
             if self.seen is not None:

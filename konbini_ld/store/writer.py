@@ -106,7 +106,7 @@ class Writer:
             report.observations += 1
             links.extend(f"{e} {GENERATED_BY} {obs} .\n" for e in entities)
         for p in mapped:
-            data.add(p.groups, p.response.observed_at)
+            data.add(p.groups, p.response.observed)
         stored_times: dict[str, Times] = {}
         if data.newest:
             if not self._times.cache:  # read from the store: wait for a write in progress on them
@@ -123,6 +123,7 @@ class Writer:
         report.added = len(inserts)
         report.removed = len(deletes)
         report.points = len(history) // 4
+        history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,

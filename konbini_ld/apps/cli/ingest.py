@@ -13,6 +13,9 @@ import click
 from ...errors import UsageError
 from .options import Context, handle_errors, pass_state, report_load
 
+#: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
+COMPACT_AFTER = 50_000
+
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
@@ -44,6 +47,8 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
     when = parse_time(observed_at) if observed_at is not None else None
     with state.open() as store, state.progress(None, "resp", "loading") as bar:
         report = store.load(files, batch_size=batch_size, progress=bar.update, observed_at=when)
+        if report.loaded >= COMPACT_AFTER:  # a large load leaves many files: merge them for the queries
+            store.compact()
     report_load(state, report, "loaded")
     if report.failed:
         sys.exit(1)

@@ -164,7 +164,7 @@ def export(state: Context, fmt: str, output: str | None, inline_context: bool) -
 @pass_state
 @handle_errors
 def stats(state: Context, as_json: bool) -> None:
-    """Audios, persons, videos, triples, last fetch and credits spent.
+    """Audios, persons, videos, triples, last fetch, credits spent, history points.
 
     \b
     Example:
@@ -180,7 +180,7 @@ def stats(state: Context, as_json: bool) -> None:
     rows = [
         ("audios", s.audios), ("persons", s.persons), ("videos", s.videos), ("triples", s.triples),
         ("responses", s.responses), ("archived", s.archived), ("last observed", s.last_observed or "never"),
-        ("last fetch", s.last_fetch or "never"), ("credits spent", s.credits_spent),
+        ("last fetch", s.last_fetch or "never"), ("credits spent", s.credits_spent), ("history points", s.points),
         ("store", redact(str(state.location))),
     ]
     width = max(len(k) for k, _ in rows)
