@@ -272,6 +272,46 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
     return out
 
 
+# -- search ----------------------------------------------------------------------------
+
+#: What people type: common words (thousands of matches at 100k), an album, a creator, two
+#: letters (no trigram: a scan), accents, and nothing found.
+SEARCH_TEXTS = ["night", "love remix", "Greatest", "creator.200", "ni", "Café Tokyo", "zzzz"]
+
+
+def bench_search(sizes: list[int], repeat: int) -> None:
+    """``search`` from the text index against the plain SPARQL scan, on stores loaded here."""
+    from konbini_ld import open_store
+    from konbini_ld.query.catalog import get_named_query
+    from konbini_ld.query.run import run_query
+    from konbini_ld.store.textindex import FILENAME, TextIndex
+
+    nq = get_named_query("search")
+    for n in sizes:
+        store = Path(tempfile.mkdtemp(prefix=f"kld-search-{n}-")) / "store"
+        dt, _, _ = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(corpus(n))])
+        with open_store(store, read_only=True) as s:
+            assert s.writer.index is not None, "no text index"
+            fast: list[float] = []
+            plain: list[float] = []
+            for text in SEARCH_TEXTS:
+                fast.append(_timed(lambda: list(s.search(text).rows()), repeat)[0])
+                bound = nq.bind({"text": text})
+                plain.append(_timed(lambda: list(run_query(s.engine, nq.text, bound).rows()),
+                                    max(2, repeat // 10))[0])
+            p50, slowest = statistics.median(fast), max(fast)
+            base = statistics.median(plain)
+            record("search", f"search @ {n} from the text index, p50 of {len(SEARCH_TEXTS)} texts", f"{p50 * 1000:.1f} ms",
+                   f"slowest text {slowest * 1000:.1f} ms; plain SPARQL scan {base * 1000:.0f} ms = {base / p50:.0f}x")
+            size = sum(f.stat().st_size for f in store.glob(FILENAME + "*"))
+            t = time.perf_counter()
+            scratch = TextIndex(None)
+            audios = scratch.rebuild(s.engine.store, None)
+            record("search", f"  text index @ {n}: size, rebuild from the graph", f"{size / 2**20:,.1f} MiB",
+                   f"{audios:,} audios re-indexed in {time.perf_counter() - t:.1f} s; load {n / dt:,.0f} docs/s with it")
+        shutil.rmtree(store.parent, ignore_errors=True)
+
+
 # -- export ----------------------------------------------------------------------------
 
 
@@ -457,7 +497,8 @@ def write_markdown(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
-    parser.add_argument("--only", default="ingest,differential,queries,export,startup,fetch,history", help="sections to run")
+    parser.add_argument("--only", default="ingest,differential,queries,search,export,startup,fetch,history",
+                        help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
     parser.add_argument("--fetch-audios", type=int, default=200)
@@ -477,6 +518,8 @@ def main() -> None:
         bench_differential(sizes)
     if "queries" in sections:
         bench_queries(stores, args.repeat)
+    if "search" in sections:
+        bench_search(sizes, args.repeat)
     if "export" in sections:
         bench_export(stores)
     if "startup" in sections:

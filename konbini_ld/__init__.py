@@ -43,7 +43,8 @@ if _typing.TYPE_CHECKING:
     from .query.validate import ValidationReport, validate
     from .sources.files import text_stream
     from .sources.konbini.client import KonbiniClient
-    from .store.store import KonbiniStore, open_store, rebuild_store
+    from .store.recovery import rebuild_store
+    from .store.store import KonbiniStore, open_store
     from .store.transfer import push
 
 _LAZY = {
@@ -59,7 +60,7 @@ _LAZY = {
     "KonbiniClient": "sources.konbini.client",
     "KonbiniStore": "store.store",
     "open_store": "store.store",
-    "rebuild_store": "store.store",
+    "rebuild_store": "store.recovery",
     "push": "store.transfer",
 }
 

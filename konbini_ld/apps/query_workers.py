@@ -72,7 +72,8 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max
 
     fmt = Format.lookup(fmt_name)
     graphs = Dataset(tuple(dataset[0]), tuple(dataset[1])) if dataset is not None else None
-    result = run_query(store.engine, sparql, params, name=name, dataset=graphs)
+    fast = store.answer(sparql, params) if graphs is None else None  # (the text index)
+    result = fast or run_query(store.engine, sparql, params, name=name, dataset=graphs)
     if result.kind == "ASK":
         return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label), False
     if result.kind == "SELECT":

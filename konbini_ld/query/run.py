@@ -210,7 +210,7 @@ class QueryResult:
                 return
             self._native.serialize(output, fmt.ox_format())
             return
-        if self._source is None:
+        if self._source is None and hasattr(self._native, "serialize"):
             self._native.serialize(output, fmt.ox_format())  # streamed straight from the engine
             return
         from ..io.results import write_solutions

@@ -26,6 +26,7 @@ from .archive import Archive
 from .ingest import Pipeline
 from .history import HISTORY_G
 from .provenance import DATA, PROV_G, recorded_shas
+from .textindex import discard, open_index
 from .writer import Writer
 
 __all__ = ["Rebuildable", "rebuild"]
@@ -68,6 +69,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     building = store.location / directory.BUILDING
     shutil.rmtree(building, ignore_errors=True)
     live, new = store.engine, OxigraphEngine(building)
+    index, store.writer.index = store.writer.index, None  # the live graph's, until the new one goes live
     store.writer.reset(engine=new)
     store.marking = False
     try:
@@ -77,14 +79,19 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     except BaseException:
         new.close()
         store.writer.reset(engine=live)
+        store.writer.index = index
         shutil.rmtree(building, ignore_errors=True)
         raise
     finally:
         store.marking = True
     live.close()
+    if index is not None:
+        index.close()
+    discard(store.location)  # (a kill from here on: the next writer builds it afresh)
     directory.commit_rebuild(store.location, store.state_dir, last)
     store.engine = store.open_engine(read_only=False)
     store.writer.reset(engine=store.engine)
+    store.writer.index = open_index(store.engine, store.location, last, read_only=False)
     return report
 
 

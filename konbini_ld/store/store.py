@@ -1,15 +1,10 @@
 """The konbini-ld graph: a facade over an engine, its archive and the ingest pipeline.
 
-A store directory holds the embedded graph, the archive of every raw response and the
-record of how far the graph is applied (:mod:`.directory`); a remote store is a SPARQL
-1.1 server with the archive kept locally. Graphs: mapped data in
-``urn:konbini-ld:graph:data``, PROV-O provenance in ``urn:konbini-ld:graph:provenance``;
-queries see their union as the default graph.
-
-The upsert rule: for every entity (a subject with a real IRI) and every property a
-response carries for it, the stored values are replaced by the new ones; properties it
-does not carry keep their values; skolemised objects hanging off a replaced value go
-with it. Reloading identical data writes nothing new.
+A store directory holds the embedded graph, the archive of every raw response, the record
+of how far the graph is applied (:mod:`.directory`) and the text index (:mod:`.textindex`);
+a remote store is a SPARQL 1.1 server with the archive kept locally. Graphs: data, PROV-O
+provenance, counter history (:mod:`konbini_ld.vocab`); queries see their union as the
+default graph. The upsert rule is :mod:`.upsert`'s; the order of observations, :mod:`.history`'s.
 """
 
 from __future__ import annotations
@@ -30,6 +25,7 @@ from ..sources.files import Source, iter_sources
 from . import directory
 from .archive import Archive, ArchiveRecord, Scan
 from .ingest import DEFAULT_BATCH, Pipeline, observed
+from .textindex import open_index
 from .provenance import ledger
 from .writer import Writer
 
@@ -39,7 +35,7 @@ if TYPE_CHECKING:
     from ..engines.base import Engine
     from ..query.run import QueryResult
 
-__all__ = ["KonbiniStore", "open_store", "rebuild_store"]
+__all__ = ["KonbiniStore", "open_store"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +88,8 @@ class KonbiniStore:
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
         self.writer = Writer(self.engine, self.mark_applied)
+        if not _rebuilding:  # (a rebuild makes its own text index)
+            self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
         self.pipeline = Pipeline(self.archive, self.writer)
         #: what opening the store replayed from the archive (responses a kill left unapplied)
         self.recovered = LoadReport()
@@ -116,6 +114,9 @@ class KonbiniStore:
             self.writer.sync()
         finally:
             self._graph = None
+            if self.writer.index is not None:
+                self.writer.index.close()
+                self.writer.index = None
             self.engine.close()
             self._release_lock()
 
@@ -132,6 +133,9 @@ class KonbiniStore:
         assert self.location is not None and self.state_dir is not None
         return directory.open_oxigraph(self.location, self.state_dir, read_only)
 
+    def _applied(self) -> int | None:
+        return directory.read_applied(self.state_dir) if self.location and self.state_dir else None
+
     def mark_applied(self, seq: int) -> None:
         """Record that archive records up to ``seq`` are in the graph."""
         if self.state_dir is not None and self.marking:
@@ -144,12 +148,9 @@ class KonbiniStore:
     # -- writing -------------------------------------------------------------
 
     def recover(self) -> LoadReport:
-        """Apply archived responses the graph does not have yet (after a crash or a kill).
-
-        Damaged archive records are skipped and reported in :attr:`LoadReport.damage`; a
-        response that cannot be written is reported and skipped: replay never leaves a store
-        that cannot be opened.
-        """
+        """Apply archived responses the graph does not have yet (after a crash or a kill). Damaged
+        records and responses that cannot be written are reported and skipped: replay never leaves
+        a store that cannot be opened."""
         if self.archive is None:
             return LoadReport()
         self.archive.repair()
@@ -209,8 +210,8 @@ class KonbiniStore:
     def rebuild(self, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
         """Re-derive the graph from the archive (after a mapping change, or to recover a damaged store).
 
-        Every archived response is mapped again, in archive order, with its original time,
-        into a new graph that replaces the live one only when complete.
+        Every archived response is mapped again, with its original time, into a new graph (and
+        text index) that replaces the live one only when complete.
 
         :param accept_damage: rebuild from the readable records of a damaged archive.
         :raises ArchiveDamageError: the archive does not read back whole (nothing is changed).
@@ -255,8 +256,28 @@ class KonbiniStore:
         from ..query.run import run_query
 
         nq = get_named_query(name)
+        bound = nq.bind(params or {})
+        return self.answer(nq.text, bound) or run_query(self.engine, nq.text, bound, name=nq.name, index=nq.index)
+
+    def search(self, text: str, *, limit: int = 100) -> QueryResult:
+        """Audios whose name, album or creators contain ``text``, most relevant first: the ``search``
+        query, from the text index when the store has a current one (accents folded, BM25)."""
+        from ..query.catalog import get_named_query
+
+        nq = get_named_query("search")
+        return self.answer(nq.text, {"text": text}, limit=limit) or self.run_named("search", {"text": text})
+
+    def answer(self, sparql: str, params: Mapping[str, Any], *, limit: int = 100) -> QueryResult | None:
+        """The answer from a summary kept beside the graph (the text index) when ``sparql`` is
+        a named query it answers and it is current; ``None`` otherwise (run the query)."""
+        from .search import answer
+
         self.writer.sync()
-        return run_query(self.engine, nq.text, nq.bind(params or {}), name=nq.name, index=nq.index)
+        index = self.writer.index
+        if index is None or (self.read_only and (applied := self._applied()) is not None
+                             and not index.current(applied)):
+            return None
+        return answer(self.engine, index, sparql, params, limit)
 
     def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
                inline_context: bool = False) -> None:
@@ -300,31 +321,10 @@ class KonbiniStore:
 
 def open_store(location: Location, *, read_only: bool = False, archive: Location = None,
                update_url: str | None = None, gsp_url: str | None = None) -> KonbiniStore:
-    """Open (creating if needed) the store at ``location``.
+    """Open (creating if needed) the store at ``location``: a directory path; the query endpoint
+    URL of a SPARQL 1.1 server (``http://host:7878/query``); or ``None`` for a throwaway
+    in-memory store. The other parameters are :class:`KonbiniStore`'s.
 
-    >>> from konbini_ld import text_stream
-    >>> with open_store(None) as store:
-    ...     report = store.load([text_stream('{"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}')])
-    ...     report.loaded
-    1
-
-    :param location: a directory path; the query endpoint URL of a SPARQL 1.1 server
-        (``http://host:7878/query``); or ``None`` for a throwaway in-memory store.
-    :param read_only: do not take the writer's lock (several readers and one writer may coexist).
-    :param archive: directory of the archive and state (default: inside a store directory).
-    :param update_url: SPARQL update endpoint of a remote store (derived for known servers).
-    :param gsp_url: Graph Store Protocol endpoint of a remote store (derived for known servers).
     :raises StoreError: the store cannot be opened (being written by another process, damaged…).
     """
     return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url)
-
-
-def rebuild_store(location: str | os.PathLike[str], *, archive: Location = None, update_url: str | None = None,
-                  gsp_url: str | None = None, accept_damage: bool = False, progress: Progress = None) -> LoadReport:
-    """Re-derive the graph at ``location`` from its archive (see :meth:`KonbiniStore.rebuild`).
-
-    Unlike opening the store, this works when its graph is damaged or missing, or its
-    ``state.json`` is: the graph is rebuilt beside the old one and replaces it.
-    """
-    with KonbiniStore(location, archive=archive, update_url=update_url, gsp_url=gsp_url, _rebuilding=True) as store:
-        return store.rebuild(progress=progress, accept_damage=accept_damage)

@@ -22,6 +22,7 @@ from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from ..vocab import GENID
 from .history import HISTORY_G, ObservedTimes, Times, points
+from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
 
@@ -58,6 +59,8 @@ class Writer:
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
         self._late = LoadReport()
         self._pending: set[str] = set()
+        #: the text index kept current with each write (``None``: none, or it failed and is stale)
+        self.index: TextIndex | None = None
 
     def reset(self, engine: Any | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
@@ -86,6 +89,7 @@ class Writer:
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         history: list[str] = []  # and so are the counters' points
         mapped: list[Observation] = []
+        described: set[str] = set()  # what the text index re-reads once the batch is written
         for p in prepared:
             entities: set[str] = set()
             if p.ok and not p.not_found:
@@ -95,6 +99,7 @@ class Writer:
                     report.unknown_keys.setdefault(k, v)
                 mapped.append(p)
                 entities = {s for s, _ in p.groups}
+                described.update(p.entities)
                 history.extend(points(p))
             elif not p.not_found:
                 assert p.error is not None
@@ -126,7 +131,7 @@ class Writer:
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
-            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
+            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=described,
         )
         data.committed()
         return report
@@ -179,7 +184,20 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
+            self._index(set(), applied_seq)
             self.mark_applied(applied_seq)
+
+    def _index(self, described: set[str], applied_seq: int | None) -> None:
+        """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
+        if self.index is None or (not described and applied_seq is None):
+            return
+        try:
+            self.index.update(self.engine.store, described, applied_seq)
+        except Exception:
+            log.warning("the text index could not be updated; search reads the graph until the store "
+                        "is next opened for writing, which rebuilds it", exc_info=True)
+            self.index.invalidate()
+            self.index = None
 
     def take_late(self) -> LoadReport:
         late, self._late = self._late, LoadReport()
@@ -193,11 +211,13 @@ class Writer:
         applied_seq: int | None,
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
+        described: set[str] | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
+                self._index(described or set(), applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()

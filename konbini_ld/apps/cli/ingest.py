@@ -174,7 +174,7 @@ def rebuild(state: Context, accept_damage: bool) -> None:
     from pathlib import Path
 
     from ...store.archive import Archive
-    from ...store.store import rebuild_store
+    from ...store.recovery import rebuild_store
 
     total = Archive(Path(state.archive or state.location) / "archive").last_seq
     with state.progress(total, "resp", "rebuilding") as bar:

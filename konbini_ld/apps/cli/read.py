@@ -77,8 +77,7 @@ def _run(store: object, name: str | None, inline: str | None, params: tuple[str,
     nq = parse_query_text(inline, name="(inline)") if inline is not None else resolve_query(
         Path(name) if name is not None and Path(name).is_file() else str(name))
     bound = nq.bind(_parse_params(params))
-    store.writer.sync()
-    return run_query(store.engine, nq.text, bound, name=nq.name, index=nq.index)
+    return store.answer(nq.text, bound) or run_query(store.engine, nq.text, bound, name=nq.name, index=nq.index)
 
 
 def _plot(state: Context, result: QueryResult, path: str) -> None:
