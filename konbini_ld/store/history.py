@@ -31,9 +31,9 @@ import pyoxigraph as ox
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
-from ..vocab import COUNTERS, HISTORY_GRAPH, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
+from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
 
-__all__ = ["HISTORY_G", "ObservedTimes", "Times", "points"]
+__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Times", "points", "series_points"]
 
 HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
 _LAST = ox.NamedNode(LAST_OBSERVED)
@@ -67,6 +67,28 @@ def points(o: Observation) -> list[str]:
             out.append(f"{point}{_PROPERTY} {p} .\n")
             out.append(f"{point}{_RESULT} {value} .\n")
             out.append(point + time)
+    return out
+
+
+#: The series the index beside the graph summarises (``trending``, ``rising-creators``).
+SERIES: frozenset[str] = frozenset({KS + "videoCount", KS + "followerCount"})
+_SERIES_NT = {f"<{iri}>": iri for iri in SERIES}
+#: A point of a summarised series: entity IRI, property IRI, time (konbini-ld's spelling), value.
+Point = tuple[str, str, str, str]
+
+
+def series_points(o: Observation) -> list[Point]:
+    """The points ``o`` adds to the series the index summarises (:data:`SERIES`)."""
+    out: list[Point] = []
+    for (s, p), lines in o.groups.items():
+        prop = _SERIES_NT.get(p)
+        if prop is None:
+            continue
+        head = f"{s} {p} "
+        for line in lines:
+            if line.startswith(head) and line[len(head)] == '"':
+                value = line[len(head) + 1 :]
+                out.append((s[1:-1], prop, o.response.observed, value[: value.index('"')]))
     return out
 
 

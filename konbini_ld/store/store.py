@@ -270,14 +270,14 @@ class KonbiniStore:
     def answer(self, sparql: str, params: Mapping[str, Any], *, limit: int = 100) -> QueryResult | None:
         """The answer from a summary kept beside the graph (the text index) when ``sparql`` is
         a named query it answers and it is current; ``None`` otherwise (run the query)."""
-        from .search import answer
+        from .answers import answer
 
         self.writer.sync()
         index = self.writer.index
         if index is None or (self.read_only and (applied := self._applied()) is not None
                              and not index.current(applied)):
             return None
-        return answer(self.engine, index, sparql, params, limit)
+        return answer(index, sparql, params, limit)
 
     def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
                inline_context: bool = False) -> None:

@@ -1,12 +1,14 @@
-"""The text index: audio names, albums and creator names in SQLite FTS5, beside the graph.
+"""The index beside the graph: audio names, albums and creator names in SQLite FTS5, and the
+few figures the aggregations need (each audio's video count, kind and creators; each
+person's followers), so that ``search``, ``top-audios``, ``creators`` and
+``original-vs-licensed`` need not scan the graph (:mod:`.answers`).
 
-``search`` asks the index which audios match and in what order, then reads what it shows
-from the graph. The index is derived: every write updates it for the entities the batch
-described (an audio's own text; a person's audios when the person is described), and it
-records the archive sequence number it is current to. When that number is not the
-graph's (a kill between the two writes, a rebuild, a deleted or damaged file), the next
-writer rebuilds it from the graph, and readers fall back to the plain SPARQL query
-meanwhile: an answer never comes from a stale index.
+The index is derived: every write updates it for the entities the batch described (an
+audio's own row; a person's row, and their audios when the person's names changed), and it
+records the archive sequence number it is current to. When that number is not the graph's
+(a kill between the two writes, a rebuild, a deleted or damaged file), the next writer
+rebuilds it from the graph, and readers run the plain SPARQL queries meanwhile: an answer
+never comes from a stale index.
 
 Why SQLite FTS5: it ships with Python (no service, no extra wheel), it is transactional
 on its own file, and its ``trigram`` tokenizer gives substring matching, which is what
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,10 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from ..engines.oxigraph import OxigraphEngine
-from ..vocab import AS, DATA_GRAPH, KS, RDF
+from . import index_rows as rows
+from . import series
+from .history import Point
+from .index_rows import AUDIO, BY, DATA, PERSON, TYPE, fold
 
 __all__ = ["FILENAME", "Hit", "TextIndex", "discard", "fold", "open_index", "supported"]
 
@@ -43,41 +47,21 @@ log = logging.getLogger(__name__)
 #: The index file inside a store directory (with SQLite's ``-wal`` and ``-shm`` beside it).
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
-VERSION = "1"
-
-_DATA = ox.NamedNode(DATA_GRAPH)
-_TYPE = ox.NamedNode(RDF + "type")
-_AUDIO = ox.NamedNode(AS + "Audio")
-_NAME = ox.NamedNode(AS + "name")
-_ALBUM = ox.NamedNode(KS + "album")
-_VIDEOS = ox.NamedNode(KS + "videoCount")
-_BY = ox.NamedNode(AS + "attributedTo")
-_USERNAME = ox.NamedNode(AS + "preferredUsername")
-_PERSON = ox.NamedNode(AS + "Person")
-
+VERSION = "5"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE audio(
     id INTEGER PRIMARY KEY, iri TEXT UNIQUE NOT NULL, name TEXT NOT NULL, album TEXT NOT NULL,
-    creators TEXT NOT NULL, videos INTEGER
+    creators TEXT NOT NULL, videos INTEGER, original INTEGER, credits TEXT NOT NULL, shown TEXT NOT NULL
 );
-CREATE TABLE person(iri TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE INDEX audio_videos ON audio(videos);
+CREATE TABLE person(iri TEXT PRIMARY KEY, text TEXT NOT NULL, followers INTEGER, shown TEXT NOT NULL);
+CREATE TABLE credit(audio INTEGER NOT NULL, person TEXT NOT NULL);
+CREATE INDEX credit_audio ON credit(audio);
+CREATE INDEX credit_person ON credit(person);
 CREATE VIRTUAL TABLE text USING fts5(name, album, creators, tokenize='trigram');
 """
-
-
-def fold(text: str) -> str:
-    """Text as the index compares it: accents dropped, case folded, spaces collapsed.
-
-    >>> fold("  Beyoncé — CRAZY  in Love ")
-    'beyonce — crazy in love'
-    >>> fold("Straße")
-    'strasse'
-    """
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
 
 
 def supported() -> bool:
@@ -92,10 +76,12 @@ def supported() -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """An audio the index found, with its relevance (higher first)."""
+    """An audio the index found, with its relevance (higher first), creators and shown terms."""
 
     audio: str
     relevance: float
+    credits: str = ""
+    shown: str = "[]"
 
 
 class TextIndex:
@@ -123,9 +109,9 @@ class TextIndex:
                 version = None
             if version != VERSION:  # new, or written by another version: start again
                 with self.db:
-                    for table in ("meta", "audio", "person", "text"):
+                    for table in ("meta", "audio", "person", "credit", "text", "series", "point"):
                         self.db.execute(f"DROP TABLE IF EXISTS {table}")
-                self.db.executescript(_SCHEMA)
+                self.db.executescript(_SCHEMA + series.SCHEMA)
                 self.clear()
 
     # -- state -------------------------------------------------------------------------------
@@ -149,6 +135,9 @@ class TextIndex:
             self.db.execute("DELETE FROM audio")
             self.db.execute("DELETE FROM text")
             self.db.execute("DELETE FROM person")
+            self.db.execute("DELETE FROM credit")
+            self.db.execute("DELETE FROM series")
+            self.db.execute("DELETE FROM point")
             self.db.execute("DELETE FROM meta")
             self.db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
 
@@ -169,58 +158,72 @@ class TextIndex:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def update(self, store: ox.Store, entities: Iterable[str], seq: int | None = None) -> None:
-        """Re-read from ``store`` the text of the audios among ``entities``, and of the audios of
-        the persons among them whose names changed; record ``seq`` when given."""
+    def update(self, store: ox.Store, entities: Iterable[str], seq: int | None = None,
+               points: Iterable[Point] = ()) -> None:
+        """Re-read from ``store`` the audios among ``entities``, the persons among them, and the
+        audios of those persons whose names changed; add ``points`` to their series; record
+        ``seq`` when given."""
         audios: set[str] = set()
+        persons: dict[str, rows.Person] = {}
         with self.db:
             for iri in entities:
                 node = ox.NamedNode(iri)
-                if next(store.quads_for_pattern(node, _TYPE, _AUDIO, _DATA), None) is not None:
+                if next(store.quads_for_pattern(node, TYPE, AUDIO, DATA), None) is not None:
                     audios.add(iri)
-                elif next(store.quads_for_pattern(node, _TYPE, _PERSON, _DATA), None) is not None:
-                    text = _person_text(store, node)
+                elif next(store.quads_for_pattern(node, TYPE, PERSON, DATA), None) is not None:
+                    person = persons[iri] = rows.person(store, node)
                     row = self.db.execute("SELECT text FROM person WHERE iri = ?", (iri,)).fetchone()
-                    if row is None or row[0] != text:  # (a person no audio names yet has no row)
-                        audios.update(q.subject.value for q in store.quads_for_pattern(None, _BY, node, _DATA)
+                    if row is None or row[0] != person[0]:  # their audios' creators text moves
+                        audios.update(q.subject.value for q in store.quads_for_pattern(None, BY, node, DATA)
                                       if isinstance(q.subject, ox.NamedNode))
-            self._write(store, sorted(audios), seq)
+            self._write(store, sorted(audios), seq, persons)
+            series.add_points(self.db, points)
 
     def rebuild(self, store: ox.Store, seq: int | None) -> int:
         """Index every audio of ``store`` afresh; return how many."""
-        audios = sorted({q.subject.value for q in store.quads_for_pattern(None, _TYPE, _AUDIO, _DATA)
+        audios = sorted({q.subject.value for q in store.quads_for_pattern(None, TYPE, AUDIO, DATA)
                          if isinstance(q.subject, ox.NamedNode)})
+        persons = {q.subject.value: rows.person(store, q.subject)
+                   for q in store.quads_for_pattern(None, TYPE, PERSON, DATA) if isinstance(q.subject, ox.NamedNode)}
         self.clear()
         with self.db:
-            self._write(store, audios, seq)
+            self._write(store, audios, seq, persons)
+            series.rebuild(self.db, store)
         return len(audios)
 
-    def _write(self, store: ox.Store, audios: list[str], seq: int | None) -> None:
-        """(Inside a transaction.) Bring the rows of ``audios`` in line with ``store``."""
+    def _write(self, store: ox.Store, audios: list[str], seq: int | None,
+               persons: dict[str, rows.Person]) -> None:
+        """(Inside a transaction.) Bring the rows of ``audios`` and ``persons`` in line with ``store``."""
         db = self.db
-        persons: dict[str, str] = {}
         for iri in audios:
-            row = db.execute("SELECT id, name, album, creators, videos FROM audio WHERE iri = ?", (iri,)).fetchone()
-            entry = _entry(store, ox.NamedNode(iri), persons)
+            row = db.execute("SELECT id, name, album, creators, videos, original, credits, shown FROM audio "
+                             "WHERE iri = ?", (iri,)).fetchone()
+            entry = rows.entry(store, ox.NamedNode(iri), persons)
             if entry is None:
                 if row is not None:
                     db.execute("DELETE FROM text WHERE rowid = ?", (row[0],))
+                    db.execute("DELETE FROM credit WHERE audio = ?", (row[0],))
                     db.execute("DELETE FROM audio WHERE id = ?", (row[0],))
                 continue
             if row is None:
-                rowid = db.execute("INSERT INTO audio(iri, name, album, creators, videos) VALUES (?, ?, ?, ?, ?)",
-                                   (iri, *entry)).lastrowid
+                rowid = db.execute("INSERT INTO audio(iri, name, album, creators, videos, original, credits, shown) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (iri, *entry)).lastrowid
             elif tuple(row[1:]) == entry:
                 continue  # observed again, unchanged
             else:
                 rowid = row[0]
-                db.execute("UPDATE audio SET name = ?, album = ?, creators = ?, videos = ? WHERE id = ?",
-                           (*entry, rowid))
-                if tuple(row[1:4]) == entry[:3]:
-                    continue  # only the count moved: the text stays
+                db.execute("UPDATE audio SET name = ?, album = ?, creators = ?, videos = ?, original = ?, credits = ?, "
+                           "shown = ? WHERE id = ?", (*entry, rowid))
+            if row is None or row[6] != entry[5]:
+                db.execute("DELETE FROM credit WHERE audio = ?", (rowid,))
+                db.executemany("INSERT INTO credit VALUES (?, ?)", [(rowid, p) for p in entry[5].split("\n") if p])
+            if row is not None and tuple(row[1:4]) == entry[:3]:
+                continue  # only counts moved: the text stays
+            if row is not None:
                 db.execute("DELETE FROM text WHERE rowid = ?", (rowid,))
             db.execute("INSERT INTO text(rowid, name, album, creators) VALUES (?, ?, ?, ?)", (rowid, *entry[:3]))
-        db.executemany("INSERT OR REPLACE INTO person VALUES (?, ?)", persons.items())
+        db.executemany("INSERT OR REPLACE INTO person VALUES (?, ?, ?, ?)",
+                       [(iri, *person) for iri, person in persons.items()])
         if seq is not None:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
 
@@ -234,49 +237,28 @@ class TextIndex:
         tier = ("CASE WHEN a.name = :q THEN 3 WHEN substr(a.name, 1, length(:q)) = :q THEN 2 "
                 "WHEN instr(a.name, :q) > 0 THEN 1 ELSE 0 END")
         if len(query) >= 3:  # the trigram index answers; BM25 ranks
-            sql = (f"SELECT a.iri, {tier} AS tier, -bm25(text, 10.0, 4.0, 2.0) AS score, a.videos "
+            sql = (f"SELECT a.iri, {tier} AS tier, -bm25(text, 10.0, 4.0, 2.0) AS score, a.credits, a.shown "
                    "FROM text JOIN audio a ON a.id = text.rowid WHERE text MATCH :match")
             args: dict[str, str | int] = {"q": query, "match": '"' + query.replace('"', '""') + '"'}
         else:  # too short for trigrams: a scan of the folded text (no BM25 without MATCH)
-            sql = (f"SELECT a.iri, {tier} AS tier, 0.0 AS score, a.videos FROM text JOIN audio a "
+            sql = (f"SELECT a.iri, {tier} AS tier, 0.0 AS score, a.credits, a.shown FROM text JOIN audio a "
                    "ON a.id = text.rowid WHERE instr(text.name, :q) OR instr(text.album, :q) "
                    "OR instr(text.creators, :q)")
             args = {"q": query}
         sql += " ORDER BY tier DESC, score DESC, a.videos DESC NULLS LAST, a.iri LIMIT :limit"
         args["limit"] = limit
-        return [Hit(iri, tier + score / (1.0 + score)) for iri, tier, score, _ in self.db.execute(sql, args)]
+        return [Hit(iri, tier + score / (1.0 + score), credits, shown)
+                for iri, tier, score, credits, shown in self.db.execute(sql, args)]
 
-
-def _entry(store: ox.Store, audio: ox.NamedNode, persons: dict[str, str]) -> tuple[str, str, str, int | None] | None:
-    """An audio's folded name, album and creators text, and its video count (``None``: not an
-    audio); the text of its creators is noted in ``persons``."""
-    if next(store.quads_for_pattern(audio, _TYPE, _AUDIO, _DATA), None) is None:
-        return None
-    creators: list[str] = []
-    for quad in sorted(store.quads_for_pattern(audio, _BY, None, _DATA), key=str):
-        if isinstance(quad.object, ox.NamedNode):
-            text = persons.get(quad.object.value)
-            if text is None:
-                text = persons[quad.object.value] = _person_text(store, quad.object)
-            creators.append(text)
-    videos = None
-    for value in _texts(store, audio, _VIDEOS, folded=False):
-        try:
-            videos = max(videos or 0, int(value))
-        except ValueError:
-            pass
-    return (" | ".join(_texts(store, audio, _NAME)), " | ".join(_texts(store, audio, _ALBUM)),
-            " | ".join(creators), videos)
-
-
-def _person_text(store: ox.Store, person: ox.NamedNode) -> str:
-    return " | ".join([*_texts(store, person, _USERNAME), *_texts(store, person, _NAME)])
-
-
-def _texts(store: ox.Store, subject: ox.NamedNode, prop: ox.NamedNode, *, folded: bool = True) -> Iterator[str]:
-    for quad in store.quads_for_pattern(subject, prop, None, _DATA):
-        if isinstance(quad.object, ox.Literal):
-            yield fold(quad.object.value) if folded else quad.object.value
+    def persons(self, iris: Iterable[str]) -> dict[str, str]:
+        """The ``shown`` column of these persons."""
+        wanted = sorted(set(iris))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            out.update(self.db.execute(f"SELECT iri, shown FROM person WHERE iri IN ({','.join('?' * len(chunk))})",
+                                       chunk).fetchall())
+        return out
 
 
 def open_index(engine: object, location: Path | None, applied: int | None, *, read_only: bool) -> TextIndex | None:

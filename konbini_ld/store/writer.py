@@ -21,7 +21,7 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from ..vocab import GENID
-from .history import HISTORY_G, ObservedTimes, Times, points
+from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
 from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
@@ -89,7 +89,8 @@ class Writer:
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         history: list[str] = []  # and so are the counters' points
         mapped: list[Observation] = []
-        described: set[str] = set()  # what the text index re-reads once the batch is written
+        described: set[str] = set()  # what the index re-reads once the batch is written
+        tracked: list[Point] = []  # and the points of the series it summarises
         for p in prepared:
             entities: set[str] = set()
             if p.ok and not p.not_found:
@@ -101,6 +102,7 @@ class Writer:
                 entities = {s for s, _ in p.groups}
                 described.update(p.entities)
                 history.extend(points(p))
+                tracked.extend(series_points(p))
             elif not p.not_found:
                 assert p.error is not None
                 report.failed.append(p.error)
@@ -131,7 +133,7 @@ class Writer:
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
-            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=described,
+            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=(described, tracked),
         )
         data.committed()
         return report
@@ -184,15 +186,15 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
-            self._index(set(), applied_seq)
+            self._index((set(), []), applied_seq)
             self.mark_applied(applied_seq)
 
-    def _index(self, described: set[str], applied_seq: int | None) -> None:
+    def _index(self, described: tuple[set[str], list[Point]], applied_seq: int | None) -> None:
         """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
-        if self.index is None or (not described and applied_seq is None):
+        if self.index is None or (not described[0] and applied_seq is None):
             return
         try:
-            self.index.update(self.engine.store, described, applied_seq)
+            self.index.update(self.engine.store, described[0], applied_seq, described[1])
         except Exception:
             log.warning("the text index could not be updated; search reads the graph until the store "
                         "is next opened for writing, which rebuilds it", exc_info=True)
@@ -211,13 +213,13 @@ class Writer:
         applied_seq: int | None,
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
-        described: set[str] | None = None,
+        described: tuple[set[str], list[Point]] | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
-                self._index(described or set(), applied_seq)
+                self._index(described or (set(), []), applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()

@@ -1,0 +1,171 @@
+"""Named queries answered from the index beside the graph (:mod:`.textindex`) instead of
+scanning the graph: ``search`` (the index ranks); ``top-audios``, ``creators`` and
+``original-vs-licensed`` (the index keeps each audio's count, kind and creators, each
+person's followers, and the terms the answers show); ``trending`` and ``rising-creators``
+without ``since`` (the index keeps each series' first and last observation, :mod:`.series`).
+The answers are the plain queries' answers (the tests hold them to it), in their columns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyoxigraph as ox
+
+from ..vocab import KS, XSD
+from .index_rows import shown
+from .series import stored_time
+from .textindex import TextIndex
+
+if TYPE_CHECKING:
+    from ..query.run import QueryResult
+
+__all__ = ["GROWTH", "SEARCH_COLUMNS", "SEARCH_LIMIT", "SUMMARIES", "rising", "answer", "creators", "original_vs_licensed", "search",
+           "top_audios"]
+
+#: The rows of the ``search`` named query (its ``LIMIT``).
+SEARCH_LIMIT = 100
+#: The columns of the ``search`` named query.
+SEARCH_COLUMNS = ("text", "audio", "name", "album", "creator", "username", "videoCount", "relevance")
+
+_INTEGER = ox.NamedNode(XSD + "integer")
+_DATETIME = ox.NamedNode(XSD + "dateTime")
+
+
+def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
+           limit: int = SEARCH_LIMIT) -> QueryResult | None:
+    """The answer of the named query ``sparql`` from the index, if it is one the index answers."""
+    from ..query.catalog import get_named_query
+    from ..query.terms import to_term
+
+    summary = next((f for n, f in SUMMARIES.items() if sparql == get_named_query(n).text), None)
+    if summary is not None:
+        return summary(index)
+    growth = next((k for n, k in GROWTH.items() if sparql == get_named_query(n).text), None)
+    if growth is not None:  # (since a time: from the points, by the plain query)
+        return None if params.get("since") is not None else rising(index, *growth)
+    if sparql != get_named_query("search").text or "text" not in params:
+        return None
+    value = params["text"]
+    text = value if isinstance(value, str) else str(getattr(to_term(value), "value", value))
+    return search(index, ox.Literal(text), limit)
+
+
+def top_audios(index: TextIndex) -> QueryResult:
+    """``top-audios``: the 100 audios with the highest ``ks:videoCount``, one row per creator."""
+    from ..query.run import QueryResult
+
+    found = index.db.execute("SELECT iri, credits, shown FROM audio WHERE videos IS NOT NULL "
+                             "ORDER BY videos DESC, iri LIMIT 100").fetchall()
+    persons = _persons(index, found)
+    rows: list[dict[str, Any]] = []
+    for iri, credits, terms in found:
+        name, _, videos = shown(terms)
+        base = {"audio": ox.NamedNode(iri), "name": name, "videoCount": videos}
+        rows.extend({**base, "creator": creator, "username": username} for creator, username in
+                    _creators(credits, persons))
+    return QueryResult("SELECT", ["audio", "name", "videoCount", "creator", "username"], rows)
+
+
+def creators(index: TextIndex) -> QueryResult:
+    """``creators``: every person, with username, followers and number of audios."""
+    from ..query.run import QueryResult
+
+    rows: list[dict[str, Any]] = []
+    sql = ("SELECT p.iri, p.shown, (SELECT COUNT(*) FROM credit c WHERE c.person = p.iri) AS n "
+           "FROM person p ORDER BY n DESC, p.followers DESC NULLS LAST, p.iri")
+    for iri, terms, count in index.db.execute(sql):
+        username, followers, _ = shown(terms)
+        rows.append({"person": ox.NamedNode(iri), "username": username, "followers": followers,
+                     "audios": _integer(count)})
+    return QueryResult("SELECT", ["person", "username", "followers", "audios"], rows)
+
+
+def original_vs_licensed(index: TextIndex) -> QueryResult:
+    """``original-vs-licensed``: audios and their video uses by ``ks:isOriginal``."""
+    from ..query.run import QueryResult
+
+    sql = ("SELECT CASE WHEN original IS NULL THEN 'unknown' WHEN original THEN 'original' ELSE 'licensed' END "
+           "AS kind, COUNT(*), SUM(COALESCE(videos, 0)) FROM audio GROUP BY kind ORDER BY kind")
+    rows = [{"kind": ox.Literal(kind), "audios": _integer(n), "videoCount": _integer(uses)}
+            for kind, n, uses in index.db.execute(sql)]
+    return QueryResult("SELECT", ["kind", "audios", "videoCount"], rows)
+
+
+def search(index: TextIndex, text: ox.Literal, limit: int = SEARCH_LIMIT) -> QueryResult:
+    """The ``search`` named query answered from the index: its columns, its rows, ranked."""
+    from ..query.run import QueryResult
+
+    hits = index.search(text.value, limit)
+    persons = _persons(index, [(h.audio, h.credits, h.shown) for h in hits])
+    rows: list[dict[str, Any]] = []
+    for hit in hits:
+        name, album, videos = shown(hit.shown)
+        base: dict[str, Any] = {
+            "text": text, "audio": ox.NamedNode(hit.audio), "name": name, "album": album, "videoCount": videos,
+            "relevance": ox.Literal(round(hit.relevance, 6)),
+        }
+        rows.extend({**base, "creator": creator, "username": username} for creator, username in
+                    _creators(hit.credits, persons))
+    return QueryResult("SELECT", list(SEARCH_COLUMNS), rows[:limit])
+
+
+def rising(index: TextIndex, prop: str, kind: str) -> QueryResult:
+    """``trending`` (audios, ``videoCount``) or ``rising-creators`` (persons, ``followerCount``):
+    the 1000 series that grew most between their first and last observation."""
+    from ..query.run import QueryResult
+
+    table = "audio" if kind == "audio" else "person"
+    sql = ("SELECT s.entity, e.shown, s.first_t, s.first_v, s.last_t, s.last_v, s.observations, s.growth, s.per_day "
+           f"FROM series s JOIN {table} e ON e.iri = s.entity WHERE s.property = ? AND s.observations > 1 "
+           "AND s.growth IS NOT NULL ORDER BY s.growth DESC, s.per_day DESC, s.entity LIMIT 1000")
+    rows: list[dict[str, Any]] = []
+    for entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day in index.db.execute(sql, (prop,)):
+        first = int(first_v)
+        row: dict[str, Any] = {
+            kind: ox.NamedNode(entity), "first": _integer(first), "last": _integer(int(last_v)),
+            "growth": _integer(growth), "growthPerDay": ox.Literal(float(per_day)),
+            "relativeGrowth": ox.Literal(float(growth) / first) if first > 0 else None,
+            "firstObserved": ox.Literal(stored_time(first_t), datatype=_DATETIME),
+            "lastObserved": ox.Literal(stored_time(last_t), datatype=_DATETIME),
+            "observations": _integer(n), "since": None,
+        }
+        if kind == "audio":
+            row["name"] = shown(terms)[0]
+        else:
+            row["username"], _, row["name"] = shown(terms)
+        rows.append(row)
+    columns = ["audio", "name"] if kind == "audio" else ["person", "username", "name"]
+    columns += ["first", "last", "growth", "growthPerDay", "relativeGrowth", "firstObserved", "lastObserved",
+                "observations", "since"]
+    return QueryResult("SELECT", columns, rows)
+
+
+def _persons(index: TextIndex, audios: list[tuple[str, str, str]]) -> dict[str, str]:
+    return index.persons(p for _, credits, _ in audios for p in credits.split("\n") if p)
+
+
+def _creators(credits: str, persons: dict[str, str]) -> list[tuple[ox.NamedNode | None, ox.Literal | None]]:
+    """An audio's creators with their usernames, in SPARQL's order (one unbound row if none)."""
+    out: list[tuple[ox.NamedNode | None, ox.Literal | None]] = []
+    for iri in filter(None, credits.split("\n")):
+        username = shown(persons[iri])[0] if iri in persons else None
+        out.append((ox.NamedNode(iri), username))
+    return out or [(None, None)]
+
+
+def _integer(n: int) -> ox.Literal:
+    return ox.Literal(str(n), datatype=_INTEGER)
+
+
+#: The growth rankings answered from the index (without ``since``): property, kind of entity.
+GROWTH: dict[str, tuple[str, str]] = {
+    "trending": (KS + "videoCount", "audio"),
+    "rising-creators": (KS + "followerCount", "person"),
+}
+#: The aggregations answered from the index (and ``search``, which takes its text).
+SUMMARIES: dict[str, Callable[[TextIndex], QueryResult]] = {
+    "top-audios": top_audios,
+    "creators": creators,
+    "original-vs-licensed": original_vs_licensed,
+}

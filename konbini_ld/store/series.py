@@ -1,0 +1,140 @@
+"""The counter series the index beside the graph summarises for ``trending`` and
+``rising-creators``: per entity and counter (:data:`~.history.SERIES`), the first and last
+observation and how many times it was observed, kept exact as points arrive in any order.
+
+"First" and "last" are the plain queries' own: the least and greatest (time, value) pair, the
+value compared as text; a series counts its distinct times. The distinct points are kept too
+(times and values only), so that a point seen again changes nothing. The growth per day is
+computed as the plain query computes it: day numbers from calendar fields, the time of day as
+a decimal fraction of 86,400 seconds cut at 18 digits, then a double division.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+import pyoxigraph as ox
+
+from ..lexical import observation_time
+from ..vocab import HISTORY_GRAPH, SOSA
+from .history import SERIES, Point
+
+__all__ = ["SCHEMA", "add_points", "rebuild", "stored_time"]
+
+SCHEMA = """
+CREATE TABLE series(
+    id INTEGER PRIMARY KEY, entity TEXT NOT NULL, property TEXT NOT NULL,
+    first_t TEXT NOT NULL, first_v TEXT NOT NULL, last_t TEXT NOT NULL, last_v TEXT NOT NULL,
+    observations INTEGER NOT NULL, growth INTEGER, per_day REAL, UNIQUE(entity, property)
+);
+CREATE INDEX series_rank ON series(property, growth DESC, per_day DESC, entity);
+CREATE TABLE point(series INTEGER NOT NULL, t TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY(series, t, v))
+    WITHOUT ROWID;
+"""
+
+def add_points(db: sqlite3.Connection, points: Iterable[Point]) -> None:
+    """(Inside a transaction.) Add points to their series; points already there change nothing."""
+    rows: dict[tuple[str, str], list[Any]] = {}
+    changed: set[tuple[str, str]] = set()
+    for entity, prop, t, v in points:
+        row = rows.get((entity, prop))
+        if row is None:
+            found = db.execute("SELECT id, first_t, first_v, last_t, last_v, observations FROM series "
+                               "WHERE entity = ? AND property = ?", (entity, prop)).fetchone()
+            if found is None:
+                sid = db.execute("INSERT INTO series(entity, property, first_t, first_v, last_t, last_v, observations) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, 0)", (entity, prop, t, v, t, v)).lastrowid
+                found = (sid, t, v, t, v, 0)
+            row = rows[(entity, prop)] = list(found)
+        sid = row[0]
+        if db.execute("INSERT OR IGNORE INTO point VALUES (?, ?, ?)", (sid, t, v)).rowcount == 0:
+            continue  # seen before
+        changed.add((entity, prop))
+        if db.execute("SELECT 1 FROM point WHERE series = ? AND t = ? AND v <> ? LIMIT 1", (sid, t, v)).fetchone() is None:
+            row[5] += 1
+        if (t, v) < (row[1], row[2]):
+            row[1], row[2] = t, v
+        if (t, v) > (row[3], row[4]):
+            row[3], row[4] = t, v
+    for key in changed:
+        sid, first_t, first_v, last_t, last_v, n = rows[key]
+        growth, per_day = _growth(first_t, first_v, last_t, last_v)
+        db.execute("UPDATE series SET first_t = ?, first_v = ?, last_t = ?, last_v = ?, observations = ?, growth = ?, "
+                   "per_day = ? WHERE id = ?", (first_t, first_v, last_t, last_v, n, growth, per_day, sid))
+
+
+def rebuild(db: sqlite3.Connection, store: ox.Store) -> None:
+    """(Inside a transaction, on empty tables.) Summarise every series of the history graph."""
+    for prop in sorted(SERIES):
+        query = (f"SELECT ?e ?t ?v WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?p <{SOSA}observedProperty> <{prop}> ; "
+                 f"<{SOSA}hasFeatureOfInterest> ?e ; <{SOSA}resultTime> ?t ; <{SOSA}hasSimpleResult> ?v }} }}")
+        solutions = store.query(query)
+        assert isinstance(solutions, ox.QuerySolutions)
+        add_points(db, ((s[0].value, prop, observation_time(s[1].value), s[2].value) for s in solutions
+                        if isinstance(s[0], ox.NamedNode) and s[1] is not None and s[2] is not None))
+
+
+def stored_time(t: str) -> str:
+    """A time as the store spells the ``xsd:dateTime`` it holds (no zero milliseconds).
+
+    >>> stored_time("2026-11-01T09:00:00.000Z"), stored_time("2026-11-01T09:00:00.250Z")
+    ('2026-11-01T09:00:00Z', '2026-11-01T09:00:00.25Z')
+    """
+    fraction = t[20:23].rstrip("0")
+    return f"{t[:19]}.{fraction}Z" if fraction else f"{t[:19]}Z"
+
+
+def _growth(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int | None, float | None]:
+    try:
+        growth = int(last_v) - int(first_v)
+    except ValueError:
+        return None, None
+    days = _day(last_t) - _day(first_t)  # a decimal, as an integer times 10^18
+    if days <= 0:
+        return growth, 0.0
+    return growth, float(growth) / _double(days)
+
+
+_POW = 10**18
+_I128 = 2**127 - 1
+
+
+def _day(t: str) -> int:
+    """The plain query's day number of a time (konbini-ld's spelling), as a decimal times 10^18:
+    whole days from calendar fields, plus the time of day divided by 86,400 as a decimal."""
+    y, m, d = int(t[0:4]), int(t[5:7]), int(t[8:10])
+    a = (14 - m) // 12
+    yy = y + 4800 - a
+    day = d + (153 * (m + 12 * a - 3) + 2) // 5 + 365 * yy + yy // 4 - yy // 100 + yy // 400
+    seconds = (int(t[11:13]) * 3600 + int(t[14:16]) * 60 + int(t[17:19])) * _POW + int(t[20:23]) * _POW // 1000
+    return day * _POW + _divide(seconds, 86400 * _POW)
+
+
+def _divide(left: int, right: int) -> int:
+    """Decimal division as the store computes it (both operands and the result times 10^18): the
+    dividend shifted left while it fits 128 bits, the divisor's trailing zeros dropped, truncated."""
+    shift = 0
+    if left:
+        while abs(left * 10) <= _I128:
+            left *= 10
+            shift += 1
+    while right % 10 == 0:
+        right //= 10
+        shift += 1
+    return _truncate(_truncate(left, right), 10 ** (shift - 18))
+
+
+def _double(value: int) -> float:
+    """A decimal (times 10^18) as the store turns it into a double."""
+    scale = _POW
+    while scale != 1 and value % 10 == 0:
+        value //= 10
+        scale //= 10
+    return float(value) / float(scale)
+
+
+def _truncate(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
