@@ -6,25 +6,33 @@ from __future__ import annotations
 import functools
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 import pyoxigraph as ox
 
 from ..vocab import AS, DATA_GRAPH, KS, RDF
 
-__all__ = ["AUDIO", "PERSON", "Entry", "Person", "entry", "fold", "person", "shown"]
+__all__ = ["AUDIO", "PERSON", "Entry", "Person", "Values", "described", "entry", "fold", "is_audio", "kinds", "person", "shown"]
 
 DATA = ox.NamedNode(DATA_GRAPH)
 TYPE = ox.NamedNode(RDF + "type")
 AUDIO = ox.NamedNode(AS + "Audio")
 PERSON = ox.NamedNode(AS + "Person")
 BY = ox.NamedNode(AS + "attributedTo")
-_NAME = ox.NamedNode(AS + "name")
-_ALBUM = ox.NamedNode(KS + "album")
-_VIDEOS = ox.NamedNode(KS + "videoCount")
-_USERNAME = ox.NamedNode(AS + "preferredUsername")
-_ORIGINAL = ox.NamedNode(KS + "isOriginal")
-_FOLLOWERS = ox.NamedNode(KS + "followerCount")
+_TYPE_NT = f"<{RDF}type>"
+_AUDIO_END = f" <{AS}Audio> .\n"
+_PERSON_END = f" <{AS}Person> .\n"
+_BY_IRI = AS + "attributedTo"
+_NAME = AS + "name"
+_ALBUM = KS + "album"
+_VIDEOS = KS + "videoCount"
+_USERNAME = AS + "preferredUsername"
+_ORIGINAL = KS + "isOriginal"
+_FOLLOWERS = KS + "followerCount"
+_READ = {
+    "audio": tuple(ox.NamedNode(p) for p in (_BY_IRI, _NAME, _ALBUM, _VIDEOS, _ORIGINAL)),
+    "person": tuple(ox.NamedNode(p) for p in (_USERNAME, _NAME, _FOLLOWERS)),
+}
 
 
 def fold(text: str) -> str:
@@ -40,50 +48,79 @@ def fold(text: str) -> str:
     return " ".join(bare.casefold().split())
 
 
+#: A subject's values by property IRI (:func:`described`).
+Values = dict[str, list[ox.NamedNode | ox.Literal]]
 #: An audio's row: folded name, album and creators text, video count, ``isOriginal`` (1, 0 or
 #: ``None``), creator IRIs, and the terms its answers show (:func:`shown`).
 Entry = tuple[str, str, str, int | None, int | None, str, str]
-
-
-def entry(store: ox.Store, audio: ox.NamedNode, persons: dict[str, Person]) -> Entry | None:
-    """An audio's row (``None``: not an audio); its creators are noted in ``persons``."""
-    if next(store.quads_for_pattern(audio, TYPE, AUDIO, DATA), None) is None:
-        return None
-    creators: list[str] = []
-    credits: list[str] = []
-    for quad in sorted(store.quads_for_pattern(audio, BY, None, DATA), key=str):
-        if isinstance(quad.object, ox.NamedNode):
-            row = persons.get(quad.object.value)
-            if row is None:
-                row = persons[quad.object.value] = person(store, quad.object)
-            creators.append(row[0])
-            credits.append(quad.object.value)
-    original = None
-    for value in _texts(store, audio, _ORIGINAL, folded=False):
-        original = int(value in ("true", "1"))
-    return (" | ".join(_texts(store, audio, _NAME)), " | ".join(_texts(store, audio, _ALBUM)),
-            " | ".join(creators), _count(store, audio, _VIDEOS), original, "\n".join(credits),
-            _shown(store, audio, (_NAME, _ALBUM, _VIDEOS)))
-
-
 #: A person's row: folded usernames and names, follower count, and the terms answers show
 #: (username, followers, name).
 Person = tuple[str, int | None, str]
 
 
-def person(store: ox.Store, iri: ox.NamedNode) -> Person:
-    text = " | ".join([*_texts(store, iri, _USERNAME), *_texts(store, iri, _NAME)])
-    return text, _count(store, iri, _FOLLOWERS), _shown(store, iri, (_USERNAME, _FOLLOWERS, _NAME))
+def described(store: ox.Store, subject: ox.NamedNode, kind: str) -> Values:
+    """The values of an audio's or a person's properties the index keeps, by property IRI, in
+    SPARQL's order (a read per property: cheaper than reading every property of the subject)."""
+    values: Values = {}
+    for prop in _READ[kind]:
+        terms = [q.object for q in store.quads_for_pattern(subject, prop, None, DATA)
+                 if isinstance(q.object, (ox.NamedNode, ox.Literal))]
+        if len(terms) > 1:
+            terms.sort(key=str)
+        if terms:
+            values[prop.value] = terms
+    return values
 
 
-def _shown(store: ox.Store, subject: ox.NamedNode, props: tuple[ox.NamedNode, ...]) -> str:
+def is_audio(store: ox.Store, subject: ox.NamedNode) -> bool:
+    return next(store.quads_for_pattern(subject, TYPE, AUDIO, DATA), None) is not None
+
+
+def kinds(lines: Iterable[tuple[tuple[str, str], list[str]]]) -> dict[str, str]:
+    """The audios and persons among the entities of a response (IRI → ``audio``/``person``),
+    from its own ``rdf:type`` statements (an :class:`~konbini_ld.model.Observation`'s groups)."""
+    out: dict[str, str] = {}
+    for (subject, prop), group in lines:
+        if prop == _TYPE_NT:
+            for line in group:
+                if line.endswith(_AUDIO_END):
+                    out[subject[1:-1]] = "audio"
+                elif line.endswith(_PERSON_END):
+                    out[subject[1:-1]] = "person"
+    return out
+
+
+def entry(store: ox.Store, values: Values, persons: dict[str, Person]) -> Entry:
+    """An audio's row from its :func:`described` values; its creators are noted in ``persons``."""
+    creators: list[str] = []
+    credits: list[str] = []
+    for creator in values.get(_BY_IRI, ()):
+        if isinstance(creator, ox.NamedNode):
+            row = persons.get(creator.value)
+            if row is None:
+                row = persons[creator.value] = person(described(store, creator, "person"))
+            creators.append(row[0])
+            credits.append(creator.value)
+    original = None
+    for value in _lexical(values, _ORIGINAL):
+        original = int(value in ("true", "1"))
+    return (" | ".join(map(fold, _lexical(values, _NAME))), " | ".join(map(fold, _lexical(values, _ALBUM))),
+            " | ".join(creators), _count(values, _VIDEOS), original, "\n".join(credits),
+            _shown(values, (_NAME, _ALBUM, _VIDEOS)))
+
+
+def person(values: Values) -> Person:
+    """A person's row from their :func:`described` values."""
+    text = " | ".join(map(fold, [*_lexical(values, _USERNAME), *_lexical(values, _NAME)]))
+    return text, _count(values, _FOLLOWERS), _shown(values, (_USERNAME, _FOLLOWERS, _NAME))
+
+
+def _shown(values: Values, props: tuple[str, ...]) -> str:
     """The first value of each of ``props`` (``null`` if none), as JSON ``[lexical, tag]`` pairs
     (tag: the datatype IRI, or ``@`` and the language): what answers show, without reading the graph."""
     out: list[list[str] | None] = []
     for prop in props:
-        values = sorted((q.object for q in store.quads_for_pattern(subject, prop, None, DATA)
-                         if isinstance(q.object, ox.Literal)), key=str)
-        term = values[0] if values else None
+        term = next((t for t in values.get(prop, ()) if isinstance(t, ox.Literal)), None)
         out.append(None if term is None else
                    [term.value, f"@{term.language}" if term.language else term.datatype.value])
     return json.dumps(out, ensure_ascii=False)
@@ -101,9 +138,9 @@ def _datatype(iri: str) -> ox.NamedNode:
     return ox.NamedNode(iri)
 
 
-def _count(store: ox.Store, subject: ox.NamedNode, prop: ox.NamedNode) -> int | None:
+def _count(values: Values, prop: str) -> int | None:
     count = None
-    for value in _texts(store, subject, prop, folded=False):
+    for value in _lexical(values, prop):
         try:
             count = max(count or 0, int(value))
         except ValueError:
@@ -111,7 +148,5 @@ def _count(store: ox.Store, subject: ox.NamedNode, prop: ox.NamedNode) -> int | 
     return count
 
 
-def _texts(store: ox.Store, subject: ox.NamedNode, prop: ox.NamedNode, *, folded: bool = True) -> Iterator[str]:
-    for quad in store.quads_for_pattern(subject, prop, None, DATA):
-        if isinstance(quad.object, ox.Literal):
-            yield fold(quad.object.value) if folded else quad.object.value
+def _lexical(values: Values, prop: str) -> list[str]:
+    return [t.value for t in values.get(prop, ()) if isinstance(t, ox.Literal)]

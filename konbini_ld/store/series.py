@@ -11,6 +11,7 @@ a decimal fraction of 86,400 seconds cut at 18 digits, then a double division.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -34,9 +35,11 @@ CREATE TABLE point(series INTEGER NOT NULL, t TEXT NOT NULL, v TEXT NOT NULL, PR
     WITHOUT ROWID;
 """
 
-def add_points(db: sqlite3.Connection, points: Iterable[Point]) -> None:
-    """(Inside a transaction.) Add points to their series; points already there change nothing."""
-    rows: dict[tuple[str, str], list[Any]] = {}
+def add_points(db: sqlite3.Connection, points: Iterable[Point], rows: dict[tuple[str, str], list[Any]]) -> None:
+    """(Inside a transaction.) Add points to their series; points already there change nothing.
+
+    :param rows: series rows already read (kept between calls by the index's only writer).
+    """
     changed: set[tuple[str, str]] = set()
     for entity, prop, t, v in points:
         row = rows.get((entity, prop))
@@ -52,8 +55,9 @@ def add_points(db: sqlite3.Connection, points: Iterable[Point]) -> None:
         if db.execute("INSERT OR IGNORE INTO point VALUES (?, ?, ?)", (sid, t, v)).rowcount == 0:
             continue  # seen before
         changed.add((entity, prop))
-        if db.execute("SELECT 1 FROM point WHERE series = ? AND t = ? AND v <> ? LIMIT 1", (sid, t, v)).fetchone() is None:
-            row[5] += 1
+        if t < row[1] or t > row[3] or row[5] == 0 or db.execute(
+                "SELECT 1 FROM point WHERE series = ? AND t = ? AND v <> ? LIMIT 1", (sid, t, v)).fetchone() is None:
+            row[5] += 1  # a time this series had not seen
         if (t, v) < (row[1], row[2]):
             row[1], row[2] = t, v
         if (t, v) > (row[3], row[4]):
@@ -73,7 +77,7 @@ def rebuild(db: sqlite3.Connection, store: ox.Store) -> None:
         solutions = store.query(query)
         assert isinstance(solutions, ox.QuerySolutions)
         add_points(db, ((s[0].value, prop, observation_time(s[1].value), s[2].value) for s in solutions
-                        if isinstance(s[0], ox.NamedNode) and s[1] is not None and s[2] is not None))
+                        if isinstance(s[0], ox.NamedNode) and s[1] is not None and s[2] is not None), {})
 
 
 def stored_time(t: str) -> str:
@@ -101,6 +105,7 @@ _POW = 10**18
 _I128 = 2**127 - 1
 
 
+@functools.lru_cache(maxsize=4096)
 def _day(t: str) -> int:
     """The plain query's day number of a time (konbini-ld's spelling), as a decimal times 10^18:
     whole days from calendar fields, plus the time of day divided by 86,400 as a decimal."""

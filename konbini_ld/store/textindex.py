@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -94,6 +95,7 @@ class TextIndex:
     def __init__(self, path: Path | None, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
+        self._series: dict[tuple[str, str], list[Any]] = {}  # series rows read (this is their only writer)
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
@@ -131,6 +133,7 @@ class TextIndex:
 
     def clear(self) -> None:
         """Empty the index and forget what it was current to."""
+        self._series.clear()
         with self.db:
             self.db.execute("DELETE FROM audio")
             self.db.execute("DELETE FROM text")
@@ -158,32 +161,35 @@ class TextIndex:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def update(self, store: ox.Store, entities: Iterable[str], seq: int | None = None,
+    def update(self, store: ox.Store, entities: Mapping[str, str], seq: int | None = None,
                points: Iterable[Point] = ()) -> None:
-        """Re-read from ``store`` the audios among ``entities``, the persons among them, and the
-        audios of those persons whose names changed; add ``points`` to their series; record
-        ``seq`` when given."""
-        audios: set[str] = set()
+        """Re-read from ``store`` the audios and persons among ``entities`` (IRI → ``audio`` or
+        ``person``), and the audios of those persons whose names changed; add ``points`` to
+        their series; record ``seq`` when given."""
+        audios: dict[str, rows.Values | None] = {}
         persons: dict[str, rows.Person] = {}
         with self.db:
-            for iri in entities:
+            for iri, kind in entities.items():
                 node = ox.NamedNode(iri)
-                if next(store.quads_for_pattern(node, TYPE, AUDIO, DATA), None) is not None:
-                    audios.add(iri)
-                elif next(store.quads_for_pattern(node, TYPE, PERSON, DATA), None) is not None:
-                    person = persons[iri] = rows.person(store, node)
+                if kind == "audio":
+                    audios[iri] = rows.described(store, node, kind)
+                elif kind == "person":
+                    person = persons[iri] = rows.person(rows.described(store, node, kind))
                     row = self.db.execute("SELECT text FROM person WHERE iri = ?", (iri,)).fetchone()
                     if row is None or row[0] != person[0]:  # their audios' creators text moves
-                        audios.update(q.subject.value for q in store.quads_for_pattern(None, BY, node, DATA)
-                                      if isinstance(q.subject, ox.NamedNode))
-            self._write(store, sorted(audios), seq, persons)
-            series.add_points(self.db, points)
+                        for q in store.quads_for_pattern(None, BY, node, DATA):
+                            if isinstance(q.subject, ox.NamedNode):
+                                audios.setdefault(q.subject.value, None)
+            self._write(store, audios, seq, persons)
+            series.add_points(self.db, points, self._series)
 
     def rebuild(self, store: ox.Store, seq: int | None) -> int:
         """Index every audio of ``store`` afresh; return how many."""
-        audios = sorted({q.subject.value for q in store.quads_for_pattern(None, TYPE, AUDIO, DATA)
-                         if isinstance(q.subject, ox.NamedNode)})
-        persons = {q.subject.value: rows.person(store, q.subject)
+        known: rows.Values = {}  # (known to be audios: their values are read when written)
+        audios: dict[str, rows.Values | None] = dict.fromkeys(sorted(
+            q.subject.value for q in store.quads_for_pattern(None, TYPE, AUDIO, DATA) if isinstance(q.subject, ox.NamedNode)),
+            known)
+        persons = {q.subject.value: rows.person(rows.described(store, q.subject, "person"))
                    for q in store.quads_for_pattern(None, TYPE, PERSON, DATA) if isinstance(q.subject, ox.NamedNode)}
         self.clear()
         with self.db:
@@ -191,14 +197,18 @@ class TextIndex:
             series.rebuild(self.db, store)
         return len(audios)
 
-    def _write(self, store: ox.Store, audios: list[str], seq: int | None,
+    def _write(self, store: ox.Store, audios: dict[str, rows.Values | None], seq: int | None,
                persons: dict[str, rows.Person]) -> None:
-        """(Inside a transaction.) Bring the rows of ``audios`` and ``persons`` in line with ``store``."""
+        """(Inside a transaction.) Bring the rows of ``audios`` (with their values, when read
+        already) and ``persons`` in line with ``store``."""
         db = self.db
-        for iri in audios:
+        for iri, values in sorted(audios.items()):
             row = db.execute("SELECT id, name, album, creators, videos, original, credits, shown FROM audio "
                              "WHERE iri = ?", (iri,)).fetchone()
-            entry = rows.entry(store, ox.NamedNode(iri), persons)
+            node = ox.NamedNode(iri)
+            entry = None
+            if values is not None or rows.is_audio(store, node):  # (None: found by a person, maybe a video)
+                entry = rows.entry(store, values or rows.described(store, node, "audio"), persons)
             if entry is None:
                 if row is not None:
                     db.execute("DELETE FROM text WHERE rowid = ?", (row[0],))

@@ -22,6 +22,7 @@ from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from ..vocab import GENID
 from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
+from .index_rows import kinds
 from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
@@ -89,7 +90,7 @@ class Writer:
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         history: list[str] = []  # and so are the counters' points
         mapped: list[Observation] = []
-        described: set[str] = set()  # what the index re-reads once the batch is written
+        described: dict[str, str] = {}  # the audios and persons the index re-reads once the batch is written
         tracked: list[Point] = []  # and the points of the series it summarises
         for p in prepared:
             entities: set[str] = set()
@@ -100,7 +101,7 @@ class Writer:
                     report.unknown_keys.setdefault(k, v)
                 mapped.append(p)
                 entities = {s for s, _ in p.groups}
-                described.update(p.entities)
+                described.update(kinds(p.groups.items()))
                 history.extend(points(p))
                 tracked.extend(series_points(p))
             elif not p.not_found:
@@ -186,10 +187,10 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
-            self._index((set(), []), applied_seq)
+            self._index(({}, []), applied_seq)
             self.mark_applied(applied_seq)
 
-    def _index(self, described: tuple[set[str], list[Point]], applied_seq: int | None) -> None:
+    def _index(self, described: tuple[dict[str, str], list[Point]], applied_seq: int | None) -> None:
         """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
         if self.index is None or (not described[0] and applied_seq is None):
             return
@@ -213,13 +214,13 @@ class Writer:
         applied_seq: int | None,
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
-        described: tuple[set[str], list[Point]] | None = None,
+        described: tuple[dict[str, str], list[Point]] | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
-                self._index(described or (set(), []), applied_seq)
+                self._index(described or ({}, []), applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
