@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -238,7 +239,7 @@ def bench_queries(stores: dict[int, Path], repeat: int) -> None:
             if n == min(stores):
                 baseline = _rdflib_baseline(store, params, repeat)
             for name, q in named_queries().items():
-                bound = {p.name: params[p.name] for p in q.params}
+                bound = {p.name: params[p.name] for p in q.params if p.name in params}
 
                 def go() -> None:
                     result = store.run_named(name, bound)
@@ -279,10 +280,59 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
     ds.parse(data=buf.getvalue(), format="nquads")
     out = {}
     for name, q in named_queries().items():
+        if any(p.name not in params for p in q.params):
+            continue  # (an optional time: not compared here)
         bindings = {p.name: (URIRef(params[p.name]) if p.type == "iri" else Literal(params[p.name])) for p in q.params}
         p50, _ = _timed(lambda: list(ds.query(q.text, initBindings=bindings)), max(1, repeat // 5))
         out[name] = p50
     return out
+
+
+# -- profile ---------------------------------------------------------------------------
+
+#: Where ingest time goes, by the module a function lives in (first match wins).
+STAGES = [
+    ("read and parse the input", ("sources/", "mapping/envelope", "json/", "_json")),
+    ("normalise (checks, literals)", ("mapping/normalize", "mapping/literals", "lexical")),
+    ("expand (pyld, shape templates)", ("mapping/templates", "mapping/to_rdf", "mapping/contexts", "pyld/",
+                                        "mapping/skolem", "mapping/grouping", "mapping/prepare")),
+    ("archive (gzip, fsync)", ("store/archive", "gzip", "zlib", "fsync")),
+    ("plan the upsert (diff, times)", ("store/upsert", "store/writer", "store/history", "store/provenance")),
+    ("index beside the graph (SQLite)", ("store/textindex", "store/index_rows", "store/series", "sqlite3")),
+    ("Oxigraph writes (bulk load, removes)", ("engines/oxigraph", "pyoxigraph")),
+]
+
+
+def bench_profile(n: int) -> None:
+    """A cProfile of an in-process load of the n-response corpus, every write in line (so one
+    thread does all the work), its time summed by stage."""
+    import cProfile
+    import pstats
+
+    from konbini_ld import open_store
+
+    path = corpus(n)
+    work = Path(tempfile.mkdtemp(prefix="kld-profile-"))
+    with open_store(work / "store") as store:
+        store.pipeline.write_behind = False
+        store.pipeline.workers = 0
+        profile = cProfile.Profile()
+        t = time.perf_counter()
+        profile.enable()
+        store.load(path)
+        profile.disable()
+        wall = time.perf_counter() - t
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    totals: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, _, _) in stats.items():
+        where = f"{filename}:{function}".replace("\\", "/")
+        stage = next((name for name, keys in STAGES if any(k in where for k in keys)), "other (Python, glue)")
+        totals[stage] = totals.get(stage, 0.0) + tottime
+    profiled = sum(totals.values())
+    for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        record("profile", f"load {n} responses: {stage}", f"{seconds / profiled:.0%}",
+               f"{seconds:.1f} s of {profiled:.1f} s profiled ({wall:.1f} s wall, one thread, profiler on)")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 # -- search ----------------------------------------------------------------------------
@@ -292,8 +342,9 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
 SEARCH_TEXTS = ["night", "love remix", "Greatest", "creator.200", "ni", "Café Tokyo", "zzzz"]
 
 
-def bench_search(sizes: list[int], repeat: int) -> None:
-    """``search`` from the text index against the plain SPARQL scan, on stores loaded here."""
+def bench_search(sizes: list[int], repeat: int, stores: dict[int, Path]) -> None:
+    """``search`` from the text index against the plain SPARQL scan (on the ingest section's
+    stores, else on stores loaded here)."""
     from konbini_ld import open_store
     from konbini_ld.query.catalog import get_named_query
     from konbini_ld.query.run import run_query
@@ -301,8 +352,11 @@ def bench_search(sizes: list[int], repeat: int) -> None:
 
     nq = get_named_query("search")
     for n in sizes:
-        store = Path(tempfile.mkdtemp(prefix=f"kld-search-{n}-")) / "store"
-        dt, _, _ = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(corpus(n))])
+        store = stores.get(n) or Path(tempfile.mkdtemp(prefix=f"kld-search-{n}-")) / "store"
+        note = ""
+        if n not in stores:
+            dt, _, _ = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(corpus(n))])
+            note = f"; load {n / dt:,.0f} docs/s with it"
         with open_store(store, read_only=True) as s:
             assert s.writer.index is not None, "no text index"
             fast: list[float] = []
@@ -321,8 +375,149 @@ def bench_search(sizes: list[int], repeat: int) -> None:
             scratch = TextIndex(None)
             audios = scratch.rebuild(s.engine.store, None)
             record("search", f"  text index @ {n}: size, rebuild from the graph", f"{size / 2**20:,.1f} MiB",
-                   f"{audios:,} audios re-indexed in {time.perf_counter() - t:.1f} s; load {n / dt:,.0f} docs/s with it")
-        shutil.rmtree(store.parent, ignore_errors=True)
+                   f"{audios:,} audios re-indexed in {time.perf_counter() - t:.1f} s{note}")
+        if n not in stores:
+            shutil.rmtree(store.parent, ignore_errors=True)
+
+
+# -- endpoint under load ----------------------------------------------------------------
+
+
+def bench_endpoint(n: int, clients: int, seconds: float, stores: dict[int, Path]) -> None:
+    """``clients`` concurrent HTTP clients running the named queries for ``seconds`` against
+    ``konbini-ld serve`` on an n-response store, then the same queries (parameters written into
+    the text, the union of graphs as default graph) against ``oxigraph serve-read-only`` over a
+    copy of the same data: throughput, latency percentiles, errors and the servers' memory."""
+    import socket
+    import threading
+
+    import requests
+
+    from konbini_ld import open_store
+    from konbini_ld.query.catalog import named_queries
+
+    work = Path(tempfile.mkdtemp(prefix=f"kld-endpoint-{n}-"))
+    store = stores.get(n) or work / "store"
+    if n not in stores:
+        run_measured([*KONBINI, "-q", "--store", str(store), "load", str(corpus(n))])
+    with open_store(store) as s:
+        from konbini_ld.sources.konbini.corpus import videos_page
+
+        audio = videos_page(0, 0)["data"]["orderedItems"][0]["audio"]["id"]
+        s.engine.store.backup(str(work / "copy"))
+    params = dict(QUERY_PARAMS, audio=audio)
+    queries = {name: {p.name: params[p.name] for p in q.params} for name, q in named_queries().items()
+               if q.form == "SELECT" and name not in ("trending", "rising-creators", "history", "provenance")}
+    inline = {}
+    for name, values in queries.items():  # for a plain SPARQL server: the values written into the text
+        lines = named_queries()[name].text.splitlines()
+        for key, value in values.items():  # (a benchmark client's own fixed values)
+            term = f"<{value}>" if value.startswith("http") else json.dumps(value)
+            lines = [line.replace(f"?{key} ", "") if line.lstrip().startswith("SELECT") else
+                     re.sub(rf"\?{key}\b", term, line) for line in lines]
+        inline[name] = "\n".join(lines)
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    def rss_of(pid: int) -> int:
+        total = 0
+        for proc in Path("/proc").iterdir():
+            try:
+                stat = (proc / "stat").read_text().split()
+                if proc.name == str(pid) or stat[3] == str(pid):
+                    total += int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        return total // 2**20
+
+    def hammer(label: str, url_of: Callable[[str], tuple[str, dict[str, str]]], pid: int) -> None:
+        stop = time.monotonic() + seconds
+        latencies: list[float] = []
+        errors = [0]
+        peak = [0]
+        lock = threading.Lock()
+        names = sorted(queries)
+
+        def client(k: int) -> None:
+            session = requests.Session()
+            i = k
+            while time.monotonic() < stop:
+                url, args = url_of(names[i % len(names)])
+                i += 1
+                t = time.perf_counter()
+                try:
+                    r = session.get(url, params=args, headers={"Accept": "application/sparql-results+json"}, timeout=60)
+                    ok = r.status_code == 200
+                except requests.RequestException:
+                    ok = False
+                dt = time.perf_counter() - t
+                with lock:
+                    latencies.append(dt) if ok else None
+                    errors[0] += 0 if ok else 1
+
+        def sample() -> None:
+            while time.monotonic() < stop:
+                peak[0] = max(peak[0], rss_of(pid))
+                time.sleep(0.5)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        threads.append(threading.Thread(target=sample))
+        t0 = time.monotonic()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.monotonic() - t0
+        latencies.sort()
+
+        def pct(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(q * (len(latencies) - 1)))] * 1000 if latencies else 0.0
+
+        record("endpoint", f"{label}, {clients} clients x {seconds:g} s @ {n}", f"{len(latencies) / wall:,.0f} req/s",
+               f"p50 {pct(0.5):,.0f} ms, p95 {pct(0.95):,.0f} ms, p99 {pct(0.99):,.0f} ms, {errors[0]} errors, "
+               f"peak RSS {peak[0]} MiB, {len(queries)} named queries in turn")
+
+    port = free_port()
+    server = subprocess.Popen([*KONBINI, "--store", str(store), "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(base + "/queries")
+        hammer("konbini-ld serve (named queries)", lambda name: (f"{base}/queries/{name}", queries[name]), server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    port = free_port()
+    oxigraph = str(Path(sys.executable).parent / "oxigraph")
+    server = subprocess.Popen([oxigraph, "serve-read-only", "--location", str(work / "copy"), "--bind",
+                               f"127.0.0.1:{port}", "--union-default-graph"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(base + "/query?query=ASK%7B%7D")
+        hammer("oxigraph serve-read-only (same queries)", lambda name: (f"{base}/query", {"query": inline[name]}),
+               server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _wait_for(url: str) -> None:
+    import requests
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
 
 
 # -- export ----------------------------------------------------------------------------
@@ -510,7 +705,7 @@ def write_markdown(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
-    parser.add_argument("--only", default="ingest,differential,queries,search,export,startup,fetch,history",
+    parser.add_argument("--only", default="ingest,profile,differential,queries,search,export,startup,fetch,history",
                         help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
@@ -518,6 +713,8 @@ def main() -> None:
     parser.add_argument("--fetch-large", type=int, default=1000, help="audios for the throughput rows")
     parser.add_argument("--fetch-latency", type=float, default=0.2)
     parser.add_argument("--concurrency", default="1,16,32,64")
+    parser.add_argument("--profile-size", type=int, default=20000, help="responses the profile section loads")
+    parser.add_argument("--endpoint", default="100000x50x60", help="responses x clients x seconds of the endpoint section")
     parser.add_argument("--history", default="20000x10", help="audios x observations for the history section")
     parser.add_argument("--history-naive", type=int, default=20000, help="responses the naive pipeline runs on there")
     args = parser.parse_args()
@@ -525,16 +722,21 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"{'section':8} {'measurement':58} {'value':>16}  notes")
     stores: dict[int, Path] = {}
-    if sections & {"ingest", "queries", "export"}:
+    if sections & {"ingest", "queries", "export", "search", "endpoint"}:
         stores = bench_ingest(sizes, args.naive_max)
+    if "profile" in sections:
+        bench_profile(args.profile_size)
     if "differential" in sections:
         bench_differential(sizes)
     if "queries" in sections:
         bench_queries(stores, args.repeat)
     if "search" in sections:
-        bench_search(sizes, args.repeat)
+        bench_search(sizes, args.repeat, stores)
     if "export" in sections:
         bench_export(stores)
+    if "endpoint" in sections:
+        size, clients, secs = args.endpoint.lower().split("x")
+        bench_endpoint(int(size), int(clients), float(secs), stores)
     if "startup" in sections:
         bench_startup(max(5, args.repeat // 2))
     if "fetch" in sections:

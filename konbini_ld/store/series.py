@@ -22,7 +22,7 @@ from ..lexical import observation_time
 from ..vocab import HISTORY_GRAPH, SOSA
 from .history import SERIES, Point
 
-__all__ = ["SCHEMA", "add_points", "rebuild", "stored_time"]
+__all__ = ["CACHED", "SCHEMA", "add_points", "rebuild", "stored_time"]
 
 SCHEMA = """
 CREATE TABLE series(
@@ -38,8 +38,11 @@ CREATE TABLE point(series INTEGER NOT NULL, t TEXT NOT NULL, v TEXT NOT NULL, PR
 def add_points(db: sqlite3.Connection, points: Iterable[Point], rows: dict[tuple[str, str], list[Any]]) -> None:
     """(Inside a transaction.) Add points to their series; points already there change nothing.
 
-    :param rows: series rows already read (kept between calls by the index's only writer).
+    :param rows: series rows already read (kept between calls by the index's only writer, up to
+        :data:`CACHED` of them: memory stays flat whatever the number of series).
     """
+    if len(rows) > CACHED:
+        rows.clear()
     changed: set[tuple[str, str]] = set()
     for entity, prop, t, v in points:
         row = rows.get((entity, prop))
@@ -101,6 +104,8 @@ def _growth(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int |
     return growth, float(growth) / _double(days)
 
 
+#: Series rows kept in memory between batches, at most.
+CACHED = 100_000
 _POW = 10**18
 _I128 = 2**127 - 1
 
