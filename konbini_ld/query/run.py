@@ -99,6 +99,14 @@ class QueryResult:
         self._source: Iterator[Any] | None = None
         self._done = False
 
+    @classmethod
+    def from_rows(cls, variables: list[str], rows: list[tuple[Any, ...]], index: str | None = None) -> QueryResult:
+        """A ``SELECT`` result made of rows of pyoxigraph terms (``None`` where unbound)."""
+        result = cls("SELECT", variables, rows, index=index)
+        result._source = iter(())
+        result._seen, result._done = rows, True
+        return result
+
     def __repr__(self) -> str:
         return f"<QueryResult {self.kind} {self.variables if self.kind == 'SELECT' else ''}>".replace(" >", ">")
 

@@ -71,14 +71,14 @@ def creators(index: TextIndex) -> QueryResult:
     """``creators``: every person, with username, followers and number of audios."""
     from ..query.run import QueryResult
 
-    rows: list[dict[str, Any]] = []
-    sql = ("SELECT p.iri, p.shown, (SELECT COUNT(*) FROM credit c WHERE c.person = p.iri) AS n "
-           "FROM person p ORDER BY n DESC, p.followers DESC NULLS LAST, p.iri")
+    sql = ("SELECT p.iri, p.shown, COALESCE(c.n, 0) AS n FROM person p LEFT JOIN "
+           "(SELECT person, COUNT(*) AS n FROM credit GROUP BY person) c ON c.person = p.iri "
+           "ORDER BY n DESC, p.followers DESC NULLS LAST, p.iri")
+    rows = []
     for iri, terms, count in index.db.execute(sql):
         username, followers, _ = shown(terms)
-        rows.append({"person": ox.NamedNode(iri), "username": username, "followers": followers,
-                     "audios": _integer(count)})
-    return QueryResult("SELECT", ["person", "username", "followers", "audios"], rows)
+        rows.append((ox.NamedNode(iri), username, followers, _integer(count)))
+    return QueryResult.from_rows(["person", "username", "followers", "audios"], rows)
 
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:

@@ -128,9 +128,15 @@ def _shown(values: Values, props: tuple[str, ...]) -> str:
 
 def shown(text: str) -> list[ox.Literal | None]:
     """The terms of a row's ``shown`` column."""
-    return [None if cols is None else
-            ox.Literal(cols[0], language=cols[1][1:]) if cols[1].startswith("@") else
-            ox.Literal(cols[0], datatype=_datatype(cols[1])) for cols in json.loads(text)]
+    out: list[ox.Literal | None] = []
+    for cols in json.loads(text):
+        if cols is None:
+            out.append(None)
+        elif cols[1][0] == "@":
+            out.append(ox.Literal(cols[0], language=cols[1][1:]))
+        else:
+            out.append(ox.Literal(cols[0], datatype=_datatype(cols[1])))
+    return out
 
 
 @functools.lru_cache(maxsize=64)

@@ -30,7 +30,7 @@ CREATE TABLE series(
     first_t TEXT NOT NULL, first_v TEXT NOT NULL, last_t TEXT NOT NULL, last_v TEXT NOT NULL,
     observations INTEGER NOT NULL, growth INTEGER, per_day REAL, UNIQUE(entity, property)
 );
-CREATE INDEX series_rank ON series(property, growth DESC, per_day DESC, entity);
+CREATE INDEX series_rank ON series(property, growth DESC, per_day DESC, entity) WHERE observations > 1;
 CREATE TABLE point(series INTEGER NOT NULL, t TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY(series, t, v))
     WITHOUT ROWID;
 """
@@ -105,7 +105,7 @@ def _growth(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int |
 
 
 #: Series rows kept in memory between batches, at most.
-CACHED = 100_000
+CACHED = 20_000
 _POW = 10**18
 _I128 = 2**127 - 1
 

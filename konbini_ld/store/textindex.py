@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 #: The index file inside a store directory (with SQLite's ``-wal`` and ``-shm`` beside it).
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
-VERSION = "5"
+VERSION = "6"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
