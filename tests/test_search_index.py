@@ -313,7 +313,11 @@ def test_growth_rankings_follow_points_at_any_time_in_any_order(tmp_path: Path, 
             store.load(item, observed_at=at)
         same_answers(store)
         assert len(store.run_named("trending").records()) == 12
-        since = {"since": "2026-02-01T00:00:00Z"}  # answered by the plain query, from the points
-        nq = get_named_query("trending")
-        assert rows_of(store.run_named("trending", since)) == rows_of(run_query(store.engine, nq.text, nq.bind(since)))
+        for name in ("trending", "rising-creators"):  # since a time: from the points the index keeps
+            nq = get_named_query(name)
+            for since in ("2026-02-01T00:00:00Z", "2026-02-15T12:30:00.5+01:00", "2026-03-20T00:00:00Z"):
+                bound = nq.bind({"since": since})
+                assert store.answer(nq.text, bound) is not None
+                expected = rows_of(run_query(store.engine, nq.text, bound))
+                assert rows_of(store.run_named(name, {"since": since})) == expected, (name, since)
     consistent(tmp_path / "store")

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
+from ..lexical import observation_time
 from ..vocab import KS, XSD
 from .index_rows import shown
-from .series import stored_time
+from .series import canonical_time, growth_of, stored_time
 from .textindex import TextIndex
 
 if TYPE_CHECKING:
@@ -42,8 +43,14 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
     if summary is not None:
         return summary(index)
     growth = next((k for n, k in GROWTH.items() if sparql == get_named_query(n).text), None)
-    if growth is not None:  # (since a time: from the points, by the plain query)
-        return None if params.get("since") is not None else rising(index, *growth)
+    if growth is not None:
+        since = params.get("since")
+        if since is None:
+            return rising(index, *growth)
+        since = to_term(since)
+        zoned = isinstance(since, ox.Literal) and since.datatype == _DATETIME and (
+            since.value.endswith("Z") or since.value[-6] in "+-")
+        return rising_since(index, *growth, since) if zoned else None  # (else as the plain query reads it)
     if sparql != get_named_query("search").text or "text" not in params:
         return None
     value = params["text"]
@@ -113,14 +120,39 @@ def search(index: TextIndex, text: ox.Literal, limit: int = SEARCH_LIMIT) -> Que
 def rising(index: TextIndex, prop: str, kind: str) -> QueryResult:
     """``trending`` (audios, ``videoCount``) or ``rising-creators`` (persons, ``followerCount``):
     the 1000 series that grew most between their first and last observation."""
+    sql = ("SELECT s.entity, e.shown, s.first_t, s.first_v, s.last_t, s.last_v, s.observations, s.growth, s.per_day "
+           f"FROM series s JOIN {'audio' if kind == 'audio' else 'person'} e ON e.iri = s.entity "
+           "WHERE s.property = ? AND s.observations > 1 AND s.growth IS NOT NULL "
+           "ORDER BY s.growth DESC, s.per_day DESC, s.entity LIMIT 1000")
+    return _growth_rows(list(index.db.execute(sql, (prop,))), kind, None)
+
+
+def rising_since(index: TextIndex, prop: str, kind: str, since: ox.Literal) -> QueryResult:
+    """:func:`rising` counting only the observations at or after ``since``: from the points
+    the index keeps (each series' distinct times and values), not from its summary."""
     from ..query.run import QueryResult
 
     table = "audio" if kind == "audio" else "person"
-    sql = ("SELECT s.entity, e.shown, s.first_t, s.first_v, s.last_t, s.last_v, s.observations, s.growth, s.per_day "
-           f"FROM series s JOIN {table} e ON e.iri = s.entity WHERE s.property = ? AND s.observations > 1 "
-           "AND s.growth IS NOT NULL ORDER BY s.growth DESC, s.per_day DESC, s.entity LIMIT 1000")
+    sql = ("SELECT s.entity, e.shown, a.first_t, a.last_t, a.n, "
+           "(SELECT MIN(v) FROM point WHERE series = a.series AND t = a.first_t), "
+           "(SELECT MAX(v) FROM point WHERE series = a.series AND t = a.last_t) "
+           "FROM (SELECT series, MIN(t) AS first_t, MAX(t) AS last_t, COUNT(DISTINCT t) AS n FROM point "
+           "WHERE series IN (SELECT id FROM series WHERE property = ?) AND t >= ? GROUP BY series HAVING n > 1) a "
+           f"JOIN series s ON s.id = a.series JOIN {table} e ON e.iri = s.entity")
+    found = []
+    for entity, terms, first_t, last_t, n, first_v, last_v in index.db.execute(sql, (prop, observation_time(since.value))):
+        growth, per_day = growth_of(first_t, first_v, last_t, last_v)
+        if growth is not None and per_day is not None:
+            found.append((-growth, -per_day, entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day))
+    found.sort(key=lambda f: f[:3])
+    return _growth_rows(found[:1000], kind, ox.Literal(canonical_time(since.value), datatype=_DATETIME))
+
+
+def _growth_rows(found: list[tuple[Any, ...]], kind: str, since: ox.Literal | None) -> QueryResult:
+    from ..query.run import QueryResult
+
     rows: list[dict[str, Any]] = []
-    for entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day in index.db.execute(sql, (prop,)):
+    for *_, entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day in found:
         first = int(first_v)
         row: dict[str, Any] = {
             kind: ox.NamedNode(entity), "first": _integer(first), "last": _integer(int(last_v)),
@@ -128,7 +160,7 @@ def rising(index: TextIndex, prop: str, kind: str) -> QueryResult:
             "relativeGrowth": ox.Literal(float(growth) / first) if first > 0 else None,
             "firstObserved": ox.Literal(stored_time(first_t), datatype=_DATETIME),
             "lastObserved": ox.Literal(stored_time(last_t), datatype=_DATETIME),
-            "observations": _integer(n), "since": None,
+            "observations": _integer(n), "since": since,
         }
         if kind == "audio":
             row["name"] = shown(terms)[0]

@@ -22,7 +22,7 @@ from ..lexical import observation_time
 from ..vocab import HISTORY_GRAPH, SOSA
 from .history import SERIES, Point
 
-__all__ = ["CACHED", "SCHEMA", "add_points", "rebuild", "stored_time"]
+__all__ = ["CACHED", "SCHEMA", "add_points", "canonical_time", "growth_of", "rebuild", "stored_time"]
 
 SCHEMA = """
 CREATE TABLE series(
@@ -67,7 +67,7 @@ def add_points(db: sqlite3.Connection, points: Iterable[Point], rows: dict[tuple
             row[3], row[4] = t, v
     for key in changed:
         sid, first_t, first_v, last_t, last_v, n = rows[key]
-        growth, per_day = _growth(first_t, first_v, last_t, last_v)
+        growth, per_day = growth_of(first_t, first_v, last_t, last_v)
         db.execute("UPDATE series SET first_t = ?, first_v = ?, last_t = ?, last_v = ?, observations = ?, growth = ?, "
                    "per_day = ? WHERE id = ?", (first_t, first_v, last_t, last_v, n, growth, per_day, sid))
 
@@ -83,6 +83,21 @@ def rebuild(db: sqlite3.Connection, store: ox.Store) -> None:
                         if isinstance(s[0], ox.NamedNode) and s[1] is not None and s[2] is not None), {})
 
 
+def canonical_time(text: str) -> str:
+    """An ``xsd:dateTime`` with a zone as the store spells it (its canonical form).
+
+    >>> canonical_time("2026-02-15T12:30:00.500+00:00"), canonical_time("2026-02-15T12:30:00.50+01:00")
+    ('2026-02-15T12:30:00.5Z', '2026-02-15T12:30:00.5+01:00')
+    """
+    zone = "Z" if text.endswith("Z") else text[-6:]
+    main = text[: -len(zone)]
+    if zone in ("+00:00", "-00:00"):
+        zone = "Z"
+    if "." in main:
+        main = main.rstrip("0").rstrip(".")
+    return main + zone
+
+
 def stored_time(t: str) -> str:
     """A time as the store spells the ``xsd:dateTime`` it holds (no zero milliseconds).
 
@@ -93,7 +108,7 @@ def stored_time(t: str) -> str:
     return f"{t[:19]}.{fraction}Z" if fraction else f"{t[:19]}Z"
 
 
-def _growth(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int | None, float | None]:
+def growth_of(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int | None, float | None]:
     try:
         growth = int(last_v) - int(first_v)
     except ValueError:
