@@ -321,3 +321,19 @@ def test_growth_rankings_follow_points_at_any_time_in_any_order(tmp_path: Path, 
                 expected = rows_of(run_query(store.engine, nq.text, bound))
                 assert rows_of(store.run_named(name, {"since": since})) == expected, (name, since)
     consistent(tmp_path / "store")
+
+
+def test_a_reader_keeps_aggregations_until_the_index_moves(loaded: Path, tmp_path: Path) -> None:
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    with open_store(store_dir, read_only=True) as reader:
+        first = rows_of(reader.run_named("creators"))
+        assert reader.writer.index is not None and reader.writer.index.answers  # kept
+        assert rows_of(reader.run_named("creators")) == first
+        with open_store(store_dir) as writer:  # a writer beside the reader
+            writer.load(audio(99, "fresh", by="brand.new", username="brand.new"))
+        again = rows_of(reader.run_named("creators"))
+        assert again != first and any(r[0][0] == "https://www.tiktok.com/@brand.new" for r in again)
+        assert len(again) == len(first) + 1

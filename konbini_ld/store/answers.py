@@ -35,7 +35,28 @@ _DATETIME = ox.NamedNode(XSD + "dateTime")
 
 def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
            limit: int = SEARCH_LIMIT) -> QueryResult | None:
-    """The answer of the named query ``sparql`` from the index, if it is one the index answers."""
+    """The answer of the named query ``sparql`` from the index, if it is one the index answers.
+
+    A reader (an index opened read-only: ``serve``'s workers, ``query``) keeps the answers of
+    the aggregations for as long as the index stays at the same archive record: a visit that
+    asks again gets the same rows without recomputing them.
+    """
+    from ..query.run import QueryResult
+
+    if not index.read_only or params:
+        return _answer(index, sparql, params, limit)
+    key = (sparql, index.seq)
+    if key not in index.answers:
+        found = _answer(index, sparql, params, limit)
+        if found is None:
+            return None
+        index.answers.clear()  # (one state of the index at a time)
+        index.answers[key] = (found.variables, list(found.rows()))
+    variables, rows = index.answers[key]
+    return QueryResult.from_rows(variables, rows)
+
+
+def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int) -> QueryResult | None:
     from ..query.catalog import get_named_query
     from ..query.terms import to_term
 

@@ -96,6 +96,8 @@ class TextIndex:
         self.path = path
         self.read_only = read_only
         self._series: dict[tuple[str, str], list[Any]] = {}  # series rows read (this is their only writer)
+        #: a reader's answers of the parameterless aggregations, by (query, archive record)
+        self.answers: dict[tuple[str, int | None], tuple[list[str], list[tuple[Any, ...]]]] = {}
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
