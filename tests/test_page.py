@@ -58,15 +58,28 @@ def ready(driver: Any, url: str) -> Any:
     return wait
 
 
+def run_sparql(browser: Any, sparql: str) -> None:
+    """Type ``sparql`` into the open query page and run it."""
+    from selenium.webdriver.common.by import By
+
+    area = browser.find_element(By.ID, "query")
+    area.clear()
+    area.send_keys(sparql)
+    browser.find_element(By.ID, "run").click()
+
+
+def run_in_page(browser: Any, url: str, sparql: str) -> Any:
+    """Open the query page, run ``sparql`` in it; return the page's wait."""
+    wait = ready(browser, url + "/")
+    run_sparql(browser, sparql)
+    return wait
+
+
 def test_named_query_results_with_prefixes_downloads_and_timing(served: Served, browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    wait = ready(browser, served.url + "/")
-    area = browser.find_element(By.ID, "query")
-    area.clear()
-    area.send_keys("SELECT ?entity ?type WHERE { ?entity a ?type } ORDER BY ?type LIMIT 20")
-    browser.find_element(By.ID, "run").click()
+    wait = run_in_page(browser, served.url, "SELECT ?entity ?type WHERE { ?entity a ?type } ORDER BY ?type LIMIT 20")
     table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
     cells = [td.text for td in table.find_elements(By.TAG_NAME, "td")]
     assert "as:Audio" in cells and "as:Person" in cells  # prefixed names, not full IRIs
@@ -86,11 +99,7 @@ def test_a_parse_error_says_where(served: Served, browser: Any, tmp_path: Path) 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
 
-    wait = ready(browser, served.url + "/")
-    area = browser.find_element(By.ID, "query")
-    area.clear()
-    area.send_keys("SELECT ?s WHERE { ?s ?p ?o } LIMT 5")
-    browser.find_element(By.ID, "run").click()
+    wait = run_in_page(browser, served.url, "SELECT ?s WHERE { ?s ?p ?o } LIMT 5")
     box = wait.until(ec.visibility_of_element_located((By.ID, "error")))
     text = box.text
     assert text.startswith("Line 1, column ") and "syntax error" in text
@@ -158,8 +167,5 @@ def test_history_results_are_charted_one_panel_per_counter(served: Served, brows
     assert "series charted" in browser.find_element(By.ID, "status").text
     shoot(browser, "page-history-chart", tmp_path)
     # a result without times draws nothing
-    area = browser.find_element(By.ID, "query")
-    area.clear()
-    area.send_keys("SELECT ?s WHERE { ?s a ?t } LIMIT 3")
-    browser.find_element(By.ID, "run").click()
+    run_sparql(browser, "SELECT ?s WHERE { ?s a ?t } LIMIT 3")
     wait.until(lambda d: not d.find_element(By.ID, "chart").is_displayed())

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
-from ..lexical import observation_time
+from ..lexical import canonical_datetime, observation_time
 from ..vocab import KS, XSD
 from .index_rows import shown
-from .series import canonical_time, growth_of, stored_time
+from .series import growth_of
 from .textindex import TextIndex
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def rising_since(index: TextIndex, prop: str, kind: str, since: ox.Literal) -> Q
         if growth is not None and per_day is not None:
             found.append((-growth, -per_day, entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day))
     found.sort(key=lambda f: f[:3])
-    return _growth_rows(found[:1000], kind, ox.Literal(canonical_time(since.value), datatype=_DATETIME))
+    return _growth_rows(found[:1000], kind, ox.Literal(canonical_datetime(since.value), datatype=_DATETIME))
 
 
 def _growth_rows(found: list[tuple[Any, ...]], kind: str, since: ox.Literal | None) -> QueryResult:
@@ -179,8 +179,8 @@ def _growth_rows(found: list[tuple[Any, ...]], kind: str, since: ox.Literal | No
             kind: ox.NamedNode(entity), "first": _integer(first), "last": _integer(int(last_v)),
             "growth": _integer(growth), "growthPerDay": ox.Literal(float(per_day)),
             "relativeGrowth": ox.Literal(float(growth) / first) if first > 0 else None,
-            "firstObserved": ox.Literal(stored_time(first_t), datatype=_DATETIME),
-            "lastObserved": ox.Literal(stored_time(last_t), datatype=_DATETIME),
+            "firstObserved": ox.Literal(canonical_datetime(first_t), datatype=_DATETIME),
+            "lastObserved": ox.Literal(canonical_datetime(last_t), datatype=_DATETIME),
             "observations": _integer(n), "since": since,
         }
         if kind == "audio":

@@ -22,7 +22,10 @@ from ..lexical import observation_time
 from ..vocab import HISTORY_GRAPH, SOSA
 from .history import SERIES, Point
 
-__all__ = ["CACHED", "SCHEMA", "add_points", "canonical_time", "growth_of", "rebuild", "stored_time"]
+__all__ = ["CACHED", "SCHEMA", "add_points", "growth_of", "rebuild"]
+
+#: Series rows kept in memory between batches, at most.
+CACHED = 20_000
 
 SCHEMA = """
 CREATE TABLE series(
@@ -83,31 +86,6 @@ def rebuild(db: sqlite3.Connection, store: ox.Store) -> None:
                         if isinstance(s[0], ox.NamedNode) and s[1] is not None and s[2] is not None), {})
 
 
-def canonical_time(text: str) -> str:
-    """An ``xsd:dateTime`` with a zone as the store spells it (its canonical form).
-
-    >>> canonical_time("2026-02-15T12:30:00.500+00:00"), canonical_time("2026-02-15T12:30:00.50+01:00")
-    ('2026-02-15T12:30:00.5Z', '2026-02-15T12:30:00.5+01:00')
-    """
-    zone = "Z" if text.endswith("Z") else text[-6:]
-    main = text[: -len(zone)]
-    if zone in ("+00:00", "-00:00"):
-        zone = "Z"
-    if "." in main:
-        main = main.rstrip("0").rstrip(".")
-    return main + zone
-
-
-def stored_time(t: str) -> str:
-    """A time as the store spells the ``xsd:dateTime`` it holds (no zero milliseconds).
-
-    >>> stored_time("2026-11-01T09:00:00.000Z"), stored_time("2026-11-01T09:00:00.250Z")
-    ('2026-11-01T09:00:00Z', '2026-11-01T09:00:00.25Z')
-    """
-    fraction = t[20:23].rstrip("0")
-    return f"{t[:19]}.{fraction}Z" if fraction else f"{t[:19]}Z"
-
-
 def growth_of(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int | None, float | None]:
     try:
         growth = int(last_v) - int(first_v)
@@ -119,8 +97,6 @@ def growth_of(first_t: str, first_v: str, last_t: str, last_v: str) -> tuple[int
     return growth, float(growth) / _double(days)
 
 
-#: Series rows kept in memory between batches, at most.
-CACHED = 20_000
 _POW = 10**18
 _I128 = 2**127 - 1
 

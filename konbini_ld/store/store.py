@@ -265,11 +265,11 @@ class KonbiniStore:
         from ..query.catalog import get_named_query
 
         nq = get_named_query("search")
-        return self.answer(nq.text, {"text": text}, limit=limit) or self.run_named("search", {"text": text})
+        bound = nq.bind({"text": text})
+        return self.answer(nq.text, bound, limit=limit) or self.query(nq.text, bound, name=nq.name)
 
     def answer(self, sparql: str, params: Mapping[str, Any], *, limit: int = 100) -> QueryResult | None:
-        """The answer from a summary kept beside the graph (the text index) when ``sparql`` is
-        a named query it answers and it is current; ``None`` otherwise (run the query)."""
+        """The answer from the index beside the graph, if current and ``sparql`` is one it answers."""
         from .answers import answer
 
         self.writer.sync()
