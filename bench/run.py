@@ -16,6 +16,9 @@ Sections:
   export   Turtle and JSON-LD export vs Oxigraph's own Turtle dump
   startup  `konbini-ld --help` and `konbini-ld queries`
   fetch    `konbini-ld fetch` against the loopback fake API at 200 ms per request vs a sequential loop
+  scale    (not by default) `--only scale --sizes 1000000`: one load of the largest size sampled as it
+           goes (rate and RSS against responses loaded, plotted in bench/scale.svg), its size on disk,
+           every named query's first call and p50 on it, and a Turtle export
   history  `konbini-ld load` of N audios x K observations a day apart (recorded exchanges with Date
            headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
            bytes per history point, and trending / rising-creators / history p50 at that size
@@ -286,6 +289,134 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
         p50, _ = _timed(lambda: list(ds.query(q.text, initBindings=bindings)), max(1, repeat // 5))
         out[name] = p50
     return out
+
+
+# -- scale ---------------------------------------------------------------------------------
+
+SCALE_LOADER = r"""
+import json, resource, sys, time
+from konbini_ld import open_store
+path, store_dir, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+done = 0
+mark = every
+t0 = time.perf_counter()
+def progress(k):
+    global done, mark
+    done += k
+    if done >= mark:
+        mark += every
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(json.dumps({"n": done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak}), flush=True)
+with open_store(store_dir) as store:
+    report = store.load([path], progress=progress)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(json.dumps({"n": done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak, "end": True,
+                  "loaded": report.loaded, "failed": len(report.failed)}), flush=True)
+"""
+
+
+def bench_scale(n: int, repeat: int) -> None:
+    """One load of ``n`` responses, sampled as it goes (rate and RSS against responses loaded),
+    then every named query's first call and p50 on the result, its size on disk, and an export."""
+    path = corpus(n)
+    store = Path(tempfile.mkdtemp(prefix=f"kld-scale-{n}-")) / "store"
+    every = max(1000, n // 50)
+    proc = subprocess.Popen([sys.executable, "-c", SCALE_LOADER, str(path), str(store), str(every)],
+                            stdout=subprocess.PIPE, text=True)
+    samples = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        samples.append(json.loads(line))
+    if proc.wait() != 0:
+        raise RuntimeError("the scale load failed")
+    end = samples.pop()
+    peak = max(s["peak"] for s in [*samples, end])
+
+    def rate_at(k: int) -> float:  # docs/s over the window of `every` responses ending at k
+        at = min(samples, key=lambda s: abs(s["n"] - k))
+        i = samples.index(at)
+        before = samples[i - 1] if i else {"n": 0, "t": 0.0}
+        return (at["n"] - before["n"]) / (at["t"] - before["t"])
+
+    marks = [k for k in (100_000, 500_000, 1_000_000, n) if k <= n]
+    marks = list(dict.fromkeys(marks))
+    first = rate_at(marks[0])
+    for k in marks:
+        r = rate_at(k)
+        at = min(samples, key=lambda s: abs(s["n"] - k))
+        change = f", {100 * (r / first - 1):+.0f}% from {marks[0]:,}" if k != marks[0] else ""
+        record("scale", f"ingest rate at {k:,} responses (window of {every:,})", f"{r:,.0f} docs/s",
+               f"RSS then {at['rss']} MiB{change}")
+    record("scale", f"load of {n:,} responses, whole run", f"{n / end['t']:,.0f} docs/s",
+           f"{end['t']:.0f} s, peak RSS {peak} MiB, {end['failed']} failed")
+    sizes = {p.name: _du(p) for p in store.iterdir() if p.is_dir() or p.suffix == ".sqlite"}
+    total = _du(store)
+    record("scale", f"store on disk @ {n:,}", f"{total / n / 1024:.1f} KiB/response",
+           f"{total / 2**30:.1f} GiB: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(sizes.items())))
+    _scale_plot(samples + [end], n)
+    from konbini_ld import open_store
+    from konbini_ld.query.catalog import named_queries
+    from konbini_ld.sources.konbini.corpus import videos_page
+
+    _add_videos(store)
+    audio = videos_page(0, 0)["data"]["orderedItems"][0]["audio"]["id"]
+    params = dict(QUERY_PARAMS, audio=audio)
+    with open_store(store, read_only=True) as s:
+        for name, q in named_queries().items():
+            bound = {p.name: params[p.name] for p in q.params if p.name in params}
+
+            def go() -> None:
+                result = s.run_named(name, bound)
+                list(result.triples() if result.kind == "CONSTRUCT" else result.rows())
+
+            t = time.perf_counter()
+            go()
+            once = time.perf_counter() - t
+            p50, p95 = _timed(go, repeat)
+            from_index = s.answer(q.text, q.bind(bound)) is not None
+            record("scale", f"{name} @ {n:,} (in-process)", f"{p50 * 1000:.1f} ms",
+                   f"first call {once * 1000:,.1f} ms, p95 {p95 * 1000:.1f} ms" + (", from the index" if from_index else ""))
+    target = Path(tempfile.mkdtemp())
+    dt, rss, _ = run_measured([*KONBINI, "--store", str(store), "export", "-f", "turtle", "-o", str(target / "all.ttl")])
+    record("scale", f"konbini-ld export -f turtle @ {n:,}", f"{dt:.0f} s",
+           f"{(target / 'all.ttl').stat().st_size / 2**30:.1f} GiB of Turtle, peak {rss} MiB")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(store.parent, ignore_errors=True)
+
+
+def _scale_plot(samples: list[dict[str, Any]], n: int) -> None:
+    """bench/scale.svg: ingest rate (per window) and RSS against responses loaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs, rates, rss = [], [], []
+    previous = {"n": 0, "t": 0.0}
+    for s in samples:
+        if s["n"] > previous["n"]:
+            xs.append(s["n"])
+            rates.append((s["n"] - previous["n"]) / (s["t"] - previous["t"]))
+            rss.append(s["peak"])
+        previous = s
+    fig, left = plt.subplots(figsize=(8, 4.5))
+    left.plot(xs, rates, color="tab:blue", label="ingest rate (docs/s)")
+    left.set_xlabel("responses loaded")
+    left.set_ylabel("docs/s", color="tab:blue")
+    left.set_ylim(bottom=0)
+    right = left.twinx()
+    right.plot(xs, rss, color="tab:red", label="peak RSS (MiB)")
+    right.axhline(500, color="tab:red", linestyle=":", linewidth=1)
+    right.set_ylabel("peak RSS (MiB)", color="tab:red")
+    right.set_ylim(bottom=0)
+    left.set_title(f"konbini-ld load of {n:,} responses")
+    fig.tight_layout()
+    fig.savefig(ROOT / "bench" / "scale.svg")
+    plt.close(fig)
 
 
 # -- profile ---------------------------------------------------------------------------
@@ -722,7 +853,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"{'section':8} {'measurement':58} {'value':>16}  notes")
     stores: dict[int, Path] = {}
-    if sections & {"ingest", "queries", "export", "search", "endpoint"}:
+    if sections & {"ingest", "queries", "export", "search", "endpoint"} and sections != {"scale"}:
         stores = bench_ingest(sizes, args.naive_max)
     if "profile" in sections:
         bench_profile(args.profile_size)
@@ -741,6 +872,8 @@ def main() -> None:
         bench_startup(max(5, args.repeat // 2))
     if "fetch" in sections:
         bench_fetch(args.fetch_audios, args.fetch_large, args.fetch_latency, [int(c) for c in args.concurrency.split(",")])
+    if "scale" in sections:
+        bench_scale(max(sizes), max(5, args.repeat // 2))
     if "history" in sections:
         n, k = (int(x) for x in args.history.lower().split("x"))
         bench_history(n, k, min(args.history_naive, n * k), max(5, args.repeat // 2))

@@ -22,7 +22,7 @@ load in.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
+from .memo import MaybeHeld, Recent
 
 __all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Times", "points", "series_points"]
 
@@ -45,6 +46,8 @@ _FOI = f"<{SOSA}hasFeatureOfInterest>"
 _PROPERTY = f"<{SOSA}observedProperty>"
 _RESULT = f"<{SOSA}hasSimpleResult>"
 _TIME = f"<{SOSA}resultTime>"
+#: Entities whose observation times a writer keeps in memory (the others are read when needed).
+RECENT = 50_000
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
 
@@ -130,35 +133,56 @@ class Times:
 class ObservedTimes:
     """Each entity's observation times, read from (and written to) the provenance graph.
 
-    :param cache: keep every entity's times in memory (only when this process is the store's
-        only writer); otherwise each batch asks the engine about its own entities.
+    :param cache: this process is the store's only writer: remember the times of the entities
+        written last (:data:`RECENT` of them) and which entities have times at all, so that only
+        the others are read; otherwise each batch reads its own entities' times.
     """
 
     def __init__(self, cache: bool) -> None:
         self.cache = cache
-        self._times: dict[str, Times] | None = None
+        self._times: Recent[str, Times] = Recent(RECENT)
+        self._held: MaybeHeld | None = None
 
     def forget(self) -> None:
-        """Drop what is cached (the store changed under us: a rebuild, a rejected write)."""
-        self._times = None
+        """Drop what is remembered (the store changed under us: a rebuild, a rejected write)."""
+        self._times.clear()
+        self._held = None
 
-    def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str]) -> dict[str, Times]:
-        """The stored times of each of ``entities`` (N-Triples IRIs) that has them."""
-        if self.cache:
-            if self._times is None:
-                rows = engine.query(
-                    f"SELECT ?e ?t ?older WHERE {{ GRAPH {graph} {{ ?e {_LAST_NT} ?t "
-                    f"OPTIONAL {{ ?e {_OLDER_NT} ?older }} }} }}", union=False
-                )
-                self._times = _collect((str(r[0]), r[1].value, r[2].value if r[2] is not None else None) for r in rows)
-            known = self._times
-            return {e: known[e] for e in entities if e in known}
-        found = []
-        for q in engine.quads_for_subjects([ox.NamedNode(e[1:-1]) for e in entities], graph):
+    def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str],
+               before_read: Callable[[list[str]], None] | None = None) -> dict[str, Times]:
+        """The stored times of each of ``entities`` (N-Triples IRIs) that has them.
+
+        :param before_read: called with the entities about to be read from the store.
+        """
+        if not self.cache:
+            wanted = list(entities)
+        else:
+            if self._held is None:
+                empty = not engine.query(f"ASK {{ GRAPH {graph} {{ ?e {_LAST_NT} ?t }} }}", union=False)
+                self._held = MaybeHeld(complete=bool(empty))
+            found: dict[str, Times] = {}
+            wanted = []
+            for e in entities:
+                times = self._times.recall(e)
+                if times is not None:
+                    found[e] = times
+                elif e in self._held:
+                    wanted.append(e)
+            if not wanted:
+                return found
+        if before_read is not None:
+            before_read(wanted)
+        rows = []
+        for q in engine.quads_for_subjects([ox.NamedNode(e[1:-1]) for e in wanted], graph):
             if q.predicate in (_LAST, _OLDER) and isinstance(q.object, ox.Literal):
                 last = q.object.value if q.predicate == _LAST else None
-                found.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
-        return _collect(found)
+                rows.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
+        read = _collect(rows)
+        if not self.cache:
+            return read
+        self._times.update(read)
+        found.update(read)
+        return found
 
     def update(self, graph: ox.NamedNode, changes: dict[str, tuple[Times | None, Times]]) -> tuple[list[ox.Quad], list[str]]:
         """The provenance deletes and inserts that record ``changes`` (entity → old and new times)."""
@@ -176,8 +200,10 @@ class ObservedTimes:
                 inserts.append(f"{entity} {_LAST_NT} {nt_literal(new.last, XSD + 'dateTime')} .\n")
             if new.older and (old is None or old.older != new.older):
                 inserts.append(f"{entity} {_OLDER_NT} {nt_literal(new.text())} .\n")
-            if self._times is not None:
+            if self.cache:
                 self._times[entity] = new
+                if self._held is not None:
+                    self._held.add(entity)
         return deletes, inserts
 
 

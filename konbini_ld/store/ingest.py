@@ -32,7 +32,8 @@ __all__ = ["DEFAULT_BATCH", "Pipeline", "batched", "observed"]
 log = logging.getLogger(__name__)
 
 #: Responses per batch: prepared together, archived in one append, written in one write.
-DEFAULT_BATCH = 2000
+#: (1,000: what two batches in flight hold stays small; larger batches save little time)
+DEFAULT_BATCH = 1000
 
 Item = Response | ArchiveRecord | InputError
 

@@ -21,10 +21,19 @@ import pyoxigraph as ox
 from ..lexical import observation_time
 from ..vocab import GENID
 from .history import Times
+from .memo import MaybeHeld, Recent
 
 __all__ = ["Planner", "prov_groups"]
 
 _GENID_NT = "<" + GENID
+#: one copy of each set of properties remembered per entity (entities of a kind share a few)
+_PROPSETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(props: frozenset[str]) -> frozenset[str]:
+    if len(_PROPSETS) < 10_000:
+        return _PROPSETS.setdefault(props, props)
+    return _PROPSETS.get(props, props)
 
 
 def _node(text: str) -> ox.NamedNode:
@@ -34,13 +43,13 @@ def _node(text: str) -> ox.NamedNode:
 class Planner:
     """Collects a batch's triple groups and turns them into the upsert's deletes and inserts.
 
-    :param known: entities this store already holds in ``graph`` (embedded store: kept in memory,
-        so new entities cost no lookup), or ``None`` to ask the engine about every one.
+    :param known: entities this store may hold in ``graph`` (embedded store: a filter kept in
+        memory, so new entities cost no lookup), or ``None`` to ask the engine about every one.
     :param seen: entity → digest of what this process last wrote for it, and the properties it
         then held (an entity observed exactly so again needs no read).
     """
 
-    def __init__(self, graph: ox.NamedNode, known: set[str] | None,
+    def __init__(self, graph: ox.NamedNode, known: MaybeHeld | set[str] | None,
                  seen: dict[str, tuple[int, frozenset[str]]] | None = None) -> None:
         self.graph = graph
         self.known = known
@@ -145,7 +154,7 @@ class Planner:
             for s, p in self.final:
                 now_held.setdefault(s, set()).add(p)
             for entity, (digest, _) in list(self._written.items()):
-                self._written[entity] = (digest, frozenset(props.get(entity, set()) | now_held.get(entity, set())))
+                self._written[entity] = (digest, _shared(frozenset(props.get(entity, set()) | now_held.get(entity, set()))))
         return deletes, [line for line in inserts if line not in unchanged]
 
     def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]]) -> set[tuple[str, str]]:
@@ -196,7 +205,7 @@ class Planner:
         for entity, keys in by_entity.items():
             keys.sort()
             digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
-            remembered = seen.get(entity)
+            remembered = seen.recall(entity) if isinstance(seen, Recent) else seen.get(entity)
             if remembered is not None and remembered[0] == digest:
                 for k in keys:
                     del self.final[k]

@@ -20,9 +20,9 @@ import pyoxigraph as ox
 from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
-from ..vocab import GENID
 from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
 from .index_rows import kinds
+from .memo import MaybeHeld, Recent
 from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
 #: The graphs a writer writes: current state, provenance, counter history.
 GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
+#: Entities whose last write a writer remembers (an entity observed exactly so again needs no read).
+RECENT = 50_000
 
 
 class Writer:
@@ -53,8 +55,8 @@ class Writer:
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
         self._times = ObservedTimes(cache=bool(engine.capabilities.exclusive_writer))
-        self._known_subjects: dict[str, set[str]] = {}
-        self._seen: dict[str, tuple[int, frozenset[str]]] = {}
+        self._known_subjects: dict[str, MaybeHeld] = {}
+        self._seen: Recent[str, tuple[int, frozenset[str]]] = Recent(RECENT)
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
@@ -85,7 +87,7 @@ class Writer:
         report = LoadReport()
         data_graph, prov_graph, history_graph = self.graphs
         known = self._known(data_graph)
-        data = Planner(data_graph, known, self._seen if known is not None else None)
+        data = Planner(data_graph, known, self._seen if self.engine.capabilities.exclusive_writer else None)
         prov = Planner(prov_graph, self._known(prov_graph))
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         history: list[str] = []  # and so are the counters' points
@@ -116,10 +118,8 @@ class Writer:
         for p in mapped:
             data.add(p.groups, p.response.observed)
         stored_times: dict[str, Times] = {}
-        if data.newest:
-            if not self._times.cache:  # read from the store: wait for a write in progress on them
-                self._before_read(data.newest)
-            stored_times = self._times.stored(self.engine, prov_graph, data.newest)
+        if data.newest:  # (what is read from the store first waits for a write in progress on it)
+            stored_times = self._times.stored(self.engine, prov_graph, data.newest, self._before_read)
         deletes, inserts = data.plan(self.engine, self._before_read, stored_times)
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
@@ -241,15 +241,14 @@ class Writer:
             elif error is not None:
                 raise error
 
-    def _known(self, graph: ox.NamedNode) -> set[str] | None:
-        """The entities of ``graph``, kept in memory when this process is the store's only writer."""
+    def _known(self, graph: ox.NamedNode) -> MaybeHeld | None:
+        """Which entities ``graph`` may hold, when this process is the store's only writer: exact
+        for a graph that was empty when first asked (a first load reads nothing for new entities)."""
         if not self.engine.capabilities.exclusive_writer:
             return None
         known = self._known_subjects.get(graph.value)
         if known is None:
-            rows = self.engine.query(
-                f"SELECT DISTINCT ?s WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} "
-                f'FILTER(!STRSTARTS(STR(?s), "{GENID}")) }}', union=False
-            )
-            known = self._known_subjects[graph.value] = {str(row[0]) for row in rows}
+            self.sync()
+            empty = not self.engine.query(f"ASK {{ GRAPH {graph} {{ ?s ?p ?o }} }}", union=False)
+            known = self._known_subjects[graph.value] = MaybeHeld(complete=bool(empty))
         return known

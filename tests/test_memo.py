@@ -1,0 +1,86 @@
+"""A writer's memory of its store is bounded, and what it forgets is read again, never assumed."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from konbini_ld import open_store
+from konbini_ld.sources.konbini.corpus import corpus_lines
+from konbini_ld.store import history, writer
+from konbini_ld.store.memo import MaybeHeld, Recent
+
+GRAPHS = ("urn:konbini-ld:graph:data", "urn:konbini-ld:graph:history")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=40), max_size=300, unique=True))
+def test_a_filter_never_forgets_what_was_added(items: list[str]) -> None:
+    held = MaybeHeld(complete=True)
+    held.update(items)
+    assert all(item in held for item in items)
+
+
+def test_a_filter_grows_in_layers_and_stays_mostly_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MaybeHeld, "FIRST", 1000)
+    held = MaybeHeld(complete=True)
+    added = [f"https://www.tiktok.com/@creator.{i}" for i in range(20_000)]
+    held.update(added)
+    assert all(a in held for a in added)
+    assert held.nbytes < 20_000 * 3  # about two bytes an entity, not hundreds
+    wrong = sum(f"https://www.tiktok.com/music/never-{i}" in held for i in range(10_000))
+    assert wrong < 500  # a false "may hold" only costs a read
+
+
+def test_an_incomplete_filter_says_every_entity_may_be_held() -> None:
+    held = MaybeHeld(complete=False)
+    held.add("a")
+    assert "anything" in held and "a" in held
+
+
+def test_recent_keeps_the_most_recently_used() -> None:
+    recent: Recent[str, int] = Recent(3)
+    for i, k in enumerate("abc"):
+        recent[k] = i
+    assert recent.recall("a") == 0  # now the most recent
+    recent["d"] = 3
+    assert list(recent) == ["c", "a", "d"]
+    recent.update({"e": 4, "c": 5})
+    assert list(recent) == ["d", "e", "c"] and len(recent) == 3
+    assert recent.recall("b") is None
+
+
+def _graphs(store: Any) -> dict[str, set[str]]:
+    return {g: {str(q) for q in store.engine.iter_quads(ox.NamedNode(g))} for g in GRAPHS}
+
+
+def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out-of-order observations in small batches, over three processes' worth of opens: with
+    room for three entities and a tiny filter, the graphs equal those of the default memory."""
+    lines = list(corpus_lines(40, observations=3))
+    random.Random(7).shuffle(lines)
+    parts = [tmp_path / f"part{i}.jsonl" for i in range(3)]
+    for i, part in enumerate(parts):
+        part.write_text("".join(lines[i::3]))
+
+    def load(where: Path) -> dict[str, set[str]]:
+        for part in parts:  # each part from a fresh open: the later ones find a store that is not empty
+            with open_store(where) as store:
+                store.load([part], batch_size=7)
+        with open_store(where, read_only=True) as store:
+            return _graphs(store)
+
+    roomy = load(tmp_path / "roomy")
+    monkeypatch.setattr(writer, "RECENT", 3)
+    monkeypatch.setattr(history, "RECENT", 3)
+    monkeypatch.setattr(MaybeHeld, "FIRST", 4)
+    tight = load(tmp_path / "tight")
+    assert tight == roomy
+    assert len(roomy["urn:konbini-ld:graph:history"]) > 400
