@@ -179,6 +179,29 @@ def test_a_stale_index_is_never_read_and_the_next_writer_rebuilds_it(loaded: Pat
     consistent(store_dir)  # the writer rebuilt it
 
 
+
+def test_an_index_of_another_version_is_left_to_the_next_writer(loaded: Path, tmp_path: Path) -> None:
+    """A reader of a newer konbini-ld beside an index an older one wrote (current, but laid out
+    otherwise) answers from the graph; the next writer rebuilds the index in its own layout."""
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    index = TextIndex(store_dir / textindex.FILENAME)
+    with index.db:
+        index.db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")
+        index.db.execute("DROP INDEX person_rank")
+        index.db.execute("ALTER TABLE person DROP COLUMN audios")  # (what an older layout lacks)
+    index.close()
+    nq = get_named_query("creators")
+    with open_store(store_dir, read_only=True) as store:
+        assert store.answer(nq.text, {}) is None
+        assert rows_of(store.run_named("creators"))  # answered by the plain query
+    with open_store(store_dir) as store:
+        assert store.answer(nq.text, {}) is not None
+    with open_store(store_dir, read_only=True) as store:
+        same_answers(store)
+
 @pytest.mark.parametrize("damage", ["deleted", "garbage"])
 def test_a_missing_or_damaged_index_is_rebuilt_from_the_graph(loaded: Path, tmp_path: Path, damage: str) -> None:
     import shutil

@@ -128,15 +128,20 @@ def _shown(values: Values, props: tuple[str, ...]) -> str:
 
 def shown(text: str) -> list[ox.Literal | None]:
     """The terms of a row's ``shown`` column."""
-    out: list[ox.Literal | None] = []
-    for cols in json.loads(text):
-        if cols is None:
-            out.append(None)
-        elif cols[1][0] == "@":
-            out.append(ox.Literal(cols[0], language=cols[1][1:]))
-        else:
-            out.append(ox.Literal(cols[0], datatype=_datatype(cols[1])))
-    return out
+    return [_term(cols) for cols in json.loads(text)]
+
+
+def shown_many(texts: list[str], first: int) -> list[list[ox.Literal | None]]:
+    """The ``first`` terms of many rows' ``shown`` columns (decoded as one JSON text: much faster)."""
+    return [[_term(cols) for cols in row[:first]] for row in json.loads("[" + ",".join(texts) + "]")]
+
+
+def _term(cols: list[str] | None) -> ox.Literal | None:
+    if cols is None:
+        return None
+    if cols[1][0] == "@":
+        return ox.Literal(cols[0], language=cols[1][1:])
+    return ox.Literal(cols[0], datatype=_datatype(cols[1]))
 
 
 @functools.lru_cache(maxsize=64)

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 #: The index file inside a store directory (with SQLite's ``-wal`` and ``-shm`` beside it).
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
-VERSION = "6"
+VERSION = "7"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +57,9 @@ CREATE TABLE audio(
     creators TEXT NOT NULL, videos INTEGER, original INTEGER, credits TEXT NOT NULL, shown TEXT NOT NULL
 );
 CREATE INDEX audio_videos ON audio(videos);
-CREATE TABLE person(iri TEXT PRIMARY KEY, text TEXT NOT NULL, followers INTEGER, shown TEXT NOT NULL);
+CREATE TABLE person(iri TEXT PRIMARY KEY, text TEXT NOT NULL, followers INTEGER, shown TEXT NOT NULL,
+                    audios INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX person_rank ON person(audios DESC, followers DESC, iri, shown);  -- covers creators
 CREATE TABLE credit(audio INTEGER NOT NULL, person TEXT NOT NULL);
 CREATE INDEX credit_audio ON credit(audio);
 CREATE INDEX credit_person ON credit(person);
@@ -98,6 +100,8 @@ class TextIndex:
         self._series: dict[tuple[str, str], list[Any]] = {}  # series rows read (this is their only writer)
         #: a reader's answers of the parameterless aggregations, by (query, archive record)
         self.answers: dict[tuple[str, int | None], tuple[list[str], list[tuple[Any, ...]]]] = {}
+        #: whether the file holds what this version reads (a reader leaves another version alone)
+        self.compatible = True
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
@@ -106,17 +110,19 @@ class TextIndex:
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            version = self._meta("version")
+        except sqlite3.OperationalError:  # a new file
+            version = None
+        self.compatible = version == VERSION
         if not read_only:
-            try:
-                version = self._meta("version")
-            except sqlite3.OperationalError:  # a new file
-                version = None
-            if version != VERSION:  # new, or written by another version: start again
+            if not self.compatible:  # new, or written by another version: start again
                 with self.db:
                     for table in ("meta", "audio", "person", "credit", "text", "series", "point"):
                         self.db.execute(f"DROP TABLE IF EXISTS {table}")
                 self.db.executescript(_SCHEMA + series.SCHEMA)
                 self.clear()
+                self.compatible = True
 
     # -- state -------------------------------------------------------------------------------
 
@@ -156,7 +162,7 @@ class TextIndex:
 
     def current(self, applied: int) -> bool:
         """Whether the index is current to the graph applied up to archive record ``applied``."""
-        return self.seq == applied
+        return self.compatible and self.seq == applied
 
     def close(self) -> None:
         self.db.close()
@@ -204,6 +210,7 @@ class TextIndex:
         """(Inside a transaction.) Bring the rows of ``audios`` (with their values, when read
         already) and ``persons`` in line with ``store``."""
         db = self.db
+        counted: set[str] = set()  # persons whose number of audios may have moved
         for iri, values in sorted(audios.items()):
             row = db.execute("SELECT id, name, album, creators, videos, original, credits, shown FROM audio "
                              "WHERE iri = ?", (iri,)).fetchone()
@@ -213,6 +220,7 @@ class TextIndex:
                 entry = rows.entry(store, values or rows.described(store, node, "audio"), persons)
             if entry is None:
                 if row is not None:
+                    counted.update(row[6].split("\n"))
                     db.execute("DELETE FROM text WHERE rowid = ?", (row[0],))
                     db.execute("DELETE FROM credit WHERE audio = ?", (row[0],))
                     db.execute("DELETE FROM audio WHERE id = ?", (row[0],))
@@ -227,6 +235,9 @@ class TextIndex:
                 db.execute("UPDATE audio SET name = ?, album = ?, creators = ?, videos = ?, original = ?, credits = ?, "
                            "shown = ? WHERE id = ?", (*entry, rowid))
             if row is None or row[6] != entry[5]:
+                counted.update(entry[5].split("\n"))
+                if row is not None:
+                    counted.update(row[6].split("\n"))
                 db.execute("DELETE FROM credit WHERE audio = ?", (rowid,))
                 db.executemany("INSERT INTO credit VALUES (?, ?)", [(rowid, p) for p in entry[5].split("\n") if p])
             if row is not None and tuple(row[1:4]) == entry[:3]:
@@ -234,8 +245,11 @@ class TextIndex:
             if row is not None:
                 db.execute("DELETE FROM text WHERE rowid = ?", (rowid,))
             db.execute("INSERT INTO text(rowid, name, album, creators) VALUES (?, ?, ?, ?)", (rowid, *entry[:3]))
-        db.executemany("INSERT OR REPLACE INTO person VALUES (?, ?, ?, ?)",
+        db.executemany("INSERT OR REPLACE INTO person(iri, text, followers, shown) VALUES (?, ?, ?, ?)",
                        [(iri, *person) for iri, person in persons.items()])
+        counted.update(persons)  # (rewritten: and those the audios above looked up)
+        db.executemany("UPDATE person SET audios = (SELECT COUNT(*) FROM credit WHERE person = ?1) WHERE iri = ?1",
+                       [(p,) for p in sorted(counted) if p])
         if seq is not None:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(seq),))
 
