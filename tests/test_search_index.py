@@ -127,6 +127,24 @@ def test_ranking_whole_name_then_start_then_inside_then_album_and_creator() -> N
         assert rows[0]["relevance"] > rows[1]["relevance"] > rows[3]["relevance"]  # type: ignore[operator]
 
 
+def test_a_first_load_indexes_new_entities_without_reading_them_back(corpus: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entities new to the graph are indexed from what the batch wrote for them; only those the
+    graph held before (creators seen in an earlier batch) are read back. Same index either way."""
+    from konbini_ld.store import index_rows
+
+    reads: list[str] = []
+    real = index_rows.described
+    monkeypatch.setattr(index_rows, "described", lambda store, node, kind: reads.append(node.value) or real(store, node, kind))
+    with open_store(tmp_path / "store") as store:
+        report = store.load(corpus, batch_size=200)
+        audios = store.writer.index.db.execute("SELECT COUNT(*) FROM audio").fetchone()[0]
+    assert audios >= 1200 and report.loaded > 1200
+    assert 0 < len(reads) < audios / 2, len(reads)  # (the persons seen again)
+    monkeypatch.setattr(index_rows, "described", real)
+    consistent(tmp_path / "store")
+
+
 def test_upserts_move_the_index_with_the_graph(tmp_path: Path) -> None:
     with open_store(tmp_path / "store") as store:
         store.load(audio(1, "Alpha", by="first.user"), observed_at="2026-03-01T00:00:00Z")

@@ -29,6 +29,7 @@ BULK_THRESHOLD = 5_000
 
 
 _STALE_ATTEMPTS = 5
+_END = " .\n"  # what an N-Triples line ends with (no term ends with a dot or a space)
 
 
 def _stale(text: str) -> bool:
@@ -106,14 +107,15 @@ class OxigraphEngine:
         try:
             for quad in deletes:
                 self.store.remove(quad)
+            if sum(map(len, inserts.values())) >= BULK_THRESHOLD:
+                # one bulk load for every graph: each load adds its own files to RocksDB's first
+                # level, and a long load that adds them faster than they are merged slows down
+                quads = [line.rstrip(_END) + f" {graph} .\n" for graph, lines in inserts.items() for line in lines]
+                self.store.bulk_load("".join(quads).encode("utf-8"), ox.RdfFormat.N_QUADS)
+                return
             for graph, lines in inserts.items():
-                if not lines:
-                    continue
-                data = "".join(lines).encode("utf-8")
-                if len(lines) >= BULK_THRESHOLD:
-                    self.store.bulk_load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
-                else:
-                    self.store.load(data, ox.RdfFormat.N_TRIPLES, to_graph=graph)
+                if lines:
+                    self.store.load("".join(lines).encode("utf-8"), ox.RdfFormat.N_TRIPLES, to_graph=graph)
         except OSError as exc:
             raise StoreError(f"writing to the store at {self.description} failed: {exc.strerror or exc}") from exc
         except (SyntaxError, UnicodeError, MemoryError, ValueError) as exc:

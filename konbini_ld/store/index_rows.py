@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pyoxigraph as ox
 
@@ -33,6 +33,8 @@ _READ = {
     "audio": tuple(ox.NamedNode(p) for p in (_BY_IRI, _NAME, _ALBUM, _VIDEOS, _ORIGINAL)),
     "person": tuple(ox.NamedNode(p) for p in (_USERNAME, _NAME, _FOLLOWERS)),
 }
+
+_READ_NT = {kind: frozenset(f"<{p.value}>" for p in props) for kind, props in _READ.items()}
 
 
 def fold(text: str) -> str:
@@ -69,6 +71,27 @@ def described(store: ox.Store, subject: ox.NamedNode, kind: str) -> Values:
             terms.sort(key=str)
         if terms:
             values[prop.value] = terms
+    return values
+
+
+def fresh(final: Mapping[tuple[str, str], list[str]], entities: Mapping[str, str], new: Iterable[str]) -> dict[str, Values]:
+    """The :func:`described` values of the ``entities`` (IRI → kind) that are ``new`` (N-Triples
+    IRIs of entities the graph did not hold before this batch), from the batch's own upsert
+    groups ``final``: what is written for them is all they will hold, so nothing is read back."""
+    wanted = {e: entities[e[1:-1]] for e in new if e[1:-1] in entities}
+    lines = dict.fromkeys(line for (s, p), group in final.items() if s in wanted and p in _READ_NT[wanted[s]]
+                          for line in group)  # (a graph holds a triple once)
+    values: dict[str, Values] = {e[1:-1]: {} for e in wanted}
+    try:
+        for t in ox.parse("".join(lines), ox.RdfFormat.N_TRIPLES):
+            if isinstance(t.subject, ox.NamedNode) and isinstance(t.object, (ox.NamedNode, ox.Literal)):
+                values[t.subject.value].setdefault(t.predicate.value, []).append(t.object)
+    except SyntaxError:  # (the engine refuses the batch too; the entities are read back if written)
+        return {}
+    for described_values in values.values():
+        for terms in described_values.values():
+            if len(terms) > 1:
+                terms.sort(key=str)
     return values
 
 

@@ -170,19 +170,21 @@ class TextIndex:
     # -- writing -----------------------------------------------------------------------------
 
     def update(self, store: ox.Store, entities: Mapping[str, str], seq: int | None = None,
-               points: Iterable[Point] = ()) -> None:
+               points: Iterable[Point] = (), given: Mapping[str, rows.Values] | None = None) -> None:
         """Re-read from ``store`` the audios and persons among ``entities`` (IRI → ``audio`` or
-        ``person``), and the audios of those persons whose names changed; add ``points`` to
-        their series; record ``seq`` when given."""
+        ``person``; those in ``given`` come with their values), and the audios of those persons
+        whose names changed; add ``points`` to their series; record ``seq`` when given."""
+        given = given or {}
         audios: dict[str, rows.Values | None] = {}
         persons: dict[str, rows.Person] = {}
         with self.db:
             for iri, kind in entities.items():
                 node = ox.NamedNode(iri)
+                values = given.get(iri)
                 if kind == "audio":
-                    audios[iri] = rows.described(store, node, kind)
+                    audios[iri] = values if values is not None else rows.described(store, node, kind)
                 elif kind == "person":
-                    person = persons[iri] = rows.person(rows.described(store, node, kind))
+                    person = persons[iri] = rows.person(values if values is not None else rows.described(store, node, kind))
                     row = self.db.execute("SELECT text FROM person WHERE iri = ?", (iri,)).fetchone()
                     if row is None or row[0] != person[0]:  # their audios' creators text moves
                         for q in store.quads_for_pattern(None, BY, node, DATA):

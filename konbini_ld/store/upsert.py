@@ -59,6 +59,8 @@ class Planner:
         self.at: dict[tuple[str, str], str] = {}
         #: entity → the newest observation of it in this batch
         self.newest: dict[str, str] = {}
+        #: entities the graph certainly did not hold before this batch (known from ``known``; see :meth:`plan`)
+        self.new: set[str] = set()
         #: entity → (stored times, new times) where they change (see :meth:`plan`)
         self.times_changed: dict[str, tuple[Times | None, Times]] = {}
         self._written: dict[str, tuple[int, frozenset[str]]] = {}
@@ -106,6 +108,8 @@ class Planner:
             self._skip_unchanged()
         subjects = {s for s, _ in self.final}
         check = subjects if self.known is None else [s for s in subjects if s in self.known]
+        if self.known is not None:
+            self.new = subjects.difference(check)
         stored: list[ox.Quad] = []
         props: dict[str, set[str]] = {}
         if check:

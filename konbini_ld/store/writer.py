@@ -21,7 +21,7 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
-from .index_rows import kinds
+from .index_rows import Values, fresh, kinds
 from .memo import MaybeHeld, Recent
 from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
 #: The graphs a writer writes: current state, provenance, counter history.
 GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
+#: What the index beside the graph is told of a write: the audios and persons it wrote (IRI →
+#: kind), the points of the series it keeps, and the values of the entities new to the graph.
+Described = tuple[dict[str, str], list[Point], dict[str, Values]]
 #: Entities whose last write a writer remembers (an entity observed exactly so again needs no read).
 RECENT = 50_000
 
@@ -121,6 +124,7 @@ class Writer:
         if data.newest:  # (what is read from the store first waits for a write in progress on it)
             stored_times = self._times.stored(self.engine, prov_graph, data.newest, self._before_read)
         deletes, inserts = data.plan(self.engine, self._before_read, stored_times)
+        given = fresh(data.final, described, data.new) if self.index is not None and data.new else {}
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
         pdeletes.extend(time_deletes)
@@ -134,7 +138,7 @@ class Writer:
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
-            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=(described, tracked),
+            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=(described, tracked, given),
         )
         data.committed()
         return report
@@ -187,18 +191,19 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
-            self._index(({}, []), applied_seq)
+            self._index(({}, [], {}), applied_seq)
             self.mark_applied(applied_seq)
 
-    def _index(self, described: tuple[dict[str, str], list[Point]], applied_seq: int | None) -> None:
+    def _index(self, described: Described, applied_seq: int | None) -> None:
         """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
         if self.index is None or (not described[0] and applied_seq is None):
             return
         try:
-            self.index.update(self.engine.store, described[0], applied_seq, described[1])
-        except Exception:
-            log.warning("the text index could not be updated; search reads the graph until the store "
-                        "is next opened for writing, which rebuilds it", exc_info=True)
+            self.index.update(self.engine.store, described[0], applied_seq, described[1], described[2])
+        except Exception as exc:
+            log.warning("the text index could not be updated (%s); search reads the graph until the store "
+                        "is next opened for writing, which rebuilds it", exc)
+            log.debug("the text index update failed", exc_info=True)
             self.index.invalidate()
             self.index = None
 
@@ -214,13 +219,13 @@ class Writer:
         applied_seq: int | None,
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
-        described: tuple[dict[str, str], list[Point]] | None = None,
+        described: Described | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
-                self._index(described or ({}, []), applied_seq)
+                self._index(described or ({}, [], {}), applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
