@@ -148,9 +148,8 @@ class KonbiniStore:
     # -- writing -------------------------------------------------------------
 
     def recover(self) -> LoadReport:
-        """Apply archived responses the graph does not have yet (after a crash or a kill). Damaged
-        records and responses that cannot be written are reported and skipped: replay never leaves
-        a store that cannot be opened."""
+        """Apply archived responses the graph does not have yet (after a crash or a kill). Damaged records
+        and responses that cannot be written are reported and skipped: replay never bricks a store."""
         if self.archive is None:
             return LoadReport()
         self.archive.repair()
@@ -184,8 +183,7 @@ class KonbiniStore:
     def ingest(self, responses: Iterable[Response | Any], *, batch_size: int = DEFAULT_BATCH,
                archive_failed: bool = False, progress: Progress = None, workers: int | None = None,
                observed_at: datetime | str | None = None) -> LoadReport:
-        """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline
-        (prepare, archive, apply), in batches.
+        """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline (prepare, archive, apply).
 
         :param archive_failed: archive responses even when they cannot be mapped (paid-for API
             responses), so that ``rebuild`` can recover them later.
@@ -309,10 +307,12 @@ class KonbiniStore:
         return ledger(self.engine)
 
     def compact(self) -> None:
-        """Merge the embedded store's files: faster reads after large loads (a server manages its own)."""
+        """Merge the store's files and its index's segments: faster reads after large loads (embedded only)."""
         self.writer.sync()
         if isinstance(self.engine, OxigraphEngine) and not self.read_only:
             self.engine.compact()
+            if self.writer.index is not None:
+                self.writer.index.optimize()
 
     def __len__(self) -> int:
         self.writer.sync()
