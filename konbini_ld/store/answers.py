@@ -14,7 +14,7 @@ import pyoxigraph as ox
 
 from ..lexical import canonical_datetime, observation_time
 from ..vocab import KS, XSD
-from .index_rows import shown, shown_many
+from .index_rows import shown, term
 from .series import growth_of
 from .textindex import TextIndex
 
@@ -99,16 +99,18 @@ def creators(index: TextIndex) -> QueryResult:
     """``creators``: every person, with username, followers and number of audios."""
     from ..query.run import QueryResult
 
-    # (each person's number of audios is kept with the person: the rank is an index scan)
-    sql = "SELECT iri, shown, audios FROM person ORDER BY audios DESC, followers DESC, iri"
-    found = index.db.execute(sql).fetchall()
+    # (each person's number of audios is kept with the person: the rank is an index scan, and
+    # SQLite takes the two terms shown out of their JSON)
+    sql = ("SELECT iri, json_extract(shown, '$[0][0]'), json_extract(shown, '$[0][1]'), "
+           "json_extract(shown, '$[1][0]'), json_extract(shown, '$[1][1]'), audios FROM person "
+           "ORDER BY audios DESC, followers DESC, iri")
     counts: dict[int, ox.Literal] = {}
     rows = []
-    for (iri, _, count), (username, followers) in zip(found, shown_many([r[1] for r in found], 2), strict=True):
+    for iri, name, name_tag, followers, followers_tag, count in index.db.execute(sql).fetchall():
         audios = counts.get(count)
         if audios is None:
             audios = counts[count] = _integer(count)
-        rows.append((ox.NamedNode(iri), username, followers, audios))
+        rows.append((ox.NamedNode(iri), term(name, name_tag), term(followers, followers_tag), audios))
     return QueryResult.from_rows(["person", "username", "followers", "audios"], rows)
 
 

@@ -151,20 +151,16 @@ def _shown(values: Values, props: tuple[str, ...]) -> str:
 
 def shown(text: str) -> list[ox.Literal | None]:
     """The terms of a row's ``shown`` column."""
-    return [_term(cols) for cols in json.loads(text)]
+    return [None if cols is None else term(*cols) for cols in json.loads(text)]
 
 
-def shown_many(texts: list[str], first: int) -> list[list[ox.Literal | None]]:
-    """The ``first`` terms of many rows' ``shown`` columns (decoded as one JSON text: much faster)."""
-    return [[_term(cols) for cols in row[:first]] for row in json.loads("[" + ",".join(texts) + "]")]
-
-
-def _term(cols: list[str] | None) -> ox.Literal | None:
-    if cols is None:
+def term(lexical: str | None, tag: str | None) -> ox.Literal | None:
+    """One term of a ``shown`` column from its lexical form and tag (``None``: no value)."""
+    if lexical is None or tag is None:
         return None
-    if cols[1][0] == "@":
-        return ox.Literal(cols[0], language=cols[1][1:])
-    return ox.Literal(cols[0], datatype=_datatype(cols[1]))
+    if tag[0] == "@":
+        return ox.Literal(lexical, language=tag[1:])
+    return ox.Literal(lexical, datatype=_datatype(tag))
 
 
 @functools.lru_cache(maxsize=64)
