@@ -244,18 +244,24 @@ def bench_queries(stores: dict[int, Path], repeat: int) -> None:
             for name, q in named_queries().items():
                 bound = {p.name: params[p.name] for p in q.params if p.name in params}
 
-                def go() -> None:
-                    result = store.run_named(name, bound)
-                    list(result.triples() if result.kind == "CONSTRUCT" else result.rows())
-
-                t = time.perf_counter()
-                go()  # (a reader keeps the aggregations' answers until the index moves: the first call computes)
-                once = time.perf_counter() - t
-                p50, p95 = _timed(go, repeat)
+                once, p50, p95 = _named_timing(store, name, bound, repeat)
                 note = f"first call {once * 1000:,.1f} ms, p95 {p95 * 1000:.1f} ms" + _beside_plain(store, name, bound, p50, repeat)
                 if name in baseline and n == min(stores):
                     note += f", rdflib engine {baseline[name] * 1000:.0f} ms = {baseline[name] / p50:.0f}x"
                 record("query", f"{name} @ {n} (in-process)", f"{p50 * 1000:.1f} ms", note)
+
+
+def _named_timing(store: Any, name: str, params: dict[str, Any], repeat: int) -> tuple[float, float, float]:
+    """A named query's first call, then its p50 and p95 (a reader keeps the aggregations' answers
+    until the index moves: the first call computes them)."""
+    def go() -> None:
+        result = store.run_named(name, params)
+        list(result.triples() if result.kind == "CONSTRUCT" else result.rows())
+
+    t = time.perf_counter()
+    go()
+    once = time.perf_counter() - t
+    return (once, *_timed(go, repeat))
 
 
 def _beside_plain(store: Any, name: str, params: dict[str, Any], p50: float, repeat: int) -> str:
@@ -327,7 +333,7 @@ def bench_scale(n: int, repeat: int) -> None:
     then every named query's first call and p50 on the result, its size on disk, and an export."""
     path = corpus(n)
     store = Path(tempfile.mkdtemp(prefix=f"kld-scale-{n}-")) / "store"
-    every = max(1000, n // 50)
+    every = max(1, min(max(1000, n // 50), n // 2))  # (a sample at least once a batch or two)
     proc = subprocess.Popen([sys.executable, "-c", SCALE_LOADER, str(path), str(store), str(every)],
                             stdout=subprocess.PIPE, text=True)
     samples = []
@@ -371,15 +377,7 @@ def bench_scale(n: int, repeat: int) -> None:
     with open_store(store, read_only=True) as s:
         for name, q in named_queries().items():
             bound = {p.name: params[p.name] for p in q.params if p.name in params}
-
-            def go() -> None:
-                result = s.run_named(name, bound)
-                list(result.triples() if result.kind == "CONSTRUCT" else result.rows())
-
-            t = time.perf_counter()
-            go()
-            once = time.perf_counter() - t
-            p50, p95 = _timed(go, repeat)
+            once, p50, p95 = _named_timing(s, name, bound, repeat)
             from_index = s.answer(q.text, q.bind(bound)) is not None
             record("scale", f"{name} @ {n:,} (in-process)", f"{p50 * 1000:.1f} ms",
                    f"first call {once * 1000:,.1f} ms, p95 {p95 * 1000:.1f} ms" + (", from the index" if from_index else ""))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from konbini_ld import open_store
 from konbini_ld.sources.konbini.corpus import corpus_lines
-from konbini_ld.store import history, writer
+from konbini_ld.store import memo
 from konbini_ld.store.memo import MaybeHeld, Recent
 
 GRAPHS = ("urn:konbini-ld:graph:data", "urn:konbini-ld:graph:history")
@@ -78,8 +78,7 @@ def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path:
             return _graphs(store)
 
     roomy = load(tmp_path / "roomy")
-    monkeypatch.setattr(writer, "RECENT", 3)
-    monkeypatch.setattr(history, "RECENT", 3)
+    monkeypatch.setattr(memo, "RECENT", 3)
     monkeypatch.setattr(MaybeHeld, "FIRST", 4)
     tight = load(tmp_path / "tight")
     assert tight == roomy

@@ -46,8 +46,6 @@ _FOI = f"<{SOSA}hasFeatureOfInterest>"
 _PROPERTY = f"<{SOSA}observedProperty>"
 _RESULT = f"<{SOSA}hasSimpleResult>"
 _TIME = f"<{SOSA}resultTime>"
-#: Entities whose observation times a writer keeps in memory (the others are read when needed).
-RECENT = 50_000
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
 
@@ -134,13 +132,13 @@ class ObservedTimes:
     """Each entity's observation times, read from (and written to) the provenance graph.
 
     :param cache: this process is the store's only writer: remember the times of the entities
-        written last (:data:`RECENT` of them) and which entities have times at all, so that only
+        written last (:data:`.memo.RECENT` of them) and which entities have times at all, so that only
         the others are read; otherwise each batch reads its own entities' times.
     """
 
     def __init__(self, cache: bool) -> None:
         self.cache = cache
-        self._times: Recent[str, Times] = Recent(RECENT)
+        self._times: Recent[str, Times] = Recent()
         self._held: MaybeHeld | None = None
 
     def forget(self) -> None:

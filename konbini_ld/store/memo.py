@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Generic, TypeVar
 
-__all__ = ["MaybeHeld", "Recent"]
+__all__ = ["RECENT", "MaybeHeld", "Recent"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -92,12 +92,16 @@ class MaybeHeld:
         return sum(len(layer.array) for layer in self._layers)
 
 
+#: Entities whose last write and observation times a writer keeps in memory (the others are read).
+RECENT = 50_000
+
+
 class Recent(OrderedDict[K, V], Generic[K, V]):
     """A mapping that keeps its ``size`` most recently set or read (with :meth:`recall`) entries."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int | None = None) -> None:
         super().__init__()
-        self.size = size
+        self.size = RECENT if size is None else size
 
     def __setitem__(self, key: K, value: V) -> None:
         super().__setitem__(key, value)

@@ -38,8 +38,6 @@ GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
 #: What the index beside the graph is told of a write: the audios and persons it wrote (IRI →
 #: kind), the points of the series it keeps, and the values of the entities new to the graph.
 Described = tuple[dict[str, str], list[Point], dict[str, Values]]
-#: Entities whose last write a writer remembers (an entity observed exactly so again needs no read).
-RECENT = 50_000
 
 
 class Writer:
@@ -59,7 +57,7 @@ class Writer:
         self.graphs: Graphs = GRAPHS
         self._times = ObservedTimes(cache=bool(engine.capabilities.exclusive_writer))
         self._known_subjects: dict[str, MaybeHeld] = {}
-        self._seen: Recent[str, tuple[int, frozenset[str]]] = Recent(RECENT)
+        self._seen: Recent[str, tuple[int, frozenset[str]]] = Recent()
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
