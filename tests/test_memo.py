@@ -83,3 +83,58 @@ def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path:
     tight = load(tmp_path / "tight")
     assert tight == roomy
     assert len(roomy["urn:konbini-ld:graph:history"]) > 400
+
+
+def memo_native_glibc() -> bool:
+    from konbini_ld.engines import native_memory
+
+    return bool(native_memory._glibc())
+
+
+NATIVE_PROBE = r"""
+import ctypes, json, sys
+from konbini_ld.engines import native_memory
+
+def anon():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon"):
+            return int(line.split()[1]) // 1024
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+tuned = native_memory.tune() if sys.argv[1] == "tuned" else False
+start = anon()
+# a native library's pattern: one large buffer freed (glibc then raises its mapping threshold),
+# 400 buffers of 300 KiB, each followed by a small allocation that is kept, then the buffers
+# freed (the kept ones sit between them: nothing can be returned by shrinking the heap)
+libc.free(libc.malloc(4 << 20))
+blocks, kept = [], []
+for _ in range(400):
+    blocks.append(libc.malloc(300 * 1024))
+    kept.append(libc.malloc(1024))
+for b in blocks:
+    ctypes.memset(b, 1, 300 * 1024)
+for b in blocks:
+    libc.free(b)
+if tuned:
+    native_memory.give_back()
+print(json.dumps({"tuned": tuned, "start": start, "after": anon()}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or not memo_native_glibc(), reason="glibc on Linux only")
+def test_native_memory_freed_by_a_library_goes_back_to_the_system() -> None:
+    import json
+    import subprocess
+    import sys
+
+    def run(mode: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", NATIVE_PROBE, mode], capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    tuned = run("tuned")
+    assert tuned["tuned"]
+    assert tuned["after"] - tuned["start"] < 30  # 117 MiB was written and freed: it went back
+    plain = run("plain")  # glibc's defaults keep it
+    assert plain["after"] - plain["start"] > 80

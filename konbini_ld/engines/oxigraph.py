@@ -19,6 +19,7 @@ import pyoxigraph as ox
 
 from ..errors import QueryError, StoreError
 from ..sparql import has_dataset_clause
+from . import native_memory
 from .base import Capabilities, Dataset, WriteRejected, first_line, translate_syntax_error
 
 __all__ = ["BULK_THRESHOLD", "OxigraphEngine"]
@@ -64,6 +65,8 @@ class OxigraphEngine:
             exclusive_writer=True, write_behind=True, substitution=True, transactions=False, bulk_load=True,
             read_only_views=on_disk, timeouts=False, persistent=on_disk,
         )
+        if on_disk:
+            native_memory.tune()  # a long-lived process: RocksDB's freed buffers go back to the system
         self.store = self._open()
 
     def _open(self) -> ox.Store:
@@ -112,6 +115,8 @@ class OxigraphEngine:
                 # level, and a long load that adds them faster than they are merged slows down
                 quads = [line.rstrip(_END) + f" {graph} .\n" for graph, lines in inserts.items() for line in lines]
                 self.store.bulk_load("".join(quads).encode("utf-8"), ox.RdfFormat.N_QUADS)
+                if self.path is not None:
+                    native_memory.give_back()
                 return
             for graph, lines in inserts.items():
                 if lines:
