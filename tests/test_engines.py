@@ -73,6 +73,13 @@ def test_writes_read_back_by_subject_graph_and_count(engine: Any) -> None:
     assert len(list(engine.iter_quads())) == 4
 
 
+def test_reads_by_subject_can_be_limited_to_some_predicates(engine: Any) -> None:
+    seed(engine)
+    got = {(q.subject, q.predicate, q.object) for q in engine.quads_for_subjects([A], DATA, [COUNT])}
+    assert got == {(A, COUNT, ox.Literal("3", datatype=INT))}
+    assert list(engine.quads_for_subjects([A], DATA, [])) == []
+
+
 def test_deletes_then_inserts_in_one_apply(engine: Any) -> None:
     seed(engine)
     old = ox.Quad(A, COUNT, ox.Literal("3", datatype=INT), DATA)

@@ -75,8 +75,10 @@ class Engine(Protocol):
     def capabilities(self) -> Capabilities:
         """What the engine can do."""
 
-    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
-        """Every quad of ``graph`` whose subject is one of ``subjects``."""
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode,
+                           predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
+        """Every quad of ``graph`` whose subject is one of ``subjects`` (and predicate one of
+        ``predicates``, when given)."""
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         """Remove ``deletes``, then add ``inserts`` (N-Triples lines, per named graph)."""

@@ -101,10 +101,15 @@ class OxigraphEngine:
 
     # -- writes --------------------------------------------------------------
 
-    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode) -> Iterator[ox.Quad]:
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode,
+                           predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
         pattern = self.store.quads_for_pattern
         for s in subjects:
-            yield from pattern(s, None, None, graph)
+            if predicates is None:
+                yield from pattern(s, None, None, graph)
+            else:  # a seek per predicate: an entity may carry thousands of other quads
+                for p in predicates:
+                    yield from pattern(s, p, None, graph)
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         try:

@@ -101,13 +101,15 @@ class SparqlHttpEngine:
 
     # -- Backend protocol --------------------------------------------------------
 
-    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None) -> Iterator[ox.Quad]:
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None,
+                           predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
         subjects = list(subjects)
+        only = f"VALUES ?p {{ {' '.join(str(p) for p in predicates)} }} " if predicates is not None else ""
         for i in range(0, len(subjects), _CHUNK_SUBJECTS):
             values = " ".join(str(s) for s in subjects[i : i + _CHUNK_SUBJECTS])
             g = str(graph) if graph is not None else "?g"
             variables = "?s ?p ?o" if graph is not None else "?s ?p ?o ?g"
-            for row in self._select_paged(variables, f"GRAPH {g} {{ VALUES ?s {{ {values} }} ?s ?p ?o }}"):
+            for row in self._select_paged(variables, f"GRAPH {g} {{ VALUES ?s {{ {values} }} {only}?s ?p ?o }}"):
                 yield ox.Quad(row["s"], row["p"], _canonical(row["o"]), graph if graph is not None else row["g"])
 
     def _select_paged(self, variables: str, where: str) -> Iterator[ox.QuerySolution]:

@@ -171,7 +171,8 @@ class ObservedTimes:
         if before_read is not None:
             before_read(wanted)
         rows = []
-        for q in engine.quads_for_subjects([ox.NamedNode(e[1:-1]) for e in wanted], graph):
+        # the two time properties only: an entity also holds a link to every observation of it
+        for q in engine.quads_for_subjects([ox.NamedNode(e[1:-1]) for e in wanted], graph, (_LAST, _OLDER)):
             if q.predicate in (_LAST, _OLDER) and isinstance(q.object, ox.Literal):
                 last = q.object.value if q.predicate == _LAST else None
                 rows.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
