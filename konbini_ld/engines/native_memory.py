@@ -7,7 +7,7 @@ where freed pages are not returned. On a 100k-response load the writer's residen
 rising to about 500 MiB while less than half of it was in use.
 
 :func:`tune` fixes the mapping threshold (large buffers are mapped and unmapped, never left in a
-heap); :func:`give_back` returns the free pages of every heap, called after each batch written.
+heap); :func:`give_back` returns the free pages of every heap, called after each bulk load.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def _glibc() -> Any:
         if sys.platform.startswith("linux"):
             try:
                 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
+                if all(hasattr(libc, f) for f in ("malloc_trim", "mallopt", "gnu_get_libc_version")):  # glibc, not musl
                     _libc = libc
-            except OSError:  # not glibc (musl has neither function): nothing to tune
+            except OSError:  # no C library to load: nothing to tune
                 pass
     return _libc
 
