@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from konbini_ld import open_store
 from konbini_ld.sources.konbini.corpus import corpus_lines
 from konbini_ld.store import memo
-from konbini_ld.store.memo import MaybeHeld, Recent
+from konbini_ld.store.memo import MaybeHeld, Written
 
 GRAPHS = ("urn:konbini-ld:graph:data", "urn:konbini-ld:graph:history")
 
@@ -44,16 +44,65 @@ def test_an_incomplete_filter_says_every_entity_may_be_held() -> None:
     assert "anything" in held and "a" in held
 
 
-def test_recent_keeps_the_most_recently_used() -> None:
-    recent: Recent[str, int] = Recent(3)
-    for i, k in enumerate("abc"):
-        recent[k] = i
-    assert recent.recall("a") == 0  # now the most recent
-    recent["d"] = 3
-    assert list(recent) == ["c", "a", "d"]
-    recent.update({"e": 4, "c": 5})
-    assert list(recent) == ["d", "e", "c"] and len(recent) == 3
-    assert recent.recall("b") is None
+def test_written_keeps_the_most_recently_written_of_a_full_bucket() -> None:
+    written = Written(slots=4)  # one bucket of four
+    for i, entity in enumerate("abcd"):
+        written.set_states({entity: (i + 1, frozenset({"p"}))})
+    written.set_time("a", "2026-11-25T10:00:00.000Z")  # a write: now the most recent
+    written.set_states({"e": (5, frozenset())})
+    assert written.state("b") is None  # the least recently used went
+    assert [written.state(k) for k in "acde"] == [(1, frozenset({"p"})), (3, frozenset({"p"})),
+                                                  (4, frozenset({"p"})), (5, frozenset())]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 64).map(lambda n: 4 * n),
+       st.lists(st.tuples(st.sampled_from(["state", "time", "drop", "forget"]), st.integers(0, 200),
+                          st.integers(1, 2**62), st.integers(0, 3)), max_size=400))
+def test_written_forgets_but_never_answers_wrong(slots: int, ops: list[tuple[str, int, int, int]]) -> None:
+    """Against a plain dict: each answer is the last thing set for that entity, or nothing; and
+    while the table is not full, nothing is forgotten."""
+    sets = [frozenset(), frozenset({"a"}), frozenset({"a", "b"}), frozenset({"c"})]
+    written, states, times = Written(slots=slots), {}, {}
+    for op, k, value, s in ops:
+        entity = f"<https://www.tiktok.com/@creator.{k}>"
+        if op == "state":
+            written.set_states({entity: (value, sets[s])})
+            states[entity] = (value, sets[s])
+        elif op == "time":
+            at = f"20{10 + s}-0{1 + s}-1{s}T0{s}:{value % 60:02d}:00.{value % 1000:03d}Z"
+            written.set_time(entity, at)
+            times[entity] = at
+        elif op == "drop":
+            written.drop_state(entity)
+            states.pop(entity, None)
+        else:
+            written.set_time(entity, None)
+            times.pop(entity, None)
+        for e in {entity, f"<https://www.tiktok.com/@creator.{value % 200}>"}:
+            assert written.state(e) in (None, states.get(e))
+            assert written.time(e) in (None, times.get(e))
+    roomy = Written(slots=4096)
+    for e, (digest, props) in states.items():
+        roomy.set_states({e: (digest, props)})
+    for e, at in times.items():
+        roomy.set_time(e, at)
+    assert all(roomy.state(e) == v for e, v in states.items())
+    assert all(roomy.time(e) == v for e, v in times.items())
+
+
+def test_written_costs_tens_of_bytes_an_entity_and_keeps_times_it_can_spell() -> None:
+    written = Written(slots=1 << 18)
+    entities = [f"<https://www.tiktok.com/@creator.{i}>" for i in range(150_000)]
+    written.set_states({e: (i + 1, frozenset({"p"})) for i, e in enumerate(entities)})
+    assert written.nbytes <= 28 * (1 << 18)  # (the doubling stops at its size)
+    kept = sum(written.state(e) is not None for e in entities)
+    assert kept > 0.97 * len(entities)  # at a load of 57%, four slots a bucket rarely overflow
+    written.set_time(entities[0], "2026-11-25T10:00:00.250Z")
+    assert written.time(entities[0]) == "2026-11-25T10:00:00.250Z"
+    for odd in ("1969-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z", "2026-11-25T10:00:00Z"):
+        written.set_time(entities[1], odd)
+        assert written.time(entities[1]) is None  # not spelled by konbini-ld or out of range: read
 
 
 def _graphs(store: Any) -> dict[str, set[str]]:
@@ -63,7 +112,7 @@ def _graphs(store: Any) -> dict[str, set[str]]:
 def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Out-of-order observations in small batches, over three processes' worth of opens: with
-    room for three entities and a tiny filter, the graphs equal those of the default memory."""
+    room for four entities and a tiny filter, the graphs equal those of the default memory."""
     lines = list(corpus_lines(40, observations=3))
     random.Random(7).shuffle(lines)
     parts = [tmp_path / f"part{i}.jsonl" for i in range(3)]
@@ -78,7 +127,7 @@ def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path:
             return _graphs(store)
 
     roomy = load(tmp_path / "roomy")
-    monkeypatch.setattr(memo, "RECENT", 3)
+    monkeypatch.setattr(memo, "WRITTEN_SLOTS", 4)
     monkeypatch.setattr(MaybeHeld, "FIRST", 4)
     tight = load(tmp_path / "tight")
     assert tight == roomy

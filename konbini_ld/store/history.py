@@ -32,7 +32,7 @@ from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
-from .memo import MaybeHeld, Recent
+from .memo import MaybeHeld, Written
 
 __all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Times", "points", "series_points"]
 
@@ -131,19 +131,19 @@ class Times:
 class ObservedTimes:
     """Each entity's observation times, read from (and written to) the provenance graph.
 
-    :param cache: this process is the store's only writer: remember the times of the entities
-        written last (:data:`.memo.RECENT` of them) and which entities have times at all, so that only
-        the others are read; otherwise each batch reads its own entities' times.
+    :param written: this process is the store's only writer: the times it wrote are remembered
+        there (:class:`.memo.Written`), and which entities have times at all, so that only the
+        others are read; ``None``: each batch reads its own entities' times.
     """
 
-    def __init__(self, cache: bool) -> None:
-        self.cache = cache
-        self._times: Recent[str, Times] = Recent()
+    def __init__(self, written: Written | None) -> None:
+        self.written = written
         self._held: MaybeHeld | None = None
 
     def forget(self) -> None:
         """Drop what is remembered (the store changed under us: a rebuild, a rejected write)."""
-        self._times.clear()
+        if self.written is not None:
+            self.written.clear()
         self._held = None
 
     def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str],
@@ -152,7 +152,8 @@ class ObservedTimes:
 
         :param before_read: called with the entities about to be read from the store.
         """
-        if not self.cache:
+        written = self.written
+        if written is None:
             wanted = list(entities)
         else:
             if self._held is None:
@@ -161,9 +162,9 @@ class ObservedTimes:
             found: dict[str, Times] = {}
             wanted = []
             for e in entities:
-                times = self._times.recall(e)
-                if times is not None:
-                    found[e] = times
+                at = written.time(e)
+                if at is not None:
+                    found[e] = Times(at)
                 elif e in self._held:
                     wanted.append(e)
             if not wanted:
@@ -177,9 +178,10 @@ class ObservedTimes:
                 last = q.object.value if q.predicate == _LAST else None
                 rows.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
         read = _collect(rows)
-        if not self.cache:
+        if written is None:
             return read
-        self._times.update(read)
+        for e, times in read.items():
+            written.set_time(e, None if times.older else times.last)
         found.update(read)
         return found
 
@@ -199,8 +201,8 @@ class ObservedTimes:
                 inserts.append(f"{entity} {_LAST_NT} {nt_literal(new.last, XSD + 'dateTime')} .\n")
             if new.older and (old is None or old.older != new.older):
                 inserts.append(f"{entity} {_OLDER_NT} {nt_literal(new.text())} .\n")
-            if self.cache:
-                self._times[entity] = new
+            if self.written is not None:
+                self.written.set_time(entity, None if new.older else new.last)
                 if self._held is not None:
                     self._held.add(entity)
         return deletes, inserts

@@ -7,19 +7,18 @@ entity would cost hundreds of bytes each (a million responses: gigabytes), so a 
 * :class:`MaybeHeld`: a Bloom filter of the entities a graph may hold. "No" is certain (the
   read is skipped); "yes" is sometimes wrong (the read finds nothing, which is only a read).
   About two bytes per entity.
-* :class:`Recent`: the most recently used entries of a mapping, a fixed number of them.
+* :class:`Written`: what it last wrote for each entity (a digest, the properties held, the
+  time observed) in 28 bytes an entity, for up to a million entities; past that, a cache.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from array import array
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from datetime import datetime, timedelta
+from functools import lru_cache
 
-__all__ = ["RECENT", "MaybeHeld", "Recent"]
-
-K = TypeVar("K")
-V = TypeVar("V")
+__all__ = ["WRITTEN_SLOTS", "MaybeHeld", "Written"]
 
 _MASK = (1 << 64) - 1
 
@@ -92,31 +91,165 @@ class MaybeHeld:
         return sum(len(layer.array) for layer in self._layers)
 
 
-#: Entities whose last write and observation times a writer keeps in memory (the others are read).
-RECENT = 50_000
+#: Entities whose last write and observation time a writer remembers at most (28 bytes each; the
+#: others are read). Past this the table is a cache: the least recently used of each four is forgotten.
+WRITTEN_SLOTS = 1 << 20
+
+_WAYS = 4  # slots per bucket
+_TIME_BITS = 46  # milliseconds since 1970 (to the year 4199); the property set's number above them
+_TIME_MASK = (1 << _TIME_BITS) - 1
+_MAX_SETS = (1 << (63 - _TIME_BITS)) - 1
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 
-class Recent(OrderedDict[K, V], Generic[K, V]):
-    """A mapping that keeps its ``size`` most recently set or read (with :meth:`recall`) entries."""
+@lru_cache(maxsize=4096)
+def _ms(at: str) -> int:
+    """An observation time (konbini-ld's spelling) as milliseconds since 1970, or 0 if it does not
+    round-trip (it is then not remembered)."""
+    try:
+        ms = (datetime(int(at[0:4]), int(at[5:7]), int(at[8:10]), int(at[11:13]), int(at[14:16]),
+                       int(at[17:19]), int(at[20:23]) * 1000) - _EPOCH) // _MS
+    except (ValueError, IndexError):
+        return 0
+    return ms if 0 < ms <= _TIME_MASK and _spelled(ms) == at else 0
 
-    def __init__(self, size: int | None = None) -> None:
-        super().__init__()
-        self.size = RECENT if size is None else size
 
-    def __setitem__(self, key: K, value: V) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
+@lru_cache(maxsize=4096)
+def _spelled(ms: int) -> str:
+    return f"{_EPOCH + ms * _MS:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
-    def update(self, other: object = (), /, **kw: V) -> None:
-        items = other.items() if hasattr(other, "items") else other
-        for key, value in items:  # type: ignore[union-attr]
-            self[key] = value
 
-    def recall(self, key: K) -> V | None:
-        """The entry for ``key`` (now the most recent), or ``None``."""
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
+class Written:
+    """What this process last wrote for each entity, in 28 bytes an entity: the digest of what it
+    wrote, the properties the entity then held, and the time it was last observed.
+
+    A cache, never a source of truth: an entry may be forgotten (its entity is then read from the
+    store) but never answers for another entity. Entries are found by the entity's 64-bit string
+    hash and checked with a second, independent 32-bit hash (each also names a bucket of four slots
+    the entity may use, the emptier taken); the table doubles when both are full, up to
+    :data:`WRITTEN_SLOTS` slots, then forgets the least recently written entry of a full bucket.
+    A digest includes the entity's IRI (it hashes its lines), so it cannot match another's.
+    """
+
+    def __init__(self, slots: int | None = None) -> None:
+        self.max_slots = max(_WAYS, WRITTEN_SLOTS if slots is None else slots)
+        self._sets: list[frozenset[str]] = [frozenset()]  # number 0: none
+        self._set_ids: dict[frozenset[str], int] = {}
+        self._alloc(min(1 << 12, self.max_slots))
+
+    def _alloc(self, slots: int) -> None:
+        self._hashes = array("q", bytes(8 * slots))  # 0: an empty slot
+        self._checks = array("i", bytes(4 * slots))
+        self._digests = array("q", bytes(8 * slots))  # 0: no digest
+        self._info = array("q", bytes(8 * slots))  # property set << _TIME_BITS | time (0: none)
+        self._mask = slots // _WAYS - 1
+        self.count = 0
+
+    def clear(self) -> None:
+        """Forget everything (the store changed under this process)."""
+        self._alloc(min(1 << 12, self.max_slots))
+
+    @property
+    def nbytes(self) -> int:
+        return 28 * len(self._hashes)
+
+    def _find(self, entity: str) -> tuple[int, int, int]:
+        """The slot of ``entity`` (-1 if absent), and its two hashes."""
+        h = hash(entity) or 1
+        check = hash(entity + "\x00") & 0x7FFFFFFF
+        hashes = self._hashes
+        for base in ((h & self._mask) * _WAYS, (check & self._mask) * _WAYS):
+            for i in range(base, base + _WAYS):
+                held = hashes[i]
+                if held == h:
+                    if self._checks[i] == check:
+                        return i, h, check
+                elif held == 0:
+                    break  # (buckets fill from the front)
+        return -1, h, check
+
+    def _slot(self, entity: str) -> int:
+        """The slot of ``entity``, made if absent, moved to the front of its bucket (which stays in
+        order of use). An entity has two buckets, one by each hash; a new one goes to the emptier,
+        and once the table is as large as it may be, takes the least recently used slot of a full one.
+        """
+        at, h, check = self._find(entity)
+        if at >= 0:
+            base = at - at % _WAYS
+        else:
+            hashes = self._hashes
+            base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
+            if hashes[base + _WAYS - 1] != 0 and len(hashes) < self.max_slots:  # both full: make room
+                self._grow()
+                return self._slot(entity)
+            at = base + _WAYS - 1  # (the last slot is empty or the least recently used)
+            if hashes[at] == 0:
+                self.count += 1
+            hashes[at], self._checks[at], self._digests[at], self._info[at] = h, check, 0, 0
+        if at != base:
+            for column in (self._hashes, self._checks, self._digests, self._info):
+                value = column[at]
+                column[base + 1 : at + 1] = column[base:at]
+                column[base] = value
+        return base
+
+    def _emptier(self, first: int, second: int) -> int:
+        """Of two buckets, the one holding fewer entries (the first if equal, the second if both are full)."""
+        hashes = self._hashes
+        for i in range(_WAYS):  # (buckets fill from the front: the first empty slot is the count)
+            if hashes[first + i] == 0:
+                return first
+            if hashes[second + i] == 0:
+                return second
+        return second
+
+    def _grow(self) -> None:
+        old = (self._hashes, self._checks, self._digests, self._info)
+        self._alloc(2 * len(old[0]))
+        hashes, checks, digests, info = self._hashes, self._checks, self._digests, self._info
+        for i in range(len(old[0])):  # (most recent first in each bucket, which keeps its order)
+            h = old[0][i]
+            if h == 0:
+                continue
+            check = old[1][i]
+            base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
+            at = next((j for j in range(base, base + _WAYS) if hashes[j] == 0), -1)
+            if at >= 0:  # (else forgotten: both full in a table twice the size, which is rare)
+                self.count += 1
+                hashes[at], checks[at], digests[at], info[at] = h, check, old[2][i], old[3][i]
+
+    def state(self, entity: str) -> tuple[int, frozenset[str]] | None:
+        """The digest of what was last written for ``entity`` and the properties it then held."""
+        at = self._find(entity)[0]
+        if at < 0 or self._digests[at] == 0:
+            return None
+        return self._digests[at], self._sets[self._info[at] >> _TIME_BITS]
+
+    def set_states(self, states: dict[str, tuple[int, frozenset[str]]]) -> None:
+        for entity, (digest, props) in states.items():
+            number = self._set_ids.get(props)
+            if number is None and len(self._sets) <= _MAX_SETS:
+                number = self._set_ids[props] = len(self._sets)
+                self._sets.append(props)
+            at = self._slot(entity)
+            self._digests[at] = digest if number is not None else 0
+            self._info[at] = (number or 0) << _TIME_BITS | self._info[at] & _TIME_MASK
+
+    def drop_state(self, entity: str) -> None:
+        at = self._find(entity)[0]
+        if at >= 0:
+            self._digests[at] = 0
+
+    def time(self, entity: str) -> str | None:
+        """The time ``entity`` was last observed (konbini-ld's spelling)."""
+        at = self._find(entity)[0]
+        ms = self._info[at] & _TIME_MASK if at >= 0 else 0
+        return _spelled(ms) if ms else None
+
+    def set_time(self, entity: str, at: str | None) -> None:
+        """Remember ``at`` (``None``: forget the time; so is one outside 1970-4199)."""
+        ms = _ms(at) if at is not None else 0
+        slot = self._slot(entity) if ms else self._find(entity)[0]
+        if slot >= 0:
+            self._info[slot] = self._info[slot] & ~_TIME_MASK | ms

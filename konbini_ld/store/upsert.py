@@ -21,7 +21,7 @@ import pyoxigraph as ox
 from ..lexical import observation_time
 from ..vocab import GENID
 from .history import Times
-from .memo import MaybeHeld, Recent
+from .memo import MaybeHeld, Written
 
 __all__ = ["Planner", "prov_groups"]
 
@@ -50,7 +50,7 @@ class Planner:
     """
 
     def __init__(self, graph: ox.NamedNode, known: MaybeHeld | set[str] | None,
-                 seen: dict[str, tuple[int, frozenset[str]]] | None = None) -> None:
+                 seen: Written | None = None) -> None:
         self.graph = graph
         self.known = known
         self.seen = seen
@@ -196,7 +196,7 @@ class Planner:
         for entity in {s for s, _ in dropped}:  # what it holds now depends on the store: remember nothing
             self._written.pop(entity, None)
             if self.seen is not None:
-                self.seen.pop(entity, None)
+                self.seen.drop_state(entity)
         return dropped
 
     def _skip_unchanged(self) -> None:
@@ -209,7 +209,7 @@ class Planner:
         for entity, keys in by_entity.items():
             keys.sort()
             digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
-            remembered = seen.recall(entity) if isinstance(seen, Recent) else seen.get(entity)
+            remembered = seen.state(entity)
             if remembered is not None and remembered[0] == digest:
                 for k in keys:
                     del self.final[k]
@@ -223,7 +223,7 @@ class Planner:
     def committed(self) -> None:
         """Call once the plan is written: remember what each entity now holds."""
         if self.seen is not None:
-            self.seen.update(self._written)
+            self.seen.set_states(self._written)
 
 
 def prov_groups(triples: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:

@@ -22,7 +22,7 @@ from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
 from .index_rows import Values, fresh, kinds
-from .memo import MaybeHeld, Recent
+from .memo import MaybeHeld, Written
 from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
@@ -55,9 +55,10 @@ class Writer:
         self.engine = engine
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
-        self._times = ObservedTimes(cache=bool(engine.capabilities.exclusive_writer))
+        #: what this process last wrote for each entity (the only writer: reads it can skip)
+        self._written = Written() if engine.capabilities.exclusive_writer else None
+        self._times = ObservedTimes(self._written)
         self._known_subjects: dict[str, MaybeHeld] = {}
-        self._seen: Recent[str, tuple[int, frozenset[str]]] = Recent()
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
@@ -73,8 +74,8 @@ class Writer:
             self.engine = engine
         self.graphs = graphs or GRAPHS
         self._known_subjects.clear()
-        self._seen.clear()
-        self._times = ObservedTimes(cache=bool(self.engine.capabilities.exclusive_writer))
+        self._written = Written() if self.engine.capabilities.exclusive_writer else None
+        self._times = ObservedTimes(self._written)
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -88,7 +89,7 @@ class Writer:
         report = LoadReport()
         data_graph, prov_graph, history_graph = self.graphs
         known = self._known(data_graph)
-        data = Planner(data_graph, known, self._seen if self.engine.capabilities.exclusive_writer else None)
+        data = Planner(data_graph, known, self._written)
         prov = Planner(prov_graph, self._known(prov_graph))
         links: list[str] = []  # prov:wasGeneratedBy links are appended: every observation is kept
         history: list[str] = []  # and so are the counters' points
@@ -164,8 +165,7 @@ class Writer:
             raise error  # (with no job to isolate, a rejected single response is raised to _isolate)
 
     def _isolate(self, prepared: Sequence[Observation], applied_seq: int | None, original: LoadReport) -> None:
-        self._seen.clear()  # what the rejected batch would have written is unknown now
-        self._times.forget()
+        self._times.forget()  # what the rejected batch would have written is unknown now
         redo = LoadReport()
         for p in prepared:
             try:
