@@ -8,7 +8,7 @@ entity would cost hundreds of bytes each (a million responses: gigabytes), so a 
   read is skipped); "yes" is sometimes wrong (the read finds nothing, which is only a read).
   About two bytes per entity.
 * :class:`Written`: what it last wrote for each entity (a digest, the properties held, the
-  time observed) in 28 bytes an entity, for up to a million entities; past that, a cache.
+  time observed) in 28 bytes an entity, for about a million entities; past that, a cache.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ class MaybeHeld:
         return sum(len(layer.array) for layer in self._layers)
 
 
-#: Entities whose last write and observation time a writer remembers at most (28 bytes each; the
-#: others are read). Past this the table is a cache: the least recently used of each four is forgotten.
+#: Slots of a writer's table of what it wrote (28 bytes each; about a million entities). Once it
+#: is this large, a new entity takes the place of the least recently written of four; those are read.
 WRITTEN_SLOTS = 1 << 20
 
 _WAYS = 4  # slots per bucket
