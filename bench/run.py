@@ -18,7 +18,8 @@ Sections:
   fetch    `konbini-ld fetch` against the loopback fake API at 200 ms per request vs a sequential loop
   scale    (not by default) `--only scale --sizes 1000000`: one load of the largest size sampled as it
            goes (rate and RSS against responses loaded, plotted in bench/scale.svg), its size on disk,
-           every named query's first call and p50 on it, and a Turtle export
+           the compaction `load` does after it, every named query's first call and p50 on the
+           compacted store, and a Turtle export
   history  `konbini-ld load` of N audios x K observations a day apart (recorded exchanges with Date
            headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
            bytes per history point, and trending / rising-creators / history p50 at that size
@@ -362,12 +363,22 @@ def bench_scale(n: int, repeat: int) -> None:
                f"RSS then {at['rss']} MiB{change}")
     record("scale", f"load of {n:,} responses, whole run", f"{n / end['t']:,.0f} docs/s",
            f"{end['t']:.0f} s, peak RSS {peak} MiB, {end['failed']} failed")
-    sizes = {p.name: _du(p) for p in store.iterdir() if p.is_dir() or p.suffix == ".sqlite"}
-    total = _du(store)
-    record("scale", f"store on disk @ {n:,}", f"{total / n / 1024:.1f} KiB/response",
-           f"{total / 2**30:.1f} GiB: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(sizes.items())))
-    _scale_plot(samples + [end], n)
     from konbini_ld import open_store
+
+    def on_disk(when: str) -> None:
+        sizes = {p.name: _du(p) for p in store.iterdir() if p.is_dir() or p.suffix == ".sqlite"}
+        total = _du(store)
+        record("scale", f"store on disk @ {n:,}, {when}", f"{total / n / 1024:.1f} KiB/response",
+               f"{total / 2**30:.1f} GiB: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sorted(sizes.items())))
+
+    on_disk("as loaded")
+    t0 = time.perf_counter()
+    with open_store(store) as s:  # what `konbini-ld load` does after a large load
+        s.compact()
+    record("scale", f"compaction after the load @ {n:,}", f"{time.perf_counter() - t0:.0f} s",
+           "as `konbini-ld load` does after 50,000 responses or more; the queries below run on it")
+    on_disk("compacted")
+    _scale_plot(samples + [end], n)
     from konbini_ld.query.catalog import named_queries
     from konbini_ld.sources.konbini.corpus import videos_page
 

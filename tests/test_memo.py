@@ -134,6 +134,36 @@ def test_a_writer_that_forgets_almost_everything_writes_the_same_store(tmp_path:
     assert len(roomy["urn:konbini-ld:graph:history"]) > 400
 
 
+def test_what_a_writer_wrote_is_not_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses observed again unchanged, in the same process: no entity's values or times are
+    read from the store, unless the table has forgotten them (then they are, and the store is the same)."""
+    source = tmp_path / "c.jsonl"
+    source.write_text("".join(corpus_lines(60)))
+
+    def reads(where: Path) -> list[tuple[str, int, bool]]:
+        with open_store(where) as store:
+            store.load([source], observed_at="2026-11-01T00:00:00Z")
+            calls: list[tuple[str, int, bool]] = []
+            read = store.engine.quads_for_subjects
+
+            def counted(subjects: Any, graph: Any, predicates: Any = None) -> Any:
+                subjects = list(subjects)
+                calls.append((graph.value, len(subjects), predicates is not None))
+                return read(subjects, graph, predicates)
+
+            monkeypatch.setattr(store.engine, "quads_for_subjects", counted)
+            assert store.load([source], observed_at="2026-11-02T00:00:00Z").loaded == 60
+        return calls
+
+    roomy = reads(tmp_path / "roomy")
+    assert not [c for c in roomy if c[0] == GRAPHS[0] or c[2]]  # neither values nor times
+    monkeypatch.setattr(memo, "WRITTEN_SLOTS", 4)
+    tight = reads(tmp_path / "tight")
+    assert [c for c in tight if c[0] == GRAPHS[0]] and [c for c in tight if c[2]]
+    with open_store(tmp_path / "roomy", read_only=True) as a, open_store(tmp_path / "tight", read_only=True) as b:
+        assert _graphs(a) == _graphs(b)
+
+
 def memo_native_glibc() -> bool:
     from konbini_ld.engines import native_memory
 

@@ -139,10 +139,10 @@ class Written:
         self._alloc(min(1 << 12, self.max_slots))
 
     def _alloc(self, slots: int) -> None:
-        self._hashes = array("q", bytes(8 * slots))  # 0: an empty slot
-        self._checks = array("i", bytes(4 * slots))
-        self._digests = array("q", bytes(8 * slots))  # 0: no digest
-        self._info = array("q", bytes(8 * slots))  # property set << _TIME_BITS | time (0: none)
+        self._hashes = array("q", (0,)) * slots  # 0: an empty slot
+        self._checks = array("i", (0,)) * slots
+        self._digests = array("q", (0,)) * slots  # 0: no digest
+        self._info = array("q", (0,)) * slots  # property set << _TIME_BITS | time (0: none)
         self._mask = slots // _WAYS - 1
         self.count = 0
 
