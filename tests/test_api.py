@@ -51,13 +51,15 @@ import pytest  # noqa: E402
 from helpers import AUDIO_IRI, SEED, VIDEOS, seed_data  # noqa: E402
 
 
-def test_open_store_takes_a_path_a_url_or_nothing(tmp_path: Path) -> None:
+def test_open_store_takes_a_path_a_url_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with konbini_ld.open_store(None) as memory, konbini_ld.open_store(tmp_path / "s") as disk, \
             konbini_ld.open_store(str(tmp_path / "t")) as text:
         assert not memory.engine.capabilities.persistent and disk.engine.capabilities.persistent
         assert text.location == tmp_path / "t"
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(konbini_ld.UsageError, match="not a directory or an http"):
         konbini_ld.open_store("ftp://x/sparql")
+    assert not (tmp_path / "ftp:").exists()  # refused before anything is made (no store at ./ftp:/x/sparql)
 
 
 def test_load_takes_dicts_paths_and_streams(tmp_path: Path) -> None:

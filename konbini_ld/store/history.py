@@ -140,12 +140,6 @@ class ObservedTimes:
         self.written = written
         self._held: MaybeHeld | None = None
 
-    def forget(self) -> None:
-        """Drop what is remembered (the store changed under us: a rebuild, a rejected write)."""
-        if self.written is not None:
-            self.written.clear()
-        self._held = None
-
     def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str],
                before_read: Callable[[list[str]], None] | None = None) -> dict[str, Times]:
         """The stored times of each of ``entities`` (N-Triples IRIs) that has them.

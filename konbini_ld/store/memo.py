@@ -144,7 +144,6 @@ class Written:
         self._digests = array("q", (0,)) * slots  # 0: no digest
         self._info = array("q", (0,)) * slots  # property set << _TIME_BITS | time (0: none)
         self._mask = slots // _WAYS - 1
-        self.count = 0
 
     def clear(self) -> None:
         """Forget everything (the store changed under this process)."""
@@ -172,7 +171,7 @@ class Written:
     def _slot(self, entity: str) -> int:
         """The slot of ``entity``, made if absent, moved to the front of its bucket (which stays in
         order of use). An entity has two buckets, one by each hash; a new one goes to the emptier,
-        and once the table is as large as it may be, takes the least recently used slot of a full one.
+        and once the table is as large as it may be, takes the least recently written slot of a full one.
         """
         at, h, check = self._find(entity)
         if at >= 0:
@@ -183,9 +182,7 @@ class Written:
             if hashes[base + _WAYS - 1] != 0 and len(hashes) < self.max_slots:  # both full: make room
                 self._grow()
                 return self._slot(entity)
-            at = base + _WAYS - 1  # (the last slot is empty or the least recently used)
-            if hashes[at] == 0:
-                self.count += 1
+            at = base + _WAYS - 1  # (the last slot is empty or the least recently written)
             hashes[at], self._checks[at], self._digests[at], self._info[at] = h, check, 0, 0
         if at != base:
             for column in (self._hashes, self._checks, self._digests, self._info):
@@ -216,7 +213,6 @@ class Written:
             base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
             at = next((j for j in range(base, base + _WAYS) if hashes[j] == 0), -1)
             if at >= 0:  # (else forgotten: both full in a table twice the size, which is rare)
-                self.count += 1
                 hashes[at], checks[at], digests[at], info[at] = h, check, old[2][i], old[3][i]
 
     def state(self, entity: str) -> tuple[int, frozenset[str]] | None:

@@ -26,16 +26,6 @@ from .memo import MaybeHeld, Written
 __all__ = ["Planner", "prov_groups"]
 
 _GENID_NT = "<" + GENID
-#: one copy of each set of properties remembered per entity (entities of a kind share a few)
-_PROPSETS: dict[frozenset[str], frozenset[str]] = {}
-
-
-def _shared(props: frozenset[str]) -> frozenset[str]:
-    if len(_PROPSETS) < 10_000:
-        return _PROPSETS.setdefault(props, props)
-    return _PROPSETS.get(props, props)
-
-
 def _node(text: str) -> ox.NamedNode:
     return ox.NamedNode(text[1:-1])
 
@@ -158,7 +148,7 @@ class Planner:
             for s, p in self.final:
                 now_held.setdefault(s, set()).add(p)
             for entity, (digest, _) in list(self._written.items()):
-                self._written[entity] = (digest, _shared(frozenset(props.get(entity, set()) | now_held.get(entity, set()))))
+                self._written[entity] = (digest, frozenset(props.get(entity, set()) | now_held.get(entity, set())))
         return deletes, [line for line in inserts if line not in unchanged]
 
     def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]]) -> set[tuple[str, str]]:

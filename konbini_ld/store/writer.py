@@ -55,9 +55,7 @@ class Writer:
         self.engine = engine
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
-        #: what this process last wrote for each entity (the only writer: reads it can skip)
-        self._written = Written() if engine.capabilities.exclusive_writer else None
-        self._times = ObservedTimes(self._written)
+        self._forget_writes()
         self._known_subjects: dict[str, MaybeHeld] = {}
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
@@ -74,6 +72,11 @@ class Writer:
             self.engine = engine
         self.graphs = graphs or GRAPHS
         self._known_subjects.clear()
+        self._forget_writes()
+
+    def _forget_writes(self) -> None:
+        """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
+        #: what this process last wrote for each entity (the only writer: reads it can skip)
         self._written = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
 
@@ -165,7 +168,7 @@ class Writer:
             raise error  # (with no job to isolate, a rejected single response is raised to _isolate)
 
     def _isolate(self, prepared: Sequence[Observation], applied_seq: int | None, original: LoadReport) -> None:
-        self._times.forget()  # what the rejected batch would have written is unknown now
+        self._forget_writes()  # what the rejected batch would have written is unknown now
         redo = LoadReport()
         for p in prepared:
             try:
