@@ -304,13 +304,29 @@ def _rdflib_baseline(store: Any, params: dict[str, str], repeat: int) -> dict[st
 # -- scale ---------------------------------------------------------------------------------
 
 SCALE_LOADER = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 from konbini_ld import open_store
 path, store_dir, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
             return int(line.split()[1]) // 1024
+TICK = os.sysconf("SC_CLK_TCK")
+def cpu():  # CPU seconds so far: the whole process, and RocksDB's background threads (compactions, flushes)
+    def ticks(stat):
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    rocks = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as fh:
+                if fh.read().startswith("rocksdb"):
+                    with open(f"/proc/self/task/{task}/stat") as st:
+                        rocks += ticks(st.read())
+        except OSError:  # (a thread that just ended)
+            pass
+    with open("/proc/self/stat") as st:
+        return ticks(st.read()) / TICK, rocks / TICK
 done = 0
 mark = every
 t0 = time.perf_counter()
@@ -320,7 +336,9 @@ def progress(k):
     if done >= mark:
         mark += every
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        print(json.dumps({"n": done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak}), flush=True)
+        total, rocks = cpu()
+        print(json.dumps({"n": done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak, "cpu": total,
+                          "rocks": rocks}), flush=True)
 with open_store(store_dir) as store:
     report = store.load([path], progress=progress)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
@@ -346,11 +364,20 @@ def bench_scale(n: int, repeat: int) -> None:
     end = samples.pop()
     peak = max(s["peak"] for s in [*samples, end])
 
-    def rate_at(k: int) -> float:  # docs/s over the window of `every` responses ending at k
+    def window(k: int) -> tuple[dict[str, Any], dict[str, Any]]:  # the window of `every` responses ending at k
         at = min(samples, key=lambda s: abs(s["n"] - k))
         i = samples.index(at)
-        before = samples[i - 1] if i else {"n": 0, "t": 0.0}
+        return (samples[i - 1] if i else {"n": 0, "t": 0.0, "cpu": 0.0, "rocks": 0.0}), at
+
+    def rate_at(k: int) -> float:  # docs/s over that window
+        before, at = window(k)
         return (at["n"] - before["n"]) / (at["t"] - before["t"])
+
+    def cpu_at(k: int) -> str:  # cores busy over that window, and RocksDB's background share of them
+        before, at = window(k)
+        dt = at["t"] - before["t"]
+        cores, rocks = (at["cpu"] - before["cpu"]) / dt, (at["rocks"] - before["rocks"]) / dt
+        return f"{cores:.2f} cores busy, {rocks:.2f} of them RocksDB's compactions and flushes"
 
     marks = [k for k in (100_000, 500_000, 1_000_000, n) if k <= n]
     marks = list(dict.fromkeys(marks))
@@ -360,7 +387,7 @@ def bench_scale(n: int, repeat: int) -> None:
         at = min(samples, key=lambda s: abs(s["n"] - k))
         change = f", {100 * (r / first - 1):+.0f}% from {marks[0]:,}" if k != marks[0] else ""
         record("scale", f"ingest rate at {k:,} responses (window of {every:,})", f"{r:,.0f} docs/s",
-               f"RSS then {at['rss']} MiB{change}")
+               f"RSS then {at['rss']} MiB{change}; {cpu_at(k)}")
     record("scale", f"load of {n:,} responses, whole run", f"{n / end['t']:,.0f} docs/s",
            f"{end['t']:.0f} s, peak RSS {peak} MiB, {end['failed']} failed")
     from konbini_ld import open_store

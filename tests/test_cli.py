@@ -138,6 +138,14 @@ def test_every_command_has_help() -> None:
         assert "Example" in r.stdout, name
 
 
+def test_load_batch_size_defaults_to_the_library_s() -> None:
+    from konbini_ld.apps.cli.ingest import load
+    from konbini_ld.store.ingest import DEFAULT_BATCH
+
+    option = next(p for p in load.params if p.name == "batch_size")
+    assert option.default == DEFAULT_BATCH  # (the command spells it out: `--help` imports no store)
+
+
 def test_console_script_runs_offline_in_a_subprocess(tmp_path: Path) -> None:
     store = tmp_path / "s"
     env_cmd = [sys.executable, "-m", "konbini_ld", "--store", str(store)]

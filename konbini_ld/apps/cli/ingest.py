@@ -19,7 +19,7 @@ COMPACT_AFTER = 50_000
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
-@click.option("--batch-size", default=1000, show_default=True, help="Responses per write batch.")
+@click.option("--batch-size", default=500, show_default=True, help="Responses per write batch.")
 @click.option("--observed-at", metavar="TIME",
               help="When the responses were observed (ISO 8601; default: a recorded exchange's Date header, "
                    "else now).")
