@@ -148,3 +148,28 @@ def test_provenance_is_one_row_even_when_observations_tie(store: Any) -> None:
     rows = list(store.run_named("provenance", {"entity": AUDIO_IRI}).rows())
     assert len(rows) == 1
     assert rows[0][2].value == at and rows[0][5].value == "2"
+
+
+def test_provenance_answers_as_its_first_formulation(store: Any) -> None:
+    """`provenance` finds the latest activity from the entity (a lookup) instead of building its IRI
+    and joining (a scan of every activity): the same rows, entity by entity, for audios and persons
+    observed several times, at tied times too, and none for an entity never observed."""
+    from konbini_ld.query.catalog import get_named_query
+    from konbini_ld.query.run import run_query
+    from konbini_ld.sources.konbini.corpus import corpus_lines
+
+    lines = list(corpus_lines(40, observations=3))
+    store.load([io.StringIO("".join(lines))])
+    store.load([io.StringIO("".join(lines[:10]))], observed_at="2026-11-03T00:00:00Z")  # ties an observation
+    nq = get_named_query("provenance")
+    first = nq.text[nq.text.index("PREFIX"):nq.text.index("  # the activity that gave")] + (
+        "  BIND (IRI(?latest) AS ?activity)\n  ?activity prov:used ?source .\n") + nq.text[nq.text.index(
+            "  OPTIONAL { ?activity ks:sourceLine"):]
+    entities = [r["e"] for r in store.query("SELECT DISTINCT ?e WHERE { ?e <http://www.w3.org/ns/prov#wasGeneratedBy> ?a }"
+                                            ).records()]
+    assert len(entities) > 40
+    for entity in [*entities, "https://www.tiktok.com/@nobody"]:
+        bound = nq.bind({"entity": entity})
+        now = [tuple(map(str, r)) for r in store.run_named("provenance", {"entity": entity}).rows()]
+        assert now == [tuple(map(str, r)) for r in run_query(store.engine, first, bound).rows()], entity
+        assert len(now) == (entity != "https://www.tiktok.com/@nobody")

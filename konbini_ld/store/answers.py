@@ -1,7 +1,8 @@
 """Named queries answered from the index beside the graph (:mod:`.textindex`) instead of
-scanning the graph: ``search`` (the index ranks); ``top-audios``, ``creators`` and
-``original-vs-licensed`` (the index keeps each audio's count, kind and creators, each
-person's followers, and the terms the answers show); ``trending`` and ``rising-creators``
+scanning the graph: ``search`` (the index ranks); ``top-audios``, ``creators``,
+``verified-creators`` and ``original-vs-licensed`` (the index keeps each audio's count, kind
+and creators, each person's followers and whether they are verified, and the terms the
+answers show); ``trending`` and ``rising-creators``
 without ``since`` (the index keeps each series' first and last observation, :mod:`.series`).
 The answers are the plain queries' answers (the tests hold them to it), in their columns."""
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ..query.run import QueryResult
 
 __all__ = ["GROWTH", "SEARCH_COLUMNS", "SEARCH_LIMIT", "SUMMARIES", "rising", "answer", "creators", "original_vs_licensed", "search",
-           "top_audios"]
+           "top_audios", "verified_creators"]
 
 #: The rows of the ``search`` named query (its ``LIMIT``).
 SEARCH_LIMIT = 100
@@ -112,6 +113,23 @@ def creators(index: TextIndex) -> QueryResult:
             audios = counts[count] = _integer(count)
         rows.append((ox.NamedNode(iri), term(name, name_tag), term(followers, followers_tag), audios))
     return QueryResult.from_rows(["person", "username", "followers", "audios"], rows)
+
+
+def verified_creators(index: TextIndex) -> QueryResult:
+    """``verified-creators``: persons with ``ks:isVerified true``, most followed first, with their
+    username, name and number of audios."""
+    from ..query.run import QueryResult
+
+    counts: dict[int, ox.Literal] = {}
+    rows = []
+    for iri, terms, count in index.db.execute("SELECT iri, shown, audios FROM person WHERE verified "
+                                              "ORDER BY followers DESC, iri").fetchall():
+        username, followers, name = shown(terms)
+        audios = counts.get(count)
+        if audios is None:
+            audios = counts[count] = _integer(count)
+        rows.append((ox.NamedNode(iri), username, name, followers, audios))
+    return QueryResult.from_rows(["person", "username", "name", "followers", "audios"], rows)
 
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:
@@ -225,5 +243,6 @@ GROWTH: dict[str, tuple[str, str]] = {
 SUMMARIES: dict[str, Callable[[TextIndex], QueryResult]] = {
     "top-audios": top_audios,
     "creators": creators,
+    "verified-creators": verified_creators,
     "original-vs-licensed": original_vs_licensed,
 }

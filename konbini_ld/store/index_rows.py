@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import pyoxigraph as ox
 
-from ..vocab import AS, DATA_GRAPH, KS, RDF
+from ..vocab import AS, DATA_GRAPH, KS, RDF, XSD
 
 __all__ = ["AUDIO", "PERSON", "Entry", "Person", "Values", "described", "entry", "fold", "is_audio", "kinds", "person", "shown"]
 
@@ -29,9 +29,12 @@ _VIDEOS = KS + "videoCount"
 _USERNAME = AS + "preferredUsername"
 _ORIGINAL = KS + "isOriginal"
 _FOLLOWERS = KS + "followerCount"
+_VERIFIED = KS + "isVerified"
+#: what ``verified-creators`` matches (``ks:isVerified true``: this term, not another spelling of it)
+_TRUE = ox.Literal("true", datatype=ox.NamedNode(XSD + "boolean"))
 _READ = {
     "audio": tuple(ox.NamedNode(p) for p in (_BY_IRI, _NAME, _ALBUM, _VIDEOS, _ORIGINAL)),
-    "person": tuple(ox.NamedNode(p) for p in (_USERNAME, _NAME, _FOLLOWERS)),
+    "person": tuple(ox.NamedNode(p) for p in (_USERNAME, _NAME, _FOLLOWERS, _VERIFIED)),
 }
 
 _READ_NT = {kind: frozenset(f"<{p.value}>" for p in props) for kind, props in _READ.items()}
@@ -55,9 +58,9 @@ Values = dict[str, list[ox.NamedNode | ox.Literal]]
 #: An audio's row: folded name, album and creators text, video count, ``isOriginal`` (1, 0 or
 #: ``None``), creator IRIs, and the terms its answers show (:func:`shown`).
 Entry = tuple[str, str, str, int | None, int | None, str, str]
-#: A person's row: folded usernames and names, follower count, and the terms answers show
-#: (username, followers, name).
-Person = tuple[str, int | None, str]
+#: A person's row: folded usernames and names, follower count, the terms answers show
+#: (username, followers, name), and whether ``ks:isVerified true`` (1 or 0).
+Person = tuple[str, int | None, str, int]
 
 
 def described(store: ox.Store, subject: ox.NamedNode, kind: str) -> Values:
@@ -135,7 +138,8 @@ def entry(store: ox.Store, values: Values, persons: dict[str, Person]) -> Entry:
 def person(values: Values) -> Person:
     """A person's row from their :func:`described` values."""
     text = " | ".join(map(fold, [*_lexical(values, _USERNAME), *_lexical(values, _NAME)]))
-    return text, _count(values, _FOLLOWERS), _shown(values, (_USERNAME, _FOLLOWERS, _NAME))
+    verified = int(any(t == _TRUE for t in values.get(_VERIFIED, ())))
+    return text, _count(values, _FOLLOWERS), _shown(values, (_USERNAME, _FOLLOWERS, _NAME)), verified
 
 
 def _shown(values: Values, props: tuple[str, ...]) -> str:

@@ -1,7 +1,8 @@
 """The index beside the graph: audio names, albums and creator names in SQLite FTS5, and the
 few figures the aggregations need (each audio's video count, kind and creators; each
-person's followers), so that ``search``, ``top-audios``, ``creators`` and
-``original-vs-licensed`` need not scan the graph (:mod:`.answers`).
+person's followers and whether they are verified), so that ``search``, ``top-audios``,
+``creators``, ``verified-creators`` and ``original-vs-licensed`` need not scan the graph
+(:mod:`.answers`).
 
 The index is derived: every write updates it for the entities the batch described (an
 audio's own row; a person's row, and their audios when the person's names changed), and it
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 #: The index file inside a store directory (with SQLite's ``-wal`` and ``-shm`` beside it).
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
-VERSION = "7"
+VERSION = "8"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,8 +59,9 @@ CREATE TABLE audio(
 );
 CREATE INDEX audio_videos ON audio(videos);
 CREATE TABLE person(iri TEXT PRIMARY KEY, text TEXT NOT NULL, followers INTEGER, shown TEXT NOT NULL,
-                    audios INTEGER NOT NULL DEFAULT 0);
+                    verified INTEGER NOT NULL, audios INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX person_rank ON person(audios DESC, followers DESC, iri, shown);  -- covers creators
+CREATE INDEX person_verified ON person(followers DESC, iri) WHERE verified;  -- verified-creators
 CREATE TABLE credit(audio INTEGER NOT NULL, person TEXT NOT NULL);
 CREATE INDEX credit_audio ON credit(audio);
 CREATE INDEX credit_person ON credit(person);
@@ -247,7 +249,7 @@ class TextIndex:
             if row is not None:
                 db.execute("DELETE FROM text WHERE rowid = ?", (rowid,))
             db.execute("INSERT INTO text(rowid, name, album, creators) VALUES (?, ?, ?, ?)", (rowid, *entry[:3]))
-        db.executemany("INSERT OR REPLACE INTO person(iri, text, followers, shown) VALUES (?, ?, ?, ?)",
+        db.executemany("INSERT OR REPLACE INTO person(iri, text, followers, shown, verified) VALUES (?, ?, ?, ?, ?)",
                        [(iri, *person) for iri, person in persons.items()])
         counted.update(persons)  # (rewritten: and those the audios above looked up)
         db.executemany("UPDATE person SET audios = (SELECT COUNT(*) FROM credit WHERE person = ?1) WHERE iri = ?1",
