@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -177,7 +178,8 @@ def test_flipped_bytes_are_damage_not_a_torn_tail(copy: Path) -> None:
     _flip(seg, seg.stat().st_size // 2)
     r = cli(copy, "rebuild")
     assert r.exit_code == 1 and "Traceback" not in r.stderr
-    assert f"archive {seg.name} at byte" in r.stderr and "records lost" in r.stderr and "--accept-damage" in r.stderr
+    assert f"archive {seg.name} at byte" in r.stderr and "--accept-damage" in r.stderr
+    assert re.search(r"\b\d+ records? lost\b", r.stderr)  # (one record when the flip hits a small block)
     assert audios(copy) == 1500  # nothing was changed
     r = cli(copy, "rebuild", "--accept-damage")
     assert r.exit_code == 0 and "warning: archive" in r.stderr
@@ -196,7 +198,7 @@ def test_a_truncated_segment_is_reported_and_never_appended_behind(copy: Path) -
     assert scan.read == 1500 - scan.lost + 1 and scan.lost > 0
     assert [d.segment for d in scan.damage] == [seg.name]
     r = cli(copy, "rebuild")
-    assert r.exit_code == 1 and "records lost" in r.stderr
+    assert r.exit_code == 1 and re.search(r"\b\d+ records? lost\b", r.stderr)
 
 
 def test_a_torn_tail_is_cut_silently_and_whole_unacknowledged_appends_are_kept(tmp_path: Path) -> None:

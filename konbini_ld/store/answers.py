@@ -1,5 +1,6 @@
 """Named queries answered from the index beside the graph (:mod:`.textindex`) instead of
-scanning the graph: ``search`` (the index ranks); ``top-audios``, ``creators``,
+scanning the graph: ``search`` (the index ranks); ``recent-observations`` (the index orders the
+activities by time; the graph gives the rest); ``top-audios``, ``creators``,
 ``verified-creators`` and ``original-vs-licensed`` (the index keeps each audio's count, kind
 and creators, each person's followers and whether they are verified, and the terms the
 answers show); ``trending`` and ``rising-creators``
@@ -15,6 +16,7 @@ import pyoxigraph as ox
 
 from ..lexical import canonical_datetime, observation_time
 from ..vocab import KS, XSD
+from . import activities
 from .index_rows import shown, term
 from .series import growth_of
 from .textindex import TextIndex
@@ -23,10 +25,12 @@ if TYPE_CHECKING:
     from ..query.run import QueryResult
 
 __all__ = ["GROWTH", "SEARCH_COLUMNS", "SEARCH_LIMIT", "SUMMARIES", "rising", "answer", "creators", "original_vs_licensed", "search",
-           "top_audios", "verified_creators"]
+           "recent_observations", "top_audios", "verified_creators"]
 
 #: The rows of the ``search`` named query (its ``LIMIT``).
 SEARCH_LIMIT = 100
+#: The activities ``recent-observations`` lists (its subquery's ``LIMIT``).
+RECENT = 50
 #: The columns of the ``search`` named query.
 SEARCH_COLUMNS = ("text", "audio", "name", "album", "creator", "username", "videoCount", "relevance")
 
@@ -35,8 +39,9 @@ _DATETIME = ox.NamedNode(XSD + "dateTime")
 
 
 def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
-           limit: int = SEARCH_LIMIT) -> QueryResult | None:
-    """The answer of the named query ``sparql`` from the index, if it is one the index answers.
+           limit: int = SEARCH_LIMIT, engine: Any = None) -> QueryResult | None:
+    """The answer of the named query ``sparql`` from the index, if it is one the index answers
+    (``recent-observations`` also reads the graph, through ``engine``).
 
     A reader (an index opened read-only: ``serve``'s workers, ``query``) keeps the answers of
     the aggregations for as long as the index stays at the same archive record: a visit that
@@ -45,10 +50,10 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
     from ..query.run import QueryResult
 
     if not index.read_only or params:
-        return _answer(index, sparql, params, limit)
+        return _answer(index, sparql, params, limit, engine)
     key = (sparql, index.seq)
     if key not in index.answers:
-        found = _answer(index, sparql, params, limit)
+        found = _answer(index, sparql, params, limit, engine)
         if found is None:
             return None
         index.answers.clear()  # (one state of the index at a time)
@@ -57,13 +62,15 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
     return QueryResult.from_rows(variables, rows)
 
 
-def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int) -> QueryResult | None:
+def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
     from ..query.catalog import get_named_query
     from ..query.terms import to_term
 
     summary = next((f for n, f in SUMMARIES.items() if sparql == get_named_query(n).text), None)
     if summary is not None:
         return summary(index)
+    if sparql == get_named_query("recent-observations").text:
+        return recent_observations(index, engine) if engine is not None else None
     growth = next((k for n, k in GROWTH.items() if sparql == get_named_query(n).text), None)
     if growth is not None:
         since = params.get("since")
@@ -130,6 +137,22 @@ def verified_creators(index: TextIndex) -> QueryResult:
             audios = counts[count] = _integer(count)
         rows.append((ox.NamedNode(iri), username, name, followers, audios))
     return QueryResult.from_rows(["person", "username", "name", "followers", "audios"], rows)
+
+
+def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
+    """``recent-observations``: the 50 latest activities from the index, the rest of the query
+    (what each used, its line and credits, the entities it described) on the graph with those
+    activities bound in place of its subquery. ``None`` when the index cannot order the times."""
+    from ..query.catalog import get_named_query
+    from ..query.run import run_query
+
+    latest = activities.latest(index.db, RECENT)
+    if latest is None:
+        return None
+    text = get_named_query("recent-observations").text
+    start, end = text.index("  {\n    SELECT ?activity ?observedAt"), text.index(f"LIMIT {RECENT}\n  }}\n") + len(f"LIMIT {RECENT}\n  }}\n")
+    rows = " ".join(f"({ox.NamedNode(iri)} {ox.Literal(t, datatype=_DATETIME)})" for iri, t in latest)
+    return run_query(engine, f"{text[:start]}  VALUES (?activity ?observedAt) {{ {rows} }}\n{text[end:]}")
 
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:
@@ -218,7 +241,14 @@ def _growth_rows(found: list[tuple[Any, ...]], kind: str, since: ox.Literal | No
 
 
 def _persons(index: TextIndex, audios: list[tuple[str, str, str]]) -> dict[str, str]:
-    return index.persons(p for _, credits, _ in audios for p in credits.split("\n") if p)
+    """The ``shown`` column of the creators of these audios."""
+    wanted = sorted({p for _, credits, _ in audios for p in credits.split("\n") if p})
+    out: dict[str, str] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        out.update(index.db.execute(f"SELECT iri, shown FROM person WHERE iri IN ({','.join('?' * len(chunk))})",
+                                    chunk).fetchall())
+    return out
 
 
 def _creators(credits: str, persons: dict[str, str]) -> list[tuple[ox.NamedNode | None, ox.Literal | None]]:

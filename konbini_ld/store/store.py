@@ -275,7 +275,7 @@ class KonbiniStore:
         if index is None or (self.read_only and (applied := self._applied()) is not None
                              and not index.current(applied)):
             return None
-        return answer(index, sparql, params, limit)
+        return answer(index, sparql, params, limit, self.engine)
 
     def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
                inline_context: bool = False) -> None:

@@ -37,8 +37,8 @@ from pathlib import Path
 import pyoxigraph as ox
 
 from ..engines.oxigraph import OxigraphEngine
+from . import activities, series
 from . import index_rows as rows
-from . import series
 from .history import Point
 from .index_rows import AUDIO, BY, DATA, PERSON, TYPE, fold
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 #: The index file inside a store directory (with SQLite's ``-wal`` and ``-shm`` beside it).
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
-VERSION = "8"
+VERSION = "9"
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,9 +120,9 @@ class TextIndex:
         if not read_only:
             if not self.compatible:  # new, or written by another version: start again
                 with self.db:
-                    for table in ("meta", "audio", "person", "credit", "text", "series", "point"):
+                    for table in ("meta", "audio", "person", "credit", "text", "series", "point", "activity"):
                         self.db.execute(f"DROP TABLE IF EXISTS {table}")
-                self.db.executescript(_SCHEMA + series.SCHEMA)
+                self.db.executescript(_SCHEMA + series.SCHEMA + activities.SCHEMA)
                 self.clear()
                 self.compatible = True
 
@@ -145,7 +145,7 @@ class TextIndex:
         """Empty the index and forget what it was current to."""
         self._series.clear()
         with self.db:
-            for table in ("audio", "text", "person", "credit", "series", "point", "meta"):
+            for table in ("audio", "text", "person", "credit", "series", "point", "activity", "meta"):
                 self.db.execute(f"DELETE FROM {table}")
             self.db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
 
@@ -172,10 +172,11 @@ class TextIndex:
     # -- writing -----------------------------------------------------------------------------
 
     def update(self, store: ox.Store, entities: Mapping[str, str], seq: int | None = None,
-               points: Iterable[Point] = (), given: Mapping[str, rows.Values] | None = None) -> None:
-        """Re-read from ``store`` the audios and persons among ``entities`` (IRI → ``audio`` or
-        ``person``; those in ``given`` come with their values), and the audios of those persons
-        whose names changed; add ``points`` to their series; record ``seq`` when given."""
+               points: Iterable[Point] = (), given: Mapping[str, rows.Values] | None = None,
+               ended: Iterable[tuple[str, str]] = ()) -> None:
+        """Re-read the audios and persons among ``entities`` (IRI → kind; those in ``given`` come with
+        their values) and the audios of persons whose names changed; add ``points`` to their series
+        and the ``ended`` times of activities; record ``seq`` when given."""
         given = given or {}
         audios: dict[str, rows.Values | None] = {}
         persons: dict[str, rows.Person] = {}
@@ -194,6 +195,7 @@ class TextIndex:
                                 audios.setdefault(q.subject.value, None)
             self._write(store, audios, seq, persons)
             series.add_points(self.db, points, self._series)
+            activities.add(self.db, ended)
 
     def rebuild(self, store: ox.Store, seq: int | None) -> int:
         """Index every audio of ``store`` afresh; return how many."""
@@ -207,6 +209,7 @@ class TextIndex:
         with self.db:
             self._write(store, audios, seq, persons)
             series.rebuild(self.db, store)
+            activities.rebuild(self.db, store)
         return len(audios)
 
     def _write(self, store: ox.Store, audios: dict[str, rows.Values | None], seq: int | None,
@@ -279,16 +282,6 @@ class TextIndex:
         args["limit"] = limit
         return [Hit(iri, tier + score / (1.0 + score), credits, shown)
                 for iri, tier, score, credits, shown in self.db.execute(sql, args)]
-
-    def persons(self, iris: Iterable[str]) -> dict[str, str]:
-        """The ``shown`` column of these persons."""
-        wanted = sorted(set(iris))
-        out: dict[str, str] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            out.update(self.db.execute(f"SELECT iri, shown FROM person WHERE iri IN ({','.join('?' * len(chunk))})",
-                                       chunk).fetchall())
-        return out
 
 
 def open_index(engine: object, location: Path | None, applied: int | None, *, read_only: bool) -> TextIndex | None:

@@ -21,6 +21,7 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
+from . import activities
 from .index_rows import Values, fresh, kinds
 from .memo import MaybeHeld, Written
 from .textindex import TextIndex
@@ -36,8 +37,10 @@ Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
 #: The graphs a writer writes: current state, provenance, counter history.
 GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
 #: What the index beside the graph is told of a write: the audios and persons it wrote (IRI →
-#: kind), the points of the series it keeps, and the values of the entities new to the graph.
-Described = tuple[dict[str, str], list[Point], dict[str, Values]]
+#: kind), the points of the series it keeps, the values of the entities new to the graph, and
+#: the activities written with their times.
+Described = tuple[dict[str, str], list[Point], dict[str, Values], list[tuple[str, str]]]
+_NOTHING: Described = ({}, [], {}, [])
 
 
 class Writer:
@@ -129,6 +132,7 @@ class Writer:
         given = fresh(data.final, described, data.new) if self.index is not None and data.new else {}
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
+        ended = activities.ended(prov.final) if self.index is not None else []
         pdeletes.extend(time_deletes)
         pinserts.extend(links)
         pinserts.extend(time_inserts)
@@ -140,7 +144,8 @@ class Writer:
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
-            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None, described=(described, tracked, given),
+            applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
+            described=(described, tracked, given, ended),
         )
         data.committed()
         return report
@@ -192,15 +197,15 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
-            self._index(({}, [], {}), applied_seq)
+            self._index(_NOTHING, applied_seq)
             self.mark_applied(applied_seq)
 
     def _index(self, described: Described, applied_seq: int | None) -> None:
         """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
-        if self.index is None or (not described[0] and applied_seq is None):
+        if self.index is None or (not described[0] and not described[3] and applied_seq is None):
             return
         try:
-            self.index.update(self.engine.store, described[0], applied_seq, described[1], described[2])
+            self.index.update(self.engine.store, described[0], applied_seq, *described[1:])
         except Exception as exc:
             log.warning("the text index could not be updated (%s); search reads the graph until the store "
                         "is next opened for writing, which rebuilds it", exc)
@@ -226,7 +231,7 @@ class Writer:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
-                self._index(described or ({}, [], {}), applied_seq)
+                self._index(described or _NOTHING, applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
