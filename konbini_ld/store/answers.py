@@ -150,9 +150,14 @@ def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
     if latest is None:
         return None
     text = get_named_query("recent-observations").text
-    start, end = text.index("  {\n    SELECT ?activity ?observedAt"), text.index(f"LIMIT {RECENT}\n  }}\n") + len(f"LIMIT {RECENT}\n  }}\n")
+    start = text.index("  {\n    SELECT ?activity ?observedAt")
+    end = text.index(f"LIMIT {RECENT}\n  }}\n") + len(f"LIMIT {RECENT}\n  }}\n")
+    close = text.index("}\nORDER BY")
     rows = " ".join(f"({ox.NamedNode(iri)} {ox.Literal(t, datatype=_DATETIME)})" for iri, t in latest)
-    return run_query(engine, f"{text[:start]}  VALUES (?activity ?observedAt) {{ {rows} }}\n{text[end:]}")
+    # (LATERAL, Oxigraph's SEP-0006: the rest is read activity by activity, where a join would
+    # match every activity's prov:used first; it only runs on the embedded store)
+    return run_query(engine, f"{text[:start]}  VALUES (?activity ?observedAt) {{ {rows} }}\n  LATERAL {{\n"
+                             f"{text[end:close]}  }}\n{text[close:]}")
 
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:
