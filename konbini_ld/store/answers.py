@@ -9,6 +9,7 @@ The answers are the plain queries' answers (the tests hold them to it), in their
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -112,13 +113,8 @@ def creators(index: TextIndex) -> QueryResult:
     sql = ("SELECT iri, json_extract(shown, '$[0][0]'), json_extract(shown, '$[0][1]'), "
            "json_extract(shown, '$[1][0]'), json_extract(shown, '$[1][1]'), audios FROM person "
            "ORDER BY audios DESC, followers DESC, iri")
-    counts: dict[int, ox.Literal] = {}
-    rows = []
-    for iri, name, name_tag, followers, followers_tag, count in index.db.execute(sql).fetchall():
-        audios = counts.get(count)
-        if audios is None:
-            audios = counts[count] = _integer(count)
-        rows.append((ox.NamedNode(iri), term(name, name_tag), term(followers, followers_tag), audios))
+    rows = [(ox.NamedNode(iri), term(name, name_tag), term(followers, followers_tag), _integer(count))
+            for iri, name, name_tag, followers, followers_tag, count in index.db.execute(sql).fetchall()]
     return QueryResult.from_rows(["person", "username", "followers", "audios"], rows)
 
 
@@ -127,15 +123,11 @@ def verified_creators(index: TextIndex) -> QueryResult:
     username, name and number of audios."""
     from ..query.run import QueryResult
 
-    counts: dict[int, ox.Literal] = {}
     rows = []
     for iri, terms, count in index.db.execute("SELECT iri, shown, audios FROM person WHERE verified "
                                               "ORDER BY followers DESC, iri").fetchall():
         username, followers, name = shown(terms)
-        audios = counts.get(count)
-        if audios is None:
-            audios = counts[count] = _integer(count)
-        rows.append((ox.NamedNode(iri), username, name, followers, audios))
+        rows.append((ox.NamedNode(iri), username, name, followers, _integer(count)))
     return QueryResult.from_rows(["person", "username", "name", "followers", "audios"], rows)
 
 
@@ -265,6 +257,7 @@ def _creators(credits: str, persons: dict[str, str]) -> list[tuple[ox.NamedNode 
     return out or [(None, None)]
 
 
+@functools.lru_cache(maxsize=4096)  # (counts repeat: a person's number of audios is mostly small)
 def _integer(n: int) -> ox.Literal:
     return ox.Literal(str(n), datatype=_INTEGER)
 

@@ -26,6 +26,8 @@ from .memo import MaybeHeld, Written
 __all__ = ["Planner", "prov_groups"]
 
 _GENID_NT = "<" + GENID
+
+
 def _node(text: str) -> ox.NamedNode:
     return ox.NamedNode(text[1:-1])
 

@@ -20,8 +20,8 @@ import pyoxigraph as ox
 from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
-from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
 from . import activities
+from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
 from .index_rows import Values, fresh, kinds
 from .memo import MaybeHeld, Written
 from .textindex import TextIndex
