@@ -163,6 +163,34 @@ def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: P
         assert store.stats().audios == 9
 
 
+def test_points_a_rejected_batch_shared_with_the_next_are_still_written(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A creator seen only in the response at fault and in the next batch: the next batch still
+    writes its counters' points (the rejected batch wrote none of them)."""
+    import konbini_ld.mapping.prepare as mapping
+
+    real = mapping.prepare
+
+    def defective(response: Any, **kw: Any) -> Any:
+        p = real(response, **kw)
+        if p.ok and response.line == 3:
+            key = next(iter(p.groups))
+            p.groups[key] = p.groups[key] + ['<urn:x> <urn:p> "\ud800" .\n']
+        return p
+
+    monkeypatch.setattr(mapping, "prepare", defective)
+    creator = {"type": "Person", "id": "https://www.tiktok.com/@shared", "followerCount": 42}
+    lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n",
+                                  **({"attributedTo": creator} if i in (2, 7) else {})}}) for i in range(10)]
+    path = tmp_path / "ten.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with open_store(tmp_path / "store") as store:
+        report = store.load([path], batch_size=5, observed_at="2026-11-01T00:00:00Z")
+        assert report.loaded == 9 and len(report.failed) == 1
+        rows = store.run_named("history", {"entity": creator["id"]}).records()
+        assert [(r["counter"].rsplit("#")[-1], r["value"]) for r in rows] == [("followerCount", 42)]
+
+
 # -- a damaged archive -----------------------------------------------------------------------
 
 

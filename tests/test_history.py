@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,31 @@ def test_the_same_response_for_the_same_time_adds_nothing_and_another_time_adds_
     store.load([SEED], observed_at=day(2))
     assert points(store) == 2 * before
     assert [v for _, v in series(store, KHABY, "followerCount")] == [160300000, 160300000]
+
+
+def test_a_creator_seen_in_every_batch_is_written_once_for_a_time(tmp_path: Path) -> None:
+    """Responses of one load share creators (one time, one count each): the store is asked for each
+    point once, or twice when the next batch was planned while it was being written, not once a
+    batch; and the history is the one a single batch writes."""
+    path = tmp_path / "shared.jsonl"
+    path.write_text("".join(corpus_lines(120, n_persons=3)))
+    asked: list[str] = []
+    with open_store(tmp_path / "many") as many, open_store(tmp_path / "one") as one:
+        real = many.engine.apply
+
+        def spy(deletes: Any, inserts: Any) -> None:
+            asked.extend(line for graph, lines in inserts.items() if graph.value == HISTORY for line in lines)
+            real(deletes, inserts)
+
+        many.engine.apply = spy  # type: ignore[method-assign]
+        many.load([path], observed_at=day(1), batch_size=10)
+        one.load([path], observed_at=day(1), batch_size=1000)
+        history = {str(q) for q in one.engine.iter_quads(ox.NamedNode(HISTORY))}
+        assert {str(q) for q in many.engine.iter_quads(ox.NamedNode(HISTORY))} == history
+        assert {line.split(" ")[0] for line in asked} == {quad.split(" ")[0] for quad in history}
+        assert max(Counter(asked).values()) <= 2  # (12 without: a creator's points in each of the 12 batches)
+        many.load([path], observed_at=day(2), batch_size=10)  # another time: new points
+        assert points(many) == 2 * len(history) // 4 and max(Counter(asked).values()) <= 2
 
 
 def test_rebuild_gives_the_same_series_and_state(store: Any) -> None:

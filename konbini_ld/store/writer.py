@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import pyoxigraph as ox
@@ -41,6 +41,8 @@ GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
 #: the activities written with their times.
 Described = tuple[dict[str, str], list[Point], dict[str, Values], list[tuple[str, str]]]
 _NOTHING: Described = ({}, [], {}, [])
+#: History points remembered as written, at most (then forgotten all at once): about 10 MiB.
+POINTS_REMEMBERED = 100_000
 
 
 class Writer:
@@ -82,6 +84,9 @@ class Writer:
         #: what this process last wrote for each entity (the only writer: reads it can skip)
         self._written = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
+        #: history points this process has written (a point observed again is not written again:
+        #: a creator seen in many batches of one load at the same time and count)
+        self._points: set[str] | None = set() if self._written is not None else None
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -142,10 +147,14 @@ class Writer:
         report.removed = len(deletes)
         report.points = len(history) // 4
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
+        new_points: set[str] = set()
+        if self._points is not None:  # (points are only ever added: one written stays written)
+            history = [line for line in history if line[: line.index(" ")] not in self._points]
+            new_points = {line[: line.index(" ")] for line in history}
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
-            described=(described, tracked, given, ended),
+            described=(described, tracked, given, ended), points=new_points,
         )
         data.committed()
         return report
@@ -226,11 +235,13 @@ class Writer:
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
         described: Described | None = None,
+        points: Collection[str] = (),
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
+                self._remember(points)
                 self._index(described or _NOTHING, applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
@@ -251,6 +262,15 @@ class Writer:
                 self._isolate(*job)
             elif error is not None:
                 raise error
+
+    def _remember(self, points: Collection[str]) -> None:
+        """(Once written.) Remember history points as written: later batches leave them out."""
+        known = self._points
+        if known is None or not points:
+            return
+        if len(known) + len(points) > POINTS_REMEMBERED:
+            known.clear()
+        known.update(points)
 
     def _known(self, graph: ox.NamedNode) -> MaybeHeld | None:
         """Which entities ``graph`` may hold, when this process is the store's only writer: exact
