@@ -146,6 +146,28 @@ def test_a_first_load_indexes_new_entities_without_reading_them_back(corpus: Pat
     consistent(tmp_path / "store")
 
 
+def test_entities_observed_again_unchanged_are_not_read_back(corpus: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second observation that changes nothing leaves the index's rows as they are: nothing is
+    read back for them (a creator seen in every batch of a load is read once at most)."""
+    from konbini_ld.store import index_rows
+
+    audios = tmp_path / "audios.jsonl"
+    audios.write_text("".join(line for line in corpus.read_text(encoding="utf-8").splitlines(keepends=True)
+                              if '"type":"Audio"' in line[:200]), encoding="utf-8")
+    reads: list[str] = []
+    real = index_rows.described
+    with open_store(tmp_path / "store") as store:
+        assert store.load(audios, batch_size=200, observed_at="2026-11-01T00:00:00Z").loaded == 1200
+        monkeypatch.setattr(index_rows, "described", lambda store, node, kind: reads.append(node.value) or real(store, node, kind))
+        store.load(audios, batch_size=200, observed_at="2026-11-01T00:00:00Z")
+        assert reads == []
+        store.load(audios, batch_size=200, observed_at="2026-11-02T00:00:00Z")  # (new times, same values)
+        assert reads == []
+    monkeypatch.setattr(index_rows, "described", real)
+    consistent(tmp_path / "store")
+
+
 def test_upserts_move_the_index_with_the_graph(tmp_path: Path) -> None:
     with open_store(tmp_path / "store") as store:
         store.load(audio(1, "Alpha", by="first.user"), observed_at="2026-03-01T00:00:00Z")

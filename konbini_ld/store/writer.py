@@ -134,6 +134,9 @@ class Writer:
         if data.newest:  # (what is read from the store first waits for a write in progress on it)
             stored_times = self._times.stored(self.engine, prov_graph, data.newest, self._before_read)
         deletes, inserts = data.plan(self.engine, self._before_read, stored_times)
+        if data.seen is not None:  # observed exactly as last written: their rows stand (not read back)
+            changed = data.final_subjects()
+            described = {iri: kind for iri, kind in described.items() if f"<{iri}>" in changed}
         given = fresh(data.final, described, data.new) if self.index is not None and data.new else {}
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
