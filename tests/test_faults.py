@@ -134,9 +134,9 @@ def test_an_archived_record_that_cannot_be_mapped_never_bricks_the_store(copy: P
         assert "audio:1" in store.fetch_ledger()
 
 
-def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A mapping defect that lets through a line the store refuses (simulated: nothing real gets
-    past the normaliser any more) costs that response, not its batch or the store."""
+def _defective_at_line_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mapping lets through, for the response on line 3, a line the store refuses (simulated:
+    nothing real gets past the normaliser any more)."""
     import konbini_ld.mapping.prepare as mapping
 
     real = mapping.prepare
@@ -149,6 +149,12 @@ def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: P
         return p
 
     monkeypatch.setattr(mapping, "prepare", defective)
+
+
+def test_a_batch_the_store_rejects_costs_only_the_responses_at_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mapping defect that lets through a line the store refuses (simulated: nothing real gets
+    past the normaliser any more) costs that response, not its batch or the store."""
+    _defective_at_line_3(monkeypatch)
     lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n"}})
              for i in range(10)]
     path = tmp_path / "ten.jsonl"
@@ -167,18 +173,7 @@ def test_points_a_rejected_batch_shared_with_the_next_are_still_written(tmp_path
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A creator seen only in the response at fault and in the next batch: the next batch still
     writes its counters' points (the rejected batch wrote none of them)."""
-    import konbini_ld.mapping.prepare as mapping
-
-    real = mapping.prepare
-
-    def defective(response: Any, **kw: Any) -> Any:
-        p = real(response, **kw)
-        if p.ok and response.line == 3:
-            key = next(iter(p.groups))
-            p.groups[key] = p.groups[key] + ['<urn:x> <urn:p> "\ud800" .\n']
-        return p
-
-    monkeypatch.setattr(mapping, "prepare", defective)
+    _defective_at_line_3(monkeypatch)
     creator = {"type": "Person", "id": "https://www.tiktok.com/@shared", "followerCount": 42}
     lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n",
                                   **({"attributedTo": creator} if i in (2, 7) else {})}}) for i in range(10)]

@@ -152,8 +152,13 @@ class Writer:
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
         new_points: set[str] = set()
         if self._points is not None:  # (points are only ever added: one written stays written)
-            history = [line for line in history if line[: line.index(" ")] not in self._points]
-            new_points = {line[: line.index(" ")] for line in history}
+            kept = []
+            for line in history:
+                point = line[: line.index(" ")]
+                if point not in self._points:
+                    kept.append(line)
+                    new_points.add(point)
+            history = kept
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
