@@ -159,6 +159,7 @@ class FetchError(KonbiniError):
     :param url: the request URL (never carries the API key, which travels in a header).
     :param status: the HTTP status, or ``None`` for connection errors and timeouts.
     :param code: the API's error code (``not_found``, ``credits_exhausted``…), when given.
+    :param answer: the answer received, when there was one (kept as evidence of what was billed).
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class FetchError(KonbiniError):
         code: str | None = None,
         credits_used: int | None = None,
         credits_remaining: int | None = None,
+        answer: Any = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -178,6 +180,7 @@ class FetchError(KonbiniError):
         self.code = code
         self.credits_used = credits_used
         self.credits_remaining = credits_remaining
+        self.answer = answer
 
     def __str__(self) -> str:
         status = f"HTTP {self.status}: " if self.status is not None else ""

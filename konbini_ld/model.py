@@ -42,6 +42,11 @@ class Response:
     :ivar credits_used: ``X-Credits-Used`` for API responses.
     :ivar credits_remaining: ``X-Credits-Remaining`` for API responses.
     :ivar key: what was asked for (an audio id…), for fetch bookkeeping.
+    :ivar note: set on an answer kept only as evidence (not the answer asked for, a 404 that is
+        not the API's, a billed failure): why it is not applied. Its credits count; its key is
+        not bought.
+    :ivar evidence: credit header values that were not believed, as received.
+    :ivar run: the run that observed it (one run observes each counter of an entity once).
     """
 
     body: str
@@ -53,6 +58,9 @@ class Response:
     credits_remaining: int | None = None
     key: str | None = None
     observed_given: bool = False
+    note: str | None = None
+    evidence: dict[str, str] | None = None
+    run: str | None = None
 
     def __post_init__(self) -> None:
         if self.observed_at is not None:
@@ -131,7 +139,17 @@ class Observation:
     @property
     def not_found(self) -> bool:
         """A recorded 404: nothing to map, but worth remembering (it was paid for)."""
-        return self.response.status == 404
+        return self.response.status == 404 and self.response.note is None
+
+    @property
+    def evidence(self) -> bool:
+        """An answer kept only as evidence (:attr:`Response.note`): nothing to map."""
+        return self.response.note is not None
+
+    @property
+    def mappable(self) -> bool:
+        """It carries data for the graph (not a 404, not evidence)."""
+        return self.response.status != 404 and self.response.note is None
 
 
 @dataclass(slots=True)
@@ -178,6 +196,8 @@ class LoadReport:
     :ivar points: counter values the responses carried, each a point of the history graph (a
         point already there, from the same response at the same time, is not added twice).
     :ivar damage: damaged archive spans met while replaying or rebuilding.
+    :ivar unchanged: responses left out because they were already there (a body already
+        archived, taken again without a newer explicit time: the same observation).
     """
 
     loaded: int = 0
@@ -189,6 +209,7 @@ class LoadReport:
     observations: int = 0
     points: int = 0
     damage: list[Damage] = field(default_factory=list)
+    unchanged: int = 0
 
     @property
     def ok(self) -> bool:
@@ -202,6 +223,7 @@ class LoadReport:
         self.removed += other.removed
         self.observations += other.observations
         self.points += other.points
+        self.unchanged += other.unchanged
         self.damage.extend(other.damage)
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)

@@ -31,8 +31,8 @@ from typing import Any
 
 from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError, StoreError, UsageError
 from .mapping.envelope import parse_documents
-from .model import FetchReport, Response
-from .sources.konbini.client import ApiResponse, KonbiniClient
+from .model import FetchReport, LedgerEntry, Response
+from .sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
 from .sources.konbini.endpoints import audio_key, parse_audio_ids, videos_key
 from .store.archive import ArchiveRecord
 from .store.store import KonbiniStore
@@ -46,6 +46,9 @@ _MAX_BATCH = 500
 #: After an interrupt, how long the graph may keep taking archived responses before the run
 #: exits (the rest is applied when the store is next opened).
 APPLY_GRACE_SECONDS = 2.0
+#: After an interrupt, how long requests in flight (paid for) may take to finish before they
+#: are abandoned (a second interrupt abandons them at once).
+DRAIN_GRACE_SECONDS = 5.0
 
 
 class Terminated(KeyboardInterrupt):
@@ -72,6 +75,7 @@ def fetch(
     concurrency: int = DEFAULT_CONCURRENCY,
     refresh: bool = False,
     refresh_older_than: timedelta | None = None,
+    retry_not_found: bool = False,
     dry_run: bool = False,
     max_credits: int | None = None,
     videos: bool = False,
@@ -79,30 +83,52 @@ def fetch(
     page_size: int = 30,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    on_graph: Callable[[int], None] | None = None,
+    graph_progress: Callable[[int], None] | None = None,
 ) -> FetchReport:
     """Fetch audios by id or TikTok music URL (and with ``videos`` their pages of videos) into ``store``.
 
     :param client: who asks the API (``None`` for a dry run).
     :param ids: audio ids or TikTok music URLs; all are checked before any request is made.
     :param concurrency: requests in flight at once.
-    :param refresh: buy again what the store already has.
+    :param refresh: buy again what the store already has (not-found answers included).
     :param refresh_older_than: buy again only what was last bought longer ago than this (a
         watch list kept current at the lowest cost: every purchase adds a point to the series).
-    :param dry_run: buy nothing; report what would be bought (:attr:`FetchReport.planned`).
-    :param max_credits: spend at most this many credits in this run.
+        An audio the API said does not exist stays not found (see ``retry_not_found``).
+    :param retry_not_found: ask again for what the API said does not exist.
+    :param dry_run: buy nothing; report what would be bought (:attr:`FetchReport.planned`): what
+        the run would send if every answer says what the last purchase of it said.
+    :param max_credits: send at most this many requests in this run (one credit each, retries
+        included), whatever the answers' credit headers say.
     :param max_pages: pages of videos per audio (``videos`` only), counting pages already stored.
     :param progress: called with 1 for every request finished or skipped.
+    :param on_total: called with the number of requests known so far (it grows as pages name
+        their next ones).
+    :param on_graph: called once the last answer is in, with the number of answers the graph
+        has yet to take; ``graph_progress`` then with each number it took.
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
+    :raises UsageError: ``max_credits`` or ``max_pages`` is negative, ``concurrency`` below 1.
     """
     audio_ids = parse_audio_ids(ids)
+    if max_credits is not None and max_credits < 0:
+        raise UsageError(f"max_credits must be 0 or more, not {max_credits}")
+    if max_pages < 0 or concurrency < 1:
+        raise UsageError("max_pages must be 0 or more and concurrency 1 or more")
     report = FetchReport(dry_run=dry_run)
-    ledger = {} if refresh else store.fetch_ledger()
+    known = {} if refresh else store.fetch_ledger()  # what each request's last purchase answered
+    bought = {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
     if refresh_older_than is not None:
-        cutoff = format_time(datetime.now(UTC) - refresh_older_than)
-        ledger = {k: e for k, e in ledger.items() if e.observed_at is not None and e.observed_at >= cutoff}
+        try:
+            cutoff = format_time(datetime.now(UTC) - refresh_older_than)
+        except OverflowError:
+            cutoff = ""  # older than anything: everything is bought again
+        # a not-found stays not found: the API said so, and asking again costs a credit
+        bought = {k: e for k, e in bought.items()
+                  if e.status == 404 or (e.observed_at is not None and e.observed_at >= cutoff)}
     if client is None and not dry_run:
         raise UsageError("fetch needs a client, except for a dry run")
-    runner = _Runner(store, client, report, ledger, concurrency, max_credits, videos, max_pages, page_size, progress)
+    runner = _Runner(store, client, report, bought, known, concurrency, max_credits, videos, max_pages, page_size,
+                     progress)
     jobs = []
     for aid in dict.fromkeys(audio_ids):
         jobs.extend(runner.first_jobs(aid))
@@ -110,6 +136,8 @@ def fetch(
         runner.plan(jobs)
         return report
     runner.on_total = on_total
+    runner.on_graph = on_graph
+    runner.graph_progress = graph_progress
     runner.total = len(jobs) + report.skipped
     if on_total:
         on_total(runner.total)
@@ -123,7 +151,8 @@ class _Runner:
         store: KonbiniStore,
         client: KonbiniClient | None,
         report: FetchReport,
-        ledger: dict[str, Any],
+        bought: dict[str, LedgerEntry],
+        known: dict[str, LedgerEntry],
         concurrency: int,
         max_credits: int | None,
         videos: bool,
@@ -137,16 +166,25 @@ class _Runner:
         self.archive = store.archive
         self.client = client
         self.report = report
-        self.ledger = ledger
+        self.ledger = bought
+        self.known = known
         self.concurrency = max(1, concurrency)
-        self.max_credits = max_credits
+        self.budget = Budget(max_credits)
         self.videos = videos
         self.max_pages = max(0, max_pages)
         self.page_size = page_size
         self.progress = progress or (lambda n: None)
         self.on_total: Callable[[int], None] | None = None
+        self.on_graph: Callable[[int], None] | None = None
+        self.graph_progress: Callable[[int], None] | None = None
         self.total = 0
         self.stop = threading.Event()
+        self.run_id = "fetch:" + format_time(datetime.now(UTC))
+        #: cursors of each audio's pages met in this run: a cycle of cursors is followed once
+        self.visited: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        #: paid answers the archive could not take (written elsewhere at the end, never lost)
+        self.unarchived: list[Response] = []
         # archived records reach the graph on their own thread, in archive order
         self.applying: queue.Queue[ArchiveRecord | None] = queue.Queue()
         self.apply_deadline: float | None = None
@@ -181,8 +219,13 @@ class _Runner:
         return None
 
     def _next_page(self, audio_id: str, cursor: str | None, page: int) -> _Job | None:
-        """The first page of the chain not bought yet (walking pages earlier runs stored)."""
+        """The first page of the chain not bought yet (walking pages earlier runs stored); none
+        past ``max_pages``, and none whose cursor this run already met (a cycle of cursors)."""
+        seen = self.visited.setdefault(audio_id, set())
         while cursor is not None and page < self.max_pages:
+            if cursor in seen:
+                return None
+            seen.add(cursor)
             entry = self.ledger.get(videos_key(audio_id, cursor))
             if entry is None:
                 return _Job(audio_id, "videos", cursor, page)
@@ -192,26 +235,45 @@ class _Runner:
             cursor, page = entry.next_cursor, page + 1
         return None
 
-    # -- running ---------------------------------------------------------------
+    def _follow(self, job: _Job, status: int, next_cursor: str | None) -> _Job | None:
+        """What an answer to ``job`` leads to: an audio that exists, to its first page of videos;
+        a page, to the next one it names."""
+        if status != 200:
+            return None
+        if job.kind == "audio":
+            return self._videos_of(job.audio_id)
+        if next_cursor is not None and next_cursor != job.cursor:
+            return self._next_page(job.audio_id, next_cursor, job.page + 1)
+        return None
 
     def plan(self, jobs: list[_Job]) -> None:
-        """What a run would buy, bought by nobody: each job for certain, and for each the pages of
-        videos it could lead to (up to ``max_pages`` per audio)."""
-        self.report.planned = len(jobs)
-        more = 0
-        for job in jobs:
-            if job.kind == "audio":
-                more += self.max_pages if self.videos else 0
-            else:
-                more += max(0, self.max_pages - job.page - 1)
-        self.report.planned_max = len(jobs) + more
-        if self.max_credits is not None:
-            self.report.planned = min(self.report.planned, self.max_credits)
-            self.report.planned_max = min(self.report.planned_max, self.max_credits)
+        """What a run would send, sending nothing: the run's own decisions, each answer taken to
+        say what the last purchase of it said (``planned``: exact when nothing new is found);
+        ``planned_max`` adds the pages that answers never bought before could lead to."""
+        certain = more = 0
+        todo = list(reversed(jobs))
+        while todo:
+            job = todo.pop()
+            if self.budget.limit is not None and certain >= self.budget.limit:
+                break
+            certain += 1
+            last = self.known.get(job.key)
+            if last is None:  # never bought: what it leads to is unknown
+                if job.kind == "audio":
+                    more += self.max_pages if self.videos else 0
+                else:
+                    more += max(0, self.max_pages - job.page - 1)
+                continue
+            follow = self._follow(job, last.status, last.next_cursor)
+            if follow is not None:
+                todo.append(follow)
+        self.report.planned = certain
+        self.report.planned_max = certain + more
+        if self.budget.limit is not None:
+            self.report.planned_max = min(self.report.planned_max, self.budget.limit)
         self.progress(len(jobs))
 
-    def _credits_left(self, in_flight: int) -> bool:
-        return self.max_credits is None or self.report.credits_used + in_flight < self.max_credits
+    # -- running ---------------------------------------------------------------
 
     def run(self, jobs: list[_Job]) -> None:
         assert self.client is not None
@@ -223,6 +285,10 @@ class _Runner:
         finally:
             self.archive.on_written = None
             self.client.cancel = None
+            self._rescue()
+            pending = self.applying.qsize()
+            if pending and self.on_graph is not None and self.apply_deadline is None:
+                self.on_graph(pending)
             self.applying.put(None)
             self.writer.join()
         if self.writer_error is not None:
@@ -235,7 +301,7 @@ class _Runner:
         try:
             while todo or running:
                 while todo and len(running) < self.concurrency and not self.stop.is_set():
-                    if not self._credits_left(len(running)):
+                    if not self.budget.take():  # one credit a request: the cap counts what is sent
                         self._halt("max-credits")
                         break
                     job = todo.pop()
@@ -252,25 +318,35 @@ class _Runner:
             self.report.not_requested += len(todo)
         except KeyboardInterrupt as exc:
             self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
-            self.apply_deadline = time.monotonic() + APPLY_GRACE_SECONDS
+            self.apply_deadline = time.monotonic() + DRAIN_GRACE_SECONDS + APPLY_GRACE_SECONDS
             self.report.not_requested += len(todo)
             self._drain(running)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _drain(self, running: dict[Future[ApiResponse], _Job]) -> None:
-        """Wait for requests in flight after Ctrl-C: they are paid for, and archived as they
-        arrive. A second Ctrl-C abandons them."""
+        """After Ctrl-C, wait a little for requests in flight: they are paid for, and archived as
+        they arrive. Past :data:`DRAIN_GRACE_SECONDS`, or at a second Ctrl-C, they are abandoned
+        (their connections closed), so the run ends within seconds whatever the server does."""
+        assert self.client is not None
+        for future in list(running):
+            if future.cancel():
+                running.pop(future)
+                self.report.not_requested += 1
         try:
-            for future in list(running):
-                if future.cancel():
-                    self.report.not_requested += 1
-                    continue
-                job = running.pop(future)
-                wait([future])
-                self._collect(job, future)
+            wait(running, timeout=DRAIN_GRACE_SECONDS)
         except KeyboardInterrupt:
             pass
+        self.client.abort()
+        try:
+            wait(running, timeout=DRAIN_GRACE_SECONDS)
+        except KeyboardInterrupt:
+            pass
+        for future, job in list(running.items()):
+            if future.done():
+                self._collect(job, future)
+            else:
+                self.report.not_requested += 1
 
     def _halt(self, reason: str) -> None:
         if not self.stop.is_set():
@@ -278,35 +354,84 @@ class _Runner:
             self.report.stopped = reason
 
     def _request(self, job: _Job) -> ApiResponse:
-        """Ask, then archive the answer before returning it (on the requesting thread)."""
+        """Ask (the request's credit is taken already), then archive every answer received before
+        returning (on the requesting thread): the answer bought, and as evidence any other answer
+        that may have been billed."""
         assert self.client is not None
+        answers: list[ApiResponse] = []
+        budget = self.budget.prepaid()
+        accepted: ApiResponse | None = None
+        failure: FetchError | None = None
         try:
             if job.kind == "audio":
-                answer = self.client.get_audio(job.audio_id)
+                accepted = self.client.get_audio(job.audio_id, budget=budget, on_answer=answers.append)
             else:
-                answer = self.client.get_videos(job.audio_id, job.cursor, self.page_size)
+                accepted = self.client.get_videos(job.audio_id, job.cursor, self.page_size, budget=budget,
+                                                  on_answer=answers.append)
+            return accepted
         except NotFoundError as exc:
-            self.store.archive_responses([
-                Response(body=_error_body(exc), source=exc.url or "", status=404, key=job.key, observed_given=True,
-                         credits_used=exc.credits_used, credits_remaining=exc.credits_remaining)
-            ])
+            accepted = exc.answer
             raise
-        self.store.archive_responses([
-            Response(body=answer.body, source=answer.url, status=200, key=job.key, observed_at=answer.received_at,
-                     observed_given=True, credits_used=answer.credits_used,
-                     credits_remaining=answer.credits_remaining)
-        ])
-        return answer
+        except FetchError as exc:
+            failure = exc
+            raise
+        finally:
+            self._keep(job, answers, accepted, failure)
+
+    def _keep(self, job: _Job, answers: list[ApiResponse], accepted: ApiResponse | None,
+              failure: FetchError | None) -> None:
+        kept = []
+        for i, answer in enumerate(answers):
+            if answer is accepted:
+                note = None
+            elif answer.billed or answer.status in (200, 404):
+                last = i == len(answers) - 1 and failure is not None
+                note = failure.message if last and failure is not None else f"HTTP {answer.status}, asked again"
+            else:
+                continue  # not billed, nothing to keep
+            kept.append(Response(body=answer.body, source=answer.url, status=answer.status, key=job.key,
+                                 observed_at=answer.received_at, observed_given=True, credits_used=answer.billed,
+                                 credits_remaining=answer.credits_remaining, note=note,
+                                 evidence=answer.header_evidence, run=self.run_id))
+        for answer in answers:
+            self._account(answer)
+        if not kept:
+            return
+        try:
+            self.store.archive_responses(kept)
+        except StoreError:
+            with self._lock:
+                self.unarchived.extend(kept)
+            raise
+
+    def _rescue(self) -> None:
+        """Paid answers the archive could not take: try once more, else write them beside it
+        (the store adopts them when next opened for writing), so none is ever bought again."""
+        if not self.unarchived:
+            return
+        answers, self.unarchived = self.unarchived, []
+        try:
+            self.store.archive_responses(answers)
+            return
+        except StoreError:
+            pass
+        where = self.store.spill(answers)
+        self.report.errors.append(StoreError(
+            f"{len(answers)} paid answers could not be archived; they are kept in {where} and are "
+            "archived when the store is next opened for writing (move the file into the store's "
+            "unarchived/ folder if it is elsewhere)"))
 
     def _archived(self, records: list[ArchiveRecord]) -> None:
         for record in records:
             self.applying.put(record)
 
-    def _account(self, used: int | None, remaining: int | None, billed: bool) -> None:
-        self.report.credits_used += used if used is not None else (1 if billed else 0)
-        if remaining is not None:
-            current = self.report.credits_remaining
-            self.report.credits_remaining = remaining if current is None else min(current, remaining)
+    def _account(self, answer: ApiResponse) -> None:
+        with self._lock:
+            self.report.credits_used += answer.billed
+            if answer.credits_remaining is not None:
+                current = self.report.credits_remaining
+                self.report.credits_remaining = (answer.credits_remaining if current is None
+                                                 else min(current, answer.credits_remaining))
 
     def _stop_with(self, exc: KonbiniError, reason: str) -> None:
         if not any(type(e) is type(exc) and str(e) == str(exc) for e in self.report.errors):
@@ -318,16 +443,20 @@ class _Runner:
         self.progress(1)
         try:
             answer = future.result()
-        except NotFoundError as exc:
-            self._account(exc.credits_used, exc.credits_remaining, billed=True)
+        except NotFoundError:
             self.report.not_found += 1
             return None
         except CreditsExhaustedError as exc:
-            self._account(None, 0 if exc.credits_remaining is None else exc.credits_remaining, billed=False)
+            if exc.credits_remaining is None:
+                self.report.credits_remaining = 0
             self._stop_with(exc, "credits-exhausted")
             return None
         except AuthError as exc:
             self._stop_with(exc, "auth")
+            return None
+        except BudgetSpent:
+            self._halt("max-credits")
+            self.report.not_requested += 1
             return None
         except FetchError as exc:
             self.report.failed.append(exc)
@@ -335,18 +464,17 @@ class _Runner:
         except StoreError as exc:  # the archive cannot be written: buying more would waste credits
             self._stop_with(exc, "store-error")
             return None
-        self._account(answer.credits_used, answer.credits_remaining, billed=True)
         self.report.fetched += 1
-        if job.kind == "audio":
-            return self._videos_of(job.audio_id)
-        try:
-            docs = parse_documents(answer.body).documents
-        except KonbiniError:
-            return None
-        nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
-        if isinstance(nxt, (str, int)) and not isinstance(nxt, bool) and str(nxt) != job.cursor:
-            return self._next_page(job.audio_id, str(nxt), job.page + 1)
-        return None
+        next_cursor = None
+        if job.kind == "videos":
+            try:
+                docs = parse_documents(answer.body).documents
+            except KonbiniError:
+                docs = []
+            nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
+            if isinstance(nxt, (str, int)) and not isinstance(nxt, bool):
+                next_cursor = str(nxt)
+        return self._follow(job, 200, next_cursor)
 
     def _apply_loop(self) -> None:
         done = False
@@ -380,9 +508,5 @@ class _Runner:
             self.report.load.merge(load)
             self.report.fetched -= len(load.failed)
             self.report.failed.extend(load.failed)
-
-
-def _error_body(exc: FetchError) -> str:
-    import json
-
-    return json.dumps({"errors": [{"code": exc.code or "not_found", "message": exc.message}], "data": None})
+            if self.graph_progress is not None:
+                self.graph_progress(len(batch))

@@ -8,7 +8,17 @@ from email.utils import parsedate_to_datetime
 
 from .errors import UsageError
 
-__all__ = ["format_time", "parse_duration", "parse_http_date", "parse_size", "parse_time"]
+__all__ = [
+    "FUTURE_SKEW",
+    "MAX_CREDITS_PER_ANSWER",
+    "check_not_future",
+    "format_time",
+    "parse_credits",
+    "parse_duration",
+    "parse_http_date",
+    "parse_size",
+    "parse_time",
+]
 
 
 def parse_size(text: str) -> int:
@@ -81,6 +91,28 @@ def parse_time(text: str) -> str:
         raise UsageError(f"{text!r} is out of range") from None
 
 
+#: How far in the future an observation time may be (clocks disagree a little); beyond it the
+#: time is refused: one wrong time would make every real observation after it look older.
+FUTURE_SKEW = timedelta(minutes=10)
+
+
+def check_not_future(at: str, *, what: str = "observation time") -> None:
+    """Refuse a time (:func:`format_time` spelling) later than now plus :data:`FUTURE_SKEW`.
+
+    >>> check_not_future("2026-11-01T00:00:00.000Z")
+    >>> check_not_future("9999-01-01T00:00:00.000Z")
+    Traceback (most recent call last):
+    ...
+    konbini_ld.errors.UsageError: observation time 9999-01-01T00:00:00.000Z is in the future ...
+
+    :raises UsageError: it is.
+    """
+    now = datetime.now(UTC)
+    if at > format_time(now + FUTURE_SKEW):
+        raise UsageError(f"{what} {at} is in the future (now is {format_time(now)}); a time beyond "
+                         f"{int(FUTURE_SKEW.total_seconds() // 60)} minutes ahead is refused")
+
+
 def parse_http_date(text: str) -> str | None:
     """An HTTP ``Date`` header (``Tue, 01 Sep 2026 12:00:00 GMT``, or ISO 8601) → its
     :func:`format_time` spelling; ``None`` when it is not a date.
@@ -96,3 +128,33 @@ def parse_http_date(text: str) -> str | None:
         return parse_time(text)
     except UsageError:
         return None
+
+
+#: The most credits one answer may say it cost: the API's price is one credit a request, so a
+#: larger ``X-Credits-Used`` is not believed (it is kept as evidence, and the request counts one).
+MAX_CREDITS_PER_ANSWER = 1_000
+#: The largest ``X-Credits-Remaining`` believed (a balance, not a price).
+_MAX_BALANCE = 10**12
+
+
+def parse_credits(value: object, *, balance: bool = False) -> int | None:
+    """A credit header's value (``X-Credits-Used``, or with ``balance`` ``X-Credits-Remaining``)
+    when it is one: a whole number from 0 to :data:`MAX_CREDITS_PER_ANSWER` (a balance: to
+    10¹²), as text of digits or a JSON integer; ``None`` for anything else (absent, negative,
+    huge, fractional, garbage).
+
+    >>> parse_credits("1"), parse_credits(" 2 "), parse_credits("-1"), parse_credits("1e9"), parse_credits(10**30)
+    (1, 2, None, None, None)
+    >>> parse_credits("24999", balance=True), parse_credits(True)
+    (24999, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 15:
+        number = int(value.strip())
+    else:
+        return None
+    top = _MAX_BALANCE if balance else MAX_CREDITS_PER_ANSWER
+    return number if 0 <= number <= top else None

@@ -69,11 +69,12 @@ def test_load_takes_dicts_paths_and_streams(tmp_path: Path) -> None:
         assert store.load(bare).loaded == 1                                # the bare object
         assert store.load(SEED).loaded == 1                                # a Path
         assert store.load(str(VIDEOS)).loaded == 1                         # a str path
-        assert store.load(io.StringIO(SEED.read_text())).loaded == 1       # a text stream
+        # the same bytes again, however given: the same observation, already there
+        assert store.load(io.StringIO(SEED.read_text())).unchanged == 1    # a text stream
         with open(SEED, "rb") as fh:
-            assert store.load(fh).loaded == 1                              # a binary file
+            assert store.load(fh).unchanged == 1                           # a binary file
         report = store.load([bare, SEED, io.BytesIO(b'{"data": null}')])  # a mixed list
-        assert report.loaded == 2 and len(report.failed) == 1
+        assert report.loaded + report.unchanged == 2 and len(report.failed) == 1
         with pytest.raises(konbini_ld.UsageError, match="cannot load a int"):
             store.load([42])  # type: ignore[list-item]
 

@@ -122,18 +122,12 @@ def test_no_stage_imports_a_stage_above_it() -> None:
 
 
 def test_modules_stay_small() -> None:
-    """~300 lines; the few beyond carry one algorithm each (listed with why)."""
-    allowed = {
-        "konbini_ld.mapping.normalize": "the walker over API objects: one recursive pass, its checks beside it",
-        "konbini_ld.pipeline": "the fetch run: planning, requests, collection and the apply thread, one state machine",
-        "konbini_ld.mapping.templates": "shape templates: probe, template, fill — one algorithm",
-        "konbini_ld.store.archive": "append (group commit), torn-tail repair and the damage-aware reader share "
-                                    "HEAD's invariants",
-    }
+    """One concern a module, under ~600 lines (a count to notice growth by, not to write docstrings to)."""
+    allowed: dict[str, str] = {}
     over = {}
     for path in PACKAGE.rglob("*.py"):
         n = len(path.read_text(encoding="utf-8").splitlines())
-        if n > 330 and module_name(path) not in allowed:
+        if n > 600 and module_name(path) not in allowed:
             over[module_name(path)] = n
     assert over == {}
 

@@ -181,4 +181,4 @@ def test_verbose_load_says_what_it_reads_and_writes(run: Any) -> None:
     quiet = run("load", str(SEED))
     r = run("-v", "load", str(SEED))
     assert r.exit_code == 0 and "INFO" not in quiet.stderr
-    assert f"reading {SEED}" in r.stderr and "batch of 1 responses: 1 mapped" in r.stderr
+    assert f"reading {SEED}" in r.stderr and "batch of 1 responses: 0 mapped, 1 already there" in r.stderr

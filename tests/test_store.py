@@ -27,25 +27,28 @@ def test_loading_the_same_file_twice_for_the_same_time_keeps_the_triple_count(st
     store.load([SEED, NEWER, VIDEOS], observed_at="2026-11-01T12:00:00Z")
     first = len(store)
     report = store.load([SEED, NEWER, VIDEOS], observed_at="2026-11-01T12:00:00Z")
-    assert report.ok and report.loaded == 3
+    assert report.ok and (report.loaded, report.unchanged) == (0, 3)  # already there
     assert len(store) == first
 
 
-def test_reloading_later_changes_nothing_but_times_and_the_series(store: Any) -> None:
+def test_reloading_later_changes_nothing_but_times_the_series_and_the_record_of_observations(store: Any) -> None:
     def state() -> set[str]:
-        return {str(q) for q in quads(store)
-                if "endedAtTime" not in str(q.predicate) and "lastObservedAt" not in str(q.predicate)
-                and q.graph_name.value != "urn:konbini-ld:graph:history"}
+        return {str(q) for q in quads(store) if q.graph_name.value == "urn:konbini-ld:graph:data"}
 
     def history() -> int:
         return sum(1 for q in quads(store) if q.graph_name.value == "urn:konbini-ld:graph:history")
 
+    def activities() -> int:
+        return len(list(store.query("SELECT ?a WHERE { ?a a <http://www.w3.org/ns/prov#Activity> }").rows()))
+
     first = store.load([SEED, VIDEOS], observed_at="2026-11-01T12:00:00Z")
     before, points = state(), history()
     assert 0 < points <= 4 * first.points  # (both responses carry the audio's videoCount: one point)
+    assert activities() == 2
     store.load([SEED, VIDEOS], observed_at="2026-11-02T12:00:00Z")
     assert state() == before
     assert history() == 2 * points  # one more point per counter
+    assert activities() == 4  # a new observation of each response
 
 
 def test_newer_response_replaces_property_values(store: Any, tmp_path: Path) -> None:
@@ -176,7 +179,7 @@ def test_bad_items_fail_alone(store: Any, tmp_path: Path) -> None:
     good = json.dumps({"data": seed_data()})
     bad.write_text("\n".join([good, '{"data": {"type": "Audio", "videoCount": "many"}}', "{trunc", good]) + "\n")
     report = store.load([bad, tmp_path / "missing.json"])
-    assert report.loaded == 2
+    assert (report.loaded, report.unchanged) == (1, 1)  # the good line twice: one observation
     where = sorted(f"{e.source}:{e.line}" for e in report.failed)
     assert where == [f"{bad}:2", f"{bad}:3", f"{tmp_path / 'missing.json'}:None"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from ..units import parse_http_date
+from ..units import parse_credits, parse_http_date
 
 __all__ = ["MAX_DOCUMENT_BYTES", "Envelope", "parse_documents"]
 
@@ -32,13 +32,8 @@ def _header(headers: Any, name: str) -> Any:
 
 
 def _int_header(headers: Any, name: str) -> int | None:
-    value = _header(headers, name)
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+    """A credit header of a recorded exchange, when it is a believable number (else ``None``)."""
+    return parse_credits(_header(headers, name), balance=name.lower() == "x-credits-remaining")
 
 
 @dataclass(slots=True)

@@ -19,8 +19,9 @@ import logging
 import os
 from typing import Any
 
-from ..errors import ExpandError, InputError, KonbiniError
+from ..errors import ExpandError, InputError, KonbiniError, UsageError
 from ..lexical import observation_time
+from ..units import check_not_future
 from ..model import Observation, Response
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
 from .grouping import group_lines
@@ -41,8 +42,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
     """
     out = Observation(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining)
     response.observed_at = response.observed  # now, when nobody said when
-    if response.status == 404:
-        return out  # nothing to map, but billed: its credits count
+    if response.status == 404 or response.note is not None:
+        return out  # nothing to map (not found, or kept as evidence), but billed: its credits count
     try:
         if len(response.body) > MAX_DOCUMENT_BYTES:
             raise InputError(f"response is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB; refusing it")
@@ -53,6 +54,11 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
         if parsed.observed_at is not None and not response.observed_given:
             response.observed_at = parsed.observed_at  # the recorded exchange says when (archived so)
             response.observed_given = True
+        try:
+            check_not_future(response.observed_at)
+        except UsageError as exc:  # one wrong time would freeze every entity it describes
+            raise InputError(f"{exc}: refused (a wrong --observed-at or Date header?); load it again with "
+                             "the right --observed-at") from None
         out.credits_used = parsed.credits_used if response.credits_used is None else response.credits_used
         out.credits_remaining = (
             parsed.credits_remaining if response.credits_remaining is None else response.credits_remaining

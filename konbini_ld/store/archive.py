@@ -33,14 +33,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreError
 from ..model import Damage
-from .archive_format import MEMBER_RECORDS, ArchiveRecord, find_magic, fsync_dir, member, read_member
+from .archive_format import MEMBER_RECORDS, ArchiveRecord, decode, encode, find_magic, fsync_dir, member, read_member
 
 __all__ = ["Archive", "ArchiveRecord", "Scan"]
 
@@ -86,6 +88,10 @@ class Archive:
         self._queue: list[_Ticket] = []
         self._writing = False
         self._damaged_segment: str | None = None
+        #: the last sequence number something outside the archive has seen (the graph's applied
+        #: mark): an archive that ends before it lost records (a restored backup, a rolled-back
+        #: HEAD), and new records are numbered after it, never reusing a number
+        self.floor = 0
 
     # -- HEAD ------------------------------------------------------------------
 
@@ -220,9 +226,9 @@ class Archive:
         with open(self.path / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._last_seq = None  # another process may have appended
-            seq = self.last_seq
             segments = self._segments()
             self._repair(segments)
+            seq = max(self.last_seq, self.floor)
             target = self._target(segments, seq + 1)
             for record in records:
                 seq += 1
@@ -280,8 +286,12 @@ class Archive:
             if nxt is not None and nxt <= after + 1:
                 continue
             for record, intact in self._read(segment, scan):
-                if record.seq < expected:
-                    continue  # at or before `after`, or a duplicate
+                if record.seq <= after:
+                    continue
+                if record.seq < expected:  # a number used twice (by an older version after a rollback):
+                    scan.read += 1         # both are responses received, and both are kept
+                    yield record
+                    continue
                 if record.seq > expected:
                     self._note_gap(scan, seen_damage, segment.name, expected, record.seq - 1)
                 if intact:
@@ -291,6 +301,7 @@ class Archive:
                 expected = record.seq + 1
                 yield record
         last = int(head["last_seq"]) if head is not None else expected - 1  # type: ignore[call-overload]
+        last = max(last, self.floor)
         if head is None and segments:
             scan.damage.append(Damage("HEAD", 0, "missing or unreadable: the end of the archive is unverified"))
         if last >= expected:
@@ -341,6 +352,56 @@ class Archive:
                 for record in good:
                     yield record, False
                 pos = start + 1
+
+    # -- answers the archive could not take ---------------------------------------------
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where answers the archive could not take wait to be adopted (``unarchived/`` beside it)."""
+        return self.path.parent / "unarchived"
+
+    def spill(self, records: list[ArchiveRecord]) -> Path:
+        """Write records the archive could not take to a file of their own (in :attr:`spill_dir`,
+        else the temporary directory), fsynced; :meth:`adopt` appends them later.
+
+        :raises StoreError: they could not be written anywhere.
+        """
+        data = b"".join(encode(r) for r in records)
+        name = f"unarchived-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{threading.get_ident()}.jsonl"
+        errors = []
+        for folder in (self.spill_dir, Path(tempfile.gettempdir())):
+            target = folder / name
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                return target
+            except OSError as exc:
+                errors.append(f"{target}: {exc.strerror or exc}")
+        raise StoreError("paid answers could not be written anywhere (" + "; ".join(errors) + ")")
+
+    def adopt(self) -> int:
+        """Append the records waiting in :attr:`spill_dir` (then remove their files); how many."""
+        folder = self.spill_dir
+        if not folder.is_dir():
+            return 0
+        adopted = 0
+        for path in sorted(folder.glob("unarchived-*.jsonl")):
+            if path.is_symlink():
+                continue
+            records = []
+            for line in path.read_bytes().splitlines():
+                try:
+                    records.append(decode(line))
+                except ValueError:
+                    continue  # a line a crash cut short: the rest is whole
+            self.append(records)
+            path.unlink()
+            adopted += len(records)
+        return adopted
 
     def verify(self) -> Scan:
         """Read the whole archive and report what does not read back."""

@@ -37,6 +37,9 @@ class ArchiveRecord:
     :ivar credits_used: ``X-Credits-Used`` when the API sent it.
     :ivar credits_remaining: ``X-Credits-Remaining`` when the API sent it.
     :ivar key: what was asked for (an audio id…), for fetch bookkeeping.
+    :ivar note: why an answer is kept only as evidence (:attr:`konbini_ld.model.Response.note`).
+    :ivar evidence: credit header values that were not believed, as received.
+    :ivar run: the run that observed it.
     """
 
     seq: int
@@ -48,6 +51,9 @@ class ArchiveRecord:
     credits_used: int | None = None
     credits_remaining: int | None = None
     key: str | None = None
+    note: str | None = None
+    evidence: dict[str, str] | None = None
+    run: str | None = None
 
     @classmethod
     def of(cls, response: Response) -> ArchiveRecord:
@@ -55,7 +61,7 @@ class ArchiveRecord:
         return cls(
             0, at=response.observed, source=source_iri(response.source), body=response.body, line=response.line,
             status=response.status, credits_used=response.credits_used, credits_remaining=response.credits_remaining,
-            key=response.key,
+            key=response.key, note=response.note, evidence=response.evidence, run=response.run,
         )
 
     def response(self) -> Response:
@@ -63,15 +69,18 @@ class ArchiveRecord:
         return Response(
             body=self.body, source=self.source, line=self.line, observed_at=self.at, status=self.status,
             credits_used=self.credits_used, credits_remaining=self.credits_remaining, key=self.key,
-            observed_given=True,
+            observed_given=True, note=self.note, evidence=self.evidence, run=self.run,
         )
 
 
 _FIELDS = tuple(f.name for f in fields(ArchiveRecord))
+_ALWAYS = frozenset({"seq", "at", "source", "body", "line", "status", "credits_used", "credits_remaining", "key"})
 
 
 def encode(record: ArchiveRecord) -> bytes:
-    text = json.dumps({name: getattr(record, name) for name in _FIELDS}, ensure_ascii=False, separators=(",", ":"))
+    # fields at their default are left out: records stay as small as before they existed
+    text = json.dumps({name: value for name in _FIELDS if (value := getattr(record, name)) is not None
+                       or name in _ALWAYS}, ensure_ascii=False, separators=(",", ":"))
     data = text.encode("utf-8")
     return b"%08x " % zlib.crc32(data) + data + b"\n"
 
@@ -86,7 +95,7 @@ def decode(line: bytes) -> ArchiveRecord:
     value = json.loads(line)
     if not isinstance(value, dict) or not isinstance(value.get("seq"), int) or not isinstance(value.get("body"), str):
         raise ValueError("not an archive record")
-    return ArchiveRecord(**value)
+    return ArchiveRecord(**{k: v for k, v in value.items() if k in _FIELDS})  # (fields of later versions: ignored)
 
 
 def member(records: list[ArchiveRecord]) -> bytes:

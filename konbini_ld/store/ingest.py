@@ -21,9 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InputError
-from ..mapping.prepare import PreparePool, prepare
+from ..mapping.prepare import PreparePool, body_sha256, prepare
 from ..model import LoadReport, Observation, Response
-from ..units import format_time, parse_time
+from ..units import check_not_future, format_time, parse_time
 from .archive import Archive, ArchiveRecord
 from .writer import Writer
 
@@ -60,8 +60,15 @@ def observed(items: Iterable[Any], at: datetime | str, *, given: bool = True) ->
 
     :param given: the time is what the caller says (``False``: a default, which a recorded
         exchange's ``Date`` header still overrides).
+    :raises UsageError: ``at`` is not a time, or is in the future (checked at once).
     """
     when = format_time(at) if isinstance(at, datetime) else parse_time(at)
+    if given:
+        check_not_future(when, what="--observed-at")
+    return _observed(items, when, given)
+
+
+def _observed(items: Iterable[Any], when: str, given: bool) -> Iterator[Any]:
     for item in items:
         if isinstance(item, Response) and (given or item.observed_at is None):
             item.observed_at, item.observed_given = when, given
@@ -118,18 +125,23 @@ class Pipeline:
         pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
         pending: Any = None
 
+        seen: dict[str, str] = {}  # this run's bodies: the latest time each was taken at
+
         def finish(job: Any) -> None:
             batch, seq_from_batch, prepared = job
             observations: list[Observation] = prepared.get() if hasattr(prepared, "get") else prepared
             if archive:
+                new = self._new(observations, seen)
+                report.unchanged += len(observations) - len(new)
+                observations = new
                 kept = self.archive_responses([o.response for o in observations if o.ok or archive_failed])
                 seq = kept[-1].seq if kept else None
             else:
                 seq = seq_from_batch
             done = self.writer.apply(observations, seq, background=self.write_behind)
             report.merge(done)
-            log.info("batch of %d responses: %d mapped, %d failed, %d triples", len(batch), done.loaded,
-                     len(done.failed), done.triples)
+            log.info("batch of %d responses: %d mapped, %d already there, %d failed, %d triples", len(batch),
+                     done.loaded, len(batch) - len(observations), len(done.failed), done.triples)
             for error in done.failed:
                 log.debug("refused %s", error)
             if progress:
@@ -150,6 +162,27 @@ class Pipeline:
             self.writer.sync()
         report.merge(self.writer.take_late())
         return report
+
+    def _new(self, observations: list[Observation], seen: dict[str, str]) -> list[Observation]:
+        """The observations that are new: a body already archived, taken again without a newer
+        explicit time (``--observed-at``, a ``Date`` header), is the same observation."""
+        from .provenance import latest_times
+
+        digests = [body_sha256(o.response.body) for o in observations]
+        wanted = [d for d in dict.fromkeys(digests) if d not in seen]
+        if wanted:
+            self.writer.sync()  # (the previous batch's observations are in the graph first)
+            seen.update({d: "" for d in wanted})
+            seen.update(latest_times(self.writer.engine, wanted))
+        out = []
+        for o, digest in zip(observations, digests, strict=True):
+            if o.ok:
+                known, at = seen.get(digest, ""), o.response.observed
+                if known and not (o.response.observed_given and at > known):
+                    continue  # already there
+                seen[digest] = max(known, at)
+            out.append(o)
+        return out
 
     def apply_records(self, records: Sequence[ArchiveRecord]) -> LoadReport:
         """Prepare and apply records already archived, now (the apply half, for ``fetch``)."""

@@ -22,10 +22,11 @@ from ..lexical import observation_time
 from ..mapping.literals import nt_iri, nt_literal
 from ..mapping.prepare import body_sha256
 from ..model import LedgerEntry, Observation
+from ..units import parse_credits
 from ..urls import source_iri
 from ..vocab import DATA_GRAPH, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
 
-__all__ = ["DATA", "GENERATED_BY", "PROV_G", "describe", "ledger", "observation_iri", "recorded_shas"]
+__all__ = ["DATA", "GENERATED_BY", "PROV_G", "describe", "latest_times", "ledger", "observation_iri", "recorded_shas"]
 
 DATA = ox.NamedNode(DATA_GRAPH)
 PROV_G = ox.NamedNode(PROV_GRAPH)
@@ -42,11 +43,15 @@ _STATUS = f"<{KS}httpStatus>"
 _REQUESTED = f"<{KS}requested>"
 _NEXT_CURSOR = f"<{KS}nextCursor>"
 _MAPPING_FAILED = f"<{KS}mappingFailed>"
+_ATTEMPTED = f"<{KS}attempted>"
+_REFUSED = f"<{KS}refusedBecause>"
+_HEADER_EVIDENCE = f"<{KS}creditHeaderNotBelieved>"
 
 
-def observation_iri(source: str, line: int | None, sha: str) -> str:
-    """The activity IRI of a response: the same response from the same place is one activity."""
-    return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}".encode()).hexdigest()[:32]
+def observation_iri(source: str, line: int | None, sha: str, at: str) -> str:
+    """The activity IRI of a response: the same response from the same place at the same time is
+    one activity (every purchase is one: the same body bought again is another)."""
+    return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}\x00{at}".encode()).hexdigest()[:32]
 
 
 def _int(value: int) -> str:
@@ -58,7 +63,7 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
     r = o.response
     used = source_iri(o.source_url or r.source)
     sha = body_sha256(r.body)
-    act = f"<{observation_iri(used, r.line, sha)}>"
+    act = f"<{observation_iri(used, r.line, sha, observation_time(r.observed))}>"
     triples = [
         (act, _RDF_TYPE, _ACTIVITY),
         (act, _USED, nt_iri(used)),
@@ -67,15 +72,24 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
     ]
     if r.line is not None:
         triples.append((act, _LINE, _int(r.line)))
-    if o.credits_used is not None:
-        triples.append((act, _CREDITS_USED, _int(o.credits_used)))
-    if o.credits_remaining is not None:
-        triples.append((act, _CREDITS_REMAINING, _int(o.credits_remaining)))
-    if r.key is not None:
-        triples.append((act, _REQUESTED, nt_literal(r.key)))
+    # credit figures are evidence: only believable numbers are counted, the rest is kept as text
+    evidence = dict(r.evidence or {})
+    for prop, value, header, balance in ((_CREDITS_USED, o.credits_used, "X-Credits-Used", False),
+                                         (_CREDITS_REMAINING, o.credits_remaining, "X-Credits-Remaining", True)):
+        number = parse_credits(value, balance=balance)
+        if number is not None:
+            triples.append((act, prop, _int(number)))
+        elif value is not None:
+            evidence.setdefault(header, str(value)[:100])
+    for header, raw in sorted(evidence.items()):
+        triples.append((act, _HEADER_EVIDENCE, nt_literal(f"{header}: {raw}")))
+    if r.key is not None:  # an answer kept as evidence was attempted, not bought
+        triples.append((act, _ATTEMPTED if r.note is not None else _REQUESTED, nt_literal(r.key)))
+    if r.note is not None:
+        triples.append((act, _REFUSED, nt_literal(r.note)))
     if r.status is not None:
         triples.append((act, _STATUS, _int(r.status)))
-    if not o.ok and not o.not_found:
+    if not o.ok and o.mappable:
         triples.append((act, _MAPPING_FAILED, nt_literal("true", XSD + "boolean")))
     if o.next_cursor is not None:
         triples.append((act, _NEXT_CURSOR, nt_literal(o.next_cursor)))
@@ -120,6 +134,22 @@ def ledger(engine: Any) -> dict[str, LedgerEntry]:
         if previous is None or (when, entry.status == 200) > (previous[0], previous[1].status == 200):
             latest[key.value] = (when, entry)
     return {key: entry for key, (_, entry) in latest.items()}
+
+
+def latest_times(engine: Any, shas: list[str]) -> dict[str, str]:
+    """For each body digest among ``shas`` that an observation already recorded, the time of its
+    latest observation (konbini-ld's spelling)."""
+    if not shas:
+        return {}
+    values = " ".join(nt_literal(sha) for sha in shas)
+    query = (f"PREFIX ks: <{KS}>\nPREFIX prov: <{PROV}>\n"
+             f"SELECT ?sha (MAX(?t) AS ?at) WHERE {{ VALUES ?sha {{ {values} }} "
+             f"GRAPH <{PROV_GRAPH}> {{ ?a ks:responseSha256 ?sha ; prov:endedAtTime ?t }} }} GROUP BY ?sha")
+    out = {}
+    for row in engine.query(query, union=False):
+        if row[1] is not None:
+            out[row[0].value] = observation_time(row[1].value)
+    return out
 
 
 def recorded_shas(engine: Any) -> list[str]:

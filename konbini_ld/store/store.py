@@ -87,6 +87,13 @@ class KonbiniStore:
             self._release_lock()
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
+        if self.archive is not None:
+            try:
+                applied = self._applied() or 0
+            except StoreError:  # (a damaged state file: said when the graph is opened; rebuild mends it)
+                applied = 0
+            if applied > self.archive.last_seq:  # the archive ends before what the graph holds: records lost
+                self.archive.floor = applied
         self.writer = Writer(self.engine, self.mark_applied)
         if not _rebuilding:  # (a rebuild makes its own text index)
             self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
@@ -153,6 +160,7 @@ class KonbiniStore:
         if self.archive is None:
             return LoadReport()
         self.archive.repair()
+        self.archive.adopt()  # paid answers a full disk kept out of the archive
         applied = directory.read_applied(self.state_dir) if self.state_dir is not None else 0
         if self.archive.last_seq <= applied:
             return LoadReport()
@@ -199,6 +207,16 @@ class KonbiniStore:
         """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""
         self._writable()
         return self.pipeline.archive_responses(responses)
+
+    def spill(self, responses: Sequence[Response]) -> Path:
+        """Keep raw responses the archive could not take in a file of their own; the store adopts
+        them into the archive the next time it is opened for writing.
+
+        :raises StoreError: they could not be written anywhere.
+        """
+        if self.archive is None:
+            raise StoreError("this store has no archive")
+        return self.archive.spill([ArchiveRecord.of(r) for r in responses])
 
     def apply_archived(self, records: Sequence[ArchiveRecord]) -> LoadReport:
         """Map and upsert responses already archived as ``records``."""

@@ -109,7 +109,7 @@ class Writer:
         tracked: list[Point] = []  # and the points of the series it summarises
         for p in prepared:
             entities: set[str] = set()
-            if p.ok and not p.not_found:
+            if p.ok and p.mappable:
                 report.loaded += 1
                 report.triples += p.count
                 for k, v in p.unknown_keys.items():
@@ -119,7 +119,7 @@ class Writer:
                 described.update(kinds(p.groups.items()))
                 history.extend(points(p))
                 tracked.extend(series_points(p))
-            elif not p.not_found:
+            elif p.mappable:
                 assert p.error is not None
                 report.failed.append(p.error)
                 if p.response.key is None:

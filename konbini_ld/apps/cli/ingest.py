@@ -58,23 +58,26 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 @click.argument("ids", nargs=-1, metavar="[ID_OR_URL]...")
 @click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
-@click.option("--refresh", is_flag=True, help="Buy again what the store already has.")
+@click.option("--refresh", is_flag=True, help="Buy again what the store already has (not-found answers included).")
 @click.option("--refresh-older-than", metavar="DURATION",
               help="Buy again only what was last bought longer ago than DURATION (30m, 12h, 7d).")
+@click.option("--retry-not-found", is_flag=True,
+              help="Ask again for audios and pages the API said do not exist (otherwise never asked again).")
 @click.option("--dry-run", is_flag=True, help="Say what would be bought and what it would cost; buy nothing.")
 @click.option("--max-credits", type=click.IntRange(0), metavar="N", help="Spend at most N credits in this run.")
 @click.option("--videos", is_flag=True, help="Also fetch the pages of videos using each audio.")
 @click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
 @click.option("--api-url", metavar="URL",
               help="API base URL (default: $KONBINI_API_URL, else https://api.konbiniapi.com).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a request may take, from sending it to the answer's last byte.")
 @click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts for transient failures (connection, timeout, 5xx).")
 @pass_state
 @handle_errors
 def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concurrency: int, refresh: bool,
-          refresh_older_than: str | None, dry_run: bool, max_credits: int | None, videos: bool, max_pages: int,
-          api_url: str | None, timeout: float, retries: int) -> None:
+          refresh_older_than: str | None, retry_not_found: bool, dry_run: bool, max_credits: int | None,
+          videos: bool, max_pages: int, api_url: str | None, timeout: float, retries: int) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
 
     The key comes from the KONBINI_API_KEY environment variable. Each request
@@ -112,15 +115,29 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
     client = None if dry_run else KonbiniClient.from_environment(
         os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
-    with state.open() as store, state.progress(None, "req", "fetching") as bar, _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), state.open() as store, state.progress(None, "req", "fetching") as bar:
+        graph: list[Any] = []
 
         def total(n: int) -> None:
             bar.total = n
             bar.refresh()
 
-        report = run_fetch(store, client, values, concurrency=concurrency, refresh=refresh, max_credits=max_credits,
-                           refresh_older_than=older, dry_run=dry_run, videos=videos, max_pages=max_pages,
-                           progress=bar.update, on_total=total)
+        def on_graph(pending: int) -> None:  # the answers are in: the graph's own progress from here
+            bar.close()
+            graph.append(state.progress(pending, "resp", "applying to the graph"))
+
+        def graph_progress(n: int) -> None:
+            if graph:
+                graph[0].update(n)
+
+        try:
+            report = run_fetch(store, client, values, concurrency=concurrency, refresh=refresh,
+                               max_credits=max_credits, refresh_older_than=older, retry_not_found=retry_not_found,
+                               dry_run=dry_run, videos=videos, max_pages=max_pages, progress=bar.update,
+                               on_total=total, on_graph=on_graph, graph_progress=graph_progress)
+        finally:
+            for b in graph:
+                b.close()
     for error in report.failed:
         click.echo(f"error: {error}", err=True)
     for key, iri in report.load.unknown_keys.items():

@@ -160,5 +160,7 @@ def report_load(state: Context, report: Any, what: str) -> None:
     for key, iri in report.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
     failed = f", {len(report.failed)} failed" if report.failed else ""
+    if report.unchanged:
+        failed += f", {report.unchanged} already there"
     state.note(f"{what} {report.loaded} response{'s' if report.loaded != 1 else ''}{failed} "
                f"(+{report.added} / -{report.removed} data triples)")

@@ -5,15 +5,30 @@
 
 Ids are checked before any request is built (a decimal string, or a TikTok music
 URL it is extracted from), so nothing but digits ever reaches the URL path.
-Every request has a timeout. Connection errors, timeouts, broken bodies and
-500/502/503/504 are retried with exponential backoff and jitter (tenacity);
-400/401/402/403/404 never are. The key travels only in the ``Authorization``
-header: it is not part of any URL, message, log line or record.
+Connection errors, timeouts, broken bodies and 500/502/503/504 are retried with
+exponential backoff and jitter (tenacity); 400/401/402/403/404 never are. The key
+travels only in the ``Authorization`` header: it is not part of any URL, message,
+log line or record.
+
+What the API sends is evidence, not truth (:mod:`.transport` bounds the exchange):
+
+* every request ends within its ``timeout`` (the whole request, not each read), and a
+  body is read up to :data:`MAX_BODY_BYTES` on the wire and once inflated, no further;
+* bodies are UTF-8 whatever their ``Content-Type`` says (RFC 8259);
+* credit headers are believed only when they are whole numbers in range
+  (:func:`konbini_ld.units.parse_credits`); other values are kept as evidence;
+* only the API's own not-found answer (its JSON error envelope with code ``not_found``,
+  billed) is a :class:`NotFoundError`; any other 404 (a proxy's page, a wrong
+  ``--api-url``) is a failure, asked again next run;
+* redirects are not followed, and an answer must be the one asked for
+  (:func:`.endpoints.answer_mismatch`): anything else is a failure that carries the
+  answer, for the archive to keep as evidence.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -26,23 +41,29 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
 
 from ...errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError, UsageError
-from ...units import format_time
+from ...units import format_time, parse_credits
 from ...urls import redact
-from .endpoints import DEFAULT_API_URL, audio_path, parse_audio_id, videos_path
+from .endpoints import DEFAULT_API_URL, answer_mismatch, audio_path, parse_audio_id, videos_path
+from .transport import BodyTooLarge, DeadlinePassed, Watchdog, bounded_session, decode_json_text, read_body
 
-__all__ = ["ApiResponse", "KonbiniClient", "api_key_from"]
+__all__ = ["MAX_BODY_BYTES", "ApiResponse", "Budget", "BudgetSpent", "KonbiniClient", "api_key_from"]
 
 _TRANSIENT_STATUS = {500, 502, 503, 504}
+#: The largest answer read, on the wire and once decompressed (a page of 30 videos is ~100 KB).
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
 class ApiResponse:
-    """One answered request (200 or 404; errors are raised).
+    """One answer the API (or whatever stood at its URL) gave.
 
     :ivar url: the request URL (no key in it).
     :ivar status: HTTP status.
-    :ivar body: the raw response text.
+    :ivar body: the response text (empty when it was refused unread: too large, not UTF-8).
+    :ivar credits_used: ``X-Credits-Used`` when it is a believable number, else ``None``.
+    :ivar credits_remaining: ``X-Credits-Remaining`` likewise.
     :ivar received_at: when the answer arrived (UTC, :func:`konbini_ld.units.format_time` spelling).
+    :ivar header_evidence: credit header values that were not believed, as received (bounded).
     """
 
     url: str
@@ -51,6 +72,60 @@ class ApiResponse:
     credits_used: int | None
     credits_remaining: int | None
     received_at: str = field(default_factory=lambda: format_time(datetime.now(UTC)))
+    header_evidence: dict[str, str] | None = None
+
+    @property
+    def billed(self) -> int:
+        """What this answer cost, as far as can be told: its credit header when believable, else
+        one credit for the answers the API bills (200 and 404), else none."""
+        if self.credits_used is not None:
+            return self.credits_used
+        return 1 if self.status in (200, 404) else 0
+
+
+class Budget:
+    """Requests a run may still send: one credit a request (the API's price), retries included.
+
+    Counted when a request is sent, before any answer: whatever the answers say, a run never
+    sends more than ``limit`` requests. Thread-safe.
+
+    >>> b = Budget(2)
+    >>> b.take(), b.take(), b.take(), b.sent
+    (True, True, False, 2)
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.sent = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Count one request about to be sent; ``False`` (nothing counted) when none is left."""
+        with self._lock:
+            if self.limit is not None and self.sent >= self.limit:
+                return False
+            self.sent += 1
+            return True
+
+    def prepaid(self) -> Budget:
+        """This budget, for a request whose first attempt was already counted (retries take more)."""
+        return _Prepaid(self)
+
+
+class _Prepaid(Budget):
+    def __init__(self, budget: Budget) -> None:
+        self._budget = budget
+        self._first = True
+
+    def take(self) -> bool:
+        if self._first:
+            self._first = False
+            return True
+        return self._budget.take()
+
+
+class BudgetSpent(FetchError):
+    """A request was not sent: the run's credit cap (``max_credits``) is reached."""
 
 
 class _Transient(Exception):
@@ -61,27 +136,34 @@ class _Transient(Exception):
         self.error = error
 
 
-def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+def _credit_headers(response: requests.Response) -> tuple[int | None, int | None, dict[str, str] | None]:
+    """The believable credit headers, and the values that were not believed (as evidence)."""
+    evidence: dict[str, str] = {}
+    values: list[int | None] = []
+    for name, balance in (("X-Credits-Used", False), ("X-Credits-Remaining", True)):
+        raw = response.headers.get(name)
+        value = parse_credits(raw, balance=balance)
+        if raw is not None and value is None:
+            evidence[name] = "".join(c if c.isprintable() else "?" for c in raw[:100])
+        values.append(value)
+    return values[0], values[1], evidence or None
 
 
-def _api_error(response: requests.Response) -> tuple[str | None, str]:
-    """The API's error code and message from its JSON envelope, or a description of the body."""
-    text = response.text
+def _api_error(text: str) -> tuple[str | None, str, bool]:
+    """The API's error code and message from its JSON envelope (or a description of the body),
+    and whether the body is that envelope."""
     try:
         payload = json.loads(text)
     except ValueError:
         kind = "an HTML page" if text.lstrip().startswith("<") else "a non-JSON body"
-        return None, f"{kind} instead of the API's JSON error envelope"
+        return None, f"{kind} instead of the API's JSON error envelope", False
     errors = payload.get("errors") if isinstance(payload, dict) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and payload.get("data") is None:
         first = errors[0]
-        return str(first.get("code") or "") or None, str(first.get("message") or first.get("code") or "error")
-    return None, "error without the API's error envelope"
+        code = first.get("code")
+        message = first.get("message") or code or "error"
+        return (str(code)[:100] if code else None), str(message)[:300], True
+    return None, "error without the API's error envelope", False
 
 
 class KonbiniClient:
@@ -89,8 +171,8 @@ class KonbiniClient:
 
     :param api_key: the API key (sent as ``Authorization: Bearer …`` and nowhere else).
     :param base_url: API base URL (tests and proxies point it elsewhere).
-    :param timeout: seconds to wait for each answer, or ``(connect, read)`` seconds (a single
-        number also bounds connecting, at 10 s at most).
+    :param timeout: seconds a request may take from start to last byte (connecting at most
+        10 s of it); or ``(connect, total)`` seconds.
     :param retries: attempts for transient failures (1 = no retry).
     :param backoff: first backoff in seconds; doubles each attempt, plus up to as much jitter.
     :param max_backoff: cap on one backoff.
@@ -116,6 +198,8 @@ class KonbiniClient:
         if not re.match(r"https?://[^\s/]+", self.base_url):
             raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
         self.timeout = (min(10.0, timeout), timeout) if isinstance(timeout, (int, float)) else timeout
+        if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in self.timeout):
+            raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.retries = max(1, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -124,6 +208,8 @@ class KonbiniClient:
         self._local = threading.local()
         #: set to stop retrying (a run being interrupted): backoffs end at once
         self.cancel: threading.Event | None = None
+        #: ends requests at their deadline (and all at once on :meth:`abort`)
+        self.watchdog = Watchdog()
 
     def __repr__(self) -> str:  # never show the key
         return f"KonbiniClient(base_url={redact(self.base_url)!r})"
@@ -134,10 +220,7 @@ class KonbiniClient:
             if self._session_factory is not None:
                 session = self._session_factory()
             else:
-                session = requests.Session()
-                adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size)
-                session.mount("http://", adapter)
-                session.mount("https://", adapter)
+                session = bounded_session(self.watchdog, self.pool_size)
             session.trust_env = False  # no .netrc credentials or proxies picked up behind the user's back
             self._local.session = session
         return session
@@ -161,23 +244,55 @@ class KonbiniClient:
         """The request URL for a page of videos using an audio."""
         return self.base_url + videos_path(parse_audio_id(audio_id), cursor, count)
 
-    def get_audio(self, audio_id: str) -> ApiResponse:
-        """``GET /v1/tiktok/audios/{id}``.
+    def get_audio(self, audio_id: str, *, budget: Budget | None = None,
+                  on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
+        """``GET /v1/tiktok/audios/{id}``, checked to describe that audio.
 
-        :raises NotFoundError: 404 (billed: record it so it is not bought again).
+        :param budget: the run's requests left (each attempt takes one); ``None``: no cap.
+        :param on_answer: called with every answer received, retried ones and refused ones
+            included (the caller keeps what was billed).
+        :raises NotFoundError: the API's own not-found answer (billed: record it so it is not
+            bought again).
         :raises AuthError: 401/403. :raises CreditsExhaustedError: 402.
-        :raises FetchError: anything else, after retries for transient failures.
+        :raises BudgetSpent: ``budget`` allowed no further request.
+        :raises FetchError: anything else, after retries for transient failures; an answer
+            that is not the one asked for carries it as ``exc.answer``.
         """
-        return self.get(self.audio_url(audio_id))
+        pid = parse_audio_id(audio_id)
+        return self._checked(self.get(self.audio_url(pid), budget=budget, on_answer=on_answer), "audio", pid, None)
 
-    def get_videos(self, audio_id: str, cursor: str | None = None, count: int = 30) -> ApiResponse:
-        """``GET /v1/tiktok/audios/{id}/videos?count=C&cursor=K`` (same errors as :meth:`get_audio`)."""
-        return self.get(self.videos_url(audio_id, cursor, count))
+    def get_videos(self, audio_id: str, cursor: str | None = None, count: int = 30, *, budget: Budget | None = None,
+                   on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
+        """``GET /v1/tiktok/audios/{id}/videos?count=C&cursor=K``, checked to be that page of
+        that audio's videos (same errors as :meth:`get_audio`)."""
+        pid = parse_audio_id(audio_id)
+        answer = self.get(self.videos_url(pid, cursor, count), budget=budget, on_answer=on_answer)
+        return self._checked(answer, "videos", pid, cursor)
+
+    @staticmethod
+    def _checked(answer: ApiResponse, kind: str, audio_id: str, cursor: str | None) -> ApiResponse:
+        try:
+            document = json.loads(answer.body)
+            reason = answer_mismatch(kind, audio_id, cursor, document)
+        except ValueError:
+            reason = "the answer is not JSON"
+        except RecursionError:  # JSON nested past what can be read: nothing contradicts it (mapping reports it)
+            reason = None
+        if reason is not None:
+            raise FetchError(f"{reason}: not the answer asked for; kept as evidence, asked again next run",
+                             url=answer.url, status=answer.status, credits_used=answer.credits_used,
+                             credits_remaining=answer.credits_remaining, answer=answer)
+        return answer
+
+    def abort(self) -> None:
+        """End every request in progress now (a second Ctrl-C): their reads fail at once."""
+        self.watchdog.abort_all()
 
     # -- transport -------------------------------------------------------------
 
-    def get(self, url: str) -> ApiResponse:
-        """GET ``url`` with retries for transient failures only."""
+    def get(self, url: str, *, budget: Budget | None = None,
+            on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
+        """GET ``url`` with retries for transient failures only (see :meth:`get_audio`)."""
         cancel = self.cancel
         stop = stop_after_attempt(self.retries)
         retrying = Retrying(
@@ -188,37 +303,76 @@ class KonbiniClient:
             reraise=True,
         )
         try:
-            return retrying(self._once, url)
+            return retrying(self._once, url, budget, on_answer)
         except _Transient as exc:
             error = exc.error
             if self.retries > 1:
                 error.message += f" (gave up after {self.retries} attempts)"
             raise error from None
 
-    def _once(self, request_url: str) -> ApiResponse:
-        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
+    def _once(self, request_url: str, budget: Budget | None = None,
+              on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
         url = redact(request_url)  # what messages and records say: never credentials from --api-url
-        try:
-            response = self._session().get(request_url, headers=headers, timeout=self.timeout)
-            body = response.text  # reads the whole body: a truncated one raises here
-        except requests.Timeout:
-            raise _Transient(FetchError(f"timed out after {self.timeout[1]:g} s", url=url)) from None
-        except requests.ConnectionError as exc:
-            raise _Transient(FetchError(f"connection failed: {_reason(exc)}", url=url)) from None
-        except requests.exceptions.ChunkedEncodingError:
-            raise _Transient(FetchError("the response body was cut off", url=url)) from None
-        except requests.RequestException as exc:
-            raise FetchError(f"request failed: {type(exc).__name__}", url=url) from None
+        if budget is not None and not budget.take():
+            raise BudgetSpent("not sent: the run's credit cap is reached", url=url)
+        headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
+                   "Accept-Encoding": "gzip, deflate"}
+        connect, total = self.timeout
+        refused: str | None = None
+        with self.watchdog.deadline(total) as entry:
+            try:
+                response = self._session().get(request_url, headers=headers, timeout=(connect, total), stream=True,
+                                               allow_redirects=False)
+                try:
+                    data = read_body(response, MAX_BODY_BYTES, entry)
+                except BodyTooLarge as exc:
+                    data, refused = b"", f"the body is {exc}: refused unread"
+                except ValueError as exc:
+                    data, refused = b"", f"the body cannot be read: {exc}"
+            except DeadlinePassed:
+                raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit", url=url)) from None
+            except requests.Timeout:
+                raise _Transient(FetchError(f"timed out after {total:g} s", url=url)) from None
+            except requests.ConnectionError as exc:
+                if entry.expired:
+                    raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit",
+                                                url=url)) from None
+                raise _Transient(FetchError(f"connection failed: {_reason(exc)}", url=url)) from None
+            except requests.exceptions.ChunkedEncodingError:
+                raise _Transient(FetchError("the response body was cut off", url=url)) from None
+            except requests.RequestException as exc:
+                if entry.expired:
+                    raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit",
+                                                url=url)) from None
+                raise FetchError(f"request failed: {type(exc).__name__}", url=url) from None
         status = response.status_code
-        used, remaining = _int_header(response, "X-Credits-Used"), _int_header(response, "X-Credits-Remaining")
+        used, remaining, evidence = _credit_headers(response)
+        body = ""
+        if refused is None:
+            try:
+                body = decode_json_text(data)
+            except UnicodeDecodeError as exc:
+                refused = f"the body is not UTF-8 text (byte {exc.start}); JSON is UTF-8"
+        answer = ApiResponse(url, status, body, used, remaining, header_evidence=evidence)
+        if on_answer is not None:
+            on_answer(answer)
+        extra: dict[str, Any] = {"url": url, "status": status, "credits_used": used, "credits_remaining": remaining,
+                                 "answer": answer}
+        if refused is not None:
+            raise FetchError(refused, **extra)
         if status == 200:
-            return ApiResponse(url, status, body, used, remaining)
-        code, message = _api_error(response)
-        extra: dict[str, Any] = {"url": url, "status": status, "credits_used": used, "credits_remaining": remaining}
+            return answer
+        code, message, envelope = _api_error(body)
         if status in _TRANSIENT_STATUS:
             raise _Transient(FetchError(message, code=code, **extra))
+        if 300 <= status < 400:
+            where = redact(response.headers.get("Location", "")[:300]) or "nowhere"
+            raise FetchError(f"redirected to {where}; redirects are not followed (check --api-url)", **extra)
         if status == 404:
-            raise NotFoundError(message, code=code or "not_found", **extra)
+            if envelope and code == "not_found" and used is not None:
+                raise NotFoundError(message, code=code, **extra)
+            raise FetchError(f"not the API's not-found answer ({message}); check --api-url "
+                             "(asked again next run)", code=code, **extra)
         if status in (401, 403):
             raise AuthError(message, code=code, **extra)
         if status == 402:
