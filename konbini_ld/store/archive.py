@@ -234,6 +234,7 @@ class Archive:
                 seq += 1
                 record.seq = seq
             data = b"".join(member(records[i : i + MEMBER_RECORDS]) for i in range(0, len(records), MEMBER_RECORDS))
+            before = target.stat().st_size if target.exists() else None
             try:
                 with open(target, "ab") as fh:
                     fh.write(data)
@@ -242,10 +243,24 @@ class Archive:
                 self._write_head(target, seq)
             except OSError as exc:
                 self._last_seq = None
+                self._undo(target, before)  # not acknowledged: not kept (the caller keeps them elsewhere)
                 raise StoreError(f"cannot append to the archive {target}: {exc.strerror or exc}") from exc
             self._last_seq = seq
             if self.on_written is not None:
                 self.on_written(records)
+
+    @staticmethod
+    def _undo(target: Path, before: int | None) -> None:
+        """Take back an append whose HEAD could not follow (best effort: a torn tail is cut anyway)."""
+        try:
+            if before is None:
+                target.unlink(missing_ok=True)
+            else:
+                with open(target, "r+b") as fh:
+                    fh.truncate(before)
+                    os.fsync(fh.fileno())
+        except OSError:
+            pass
 
     def _target(self, segments: list[Path], first_seq: int) -> Path:
         """The segment to append to: the last one, unless it is full or damaged."""

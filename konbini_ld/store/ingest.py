@@ -193,8 +193,10 @@ class Pipeline:
 
 
 def _replayable(item: Response | ArchiveRecord) -> bool:
-    """Archived answers other than 200 and 404 hold nothing to apply (kept for the record)."""
-    return not isinstance(item, ArchiveRecord) or item.status is None or item.status in (200, 404)
+    """Answers kept as evidence are recorded in provenance (what they cost, why they were not
+    taken); other archived answers than 200 and 404 hold nothing to apply."""
+    return (not isinstance(item, ArchiveRecord) or item.status is None or item.status in (200, 404)
+            or item.note is not None)
 
 
 def _response(item: Response | ArchiveRecord) -> Response:

@@ -177,6 +177,7 @@ class KonbiniClient:
     :param backoff: first backoff in seconds; doubles each attempt, plus up to as much jitter.
     :param max_backoff: cap on one backoff.
     :param session_factory: builds the ``requests.Session`` of each thread (inject one in tests).
+    :param max_body: the largest body read, on the wire and once decompressed.
     """
 
     def __init__(
@@ -190,6 +191,7 @@ class KonbiniClient:
         max_backoff: float = 30.0,
         pool_size: int = 64,
         session_factory: Any = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         if not api_key:
             raise AuthError("no API key: set KONBINI_API_KEY (get one at https://konbiniapi.com)")
@@ -204,6 +206,7 @@ class KonbiniClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.pool_size = pool_size
+        self.max_body = max_body
         self._session_factory = session_factory
         self._local = threading.local()
         #: set to stop retrying (a run being interrupted): backoffs end at once
@@ -324,7 +327,7 @@ class KonbiniClient:
                 response = self._session().get(request_url, headers=headers, timeout=(connect, total), stream=True,
                                                allow_redirects=False)
                 try:
-                    data = read_body(response, MAX_BODY_BYTES, entry)
+                    data = read_body(response, self.max_body, entry)
                 except BodyTooLarge as exc:
                     data, refused = b"", f"the body is {exc}: refused unread"
                 except ValueError as exc:

@@ -36,13 +36,23 @@ _VIDEOS = re.compile(r"/v1/tiktok/audios/(\d+)/videos")
 
 @dataclass(slots=True)
 class Scripted:
-    """One scripted answer: ``status`` with ``body`` (str or JSON value), optionally cut short."""
+    """One scripted answer: ``status`` with ``body`` (str, bytes or JSON value).
+
+    :ivar truncate: send half the body, then close the connection.
+    :ivar bill: add credit headers to an answer that would not carry them (200 and 404 do).
+    :ivar headers: further headers (they override the credit headers: ``X-Credits-Used: -1``…).
+    :ivar drip: seconds between single bytes of the body (a server that never quite stops).
+    :ivar endless: after the body, keep sending chunks of spaces until the client hangs up.
+    """
 
     status: int = 200
     body: Any = None
     truncate: bool = False
     content_type: str = "application/json"
     bill: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    drip: float = 0.0
+    endless: bool = False
 
 
 @dataclass
@@ -144,7 +154,8 @@ class FakeKonbiniAPI:
 
     # -- answering -------------------------------------------------------------
 
-    def answer(self, path: str, query: dict[str, list[str]], authorized: bool) -> tuple[int, dict[str, str], bytes, bool]:
+    def answer(self, path: str, query: dict[str, list[str]], authorized: bool
+               ) -> tuple[int, dict[str, str], bytes, bool, Scripted | None]:
         with self._lock:
             self.requests.append(_Seen(path, query, authorized))
             scripted = self.scripts.get(path)
@@ -154,7 +165,7 @@ class FakeKonbiniAPI:
         try:
             if self.latency:
                 time.sleep(self.latency)
-            return self._answer(path, query, authorized, script)
+            return (*self._answer(path, query, authorized, script), script)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -170,10 +181,13 @@ class FakeKonbiniAPI:
             headers = {"Content-Type": script.content_type}
             if script.bill or script.status in (200, 404):
                 headers.update(self._bill())
+            headers.update(script.headers)
             return script.status, headers, data, script.truncate
         with self._lock:
             if self.credits_used >= self.credits:
                 return self._error(402, "credits_exhausted", "No credits left on this key", bill=False)
+        if not (_AUDIO.fullmatch(path) or _VIDEOS.fullmatch(path)) and path not in self.fixtures:
+            return self._error(404, "route_not_found", f"No route for GET {path}", bill=False)
         payload = self._body(path, tuple(sorted((k, tuple(v)) for k, v in query.items())), self.day)
         if payload is None:
             return self._error(404, "not_found", "Audio not found", bill=True)
@@ -236,18 +250,39 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         parts = urlsplit(self.path)
         authorized = self.headers.get("Authorization") == f"Bearer {self.api.api_key}"
-        status, headers, body, truncate = self.api.answer(parts.path, parse_qs(parts.query), authorized)
+        status, headers, body, truncate, script = self.api.answer(parts.path, parse_qs(parts.query), authorized)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        if truncate:
+        endless = script is not None and script.endless
+        if endless:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+        if truncate or endless:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if truncate else body)
-        self.wfile.flush()
-        if truncate:
+        try:
+            if endless:
+                self._endless(body)
+            elif script is not None and script.drip:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(script.drip)
+            else:
+                self.wfile.write(body[: len(body) // 2] if truncate else body)
+                self.wfile.flush()
+        except OSError:  # the client hung up (as it should, on a server like this)
+            pass
+        if truncate or endless:
             self.close_connection = True
+
+    def _endless(self, body: bytes) -> None:
+        chunk = b" " * 65536
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+        while True:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
     def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr logging
         pass

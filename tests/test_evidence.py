@@ -1,0 +1,474 @@
+"""What the API sends is evidence, not truth: credits, not-found, identity, time, size, text.
+
+Every test here talks to a real HTTP server on 127.0.0.1 (the fake API, scripted to misbehave)
+through the real client, and looks at what a user would see: the summary, ``stats``, the
+ledger that decides what is bought next, the archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from konbini_ld import open_store
+from konbini_ld.apps.cli import main
+from konbini_ld.pipeline import fetch
+from konbini_ld.sources.konbini.client import KonbiniClient
+from konbini_ld.sources.konbini.corpus import audio_response, videos_page
+from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, Scripted, audio_id
+from konbini_ld.store.archive import Archive
+from konbini_ld.units import MAX_CREDITS_PER_ANSWER, parse_credits
+
+KEY = "sk-evidence-0f9e8d7c"
+
+
+@pytest.fixture(scope="module")
+def api() -> Any:
+    with FakeKonbiniAPI(api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh(api: FakeKonbiniAPI) -> None:
+    api.reset(credits=1_000_000)
+    api.latency = 0.0
+
+
+def client_for(url: str, **options: Any) -> KonbiniClient:
+    settings_ = {"backoff": 0.001, "max_backoff": 0.01, "timeout": (2, 2), **options}
+    return KonbiniClient(KEY, base_url=url, **settings_)
+
+
+@pytest.fixture
+def client(api: FakeKonbiniAPI) -> KonbiniClient:
+    return client_for(api.url)
+
+
+def path(i: int) -> str:
+    return f"/v1/tiktok/audios/{audio_id(i)}"
+
+
+def ids(n: int, start: int = 0) -> list[str]:
+    return [audio_id(i) for i in range(start, start + n)]
+
+
+def cli(store: Path, *args: str, url: str) -> Any:
+    env = {"KONBINI_API_KEY": KEY, "KONBINI_API_URL": url}
+    return CliRunner(env=env).invoke(main, ["--store", str(store), "fetch", *args], catch_exceptions=False)
+
+
+# -- 1. credits: the cap counts requests sent; headers are validated evidence ------------------------
+
+
+@pytest.mark.parametrize("header", ["-1", "-5", "99999999999999999999999", "1e9", "abc", "1.5", "", " 7 x"])
+def test_a_credit_header_that_is_not_a_believable_number_is_kept_as_evidence(
+        store: Any, client: KonbiniClient, api: FakeKonbiniAPI, header: str) -> None:
+    for i in range(5):
+        api.script(path(i), Scripted(200, audio_response(i), headers={"X-Credits-Used": header}))
+    report = fetch(store, client, ids(5))
+    assert report.fetched == 5
+    assert report.credits_used == 5  # one credit a request: the price, not the header
+    stats = store.stats()
+    assert stats.credits_spent == 5 and stats.audios == 5  # never negative, never zeroed
+    kept = store.query("SELECT (COUNT(*) AS ?n) WHERE { ?a <https://konbiniapi.com/ns/social#creditHeaderNotBelieved> ?v }")
+    assert kept.records()[0]["n"] == 5
+
+
+def test_the_credit_cap_counts_requests_sent_whatever_the_headers_say(store: Any, client: KonbiniClient,
+                                                                      api: FakeKonbiniAPI) -> None:
+    for i in range(40):
+        api.script(path(i), Scripted(200, audio_response(i), headers={"X-Credits-Used": "0"}))
+    report = fetch(store, client, ids(40), max_credits=5, concurrency=16)
+    assert api.count() == 5 and report.stopped == "max-credits"
+    assert report.not_requested == 35
+
+
+def test_retries_count_against_the_cap(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    for i in range(3):
+        api.script(path(i), *[Scripted(503, {"errors": [{"code": "unavailable"}], "data": None})] * 4)
+    fetch(store, client, ids(3), max_credits=4, concurrency=1)
+    assert api.count() == 4  # every attempt is a request sent: the cap holds through retries
+
+
+def test_billed_5xx_answers_are_counted_and_recorded(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(503, {"errors": [{"code": "unavailable"}], "data": None}, bill=True),
+               Scripted(503, {"errors": [{"code": "unavailable"}], "data": None}))  # (unbilled)
+    report = fetch(store, client, [audio_id(1)])
+    assert report.fetched == 1 and api.count() == 3
+    assert report.credits_used == 2  # the billed 503 and the answer
+    assert store.stats().credits_spent == 2  # stats agree with the bill
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=30), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_parse_credits_believes_only_whole_numbers_in_range(value: Any) -> None:
+    n = parse_credits(value)
+    assert n is None or (isinstance(n, int) and 0 <= n <= MAX_CREDITS_PER_ANSWER)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(used=st.text(alphabet="-0123456789e. x+", max_size=25), remaining=st.text(alphabet="-0123456789", max_size=25))
+def test_no_credit_header_can_drive_stats_negative_or_to_zero(tmp_path_factory: Any, api: FakeKonbiniAPI,
+                                                              used: str, remaining: str) -> None:
+    api.reset()
+    store_dir = tmp_path_factory.mktemp("credits") / "store"
+    api.script(path(2), Scripted(200, audio_response(2),
+                                 headers={"X-Credits-Used": used, "X-Credits-Remaining": remaining}))
+    api.script(path(3), Scripted(200, audio_response(3)))
+    with open_store(store_dir) as store:
+        report = fetch(store, client_for(api.url), ids(2, 2))
+        stats = store.stats()
+    assert report.credits_used >= 1 and stats.credits_spent >= 1
+    assert stats.credits_spent == report.credits_used
+    assert report.credits_remaining is None or report.credits_remaining >= 0
+
+
+# -- 2. only the API's own not-found marks an id not found ---------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [
+    Scripted(404, "<html><body><h1>404 Not Found</h1>nginx</body></html>", content_type="text/html"),
+    Scripted(404, {"errors": [{"code": "route_not_found", "message": "No route"}], "data": None},
+             headers={"X-Credits-Used": "0"}),
+    Scripted(404, {"message": "Not Found"}),  # a JSON 404 that is not the API's envelope
+    Scripted(404, {"errors": [{"code": "not_found", "message": "gone"}], "data": None},
+             headers={"X-Credits-Used": "", "X-Credits-Remaining": ""}),  # unbilled: not the API's
+], ids=["html", "route", "json", "unbilled"])
+def test_a_404_that_is_not_the_apis_not_found_is_a_failure_asked_again(
+        store: Any, client: KonbiniClient, api: FakeKonbiniAPI, answer: Scripted) -> None:
+    api.script(path(7), answer)
+    report = fetch(store, client, [audio_id(7)])
+    assert report.not_found == 0 and len(report.failed) == 1 and report.exit_code == 1
+    assert audio_id(7) in str(report.failed[0])  # names the URL
+    assert f"audio:{audio_id(7)}" not in store.fetch_ledger()
+    again = fetch(store, client, [audio_id(7)])
+    assert (again.fetched, again.skipped) == (1, 0)
+
+
+def test_a_wrong_api_url_loses_no_id(api: FakeKonbiniAPI, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for url in (api.url + "/api", api.url + "/v2", dead):
+        r = cli(store, audio_id(1), audio_id(2), "--retries", "1", url=url)
+        assert r.exit_code == 1 and "not found 0" in r.stderr and "failed 2" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    r = cli(store, audio_id(1), audio_id(2), url=api.url)
+    assert r.exit_code == 0 and "fetched 2, skipped 0" in r.stderr, r.stderr
+
+
+def test_the_apis_own_not_found_is_remembered(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    missing = "123456789"
+    report = fetch(store, client, [missing])
+    assert report.not_found == 1 and report.credits_used == 1
+    assert store.fetch_ledger()[f"audio:{missing}"].status == 404
+    assert fetch(store, client, [missing]).skipped == 1
+
+
+# -- 3. answers are checked against the question -------------------------------------------------------
+
+
+def test_an_answer_for_another_audio_is_evidence_not_a_purchase(store: Any, client: KonbiniClient,
+                                                              api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(200, audio_response(2)))
+    report = fetch(store, client, [audio_id(1)])
+    assert report.fetched == 0 and len(report.failed) == 1 and "another audio" in str(report.failed[0])
+    assert report.credits_used == 1 and store.stats().credits_spent == 1  # billed: counted
+    assert store.stats().audios == 0  # not applied as the answer
+    archived = list(Archive(store.archive.path).records())
+    assert len(archived) == 1 and archived[0].note and archived[0].body  # kept as evidence
+    assert f"audio:{audio_id(1)}" not in store.fetch_ledger()
+    assert fetch(store, client, [audio_id(1)]).fetched == 1  # asked again, and right this time
+
+
+def test_a_page_of_another_audios_videos_is_evidence(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    api.script(path(4) + "/videos", Scripted(200, videos_page(5)))
+    report = fetch(store, client, [audio_id(4)], videos=True)
+    assert report.fetched == 1 and len(report.failed) == 1 and "videos of audio" in str(report.failed[0])
+    assert f"videos:{audio_id(4)}:0" not in store.fetch_ledger()
+    assert store.stats().videos == 0
+
+
+def test_a_page_at_another_cursor_is_evidence(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    api.script(path(4) + "/videos", Scripted(200, videos_page(4, cursor=2)))
+    report = fetch(store, client, [audio_id(4)], videos=True)
+    assert len(report.failed) == 1 and "cursor" in str(report.failed[0])
+
+
+def test_redirects_are_not_followed(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    with FakeKonbiniAPI(api_key=KEY) as other:
+        api.script(path(3), Scripted(302, "", headers={"Location": other.url + path(3)}))
+        report = fetch(store, client, [audio_id(3)])
+        assert other.count() == 0  # (the key never went to another host)
+    assert len(report.failed) == 1 and "redirect" in str(report.failed[0])
+    assert f"audio:{audio_id(3)}" not in store.fetch_ledger()
+
+
+def test_an_html_page_with_status_200_is_not_a_purchase(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    api.script(path(3), Scripted(200, "<html>captive portal</html>", content_type="text/html"))
+    report = fetch(store, client, [audio_id(3)])
+    assert len(report.failed) == 1 and f"audio:{audio_id(3)}" not in store.fetch_ledger()
+
+
+# -- 4. every request ends within its time limit; signals end the run within seconds ------------------
+
+
+def test_a_server_that_sends_a_byte_at_a_time_is_cut_at_the_timeout(store: Any, api: FakeKonbiniAPI) -> None:
+    body = json.dumps(audio_response(1))
+    api.script(path(1), Scripted(200, body, drip=0.05))  # ~70 s for the whole body
+    started = time.monotonic()
+    report = fetch(store, client_for(api.url, timeout=1.0, retries=1), [audio_id(1)])
+    took = time.monotonic() - started
+    assert len(report.failed) == 1 and "time limit" in str(report.failed[0])
+    assert took < 6, took  # the whole request, not each read: 1 s (and the watchdog's tick)
+
+
+def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:
+    """A server that answers every request with headers, then a byte per ``per_byte`` seconds."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(len(body)):
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(per_byte)
+            except OSError:
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigterm_ends_fetch_within_seconds_whatever_the_server_does(tmp_path: Path, signals: int) -> None:
+    server, url = _drip_server(json.dumps(audio_response(1)).encode(), 1.0)
+    try:
+        ids_file = tmp_path / "ids.txt"
+        ids_file.write_text("\n".join(ids(8)) + "\n")
+        env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": url}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch", "--ids-file",
+             str(ids_file), "--timeout", "600"], stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(3)  # requests in flight, each hours from done
+        sent = time.monotonic()
+        for _ in range(signals):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+        assert proc.returncode == 143 and "Traceback" not in err, err
+        assert took < 15, took
+        with open_store(tmp_path / "store") as store:  # not left locked
+            assert store.stats().audios == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- 5. bodies are bounded on the wire and once inflated; what was refused is never archived ----------
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(store: Any, api: FakeKonbiniAPI) -> None:
+    limit = 1 << 20
+    bomb = gzip.compress(b"[" + b" " * (200 * limit) + b"]", compresslevel=9)  # 200 MiB from ~200 KB
+    api.script(path(1), Scripted(200, bomb, headers={"Content-Encoding": "gzip"}))
+    report = fetch(store, client_for(api.url, max_body=limit), [audio_id(1)])
+    assert len(report.failed) == 1 and "decompressed" in str(report.failed[0])
+    records = list(Archive(store.archive.path).records())
+    assert all(len(r.body) < limit for r in records)  # never archived
+    assert f"audio:{audio_id(1)}" not in store.fetch_ledger()
+
+
+def test_an_endless_body_is_cut_at_the_limit(store: Any, api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(200, json.dumps(audio_response(1)), endless=True))
+    report = fetch(store, client_for(api.url, max_body=1 << 20, retries=1), [audio_id(1)])
+    assert len(report.failed) == 1 and "larger than 1 MiB" in str(report.failed[0])
+    assert all(len(r.body) < 1 << 20 for r in Archive(store.archive.path).records())
+
+
+def test_a_declared_length_past_the_limit_is_not_read(store: Any, api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(200, b"{" + b" " * (2 << 20) + b"}"))
+    report = fetch(store, client_for(api.url, max_body=1 << 20), [audio_id(1)])
+    assert len(report.failed) == 1 and "larger than 1 MiB" in str(report.failed[0])
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_answers_are_read(store: Any, api: FakeKonbiniAPI, client: KonbiniClient, encoding: str) -> None:
+    raw = json.dumps(audio_response(1)).encode()
+    data = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    api.script(path(1), Scripted(200, data, headers={"Content-Encoding": encoding}))
+    assert fetch(store, client, [audio_id(1)]).fetched == 1
+
+
+# -- 6. JSON is UTF-8 whatever the Content-Type says ------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=iso-8859-1",
+                                          "application/octet-stream"])
+def test_utf8_is_read_as_utf8_whatever_the_label(store: Any, client: KonbiniClient, api: FakeKonbiniAPI,
+                                                 content_type: str) -> None:
+    audio = audio_response(1)
+    audio["data"]["name"] = "Beyoncé – Ça ira 🎵"
+    api.script(path(1), Scripted(200, json.dumps(audio, ensure_ascii=False).encode(), content_type=content_type))
+    assert fetch(store, client, [audio_id(1)]).fetched == 1
+    names = store.query("SELECT ?n WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> ; "
+                        "<https://www.w3.org/ns/activitystreams#name> ?n }").records()
+    assert names == [{"n": "Beyoncé – Ça ira 🎵"}]
+    assert "Beyoncé" in next(iter(Archive(store.archive.path).records())).body
+
+
+def test_bytes_that_are_not_utf8_are_a_failure_asked_again(store: Any, client: KonbiniClient,
+                                                           api: FakeKonbiniAPI) -> None:
+    audio = json.dumps(audio_response(1), ensure_ascii=False).replace("original", "Beyonc\u00e9")
+    api.script(path(1), Scripted(200, audio.encode("latin-1", "replace")))
+    report = fetch(store, client, [audio_id(1)])
+    assert len(report.failed) == 1 and "UTF-8" in str(report.failed[0])
+    assert f"audio:{audio_id(1)}" not in store.fetch_ledger()
+
+
+# -- 7. observation times in the future are refused --------------------------------------------------
+
+
+def test_a_future_observed_at_is_a_usage_error(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "load", "--observed-at", "2062-11-01T00:00:00Z",
+                                  str(Path(__file__).parent / "data" / "seed-audio.json")])
+    assert r.exit_code == 2 and "in the future" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_future_date_header_is_refused_and_does_not_freeze_the_entity(store: Any) -> None:
+    audio = audio_response(1)
+    frozen = {"request": {"url": "https://api.konbiniapi.com" + path(1)}, "status": 200,
+              "headers": {"Date": "Fri, 01 Jan 9999 00:00:00 GMT"}, "body": {**audio}}
+    report = store.load(frozen)
+    assert report.loaded == 0 and "in the future" in str(report.failed[0])
+    audio["data"]["videoCount"] = 4242
+    store.load(audio, observed_at="2026-11-02T00:00:00Z")
+    rows = store.run_named("history", {"entity": audio["data"]["id"]}).records()
+    assert [r["value"] for r in rows if r["counter"].endswith("videoCount")] == [4242]
+
+
+def test_a_future_record_in_the_archive_is_left_out_by_rebuild(store_dir: Path) -> None:
+    from konbini_ld.model import Response
+    from konbini_ld.store.archive_format import ArchiveRecord
+
+    with open_store(store_dir) as store:
+        store.load(audio_response(1), observed_at="2026-11-01T00:00:00Z")
+        ahead = json.dumps(audio_response(1) | {"data": {**audio_response(1)["data"], "videoCount": 1}})
+        store.archive.append([ArchiveRecord.of(Response(ahead, "file:///typo.json", observed_at="2062-11-01T00:00:00.000Z"))])
+    r = CliRunner().invoke(main, ["--store", str(store_dir), "rebuild"])
+    assert r.exit_code == 1 and "in the future" in r.stderr and "--observed-at" in r.stderr
+    with open_store(store_dir) as store:
+        store.load(audio_response(1) | {"data": {**audio_response(1)["data"], "videoCount": 77}},
+                   observed_at="2026-11-03T00:00:00Z")
+        rows = store.query("SELECT ?v WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> ; "
+                           "<https://konbiniapi.com/ns/social#videoCount> ?v }").records()
+    assert rows == [{"v": 77}]  # the newest real observation shows
+
+
+# -- 8. cursor cycles, an archive that cannot be written, a rolled-back HEAD ------------------------
+
+
+def test_a_cycle_of_cursors_buys_each_page_once(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    def page(cursor: str, nxt: str) -> dict[str, Any]:
+        p = videos_page(6, 0)
+        p["data"]["cursor"], p["data"]["nextCursor"] = cursor, nxt
+        return p
+
+    base = path(6) + "/videos"
+    api.script(base, *[Scripted(200, page(c, n)) for c, n in [("0", "A"), ("A", "B"), ("B", "A")] * 6])
+    report = fetch(store, client, [audio_id(6)], videos=True, max_pages=20)
+    pages = [r for r in api.requests if r.path == base]
+    assert len(pages) == 3 and report.fetched == 4
+
+
+def test_a_dry_run_says_what_a_run_with_cycles_spends(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    fetch(store, client, ids(3), videos=True, max_pages=3)
+    from datetime import timedelta
+    plan = fetch(store, None, ids(3), videos=True, max_pages=3, refresh_older_than=timedelta(0), dry_run=True)
+    api.reset()
+    fetch(store, client, ids(3), videos=True, max_pages=3, refresh_older_than=timedelta(0))
+    assert plan.planned == api.count() == 12
+
+
+def test_an_archive_that_cannot_be_written_mid_fetch_loses_no_paid_answer(api: FakeKonbiniAPI, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    api.latency = 0.01
+    blocked = threading.Event()
+
+    def break_the_archive() -> None:  # once 40 answers are in, the archive's HEAD cannot be replaced
+        head_tmp = store_dir / "archive" / "HEAD.tmp"
+        while not blocked.is_set():
+            if (store_dir / "archive" / "HEAD").exists() and Archive(store_dir / "archive").last_seq >= 40:
+                try:
+                    head_tmp.mkdir()
+                    blocked.set()
+                except OSError:
+                    pass
+            time.sleep(0.002)
+
+    breaker = threading.Thread(target=break_the_archive, daemon=True)
+    breaker.start()
+    with open_store(store_dir) as store:
+        report = fetch(store, client_for(api.url), ids(300), concurrency=8)
+    breaker.join(5)
+    assert blocked.is_set() and report.stopped == "store-error" and report.exit_code == 1
+    assert any("kept in" in str(e) for e in report.errors)
+    bought = len(api.requests)
+    assert 40 <= bought < 300
+    (store_dir / "archive" / "HEAD.tmp").rmdir()  # the disk is fixed
+    api.requests.clear()
+    with open_store(store_dir) as store:  # adopts what the archive could not take
+        assert fetch(store, client_for(api.url), ids(300)).fetched == 300 - bought
+        assert store.stats().audios == 300
+    assert len(api.requests) == 300 - bought  # nothing received was bought again
+    keys = [rec.key for rec in Archive(store_dir / "archive").records()]
+    assert len(keys) == len(set(keys)) == 300
+
+
+def test_a_rolled_back_archive_head_never_reuses_a_number(store_dir: Path) -> None:
+    import shutil
+
+    with open_store(store_dir) as store:
+        store.load([audio_response(i) for i in range(0, 50)])
+    shutil.copytree(store_dir / "archive", store_dir.parent / "backup")
+    with open_store(store_dir) as store:
+        store.load([audio_response(i) for i in range(50, 100)])
+    shutil.rmtree(store_dir / "archive")  # a backup of the archive alone put back: 50 responses lost
+    shutil.copytree(store_dir.parent / "backup", store_dir / "archive")
+    with open_store(store_dir) as store:
+        store.load([audio_response(i) for i in range(100, 150)])
+        seqs = [r.seq for r in store.archive.records()]
+        assert len(seqs) == len(set(seqs)) == 100 and max(seqs) == 150
+        scan = store.archive.verify()
+        assert scan.lost == 50  # reported as lost, never read short in silence
+    r = CliRunner().invoke(main, ["--store", str(store_dir), "rebuild"])
+    assert r.exit_code == 1 and "50 records lost" in r.stderr  # refuses to shrink the graph
