@@ -34,7 +34,7 @@ from ..model import Observation
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
 from .memo import MaybeHeld, Written
 
-__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Times", "points", "series_points"]
+__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "points", "series_points"]
 
 HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
 _LAST = ox.NamedNode(LAST_OBSERVED)
@@ -49,13 +49,42 @@ _TIME = f"<{SOSA}resultTime>"
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
 
-def points(o: Observation) -> list[str]:
-    """The history graph's N-Triples lines for the counters ``o`` carries."""
+class Rounds:
+    """One run observes each counter of an entity once: the first point of a round stands.
+
+    A round is the run that fetched a response (``fetch`` stamps its answers), else the
+    response's observation time (one ``load`` without times; each ``Date`` of recorded
+    exchanges). An audio's ``videoCount`` arrives twice in a ``fetch --videos`` run (from
+    the audio and from the copy of it in its page of videos, milliseconds apart): one point.
+    The rounds of the last ``limit`` counters seen are remembered; in archive order, so a
+    rebuild keeps the same points.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._seen: dict[tuple[str, str, str], None] = {}
+
+    def firsts(self, o: Observation) -> set[tuple[str, str]]:
+        """The (entity, counter) pairs of ``o`` that open their round (N-Triples IRIs)."""
+        round_ = o.response.run or o.response.observed
+        out = set()
+        for s, p in o.groups:
+            if p in _COUNTERS_NT and (key := (round_, s, p)) not in self._seen:
+                self._seen[key] = None
+                out.add((s, p))
+        while len(self._seen) > self.limit:
+            del self._seen[next(iter(self._seen))]
+        return out
+
+
+def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[str]:
+    """The history graph's N-Triples lines for the counters ``o`` carries (those in ``firsts``
+    only, when given: see :class:`Rounds`)."""
     at = o.response.observed
     time = f"{_TIME} {nt_literal(at, XSD + 'dateTime')} .\n"
     out: list[str] = []
     for (s, p), lines in o.groups.items():
-        if p not in _COUNTERS_NT:
+        if p not in _COUNTERS_NT or (firsts is not None and (s, p) not in firsts):
             continue
         head = f"{s} {p} "
         for line in lines:
@@ -78,12 +107,12 @@ _SERIES_NT = {f"<{iri}>": iri for iri in SERIES}
 Point = tuple[str, str, str, str]
 
 
-def series_points(o: Observation) -> list[Point]:
+def series_points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[Point]:
     """The points ``o`` adds to the series the index summarises (:data:`SERIES`)."""
     out: list[Point] = []
     for (s, p), lines in o.groups.items():
         prop = _SERIES_NT.get(p)
-        if prop is None:
+        if prop is None or (firsts is not None and (s, p) not in firsts):
             continue
         head = f"{s} {p} "
         for line in lines:

@@ -21,7 +21,7 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from . import activities
-from .history import HISTORY_G, ObservedTimes, Point, Times, points, series_points
+from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
 from .index_rows import Values, fresh, kinds
 from .memo import MaybeHeld, Written
 from .textindex import TextIndex
@@ -87,6 +87,8 @@ class Writer:
         #: history points this process has written (a point observed again is not written again:
         #: a creator seen in many batches of one load at the same time and count)
         self._points: set[str] | None = set() if self._written is not None else None
+        #: which counters each run has observed already (one point a counter a run)
+        self._rounds = Rounds()
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -117,8 +119,9 @@ class Writer:
                 mapped.append(p)
                 entities = {s for s, _ in p.groups}
                 described.update(kinds(p.groups.items()))
-                history.extend(points(p))
-                tracked.extend(series_points(p))
+                firsts = self._rounds.firsts(p)
+                history.extend(points(p, firsts))
+                tracked.extend(series_points(p, firsts))
             elif p.mappable:
                 assert p.error is not None
                 report.failed.append(p.error)
