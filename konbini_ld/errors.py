@@ -20,7 +20,8 @@ carries the process exit code the command line maps it to (SPEC §4)::
         └── CreditsExhaustedError (4)  402: no credits left; terminal for the run
 
 Foreign exceptions (pyld, pyoxigraph, requests) are translated where they are
-raised and chained with ``from``.
+raised and chained with ``from``. Beside the tree, :class:`Terminated` is SIGTERM delivered
+as a ``KeyboardInterrupt`` (an interruption, not an error: exit 143).
 """
 
 from __future__ import annotations
@@ -202,3 +203,8 @@ class CreditsExhaustedError(FetchError):
     """The API answered 402: no credits left. Terminal for the run."""
 
     exit_code = 4
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C (the command line installs the handler): not an error of
+    konbini-ld's, but a request to stop cleanly (exit 143)."""

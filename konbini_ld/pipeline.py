@@ -24,12 +24,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
-from .errors import AuthError, CreditsExhaustedError, FetchError, KonbiniError, NotFoundError, StoreError, UsageError
+from .errors import (
+    AuthError,
+    CreditsExhaustedError,
+    FetchError,
+    KonbiniError,
+    NotFoundError,
+    StoreError,
+    Terminated,
+    UsageError,
+)
 from .mapping.envelope import parse_documents
 from .model import FetchReport, LedgerEntry, Response
 from .sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
@@ -49,10 +57,6 @@ APPLY_GRACE_SECONDS = 2.0
 #: After an interrupt, how long requests in flight (paid for) may take to finish before they
 #: are abandoned (a second interrupt abandons them at once).
 DRAIN_GRACE_SECONDS = 5.0
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, delivered like Ctrl-C (``konbini-ld fetch`` installs the handler)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ def test_one_point_per_counter_per_run(store: Any, client: KonbiniClient, api: F
     for day in range(7):
         api.day = day
         fetch(store, client, [audio_id(1)], videos=True, refresh_older_than=NOW)
-    audio = f"https://www.tiktok.com/music/"
+    audio = "https://www.tiktok.com/music/"
     rows = store.query(
         "SELECT ?a (COUNT(?p) AS ?n) WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> . "
         "?p <http://www.w3.org/ns/sosa/hasFeatureOfInterest> ?a ; "
@@ -152,3 +152,18 @@ def test_a_reload_with_a_newer_explicit_time_is_a_new_observation(store: Any) ->
     assert again.loaded == len(SAMPLES) and store.stats().points > points
     older = store.load(SAMPLES, observed_at="2026-10-01T00:00:00Z")
     assert older.unchanged == len(SAMPLES)  # not newer than what is archived: the same observation
+
+
+def test_replaying_a_batch_at_a_time_keeps_one_point_per_counter_per_run(tmp_path: Path, client: KonbiniClient,
+                                                                         api: FakeKonbiniAPI) -> None:
+    """Batches written behind the next one's planning: the audio's answer and its page in
+    consecutive batches still make one point a run."""
+    with open_store(tmp_path / "a") as a:
+        for day in range(3):
+            api.day = day
+            fetch(a, client, [audio_id(i) for i in range(3)], videos=True, refresh_older_than=NOW)
+        expected = a.stats().points
+        records = list(a.archive.records())
+    with open_store(tmp_path / "b") as b:
+        b.pipeline.run(iter(records), archive=False, batch_size=1)
+        assert b.stats().points == expected

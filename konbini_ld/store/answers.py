@@ -194,7 +194,6 @@ def rising(index: TextIndex, prop: str, kind: str) -> QueryResult:
 def rising_since(index: TextIndex, prop: str, kind: str, since: ox.Literal) -> QueryResult:
     """:func:`rising` counting only the observations at or after ``since``: from the points
     the index keeps (each series' distinct times and values), not from its summary."""
-    from ..query.run import QueryResult
 
     table = "audio" if kind == "audio" else "person"
     sql = ("SELECT s.entity, e.shown, a.first_t, a.last_t, a.n, "

@@ -63,18 +63,58 @@ class Rounds:
     def __init__(self, limit: int = 200_000) -> None:
         self.limit = limit
         self._seen: dict[tuple[str, str, str], None] = {}
+        #: rounds opened by a write in progress (taken unless that write is rejected)
+        self._pending: set[tuple[str, str, str]] = set()
 
-    def firsts(self, o: Observation) -> set[tuple[str, str]]:
-        """The (entity, counter) pairs of ``o`` that open their round (N-Triples IRIs)."""
-        round_ = o.response.run or o.response.observed
-        out = set()
+    @staticmethod
+    def _round(o: Observation) -> str:
+        return o.response.run or o.response.observed
+
+    def firsts(self, o: Observation, batch: set[tuple[str, str, str]]
+               ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """The (entity, counter) pairs of ``o`` that open their round (N-Triples IRIs), beside the
+        rounds already written and those ``batch`` opened (``o``'s are added to it); and the
+        pairs whose round a write in progress opened (:meth:`claim` decides once it is done)."""
+        round_ = self._round(o)
+        out, waiting = set(), set()
         for s, p in o.groups:
-            if p in _COUNTERS_NT and (key := (round_, s, p)) not in self._seen:
-                self._seen[key] = None
+            if p not in _COUNTERS_NT or (key := (round_, s, p)) in self._seen or key in batch:
+                continue
+            if key in self._pending:
+                waiting.add((s, p))
+            else:
+                batch.add(key)
                 out.add((s, p))
+        return out, waiting
+
+    def reserve(self, batch: set[tuple[str, str, str]]) -> None:
+        """A batch opening these rounds is being written."""
+        self._pending |= batch
+
+    def release(self, batch: set[tuple[str, str, str]]) -> None:
+        """The write of a batch failed: the rounds it opened are open again."""
+        self._pending -= batch
+
+    def claim(self, waiting: list[tuple[Observation, set[tuple[str, str]]]], batch: set[tuple[str, str, str]]
+              ) -> list[tuple[Observation, set[tuple[str, str]]]]:
+        """(Once the write in progress is done.) Of the pairs that waited on it, those whose round
+        it did not take after all (it was rejected): they open their round in ``batch``."""
+        out = []
+        for o, pairs in waiting:
+            round_ = self._round(o)
+            mine = {(s, p) for s, p in pairs if (key := (round_, s, p)) not in self._seen
+                    and key not in self._pending and key not in batch}
+            batch.update((round_, s, p) for s, p in mine)
+            if mine:
+                out.append((o, mine))
+        return out
+
+    def written(self, batch: set[tuple[str, str, str]]) -> None:
+        """(Once its write succeeded.) The rounds a batch opened: later batches leave them out."""
+        self._pending -= batch
+        self._seen.update(dict.fromkeys(batch))
         while len(self._seen) > self.limit:
             del self._seen[next(iter(self._seen))]
-        return out
 
 
 def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[str]:

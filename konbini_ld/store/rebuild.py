@@ -23,8 +23,8 @@ from ..model import LoadReport
 from ..vocab import DATA_GRAPH, HISTORY_GRAPH, PROV_GRAPH
 from . import directory
 from .archive import Archive
-from .ingest import Pipeline
 from .history import HISTORY_G
+from .ingest import Pipeline
 from .provenance import DATA, PROV_G, recorded_shas
 from .textindex import discard, open_index
 from .writer import Writer

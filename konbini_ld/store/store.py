@@ -25,8 +25,8 @@ from ..sources.files import Source, iter_sources
 from . import directory
 from .archive import Archive, ArchiveRecord, Scan
 from .ingest import DEFAULT_BATCH, Pipeline, observed
-from .textindex import open_index
 from .provenance import ledger
+from .textindex import open_index
 from .writer import Writer
 
 if TYPE_CHECKING:

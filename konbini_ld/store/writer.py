@@ -24,8 +24,8 @@ from . import activities
 from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
 from .index_rows import Values, fresh, kinds
 from .memo import MaybeHeld, Written
-from .textindex import TextIndex
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
+from .textindex import TextIndex
 from .upsert import Planner, prov_groups
 
 __all__ = ["Writer"]
@@ -61,6 +61,8 @@ class Writer:
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
         self._forget_writes()
+        #: which counters each run has observed already (one point a counter a run)
+        self._rounds = Rounds()
         self._known_subjects: dict[str, MaybeHeld] = {}
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
@@ -78,6 +80,7 @@ class Writer:
         self.graphs = graphs or GRAPHS
         self._known_subjects.clear()
         self._forget_writes()
+        self._rounds = Rounds()
 
     def _forget_writes(self) -> None:
         """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
@@ -87,8 +90,6 @@ class Writer:
         #: history points this process has written (a point observed again is not written again:
         #: a creator seen in many batches of one load at the same time and count)
         self._points: set[str] | None = set() if self._written is not None else None
-        #: which counters each run has observed already (one point a counter a run)
-        self._rounds = Rounds()
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -109,6 +110,8 @@ class Writer:
         mapped: list[Observation] = []
         described: dict[str, str] = {}  # the audios and persons the index re-reads once the batch is written
         tracked: list[Point] = []  # and the points of the series it summarises
+        rounds: set[tuple[str, str, str]] = set()  # the counters this batch observes first in their run
+        waiting: list[tuple[Observation, set[tuple[str, str]]]] = []  # and those a write in progress may take
         for p in prepared:
             entities: set[str] = set()
             if p.ok and p.mappable:
@@ -119,9 +122,11 @@ class Writer:
                 mapped.append(p)
                 entities = {s for s, _ in p.groups}
                 described.update(kinds(p.groups.items()))
-                firsts = self._rounds.firsts(p)
+                firsts, waits = self._rounds.firsts(p, rounds)
                 history.extend(points(p, firsts))
                 tracked.extend(series_points(p, firsts))
+                if waits:
+                    waiting.append((p, waits))
             elif p.mappable:
                 assert p.error is not None
                 report.failed.append(p.error)
@@ -165,7 +170,7 @@ class Writer:
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
-            described=(described, tracked, given, ended), points=new_points,
+            described=(described, tracked, given, ended), written_points=new_points, rounds=rounds, waiting=waiting,
         )
         data.committed()
         return report
@@ -246,20 +251,33 @@ class Writer:
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
         described: Described | None = None,
-        points: Collection[str] = (),
+        written_points: Collection[str] = (),
+        rounds: set[tuple[str, str, str]] | None = None,
+        waiting: list[tuple[Observation, set[tuple[str, str]]]] | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
-                self._remember(points)
+                self._remember(written_points)
+                if rounds:
+                    self._rounds.written(rounds)
                 self._index(described or _NOTHING, applied_seq)
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
+                if rounds:
+                    self._rounds.release(rounds)  # not written: those rounds are open again
                 self._writer_error = exc
 
         self.sync()  # one write at a time, in order
+        if waiting and rounds is not None:  # counters whose round the write just done did not take after all
+            for o, pairs in self._rounds.claim(waiting, rounds):
+                inserts[self.graphs[2]].extend(points(o, pairs))
+                if described is not None:
+                    described[1].extend(series_points(o, pairs))
+        if rounds:
+            self._rounds.reserve(rounds)
         self._writer_job = job
         if background and self.engine.capabilities.write_behind:
             self._pending = subjects

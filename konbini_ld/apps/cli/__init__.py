@@ -13,7 +13,7 @@ import logging
 import click
 
 from .ingest import fetch, load, rebuild
-from .options import Context, log_to_stderr
+from .options import Context, log_to_stderr, sigterm_as_interrupt
 from .read import export, list_queries, plot, query, stats, validate
 from .serving import push, serve
 
@@ -44,6 +44,9 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
     """
     log_to_stderr(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
+    # SIGTERM is Ctrl-C from the first moment (a command stops cleanly, exit 143), not only
+    # once a command has got round to saying so
+    ctx.with_resource(sigterm_as_interrupt())
 
 
 for command in (load, fetch, query, plot, list_queries, export, serve, push, validate, stats, rebuild):

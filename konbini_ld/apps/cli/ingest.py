@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import IO, Any
 
 import click
@@ -115,7 +113,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
     client = None if dry_run else KonbiniClient.from_environment(
         os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
-    with _sigterm_as_interrupt(), state.open() as store, state.progress(None, "req", "fetching") as bar:
+    with state.open() as store, state.progress(None, "req", "fetching") as bar:
         graph: list[Any] = []
 
         def total(n: int) -> None:
@@ -147,27 +145,6 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     state.note(report.summary())
     if report.exit_code:
         sys.exit(report.exit_code)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a run the way Ctrl-C does: in-flight answers are awaited and archived."""
-    import signal
-
-    from ...pipeline import Terminated
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (an embedding application): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()

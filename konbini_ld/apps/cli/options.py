@@ -96,12 +96,33 @@ def handle_errors(fn: F) -> F:
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
         except KeyboardInterrupt as exc:
-            from ...pipeline import Terminated
+            from ...errors import Terminated
 
             click.echo("Interrupted: everything loaded so far is saved.", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a command the way Ctrl-C does (``Terminated``, exit 143)."""
+    import signal
+
+    from ...errors import Terminated
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_to_stderr(level: int) -> None:
