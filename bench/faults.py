@@ -1,4 +1,5 @@
-"""Fault injection at scale: kills, damaged archives and stores, a full disk, hostile input.
+"""Fault injection at scale: kills, damaged archives and stores, a full disk, hostile input, a
+hostile API (answers that lie about credits, identity, size, encoding or time).
 
     python bench/faults.py [--size 20000] [--trials 5] [--seed 1]
 
@@ -282,6 +283,174 @@ def hostile_inputs(work: Path) -> Row:
     return row
 
 
+def _hostile_answer(kind: str, i: int) -> object:
+    """One misbehaving answer of ``kind`` for synthetic audio ``i`` (the fake API's Scripted)."""
+    import gzip as gz
+
+    from konbini_ld.sources.konbini.corpus import audio_response
+    from konbini_ld.sources.konbini.fakeapi import Scripted
+
+    body = json.dumps(audio_response(i), ensure_ascii=False)
+    envelope = {"errors": [{"code": "unavailable", "message": "try later"}], "data": None}
+    return {
+        "credit header -1": Scripted(200, body, headers={"X-Credits-Used": "-1"}),
+        "credit header 10^30": Scripted(200, body, headers={"X-Credits-Used": "1" + "0" * 30}),
+        "credit header garbage": Scripted(200, body, headers={"X-Credits-Used": "lots", "X-Credits-Remaining": "-7"}),
+        "proxy HTML 404": Scripted(404, "<html><h1>404</h1>nginx</html>", content_type="text/html"),
+        "router 404 (no route)": Scripted(404, {"errors": [{"code": "route_not_found"}], "data": None},
+                                          headers={"X-Credits-Used": ""}),
+        "another audio's answer": Scripted(200, json.dumps(audio_response(i + 1))),
+        "redirect to another host": Scripted(302, "", headers={"Location": "http://127.0.0.1:9/x"}),
+        "gzip bomb (200 MiB)": Scripted(200, _BOMB, headers={"Content-Encoding": "gzip"}),
+        "endless chunked body": Scripted(200, body, endless=True),
+        "a byte every 50 ms": Scripted(200, body, drip=0.05),
+        "UTF-8 labelled latin-1": Scripted(200, body.replace("\"name\": \"", "\"name\": \"Beyonc\u00e9 ", 1).encode(),
+                                           content_type="application/json; charset=iso-8859-1"),
+        "bytes that are not UTF-8": Scripted(200, body.replace("\"name\": \"", "\"name\": \"Beyonc\u00e9 ", 1).encode("latin-1")),
+        "billed 503, then the answer": Scripted(503, envelope, bill=True),
+        "HTML 200 (captive portal)": Scripted(200, "<html>sign in</html>", content_type="text/html"),
+        "gzip that is cut off": Scripted(200, gz.compress(body.encode())[:-20], headers={"Content-Encoding": "gzip"}),
+    }[kind]
+
+
+_BOMB = b""
+HOSTILE_KINDS = ["credit header -1", "credit header 10^30", "credit header garbage", "proxy HTML 404",
+                 "router 404 (no route)", "another audio's answer", "redirect to another host", "gzip bomb (200 MiB)",
+                 "endless chunked body", "a byte every 50 ms", "UTF-8 labelled latin-1", "bytes that are not UTF-8",
+                 "billed 503, then the answer", "HTML 200 (captive portal)", "gzip that is cut off"]
+
+
+def hostile_api(work: Path, n: int, trials: int, rng: random.Random) -> None:
+    """A fetch of ``n`` audios where a tenth of the answers misbehave, each kind of misbehaviour
+    ``trials`` times per run: what the run counts and keeps, then what a clean run does next."""
+    import gzip as gz
+
+    global _BOMB
+    _BOMB = gz.compress(b" " * (200 << 20), compresslevel=9)
+    for kind in HOSTILE_KINDS:
+        row = Row(f"API answer: {kind}")
+        store = work / f"hostile-api-{HOSTILE_KINDS.index(kind)}"
+        with FakeKonbiniAPI(api_key=KEY, audios=n) as api:
+            env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+            chosen = rng.sample(range(n), trials)
+            for i in chosen:
+                api.script(f"/v1/tiktok/audios/{audio_id(i)}", _hostile_answer(kind, i))  # type: ignore[arg-type]
+            ids = work / "ids-hostile.txt"
+            ids.write_text("\n".join(audio_id(i) for i in range(n)) + "\n")
+            started = time.monotonic()
+            first = run(store, "fetch", "--ids-file", str(ids), "--timeout", "5", "--retries", "2", env=env)
+            took = time.monotonic() - started
+            billed_first = api.credits_used
+            row.injected += trials
+            archive = list(Archive(store / "archive").records())
+            small = all(len(r.body) < 64 << 20 for r in archive)
+            api.reset()
+            second = run(store, "fetch", "--ids-file", str(ids), env=env)
+            asked = {r.path.rsplit("/", 1)[-1] for r in api.requests}
+            out = run(store, "stats", "--json")
+            stats = json.loads(out.stdout) if out.returncode == 0 else {}
+            billed = billed_first + api.credits_used
+            again_ok = asked <= {audio_id(i) for i in chosen}  # only what went wrong is asked again
+            exact = stats.get("credits_spent") == billed and stats.get("audios") == n
+            if first.returncode in (0, 1) and second.returncode == 0 and small and again_ok and exact:
+                row.survived += trials
+            row.notes.append(f"{n:,} audios, {trials} misbehaving: first run {took:.1f} s, exit {first.returncode}; "
+                             f"asked again next run {len(asked)}; stats credits {stats.get('credits_spent')} = "
+                             f"billed {billed}: {'yes' if exact else 'NO'}; nothing over 64 MiB archived: "
+                             f"{'yes' if small else 'NO'}")
+        ROWS.append(row)
+
+
+def archive_unwritable_during_fetch(work: Path, n: int, trials: int, rng: random.Random) -> None:
+    """The archive's HEAD cannot be replaced from a random moment of a fetch on (a disk gone bad)."""
+    import threading
+
+    row = Row("archive unwritable during fetch")
+    ids = work / "ids-unwritable.txt"
+    ids.write_text("\n".join(audio_id(i) for i in range(n)) + "\n")
+    rebought = 0
+    for t in range(trials):
+        store = work / f"unwritable-{t}"
+        with FakeKonbiniAPI(api_key=KEY, audios=n, latency=0.005) as api:
+            env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+            at = rng.randrange(n // 10, n // 2)
+            stop = threading.Event()
+
+            def breaker(store: Path = store, at: int = at) -> None:
+                while not stop.is_set():
+                    if (store / "archive" / "HEAD").exists() and Archive(store / "archive").last_seq >= at:
+                        try:
+                            (store / "archive" / "HEAD.tmp").mkdir()
+                            return
+                        except OSError:
+                            pass
+                    time.sleep(0.005)
+
+            thread = threading.Thread(target=breaker, daemon=True)
+            thread.start()
+            first = run(store, "fetch", "--ids-file", str(ids), "--concurrency", "32", env=env)
+            stop.set()
+            thread.join()
+            shutil.rmtree(store / "archive" / "HEAD.tmp", ignore_errors=True)
+            bought = {r.path.rsplit("/", 1)[-1] for r in api.requests}
+            api.reset()
+            second = run(store, "fetch", "--ids-file", str(ids), env=env)
+            again = sum(1 for r in api.requests if r.path.rsplit("/", 1)[-1] in bought)
+            rebought += again
+            keys = [r.key for r in Archive(store / "archive").records()]
+            row.injected += 1
+            if first.returncode == 1 and second.returncode == 0 and again == 0 and len(keys) == len(set(keys)) == n:
+                row.survived += 1
+    row.notes.append(f"answers received before and after the failure kept (unarchived/, adopted on the next open); "
+                     f"credits re-spent: {rebought}")
+    ROWS.append(row)
+
+
+def future_times(base: Path, corpus: Path, work: Path) -> None:
+    row = Row("observation times in the future")
+    store = fresh_copy(base, work, "future")
+    for when in ("2062-11-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        out = run(store, "load", "--observed-at", when, str(corpus))
+        row.injected += 1
+        if out.returncode == 2 and "in the future" in out.stderr:
+            row.survived += 1
+    lines = corpus.read_text().splitlines()[:1000]
+    dated = work / "dated.jsonl"
+    dated.write_text("".join(json.dumps({"request": {"url": "https://api.konbiniapi.com/v1/tiktok/audios/1"},
+                                         "status": 200, "headers": {"Date": "Fri, 31 Dec 9999 00:00:00 GMT"},
+                                         "body": json.loads(line)}) + "\n" for line in lines))
+    out = run(store, "load", str(dated))
+    row.injected += 1
+    if out.returncode == 1 and out.stderr.count("in the future") == len(lines):
+        row.survived += 1
+    row.notes.append(f"--observed-at in 2062 and 9999: usage error; {len(lines):,} recorded exchanges dated 9999: "
+                     "one located error each, nothing frozen")
+    ROWS.append(row)
+
+
+def restored_archive(base: Path, work: Path, n: int) -> None:
+    """A backup of the archive alone put back over a newer one: the next load never reuses a number,
+    and rebuild refuses to shrink the graph."""
+    row = Row("archive restored from an older backup")
+    store = fresh_copy(base, work, "restored")
+    backup = work / "archive-backup"
+    shutil.copytree(store / "archive", backup)
+    extra = work / "extra.jsonl"
+    extra.write_text("".join(line.rstrip("\n") + "\n" for line in list(corpus_lines(n + 1000))[n:]))
+    run(store, "load", str(extra))
+    shutil.rmtree(store / "archive")
+    shutil.copytree(backup, store / "archive")
+    out = run(store, "load", str(extra), "--observed-at", "2026-11-02T00:00:00Z")
+    seqs = [r.seq for r in Archive(store / "archive").records()]
+    rebuilt = run(store, "rebuild")
+    row.injected += 1
+    if out.returncode == 0 and len(seqs) == len(set(seqs)) and rebuilt.returncode == 1 and "lost" in rebuilt.stderr:
+        row.survived += 1
+    row.notes.append("new records numbered after what the graph applied; rebuild names the lost records and "
+                     "refuses to shrink the graph")
+    ROWS.append(row)
+
+
 def write(path: Path, args: argparse.Namespace, elapsed: float) -> str:
     lines = [
         "# konbini-ld fault injection",
@@ -307,6 +476,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FAULTS.md")
+    parser.add_argument("--only", help="run only the faults whose step name contains this (e.g. hostile_api)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
@@ -331,8 +501,14 @@ def main() -> None:
             lambda: damaged_store(base, work, args.size),
             lambda: full_disk(base, corpus, work, args.size, args.trials, rng),
             lambda: hostile_inputs(work),
+            lambda: hostile_api(work, min(args.size, 2000), args.trials, rng),
+            lambda: archive_unwritable_during_fetch(work, min(args.size, 3000), min(args.trials, 3), rng),
+            lambda: future_times(base, corpus, work),
+            lambda: restored_archive(base, work, args.size),
         ]
         for step in steps:
+            if args.only and not any(args.only in name for name in step.__code__.co_names):
+                continue
             step()
             r = ROWS[-1]
             print(f"{r.fault}: {r.survived}/{r.injected}", file=sys.stderr)

@@ -109,8 +109,8 @@ def check_not_future(at: str, *, what: str = "observation time") -> None:
     """
     now = datetime.now(UTC)
     if at > format_time(now + FUTURE_SKEW):
-        raise UsageError(f"{what} {at} is in the future (now is {format_time(now)}); a time beyond "
-                         f"{int(FUTURE_SKEW.total_seconds() // 60)} minutes ahead is refused")
+        raise UsageError(f"{what} {at} is in the future (now is {format_time(now)}; more than "
+                         f"{int(FUTURE_SKEW.total_seconds() // 60)} minutes ahead is refused)")
 
 
 def parse_http_date(text: str) -> str | None:

@@ -237,6 +237,7 @@ def test_a_server_that_sends_a_byte_at_a_time_is_cut_at_the_timeout(store: Any, 
     took = time.monotonic() - started
     assert len(report.failed) == 1 and "time limit" in str(report.failed[0])
     assert took < 6, took  # the whole request, not each read: 1 s (and the watchdog's tick)
+    assert report.credits_used == 1 == store.stats().credits_spent  # its head said it was billed: counted
 
 
 def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:

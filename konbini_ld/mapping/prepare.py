@@ -57,8 +57,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
         try:
             check_not_future(response.observed_at)
         except UsageError as exc:  # one wrong time would freeze every entity it describes
-            raise InputError(f"{exc}: refused (a wrong --observed-at or Date header?); load it again with "
-                             "the right --observed-at") from None
+            raise InputError(f"{exc}: a wrong --observed-at or Date header? Load it again with the right "
+                             "--observed-at") from None
         out.credits_used = parsed.credits_used if response.credits_used is None else response.credits_used
         out.credits_remaining = (
             parsed.credits_remaining if response.credits_remaining is None else response.credits_remaining

@@ -322,6 +322,7 @@ class KonbiniClient:
                    "Accept-Encoding": "gzip, deflate"}
         connect, total = self.timeout
         refused: str | None = None
+        response: requests.Response | None = None
         with self.watchdog.deadline(total) as entry:
             try:
                 response = self._session().get(request_url, headers=headers, timeout=(connect, total), stream=True,
@@ -332,22 +333,15 @@ class KonbiniClient:
                     data, refused = b"", f"the body is {exc}: refused unread"
                 except ValueError as exc:
                     data, refused = b"", f"the body cannot be read: {exc}"
-            except DeadlinePassed:
-                raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit", url=url)) from None
-            except requests.Timeout:
-                raise _Transient(FetchError(f"timed out after {total:g} s", url=url)) from None
-            except requests.ConnectionError as exc:
-                if entry.expired:
-                    raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit",
-                                                url=url)) from None
-                raise _Transient(FetchError(f"connection failed: {_reason(exc)}", url=url)) from None
-            except requests.exceptions.ChunkedEncodingError:
-                raise _Transient(FetchError("the response body was cut off", url=url)) from None
-            except requests.RequestException as exc:
-                if entry.expired:
-                    raise _Transient(FetchError(f"no whole answer within the {total:g} s time limit",
-                                                url=url)) from None
-                raise FetchError(f"request failed: {type(exc).__name__}", url=url) from None
+            except (DeadlinePassed, requests.RequestException) as exc:
+                failure = _transport_failure(exc, entry.expired, total, url)
+                if response is not None:  # the answer's head arrived: it may have been billed
+                    used, remaining, evidence = _credit_headers(response)
+                    cut = ApiResponse(url, response.status_code, "", used, remaining, header_evidence=evidence)
+                    failure.answer = cut
+                    if on_answer is not None:
+                        on_answer(cut)
+                raise (_Transient(failure) if not isinstance(exc, _NOT_RETRIED) else failure) from None
         status = response.status_code
         used, remaining, evidence = _credit_headers(response)
         body = ""
@@ -381,6 +375,24 @@ class KonbiniClient:
         if status == 402:
             raise CreditsExhaustedError(message, code=code or "credits_exhausted", **extra)
         raise FetchError(message, code=code, **extra)
+
+
+#: transport failures that are not worth another attempt (anything else is retried)
+_NOT_RETRIED = (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
+                requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+
+
+def _transport_failure(exc: BaseException, expired: bool, total: float, url: str) -> FetchError:
+    """The failure a transport exception stands for (the one seam for ``requests``' errors)."""
+    if expired or isinstance(exc, DeadlinePassed):
+        return FetchError(f"no whole answer within the {total:g} s time limit", url=url)
+    if isinstance(exc, requests.Timeout):
+        return FetchError(f"timed out after {total:g} s", url=url)
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return FetchError("the response body was cut off", url=url)
+    if isinstance(exc, requests.ConnectionError):
+        return FetchError(f"connection failed: {_reason(exc)}", url=url)
+    return FetchError(f"request failed: {type(exc).__name__}", url=url)
 
 
 def _sleeper(cancel: threading.Event | None) -> Callable[[float], None]:
