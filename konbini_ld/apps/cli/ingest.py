@@ -11,6 +11,7 @@ from typing import IO, Any
 import click
 
 from ...errors import UsageError
+from ...io.text import one_line
 from .options import Context, handle_errors, pass_state, report_load
 
 #: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
@@ -122,11 +123,11 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
                            refresh_older_than=older, dry_run=dry_run, videos=videos, max_pages=max_pages,
                            progress=bar.update, on_total=total)
     for error in report.failed:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.load.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
     for error in report.errors:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {one_line(str(error))}", err=True)
     state.note(report.summary())
     if report.exit_code:
         sys.exit(report.exit_code)

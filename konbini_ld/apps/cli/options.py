@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -14,12 +15,12 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ...errors import KonbiniError, UsageError
+from ...errors import ExportError, KonbiniError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Context", "format_option", "handle_errors", "json_option", "open_output", "output_option", "pass_state",
-           "report_load"]
+__all__ = ["Context", "OutputError", "emit", "format_option", "handle_errors", "json_option", "open_output",
+           "output_errors", "output_option", "pass_state", "report_load"]
 
 
 class Context:
@@ -69,39 +70,101 @@ class Context:
             click.echo(message, err=True)
 
     def warn(self, message: str) -> None:
+        from ...io.text import one_line
+
         if not self.quiet:
-            click.echo(f"warning: {message}", err=True)
+            click.echo(f"warning: {one_line(message)}", err=True)
 
 
 pass_state = click.make_pass_decorator(Context)
 
 
 def handle_errors(fn: F) -> F:
-    """Map :class:`KonbiniError` to one ``Error:`` line on stderr and its exit code."""
+    """Map every failure to one ``Error:`` line on stderr and its exit code.
+
+    A :class:`KonbiniError` carries its own code (2 for usage errors); anything else that
+    escapes a command (an operating-system error, a defect) is still one line, exit 1, with
+    the traceback only under ``--debug``. A reader that went away (``| head``) ends the
+    command quietly.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         state: Context | None = ctx.find_object(Context)
+        debug = state is not None and state.debug
         try:
             return fn(*args, **kwargs)
         except KonbiniError as exc:
-            if state is not None and state.debug:
+            if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            _error_line(str(exc))
             ctx.exit(exc.exit_code)
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, like other Unix tools.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            ctx.exit(0)
         except KeyboardInterrupt as exc:
             from ...pipeline import Terminated
 
             click.echo("Interrupted: everything loaded so far is saved.", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
+        except OSError as exc:
+            if _broken_pipe(exc):
+                # The reader went away (`| head`): stop quietly, like other Unix tools.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                ctx.exit(0)
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error_line(f"{where}{exc.strerror or exc}")
+            ctx.exit(1)
+        except MemoryError:
+            if debug:
+                raise
+            _error_line("out of memory")
+            ctx.exit(1)
+        except Exception as exc:  # a defect: still one line; --debug shows where
+            if debug:
+                raise
+            _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            ctx.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _broken_pipe(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+
+
+def _error_line(message: str) -> None:
+    from ...io.text import one_line
+
+    click.echo(f"Error: {one_line(message)}", err=True)
+
+
+class OutputError(ExportError):
+    """Standard output or an output file cannot take what a command writes (a full disk…)."""
+
+
+@contextmanager
+def output_errors(label: str) -> Iterator[None]:
+    """Turn a failed write to ``label`` (``standard output`` or a file) into one clear error;
+    a closed pipe is left to end the command quietly."""
+    try:
+        yield
+    except OSError as exc:
+        if _broken_pipe(exc):
+            raise
+        raise OutputError(f"cannot write {label}: {exc.strerror or exc}") from exc
+    except KonbiniError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and not _broken_pipe(cause) and not isinstance(exc, OutputError):
+            raise OutputError(f"cannot write {label}: {cause.strerror or cause}") from exc
+        raise
+
+
+def emit(text: str = "") -> None:
+    """One line of a command's output on stdout (a full disk is one ``Error:`` line)."""
+    with output_errors("standard output"):
+        click.echo(text)
 
 
 def log_to_stderr(level: int) -> None:
@@ -142,21 +205,24 @@ def format_option(*kinds: str, default: str, help: str) -> Callable[[F], F]:
 def open_output(path: str | None) -> Iterator[IO[bytes]]:
     """A binary stream for ``path`` (stdout for ``None`` or ``-``)."""
     if path is None or path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        with output_errors("standard output"):
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
         return
     try:
         fh = open(path, "wb")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    with fh:
+    with output_errors(path), fh:
         yield fh
 
 
 def report_load(state: Context, report: Any, what: str) -> None:
     """The ``error:`` and ``warning:`` lines of an ingest, and its summary."""
+    from ...io.text import one_line
+
     for error in report.failed:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
     failed = f", {len(report.failed)} failed" if report.failed else ""

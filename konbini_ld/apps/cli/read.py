@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import UsageError
-from .options import Context, format_option, handle_errors, json_option, open_output, output_option, pass_state
+from .options import (Context, emit, format_option, handle_errors, json_option, open_output, output_option,
+                      pass_state)
 
 if TYPE_CHECKING:
     from ...query.run import QueryResult
@@ -127,13 +128,13 @@ def list_queries(as_json: bool) -> None:
 
     qs = named_queries()
     if as_json:
-        click.echo(json.dumps([q.describe() for q in qs.values()], indent=2))
+        emit(json.dumps([q.describe() for q in qs.values()], indent=2))
         return
     for q in qs.values():
-        click.echo(f"{q.name}: {q.description or q.title}")
+        emit(f"{q.name}: {q.description or q.title}")
         for p in q.params:
             opt = "" if p.required else " (optional)"
-            click.echo(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
+            emit(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
 
 
 @click.command()
@@ -174,7 +175,7 @@ def stats(state: Context, as_json: bool) -> None:
     with state.open(read_only=True) as store:
         s = store.stats()
     if as_json:
-        click.echo(json.dumps(s.as_dict(), indent=2))
+        emit(json.dumps(s.as_dict(), indent=2))
         return
     rows = [
         ("audios", s.audios), ("persons", s.persons), ("videos", s.videos), ("triples", s.triples),
@@ -184,7 +185,7 @@ def stats(state: Context, as_json: bool) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        click.echo(f"{k.ljust(width)}  {v}")
+        emit(f"{k.ljust(width)}  {v}")
 
 
 @click.command()
@@ -210,10 +211,10 @@ def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
     with state.open(read_only=True) as store:
         report = run_validate(store, shapes=shapes)
     if fmt == "turtle":
-        click.echo(report.turtle())
+        emit(report.turtle())
     else:
         for line in iter_lines(report, limit):
-            click.echo(line)
+            emit(line)
     state.note(report.summary())
     if not report.conforms:
         sys.exit(1)
