@@ -36,7 +36,7 @@ from .sources.konbini.client import ApiResponse, KonbiniClient
 from .sources.konbini.endpoints import audio_key, parse_audio_ids, videos_key
 from .store.archive import ArchiveRecord
 from .store.store import KonbiniStore
-from .units import format_time
+from .units import check_duration, format_time
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 
@@ -94,6 +94,10 @@ def fetch(
     :param progress: called with 1 for every request finished or skipped.
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
     """
+    _check_counts(concurrency=(concurrency, 1), max_pages=(max_pages, 0), max_credits=(max_credits, 0),
+                  page_size=(page_size, 1))
+    if refresh_older_than is not None:
+        check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
     report = FetchReport(dry_run=dry_run)
     ledger = {} if refresh else store.fetch_ledger()
@@ -115,6 +119,15 @@ def fetch(
         on_total(runner.total)
     runner.run(jobs)
     return report
+
+
+def _check_counts(**values: tuple[int | None, int]) -> None:
+    """Refuse an option that is not a whole number at least its least value (``None``: not given)."""
+    for name, (value, least) in values.items():
+        if value is None and name == "max_credits":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UsageError(f"{name} must be a whole number of at least {least}, not {value!r}")
 
 
 class _Runner:

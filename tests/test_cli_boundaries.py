@@ -4,6 +4,7 @@ code (2 usage, 1 work failed), never a traceback without ``--debug``."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import SEED, VIDEOS
 
 from konbini_ld.apps.cli import main
@@ -112,3 +115,137 @@ def test_an_os_error_is_one_line_naming_the_file(loaded: Path, monkeypatch: Any)
     monkeypatch.setattr(store_module.KonbiniStore, "stats", broken)
     r = CliRunner().invoke(main, ["--store", str(loaded), "stats"])
     assert one_error(r, 1) == "Error: /somewhere/file: Permission denied"
+
+
+# -- option values -----------------------------------------------------------------------------
+
+#: Text as a command line can carry it: any code point, the surrogate escapes Python gives bytes
+#: that are not UTF-8, control characters, digits of other scripts.
+ARGUMENT_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=60) | st.sampled_from(
+    ["0", "-1", "nan", "NaN", "inf", "-inf", "1e309", "99999999999d", "999999d", "PT99999999999999999999H",
+     "\udcff", "\x00", "७", "P", "PT", "0d", "<>", '"x"^^<bad iri>', '"x"@not a tag', '"\\x"', '"\\ud800"']
+)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf", "1e309", "abc", "", "86401"])
+def test_fetch_timeout_bounds_nothing_unless_positive_and_finite(tmp_path: Path, value: str) -> None:
+    r = cli(tmp_path / "s", "fetch", "--timeout", value, "--dry-run", "7611615657754381599")
+    line = one_error(r, 2)
+    assert "--timeout" in line and "seconds" in line, line
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--refresh-older-than", "99999999999d"), ("--refresh-older-than", "999999d"),
+    ("--refresh-older-than", "PT99999999999999999999H"), ("--refresh-older-than", "P9999999999D"),
+    ("--refresh-older-than", "soon"), ("--concurrency", "0"), ("--max-pages", "-1"), ("--max-credits", "-1"),
+    ("--retries", "0"),
+])
+def test_fetch_values_out_of_range_are_usage_errors(tmp_path: Path, option: str, value: str) -> None:
+    r = cli(tmp_path / "s", "fetch", "--dry-run", option, value, "7611615657754381599")
+    one_error(r, 2)
+    assert not (tmp_path / "s").exists()  # refused before the store was opened
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--batch-size", "0"), ("--batch-size", "-1"), ("--observed-at", "garbage"), ("--observed-at", "2026-13-45"),
+    ("--observed-at", "9999-12-31T23:59:59-01:00"), ("--observed-at", "0000-01-01"), ("--observed-at", ""),
+])
+def test_load_values_out_of_range_are_usage_errors(tmp_path: Path, option: str, value: str) -> None:
+    r = cli(tmp_path / "s", "load", option, value, str(SEED))
+    one_error(r, 2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ARGUMENT_TEXT)
+def test_any_duration_text_is_a_duration_or_a_usage_error(text: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from konbini_ld.errors import UsageError
+    from konbini_ld.units import MAX_DURATION, parse_duration
+
+    try:
+        value = parse_duration(text)
+    except UsageError:
+        return
+    assert timedelta(0) <= value <= MAX_DURATION
+    datetime.now(UTC) - value  # "that long ago" is a time  # noqa: B018
+
+
+@settings(max_examples=150, deadline=None)
+@given(ARGUMENT_TEXT)
+def test_any_timeout_text_is_a_bounded_wait_or_a_usage_error(text: str) -> None:
+    import math
+
+    from konbini_ld.errors import UsageError
+    from konbini_ld.units import MAX_SECONDS, parse_seconds
+
+    try:
+        value = parse_seconds(text)
+    except UsageError:
+        return
+    assert math.isfinite(value) and 0 < value <= MAX_SECONDS
+
+
+@settings(max_examples=150, deadline=None)
+@given(ARGUMENT_TEXT)
+def test_any_observation_time_text_is_a_time_or_a_usage_error(text: str) -> None:
+    from konbini_ld.errors import UsageError
+    from konbini_ld.units import parse_time
+
+    try:
+        parse_time(text)
+    except UsageError:
+        pass
+
+
+_MEMORY: list[Any] = []
+
+
+def _memory_store() -> Any:
+    from konbini_ld import open_store
+
+    if not _MEMORY:
+        store = open_store(None)
+        store.load([SEED])
+        _MEMORY.append(store)
+    return _MEMORY[0]
+
+
+PARAMETERISED = [("history", "entity"), ("trending", "since"), ("search", "text"), ("audio", "audio"),
+                 ("SELECT ?x WHERE { BIND(1 AS ?y) }", "x"), ("SELECT ?x WHERE { ?x ?p ?o } LIMIT 1", "x")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(PARAMETERISED), ARGUMENT_TEXT)
+def test_any_parameter_value_binds_or_is_a_usage_error(query: tuple[str, str], value: str) -> None:
+    """``-p name=value`` with any text: an answer, or a usage error naming the parameter."""
+    from konbini_ld.errors import UsageError
+    from konbini_ld.query.catalog import resolve_query
+    from konbini_ld.query.run import run_query
+
+    store = _memory_store()
+    nq = resolve_query(query[0])
+    try:
+        bound = nq.bind({query[1]: value})
+    except UsageError:
+        return
+    result = store.answer(nq.text, bound) or run_query(store.engine, nq.text, bound, name=nq.name, index=nq.index)
+    result.write(io.BytesIO(), "table")
+
+
+def test_the_library_refuses_the_same_values(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from konbini_ld import fetch, open_store
+    from konbini_ld.errors import UsageError
+
+    with open_store(None) as store:
+        for batch_size in (0, -1, 1.5, True):
+            with pytest.raises(UsageError, match="batch_size"):
+                store.load([SEED], batch_size=batch_size)  # type: ignore[arg-type]
+        bad: list[dict[str, Any]] = [{"concurrency": 0}, {"max_pages": -1}, {"max_credits": -1},
+                                     {"refresh_older_than": timedelta(days=10**6)},
+                                     {"refresh_older_than": timedelta(days=-1)}]
+        for options in bad:
+            with pytest.raises(UsageError):
+                fetch(store, None, ["7611615657754381599"], dry_run=True, **options)

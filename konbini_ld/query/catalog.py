@@ -93,7 +93,13 @@ class NamedQuery:
         for name, value in values.items():
             param = declared.get(name)
             if isinstance(value, str):
-                bound[name] = param.bind(value) if param else guess_term(value, name)
+                if param is not None:
+                    bound[name] = param.bind(value)
+                    continue
+                try:
+                    bound[name] = guess_term(value, name)
+                except ValueError as exc:  # (a UnicodeError too)
+                    raise UsageError(f"parameter {name}: {exc}") from None
             else:
                 bound[name] = value
         missing = [p.name for p in self.params if p.required and p.name not in bound]

@@ -191,6 +191,8 @@ class KonbiniStore:
         :param observed_at: when they were observed (see :meth:`load`).
         """
         self._writable()  # without a time, one for the whole run (a recorded Date still says otherwise)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
         responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)
         return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
                                  progress=progress, workers=workers)

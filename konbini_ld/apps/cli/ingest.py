@@ -12,7 +12,7 @@ import click
 
 from ...errors import UsageError
 from ...io.text import one_line
-from .options import Context, handle_errors, pass_state, report_load
+from .options import Context, handle_errors, pass_state, report_load, seconds_type
 
 #: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
 COMPACT_AFTER = 50_000
@@ -20,7 +20,7 @@ COMPACT_AFTER = 50_000
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
-@click.option("--batch-size", default=500, show_default=True, help="Responses per write batch.")
+@click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True, help="Responses per write batch.")
 @click.option("--observed-at", metavar="TIME",
               help="When the responses were observed (ISO 8601; default: a recorded exchange's Date header, "
                    "else now).")
@@ -68,7 +68,8 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 @click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
 @click.option("--api-url", metavar="URL",
               help="API base URL (default: $KONBINI_API_URL, else https://api.konbiniapi.com).")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--timeout", type=seconds_type(), default=30.0, show_default=True,
+              help="Seconds to wait for each answer (more than 0, at most a day).")
 @click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts for transient failures (connection, timeout, 5xx).")
 @pass_state

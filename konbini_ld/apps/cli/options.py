@@ -19,8 +19,8 @@ from ...errors import ExportError, KonbiniError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Context", "OutputError", "emit", "format_option", "handle_errors", "json_option", "open_output",
-           "output_errors", "output_option", "pass_state", "report_load"]
+__all__ = ["Context", "OutputError", "Parsed", "emit", "format_option", "handle_errors", "json_option", "open_output",
+           "output_errors", "output_option", "pass_state", "report_load", "seconds_type"]
 
 
 class Context:
@@ -177,6 +177,31 @@ def log_to_stderr(level: int) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+# -- option values ---------------------------------------------------------------------------
+
+
+class Parsed(click.ParamType):
+    """An option value read by one of the library's parsers (:mod:`konbini_ld.units`): what it
+    refuses is a usage error naming the option (exit 2)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.parse(value if isinstance(value, str) else str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def seconds_type() -> Parsed:
+    """Seconds that bound a wait: more than 0, at most a day."""
+    from ...units import parse_seconds
+
+    return Parsed("seconds", parse_seconds)
 
 
 # -- option bundles ------------------------------------------------------------------------
