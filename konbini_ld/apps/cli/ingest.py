@@ -114,7 +114,8 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
     client = None if dry_run else KonbiniClient.from_environment(
         os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
-    with state.open() as store, state.progress(None, "req", "fetching") as bar, _sigterm_as_interrupt():
+    with state.open(or_read_only=dry_run) as store, state.progress(None, "req", "fetching") as bar, \
+            _sigterm_as_interrupt():
 
         def total(n: int) -> None:
             bar.total = n

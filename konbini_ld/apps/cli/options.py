@@ -27,8 +27,13 @@ class Context:
     """What the global options decided, shared by every command."""
 
     def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool, **remote: Any) -> None:
-        from ...store.directory import locate
+        from ...store.directory import check_endpoint_url, locate
 
+        for option, url in (("--update-url", remote.get("update_url")), ("--gsp-url", remote.get("gsp_url"))):
+            if url is not None:
+                if not url.startswith(("http://", "https://")):
+                    raise UsageError(f"{option} must be an http(s) URL")
+                check_endpoint_url(url, option)
         self.verbose = verbose
         self.quiet = quiet
         self.debug = debug
@@ -39,13 +44,23 @@ class Context:
     def is_remote(self) -> bool:
         return isinstance(self.location, str)
 
-    def open(self, *, read_only: bool = False) -> Any:
+    def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
+        """Open the store; ``or_read_only``: a command that only reads (but would rather open it
+        as a writer, to apply what an interrupted run left) reads a store it cannot write."""
+        from ...store.lock import NotWritableError
         from ...store.store import open_store
 
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
-        store = open_store(self.location, read_only=read_only, archive=self.archive,
-                           update_url=self.remote.get("update_url"), gsp_url=self.remote.get("gsp_url"))
+        options: dict[str, Any] = {"archive": self.archive, "update_url": self.remote.get("update_url"),
+                   "gsp_url": self.remote.get("gsp_url")}
+        try:
+            store = open_store(self.location, read_only=read_only, **options)
+        except NotWritableError as exc:
+            if not or_read_only or read_only:
+                raise
+            store = open_store(self.location, read_only=True, **options)
+            self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
         self.report_recovery(store.recovered)
         return store
 
