@@ -191,14 +191,17 @@ def stats(state: Context, as_json: bool) -> None:
 @click.command()
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "turtle"]), default="text", show_default=True,
               help="turtle: the machine-readable SHACL report.")
-@click.option("--shapes", type=click.Path(exists=True, dir_okay=False), help="Validate against these shapes instead.")
+@click.option("--shapes", type=click.Path(exists=True, dir_okay=False),
+              help="Validate against these shapes (Turtle) instead.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Results shown in text form.")
 @pass_state
 @handle_errors
 def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
     """Check the graph against the bundled SHACL shapes (Audio, Person, Video, Image).
 
-    Exits 0 when the graph conforms, 1 when it does not.
+    Exits 0 when the graph has no violations, 1 when it has (warnings and
+    information are reported, and fail nothing). The Turtle report follows
+    SHACL: sh:conforms is false whenever there is any result, warnings included.
 
     \b
     Examples:
@@ -216,5 +219,5 @@ def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
         for line in iter_lines(report, limit):
             emit(line)
     state.note(report.summary())
-    if not report.conforms:
+    if not report.ok:
         sys.exit(1)
