@@ -57,7 +57,7 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 
 @click.command()
 @click.argument("ids", nargs=-1, metavar="[ID_OR_URL]...")
-@click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
+@click.option("--ids-file", type=click.File("rb"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
 @click.option("--refresh", is_flag=True, help="Buy again what the store already has.")
 @click.option("--refresh-older-than", metavar="DURATION",
@@ -74,7 +74,7 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
               help="Attempts for transient failures (connection, timeout, 5xx).")
 @pass_state
 @handle_errors
-def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concurrency: int, refresh: bool,
+def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, concurrency: int, refresh: bool,
           refresh_older_than: str | None, dry_run: bool, max_credits: int | None, videos: bool, max_pages: int,
           api_url: str | None, timeout: float, retries: int) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
@@ -98,6 +98,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
       konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h --dry-run
       0 */6 * * *  konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h -q
     """
+    from ...io.inputs import bounded_lines
     from ...pipeline import fetch as run_fetch
     from ...sources.konbini.client import KonbiniClient
     from ...sources.konbini.endpoints import parse_audio_ids
@@ -106,7 +107,8 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     # refuse bad input before opening anything or sending a request
     values = parse_audio_ids(ids)
     if ids_file is not None:
-        values += parse_audio_ids(ids_file.read().splitlines(), source="line")
+        label = "standard input" if ids_file.name in ("-", "<stdin>") else str(ids_file.name)
+        values += parse_audio_ids(bounded_lines(ids_file, label), source="line")
     if not values:
         raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
     if refresh and refresh_older_than is not None:
