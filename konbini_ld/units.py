@@ -9,8 +9,8 @@ from email.utils import parsedate_to_datetime
 
 from .errors import UsageError
 
-__all__ = ["MAX_DURATION", "MAX_SECONDS", "check_duration", "format_time", "parse_duration", "parse_http_date", "parse_seconds",
-           "parse_size", "parse_time"]
+__all__ = ["MAX_DURATION", "MAX_SECONDS", "check_duration", "format_time", "parse_duration", "parse_http_date",
+           "parse_seconds", "parse_size", "parse_time"]
 
 
 def parse_size(text: str) -> int:

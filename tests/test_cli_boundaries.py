@@ -249,3 +249,51 @@ def test_the_library_refuses_the_same_values(tmp_path: Path) -> None:
         for options in bad:
             with pytest.raises(UsageError):
                 fetch(store, None, ["7611615657754381599"], dry_run=True, **options)
+
+
+# -- plot ------------------------------------------------------------------------------------
+
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+
+
+def _points(*pairs: tuple[str, str]) -> str:
+    rows = " ".join(f'("{t}"^^<{_XSD}dateTime> {v})' for t, v in pairs)
+    return f"SELECT ?t ?v WHERE {{ VALUES (?t ?v) {{ {rows} }} }}"
+
+
+@pytest.mark.parametrize(("label", "query", "code", "says"), [
+    ("a time without a zone beside one with", _points(("2020-01-01T00:00:00Z", "1"), ("2020-01-02T00:00:00", "2")),
+     0, "plotted 1 series"),
+    ("times from year 1 to 9999", _points(("0001-01-01T00:00:00Z", "1"), ("9999-01-02T00:00:00Z", "2")),
+     1, "cannot draw these values"),
+    ("values of ±1e308", _points(("2020-01-01T00:00:00Z", "1e308"), ("2020-01-02T00:00:00Z", "-1e308")),
+     1, "cannot draw these values"),
+    ("decimals", _points(("2020-01-01T00:00:00Z", "1.5"), ("2020-01-02T00:00:00Z", "2.5")), 0, "plotted 1 series"),
+    ("only NaN", _points(("2020-01-01T00:00:00Z", f'"NaN"^^<{_XSD}double>')), 2, "nothing to plot"),
+    ("an ASK", "ASK {}", 2, "an ASK result has no rows"),
+])
+def test_plot_draws_or_says_in_one_line_why_not(loaded: Path, tmp_path: Path, label: str, query: str, code: int,
+                                                says: str) -> None:
+    target = tmp_path / "p.png"
+    r = cli(loaded, "plot", "-e", query, "-o", str(target))
+    assert "Traceback" not in r.stderr and r.exit_code == code, (label, r.stderr)
+    if code:
+        assert says in one_error(r, code) and not target.exists(), label  # nothing half-drawn is left
+    else:
+        assert says in r.stderr and target.read_bytes().startswith(b"\x89PNG"), label
+
+
+@pytest.mark.parametrize("where", ["below a file", "no such directory", "full disk"])
+def test_plot_to_a_file_that_cannot_be_written_is_one_line(loaded: Path, tmp_path: Path, where: str) -> None:
+    (tmp_path / "afile").write_text("x")
+    target, code = {"below a file": (tmp_path / "afile" / "p.png", 2),
+                    "no such directory": (tmp_path / "no" / "p.png", 2),
+                    "full disk": (tmp_path / "full.png", 1)}[where]
+    if where == "full disk":
+        if not os.path.exists("/dev/full"):
+            pytest.skip("needs /dev/full")
+        target.symlink_to("/dev/full")
+    for command in (["plot", "history", "-p", f"entity={KHABY}", "-o", str(target)],
+                    ["query", "history", "-p", f"entity={KHABY}", "--plot", str(target)]):
+        line = one_error(cli(loaded, *command), code)
+        assert line.startswith(f"Error: cannot write {target}: "), line
