@@ -35,15 +35,22 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @output_option
 @click.option("--plot", "plot_to", metavar="FILE.png|svg|pdf",
               help="Also draw the result over time (a result with a time column, like history's).")
+@click.option("--raw", is_flag=True,
+              help="csv, tsv: write every value exactly, also one a spreadsheet would run as a formula (by default "
+                   "such a value gets a leading ').")
 @pass_state
 @handle_errors
 def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str,
-          output: str | None, plot_to: str | None) -> None:
+          output: str | None, plot_to: str | None, raw: bool) -> None:
     """Run a named query, a .rq file, or inline SPARQL (-e).
 
     Parameters are bound as RDF terms, never pasted into the query text: a named
     query's header declares each one's type; for inline queries <…> is an IRI,
     an absolute http(s) URL is an IRI, anything else a string.
+
+    csv and tsv are safe to open in a spreadsheet: a value that would run as a
+    formula (=…, +…, -…, @…) gets a leading ' (--raw writes values exactly).
+    table shows control characters as escapes (\x1b), never sends them.
 
     \b
     Examples:
@@ -62,7 +69,7 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
             if output is None and fmt == "table":
                 return
         with open_output(output) as out:
-            result.write(out, fmt)
+            result.write(out, fmt, escape_formulas=not raw)
 
 
 def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
