@@ -89,6 +89,8 @@ class Observation:
 
     response: Response
     unknown_keys: dict[str, str] = field(default_factory=dict)
+    #: values kept as sent that cannot be right (a negative count): ``"source:line: $.path: why"``
+    warnings: list[str] = field(default_factory=list)
     error: InputError | None = None
     source_url: str | None = None
     credits_used: int | None = None
@@ -164,6 +166,10 @@ class Damage:
         return f"archive {self.segment} at byte {self.offset}: {self.reason}{lost}"
 
 
+#: Warnings a :class:`LoadReport` keeps word for word (the rest are counted).
+MAX_WARNINGS = 100
+
+
 @dataclass(slots=True)
 class LoadReport:
     """What an ingest did.
@@ -178,6 +184,8 @@ class LoadReport:
     :ivar points: counter values the responses carried, each a point of the history graph (a
         point already there, from the same response at the same time, is not added twice).
     :ivar damage: damaged archive spans met while replaying or rebuilding.
+    :ivar warnings: values loaded as sent that cannot be right (a negative count), located (the
+        first :data:`MAX_WARNINGS`); ``warned``: how many there were.
     """
 
     loaded: int = 0
@@ -189,10 +197,18 @@ class LoadReport:
     observations: int = 0
     points: int = 0
     damage: list[Damage] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    warned: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def warn(self, message: str) -> None:
+        """Note a value kept as sent that cannot be right (the first :data:`MAX_WARNINGS` are kept)."""
+        self.warned += 1
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
 
     def merge(self, other: LoadReport) -> None:
         self.loaded += other.loaded
@@ -203,6 +219,9 @@ class LoadReport:
         self.observations += other.observations
         self.points += other.points
         self.damage.extend(other.damage)
+        for message in other.warnings:
+            self.warn(message)
+        self.warned += other.warned - len(other.warnings)
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)
 

@@ -327,3 +327,49 @@ def test_query_files_are_read_up_to_a_limit_as_utf8(run: Any, tmp_path: Path) ->
     latin.write_bytes(b'SELECT * WHERE {\n ?s ?p "caf\xe9" }')
     r = run("query", str(latin))
     assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: query file {latin}:2: not UTF-8 text (byte 28)"]
+
+
+# -- values a store holds but that cannot be right --------------------------------------------
+
+
+def test_negative_counts_are_kept_and_each_is_a_located_warning(run: Any, tmp_path: Path) -> None:
+    """A count below zero is a value a store holds faithfully, so it is not refused (the answer is
+    evidence, and the rest of the response is good), but it is never accepted silently."""
+    doc = seed_data()
+    doc["videoCount"] = -1
+    doc["attributedTo"]["followerCount"] = -5
+    path = tmp_path / "neg.jsonl"
+    path.write_text(GOOD.replace("{n}", "1") + "\n" + json.dumps({"data": doc}) + "\n")
+    r = run("load", str(path))
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert r.exit_code == 0 and warnings == [
+        f"warning: {path}:2: $.videoCount: a negative count (-1) is kept as sent; `validate` reports it",
+        f"warning: {path}:2: $.attributedTo.followerCount: a negative count (-5) is kept as sent; `validate` "
+        "reports it",
+    ], r.stderr
+    out = run("query", "-e", "SELECT ?n WHERE { ?a <https://konbiniapi.com/ns/social#videoCount> ?n }", "-f", "csv",
+              "--raw")
+    assert "-1" in out.stdout.split()
+    v = run("validate")
+    assert v.exit_code == 1 and "ks:followerCount" in v.stdout and "ks:videoCount" in v.stdout
+
+
+def test_a_hundred_warnings_are_shown_and_the_rest_counted(run: Any, tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/n-{i}", "videoCount": -i - 1}})
+             for i in range(150)]
+    path.write_text("\n".join(lines) + "\n")
+    r = run("load", str(path))
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert r.exit_code == 0 and len(warnings) == 101 and warnings[-1] == "warning: … and 50 more values like these"
+
+
+def test_plain_pyld_and_templates_warn_alike() -> None:
+    doc = seed_data()
+    doc["attributedTo"]["followerCount"] = -5
+    warm = json.dumps({"data": seed_data()})
+    prepare(Response(warm, "warm"), shape_cache=True)
+    fast = prepare(Response(json.dumps({"data": doc}), "x"), shape_cache=True)
+    plain = prepare(Response(json.dumps({"data": doc}), "x"), shape_cache=False)
+    assert fast.ok and plain.ok and fast.warnings == plain.warnings == [
+        "x: $.attributedTo.followerCount: a negative count (-5) is kept as sent; `validate` reports it"]

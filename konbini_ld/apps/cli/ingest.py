@@ -12,7 +12,7 @@ import click
 
 from ...errors import UsageError
 from ...io.text import one_line
-from .options import Context, handle_errors, pass_state, report_load, seconds_type
+from .options import Context, handle_errors, pass_state, report_load, report_warnings, seconds_type
 
 #: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
 COMPACT_AFTER = 50_000
@@ -130,6 +130,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
         click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.load.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
+    report_warnings(state, report.load)
     for error in report.errors:
         click.echo(f"Error: {one_line(str(error))}", err=True)
     state.note(report.summary())

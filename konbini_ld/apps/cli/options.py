@@ -20,7 +20,7 @@ from ...errors import ExportError, KonbiniError, UsageError
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Context", "OutputError", "Parsed", "emit", "format_option", "handle_errors", "json_option", "open_output",
-           "output_errors", "output_option", "pass_state", "report_load", "seconds_type"]
+           "output_errors", "output_option", "pass_state", "report_load", "report_warnings", "seconds_type"]
 
 
 class Context:
@@ -265,6 +265,15 @@ def report_load(state: Context, report: Any, what: str) -> None:
         click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
+    report_warnings(state, report)
     failed = f", {len(report.failed)} failed" if report.failed else ""
     state.note(f"{what} {report.loaded} response{'s' if report.loaded != 1 else ''}{failed} "
                f"(+{report.added} / -{report.removed} data triples)")
+
+
+def report_warnings(state: Context, report: Any) -> None:
+    """The ``warning:`` lines of values loaded as sent that cannot be right (the first hundred)."""
+    for warning in report.warnings:
+        state.warn(warning)
+    if report.warned > len(report.warnings):
+        state.warn(f"… and {report.warned - len(report.warnings)} more values like these")
