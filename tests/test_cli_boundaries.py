@@ -138,7 +138,8 @@ def test_fetch_timeout_bounds_nothing_unless_positive_and_finite(tmp_path: Path,
     ("--refresh-older-than", "99999999999d"), ("--refresh-older-than", "999999d"),
     ("--refresh-older-than", "PT99999999999999999999H"), ("--refresh-older-than", "P9999999999D"),
     ("--refresh-older-than", "soon"), ("--concurrency", "0"), ("--max-pages", "-1"), ("--max-credits", "-1"),
-    ("--retries", "0"),
+    ("--retries", "0"), ("--api-url", "http://127.0.0.1:99999"), ("--api-url", "http://[::1"),
+    ("--api-url", "https://"),
 ])
 def test_fetch_values_out_of_range_are_usage_errors(tmp_path: Path, option: str, value: str) -> None:
     r = cli(tmp_path / "s", "fetch", "--dry-run", option, value, "7611615657754381599")

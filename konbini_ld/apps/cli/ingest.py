@@ -114,6 +114,11 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
     if refresh and refresh_older_than is not None:
         raise UsageError("give --refresh (buy everything again) or --refresh-older-than, not both")
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
+    given_url = api_url if api_url is not None else os.environ.get("KONBINI_API_URL") or None
+    if given_url is not None and given_url.startswith(("http://", "https://")):
+        from ...store.directory import check_endpoint_url
+
+        check_endpoint_url(given_url, "--api-url" if api_url is not None else "KONBINI_API_URL")
     client = None if dry_run else KonbiniClient.from_environment(
         os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
     with state.open(or_read_only=dry_run) as store, state.progress(None, "req", "fetching") as bar, \
