@@ -89,8 +89,7 @@ class Observation:
 
     response: Response
     unknown_keys: dict[str, str] = field(default_factory=dict)
-    #: values kept as sent that cannot be right (a negative count): ``"source:line: $.path: why"``
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  #: values kept as sent that cannot be right, located
     error: InputError | None = None
     source_url: str | None = None
     credits_used: int | None = None
@@ -166,8 +165,7 @@ class Damage:
         return f"archive {self.segment} at byte {self.offset}: {self.reason}{lost}"
 
 
-#: Warnings a :class:`LoadReport` keeps word for word (the rest are counted).
-MAX_WARNINGS = 100
+MAX_WARNINGS = 100  #: warnings a :class:`LoadReport` keeps word for word (the rest are counted)
 
 
 @dataclass(slots=True)
@@ -184,8 +182,7 @@ class LoadReport:
     :ivar points: counter values the responses carried, each a point of the history graph (a
         point already there, from the same response at the same time, is not added twice).
     :ivar damage: damaged archive spans met while replaying or rebuilding.
-    :ivar warnings: values loaded as sent that cannot be right (a negative count), located (the
-        first :data:`MAX_WARNINGS`); ``warned``: how many there were.
+    :ivar warnings: values kept as sent that cannot be right (a negative count), the first 100; ``warned``: all.
     """
 
     loaded: int = 0
@@ -207,8 +204,7 @@ class LoadReport:
     def warn(self, message: str) -> None:
         """Note a value kept as sent that cannot be right (the first :data:`MAX_WARNINGS` are kept)."""
         self.warned += 1
-        if len(self.warnings) < MAX_WARNINGS:
-            self.warnings.append(message)
+        self.warnings.extend([message] if len(self.warnings) < MAX_WARNINGS else [])
 
     def merge(self, other: LoadReport) -> None:
         self.loaded += other.loaded
@@ -219,9 +215,8 @@ class LoadReport:
         self.observations += other.observations
         self.points += other.points
         self.damage.extend(other.damage)
-        for message in other.warnings:
-            self.warn(message)
-        self.warned += other.warned - len(other.warnings)
+        self.warnings.extend(other.warnings[: max(0, MAX_WARNINGS - len(self.warnings))])
+        self.warned += other.warned
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)
 

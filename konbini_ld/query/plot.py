@@ -123,7 +123,7 @@ def plot(result: QueryResult, output: str | os.PathLike[str] | IO[bytes], *, for
         places on an axis), or the file cannot be written (a full disk).
     """
     fmt = format or (FORMATS.get(Path(os.fspath(output)).suffix.lower()) if isinstance(output, (str, os.PathLike)) else None)
-    if fmt not in FORMATS.values():
+    if fmt is None or fmt not in FORMATS.values():
         raise UsageError(f"plot to a file ending in {', '.join(FORMATS)} (or give format=)")
     time, series, subject = series_of(result)
     try:
