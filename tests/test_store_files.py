@@ -232,6 +232,9 @@ def test_a_read_only_store_is_read_and_writers_get_one_line(shared_dir: Path) ->
         assert errors == [f"Error: cannot write the store at {store}: Permission denied (it is read-only for this "
                           "user; query, export, stats, validate and serve can still read it)"], out.stderr
     assert stat.S_IMODE(store.stat().st_mode) == 0o555
+    missing = _as_reader("--store", str(store / "nothing-here"), "stats")
+    assert missing.returncode == 1 and missing.stderr.splitlines() == [
+        f"Error: there is no konbini-ld store at {store / 'nothing-here'} (load something first)"], missing.stderr
 
 
 # -- whose archive -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Context:
         from ...store.lock import NotWritableError
         from ...store.store import open_store
 
+        reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
         options: dict[str, Any] = {"archive": self.archive, "update_url": self.remote.get("update_url"),
@@ -57,10 +58,11 @@ class Context:
         try:
             store = open_store(self.location, read_only=read_only, **options)
         except NotWritableError as exc:
-            if not or_read_only or read_only:
+            if not reader or read_only:
                 raise
-            store = open_store(self.location, read_only=True, **options)
-            self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
+            store = open_store(self.location, read_only=True, **options)  # (says so if there is no store)
+            if or_read_only:
+                self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
         self.report_recovery(store.recovered)
         return store
 
