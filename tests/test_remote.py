@@ -178,7 +178,8 @@ def test_serve_and_validate_a_remote_store(server: Any, tmp_path: Path, monkeypa
     base = ["--store", server.query_url, "--archive", str(tmp_path / "a")]
     assert CliRunner().invoke(main, [*base, "load", str(SEED)], catch_exceptions=False).exit_code == 0
     r = CliRunner().invoke(main, [*base, "validate"], catch_exceptions=False)
-    assert r.exit_code == 0 and "conforms" in r.stderr
+    # (Virtuoso cannot keep xsd:duration: an information result, which fails nothing)
+    assert r.exit_code == 0 and ("conforms:" in r.stderr or "no violations:" in r.stderr), r.stderr
     served = Served(server.query_url)
     try:
         r = requests.get(served.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=10)

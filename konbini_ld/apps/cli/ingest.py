@@ -107,7 +107,8 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
     # refuse bad input before opening anything or sending a request
     values = parse_audio_ids(ids)
     if ids_file is not None:
-        label = "standard input" if ids_file.name in ("-", "<stdin>") else str(ids_file.name)
+        name = getattr(ids_file, "name", None)
+        label = str(name) if isinstance(name, str) and name not in ("-", "<stdin>") else "standard input"
         values += parse_audio_ids(bounded_lines(ids_file, label), source="line")
     if not values:
         raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
