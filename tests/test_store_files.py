@@ -173,6 +173,17 @@ def test_store_values_that_name_no_store_are_usage_errors(tmp_path: Path, value:
     assert list(tmp_path.iterdir()) == []  # nothing was made anywhere
 
 
+@pytest.mark.parametrize("name", ["KONBINI_LD_STORE", "KONBINI_LD_ARCHIVE"])
+def test_a_store_variable_set_but_empty_is_not_the_default_store(tmp_path: Path, monkeypatch: Any,
+                                                                  name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv(name, "")
+    line = one_error(CliRunner().invoke(main, ["stats"], catch_exceptions=False), 2)
+    assert line == f"Error: {name} is set but empty: unset it for the default, or give a directory"
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- a store this user cannot write --------------------------------------------------------------
 
 

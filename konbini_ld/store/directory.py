@@ -93,6 +93,9 @@ def locate(store: str | None, archive: str | None, environ: Mapping[str, str]) -
     from ..errors import UsageError
     from ..urls import redact
 
+    for name in ("KONBINI_LD_STORE", "KONBINI_LD_ARCHIVE"):
+        if name in environ and not environ[name].strip() and (store if name.endswith("STORE") else archive) is None:
+            raise UsageError(f"{name} is set but empty: unset it for the default, or give a directory")
     if store is not None and not store.strip():
         raise UsageError("--store is empty: give a directory or an http(s) SPARQL endpoint URL")
     if archive is not None and not archive.strip():
