@@ -97,6 +97,7 @@ class Observation:
 
     response: Response
     unknown_keys: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  #: values kept as sent that cannot be right, located
     error: InputError | None = None
     source_url: str | None = None
     credits_used: int | None = None
@@ -182,6 +183,9 @@ class Damage:
         return f"archive {self.segment} at byte {self.offset}: {self.reason}{lost}"
 
 
+MAX_WARNINGS = 100  #: warnings a :class:`LoadReport` keeps word for word (the rest are counted)
+
+
 @dataclass(slots=True)
 class LoadReport:
     """What an ingest did.
@@ -198,6 +202,7 @@ class LoadReport:
     :ivar damage: damaged archive spans met while replaying or rebuilding.
     :ivar unchanged: responses left out because they were already there (a body already
         archived, taken again without a newer explicit time: the same observation).
+    :ivar warnings: values kept as sent that cannot be right (a negative count), the first 100; ``warned``: all.
     """
 
     loaded: int = 0
@@ -210,10 +215,17 @@ class LoadReport:
     points: int = 0
     damage: list[Damage] = field(default_factory=list)
     unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+    warned: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def warn(self, message: str) -> None:
+        """Note a value kept as sent that cannot be right (the first :data:`MAX_WARNINGS` are kept)."""
+        self.warned += 1
+        self.warnings.extend([message] if len(self.warnings) < MAX_WARNINGS else [])
 
     def merge(self, other: LoadReport) -> None:
         self.loaded += other.loaded
@@ -225,6 +237,8 @@ class LoadReport:
         self.points += other.points
         self.unchanged += other.unchanged
         self.damage.extend(other.damage)
+        self.warnings.extend(other.warnings[: max(0, MAX_WARNINGS - len(self.warnings))])
+        self.warned += other.warned
         for k, v in other.unknown_keys.items():
             self.unknown_keys.setdefault(k, v)
 

@@ -44,7 +44,7 @@ from .sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniCli
 from .sources.konbini.endpoints import audio_key, parse_audio_ids, videos_key
 from .store.archive import ArchiveRecord
 from .store.store import KonbiniStore
-from .units import format_time
+from .units import check_duration, format_time
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 
@@ -113,11 +113,11 @@ def fetch(
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
     :raises UsageError: ``max_credits`` or ``max_pages`` is negative, ``concurrency`` below 1.
     """
+    _check_counts(concurrency=(concurrency, 1), max_pages=(max_pages, 0), max_credits=(max_credits, 0),
+                  page_size=(page_size, 1))
+    if refresh_older_than is not None:
+        check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
-    if max_credits is not None and max_credits < 0:
-        raise UsageError(f"max_credits must be 0 or more, not {max_credits}")
-    if max_pages < 0 or concurrency < 1:
-        raise UsageError("max_pages must be 0 or more and concurrency 1 or more")
     report = FetchReport(dry_run=dry_run)
     known = {} if refresh else store.fetch_ledger()  # what each request's last purchase answered
     bought = {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
@@ -147,6 +147,15 @@ def fetch(
         on_total(runner.total)
     runner.run(jobs)
     return report
+
+
+def _check_counts(**values: tuple[int | None, int]) -> None:
+    """Refuse an option that is not a whole number at least its least value (``None``: not given)."""
+    for name, (value, least) in values.items():
+        if value is None and name == "max_credits":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UsageError(f"{name} must be a whole number of at least {least}, not {value!r}")
 
 
 class _Runner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -11,11 +12,15 @@ from .errors import UsageError
 __all__ = [
     "FUTURE_SKEW",
     "MAX_CREDITS_PER_ANSWER",
+    "MAX_DURATION",
+    "MAX_SECONDS",
+    "check_duration",
     "check_not_future",
     "format_time",
     "parse_credits",
     "parse_duration",
     "parse_http_date",
+    "parse_seconds",
     "parse_size",
     "parse_time",
 ]
@@ -38,23 +43,75 @@ def parse_size(text: str) -> int:
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
+#: The longest duration taken (``--refresh-older-than``, ``since=``): a century reaches back
+#: before any data there is, and keeps "that long before now" a representable time.
+MAX_DURATION = timedelta(days=36_525)
+
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or an ISO 8601 ``PT12H``) → a :class:`timedelta`.
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or an ISO 8601 ``PT12H``) → a :class:`timedelta`
+    of at most :data:`MAX_DURATION`.
 
     >>> parse_duration("12h"), parse_duration("7d"), parse_duration("PT1H30M")
     (datetime.timedelta(seconds=43200), datetime.timedelta(days=7), datetime.timedelta(seconds=5400))
 
-    :raises UsageError: not a duration.
+    :raises UsageError: not a duration, or longer than a century.
     """
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text, re.IGNORECASE)
     if m:
-        return timedelta(seconds=float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+        return check_duration(_seconds(seconds), text)
     m = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text.strip().upper())
     if m and any(m.groups()):
         d, h, mi, s = (float(g or 0) for g in m.groups())
-        return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-    raise UsageError(f"{text!r} is not a duration (e.g. 30m, 12h, 7d)")
+        return check_duration(_seconds(((d * 24 + h) * 60 + mi) * 60 + s), text)
+    raise UsageError(f"{_shown(text)} is not a duration (e.g. 30m, 12h, 7d)")
+
+
+def _seconds(seconds: float) -> timedelta | None:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
+        return None
+    return timedelta(seconds=seconds)
+
+
+def check_duration(value: timedelta | None, text: object = None) -> timedelta:
+    """``value`` if it is a duration konbini-ld takes: not negative, at most :data:`MAX_DURATION`.
+
+    :raises UsageError: it is not.
+    """
+    shown = _shown(text) if text is not None else str(value)
+    if value is None or value > MAX_DURATION:
+        raise UsageError(f"{shown} is longer than {MAX_DURATION.days // 365} years")
+    if value < timedelta(0):
+        raise UsageError(f"{shown} is negative: give how long ago (e.g. 12h, 7d)")
+    return value
+
+
+#: The longest wait a time limit may set (a day): beyond it, it bounds nothing either.
+MAX_SECONDS = 86_400.0
+
+
+def parse_seconds(text: str | float, what: str = "a time limit") -> float:
+    """A number of seconds that bounds a wait: positive and at most :data:`MAX_SECONDS`
+    (``0``, ``-1``, ``nan`` and ``inf`` bound nothing).
+
+    >>> parse_seconds("30"), parse_seconds("2.5")
+    (30.0, 2.5)
+
+    :raises UsageError: not a number of seconds in that range.
+    """
+    try:
+        seconds = float(text)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{what} must be a number of seconds, not {_shown(text)}") from None
+    if not 0 < seconds <= MAX_SECONDS:  # (NaN compares false)
+        raise UsageError(f"{what} must be more than 0 and at most {MAX_SECONDS:,.0f} seconds, not {_shown(text)}")
+    return seconds
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 40 else shown[:36] + "…" + shown[-3:]
 
 
 def format_time(moment: datetime) -> str:

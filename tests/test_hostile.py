@@ -208,3 +208,168 @@ def _stream(value: Any) -> Any:
     from konbini_ld.sources.files import text_stream
 
     return text_stream(json.dumps(copy.deepcopy(value)))
+
+
+# -- inputs without end ------------------------------------------------------------------------
+
+_MEASURED = (
+    "import resource, subprocess, sys\n"
+    "def cap():\n"
+    "    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a regression fails, not the machine\n"
+    "stdin = open(sys.argv[1], 'rb') if sys.argv[1] != '-' else None\n"
+    "r = subprocess.run(sys.argv[2:], stdin=stdin, capture_output=True, text=True, timeout=120, preexec_fn=cap)\n"
+    "sys.stderr.write(r.stderr)\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
+    "sys.exit(r.returncode)\n"
+)
+
+
+def _measured(*args: str, stdin: str = "-") -> tuple[int, str, int]:
+    """Exit code, stderr and peak memory (MiB) of ``konbini-ld ARGS`` in a process of its own."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _MEASURED, stdin, sys.executable, "-m", "konbini_ld", *args],
+                         capture_output=True, text=True, timeout=180)
+    return out.returncode, out.stderr, int(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+@pytest.mark.parametrize("how", ["file", "JSON Lines name", "stdin"])
+def test_an_input_without_end_is_refused_after_one_bounded_line(tmp_path: Path, how: str) -> None:
+    """``load /dev/zero`` grew to 6.4 GB: a document or a line is read up to 64 Mi characters."""
+    store = str(tmp_path / "store")
+    if how == "file":
+        code, err, mib = _measured("--store", store, "load", "/dev/zero")
+        where = "/dev/zero:1:"
+    elif how == "JSON Lines name":
+        (tmp_path / "zero.jsonl").symlink_to("/dev/zero")
+        code, err, mib = _measured("--store", store, "load", str(tmp_path / "zero.jsonl"))
+        where = f"{tmp_path / 'zero.jsonl'}:1:"
+    else:
+        code, err, mib = _measured("--store", store, "load", "-", stdin="/dev/zero")
+        where = "-:1:"
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and "Traceback" not in err, err
+    assert errors == [f"error: {where} a line longer than 64 Mi characters: not a response (nothing after it is "
+                      "read)"], err
+    assert mib < 1024, f"peak {mib} MiB"
+
+
+def test_an_overlong_line_in_a_file_costs_only_itself(run: Any, tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(GOOD.replace("{n}", "1") + "\n")
+        fh.write('{"data": "' + "x" * (65 * 1024 * 1024) + '"}\n')
+        fh.write(GOOD.replace("{n}", "2") + "\n")
+    r = run("load", str(path))
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 1 and errors == [f"error: {path}:2: a line longer than 64 Mi characters: not a response"]
+    assert json.loads(run("stats", "--json").stdout)["audios"] == 2
+
+
+def test_an_overlong_line_from_a_pipe_ends_its_input(run: Any, tmp_path: Path) -> None:
+    from konbini_ld.sources.files import read_source, text_stream
+
+    stream = text_stream(GOOD.replace("{n}", "1") + "\n" + "x" * (65 * 1024 * 1024) + "\n" + GOOD + "\n")
+    items = list(read_source(stream))
+    assert [type(i).__name__ for i in items] == ["Response", "InputError"]
+    assert str(items[1]).endswith(":2: a line longer than 64 Mi characters: not a response (nothing after it is read)")
+
+
+def test_a_line_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
+    from konbini_ld.mapping.envelope import MAX_DOCUMENT_BYTES
+    from konbini_ld.sources.files import read_source, text_stream
+
+    line = "{" + " " * (MAX_DOCUMENT_BYTES - 2) + "}"
+    items = list(read_source(text_stream(line + "\r\n" + line + "\n")))
+    assert [len(getattr(i, "body", "")) for i in items] == [MAX_DOCUMENT_BYTES, MAX_DOCUMENT_BYTES]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_ids_file_without_end_is_a_usage_error(tmp_path: Path) -> None:
+    code, err, mib = _measured("--store", str(tmp_path / "s"), "fetch", "--dry-run", "--ids-file", "/dev/zero")
+    assert code == 2 and err.splitlines() == ["Error: /dev/zero:1: a line longer than 4,096 characters"], err
+    assert mib < 1024
+
+
+def test_ids_files_are_read_line_by_line_as_utf8(run: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "ids.txt"
+    bad.write_bytes(b"7611615657754381599\n\xff\xfe\n")
+    r = run("fetch", "--dry-run", "--ids-file", str(bad))
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: {bad}:2: not UTF-8 text (byte 0 of the line)"]
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"# watch list\r\n7611615657754381599\r\n\r\nhttps://www.tiktok.com/music/x-7611615657754381598\n")
+    r = run("fetch", "--dry-run", "--ids-file", str(good))
+    assert r.exit_code == 0 and "would make 2 requests" in r.stderr, r.stderr
+
+
+def test_an_ids_file_may_be_a_pipe(run: Any, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("7611615657754381599\n"))
+    writer.start()
+    r = run("fetch", "--dry-run", "--ids-file", str(fifo))
+    writer.join(10)
+    assert r.exit_code == 0 and "would make 1 request" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_query_files_are_read_up_to_a_limit_as_utf8(run: Any, tmp_path: Path) -> None:
+    (tmp_path / "zero.rq").symlink_to("/dev/zero")
+    r = run("query", str(tmp_path / "zero.rq"))
+    assert r.exit_code == 2 and r.stderr.splitlines() == [
+        f"Error: query file {tmp_path / 'zero.rq'} is larger than 4 MiB: refusing to read it"], r.stderr
+    latin = tmp_path / "latin.rq"
+    latin.write_bytes(b'SELECT * WHERE {\n ?s ?p "caf\xe9" }')
+    r = run("query", str(latin))
+    assert r.exit_code == 2 and r.stderr.splitlines() == [f"Error: query file {latin}:2: not UTF-8 text (byte 28)"]
+
+
+# -- values a store holds but that cannot be right --------------------------------------------
+
+
+def test_negative_counts_are_kept_and_each_is_a_located_warning(run: Any, tmp_path: Path) -> None:
+    """A count below zero is a value a store holds faithfully, so it is not refused (the answer is
+    evidence, and the rest of the response is good), but it is never accepted silently."""
+    doc = seed_data()
+    doc["videoCount"] = -1
+    doc["attributedTo"]["followerCount"] = -5
+    path = tmp_path / "neg.jsonl"
+    path.write_text(GOOD.replace("{n}", "1") + "\n" + json.dumps({"data": doc}) + "\n")
+    r = run("load", str(path))
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert r.exit_code == 0 and warnings == [
+        f"warning: {path}:2: $.videoCount: a negative count (-1) is kept as sent; `validate` reports it",
+        f"warning: {path}:2: $.attributedTo.followerCount: a negative count (-5) is kept as sent; `validate` "
+        "reports it",
+    ], r.stderr
+    out = run("query", "-e", "SELECT ?n WHERE { ?a <https://konbiniapi.com/ns/social#videoCount> ?n }", "-f", "csv",
+              "--raw")
+    assert "-1" in out.stdout.split()
+    v = run("validate")
+    assert v.exit_code == 1 and "ks:followerCount" in v.stdout and "ks:videoCount" in v.stdout
+
+
+def test_a_hundred_warnings_are_shown_and_the_rest_counted(run: Any, tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    lines = [json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/n-{i}", "videoCount": -i - 1}})
+             for i in range(150)]
+    path.write_text("\n".join(lines) + "\n")
+    r = run("load", str(path))
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert r.exit_code == 0 and len(warnings) == 101 and warnings[-1] == "warning: … and 50 more values like these"
+
+
+def test_plain_pyld_and_templates_warn_alike() -> None:
+    doc = seed_data()
+    doc["attributedTo"]["followerCount"] = -5
+    warm = json.dumps({"data": seed_data()})
+    prepare(Response(warm, "warm"), shape_cache=True)
+    fast = prepare(Response(json.dumps({"data": doc}), "x"), shape_cache=True)
+    plain = prepare(Response(json.dumps({"data": doc}), "x"), shape_cache=False)
+    assert fast.ok and plain.ok and fast.warnings == plain.warnings == [
+        "x: $.attributedTo.followerCount: a negative count (-5) is kept as sent; `validate` reports it"]

@@ -88,7 +88,7 @@ def test_more_than_a_page_of_results_is_read_whole(remote: Any, server: Any, tmp
     assert len(local) > 10_000
     assert comparable(as_graph(remote), server) == comparable(as_graph(local), server)
     report = konbini_ld.validate(remote)
-    assert report.conforms, report.summary()
+    assert report.ok, report.summary()
 
 
 def test_upsert_provenance_and_no_blank_nodes_on_the_server(remote: Any, tmp_path: Path) -> None:
@@ -178,7 +178,8 @@ def test_serve_and_validate_a_remote_store(server: Any, tmp_path: Path, monkeypa
     base = ["--store", server.query_url, "--archive", str(tmp_path / "a")]
     assert CliRunner().invoke(main, [*base, "load", str(SEED)], catch_exceptions=False).exit_code == 0
     r = CliRunner().invoke(main, [*base, "validate"], catch_exceptions=False)
-    assert r.exit_code == 0 and "conforms" in r.stderr
+    # (Virtuoso cannot keep xsd:duration: an information result, which fails nothing)
+    assert r.exit_code == 0 and ("conforms:" in r.stderr or "no violations:" in r.stderr), r.stderr
     served = Served(server.query_url)
     try:
         r = requests.get(served.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=10)

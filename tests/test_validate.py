@@ -68,9 +68,83 @@ def test_what_the_api_always_sends_is_required_and_the_unusual_is_a_warning(stor
     assert "violations" in report.summary() and "warning" in report.summary()
 
 
-def test_warnings_alone_conform(store: Any, tmp_path: Path) -> None:
+def test_warnings_alone_pass_but_by_shacl_do_not_conform(store: Any, tmp_path: Path) -> None:
+    import pyshacl
+
+    from konbini_ld.query.validate import _data_graph, shapes_path
+
     lonely = seed_data()
     del lonely["attributedTo"]
     store.load([write_json(tmp_path / "l.json", {"data": lonely})])
     report = validate(store)
-    assert report.conforms and {r.severity for r in report.results} == {"Warning"}
+    assert report.ok and {r.severity for r in report.results} == {"Warning"}
+    assert not report.conforms  # SHACL: conforms only when there are no results
+    assert (None, SH.conforms, Literal(False)) in report.graph
+    assert (None, SH.conforms, Literal(True)) not in report.graph
+    # pySHACL says the same when it is not told to let warnings pass
+    shacl = Graph().parse(shapes_path())
+    assert pyshacl.validate(_data_graph(store), shacl_graph=shacl, inference="none")[0] is False
+    assert "no violations" in report.summary() and "does not conform" in report.summary()
+
+
+def test_cli_warnings_exit_0_with_a_report_that_does_not_conform(tmp_path: Path) -> None:
+    lonely = seed_data()
+    del lonely["attributedTo"]
+    store = str(tmp_path / "s")
+    runner = CliRunner()
+    runner.invoke(main, ["--store", store, "load", str(write_json(tmp_path / "l.json", {"data": lonely}))])
+    r = runner.invoke(main, ["--store", store, "validate", "--format", "turtle"], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    g = Graph().parse(data=r.stdout, format="turtle")
+    assert set(g.objects(None, SH.conforms)) == {Literal(False)}
+    assert len(set(g.subjects(None, SH.ValidationResult))) == 1
+
+
+def test_the_samples_report_conforms_true(tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    CliRunner().invoke(main, ["--store", store, "load", str(SEED)], catch_exceptions=False)
+    r = CliRunner().invoke(main, ["--store", store, "validate", "--format", "turtle"], catch_exceptions=False)
+    assert r.exit_code == 0
+    assert set(Graph().parse(data=r.stdout, format="turtle").objects(None, SH.conforms)) == {Literal(True)}
+
+
+#: Shapes files, and what ``validate --shapes`` must end with: (exit code, words of its one line).
+SHAPES: dict[str, tuple[bytes | None, int, str]] = {
+    "not Turtle": (b"not rdf at all {{{\n", 1, "not Turtle"),
+    "unbound prefix": (b"@prefix sh: <http://www.w3.org/ns/shacl#> .\nex:S a sh:NodeShape .\n", 1, "not Turtle"),
+    "minCount not an integer": (
+        b"@prefix sh: <http://www.w3.org/ns/shacl#> .\n<http://ex/S> a sh:NodeShape ; "
+        b"sh:targetClass <https://www.w3.org/ns/activitystreams#Audio> ; "
+        b'sh:property [ sh:path <http://ex/p> ; sh:minCount "x" ] .\n', 1, "minCount"),
+    "a path of a literal": (
+        b"@prefix sh: <http://www.w3.org/ns/shacl#> .\n<http://ex/S> a sh:NodeShape ; "
+        b"sh:targetClass <https://www.w3.org/ns/activitystreams#Audio> ; "
+        b"sh:property [ sh:path [ sh:zeroOrMorePath 5 ] ; sh:minCount 1 ] .\n", 1, "failed to run"),
+    "a SPARQL constraint with SERVICE": (
+        b"@prefix sh: <http://www.w3.org/ns/shacl#> .\n<http://ex/S> a sh:NodeShape ; "
+        b"sh:targetClass <https://www.w3.org/ns/activitystreams#Audio> ; "
+        b'sh:sparql [ sh:select "SELECT $this WHERE { SERVICE <http://127.0.0.1:9/> {} }" ] .\n', 1, "SERVICE"),
+    "not UTF-8": (b"\xff\xfe@prefix", 2, "not UTF-8"),
+    "missing": (None, 2, "does not exist"),
+}
+
+
+def test_shapes_files_that_cannot_be_used_are_one_line_each(tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    CliRunner().invoke(main, ["--store", store, "load", str(SEED)], catch_exceptions=False)
+    for label, (content, code, says) in SHAPES.items():
+        path = tmp_path / f"{len(label)}.ttl"
+        if content is not None:
+            path.write_bytes(content)
+        r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", str(path)])
+        errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+        assert r.exit_code == code and r.exception is None or isinstance(r.exception, SystemExit), (label, r.stderr)
+        assert len(errors) == 1 and says in errors[0] and "Traceback" not in r.stderr, (label, r.stderr)
+
+
+def test_shapes_are_read_only_up_to_a_limit(tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    CliRunner().invoke(main, ["--store", store, "load", str(SEED)], catch_exceptions=False)
+    r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", "/dev/zero"], catch_exceptions=False)
+    assert r.exit_code == 2 and r.stderr.splitlines() == ["Error: shapes /dev/zero is larger than 64 MiB: refusing "
+                                                          "to read it"], r.stderr

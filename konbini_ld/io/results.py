@@ -1,4 +1,5 @@
-"""Writing query results with a row cap (for ``serve``), in the SPARQL results formats.
+"""Writing query results in the SPARQL results formats: with a row cap (for ``serve``), and as
+CSV and TSV that a spreadsheet opens without evaluating a formula a value carries.
 
 Oxigraph's own serialisers write whole results; an endpoint must stop at its
 result-size cap, so these writers take an already capped list of rows.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
-__all__ = ["write_boolean", "write_solutions"]
+from .text import escape_formula, starts_formula
+
+__all__ = ["TsvFormulaEscaper", "write_boolean", "write_csv", "write_solutions"]
 
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
@@ -73,6 +76,80 @@ def write_solutions(variables: Sequence[str], rows: Sequence[Sequence[Any]], fmt
         lines += ["\t".join("" if t is None else str(t) for t in row) for row in rows]
         return ("\n".join(lines) + "\n").encode("utf-8")
     raise ValueError(fmt)
+
+
+def _csv_cell(text: str, escape_formulas: bool) -> str:
+    if escape_formulas:
+        text = escape_formula(text)
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _csv_value(term: Any) -> str:
+    if term is None:
+        return ""
+    if isinstance(term, ox.BlankNode):
+        return f"_:{term.value}"
+    return str(term.value)
+
+
+def write_csv(variables: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[bytes], *,
+              escape_formulas: bool = True) -> None:
+    """SELECT rows as SPARQL 1.1 CSV, streamed (what Oxigraph writes, byte for byte), with every
+    cell a spreadsheet would evaluate as a formula (``=HYPERLINK(…)``, ``@SUM(…)``, ``-1+1``) given a
+    leading ``'`` when ``escape_formulas`` (OWASP's advice against CSV injection)."""
+    out.write((",".join(_csv_cell(v, False) for v in variables) + "\r\n").encode("utf-8"))
+    lines: list[str] = []
+    for row in rows:
+        lines.append(",".join(_csv_cell(_csv_value(t), escape_formulas) for t in row) + "\r\n")
+        if len(lines) >= 1000:
+            out.write("".join(lines).encode("utf-8"))
+            lines = []
+    out.write("".join(lines).encode("utf-8"))
+
+
+class TsvFormulaEscaper:
+    """A binary stream that passes SPARQL 1.1 TSV through to ``out``, giving a ``'`` to every cell a
+    spreadsheet would evaluate: a literal whose text starts a formula (``"=1+1"`` → ``"'=1+1"``);
+    numbers, IRIs and blank nodes never do. TSV keeps one row on one line (line breaks and tabs in
+    values are escaped), so each line is read as it comes."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self._pending = b""
+        self._header = True
+
+    def write(self, data: bytes) -> int:
+        self._pending += bytes(data)
+        if b"\n" in self._pending:
+            complete, _, self._pending = self._pending.rpartition(b"\n")
+            self.out.write(b"".join(self._line(line) + b"\n" for line in complete.split(b"\n")))
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        if self._pending:
+            self.out.write(self._line(self._pending))
+            self._pending = b""
+
+    def _line(self, line: bytes) -> bytes:
+        if self._header:
+            self._header = False
+            return line
+        return b"\t".join(_tsv_cell(cell) for cell in line.split(b"\t"))
+
+
+def _tsv_cell(cell: bytes) -> bytes:
+    if cell.startswith(b'"'):
+        end = cell.rfind(b'"')
+        text = cell[1:end].decode("utf-8", "replace") if end > 0 else ""
+        return b"\"'" + cell[1:] if starts_formula(text) else cell
+    if starts_formula(cell.decode("utf-8", "replace")):
+        return b"'" + cell
+    return cell
 
 
 def write_boolean(value: bool, fmt: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Query results as a plain-text table, for a terminal."""
+"""Query results as a plain-text table, for a terminal: what a value holds is shown, never obeyed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from ..vocab import PREFIXES
+from .text import printable
 
 __all__ = ["cell", "compact_iri", "render_table"]
 
@@ -29,16 +30,21 @@ def compact_iri(iri: str) -> str:
 
 
 def cell(term: Any) -> str:
-    """How a term is shown in a table."""
+    r"""How a term is shown in a table: on one line, with every control character (terminal escape
+    sequences, bidirectional overrides) made visible rather than obeyed.
+
+    >>> print(cell(ox.Literal(chr(27) + "]0;owned" + chr(7) + " " + chr(0x202E) + "gnp.exe")))
+    \x1b]0;owned\x07 \u202egnp.exe
+    """
     if term is None:
         return ""
     if isinstance(term, ox.NamedNode):
-        return compact_iri(term.value)
+        return printable(compact_iri(term.value))
     if isinstance(term, ox.BlankNode):
-        return f"_:{term.value}"
+        return printable(f"_:{term.value}")
     if isinstance(term, ox.Literal):
-        return term.value
-    return str(term)
+        return printable(term.value)
+    return printable(str(term))
 
 
 def render_table(variables: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -57,7 +63,7 @@ def render_table(variables: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
     for row in rows:
         cells = []
         for term in row:
-            text = cell(term).replace("\n", " ")
+            text = cell(term)
             cells.append(text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…")
         body.append(cells)
     widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]

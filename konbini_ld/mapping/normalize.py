@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ContextError, ExpandError
-from ..vocab import KS, XSD
+from ..vocab import COUNTERS, KS, XSD
 from .contexts import API_CONTEXT, is_bundled_context_url, prefixes, terms
 from .literals import (
     _DURATION,
@@ -84,10 +84,13 @@ class Normalized:
 
     :ivar document: the JSON-LD object (a new dict; the input is not modified).
     :ivar unknown_keys: keys no context defines, as ``"Type.key"`` → the IRI they were kept under.
+    :ivar warnings: values kept as sent that cannot be right (a negative count), with their JSON paths.
     """
 
     document: dict[str, Any]
     unknown_keys: dict[str, str] = field(default_factory=dict)
+    #: values kept as sent that cannot be right (a negative count), each ``"$.path: why"``
+    warnings: list[str] = field(default_factory=list)
 
 
 @cache
@@ -177,6 +180,7 @@ class _Walker:
     def __init__(self, check_text: bool = True) -> None:
         self.check_text = check_text
         self.unknown: dict[str, str] = {}
+        self.warnings: list[str] = []
         self.kinds = _kinds()
         self.datatypes = _datatypes()
 
@@ -338,6 +342,8 @@ class _Walker:
             if kind == "idstr":
                 return str(self.integer(result, path))
             if kind != "number" or isinstance(v, int):
+                if result < 0 and key in COUNT_KEYS:
+                    self.warnings.append(f"{path}: a negative count ({result}) is kept as sent; `validate` reports it")
                 return self.integer(result, path)
         if kind == "number" and isinstance(result, float):
             return _double(result, self.datatypes.get(key, XSD + "double"))
@@ -381,6 +387,10 @@ class _Walker:
             return self.integer(v, path)
         return v
 
+
+#: Keys whose integer is a count of something: a negative one is kept (a store holds it faithfully;
+#: the API's answer is evidence) and reported, once per value, as a warning.
+COUNT_KEYS = frozenset({iri.rsplit("#", 1)[-1] for iri in COUNTERS} | {"itemCount"})
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -526,4 +536,4 @@ def normalize(obj: Any, *, check_text: bool = True) -> Normalized:
     doc = walker.node(obj, "", "", "$")
     if "@context" not in doc:
         doc = {"@context": list(API_CONTEXT), **doc}
-    return Normalized(doc, walker.unknown)
+    return Normalized(doc, walker.unknown, walker.warnings)

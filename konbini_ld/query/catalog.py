@@ -93,7 +93,13 @@ class NamedQuery:
         for name, value in values.items():
             param = declared.get(name)
             if isinstance(value, str):
-                bound[name] = param.bind(value) if param else guess_term(value, name)
+                if param is not None:
+                    bound[name] = param.bind(value)
+                    continue
+                try:
+                    bound[name] = guess_term(value, name)
+                except ValueError as exc:  # (a UnicodeError too)
+                    raise UsageError(f"parameter {name}: {exc}") from None
             else:
                 bound[name] = value
         missing = [p.name for p in self.params if p.required and p.name not in bound]
@@ -110,13 +116,13 @@ _HEADER = re.compile(r"#\s*(title|description|param|index)\s*:\s*(.*)")
 def read_query_file(path: str | Path, *, name: str | None = None) -> NamedQuery:
     """Read a ``.rq`` file and its ``# title:`` / ``# description:`` / ``# param:`` / ``# index:`` header.
 
-    :raises UsageError: the file cannot be read or a ``# param:`` line is malformed.
+    :raises UsageError: the file cannot be read (or is over 4 MiB, or not UTF-8) or a ``# param:`` line is
+        malformed.
     """
+    from ..io.inputs import MAX_QUERY_BYTES, read_bounded
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read query file {path}: {exc.strerror or exc}") from exc
+    text = read_bounded(path, MAX_QUERY_BYTES, "query file")
     return parse_query_text(text, name=name or path.stem, path=path)
 
 

@@ -10,12 +10,16 @@ tens do not share an axis.
 
 from __future__ import annotations
 
+import io
+import math
 import os
-from datetime import datetime
+import warnings
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import ExportError, UsageError
 
 if TYPE_CHECKING:
     from .run import QueryResult
@@ -35,7 +39,20 @@ def _local(iri: str) -> str:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A value a panel can draw: an int, float or Decimal that is finite (NaN and infinities are skipped)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond a double
+        return False
+
+
+def _time(value: object) -> datetime | None:
+    """A time to draw at: a naive time is UTC (as konbini-ld writes every time)."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _time_column(result: QueryResult, records: list[dict[str, Any]]) -> str:
@@ -54,7 +71,8 @@ def series_of(result: QueryResult) -> tuple[str, Series, str | None]:
     :raises UsageError: not a table, no time column, or nothing numeric to draw.
     """
     if result.kind != "SELECT":
-        raise UsageError(f"a {result.kind} result has no rows to plot")
+        raise UsageError(f"an {result.kind} result has no rows to plot" if result.kind == "ASK"
+                         else f"a {result.kind} result has no rows to plot")
     records = result.records()
     if not records:
         raise UsageError("nothing to plot: the query returned no rows")
@@ -65,10 +83,10 @@ def series_of(result: QueryResult) -> tuple[str, Series, str | None]:
         entities = {str(r["entity"]) for r in records if r.get("entity") is not None} if "entity" in result.variables else set()
         subject = next(iter(entities)) if len(entities) == 1 else None
         for r in records:
-            at, counter, value = r[time], r["counter"], r["value"]
-            if not isinstance(at, datetime) or counter is None or not _number(value):
+            at, counter, value = _time(r[time]), r["counter"], r["value"]
+            if at is None or counter is None or not _number(value):
                 continue
-            assert isinstance(value, (int, float))
+            assert isinstance(value, (int, float, Decimal))
             name = _local(str(counter))
             if len(entities) > 1 and r.get("entity") is not None:
                 name = f"{_local(str(r['entity']))} {name}"
@@ -79,9 +97,9 @@ def series_of(result: QueryResult) -> tuple[str, Series, str | None]:
                 continue
             points: list[tuple[datetime, float]] = []
             for r in records:
-                at, value = r[time], r[column]
-                if isinstance(at, datetime) and _number(value):
-                    assert isinstance(value, (int, float))
+                at, value = _time(r[time]), r[column]
+                if at is not None and _number(value):
+                    assert isinstance(value, (int, float, Decimal))
                     points.append((at, float(value)))
             if points:
                 out[column] = points
@@ -97,20 +115,39 @@ def plot(result: QueryResult, output: str | os.PathLike[str] | IO[bytes], *, for
     """Draw ``result`` over time into ``output`` (a path whose suffix names the format, or a
     binary stream with ``format``). Returns the number of panels drawn.
 
-    :raises UsageError: nothing to plot, an unknown format, or matplotlib is not installed.
+    The picture is drawn in memory first: a result that cannot be drawn leaves no file behind.
+
+    :raises UsageError: nothing to plot, an unknown format, a file that cannot be made, or
+        matplotlib is not installed.
+    :raises ExportError: the values cannot be drawn (times or values beyond what matplotlib
+        places on an axis), or the file cannot be written (a full disk).
     """
     fmt = format or (FORMATS.get(Path(os.fspath(output)).suffix.lower()) if isinstance(output, (str, os.PathLike)) else None)
-    if fmt not in FORMATS.values():
+    if fmt is None or fmt not in FORMATS.values():
         raise UsageError(f"plot to a file ending in {', '.join(FORMATS)} (or give format=)")
     time, series, subject = series_of(result)
     try:
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter
+        import matplotlib  # noqa: F401
     except ImportError as exc:  # pragma: no cover - the extra is installed for tests
         raise UsageError("plotting needs matplotlib: pip install 'konbini-ld[plot]'") from exc
     names = sorted(series, key=lambda n: (-len(series[n]), n))[:MAX_PANELS]
     names.sort()
+    picture = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # an overflow in the tick arithmetic is a failure
+            _draw(names, series, time, title or (f"History of {subject}" if subject else "History"), picture, fmt)
+    except (ValueError, OverflowError, ArithmeticError, RuntimeWarning) as exc:  # matplotlib's date and tick
+        raise ExportError(f"cannot draw these values: {exc}") from exc  # arithmetic (years 1 and 9999, ±1e308)
+    _write(output, picture.getvalue())
+    return len(names)
+
+
+def _draw(names: list[str], series: Series, time: str, title: str, out: IO[bytes], fmt: str) -> None:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
     figure = Figure(figsize=(9, 1.2 + 2.0 * len(names)), layout="constrained")
     axes: Any = figure.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, names):
@@ -124,6 +161,21 @@ def plot(result: QueryResult, output: str | os.PathLike[str] | IO[bytes], *, for
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
     axes[-1].set_xlabel(time)
-    figure.suptitle(title or (f"History of {subject}" if subject else "History"))
-    figure.savefig(output, format=fmt)
-    return len(names)
+    figure.suptitle(title)
+    figure.savefig(out, format=fmt)
+
+
+def _write(output: str | os.PathLike[str] | IO[bytes], data: bytes) -> None:
+    if not isinstance(output, (str, os.PathLike)):
+        output.write(data)
+        return
+    path = os.fspath(output)
+    try:
+        fh = open(path, "wb")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with fh:
+            fh.write(data)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from exc

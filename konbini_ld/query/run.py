@@ -186,10 +186,14 @@ class QueryResult:
         self._require("CONSTRUCT")
         return self._items()
 
-    def write(self, output: IO[bytes], fmt: Format | str = Format.TABLE, *, inline_context: bool = False) -> None:
+    def write(self, output: IO[bytes], fmt: Format | str = Format.TABLE, *, inline_context: bool = False,
+              escape_formulas: bool = False) -> None:
         """Serialise the result to a binary stream in ``fmt`` (a :class:`Format` or its name).
 
         :param inline_context: JSON-LD: embed the API's contexts instead of naming their URLs.
+        :param escape_formulas: CSV and TSV for spreadsheets: a value that would be evaluated as a
+            formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, and is
+            not a number) gets a leading ``'``. Off, every value is written exactly.
         :raises UsageError: the format cannot hold this kind of result.
         """
         if self.kind == "CONSTRUCT":
@@ -218,12 +222,32 @@ class QueryResult:
                 return
             self._native.serialize(output, fmt.ox_format())
             return
+        if escape_formulas and fmt is Format.CSV:
+            from ..io.results import write_csv
+
+            write_csv(self.variables, self._stream_rows(), output)
+            return
+        if escape_formulas and fmt is Format.TSV:
+            from ..io.results import TsvFormulaEscaper
+
+            escaper = TsvFormulaEscaper(output)
+            self.write(escaper, fmt)  # type: ignore[arg-type]
+            escaper.close()
+            return
         if self._source is None and hasattr(self._native, "serialize"):
             self._native.serialize(output, fmt.ox_format())  # streamed straight from the engine
             return
         from ..io.results import write_solutions
 
         output.write(write_solutions(self.variables, list(self.rows()), fmt.label))
+
+    def _stream_rows(self) -> Iterator[tuple[Any, ...]]:
+        """The rows, streamed from the engine without keeping them when none was read yet."""
+        if self._source is None and self._native is not None and not self._seen:
+            self._source, self._done = iter(()), True  # (read once: nothing is kept)
+            variables = self.variables
+            return (tuple(s[v] for v in variables) for s in self._native)
+        return self.rows()
 
     def _write_graph(self, output: IO[bytes], fmt: Format, inline_context: bool = False) -> None:
         if fmt is Format.JSONLD:

@@ -66,11 +66,16 @@ def _datetime(value: str) -> ox.Literal:
 
     try:
         text = parse_time(value)
-    except UsageError:
+    except UsageError as not_time:
         try:
-            text = format_time(datetime.now(UTC) - parse_duration(value))
-        except (UsageError, OverflowError):
+            ago = parse_duration(value)
+        except UsageError as not_duration:
+            if re.fullmatch(r"\s*(\d+(\.\d+)?\s*[smhdw]|P[\dDTHMS.]+)\s*", value, re.IGNORECASE):
+                raise ValueError(str(not_duration)) from None  # a duration, but not one we take
+            if re.match(r"\s*[+-]?\d{4,}-", value):
+                raise ValueError(str(not_time)) from None  # a time, but not one we take
             raise ValueError(f"{value!r} is neither an ISO 8601 time nor a duration (7d, 12h)") from None
+        text = format_time(datetime.now(UTC) - ago)
     return ox.Literal(text, datatype=ox.NamedNode(XSD + "dateTime"))
 
 

@@ -49,23 +49,33 @@ class ShapeResult:
 
 @dataclass(slots=True)
 class ValidationReport:
-    """The outcome of :func:`validate`."""
+    """The outcome of :func:`validate`.
+
+    :ivar conforms: as SHACL defines it: no result at all (a warning is a result).
+    :ivar ok: no violation; warnings and information do not fail the graph (``validate``'s exit code).
+    """
 
     conforms: bool
     results: list[ShapeResult] = field(default_factory=list)
     graph: Any = None  #: the SHACL validation report as an rdflib Graph
     focus_nodes: int = 0
 
+    @property
+    def ok(self) -> bool:
+        return all(r.severity != "Violation" for r in self.results)
+
     def turtle(self) -> str:
-        """The machine-readable SHACL report."""
+        """The machine-readable SHACL report (``sh:conforms`` false whenever there is a result)."""
         return self.graph.serialize(format="turtle")
 
     def summary(self) -> str:
         counts = {s: sum(1 for r in self.results if r.severity == s) for s in ("Violation", "Warning", "Info")}
         notes = ", ".join(f"{n} {s.lower()}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
+        checked = f"{self.focus_nodes} nodes checked against Audio, Person, Video and Image shapes"
         if self.conforms:
-            return (f"conforms: {self.focus_nodes} nodes checked against Audio, Person, Video and Image shapes"
-                    + (f" ({notes})" if notes else ""))
+            return f"conforms: {checked}"
+        if self.ok:
+            return f"no violations: {checked} ({notes}; by SHACL's definition it does not conform)"
         nodes = len({r.focus for r in self.results if r.severity == "Violation"})
         return f"does not conform: {counts['Violation']} violations on {nodes} nodes" + (
             f" ({notes})" if counts["Warning"] or counts["Info"] else "")
@@ -86,17 +96,23 @@ def _data_graph(store: Any) -> Any:
 def validate(store: Validatable, *, shapes: str | Path | None = None) -> ValidationReport:
     """Validate the store's data graph against the bundled shapes (or ``shapes``, a Turtle file).
 
-    :raises ValidationError: the shapes cannot be read or pySHACL fails.
+    :raises UsageError: the shapes file cannot be read (missing, over 64 MiB, not UTF-8).
+    :raises ValidationError: the shapes are not Turtle, or pySHACL cannot use them or fails.
     """
     import pyshacl
-    from rdflib import Graph, Namespace
+    from rdflib import Graph, Literal, Namespace
     from rdflib.namespace import RDF
 
+    from ..io.inputs import MAX_SHAPES_BYTES, read_bounded
+    from ..io.text import one_line
+
     sh = Namespace(SH)
+    source = shapes or shapes_path()
+    text = read_bounded(source, MAX_SHAPES_BYTES, "shapes")
     try:
-        shapes_graph = Graph().parse(str(shapes or shapes_path()), format="turtle")
+        shapes_graph = Graph().parse(data=text, format="turtle")
     except Exception as exc:  # rdflib raises a zoo of parser errors
-        raise ValidationError(f"cannot read shapes {shapes or shapes_path()}: {exc}") from exc
+        raise ValidationError(f"cannot read shapes {source}: not Turtle: {one_line(str(exc))}") from exc
     import logging
 
     term_log = logging.getLogger("rdflib.term")
@@ -107,13 +123,15 @@ def validate(store: Validatable, *, shapes: str | Path | None = None) -> Validat
         conforms, report, _text = pyshacl.validate(
             data, shacl_graph=shapes_graph, inference="none", abort_on_first=False, allow_warnings=True
         )
-    except Exception as exc:  # pragma: no cover - pyshacl internal failure
-        raise ValidationError(f"SHACL validation failed to run: {exc}") from exc
+    except Exception as exc:  # shapes pySHACL cannot use (a sh:minCount "x"…), or an internal failure
+        raise ValidationError(f"SHACL validation of {source} failed to run: {one_line(str(exc))}") from exc
     finally:
         term_log.setLevel(level)
+    if not isinstance(report, Graph):  # pySHACL hands a failure (SHACL's "failure") back instead of a report
+        raise ValidationError(f"SHACL validation of {source} failed to run: {one_line(str(report))}")
     results = []
     lossy: frozenset[str] = getattr(store.engine.capabilities, "lossy_datatypes", frozenset())
-    for node in report.subjects(RDF.type, sh.ValidationResult):
+    for node in list(report.subjects(RDF.type, sh.ValidationResult)):
         def one(p: Any) -> Any:
             return report.value(node, p)
 
@@ -123,6 +141,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None) -> Validat
         if datatype in lossy:
             # the engine rewrote a literal konbini-ld wrote correctly: say so, do not fail the graph
             severity = "Info"
+            report.set((node, sh.resultSeverity, sh.Info))
             message = (f"{store.engine.description} does not keep {datatype.rsplit('#', 1)[-1]} literals as "
                        "written (a limitation of the server; the value is also in another property)")
             results.append(ShapeResult("Info", str(one(sh.focusNode)), str(one(sh.resultPath) or "") or None,
@@ -140,15 +159,20 @@ def validate(store: Validatable, *, shapes: str | Path | None = None) -> Validat
         )
     results.sort(key=lambda r: (r.focus, r.path or "", r.message))
     focus = len(set(data.subjects(RDF.type, None)))
-    if not conforms and all(r.severity != "Violation" for r in results):
-        conforms = True  # only what the server could not keep, or warnings
-    return ValidationReport(bool(conforms), results, report, focus)
+    # SHACL: "conforms" is true only if the validation produced no result at all, warnings included
+    # (pySHACL, allowing warnings, says true beside them)
+    conforms = not results
+    for node in list(report.subjects(RDF.type, sh.ValidationReport)):
+        report.set((node, sh.conforms, Literal(conforms)))
+    return ValidationReport(conforms, results, report, focus)
 
 
 def iter_lines(report: ValidationReport, limit: int | None = None) -> Iterator[str]:
-    """Human-readable lines of a report."""
+    """Human-readable lines of a report, for a terminal (values' control characters made visible)."""
+    from ..io.text import printable
+
     for i, r in enumerate(report.results):
         if limit is not None and i >= limit:
             yield f"… and {len(report.results) - limit} more (use --format turtle for all)"
             return
-        yield str(r)
+        yield printable(str(r))

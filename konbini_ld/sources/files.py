@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -92,27 +93,67 @@ def read_source(source: Source, *, name: str | None = None) -> Iterator[Response
     )
 
 
-def _read_stream(fh: IO[str], label: str, *, jsonl: bool) -> Iterator[Response | InputError]:
+#: The most read of one line, with its line break. A longer line is refused; in a regular file the
+#: reading goes on after it, anything else is not read further (a line from a pipe or a device
+#: may never end).
+_LINE_READ = MAX_DOCUMENT_BYTES + 2
+
+
+def _too_long(line: str) -> bool:
+    return len(line) > MAX_DOCUMENT_BYTES and len(line.rstrip("\r\n")) > MAX_DOCUMENT_BYTES
+
+
+def _skip_line(fh: IO[str], line: str) -> bool:
+    """Read past the rest of an overlong ``line``, a megabyte at a time, when ``fh`` is a regular
+    file (it ends); say whether the input goes on. Anything else (a pipe, a device) is not read further."""
     try:
-        first = fh.readline()
+        regular = stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    if not regular:
+        return False
+    while not line.endswith("\n"):
+        line = fh.readline(1 << 20)
+        if not line:
+            return False
+    return True
+
+
+def _read_stream(fh: IO[str], label: str, *, jsonl: bool) -> Iterator[Response | InputError]:
+    """Responses of one input, reading at most :data:`MAX_DOCUMENT_BYTES` characters (64 Mi) of a
+    JSON document or of any one line of JSON Lines, whatever the input is (``/dev/zero`` too)."""
+    mib = MAX_DOCUMENT_BYTES // (1024 * 1024)
+    long_line = f"a line longer than {mib} Mi characters: not a response"
+    try:
+        first = fh.readline(_LINE_READ)
+        if _too_long(first) and not jsonl:  # neither a document of at most that size nor a line of JSON Lines
+            yield InputError(f"{long_line} (nothing after it is read)", source=label, line=1)
+            return
         pending: list[str] = []
         if not jsonl and _is_complete_object(first.strip()):
-            second = fh.readline()
+            second = fh.readline(_LINE_READ)
             jsonl = bool(second)  # a single one-line object is plain JSON
             pending = [second] if second else []
         if not jsonl:
-            text = first + "".join(pending) + fh.read(MAX_DOCUMENT_BYTES + 1 - len(first))
+            text = first + "".join(pending)
+            if len(text) <= MAX_DOCUMENT_BYTES:
+                text += fh.read(MAX_DOCUMENT_BYTES + 1 - len(text))
             if len(text) > MAX_DOCUMENT_BYTES:
-                yield InputError(
-                    f"input is larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB and is not JSON Lines",
-                    source=label,
-                )
+                yield InputError(f"input is larger than {mib} MiB and is not JSON Lines", source=label)
                 return
             yield Response(text, label)
             return
         lineno = 0
-        for line in itertools.chain([first], pending, fh):
+        lines = itertools.chain([first], pending, iter(lambda: fh.readline(_LINE_READ), ""))
+        for line in lines:
             lineno += 1
+            if _too_long(line):
+                goes_on = _skip_line(fh, line)
+                yield InputError(f"{long_line}{'' if goes_on else ' (nothing after it is read)'}", source=label,
+                                 line=lineno)
+                if not goes_on:
+                    return
+                continue
             if line.strip():
                 yield Response(line.rstrip("\r\n"), label, line=lineno)
     except UnicodeDecodeError as exc:  # pragma: no cover - surrogateescape prevents it

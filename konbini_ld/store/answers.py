@@ -85,6 +85,8 @@ def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int
         return None
     value = params["text"]
     text = value if isinstance(value, str) else str(getattr(to_term(value), "value", value))
+    if "\x00" in text:
+        return None  # SQLite's FTS5 reads a text only up to a NUL: the plain query answers it
     return search(index, ox.Literal(text), limit)
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from ..errors import StoreError
 from ..model import Damage
 from .archive_format import MEMBER_RECORDS, ArchiveRecord, decode, encode, find_magic, fsync_dir, member, read_member
+from .safe_files import open_file, read_small, write_atomic
 
 __all__ = ["Archive", "ArchiveRecord", "Scan"]
 
@@ -97,7 +98,7 @@ class Archive:
 
     def _head(self) -> dict[str, object] | None:
         try:
-            head = json.loads((self.path / "HEAD").read_text(encoding="utf-8"))
+            head = json.loads(read_small(self.path / "HEAD"))
         except (OSError, ValueError):
             return None
         if not isinstance(head, dict) or not isinstance(head.get("last_seq"), int):
@@ -105,12 +106,8 @@ class Archive:
         return head
 
     def _write_head(self, segment: Path, seq: int) -> None:
-        tmp = self.path / "HEAD.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps({"segment": segment.name, "size": segment.stat().st_size, "last_seq": seq}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path / "HEAD")
+        size = segment.stat().st_size
+        write_atomic(self.path / "HEAD", json.dumps({"segment": segment.name, "size": size, "last_seq": seq}))
         fsync_dir(self.path)
 
     def _segments(self) -> list[Path]:
@@ -140,7 +137,7 @@ class Archive:
             if size <= offset:
                 offset = 0
                 continue
-            with open(segment, "r+b") as fh:
+            with open_file(segment, "r+b") as fh:
                 pos = offset
                 while pos < size:
                     records, end = read_member(fh, pos)
@@ -164,7 +161,7 @@ class Archive:
         """Settle an interrupted append now (writers call this when they open the store)."""
         segments = self._segments()
         if segments:
-            with open(self.path / ".lock", "a") as lock:
+            with open_file(self.path / ".lock", "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 self._last_seq = None
                 self._repair(segments)
@@ -222,8 +219,12 @@ class Archive:
         return ticket.records
 
     def _write_group(self, records: list[ArchiveRecord]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".lock", "a") as lock:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock_file = open_file(self.path / ".lock", "a")
+        except OSError as exc:
+            raise StoreError(f"cannot append to the archive {self.path}: {exc.strerror or exc}") from exc
+        with lock_file as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._last_seq = None  # another process may have appended
             segments = self._segments()
@@ -236,7 +237,7 @@ class Archive:
             data = b"".join(member(records[i : i + MEMBER_RECORDS]) for i in range(0, len(records), MEMBER_RECORDS))
             before = target.stat().st_size if target.exists() else None
             try:
-                with open(target, "ab") as fh:
+                with open_file(target, "ab") as fh:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -337,7 +338,7 @@ class Archive:
         """The records of one segment, member by member, streaming (a member is small), each with
         whether its member was intact."""
         try:
-            fh = open(segment, "rb")
+            fh = open_file(segment, "rb")
         except OSError as exc:
             raise StoreError(f"archive segment {segment} is unreadable: {exc.strerror or exc}") from exc
         with fh:

@@ -19,28 +19,33 @@ short (:func:`settle`), or deletes a rebuild that never reached its commit point
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..engines.oxigraph import OxigraphEngine
 
 from ..errors import StoreError
+from .lock import NotWritableError, WriterLock
+from .safe_files import check_not_link, read_small, write_atomic
 
 __all__ = [
+    "OWNER",
+    "STORE_ID",
+    "NotWritableError",
+    "check_owner",
     "WriterLock",
+    "check_endpoint_url",
     "commit_rebuild",
     "default_location",
     "locate",
     "open_graph",
     "open_oxigraph",
     "read_applied",
+    "remove_tree",
     "settle",
     "write_applied",
 ]
@@ -83,18 +88,49 @@ def locate(store: str | None, archive: str | None, environ: Mapping[str, str]) -
     >>> locate(None, None, {"XDG_DATA_HOME": "/d"})
     (PosixPath('/d/konbini-ld/store'), None)
     """
+    import re
+
+    from ..errors import UsageError
+    from ..urls import redact
+
+    for name in ("KONBINI_LD_STORE", "KONBINI_LD_ARCHIVE"):
+        if name in environ and not environ[name].strip() and (store if name.endswith("STORE") else archive) is None:
+            raise UsageError(f"{name} is set but empty: unset it for the default, or give a directory")
+    if store is not None and not store.strip():
+        raise UsageError("--store is empty: give a directory or an http(s) SPARQL endpoint URL")
+    if archive is not None and not archive.strip():
+        raise UsageError("--archive is empty: give a directory")
+    if archive and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", archive):
+        raise UsageError(f"--archive {redact(archive)!r} is a URL: the archive is a local directory")
     if store and store.startswith(("http://", "https://")):
+        check_endpoint_url(store, "--store")
         return store, Path(archive) if archive else remote_archive_location(store, environ)
+    if store and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", store):
+        raise UsageError(f"--store {store!r} is not a directory or an http(s) SPARQL endpoint URL")
     return (Path(store) if store else default_location(environ)), (Path(archive) if archive else None)
 
 
+def check_endpoint_url(url: str, option: str) -> None:
+    """Refuse an http(s) URL that names no server (``http://``, ``http://[::1``, a port past 65535).
+
+    :raises UsageError: it names none.
+    """
+    from urllib.parse import urlsplit
+
+    from ..errors import UsageError
+    from ..urls import redact
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not one
+    except ValueError as exc:
+        raise UsageError(f"{option} {redact(url)!r} is not a URL: {exc}") from None
+    if not parts.hostname:
+        raise UsageError(f"{option} {redact(url)!r} names no server")
+
+
 def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(value, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value))
 
 
 def read_applied(state_dir: Path) -> int:
@@ -104,11 +140,13 @@ def read_applied(state_dir: Path) -> int:
     """
     path = state_dir / STATE
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_small(path)
     except FileNotFoundError:
         return 0
     except OSError as exc:
         raise StoreError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except ValueError:
+        text = ""  # not UTF-8: damaged
     try:
         value = json.loads(text)
         applied = value["applied_seq"]
@@ -132,103 +170,48 @@ def settle(location: Path, state_dir: Path) -> None:
     """Finish or undo a rebuild that was interrupted (call with the writer lock held)."""
     journal = location / JOURNAL
     building, live, retired = location / BUILDING, location / LIVE, location / RETIRED
-    if journal.exists():
+    if journal.exists() or journal.is_symlink():
+        check_not_link(journal)
         try:
-            applied = int(json.loads(journal.read_text(encoding="utf-8"))["applied_seq"])
+            applied = int(json.loads(read_small(journal))["applied_seq"])
         except (OSError, ValueError, KeyError, TypeError):
             applied = None
-        if applied is None:  # the commit point itself was torn: the rebuilt graph is not vouched for
-            shutil.rmtree(building, ignore_errors=True)
+        if applied is None or building.is_symlink():
+            # the commit point itself was torn (or the rebuilt graph is not the directory a rebuild
+            # made): the rebuilt graph is not vouched for
+            remove_tree(building)
             journal.unlink()
             return
         if building.exists():
             if live.exists():
-                shutil.rmtree(retired, ignore_errors=True)
+                remove_tree(retired)
                 live.rename(retired)
             building.rename(live)
         write_applied(state_dir, applied)
-        shutil.rmtree(retired, ignore_errors=True)
+        remove_tree(retired)
         journal.unlink()
         return
-    if building.exists():
-        shutil.rmtree(building, ignore_errors=True)  # a rebuild that never finished: the live graph is intact
-    if retired.exists():
-        if not live.exists():
+    if building.exists() or building.is_symlink():
+        remove_tree(building)  # a rebuild that never finished: the live graph is intact
+    if retired.exists() or retired.is_symlink():
+        if not live.exists() and not retired.is_symlink():
             retired.rename(live)
         else:
-            shutil.rmtree(retired, ignore_errors=True)
+            remove_tree(retired)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory konbini-ld made (a link in its place is removed, never followed)."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def commit_rebuild(location: Path, state_dir: Path, applied: int) -> None:
     """The rebuilt graph in ``oxigraph.rebuild/`` is complete: make it the live graph."""
     _write_json(location / JOURNAL, {"applied_seq": applied})
     settle(location, state_dir)
-
-
-class WriterLock:
-    """The store's single-writer lock (an ``flock`` on ``writer.lock``), naming its holder.
-
-    :param what: what the holder is doing (``konbini-ld load``…), shown to whoever waits.
-    """
-
-    def __init__(self, location: Path, what: str | None = None) -> None:
-        self.path = location / "writer.lock"
-        self.what = what or _command_line()
-        self._fh: IO[str] | None = None
-
-    @classmethod
-    def take(cls, location: Path) -> WriterLock:
-        """Acquire the lock of the store at ``location``.
-
-        :raises StoreError: another process holds it (naming that process).
-        """
-        lock = cls(location)
-        lock.acquire()
-        return lock
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip()
-            fh.close()
-            raise StoreError(
-                f"the store at {self.path.parent} is being written by another process"
-                f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another --store "
-                "(queries, exports and `serve` can run beside a writer)"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{self.what}, pid {os.getpid()}")
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh is not None:
-            try:
-                self._fh.seek(0)
-                self._fh.truncate()
-            except OSError:  # pragma: no cover - disk gone
-                pass
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
-
-_COMMANDS = {"load", "fetch", "rebuild", "serve", "push", "validate", "query", "export", "stats"}
-
-
-def _command_line() -> str:
-    """``konbini-ld load`` for the command line, else the program's name."""
-    argv0 = sys.argv[0] if sys.argv else ""
-    prog = os.path.basename(argv0) or "python"
-    if prog == "__main__.py":  # python -m …
-        prog = "konbini-ld" if os.path.basename(os.path.dirname(argv0)) == "konbini_ld" else "python"
-    command = next((a for a in sys.argv[1:] if a in _COMMANDS), None)
-    return f"`{prog} {command}`" if command else f"`{prog}`"
 
 
 # -- opening the graph --------------------------------------------------------------
@@ -286,20 +269,25 @@ def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphE
 
 def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: bool,
                on_lock: Callable[[WriterLock], None]) -> OxigraphEngine:
-    """Open a store directory's graph: for a writer, take the lock (handed to ``on_lock``),
-    settle an interrupted rebuild and refuse an empty graph beside an applied archive.
+    """Open a store directory's graph: refuse an archive that is another store's; for a writer,
+    take the lock (handed to ``on_lock``), settle an interrupted rebuild and refuse an empty graph
+    beside an applied archive.
 
     When ``rebuilding``, a damaged or missing graph is not an error: it is about to be replaced.
     """
     from ..engines.oxigraph import OxigraphEngine
 
+    from .owner import check_archive
+
     if location.exists() and not location.is_dir():
         raise StoreError(f"--store {location} exists and is not a directory")
     if read_only:
+        check_archive(location, state_dir, None, writable=False)  # before anything is read
         if not (location / LIVE).is_dir():
             raise StoreError(_missing(location, state_dir))
     else:
         on_lock(WriterLock.take(location))
+        check_archive(location, state_dir, None, writable=True)  # before anything is read or written
         settle(location, state_dir)
         if not rebuilding and read_applied(state_dir) and not _has_data(location / LIVE):
             raise StoreError(_missing(location, state_dir, "has lost its graph (oxigraph/ is missing or empty)"))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..mapping.prepare import PreparePool, body_sha256, prepare
 from ..model import LoadReport, Observation, Response
 from ..units import check_not_future, format_time, parse_time
@@ -121,6 +121,8 @@ class Pipeline:
         :param progress: called with the number of items handled after each batch.
         :param workers: preparing processes for this run (default: the pipeline's).
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UsageError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
         report = LoadReport()
         pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
         pending: Any = None

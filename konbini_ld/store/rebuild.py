@@ -9,7 +9,6 @@ konbini-ld's graphs in one update.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,7 +66,7 @@ def rebuild(store: Rebuildable, *, progress: Progress = None, accept_damage: boo
 def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     assert store.location is not None and store.archive is not None and store.state_dir is not None
     building = store.location / directory.BUILDING
-    shutil.rmtree(building, ignore_errors=True)
+    directory.remove_tree(building)
     live, new = store.engine, OxigraphEngine(building)
     index, store.writer.index = store.writer.index, None  # the live graph's, until the new one goes live
     store.writer.reset(engine=new)
@@ -80,7 +79,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
         new.close()
         store.writer.reset(engine=live)
         store.writer.index = index
-        shutil.rmtree(building, ignore_errors=True)
+        directory.remove_tree(building)
         raise
     finally:
         store.marking = True

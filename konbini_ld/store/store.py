@@ -25,6 +25,9 @@ from ..sources.files import Source, iter_sources
 from . import directory
 from .archive import Archive, ArchiveRecord, Scan
 from .ingest import DEFAULT_BATCH, Pipeline, observed
+from .lock import WriterLock
+from .owner import check_archive
+from .textindex import open_index
 from .provenance import ledger
 from .textindex import open_index
 from .writer import Writer
@@ -64,7 +67,7 @@ class KonbiniStore:
         self.location: Path | None = None
         self.state_dir: Path | None = Path(archive) if archive is not None else None
         self.marking = True  # record how far the archive is applied (not while a rebuild builds)
-        self._lock: directory.WriterLock | None = None
+        self._lock: WriterLock | None = None
         self._graph: Any = None
         text = str(location) if location is not None else None
         try:
@@ -72,40 +75,41 @@ class KonbiniStore:
                 from ..engines.sparql_http import SparqlHttpEngine, derive_endpoints
 
                 self.engine: Engine = SparqlHttpEngine(derive_endpoints(text, update=update_url, gsp=gsp_url))
-                if not read_only and self.state_dir is not None:
-                    self._lock = directory.WriterLock.take(self.state_dir)
-            elif text is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text):
+                if self.state_dir is not None:  # (a remote store may have no archive)
+                    self._lock = None if read_only else WriterLock.take(self.state_dir)
+                    check_archive(None, self.state_dir, text, writable=not read_only)
+            elif text is not None and (not text.strip() or re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text)):
                 raise UsageError(f"{text!r} is not a directory or an http(s) SPARQL endpoint URL")
             elif location is not None:
                 self.location = Path(location)
                 self.state_dir = self.state_dir or self.location
-                self.engine = directory.open_graph(self.location, self.state_dir, read_only=read_only,
-                                                   rebuilding=_rebuilding, on_lock=self._set_lock)
+                self.engine = directory.open_graph(self.location, self.state_dir, read_only=read_only, rebuilding=
+                                                   _rebuilding, on_lock=lambda lock: setattr(self, "_lock", lock))
             else:
                 self.engine = OxigraphEngine(None)
         except BaseException:
             self._release_lock()
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
-        if self.archive is not None:
-            try:
-                applied = self._applied() or 0
-            except StoreError:  # (a damaged state file: said when the graph is opened; rebuild mends it)
-                applied = 0
-            if applied > self.archive.last_seq:  # the archive ends before what the graph holds: records lost
-                self.archive.floor = applied
         self.writer = Writer(self.engine, self.mark_applied)
-        if not _rebuilding:  # (a rebuild makes its own text index)
-            self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
         self.pipeline = Pipeline(self.archive, self.writer)
         #: what opening the store replayed from the archive (responses a kill left unapplied)
         self.recovered = LoadReport()
-        if not read_only and not _rebuilding:
-            try:
-                self.recovered = self.recover()
-            except BaseException:
-                self.close()
-                raise
+        try:
+            if self.archive is not None:
+                try:
+                    applied = self._applied() or 0
+                except StoreError:  # (a damaged state file: said when the graph is opened; rebuild mends it)
+                    applied = 0
+                if applied > self.archive.last_seq:  # the archive ends before what the graph holds: records lost
+                    self.archive.floor = applied
+            if not _rebuilding:  # (a rebuild makes its own text index)
+                self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
+                if not read_only:
+                    self.recovered = self.recover()
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -126,9 +130,6 @@ class KonbiniStore:
                 self.writer.index = None
             self.engine.close()
             self._release_lock()
-
-    def _set_lock(self, lock: directory.WriterLock) -> None:
-        self._lock = lock
 
     def _release_lock(self) -> None:
         if self._lock is not None:

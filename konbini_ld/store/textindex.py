@@ -40,6 +40,7 @@ from ..engines.oxigraph import OxigraphEngine
 from . import activities, series
 from . import index_rows as rows
 from .history import Point
+from .safe_files import check_not_link
 from .index_rows import AUDIO, BY, DATA, PERSON, TYPE, fold
 
 __all__ = ["FILENAME", "Hit", "TextIndex", "discard", "fold", "open_index", "supported"]
@@ -296,6 +297,11 @@ def open_index(engine: object, location: Path | None, applied: int | None, *, re
     if location is None:
         return TextIndex(None)
     path = location / FILENAME
+    links = [p for p in (Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")) if p.is_symlink()]
+    if links and read_only:
+        return None  # never read through a link: the plain queries answer
+    if links:
+        check_not_link(links[0])
     if read_only:
         if not path.exists():
             return None

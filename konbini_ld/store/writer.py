@@ -119,6 +119,8 @@ class Writer:
                 report.triples += p.count
                 for k, v in p.unknown_keys.items():
                     report.unknown_keys.setdefault(k, v)
+                for warning in p.warnings:
+                    report.warn(warning)
                 mapped.append(p)
                 entities = {s for s, _ in p.groups}
                 described.update(kinds(p.groups.items()))

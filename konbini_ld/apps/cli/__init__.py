@@ -12,6 +12,8 @@ import logging
 
 import click
 
+from ...errors import KonbiniError
+from ...io.text import one_line
 from .ingest import fetch, load, rebuild
 from .options import Context, log_to_stderr, sigterm_as_interrupt
 from .read import export, list_queries, plot, query, stats, validate
@@ -43,10 +45,16 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
     query it with named SPARQL queries, export it, serve it.
     """
     log_to_stderr(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
-    ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
     # SIGTERM is Ctrl-C from the first moment (a command stops cleanly, exit 143), not only
     # once a command has got round to saying so
     ctx.with_resource(sigterm_as_interrupt())
+    try:
+        ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
+    except KonbiniError as exc:  # (a global option's value: the commands' handler is not in place yet)
+        if debug:
+            raise
+        click.echo(f"Error: {one_line(str(exc))}", err=True)
+        ctx.exit(exc.exit_code)
 
 
 for command in (load, fetch, query, plot, list_queries, export, serve, push, validate, stats, rebuild):

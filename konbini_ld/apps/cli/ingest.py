@@ -9,7 +9,8 @@ from typing import IO, Any
 import click
 
 from ...errors import UsageError
-from .options import Context, handle_errors, pass_state, report_load
+from ...io.text import one_line
+from .options import Context, handle_errors, pass_state, report_load, report_warnings, seconds_type
 
 #: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
 COMPACT_AFTER = 50_000
@@ -17,7 +18,7 @@ COMPACT_AFTER = 50_000
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
-@click.option("--batch-size", default=500, show_default=True, help="Responses per write batch.")
+@click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True, help="Responses per write batch.")
 @click.option("--observed-at", metavar="TIME",
               help="When the responses were observed (ISO 8601; default: a recorded exchange's Date header, "
                    "else now).")
@@ -54,7 +55,7 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 
 @click.command()
 @click.argument("ids", nargs=-1, metavar="[ID_OR_URL]...")
-@click.option("--ids-file", type=click.File("r"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
+@click.option("--ids-file", type=click.File("rb"), metavar="FILE|-", help="Read ids or URLs from FILE, one per line.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=32, show_default=True, help="Requests in flight.")
 @click.option("--refresh", is_flag=True, help="Buy again what the store already has (not-found answers included).")
 @click.option("--refresh-older-than", metavar="DURATION",
@@ -67,13 +68,14 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 @click.option("--max-pages", type=click.IntRange(0), default=1, show_default=True, help="Pages of videos per audio.")
 @click.option("--api-url", metavar="URL",
               help="API base URL (default: $KONBINI_API_URL, else https://api.konbiniapi.com).")
-@click.option("--timeout", type=float, default=30.0, show_default=True,
-              help="Seconds a request may take, from sending it to the answer's last byte.")
+@click.option("--timeout", type=seconds_type(), default=30.0, show_default=True,
+              help="Seconds a request may take, from sending it to the answer's last byte (more than 0, at most "
+                   "a day).")
 @click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts for transient failures (connection, timeout, 5xx).")
 @pass_state
 @handle_errors
-def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concurrency: int, refresh: bool,
+def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, concurrency: int, refresh: bool,
           refresh_older_than: str | None, retry_not_found: bool, dry_run: bool, max_credits: int | None,
           videos: bool, max_pages: int, api_url: str | None, timeout: float, retries: int) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
@@ -97,6 +99,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
       konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h --dry-run
       0 */6 * * *  konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h -q
     """
+    from ...io.inputs import bounded_lines
     from ...pipeline import fetch as run_fetch
     from ...sources.konbini.client import KonbiniClient
     from ...sources.konbini.endpoints import parse_audio_ids
@@ -105,15 +108,22 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
     # refuse bad input before opening anything or sending a request
     values = parse_audio_ids(ids)
     if ids_file is not None:
-        values += parse_audio_ids(ids_file.read().splitlines(), source="line")
+        name = getattr(ids_file, "name", None)
+        label = str(name) if isinstance(name, str) and name not in ("-", "<stdin>") else "standard input"
+        values += parse_audio_ids(bounded_lines(ids_file, label), source="line")
     if not values:
         raise UsageError("give audio ids or TikTok music URLs, or --ids-file FILE")
     if refresh and refresh_older_than is not None:
         raise UsageError("give --refresh (buy everything again) or --refresh-older-than, not both")
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
+    given_url = api_url if api_url is not None else os.environ.get("KONBINI_API_URL") or None
+    if given_url is not None and given_url.startswith(("http://", "https://")):
+        from ...store.directory import check_endpoint_url
+
+        check_endpoint_url(given_url, "--api-url" if api_url is not None else "KONBINI_API_URL")
     client = None if dry_run else KonbiniClient.from_environment(
         os.environ, api_url=api_url, timeout=timeout, retries=retries, pool_size=concurrency)
-    with state.open() as store, state.progress(None, "req", "fetching") as bar:
+    with state.open(or_read_only=dry_run) as store, state.progress(None, "req", "fetching") as bar:
         graph: list[Any] = []
 
         def total(n: int) -> None:
@@ -137,11 +147,12 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[str] | None, concur
             for b in graph:
                 b.close()
     for error in report.failed:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.load.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
+    report_warnings(state, report.load)
     for error in report.errors:
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {one_line(str(error))}", err=True)
     state.note(report.summary())
     if report.exit_code:
         sys.exit(report.exit_code)

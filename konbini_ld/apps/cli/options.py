@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -14,20 +15,25 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ...errors import KonbiniError, UsageError
+from ...errors import ExportError, KonbiniError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Context", "format_option", "handle_errors", "json_option", "open_output", "output_option", "pass_state",
-           "report_load"]
+__all__ = ["Context", "OutputError", "Parsed", "emit", "format_option", "handle_errors", "json_option", "open_output",
+           "output_errors", "output_option", "pass_state", "report_load", "report_warnings", "seconds_type"]
 
 
 class Context:
     """What the global options decided, shared by every command."""
 
     def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool, **remote: Any) -> None:
-        from ...store.directory import locate
+        from ...store.directory import check_endpoint_url, locate
 
+        for option, url in (("--update-url", remote.get("update_url")), ("--gsp-url", remote.get("gsp_url"))):
+            if url is not None:
+                if not url.startswith(("http://", "https://")):
+                    raise UsageError(f"{option} must be an http(s) URL")
+                check_endpoint_url(url, option)
         self.verbose = verbose
         self.quiet = quiet
         self.debug = debug
@@ -38,13 +44,25 @@ class Context:
     def is_remote(self) -> bool:
         return isinstance(self.location, str)
 
-    def open(self, *, read_only: bool = False) -> Any:
+    def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
+        """Open the store; ``or_read_only``: a command that only reads (but would rather open it
+        as a writer, to apply what an interrupted run left) reads a store it cannot write."""
+        from ...store.lock import NotWritableError
         from ...store.store import open_store
 
+        reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
-        store = open_store(self.location, read_only=read_only, archive=self.archive,
-                           update_url=self.remote.get("update_url"), gsp_url=self.remote.get("gsp_url"))
+        options: dict[str, Any] = {"archive": self.archive, "update_url": self.remote.get("update_url"),
+                   "gsp_url": self.remote.get("gsp_url")}
+        try:
+            store = open_store(self.location, read_only=read_only, **options)
+        except NotWritableError as exc:
+            if not reader or read_only:
+                raise
+            store = open_store(self.location, read_only=True, **options)  # (says so if there is no store)
+            if or_read_only:
+                self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
         self.report_recovery(store.recovered)
         return store
 
@@ -69,37 +87,62 @@ class Context:
             click.echo(message, err=True)
 
     def warn(self, message: str) -> None:
+        from ...io.text import one_line
+
         if not self.quiet:
-            click.echo(f"warning: {message}", err=True)
+            click.echo(f"warning: {one_line(message)}", err=True)
 
 
 pass_state = click.make_pass_decorator(Context)
 
 
 def handle_errors(fn: F) -> F:
-    """Map :class:`KonbiniError` to one ``Error:`` line on stderr and its exit code."""
+    """Map every failure to one ``Error:`` line on stderr and its exit code.
+
+    A :class:`KonbiniError` carries its own code (2 for usage errors); anything else that
+    escapes a command (an operating-system error, a defect) is still one line, exit 1, with
+    the traceback only under ``--debug``. A reader that went away (``| head``) ends the
+    command quietly.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         state: Context | None = ctx.find_object(Context)
+        debug = state is not None and state.debug
         try:
             return fn(*args, **kwargs)
         except KonbiniError as exc:
-            if state is not None and state.debug:
+            if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            _error_line(str(exc))
             ctx.exit(exc.exit_code)
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, like other Unix tools.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            ctx.exit(0)
         except KeyboardInterrupt as exc:
             from ...errors import Terminated
 
             click.echo("Interrupted: everything loaded so far is saved.", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
+        except OSError as exc:
+            if _broken_pipe(exc):
+                # The reader went away (`| head`): stop quietly, like other Unix tools.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                ctx.exit(0)
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error_line(f"{where}{exc.strerror or exc}")
+            ctx.exit(1)
+        except MemoryError:
+            if debug:
+                raise
+            _error_line("out of memory")
+            ctx.exit(1)
+        except Exception as exc:  # a defect: still one line; --debug shows where
+            if debug:
+                raise
+            _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
+            ctx.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -125,6 +168,43 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _broken_pipe(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+
+
+def _error_line(message: str) -> None:
+    from ...io.text import one_line
+
+    click.echo(f"Error: {one_line(message)}", err=True)
+
+
+class OutputError(ExportError):
+    """Standard output or an output file cannot take what a command writes (a full disk…)."""
+
+
+@contextmanager
+def output_errors(label: str) -> Iterator[None]:
+    """Turn a failed write to ``label`` (``standard output`` or a file) into one clear error;
+    a closed pipe is left to end the command quietly."""
+    try:
+        yield
+    except OSError as exc:
+        if _broken_pipe(exc):
+            raise
+        raise OutputError(f"cannot write {label}: {exc.strerror or exc}") from exc
+    except KonbiniError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, OSError) and not _broken_pipe(cause) and not isinstance(exc, OutputError):
+            raise OutputError(f"cannot write {label}: {cause.strerror or cause}") from exc
+        raise
+
+
+def emit(text: str = "") -> None:
+    """One line of a command's output on stdout (a full disk is one ``Error:`` line)."""
+    with output_errors("standard output"):
+        click.echo(text)
+
+
 def log_to_stderr(level: int) -> None:
     """konbini-ld's log lines on this invocation's stderr (-v: INFO, -vv: DEBUG)."""
     logger = logging.getLogger("konbini_ld")
@@ -135,6 +215,31 @@ def log_to_stderr(level: int) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+# -- option values ---------------------------------------------------------------------------
+
+
+class Parsed(click.ParamType):
+    """An option value read by one of the library's parsers (:mod:`konbini_ld.units`): what it
+    refuses is a usage error naming the option (exit 2)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.parse(value if isinstance(value, str) else str(value))
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def seconds_type() -> Parsed:
+    """Seconds that bound a wait: more than 0, at most a day."""
+    from ...units import parse_seconds
+
+    return Parsed("seconds", parse_seconds)
 
 
 # -- option bundles ------------------------------------------------------------------------
@@ -163,25 +268,37 @@ def format_option(*kinds: str, default: str, help: str) -> Callable[[F], F]:
 def open_output(path: str | None) -> Iterator[IO[bytes]]:
     """A binary stream for ``path`` (stdout for ``None`` or ``-``)."""
     if path is None or path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        with output_errors("standard output"):
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
         return
     try:
         fh = open(path, "wb")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    with fh:
+    with output_errors(path), fh:
         yield fh
 
 
 def report_load(state: Context, report: Any, what: str) -> None:
     """The ``error:`` and ``warning:`` lines of an ingest, and its summary."""
+    from ...io.text import one_line
+
     for error in report.failed:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {one_line(str(error))}", err=True)
     for key, iri in report.unknown_keys.items():
         state.warn(f"unknown key {key!r} kept as <{iri}>")
+    report_warnings(state, report)
     failed = f", {len(report.failed)} failed" if report.failed else ""
     if report.unchanged:
         failed += f", {report.unchanged} already there"
     state.note(f"{what} {report.loaded} response{'s' if report.loaded != 1 else ''}{failed} "
                f"(+{report.added} / -{report.removed} data triples)")
+
+
+def report_warnings(state: Context, report: Any) -> None:
+    """The ``warning:`` lines of values loaded as sent that cannot be right (the first hundred)."""
+    for warning in report.warnings:
+        state.warn(warning)
+    if report.warned > len(report.warnings):
+        state.warn(f"… and {report.warned - len(report.warnings)} more values like these")

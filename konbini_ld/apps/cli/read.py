@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import UsageError
-from .options import Context, format_option, handle_errors, json_option, open_output, output_option, pass_state
+from .options import (Context, emit, format_option, handle_errors, json_option, open_output, output_option,
+                      pass_state)
 
 if TYPE_CHECKING:
     from ...query.run import QueryResult
@@ -34,15 +35,22 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @output_option
 @click.option("--plot", "plot_to", metavar="FILE.png|svg|pdf",
               help="Also draw the result over time (a result with a time column, like history's).")
+@click.option("--raw", is_flag=True,
+              help="csv, tsv: write every value exactly, also one a spreadsheet would run as a formula (by default "
+                   "such a value gets a leading ').")
 @pass_state
 @handle_errors
 def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str,
-          output: str | None, plot_to: str | None) -> None:
+          output: str | None, plot_to: str | None, raw: bool) -> None:
     """Run a named query, a .rq file, or inline SPARQL (-e).
 
     Parameters are bound as RDF terms, never pasted into the query text: a named
     query's header declares each one's type; for inline queries <…> is an IRI,
     an absolute http(s) URL is an IRI, anything else a string.
+
+    csv and tsv are safe to open in a spreadsheet: a value that would run as a
+    formula (=…, +…, -…, @…) gets a leading ' (--raw writes values exactly).
+    table shows control characters as escapes (\x1b), never sends them.
 
     \b
     Examples:
@@ -61,7 +69,7 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
             if output is None and fmt == "table":
                 return
         with open_output(output) as out:
-            result.write(out, fmt)
+            result.write(out, fmt, escape_formulas=not raw)
 
 
 def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
@@ -127,13 +135,13 @@ def list_queries(as_json: bool) -> None:
 
     qs = named_queries()
     if as_json:
-        click.echo(json.dumps([q.describe() for q in qs.values()], indent=2))
+        emit(json.dumps([q.describe() for q in qs.values()], indent=2))
         return
     for q in qs.values():
-        click.echo(f"{q.name}: {q.description or q.title}")
+        emit(f"{q.name}: {q.description or q.title}")
         for p in q.params:
             opt = "" if p.required else " (optional)"
-            click.echo(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
+            emit(f"    -p {p.name}=<{p.type}>{opt}  {p.description}")
 
 
 @click.command()
@@ -174,7 +182,7 @@ def stats(state: Context, as_json: bool) -> None:
     with state.open(read_only=True) as store:
         s = store.stats()
     if as_json:
-        click.echo(json.dumps(s.as_dict(), indent=2))
+        emit(json.dumps(s.as_dict(), indent=2))
         return
     rows = [
         ("audios", s.audios), ("persons", s.persons), ("videos", s.videos), ("triples", s.triples),
@@ -184,20 +192,23 @@ def stats(state: Context, as_json: bool) -> None:
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        click.echo(f"{k.ljust(width)}  {v}")
+        emit(f"{k.ljust(width)}  {v}")
 
 
 @click.command()
 @click.option("-f", "--format", "fmt", type=click.Choice(["text", "turtle"]), default="text", show_default=True,
               help="turtle: the machine-readable SHACL report.")
-@click.option("--shapes", type=click.Path(exists=True, dir_okay=False), help="Validate against these shapes instead.")
+@click.option("--shapes", type=click.Path(exists=True, dir_okay=False),
+              help="Validate against these shapes (Turtle) instead.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Results shown in text form.")
 @pass_state
 @handle_errors
 def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
     """Check the graph against the bundled SHACL shapes (Audio, Person, Video, Image).
 
-    Exits 0 when the graph conforms, 1 when it does not.
+    Exits 0 when the graph has no violations, 1 when it has (warnings and
+    information are reported, and fail nothing). The Turtle report follows
+    SHACL: sh:conforms is false whenever there is any result, warnings included.
 
     \b
     Examples:
@@ -210,10 +221,10 @@ def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
     with state.open(read_only=True) as store:
         report = run_validate(store, shapes=shapes)
     if fmt == "turtle":
-        click.echo(report.turtle())
+        emit(report.turtle())
     else:
         for line in iter_lines(report, limit):
-            click.echo(line)
+            emit(line)
     state.note(report.summary())
-    if not report.conforms:
+    if not report.ok:
         sys.exit(1)

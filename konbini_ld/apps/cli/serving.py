@@ -41,7 +41,7 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
     from ..server import ServeOptions
     from ..server import serve as run_server
 
-    with state.open():  # create the store if needed, apply anything left in the archive, release the lock
+    with state.open(or_read_only=True):  # create the store if needed, apply what is left in the archive
         pass
     if host not in ("127.0.0.1", "localhost", "::1"):
         state.warn(f"listening on {host}: the endpoint is reachable from other machines (read-only)")
@@ -73,8 +73,16 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
     Example:
       konbini-ld push --to http://127.0.0.1:7878/query
     """
+    from ...errors import UsageError
+    from ...store.directory import check_endpoint_url
     from ...store.transfer import push as run_push
     from ...urls import redact
+
+    for option, url in (("--to", to), ("--to-update-url", to_update_url), ("--to-gsp-url", to_gsp_url)):
+        if url is not None:
+            if not url.startswith(("http://", "https://")):
+                raise UsageError(f"{option} must be an http(s) URL (the query endpoint of a SPARQL server)")
+            check_endpoint_url(url, option)
 
     with state.open(read_only=True) as store:
         counts = run_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)
