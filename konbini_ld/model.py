@@ -258,6 +258,9 @@ class Stats:
     credits_spent: int
     #: counter values kept in the history graph
     points: int = 0
+    #: responses archived that the graph has not taken yet (a run stopped before it caught up;
+    #: applied when the store is next opened for writing); their credits are in ``credits_spent``
+    unapplied: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -41,7 +41,7 @@ from .errors import (
 from .mapping.envelope import parse_documents
 from .model import FetchReport, LedgerEntry, Response
 from .sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
-from .sources.konbini.endpoints import audio_key, parse_audio_ids, videos_key
+from .sources.konbini.endpoints import audio_key, parse_audio_ids, usable_cursor, videos_key
 from .store.archive import ArchiveRecord
 from .store.store import KonbiniStore
 from .units import check_duration, format_time
@@ -119,8 +119,8 @@ def fetch(
         check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
     report = FetchReport(dry_run=dry_run)
-    known = {} if refresh else store.fetch_ledger()  # what each request's last purchase answered
-    bought = {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
+    known = store.fetch_ledger()  # what each request's last purchase answered
+    bought = {} if refresh else {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
     if refresh_older_than is not None:
         try:
             cutoff = format_time(datetime.now(UTC) - refresh_older_than)
@@ -303,9 +303,22 @@ class _Runner:
             if pending and self.on_graph is not None and self.apply_deadline is None:
                 self.on_graph(pending)
             self.applying.put(None)
-            self.writer.join()
+            self._finish_applying()
         if self.writer_error is not None:
             raise self.writer_error
+
+    def _finish_applying(self) -> None:
+        """Wait for the graph to take what was archived. Ctrl-C or SIGTERM meanwhile gives it
+        :data:`APPLY_GRACE_SECONDS` more (a second one: none); the rest is applied when the store
+        is next opened, and the run still ends with its summary."""
+        while self.writer.is_alive():
+            try:
+                self.writer.join()
+            except KeyboardInterrupt as exc:
+                now = time.monotonic()
+                self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
+                self.apply_deadline = now if self.apply_deadline is not None and self.apply_deadline > now \
+                    else now + APPLY_GRACE_SECONDS
 
     def _run(self, jobs: list[_Job]) -> None:
         todo = list(reversed(jobs))
@@ -412,10 +425,12 @@ class _Runner:
             return
         try:
             self.store.archive_responses(kept)
-        except StoreError:
+        except Exception as exc:  # paid for: kept in memory, written elsewhere at the end, never lost
             with self._lock:
                 self.unarchived.extend(kept)
-            raise
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"the archive could not take an answer ({type(exc).__name__}: {exc})") from exc
 
     def _rescue(self) -> None:
         """Paid answers the archive could not take: try once more, else write them beside it
@@ -426,7 +441,7 @@ class _Runner:
         try:
             self.store.archive_responses(answers)
             return
-        except StoreError:
+        except Exception:  # (the archive still cannot take them: they go beside it)
             pass
         where = self.store.spill(answers)
         self.report.errors.append(StoreError(
@@ -487,6 +502,11 @@ class _Runner:
             nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
             if isinstance(nxt, (str, int)) and not isinstance(nxt, bool):
                 next_cursor = str(nxt)
+                if not usable_cursor(next_cursor):  # (it would go into a URL and the ledger)
+                    self.report.failed.append(FetchError(
+                        f"the page names a next cursor that cannot be asked for ({next_cursor[:40]!r}…): "
+                        "its later pages are not fetched", url=answer.url))
+                    next_cursor = None
         return self._follow(job, 200, next_cursor)
 
     def _apply_loop(self) -> None:

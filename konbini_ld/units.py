@@ -187,9 +187,9 @@ def parse_http_date(text: str) -> str | None:
         return None
 
 
-#: The most credits one answer may say it cost: the API's price is one credit a request, so a
-#: larger ``X-Credits-Used`` is not believed (it is kept as evidence, and the request counts one).
-MAX_CREDITS_PER_ANSWER = 1_000
+#: The most credits one answer may say it cost: the API's price is one credit a request, so any
+#: other ``X-Credits-Used`` is not believed (it is kept as evidence, and the request counts one).
+MAX_CREDITS_PER_ANSWER = 1
 #: The largest ``X-Credits-Remaining`` believed (a balance, not a price).
 _MAX_BALANCE = 10**12
 
@@ -200,8 +200,8 @@ def parse_credits(value: object, *, balance: bool = False) -> int | None:
     10¹²), as text of digits or a JSON integer; ``None`` for anything else (absent, negative,
     huge, fractional, garbage).
 
-    >>> parse_credits("1"), parse_credits(" 2 "), parse_credits("-1"), parse_credits("1e9"), parse_credits(10**30)
-    (1, 2, None, None, None)
+    >>> parse_credits("1"), parse_credits(" 0 "), parse_credits("2"), parse_credits("-1"), parse_credits("1e9")
+    (1, 0, None, None, None)
     >>> parse_credits("24999", balance=True), parse_credits(True)
     (24999, None)
     """

@@ -473,3 +473,246 @@ def test_a_rolled_back_archive_head_never_reuses_a_number(store_dir: Path) -> No
         assert scan.lost == 50  # reported as lost, never read short in silence
     r = CliRunner().invoke(main, ["--store", str(store_dir), "rebuild"])
     assert r.exit_code == 1 and "50 records lost" in r.stderr  # refuses to shrink the graph
+
+
+def test_stats_counts_what_was_archived_before_the_graph_took_it(store_dir: Path, api: FakeKonbiniAPI) -> None:
+    """A run stopped while the graph was catching up: its answers are paid for, and counted."""
+    from konbini_ld.model import Response
+
+    with open_store(store_dir) as store:
+        fetch(store, client_for(api.url), ids(3))
+        store.archive_responses([Response(json.dumps(audio_response(i)), f"{api.url}{path(i)}", status=200,
+                                          key=f"audio:{audio_id(i)}", credits_used=1, observed_at="2026-11-01T00:00:00Z")
+                                 for i in range(3, 8)])  # archived, then the run was stopped
+    with open_store(store_dir, read_only=True) as reader:
+        stats = reader.stats()
+        assert (stats.credits_spent, stats.unapplied, stats.audios) == (8, 5, 3)
+    with open_store(store_dir) as store:  # the next writer applies them: the same total
+        stats = store.stats()
+        assert (stats.credits_spent, stats.unapplied, stats.audios) == (8, 0, 8)
+
+
+def test_sigterm_while_the_graph_catches_up_still_ends_with_the_summary(tmp_path: Path, api: FakeKonbiniAPI) -> None:
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids(400)) + "\n")
+    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch",
+                             "--ids-file", str(ids_file), "--videos", "--concurrency", "64"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    while len(api.requests) < 800 and proc.poll() is None:  # every answer is in: the graph is catching up
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 143) and "Traceback" not in err, err
+    assert "credits used 800" in err  # the summary, whatever was still to apply
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats", "--json"])
+    assert json.loads(r.stdout)["credits_spent"] == 800
+
+
+# -- answers that try to pass for the one asked for ------------------------------------------------
+
+_A, _B = audio_response(1)["data"], audio_response(2)["data"]
+_PAGE_B = videos_page(2, 0, per_page=2, pages=3)["data"]
+_PAGE_A = videos_page(1, 0, per_page=2, pages=3)["data"]
+
+AUDIO_IMPOSTORS = {
+    "envelope inside the envelope": {"data": {"data": _B, "id": _A["id"]}},
+    "a recorded exchange wrapping another audio": {"request": {"url": "https://x"}, "status": 200, "headers": {},
+                                                   "body": {"data": _B}, "id": _A["id"]},
+    "another audio wrapping this one": {**_B, "data": _A},
+    "a Video named like the audio": {"data": {"type": "Video", "id": f"https://www.tiktok.com/@x/video/{audio_id(1)}",
+                                              "audio": _B}},
+    "id of another audio, entityId of this one": {"data": {**_B, "entityId": audio_id(1)}},
+    "an IRI on another host": {"data": {**_A, "id": f"https://evil.example/whatever-{audio_id(1)}"}},
+    "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
+    "NaN": f'{{"data": {{"type": "Audio", "id": "{_A["id"]}", "videoCount": NaN}}}}',
+    "no type": {"data": {"id": _A["id"]}},
+}
+PAGE_IMPOSTORS = {
+    "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
+    "envelope inside the envelope": {"data": {"data": _PAGE_B}},
+    "an audio instead of a page": {"data": _B},
+    "an empty object": {"data": {}},
+    "partOf on another host": {"data": {**_PAGE_A, "partOf": f"https://evil.example/v1/tiktok/audios/{audio_id(1)}/videos"}},
+    "videos whose audio is a list naming another": {"data": {**{k: v for k, v in _PAGE_B.items() if k != "partOf"},
+                                                             "orderedItems": [{**i, "audio": [i["audio"]]}
+                                                                              for i in _PAGE_B["orderedItems"]]}},
+    "a page that does not say whose videos": {"data": {**{k: v for k, v in _PAGE_A.items() if k != "partOf"},
+                                                       "orderedItems": [{k: v for k, v in i.items() if k != "audio"}
+                                                                        for i in _PAGE_A["orderedItems"]]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO_IMPOSTORS))
+def test_an_audio_impostor_is_never_bought(store: Any, client: KonbiniClient, api: FakeKonbiniAPI, name: str) -> None:
+    api.script(path(1), Scripted(200, AUDIO_IMPOSTORS[name]))
+    report = fetch(store, client, [audio_id(1)])
+    assert report.fetched == 0 and len(report.failed) == 1, report.failed
+    assert f"audio:{audio_id(1)}" not in store.fetch_ledger() and store.stats().audios == 0
+    assert fetch(store, client, [audio_id(1)]).fetched == 1  # asked again
+
+
+@pytest.mark.parametrize("name", sorted(PAGE_IMPOSTORS))
+def test_a_page_impostor_is_never_bought(store: Any, client: KonbiniClient, api: FakeKonbiniAPI, name: str) -> None:
+    api.script(path(1) + "/videos", Scripted(200, PAGE_IMPOSTORS[name]))
+    report = fetch(store, client, [audio_id(1)], videos=True)
+    assert len(report.failed) == 1, report.failed
+    assert f"videos:{audio_id(1)}:0" not in store.fetch_ledger() and store.stats().videos == 0
+
+
+def test_the_request_url_of_a_body_never_breaks_the_store(store_dir: Path, api: FakeKonbiniAPI, tmp_path: Path) -> None:
+    """A body shaped like a recorded exchange names a request URL that is no IRI: one refused item,
+    never a store every later command fails on."""
+    exchange = {"request": {"url": "https://x/ y"}, "status": 200, "headers": {}, "body": audio_response(1)}
+    api.script(path(1), Scripted(200, exchange))
+    jsonl = tmp_path / "three.jsonl"
+    jsonl.write_text("\n".join(json.dumps(x) for x in (
+        audio_response(2), {**exchange, "request": {"url": "https://x/a>b"}}, audio_response(3))) + "\n")
+    with open_store(store_dir) as store:
+        fetch(store, client_for(api.url), [audio_id(1)])
+        report = store.load(jsonl)
+        assert report.loaded == 2 and len(report.failed) == 1 and "three.jsonl:2" in str(report.failed[0])
+    r = CliRunner().invoke(main, ["--store", str(store_dir), "rebuild"])
+    assert r.exit_code == 0, r.stderr
+    with open_store(store_dir) as store:
+        assert store.stats().audios == 2
+
+
+def test_the_key_sent_back_by_a_server_is_never_kept_or_shown(store_dir: Path, api: FakeKonbiniAPI) -> None:
+    api.script(path(1), Scripted(400, {"errors": [{"code": "bad", "message": f"bad Authorization: Bearer {KEY}"}],
+                                       "data": None}))
+    api.script(path(2), Scripted(302, "", headers={"Location": f"http://127.0.0.1:9/?k={KEY}"}))
+    api.script(path(3), Scripted(200, {"data": {**audio_response(3)["data"], "summary": f"echo {KEY}"}}))
+    r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
+        main, ["--store", str(store_dir), "fetch", *ids(3, 1)])
+    assert KEY not in r.stderr and "REDACTED" in r.stderr
+    out = CliRunner().invoke(main, ["--store", str(store_dir), "export", "-f", "nq"])
+    assert KEY not in out.stdout
+    for f in store_dir.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert KEY.encode() not in (gzip.decompress(data) if f.name.endswith(".gz") else data), f
+
+
+def test_an_interim_answer_is_not_taken_for_the_final_one(store: Any) -> None:
+    """``103 Early Hints`` before the 200, on a kept-alive connection: each answer goes to its request."""
+    bodies = {audio_id(i): json.dumps(audio_response(i)).encode() for i in (1, 2)}
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                aid = head.split(b" ")[1].decode().rsplit("/", 1)[-1]
+                conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+                time.sleep(0.2)
+                body = bodies[aid]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Credits-Used: 1\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        report = fetch(store, client_for(f"http://127.0.0.1:{listener.getsockname()[1]}"), ids(2, 1), concurrency=1)
+    finally:
+        listener.close()
+    assert (report.fetched, len(report.failed), report.credits_used) == (2, 0, 2)
+    assert store.stats().audios == 2
+
+
+@pytest.mark.parametrize("header,counted", [("0", 1), ("1000", 1), ("1", 1)])
+def test_an_answer_costs_one_credit_whatever_its_header_says(store: Any, client: KonbiniClient, api: FakeKonbiniAPI,
+                                                            header: str, counted: int) -> None:
+    api.script(path(1), Scripted(200, audio_response(1), headers={"X-Credits-Used": header}))
+    report = fetch(store, client, [audio_id(1)])
+    assert report.credits_used == counted == store.stats().credits_spent
+
+
+@pytest.mark.parametrize("answer", [
+    Scripted(404, {"errors": [{"code": "not_found", "message": "x"}], "data": None}, headers={"X-Credits-Used": "0"}),
+    Scripted(404, {"errors": [{"code": "not_found", "message": "x"}]}),
+], ids=["unbilled", "no data member"])
+def test_a_not_found_that_is_not_the_apis_billed_envelope_is_asked_again(
+        store: Any, client: KonbiniClient, api: FakeKonbiniAPI, answer: Scripted) -> None:
+    api.script(path(1), answer)
+    report = fetch(store, client, [audio_id(1)])
+    assert report.not_found == 0 and f"audio:{audio_id(1)}" not in store.fetch_ledger()
+
+
+def test_a_dry_run_with_refresh_says_what_the_run_spends(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    fetch(store, client, [audio_id(1)], videos=True, max_pages=3)
+    plan = fetch(store, None, [audio_id(1)], videos=True, max_pages=3, refresh=True, dry_run=True)
+    api.reset()
+    fetch(store, client, [audio_id(1)], videos=True, max_pages=3, refresh=True)
+    assert plan.planned == api.count() == 4
+
+
+def test_a_video_listed_twice_with_two_counts_has_one(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    page = videos_page(1, 0, per_page=2, pages=1)
+    twin = dict(page["data"]["orderedItems"][0])
+    twin["viewCount"] = page["data"]["orderedItems"][0]["viewCount"] + 1000
+    page["data"]["orderedItems"].append(twin)
+    api.script(path(1) + "/videos", Scripted(200, page))
+    fetch(store, client, [audio_id(1)], videos=True)
+    rows = store.query("SELECT ?v WHERE { <%s> <https://konbiniapi.com/ns/social#viewCount> ?v }" % twin["id"])
+    assert rows.records() == [{"v": twin["viewCount"]}]
+    points = store.run_named("history", {"entity": twin["id"]}).records()
+    assert [p["value"] for p in points if p["counter"].endswith("viewCount")] == [twin["viewCount"]]
+
+
+@pytest.mark.parametrize("cursor", ["\ud800", "x" * 100_000, "a\nb"])
+def test_a_next_cursor_that_cannot_be_asked_for_ends_the_chain_in_one_line(
+        store: Any, client: KonbiniClient, api: FakeKonbiniAPI, cursor: str) -> None:
+    page = videos_page(1, 0, per_page=2, pages=3)
+    page["data"]["nextCursor"] = cursor
+    api.script(path(1) + "/videos", Scripted(200, json.dumps(page)))
+    report = fetch(store, client, [audio_id(1)], videos=True, max_pages=3)
+    assert api.count() == 2  # the audio and its first page: no page is asked for with that cursor
+    assert report.failed and all(len(str(e)) < 400 for e in report.failed)
+
+
+def test_ids_written_with_leading_zeros_are_one_audio(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    report = fetch(store, client, [audio_id(1), "000" + audio_id(1)])
+    assert report.fetched == 1 and api.count() == 1
+
+
+def test_gzip_with_bytes_after_its_end_is_refused(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    body = gzip.compress(json.dumps(audio_response(1)).encode()) + b"trailing garbage"
+    api.script(path(1), Scripted(200, body, headers={"Content-Encoding": "gzip"}))
+    report = fetch(store, client, [audio_id(1)])
+    assert len(report.failed) == 1 and "follow" in str(report.failed[0])
+
+
+@pytest.mark.parametrize("key", ["clé-sécrète", " spaced ", "line\nbreak"])
+def test_a_key_a_header_cannot_carry_is_one_line(key: str, api: FakeKonbiniAPI, tmp_path: Path) -> None:
+    r = CliRunner(env={"KONBINI_API_KEY": key, "KONBINI_API_URL": api.url}).invoke(
+        main, ["--store", str(tmp_path / "s"), "fetch", audio_id(1)])
+    assert r.exit_code == 3 and "Traceback" not in r.stderr and api.count() == 0, r.stderr
+
+
+def test_an_archive_that_is_a_file_costs_no_paid_answer(store_dir: Path, api: FakeKonbiniAPI) -> None:
+    with open_store(store_dir) as store:
+        fetch(store, client_for(api.url), [audio_id(1)])
+    import shutil
+
+    shutil.rmtree(store_dir / "archive")
+    (store_dir / "archive").write_text("not a directory")
+    r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
+        main, ["--store", str(store_dir), "fetch", audio_id(2)])
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr

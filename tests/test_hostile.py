@@ -83,7 +83,7 @@ BAD: list[tuple[str, str, str]] = [
     ("impossible date", _with(("published",), "2020-13-45T00:00:00Z"), "xsd:dateTime"),
     ("NaN in an unknown key", GOOD.replace('"good"', '"good", "m": NaN').replace("{n}", "y"), "NaN"),
     ("Infinity as a count", GOOD.replace('"good"', '"good", "videoCount": Infinity').replace("{n}", "z"),
-     "expected an integer"),
+     "Infinity is not a JSON value"),
     ("remote context", _with(("@context",), "https://evil.example/ctx"), "refusing JSON-LD context"),
     ("inline context", _with(("@context",), {"@vocab": "https://evil.example/"}), "refusing JSON-LD context"),
     ("nested remote context", _with(("attributedTo", "@context"), "https://evil.example/c"), "refusing JSON-LD context"),

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import InputError
 from ..units import parse_credits, parse_http_date
 
-__all__ = ["MAX_DOCUMENT_BYTES", "Envelope", "parse_documents"]
+__all__ = ["MAX_DOCUMENT_BYTES", "Envelope", "parse_documents", "strict_json"]
 
 #: Responses larger than this are refused (a sign of a wrong file, not of a real API answer).
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -75,6 +75,15 @@ def parse_documents(text: str) -> Envelope:
     return parsed
 
 
+def strict_json(text: str) -> Any:
+    """JSON as RFC 8259 has it (no ``NaN`` or ``Infinity``), every failure an :class:`InputError`."""
+    return _json(text.lstrip("\ufeff \t\r\n"))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _json(text: str) -> Any:
     """``json.loads`` with every way it can fail turned into an :class:`InputError`."""
     bad = _SURROGATE.search(text)
@@ -82,7 +91,7 @@ def _json(text: str) -> Any:
         line = text.count("\n", 0, bad.start()) + 1
         raise InputError(f"not valid UTF-8 text (line {line}, character {bad.start() - text.rfind(chr(10), 0, bad.start())})")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         truncated = exc.pos >= len(text.rstrip()) - 1
         hint = " (the input looks truncated)" if truncated else ""

@@ -24,8 +24,8 @@ from ..lexical import observation_time
 from ..units import check_not_future
 from ..model import Observation, Response
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
-from .grouping import group_lines
-from .normalize import could_hold_bad_text, normalize
+from .grouping import group_lines, one_count_each
+from .normalize import check_iri, could_hold_bad_text, normalize
 from .templates import default_cache
 from .to_rdf import expand, to_lines
 
@@ -50,7 +50,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
         parsed = parse_documents(response.body)
         check_text = could_hold_bad_text(response.body)
         response.observed_at = observation_time(response.observed)  # the one spelling of times
-        out.source_url = parsed.source_url
+        if response.key is None and parsed.source_url is not None:  # (a fetched answer's source is its request)
+            out.source_url = recorded_url(parsed.source_url)
         if parsed.observed_at is not None and not response.observed_given:
             response.observed_at = parsed.observed_at  # the recorded exchange says when (archived so)
             response.observed_given = True
@@ -79,6 +80,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)
+        one_count_each(out.groups)
         out.count = sum(len(lines) for lines in out.groups.values())
     except InputError as exc:
         out.groups = {}
@@ -97,6 +99,31 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             source=response.source, line=response.line,
         )
     return out
+
+
+def recorded_url(url: str) -> str:
+    """A recorded exchange's request URL as provenance keeps it: an http(s) IRI without
+    credentials (a user:password part, or query parameters named like secrets).
+
+    :raises InputError: it is not one (it would be the IRI of the observation's source).
+    """
+    from ..urls import redact
+
+    shown = redact(url)
+    if (not shown.lower().startswith(("http://", "https://")) or check_iri(shown) is not None
+            or not _valid_iri(shown)):
+        raise InputError(f"the recorded request URL {shown[:200]!r} is not an http(s) IRI")
+    return shown
+
+
+def _valid_iri(iri: str) -> bool:
+    import pyoxigraph as ox
+
+    try:
+        ox.NamedNode(iri)
+    except ValueError:
+        return False
+    return True
 
 
 def body_sha256(body: str) -> str:

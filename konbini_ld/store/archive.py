@@ -227,10 +227,13 @@ class Archive:
         with lock_file as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._last_seq = None  # another process may have appended
-            segments = self._segments()
-            self._repair(segments)
-            seq = max(self.last_seq, self.floor)
-            target = self._target(segments, seq + 1)
+            try:
+                segments = self._segments()
+                self._repair(segments)
+                seq = max(self.last_seq, self.floor)
+                target = self._target(segments, seq + 1)
+            except OSError as exc:
+                raise StoreError(f"cannot append to the archive {self.path}: {exc.strerror or exc}") from exc
             for record in records:
                 seq += 1
                 record.seq = seq
@@ -283,15 +286,18 @@ class Archive:
 
     # -- reading -------------------------------------------------------------------
 
-    def records(self, after: int = 0, *, scan: Scan | None = None) -> Iterator[ArchiveRecord]:
+    def records(self, after: int = 0, *, scan: Scan | None = None, repair: bool = True) -> Iterator[ArchiveRecord]:
         """Yield the readable records with ``seq > after``, in order.
 
         Damage met on the way is added to ``scan`` (when given); records after it are
         still yielded. Once the iterator is exhausted, ``scan`` also accounts for records
         missing at the end (up to HEAD's last sequence number).
+
+        :param repair: settle an interrupted append first (``False``: a reader, which changes nothing).
         """
         scan = scan if scan is not None else Scan()
-        self.repair()
+        if repair:
+            self.repair()
         segments = self._segments()
         head = self._head()
         expected = after + 1

@@ -151,7 +151,7 @@ class Pipeline:
 
         try:
             for batch in batched(items, batch_size, report.failed):
-                responses = [_response(x) for x in batch if _replayable(x)]
+                responses = [_response(x) for x in batch if replayable(x)]
                 seq = batch[-1].seq if isinstance(batch[-1], ArchiveRecord) else None
                 job = (batch, seq, pool.prepare(responses))
                 if pending is not None:
@@ -188,13 +188,13 @@ class Pipeline:
 
     def apply_records(self, records: Sequence[ArchiveRecord]) -> LoadReport:
         """Prepare and apply records already archived, now (the apply half, for ``fetch``)."""
-        observations = [prepare(r.response(), shape_cache=self.templates) for r in records if _replayable(r)]
+        observations = [prepare(r.response(), shape_cache=self.templates) for r in records if replayable(r)]
         report = self.writer.apply(observations, records[-1].seq if records else None)
         report.merge(self.writer.take_late())
         return report
 
 
-def _replayable(item: Response | ArchiveRecord) -> bool:
+def replayable(item: Response | ArchiveRecord) -> bool:
     """Answers kept as evidence are recorded in provenance (what they cost, why they were not
     taken); other archived answers than 200 and 404 hold nothing to apply."""
     return (not isinstance(item, ArchiveRecord) or item.status is None or item.status in (200, 404)

@@ -54,6 +54,14 @@ def observation_iri(source: str, line: int | None, sha: str, at: str) -> str:
     return OBSERVATION + hashlib.sha256(f"{source}\x00{line}\x00{sha}\x00{at}".encode()).hexdigest()[:32]
 
 
+def _iri_ok(iri: str) -> bool:
+    try:
+        ox.NamedNode(iri)
+    except ValueError:
+        return False
+    return True
+
+
 def _int(value: int) -> str:
     return f'"{int(value)}"^^<{XSD}integer>'
 
@@ -62,6 +70,8 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
     """The activity of one observation: its IRI (N-Triples) and its statements."""
     r = o.response
     used = source_iri(o.source_url or r.source)
+    if not _iri_ok(used):  # (never from a mapped response; an archive of an older version may hold one)
+        used = "urn:konbini-ld:source:" + hashlib.sha256(used.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     sha = body_sha256(r.body)
     act = f"<{observation_iri(used, r.line, sha, observation_time(r.observed))}>"
     triples = [

@@ -318,7 +318,18 @@ class KonbiniStore:
         from .stats import stats
 
         self.writer.sync()
-        return stats(self.engine, self.archive.last_seq if self.archive is not None else 0)
+        result = stats(self.engine, self.archive.last_seq if self.archive is not None else 0)
+        applied = self._applied() if self.location is not None else None
+        if self.archive is not None and applied is not None and self.archive.last_seq > applied:
+            # archived, not in the graph yet (a run stopped before it caught up): paid for all the same
+            from ..units import parse_credits
+            from .ingest import replayable
+
+            for record in self.archive.records(after=applied, repair=False):
+                if replayable(record):
+                    result.unapplied += 1
+                    result.credits_spent += parse_credits(record.credits_used) or 0
+        return result
 
     def fetch_ledger(self) -> dict[str, LedgerEntry]:
         """What earlier fetches already bought: request key → status and next page cursor."""

@@ -190,6 +190,8 @@ def stats(state: Context, as_json: bool) -> None:
         ("last fetch", s.last_fetch or "never"), ("credits spent", s.credits_spent), ("history points", s.points),
         ("store", redact(str(state.location))),
     ]
+    if s.unapplied:
+        rows.insert(6, ("not yet in graph", f"{s.unapplied} (archived; applied when the store is next opened for writing)"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         emit(f"{k.ljust(width)}  {v}")

@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set, wait_exponential_jitter
@@ -76,11 +77,15 @@ class ApiResponse:
 
     @property
     def billed(self) -> int:
-        """What this answer cost, as far as can be told: its credit header when believable, else
-        one credit for the answers the API bills (200 and 404), else none."""
+        """What this answer cost (the API's price is one credit a request): one for the answers
+        the API bills (200 and 404) whatever their header says; for others, one when their
+        ``X-Credits-Used`` says they were billed."""
+        if self.status in (200, 404):
+            return 1
         if self.credits_used is not None:
             return self.credits_used
-        return 1 if self.status in (200, 404) else 0
+        raw = (self.header_evidence or {}).get("X-Credits-Used", "").strip()
+        return 1 if raw.isdigit() and int(raw) > 0 else 0
 
 
 class Budget:
@@ -158,7 +163,8 @@ def _api_error(text: str) -> tuple[str | None, str, bool]:
         kind = "an HTML page" if text.lstrip().startswith("<") else "a non-JSON body"
         return None, f"{kind} instead of the API's JSON error envelope", False
     errors = payload.get("errors") if isinstance(payload, dict) else None
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and payload.get("data") is None:
+    if (isinstance(errors, list) and errors and isinstance(errors[0], dict) and "data" in payload
+            and payload["data"] is None):
         first = errors[0]
         code = first.get("code")
         message = first.get("message") or code or "error"
@@ -172,7 +178,7 @@ class KonbiniClient:
     :param api_key: the API key (sent as ``Authorization: Bearer …`` and nowhere else).
     :param base_url: API base URL (tests and proxies point it elsewhere).
     :param timeout: seconds a request may take from start to last byte (connecting at most
-        10 s of it); or ``(connect, total)`` seconds.
+        5 s of it); or ``(connect, total)`` seconds; above 0 and at most a day.
     :param retries: attempts for transient failures (1 = no retry).
     :param backoff: first backoff in seconds; doubles each attempt, plus up to as much jitter.
     :param max_backoff: cap on one backoff.
@@ -199,9 +205,13 @@ class KonbiniClient:
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
             raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
-        self.timeout = (min(10.0, timeout), timeout) if isinstance(timeout, (int, float)) else timeout
-        if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in self.timeout):
-            raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self.timeout = (min(5.0, timeout), timeout) if isinstance(timeout, (int, float)) else timeout
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 < t <= 86_400
+                   for t in self.timeout):
+            raise UsageError(f"timeout must be a number of seconds above 0 and at most a day, not {timeout!r}")
+        if not api_key.isascii() or not api_key.isprintable() or api_key != api_key.strip():
+            raise AuthError("the API key holds characters an HTTP header cannot carry (spaces around it, "
+                            "non-ASCII or control characters): check KONBINI_API_KEY")
         self.retries = max(1, retries)
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -272,20 +282,26 @@ class KonbiniClient:
         answer = self.get(self.videos_url(pid, cursor, count), budget=budget, on_answer=on_answer)
         return self._checked(answer, "videos", pid, cursor)
 
-    @staticmethod
-    def _checked(answer: ApiResponse, kind: str, audio_id: str, cursor: str | None) -> ApiResponse:
-        try:
-            document = json.loads(answer.body)
-            reason = answer_mismatch(kind, audio_id, cursor, document)
-        except ValueError:
-            reason = "the answer is not JSON"
-        except RecursionError:  # JSON nested past what can be read: nothing contradicts it (mapping reports it)
-            reason = None
+    def _checked(self, answer: ApiResponse, kind: str, audio_id: str, cursor: str | None) -> ApiResponse:
+        hosts = {"api.konbiniapi.com", (urlsplit(self.base_url).hostname or "").lower()}
+        reason = answer_mismatch(kind, audio_id, cursor, answer.body, api_hosts=hosts)
         if reason is not None:
             raise FetchError(f"{reason}: not the answer asked for; kept as evidence, asked again next run",
                              url=answer.url, status=answer.status, credits_used=answer.credits_used,
                              credits_remaining=answer.credits_remaining, answer=answer)
         return answer
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with the API key taken out, should a server send it back (a message quoting
+        the request, a redirect carrying it): it is never archived, stored or shown."""
+        if not text:
+            return text
+        from urllib.parse import quote, quote_plus
+
+        for form in {self._key, quote(self._key, safe=""), quote_plus(self._key)}:
+            if form and form in text:
+                text = text.replace(form, "REDACTED")
+        return text
 
     def abort(self) -> None:
         """End every request in progress now (a second Ctrl-C): their reads fail at once."""
@@ -305,12 +321,18 @@ class KonbiniClient:
             sleep=_sleeper(cancel),
             reraise=True,
         )
+        attempts: list[None] = []
+
+        def once() -> ApiResponse:
+            attempts.append(None)
+            return self._once(url, budget, on_answer)
+
         try:
-            return retrying(self._once, url, budget, on_answer)
+            return retrying(once)
         except _Transient as exc:
             error = exc.error
-            if self.retries > 1:
-                error.message += f" (gave up after {self.retries} attempts)"
+            if len(attempts) > 1:
+                error.message += f" (gave up after {len(attempts)} attempts)"
             raise error from None
 
     def _once(self, request_url: str, budget: Budget | None = None,
@@ -350,7 +372,9 @@ class KonbiniClient:
                 body = decode_json_text(data)
             except UnicodeDecodeError as exc:
                 refused = f"the body is not UTF-8 text (byte {exc.start}); JSON is UTF-8"
-        answer = ApiResponse(url, status, body, used, remaining, header_evidence=evidence)
+        if status in (200, 404) and used == 0:  # billed whatever it says: "0" is kept as evidence
+            evidence = {**(evidence or {}), "X-Credits-Used": "0"}
+        answer = ApiResponse(url, status, self._scrub(body), used, remaining, header_evidence=evidence)
         if on_answer is not None:
             on_answer(answer)
         extra: dict[str, Any] = {"url": url, "status": status, "credits_used": used, "credits_remaining": remaining,
@@ -359,14 +383,14 @@ class KonbiniClient:
             raise FetchError(refused, **extra)
         if status == 200:
             return answer
-        code, message, envelope = _api_error(body)
+        code, message, envelope = _api_error(answer.body)
         if status in _TRANSIENT_STATUS:
             raise _Transient(FetchError(message, code=code, **extra))
         if 300 <= status < 400:
-            where = redact(response.headers.get("Location", "")[:300]) or "nowhere"
+            where = self._scrub(redact(response.headers.get("Location", "")[:300])) or "nowhere"
             raise FetchError(f"redirected to {where}; redirects are not followed (check --api-url)", **extra)
         if status == 404:
-            if envelope and code == "not_found" and used is not None:
+            if envelope and code == "not_found" and used == 1:  # the API's own, billed
                 raise NotFoundError(message, code=code, **extra)
             raise FetchError(f"not the API's not-found answer ({message}); check --api-url "
                              "(asked again next run)", code=code, **extra)

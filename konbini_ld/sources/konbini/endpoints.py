@@ -20,6 +20,7 @@ __all__ = [
     "audio_path",
     "parse_audio_id",
     "parse_audio_ids",
+    "usable_cursor",
     "videos_key",
     "videos_path",
 ]
@@ -36,17 +37,17 @@ def parse_audio_id(value: str) -> str:
 
     >>> parse_audio_id("https://www.tiktok.com/music/original-sound-7611615657754381599?lang=en")
     '7611615657754381599'
-    >>> parse_audio_id("7611615657754381599")
-    '7611615657754381599'
+    >>> parse_audio_id("7611615657754381599"), parse_audio_id("07611615657754381599")
+    ('7611615657754381599', '7611615657754381599')
 
     :raises InvalidIdError: anything else (nothing is requested for it).
     """
     text = value.strip()
     if _ID.fullmatch(text):
-        return text
+        return text.lstrip("0") or "0"  # (07… and 7… are one audio: never two purchases)
     m = _MUSIC_URL.fullmatch(text)
     if m:
-        return m.group(1)
+        return m.group(1).lstrip("0") or "0"
     shown = text if len(text) <= 80 else text[:77] + "..."
     raise InvalidIdError(
         f"{shown!r} is not an audio id or a TikTok music URL "
@@ -80,6 +81,22 @@ def parse_audio_ids(values: Iterable[str], *, source: str = "argument") -> list[
     return list(ids)
 
 
+def usable_cursor(cursor: str) -> bool:
+    """Whether a page's ``nextCursor`` can be asked for: printable text of at most 512 characters
+    that UTF-8 can carry (it goes into a URL and into the fetch ledger).
+
+    >>> usable_cursor("1772217402000"), usable_cursor("\\ud800"), usable_cursor("x" * 600)
+    (True, False, False)
+    """
+    if not cursor or len(cursor) > 512 or not cursor.isprintable():
+        return False
+    try:
+        cursor.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def audio_path(audio_id: str) -> str:
     """``/v1/tiktok/audios/{id}`` for a checked id.
 
@@ -108,48 +125,91 @@ def videos_key(audio_id: str, cursor: str | None) -> str:
 
 
 _PART_OF = re.compile(r"/audios/(\d{1,30})/videos/?$")
+#: Hosts an audio's IRI may have (TikTok's music pages).
+_AUDIO_HOSTS = re.compile(r"(?:[a-z0-9-]+\.)*tiktok\.com", re.IGNORECASE)
+#: Keys that make a top-level object something other than the API's ``{"data": …}`` envelope.
+_NOT_ENVELOPE = frozenset({"@context", "@id", "@type", "id", "type", "request", "response", "body", "status",
+                           "headers"})
+_PAGE_TYPES = frozenset({"OrderedCollectionPage", "CollectionPage", "OrderedCollection", "Collection"})
+
+
+def _types(value: Any) -> set[str]:
+    kinds = value.get("type", value.get("@type")) if isinstance(value, dict) else None
+    if isinstance(kinds, str):
+        return {kinds}
+    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
 
 
 def _names(value: Any, audio_id: str) -> bool | None:
-    """Whether an Audio object (or its IRI) names ``audio_id``: ``True``, ``False``, or ``None``
-    when it carries no identifier at all."""
+    """Whether an Audio object (or its IRI, or a list of them) names ``audio_id`` and nothing
+    else: ``True``, ``False`` (one of its identifiers names another audio, or its IRI is not a
+    TikTok one), or ``None`` when it carries no identifier at all."""
+    if isinstance(value, list):
+        verdicts = [_names(v, audio_id) for v in value]
+        return False if False in verdicts else (True if True in verdicts else None)
     if isinstance(value, str):
         value = {"id": value}
     if not isinstance(value, dict):
         return None
     verdicts = []
-    iri = value.get("id")
+    iri = value.get("id", value.get("@id"))
     if isinstance(iri, str):
-        path = urlsplit(iri).path.rstrip("/")
-        found = re.search(r"(\d{1,30})$", path)
-        verdicts.append(found is not None and found.group(1) == audio_id)
+        parts = urlsplit(iri)
+        found = re.search(r"(\d{1,30})$", parts.path.rstrip("/"))
+        verdicts.append(parts.scheme.lower() in ("http", "https") and bool(_AUDIO_HOSTS.fullmatch(parts.hostname or ""))
+                        and found is not None and _same_id(found.group(1), audio_id))
+    elif iri is not None:
+        verdicts.append(False)
     entity = value.get("entityId")
     if isinstance(entity, (str, int)) and not isinstance(entity, bool):
-        verdicts.append(str(entity) == audio_id)
+        verdicts.append(_same_id(str(entity), audio_id))
+    elif entity is not None:
+        verdicts.append(False)
     if not verdicts:
         return None
-    return any(verdicts)
+    return all(verdicts)
 
 
-def answer_mismatch(kind: str, audio_id: str, cursor: str | None, document: Any) -> str | None:
-    """Why an answer is not the one asked for, or ``None`` when it is (or nothing contradicts it).
+def _same_id(a: str, b: str) -> bool:
+    return a.isdigit() and b.isdigit() and a.lstrip("0") == b.lstrip("0")
 
-    An audio answer must name the audio asked for (its ``id`` IRI ends with the id, or its
-    ``entityId`` is the id). A page of videos must not say it is part of another audio's
-    collection (``partOf``), nor be another page (``cursor``), nor hold videos using another
-    audio.
 
-    >>> answer_mismatch("audio", "42", None, {"type": "Audio", "id": "https://www.tiktok.com/music/x-42"})
-    >>> answer_mismatch("audio", "42", None, {"type": "Audio", "id": "https://www.tiktok.com/music/x-43"})
-    'the answer describes another audio (https://www.tiktok.com/music/x-43)'
-    >>> answer_mismatch("videos", "42", "0", {"partOf": "https://api.konbiniapi.com/v1/tiktok/audios/7/videos"})
+def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
+                    api_hosts: Iterable[str] = ("api.konbiniapi.com",)) -> str | None:
+    """Why an answer is not the one asked for, or ``None`` when it is.
+
+    The answer must be the API's envelope ``{"data": {…}}`` holding exactly the object the
+    mapping will read (no envelope inside it, no recorded exchange), valid JSON (no ``NaN``).
+    An audio's answer must be an ``Audio`` whose identifiers (its ``id``, a TikTok music IRI
+    ending with the id, and its ``entityId``) all name the audio asked for. A page of videos
+    must be a collection page that says whose videos it holds — its ``partOf`` (on the API's
+    host) or the audio of its videos — and names no other audio, nor another page (``cursor``).
+
+    >>> audio = '{"data": {"type": "Audio", "id": "https://www.tiktok.com/music/x-42"}}'
+    >>> answer_mismatch("audio", "42", None, audio)
+    >>> answer_mismatch("audio", "43", None, audio)
+    'the answer describes another audio (https://www.tiktok.com/music/x-42)'
+    >>> answer_mismatch("videos", "42", "0", '{"data": {"type": "OrderedCollectionPage", '
+    ...                 '"partOf": "https://api.konbiniapi.com/v1/tiktok/audios/7/videos"}}')
     'the page is part of the videos of audio 7'
     """
-    if isinstance(document, dict) and "data" in document and isinstance(document["data"], (dict, list)):
-        document = document["data"]
-    if not isinstance(document, dict):
-        return "the answer holds no object"
+    from ...errors import InputError
+    from ...mapping.envelope import parse_documents, strict_json
+
+    try:
+        payload = strict_json(body)
+        documents = parse_documents(body).documents
+    except InputError as exc:
+        return f"the answer cannot be read ({exc})"
+    if (not isinstance(payload, dict) or not isinstance(payload.get("data"), dict)
+            or _NOT_ENVELOPE.intersection(payload)):
+        return 'the answer is not the API\'s envelope ({"data": {…}})'
+    document = payload["data"]
+    if documents != [document]:
+        return "the answer holds an envelope inside its envelope"
     if kind == "audio":
+        if "Audio" not in _types(document):
+            return f"the answer is not an Audio (type {sorted(_types(document)) or 'missing'})"
         verdict = _names(document, audio_id)
         if verdict is None:
             return "the answer names no audio (no id or entityId)"
@@ -157,18 +217,31 @@ def answer_mismatch(kind: str, audio_id: str, cursor: str | None, document: Any)
             shown = document.get("id") if isinstance(document.get("id"), str) else document.get("entityId")
             return f"the answer describes another audio ({str(shown)[:200]})"
         return None
+    if not _PAGE_TYPES.intersection(_types(document)):
+        return f"the answer is not a page of videos (type {sorted(_types(document)) or 'missing'})"
+    says = False
     part_of = document.get("partOf")
     if isinstance(part_of, dict):
-        part_of = part_of.get("id")
-    if isinstance(part_of, str):
-        found = _PART_OF.search(urlsplit(part_of).path)
-        if found is None or found.group(1) != audio_id:
-            return f"the page is part of the videos of {'audio ' + found.group(1) if found else repr(part_of[:200])}"
+        part_of = part_of.get("id", part_of.get("href"))
+    if part_of is not None:
+        parts = urlsplit(part_of) if isinstance(part_of, str) else None
+        found = _PART_OF.search(parts.path) if parts is not None else None
+        if found is None or not _same_id(found.group(1), audio_id):
+            return f"the page is part of the videos of {'audio ' + found.group(1) if found else repr(str(part_of)[:200])}"
+        if (parts.hostname or "").lower() not in {h.lower() for h in api_hosts}:  # type: ignore[union-attr]
+            return f"the page is part of a collection on another host ({parts.hostname})"  # type: ignore[union-attr]
+        says = True
     page = document.get("cursor")
-    if cursor is not None and isinstance(page, (str, int)) and not isinstance(page, bool) and str(page) != cursor:
+    if cursor is not None and page is not None and (isinstance(page, bool) or str(page) != cursor):
         return f"the answer is the page at cursor {str(page)[:60]!r}, not {cursor!r}"
-    items = document.get("orderedItems")
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, dict) and _names(item.get("audio"), audio_id) is False:
+    items = document.get("orderedItems", document.get("items"))
+    if items is not None and not isinstance(items, list):
+        return "the page's items are not a list"
+    for item in items or []:
+        verdict = _names(item.get("audio"), audio_id) if isinstance(item, dict) else False
+        if verdict is False:
             return "the page holds videos using another audio"
+        says = says or verdict is True
+    if not says and items:
+        return "the page does not say whose videos it holds (no partOf, no audio on its videos)"
     return None

@@ -17,6 +17,7 @@ gigabytes before anyone looks at its size. This module closes both gaps:
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -121,8 +122,24 @@ def _shut(connection: HTTPConnection) -> None:
             pass
 
 
+class _InterimSkipped(http.client.HTTPResponse):
+    """A response that reads past interim answers (``102 Processing``, ``103 Early Hints``…) to the
+    final one, as ``http.client`` does for ``100 Continue`` only: an interim answer taken as final
+    would leave the real one on the connection, to be read as the answer to the next request."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if 101 < status < 200:
+                http.client._read_headers(self.fp)  # type: ignore[attr-defined]
+                continue
+            return version, status, reason
+
+
 def _watched(base: type[HTTPConnection], watchdog: Watchdog) -> type[HTTPConnection]:
     class Watched(base):  # type: ignore[valid-type,misc]
+        response_class = _InterimSkipped
+
         def request(self, *args: Any, **kwargs: Any) -> Any:
             watchdog.using(self)
             return super().request(*args, **kwargs)
@@ -185,6 +202,10 @@ class _Deflate:
         return self._inner.unconsumed_tail if self._inner is not None else b""
 
     @property
+    def unused_data(self) -> bytes:
+        return self._inner.unused_data if self._inner is not None else b""
+
+    @property
     def eof(self) -> bool:
         return bool(self._inner is not None and self._inner.eof)
 
@@ -239,6 +260,12 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
                 if size > limit:
                     raise BodyTooLarge(limit, inflated=True)
                 data = inflate.unconsumed_tail
+                if inflate.eof and inflate.unused_data:  # another gzip member follows, or trailing bytes
+                    data = inflate.unused_data + data
+                    if not data.startswith(b"\x1f\x8b"):
+                        raise ValueError("bytes follow the end of the compressed body")
+                    inflate = _decompressor("gzip")
+                    continue
                 if not out and data:  # (no progress: cannot happen with room left, but never spin)
                     break
         if entry is not None and entry.expired:
