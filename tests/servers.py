@@ -1,8 +1,9 @@
-"""Real servers the tests start on 127.0.0.1: ``oxigraph serve`` (PyPI ``oxigraph``), Virtuoso;
-in front of them, a proxy that changes what reaches the client; and a scripted fake server."""
+"""Real servers the tests start on 127.0.0.1: ``oxigraph serve`` (PyPI ``oxigraph``), Virtuoso,
+RDF::Endpoint; and, in front of them, a proxy that changes what reaches the client."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -175,6 +176,61 @@ def require_or_skip(reason: str) -> None:
     if os.environ.get("KONBINI_LD_REQUIRE_ALL"):
         pytest.fail(f"{reason}, and KONBINI_LD_REQUIRE_ALL says every test must run")
     pytest.skip(reason)
+
+
+# -- RDF::Endpoint ---------------------------------------------------------------------------
+
+RDF_ENDPOINT_PACKAGE = "librdf-endpoint-perl"
+_RDF_ENDPOINT_PSGI = Path("/usr/share/librdf-endpoint-perl/endpoint.psgi")
+
+
+def rdf_endpoint_available() -> str | None:
+    """Why RDF::Endpoint cannot run here, or ``None`` when it can."""
+    if not _RDF_ENDPOINT_PSGI.exists() or not shutil.which("plackup"):
+        return f"RDF::Endpoint is not installed (Debian package {RDF_ENDPOINT_PACKAGE})"
+    # (its endpoint.psgi needs Config::ZOMG, which the package only recommends)
+    if subprocess.run(["perl", "-MConfig::ZOMG", "-e1"], capture_output=True).returncode:
+        return "RDF::Endpoint's endpoint.psgi needs Config::ZOMG (Debian package libconfig-zomg-perl)"
+    return None
+
+
+class RdfEndpointServer:
+    """RDF::Endpoint (Debian's ``librdf-endpoint-perl``, Perl's RDF::Query behind Plack) on
+    127.0.0.1, with an in-memory store that takes updates: it answers SPARQL XML, has no Graph
+    Store, dereferences ``default-graph-uri`` instead of reading it as a stored graph, ignores
+    ``FROM``, and answers ``MOVE`` with success without moving anything."""
+
+    name = "rdf-endpoint"
+
+    def __init__(self, location: Path) -> None:
+        location.mkdir(parents=True, exist_ok=True)  # (its working directory: no configuration file there)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["plackup", "--host", "127.0.0.1", "--port", str(self.port), str(_RDF_ENDPOINT_PSGI)], cwd=location,
+            env={**os.environ, "PERLRDF_STORE": "Memory"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.query_url = self.update_url = f"http://127.0.0.1:{self.port}/sparql"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("plackup exited")
+            try:
+                if requests.get(self.query_url, params={"query": "ASK {}"}, timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("RDF::Endpoint did not start")
+
+    def clear(self) -> None:
+        requests.post(self.update_url, data={"update": "DROP ALL"}, timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 # -- in front of a server --------------------------------------------------------------------

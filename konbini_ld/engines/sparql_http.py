@@ -35,6 +35,7 @@ from ..urls import redact
 from ..vocab import GRAPHS
 from . import virtuoso
 from .base import Capabilities, Dataset, WriteRejected
+from .datasets import dataset_of, with_dataset
 from .endpoints import Endpoints, bind_with_values, derive_endpoints
 from .remote_formats import GRAPH_ACCEPT, RESULTS_ACCEPT, count_graph, describe, read_graph, read_results
 from .remote_http import DEFAULT_TIMEOUT, Answer, check_timeout, exchange
@@ -45,11 +46,15 @@ log = logging.getLogger(__name__)
 
 OUR_GRAPHS = tuple(ox.NamedNode(g) for g in GRAPHS)
 _OURS = [g.value for g in OUR_GRAPHS]
+#: A graph no one writes: a dataset made of it alone is empty (how a server's reading of datasets is checked).
+_NO_GRAPH = ["urn:konbini-ld:graph:none"]
 _CHUNK_SUBJECTS = 200
 #: Quads per ``INSERT DATA`` / ``DELETE DATA``: small updates, which every server takes.
 _UPDATE_QUADS = 5_000
 #: N-Triples lines per Graph Store upload.
 _UPLOAD_LINES = 100_000
+#: The ways a query's dataset can reach a server, in the order they are tried (see :mod:`.datasets`).
+DATASET_WAYS = ("query text", "protocol")
 #: Rows asked for per page: below every result cap seen in servers (Virtuoso: 10,000).
 _PAGE_ROWS = 1_000
 
@@ -79,6 +84,8 @@ class SparqlHttpEngine:
         self.session = session or requests.Session()
         self.session.trust_env = False
         self._server: str | None = None
+        #: how this server takes a query's dataset (found by asking it, see :meth:`dataset_way`)
+        self._dataset_way: str | None = None
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -261,21 +268,72 @@ class SparqlHttpEngine:
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
         dataset: Dataset | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
+        """Run a query over konbini-ld's graphs: the default graph is their union and ``GRAPH``
+        sees each of them, as on the embedded store, whatever the server's own default graph
+        (the dataset is sent the way this server honours, see :meth:`dataset_way`). A query
+        naming its own dataset (``FROM``), or ``dataset``, gets exactly that; ``union=False``
+        sends the query as it is."""
         if substitutions:
             sparql = bind_with_values(sparql, substitutions)
         form = query_form(sparql) or "SELECT"
-        data: dict[str, Any] = {"query": sparql}
+        graphs: tuple[list[str], list[str]] | None = None
         if dataset is not None:
-            data["default-graph-uri"] = list(dataset.default_graphs)
-            data["named-graph-uri"] = list(dataset.named_graphs)
-        elif union and not has_dataset_clause(sparql):
-            # the protocol's dataset: union of our graphs as default graph, and each as a named graph
-            data["default-graph-uri"] = _OURS
-            data["named-graph-uri"] = _OURS
+            graphs = (list(dataset.default_graphs), list(dataset.named_graphs))
+        elif union:
+            graphs = dataset_of(sparql) if has_dataset_clause(sparql) else (_OURS, _OURS)
+        data = self._dataset_request(sparql, graphs, self.dataset_way()) if graphs is not None else {"query": sparql}
         result = self._ask_server(data, form if form in ("ASK", "CONSTRUCT", "DESCRIBE") else "SELECT", exact=False)
         if isinstance(result, list):
             return iter(result)  # type: ignore[return-value]  # iterated like QueryTriples
         return result
+
+    @staticmethod
+    def _dataset_request(sparql: str, graphs: tuple[list[str], list[str]], way: str) -> dict[str, Any]:
+        default, named = graphs
+        if way == "query text":
+            return {"query": with_dataset(sparql, default, named)}
+        return {"query": sparql, "default-graph-uri": default, "named-graph-uri": named}
+
+    def dataset_way(self) -> str:
+        """How this server takes a query's dataset: ``FROM`` / ``FROM NAMED`` in the ``query
+        text`` (what every SPARQL 1.1 query engine must read), or the ``protocol``'s
+        ``default-graph-uri`` / ``named-graph-uri``: the first of :data:`DATASET_WAYS` under
+        which the server answers over exactly the graphs named, joins included (checked with a
+        few ``ASK`` queries once konbini-ld's graphs hold something; until then each query
+        checks again).
+
+        :raises StoreError: the server honours neither (RDF::Endpoint): its answers would come
+            from graphs other than konbini-ld's.
+        """
+        if self._dataset_way is not None:
+            return self._dataset_way
+        values = " ".join(str(g) for g in OUR_GRAPHS)
+        stored = self._ask(f"ASK {{ VALUES ?g {{ {values} }} GRAPH ?g {{ ?s ?p ?o }} }}")
+        for way in DATASET_WAYS:
+            if self._honours(way, stored):
+                if stored:
+                    self._dataset_way = way
+                log.debug("%s takes a query's dataset by its %s", self.description, way)
+                return way
+        raise StoreError(
+            f"{self.description} does not answer over the graphs a query names (neither FROM and FROM NAMED nor "
+            "default-graph-uri and named-graph-uri): its default graph is not the union of konbini-ld's graphs, "
+            "so its answers to queries would not be this store's (loading, exporting, stats and validation work)"
+        )
+
+    def _honours(self, way: str, stored: bool) -> bool:
+        def ask(sparql: str, graphs: list[str]) -> bool:
+            result = self._ask_server(self._dataset_request(sparql, (graphs, graphs), way), "ASK")
+            return bool(result)
+
+        try:
+            # (a join, not one pattern: RDF::Endpoint's dataset views answer single patterns only)
+            return (ask("ASK { ?s ?p ?o . ?s ?q ?v }", _OURS) == stored
+                    and ask("ASK { GRAPH ?g { ?s ?p ?o . ?s ?q ?v } }", _OURS) == stored
+                    and not ask("ASK { ?s ?p ?o }", _NO_GRAPH) and not ask("ASK { GRAPH ?g { ?s ?p ?o } }", _NO_GRAPH))
+        except (StoreError, QueryError) as exc:
+            log.debug("%s: dataset by %s: %s", self.description, way, exc)
+            return False
 
     # -- whole graphs ----------------------------------------------------------
 
