@@ -212,6 +212,45 @@ def test_every_request_ends_within_the_remote_timeout(behaviour: Any) -> None:
         srv.stop()
 
 
+def test_the_remote_timeout_is_an_option_of_the_library_the_command_line_and_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv = Scripted(_dripping)
+    try:
+        url = srv.url + "/query"
+        with pytest.raises(UsageError):
+            open_store(url, remote_timeout=0)
+        with open_store(url, remote_timeout=0.5, gsp_url="none", read_only=True) as store:
+            assert store.engine.timeout == 0.5
+        started = time.monotonic()
+        r = CliRunner().invoke(main, ["--store", url, "--remote-timeout", "0.5", "query", "ASK { ?s ?p ?o }"])
+        assert r.exit_code == 1 and "took longer than 0.5 s" in r.stderr, r.stderr
+        assert time.monotonic() - started < 5
+        monkeypatch.setenv("KONBINI_LD_REMOTE_TIMEOUT", "0.75")
+        r = CliRunner().invoke(main, ["--store", url, "query", "ASK { ?s ?p ?o }"])
+        assert r.exit_code == 1 and "took longer than 0.75 s" in r.stderr, r.stderr
+        local = ["--store", str(tmp_path / "local")]
+        assert CliRunner().invoke(main, [*local, "load", str(SEED)]).exit_code == 0
+        r = CliRunner().invoke(main, [*local, "push", "--to", url])  # (the target of a push too)
+        assert r.exit_code == 1 and "took longer than 0.75 s" in r.stderr, r.stderr
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "abc", "", "100000"])
+def test_a_remote_timeout_that_bounds_nothing_is_a_usage_error(value: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    for args, env in ((["--remote-timeout", value], None), ([], value)):
+        if env is None:
+            monkeypatch.delenv("KONBINI_LD_REMOTE_TIMEOUT", raising=False)
+        else:
+            monkeypatch.setenv("KONBINI_LD_REMOTE_TIMEOUT", env)
+        r = CliRunner().invoke(main, ["--store", "http://127.0.0.1:9/query", *args, "stats"])
+        if env == "":  # (an empty variable is no setting)
+            continue
+        assert r.exit_code == 2, (value, r.output)
+        assert r.stderr.startswith("Error: --remote-timeout") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 # -- no Graph Store ------------------------------------------------------------------------------
 
 

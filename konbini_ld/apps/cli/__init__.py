@@ -26,8 +26,11 @@ __all__ = ["main"]
               "SPARQL 1.1 server; env KONBINI_LD_STORE.")
 @click.option("--update-url", envvar="KONBINI_LD_UPDATE_URL", metavar="URL",
               help="Remote store: SPARQL update endpoint (derived for Oxigraph, Fuseki, GraphDB, Virtuoso).")
-@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL",
-              help="Remote store: Graph Store Protocol endpoint (derived for known servers).")
+@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL|none",
+              help="Remote store: Graph Store Protocol endpoint (derived for known servers); 'none' for a server "
+              "without one (SPARQL Update and CONSTRUCT instead).")
+@click.option("--remote-timeout", envvar="KONBINI_LD_REMOTE_TIMEOUT", metavar="SECONDS",
+              help="Remote store: seconds each request to the server may take, start to last byte (default 60).")
 @click.option("--archive", envvar="KONBINI_LD_ARCHIVE", metavar="DIR",
               help="Archive directory (default: inside the store; per endpoint for a remote store).")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug logging).")
@@ -35,15 +38,16 @@ __all__ = ["main"]
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="konbini-ld")
 @click.pass_context
-def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url: str | None, archive: str | None,
-         verbose: int, quiet: bool, debug: bool) -> None:
+def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url: str | None,
+         remote_timeout: str | None, archive: str | None, verbose: int, quiet: bool, debug: bool) -> None:
     """konbini-ld: TikTok audio data from KonbiniAPI as a linked-data graph.
 
     Load or fetch ActivityStreams JSON-LD responses into a persistent RDF store,
     query it with named SPARQL queries, export it, serve it.
     """
     log_to_stderr(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
-    ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
+    ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url,
+                      remote_timeout=remote_timeout, archive=archive)
     # SIGTERM is Ctrl-C from the first moment (a command stops cleanly, exit 143), not only
     # once a command has got round to saying so
     ctx.with_resource(sigterm_as_interrupt())

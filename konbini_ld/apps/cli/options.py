@@ -35,6 +35,16 @@ class Context:
         self.location, self.archive = locate(store, remote.get("archive"), os.environ)
 
     @property
+    def store_options(self) -> dict[str, Any]:
+        """The remote-store options given (``update_url``, ``gsp_url``, ``remote_timeout``), checked."""
+        from ...engines.remote_http import check_timeout
+
+        options = {k: self.remote[k] for k in ("update_url", "gsp_url") if self.remote.get(k)}
+        if self.remote.get("remote_timeout") is not None:
+            options["remote_timeout"] = check_timeout(self.remote["remote_timeout"])
+        return options
+
+    @property
     def is_remote(self) -> bool:
         return isinstance(self.location, str)
 
@@ -43,8 +53,7 @@ class Context:
 
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
-        store = open_store(self.location, read_only=read_only, archive=self.archive,
-                           update_url=self.remote.get("update_url"), gsp_url=self.remote.get("gsp_url"))
+        store = open_store(self.location, read_only=read_only, archive=self.archive, **self.store_options)
         self.report_recovery(store.recovered)
         return store
 
