@@ -300,7 +300,8 @@ class Proxy:
 class Scripted:
     """A fake SPARQL server on 127.0.0.1 whose every answer ``answer(method, path, params)``
     scripts: ``(status, headers, body)``, where a body may be a list of ``(delay, bytes)``
-    parts sent with a pause before each (a server that answers slowly or never ends)."""
+    parts sent with a pause before each (a server that answers slowly or never ends); with
+    status 0, those parts are the whole answer, status line and headers included."""
 
     def __init__(self, answer: Callable[[str, str, dict[str, list[str]]], tuple[int, dict[str, str], Any]]) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -316,6 +317,16 @@ class Scripted:
                 for k, v in pairs:
                     params.setdefault(k, []).append(v)
                 status, headers, content = answer(self.command, parts.path, params)
+                if status == 0:  # the raw bytes of the answer, status line and headers included
+                    try:
+                        for delay, part in content:
+                            time.sleep(delay)
+                            self.wfile.write(part)
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

@@ -199,7 +199,12 @@ def _silent(method: str, path: str, params: dict[str, list[str]]) -> tuple[int, 
     return 200, {"Content-Type": "application/sparql-results+json"}, b'{"head": {}, "boolean": true}'
 
 
-@pytest.mark.parametrize("behaviour", [_dripping, _silent])
+def _dripping_headers(method: str, path: str, params: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+    """A status line, then a header a byte every 0.2 s, for ever."""
+    return 0, {}, [(0, b"HTTP/1.1 200 OK\r\nX-Slow: ")] + [(0.2, b"a")] * 10_000
+
+
+@pytest.mark.parametrize("behaviour", [_dripping, _silent, _dripping_headers])
 def test_every_request_ends_within_the_remote_timeout(behaviour: Any) -> None:
     srv = Scripted(behaviour)
     try:

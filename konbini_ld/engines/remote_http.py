@@ -1,11 +1,12 @@
 """One HTTP exchange with a remote SPARQL server, bounded in time from start to last byte.
 
 ``requests`` bounds each socket read, not a request: a server that sends a byte a second
-keeps a "60 s" request alive for hours. Here the answer's body is read a chunk at a time
-with the socket's timeout set to what is left of the request's time, so every exchange
-ends by its deadline once the server has started to answer (and waiting for the start is
-bounded by the same time). Compressed answers are inflated here, so that each read of the
-wire is checked against the deadline.
+keeps a "60 s" request alive for hours. Here every exchange ends by its deadline whatever
+the server sends: a timer shuts down the connection the request uses when the deadline
+passes (while the request is sent and its status and headers read, however slowly they
+come), and the body is read a chunk at a time with the socket's timeout set to what is left
+of the request's time. Compressed answers are inflated here, so that each read of the wire
+is checked against the deadline.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import io
 import math
 import socket
 import tempfile
+import threading
 import time
 import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..errors import StoreError, UsageError
 from ..urls import redact
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "Answer", "check_timeout", "exchange"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "Answer", "bounded_session", "check_timeout", "exchange"]
 
 #: Seconds a request to a remote store may take, unless told otherwise.
 DEFAULT_TIMEOUT = 60.0
@@ -74,6 +79,51 @@ class _Late(Exception):
     pass
 
 
+#: The connections the calling thread's request uses (``connections``: a list while a request runs).
+_using = threading.local()
+
+
+def _tracked(base: type[HTTPConnection]) -> type[HTTPConnection]:
+    class Tracked(base):  # type: ignore[valid-type,misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            connections = getattr(_using, "connections", None)
+            if connections is not None:
+                connections.append(self)
+            return super().request(*args, **kwargs)
+
+    return Tracked
+
+
+class _Adapter(HTTPAdapter):
+    """An adapter whose connections say which request uses them (so that a timer can end it)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("TrackedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": _tracked(HTTPConnection)}),
+            "https": type("TrackedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": _tracked(HTTPSConnection)}),
+        }
+
+
+def bounded_session(session: requests.Session | None = None) -> requests.Session:
+    """``session`` (or a new one) made fit for :func:`exchange`: its connections can be ended
+    at a deadline, and it takes no proxy or ``.netrc`` from the environment."""
+    session = session or requests.Session()
+    adapter = _Adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False
+    return session
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def exchange(session: requests.Session, method: str, url: str, *, what: str, timeout: float,
              spool: bool = False, **kw: Any) -> Answer:
     """Send one request and read its whole answer within ``timeout`` seconds.
@@ -86,23 +136,42 @@ def exchange(session: requests.Session, method: str, url: str, *, what: str, tim
     deadline = time.monotonic() + timeout
     headers = {"Accept-Encoding": "gzip, deflate", **kw.pop("headers", {})}
     late = f"{what} at {redact(url)} took longer than {timeout:g} s (--remote-timeout)"
+    connections: list[HTTPConnection] = []
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for connection in list(connections):
+            _shut(connection.sock)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    _using.connections = connections
+    timer.start()
     try:
-        r = session.request(method, url, headers=headers, timeout=(min(_CONNECT, timeout), timeout), stream=True, **kw)
-    except requests.Timeout:
-        raise StoreError(late) from None
-    except requests.RequestException as exc:
-        raise StoreError(f"{what} at {redact(url)} failed: {type(exc).__name__}") from None
-    sink: IO[bytes] = tempfile.TemporaryFile() if spool else io.BytesIO()
-    try:
-        _read(r, sink, deadline)
-    except BaseException as exc:
-        r.close()  # (the connection is in an unknown state: never reused)
-        sink.close()
-        if isinstance(exc, _Late):
-            raise StoreError(late) from None
-        if isinstance(exc, StoreError):
-            raise StoreError(f"{what} at {redact(url)}: {exc}") from None
-        raise
+        try:
+            r = session.request(method, url, headers=headers, timeout=(min(_CONNECT, timeout), timeout), stream=True,
+                                **kw)
+        except requests.RequestException as exc:
+            if expired.is_set() or isinstance(exc, requests.Timeout):
+                raise StoreError(late) from None
+            raise StoreError(f"{what} at {redact(url)} failed: {type(exc).__name__}") from None
+        sink: IO[bytes] = tempfile.TemporaryFile() if spool else io.BytesIO()
+        try:
+            _read(r, sink, deadline)
+            if expired.is_set():  # (a connection shut down reads as the end of the body)
+                raise _Late()
+        except BaseException as exc:
+            r.close()  # (the connection is in an unknown state: never reused)
+            sink.close()
+            if isinstance(exc, _Late) or expired.is_set():
+                raise StoreError(late) from None
+            if isinstance(exc, StoreError):
+                raise StoreError(f"{what} at {redact(url)}: {exc}") from None
+            raise
+    finally:
+        timer.cancel()
+        _using.connections = None
     r.raw.release_conn()  # read to its end: the connection serves the next request
     answer = Answer(r.status_code, r.headers, r.url)
     if spool:

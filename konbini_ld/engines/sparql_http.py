@@ -38,7 +38,7 @@ from .base import Capabilities, Dataset, WriteRejected
 from .datasets import dataset_of, with_dataset
 from .endpoints import Endpoints, bind_with_values, derive_endpoints
 from .remote_formats import GRAPH_ACCEPT, RESULTS_ACCEPT, count_graph, describe, read_graph, read_results
-from .remote_http import DEFAULT_TIMEOUT, Answer, check_timeout, exchange
+from .remote_http import DEFAULT_TIMEOUT, Answer, bounded_session, check_timeout, exchange
 
 __all__ = ["Endpoints", "SparqlHttpEngine", "bind_with_values", "derive_endpoints"]  # (endpoints re-exported)
 
@@ -81,8 +81,7 @@ class SparqlHttpEngine:
         self.endpoints = endpoints
         self.description = redact(endpoints.query)
         self.timeout = check_timeout(timeout)
-        self.session = session or requests.Session()
-        self.session.trust_env = False
+        self.session = bounded_session(session)
         self._server: str | None = None
         #: how this server takes a query's dataset (found by asking it, see :meth:`dataset_way`)
         self._dataset_way: str | None = None
