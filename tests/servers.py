@@ -1,13 +1,20 @@
-"""Real servers the tests start on 127.0.0.1: ``oxigraph serve`` (PyPI ``oxigraph``)."""
+"""Real servers the tests start on 127.0.0.1: ``oxigraph serve`` (PyPI ``oxigraph``), Virtuoso,
+RDF::Endpoint; and, in front of them, a proxy that changes what reaches the client."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
@@ -32,12 +39,14 @@ class OxigraphServer:
 
     name = "oxigraph"
 
-    def __init__(self, location: Path) -> None:
+    def __init__(self, location: Path, *, union_default_graph: bool = False) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [_oxigraph_binary(), "serve", "--location", str(location), "--bind", f"127.0.0.1:{self.port}"],
+            [_oxigraph_binary(), "serve", "--location", str(location), "--bind", f"127.0.0.1:{self.port}",
+             *(["--union-default-graph"] if union_default_graph else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self.update_url = f"http://127.0.0.1:{self.port}/update"
         self.query_url = f"http://127.0.0.1:{self.port}/query"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -167,3 +176,186 @@ def require_or_skip(reason: str) -> None:
     if os.environ.get("KONBINI_LD_REQUIRE_ALL"):
         pytest.fail(f"{reason}, and KONBINI_LD_REQUIRE_ALL says every test must run")
     pytest.skip(reason)
+
+
+# -- RDF::Endpoint ---------------------------------------------------------------------------
+
+RDF_ENDPOINT_PACKAGE = "librdf-endpoint-perl"
+_RDF_ENDPOINT_PSGI = Path("/usr/share/librdf-endpoint-perl/endpoint.psgi")
+
+
+def rdf_endpoint_available() -> str | None:
+    """Why RDF::Endpoint cannot run here, or ``None`` when it can."""
+    if not _RDF_ENDPOINT_PSGI.exists() or not shutil.which("plackup"):
+        return f"RDF::Endpoint is not installed (Debian package {RDF_ENDPOINT_PACKAGE})"
+    # (its endpoint.psgi needs Config::ZOMG, which the package only recommends)
+    if subprocess.run(["perl", "-MConfig::ZOMG", "-e1"], capture_output=True).returncode:
+        return "RDF::Endpoint's endpoint.psgi needs Config::ZOMG (Debian package libconfig-zomg-perl)"
+    return None
+
+
+class RdfEndpointServer:
+    """RDF::Endpoint (Debian's ``librdf-endpoint-perl``, Perl's RDF::Query behind Plack) on
+    127.0.0.1, with an in-memory store that takes updates: it answers SPARQL XML, has no Graph
+    Store, dereferences ``default-graph-uri`` instead of reading it as a stored graph, ignores
+    ``FROM``, and answers ``MOVE`` with success without moving anything."""
+
+    name = "rdf-endpoint"
+
+    def __init__(self, location: Path) -> None:
+        location.mkdir(parents=True, exist_ok=True)  # (its working directory: no configuration file there)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["plackup", "--host", "127.0.0.1", "--port", str(self.port), str(_RDF_ENDPOINT_PSGI)], cwd=location,
+            env={**os.environ, "PERLRDF_STORE": "Memory"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.query_url = self.update_url = f"http://127.0.0.1:{self.port}/sparql"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("plackup exited")
+            try:
+                if requests.get(self.query_url, params={"query": "ASK {}"}, timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("RDF::Endpoint did not start")
+
+    def clear(self) -> None:
+        requests.post(self.update_url, data={"update": "DROP ALL"}, timeout=30).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- in front of a server --------------------------------------------------------------------
+
+
+class Proxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (scheme and host of a server) that
+    records each request and can change it on the way:
+
+    :param drop: form and query-string parameters removed before forwarding (a server that
+        does not read ``default-graph-uri``…).
+    :param accept: ``(results, graph)`` media types that replace the client's ``Accept``
+        (a server that answers in one format whatever is asked).
+    """
+
+    def __init__(self, upstream: str, *, drop: frozenset[str] = frozenset(),
+                 accept: tuple[str, str] | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.drop = drop
+        self.accept = accept
+        self.requests: list[tuple[str, str, list[tuple[str, str]], str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                parts = urlsplit(self.path)
+                params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in proxy.drop]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "accept-encoding", "connection")}
+                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                    form = [(k, v) for k, v in parse_qsl(body.decode(), keep_blank_values=True) if k not in proxy.drop]
+                    proxy.requests.append((self.command, parts.path, params + form, headers.get("Accept", "")))
+                    body = urlencode(form).encode()
+                else:
+                    proxy.requests.append((self.command, parts.path, params, headers.get("Accept", "")))
+                if proxy.accept is not None and "Accept" in headers:
+                    results, graph = proxy.accept
+                    headers["Accept"] = results if "sparql-results" in headers["Accept"] else graph
+                r = requests.request(self.command, proxy.upstream + parts.path, params=params, data=body,
+                                     headers=headers, timeout=60)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Scripted:
+    """A fake SPARQL server on 127.0.0.1 whose every answer ``answer(method, path, params)``
+    scripts: ``(status, headers, body)``, where a body may be a list of ``(delay, bytes)``
+    parts sent with a pause before each (a server that answers slowly or never ends); with
+    status 0, those parts are the whole answer, status line and headers included."""
+
+    def __init__(self, answer: Callable[[str, str, dict[str, list[str]]], tuple[int, dict[str, str], Any]]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                parts = urlsplit(self.path)
+                pairs = parse_qsl(parts.query, keep_blank_values=True)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+                    pairs += parse_qsl(body.decode(), keep_blank_values=True)
+                params: dict[str, list[str]] = {}
+                for k, v in pairs:
+                    params.setdefault(k, []).append(v)
+                status, headers, content = answer(self.command, parts.path, params)
+                if status == 0:  # the raw bytes of the answer, status line and headers included
+                    try:
+                        for delay, part in content:
+                            time.sleep(delay)
+                            self.wfile.write(part)
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                try:
+                    if isinstance(content, bytes):
+                        self.send_header("Content-Length", str(len(content)))
+                        self.end_headers()
+                        self.wfile.write(content)
+                        return
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for delay, part in content:
+                        time.sleep(delay)
+                        self.wfile.write(part)
+                        self.wfile.flush()
+                    self.close_connection = True
+                except OSError:  # the client hung up (as it should, past its time)
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = _answer  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -12,7 +12,7 @@ from typing import Any
 import pyoxigraph as ox
 import pytest
 
-from konbini_ld.engines.base import Capabilities, WriteRejected
+from konbini_ld.engines.base import Capabilities, Dataset, WriteRejected
 from konbini_ld.engines.oxigraph import OxigraphEngine
 from konbini_ld.engines.sparql_http import SparqlHttpEngine, derive_endpoints
 from konbini_ld.errors import QueryError
@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OxigraphServer]
     srv.stop()
 
 
-@pytest.fixture(params=["memory", "disk", "sparql-http"])
+@pytest.fixture(params=["memory", "disk", "sparql-http", "sparql-http-without-graph-store"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         e: Any = OxigraphEngine(None)
@@ -42,7 +42,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     else:
         srv = request.getfixturevalue("server")
         srv.clear()
-        e = SparqlHttpEngine(derive_endpoints(srv.query_url))
+        gsp = "none" if request.param.endswith("without-graph-store") else None
+        e = SparqlHttpEngine(derive_endpoints(srv.query_url, gsp=gsp))
     yield e
     e.close()
 
@@ -94,6 +95,21 @@ def test_default_graph_is_the_union_unless_asked_otherwise(engine: Any) -> None:
     assert len(union) == 4
     own = engine.query(f"SELECT ?s WHERE {{ GRAPH {PROV} {{ ?s ?p ?o }} }}", union=False)
     assert [row[0] for row in own] == [A]
+
+
+def test_a_dataset_replaces_the_union_and_the_querys_own(engine: Any) -> None:
+    """The protocol's dataset (``serve``'s default-graph-uri and named-graph-uri) wins over
+    the union and over the query's own FROM, on every engine alike."""
+    seed(engine)
+    prov_only = Dataset(default_graphs=(PROV.value,))
+    assert [r[0] for r in engine.query("SELECT ?s WHERE { ?s ?p ?o }", dataset=prov_only)] == [A]
+    assert [r[0] for r in engine.query(f"SELECT ?s FROM {DATA} WHERE {{ ?s ?p ?o }}", dataset=prov_only)] == [A]
+    assert list(engine.query("SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", dataset=prov_only)) == []
+    named = Dataset(named_graphs=(DATA.value,))
+    assert {r[0] for r in engine.query("SELECT ?g WHERE { GRAPH ?g { ?s ?p ?o } }", dataset=named)} == {DATA}
+    assert not engine.query("ASK { ?s ?p ?o }", dataset=named)
+    own = engine.query(f"SELECT ?s FROM {PROV} WHERE {{ ?s ?p ?o }}")
+    assert [r[0] for r in own] == [A]
 
 
 def test_binds_parameters_as_terms(engine: Any) -> None:

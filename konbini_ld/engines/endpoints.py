@@ -15,7 +15,10 @@ from ..errors import QueryError, UsageError
 from ..sparql import where_braces
 from ..urls import redact
 
-__all__ = ["Endpoints", "bind_with_values", "derive_endpoints"]
+__all__ = ["GSP_OFF", "Endpoints", "bind_with_values", "derive_endpoints"]
+
+#: ``--gsp-url`` for a server without the Graph Store Protocol.
+GSP_OFF = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +32,15 @@ class Endpoints:
 
 def derive_endpoints(query_url: str, *, update: str | None = None, gsp: str | None = None) -> Endpoints:
     """Derive the update and Graph Store endpoints of known servers from the query endpoint.
+    ``gsp="none"`` turns the Graph Store Protocol off (servers without it: graphs are then
+    written with SPARQL Update and read with ``CONSTRUCT``).
 
     >>> derive_endpoints("http://127.0.0.1:7878/query")
     Endpoints(query='http://127.0.0.1:7878/query', update='http://127.0.0.1:7878/update', gsp='http://127.0.0.1:7878/store')
     >>> derive_endpoints("http://h:3030/ds/sparql").gsp
     'http://h:3030/ds/data'
+    >>> derive_endpoints("http://h:3030/ds/sparql", gsp="none").gsp is None
+    True
     """
     parts = urlsplit(query_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -53,6 +60,8 @@ def derive_endpoints(query_url: str, *, update: str | None = None, gsp: str | No
         d_update, d_gsp = at(path + "/statements"), at(path + "/rdf-graphs/service")
     elif path == "/sparql":  # Virtuoso
         d_update, d_gsp = at("/sparql"), at("/sparql-graph-crud")
+    if gsp is not None and gsp.strip().lower() == GSP_OFF:
+        return Endpoints(query_url, update or d_update, None)
     return Endpoints(query_url, update or d_update, gsp or d_gsp)
 
 

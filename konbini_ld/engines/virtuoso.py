@@ -62,17 +62,12 @@ def apply(engine: Any, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode
         loaded = [line for line in lines if not _big_integer(line)]
         for i in range(0, len(big), UPDATE_QUADS):
             engine._update(f"INSERT DATA {{ GRAPH {graph} {{\n{''.join(big[i : i + UPDATE_QUADS])}}} }}")
-        for i in range(0, len(loaded), CHUNK_LINES):
-            text = "".join(loaded[i : i + CHUNK_LINES])
-            if engine.endpoints.gsp:
-                engine._post(engine.endpoints.gsp, what="graph upload", params={"graph": graph.value},
-                           data=text.encode("utf-8"), headers={"Content-Type": "application/n-triples"})
-            else:
-                engine._update(f"INSERT DATA {{ GRAPH {graph} {{\n{text}}} }}")
+        if engine.endpoints.gsp:
+            engine._upload(graph, loaded)
+            continue
+        for i in range(0, len(loaded), UPDATE_QUADS):  # (no Graph Store: updates as small as Virtuoso takes)
+            engine._update(f"INSERT DATA {{ GRAPH {graph} {{\n{''.join(loaded[i : i + UPDATE_QUADS])}}} }}")
 
-
-
-CHUNK_LINES = 100_000
 
 
 def by_graph(quads: Sequence[ox.Quad]) -> dict[Any, list[ox.Quad]]:

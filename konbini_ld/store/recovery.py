@@ -13,7 +13,8 @@ __all__ = ["rebuild_store"]
 
 
 def rebuild_store(location: str | os.PathLike[str], *, archive: str | os.PathLike[str] | None = None,
-                  update_url: str | None = None, gsp_url: str | None = None, accept_damage: bool = False,
+                  update_url: str | None = None, gsp_url: str | None = None, remote_timeout: float | None = None,
+                  accept_damage: bool = False,
                   progress: Callable[[int], None] | None = None) -> LoadReport:
     """Re-derive the graph at ``location`` from its archive (see :meth:`.store.KonbiniStore.rebuild`).
 
@@ -22,5 +23,6 @@ def rebuild_store(location: str | os.PathLike[str], *, archive: str | os.PathLik
     """
     from .store import KonbiniStore
 
-    with KonbiniStore(location, archive=archive, update_url=update_url, gsp_url=gsp_url, _rebuilding=True) as store:
+    with KonbiniStore(location, archive=archive, update_url=update_url, gsp_url=gsp_url, remote_timeout=remote_timeout,
+                      _rebuilding=True) as store:
         return store.rebuild(progress=progress, accept_damage=accept_damage)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..engines.oxigraph import OxigraphEngine
+from ..engines.remote_http import DEFAULT_TIMEOUT, check_timeout
 from ..errors import StoreError, UsageError
 from ..io.formats import Format
 from ..model import LedgerEntry, LoadReport, Response, Stats
@@ -58,11 +59,16 @@ class KonbiniStore:
     :param archive: directory of the archive and state (default: inside a store directory;
         none for a remote store unless given).
     :param update_url: a remote store's SPARQL update endpoint (derived for known servers).
-    :param gsp_url: a remote store's Graph Store endpoint (derived for known servers).
+    :param gsp_url: a remote store's Graph Store endpoint (derived for known servers; ``"none"``
+        for a server without the Graph Store Protocol).
+    :param remote_timeout: seconds each request to a remote store may take, start to last byte
+        (default 60).
     """
 
     def __init__(self, location: Location = None, *, read_only: bool = False, archive: Location = None,
-                 update_url: str | None = None, gsp_url: str | None = None, _rebuilding: bool = False) -> None:
+                 update_url: str | None = None, gsp_url: str | None = None, remote_timeout: float | None = None,
+                 _rebuilding: bool = False) -> None:
+        timeout = DEFAULT_TIMEOUT if remote_timeout is None else check_timeout(remote_timeout)
         self.read_only = read_only
         self.location: Path | None = None
         self.state_dir: Path | None = Path(archive) if archive is not None else None
@@ -74,7 +80,8 @@ class KonbiniStore:
             if text is not None and text.startswith(("http://", "https://")):
                 from ..engines.sparql_http import SparqlHttpEngine, derive_endpoints
 
-                self.engine: Engine = SparqlHttpEngine(derive_endpoints(text, update=update_url, gsp=gsp_url))
+                self.engine: Engine = SparqlHttpEngine(derive_endpoints(text, update=update_url, gsp=gsp_url),
+                                                       timeout=timeout)
                 if self.state_dir is not None:  # (a remote store may have no archive)
                     self._lock = None if read_only else WriterLock.take(self.state_dir)
                     check_archive(None, self.state_dir, text, writable=not read_only)
@@ -350,11 +357,13 @@ class KonbiniStore:
 
 
 def open_store(location: Location, *, read_only: bool = False, archive: Location = None,
-               update_url: str | None = None, gsp_url: str | None = None) -> KonbiniStore:
+               update_url: str | None = None, gsp_url: str | None = None,
+               remote_timeout: float | None = None) -> KonbiniStore:
     """Open (creating if needed) the store at ``location``: a directory path; the query endpoint
     URL of a SPARQL 1.1 server (``http://host:7878/query``); or ``None`` for a throwaway
     in-memory store. The other parameters are :class:`KonbiniStore`'s.
 
     :raises StoreError: the store cannot be opened (being written by another process, damaged…).
     """
-    return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url)
+    return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url,
+                        remote_timeout=remote_timeout)

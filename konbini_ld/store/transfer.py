@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from typing import TYPE_CHECKING
 
+from ..engines.remote_http import DEFAULT_TIMEOUT
 from ..engines.sparql_http import OUR_GRAPHS, SparqlHttpEngine, derive_endpoints
 
 if TYPE_CHECKING:
@@ -16,16 +17,18 @@ _CHUNK_LINES = 20_000
 
 
 def push(
-    store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None
+    store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None,
+    remote_timeout: float | None = None,
 ) -> dict[str, int]:
     """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.
 
     Each konbini-ld graph replaces the graph of the same name on the target (Graph Store
     ``PUT``; ``CLEAR`` then updates where there is no Graph Store endpoint, or where its
     loader reshapes literals, as Virtuoso's does), so a push is idempotent. Returns triples
-    pushed per graph.
+    pushed per graph. ``remote_timeout`` bounds each request to the target (default 60 s).
     """
-    target = SparqlHttpEngine(derive_endpoints(to, update=update_url, gsp=gsp_url))
+    target = SparqlHttpEngine(derive_endpoints(to, update=update_url, gsp=gsp_url),
+                              timeout=DEFAULT_TIMEOUT if remote_timeout is None else remote_timeout)
     counts: dict[str, int] = {}
     try:
         for graph in OUR_GRAPHS:

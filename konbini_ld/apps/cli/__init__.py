@@ -28,8 +28,11 @@ __all__ = ["main"]
               "SPARQL 1.1 server; env KONBINI_LD_STORE.")
 @click.option("--update-url", envvar="KONBINI_LD_UPDATE_URL", metavar="URL",
               help="Remote store: SPARQL update endpoint (derived for Oxigraph, Fuseki, GraphDB, Virtuoso).")
-@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL",
-              help="Remote store: Graph Store Protocol endpoint (derived for known servers).")
+@click.option("--gsp-url", envvar="KONBINI_LD_GSP_URL", metavar="URL|none",
+              help="Remote store: Graph Store Protocol endpoint (derived for known servers); 'none' for a server "
+              "without one (SPARQL Update and CONSTRUCT instead).")
+@click.option("--remote-timeout", envvar="KONBINI_LD_REMOTE_TIMEOUT", metavar="SECONDS",
+              help="Remote store: seconds each request to the server may take, start to last byte (default 60).")
 @click.option("--archive", envvar="KONBINI_LD_ARCHIVE", metavar="DIR",
               help="Archive directory (default: inside the store; per endpoint for a remote store).")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (repeat for debug logging).")
@@ -37,8 +40,8 @@ __all__ = ["main"]
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="konbini-ld")
 @click.pass_context
-def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url: str | None, archive: str | None,
-         verbose: int, quiet: bool, debug: bool) -> None:
+def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url: str | None,
+         remote_timeout: str | None, archive: str | None, verbose: int, quiet: bool, debug: bool) -> None:
     """konbini-ld: TikTok audio data from KonbiniAPI as a linked-data graph.
 
     Load or fetch ActivityStreams JSON-LD responses into a persistent RDF store,
@@ -49,7 +52,8 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
     # once a command has got round to saying so
     ctx.with_resource(sigterm_as_interrupt())
     try:
-        ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url, archive=archive)
+        ctx.obj = Context(store, verbose, quiet, debug, update_url=update_url, gsp_url=gsp_url,
+                          remote_timeout=remote_timeout, archive=archive)
     except KonbiniError as exc:  # (a global option's value: the commands' handler is not in place yet)
         if debug:
             raise

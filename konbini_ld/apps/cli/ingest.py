@@ -183,8 +183,8 @@ def rebuild(state: Context, accept_damage: bool) -> None:
 
     total = Archive(Path(state.archive or state.location) / "archive").last_seq
     with state.progress(total, "resp", "rebuilding") as bar:
-        report = rebuild_store(state.location, archive=state.archive, update_url=state.remote.get("update_url"),
-                               gsp_url=state.remote.get("gsp_url"), accept_damage=accept_damage, progress=bar.update)
+        report = rebuild_store(state.location, archive=state.archive, accept_damage=accept_damage,
+                               progress=bar.update, **state.store_options)
     for damage in report.damage:
         click.echo(f"warning: {damage}", err=True)
     report_load(state, report, "rebuilt from")

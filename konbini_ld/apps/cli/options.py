@@ -30,7 +30,7 @@ class Context:
         from ...store.directory import check_endpoint_url, locate
 
         for option, url in (("--update-url", remote.get("update_url")), ("--gsp-url", remote.get("gsp_url"))):
-            if url is not None:
+            if url is not None and not (option == "--gsp-url" and url.strip().lower() == "none"):
                 if not url.startswith(("http://", "https://")):
                     raise UsageError(f"{option} must be an http(s) URL")
                 check_endpoint_url(url, option)
@@ -39,6 +39,16 @@ class Context:
         self.debug = debug
         self.remote = remote
         self.location, self.archive = locate(store, remote.get("archive"), os.environ)
+
+    @property
+    def store_options(self) -> dict[str, Any]:
+        """The remote-store options given (``update_url``, ``gsp_url``, ``remote_timeout``), checked."""
+        from ...engines.remote_http import check_timeout
+
+        options = {k: self.remote[k] for k in ("update_url", "gsp_url") if self.remote.get(k)}
+        if self.remote.get("remote_timeout") is not None:
+            options["remote_timeout"] = check_timeout(self.remote["remote_timeout"])
+        return options
 
     @property
     def is_remote(self) -> bool:
@@ -53,8 +63,7 @@ class Context:
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
-        options: dict[str, Any] = {"archive": self.archive, "update_url": self.remote.get("update_url"),
-                   "gsp_url": self.remote.get("gsp_url")}
+        options: dict[str, Any] = {"archive": self.archive, **self.store_options}
         try:
             store = open_store(self.location, read_only=read_only, **options)
         except NotWritableError as exc:

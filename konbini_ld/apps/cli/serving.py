@@ -47,7 +47,7 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
         state.warn(f"listening on {host}: the endpoint is reachable from other machines (read-only)")
     options = {"archive": state.archive}
     if state.is_remote:
-        options.update(update_url=state.remote.get("update_url"), gsp_url=state.remote.get("gsp_url"))
+        options.update(state.store_options)
     opts = ServeOptions(str(state.location), {k: v for k, v in options.items() if v}, timeout=timeout,
                         max_rows=max_rows, cors_origins=cors, workers=workers, max_memory=parse_size(max_memory),
                         host=host, allow_hosts=allow_hosts)
@@ -59,7 +59,8 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
 @click.command()
 @click.option("--to", "to", required=True, metavar="URL", help="Query endpoint of the target SPARQL server.")
 @click.option("--to-update-url", metavar="URL", help="Target's update endpoint, if it cannot be derived.")
-@click.option("--to-gsp-url", metavar="URL", help="Target's Graph Store endpoint, if it cannot be derived.")
+@click.option("--to-gsp-url", metavar="URL|none",
+              help="Target's Graph Store endpoint, if it cannot be derived ('none': the target has none).")
 @pass_state
 @handle_errors
 def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | None) -> None:
@@ -79,11 +80,12 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
     from ...urls import redact
 
     for option, url in (("--to", to), ("--to-update-url", to_update_url), ("--to-gsp-url", to_gsp_url)):
-        if url is not None:
+        if url is not None and not (option == "--to-gsp-url" and url.strip().lower() == "none"):
             if not url.startswith(("http://", "https://")):
                 raise UsageError(f"{option} must be an http(s) URL (the query endpoint of a SPARQL server)")
             check_endpoint_url(url, option)
 
     with state.open(read_only=True) as store:
-        counts = run_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url)
+        counts = run_push(store, to, update_url=to_update_url, gsp_url=to_gsp_url,
+                          remote_timeout=state.store_options.get("remote_timeout"))
     state.note(f"pushed {sum(counts.values())} triples in {len(counts)} graphs to {redact(to)}")
