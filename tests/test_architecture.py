@@ -22,7 +22,7 @@ STAGES = [
     ("sources", {"sources"}),
     ("store", {"store"}),
     ("pipeline", {"pipeline"}),
-    ("apps", {"apps"}),
+    ("apps", {"apps", "fakeapi"}),
     ("api", {"__init__", "__main__"}),
 ]
 

@@ -71,6 +71,7 @@ class FakeKonbiniAPI:
     :param latency: seconds added to every answer.
     :param audios: how many synthetic audios exist (ids from :func:`audio_id`); others are 404.
     :param pages: pages of videos per audio.
+    :param port: the port to listen on (0: any free one; :attr:`url` says which).
 
     :attr:`day` is the synthetic calendar: advance it and every counter grows as the corpus's
     growth model says (:func:`~konbini_ld.sources.konbini.corpus.audio_response`).
@@ -85,6 +86,7 @@ class FakeKonbiniAPI:
         audios: int = 100_000,
         pages: int = 3,
         per_page: int = 30,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.credits = credits
@@ -102,7 +104,7 @@ class FakeKonbiniAPI:
         self._lock = threading.Lock()
         self._index = {audio_id(i): i for i in range(min(audios, 200_000))}
         handler = type("Handler", (_Handler,), {"api": self})
-        self.server = _Server(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread: threading.Thread | None = None
