@@ -14,6 +14,7 @@ from .errors import InputError, UsageError
 from .units import parse_time
 
 __all__ = [
+    "DURATION_PATTERN",
     "canonical_datetime",
     "canonical_double",
     "canonical_duration",
@@ -26,7 +27,7 @@ __all__ = [
 _XSD = "http://www.w3.org/2001/XMLSchema#"
 
 _DATETIME_PARTS = re.compile(r"(-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
-_DURATION = re.compile(
+_DURATION = DURATION_PATTERN = re.compile(
     r"-?P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
 )
 

@@ -238,7 +238,7 @@ class _Workers:
             if not ready:
                 self._discard(worker)
                 return "error", (500, "query worker died")
-            answer = conn.recv()
+            answer: tuple[str, Any] = conn.recv()
             await self._give_back(worker)
             return answer
 

@@ -68,7 +68,8 @@ class Answer:
 
     @property
     def content_type(self) -> str | None:
-        return self.headers.get("Content-Type")
+        value = self.headers.get("Content-Type")
+        return str(value) if value is not None else None
 
     def close(self) -> None:
         if self.file is not None:
@@ -185,7 +186,8 @@ def exchange(session: requests.Session, method: str, url: str, *, what: str, tim
 def _socket(raw: Any) -> socket.socket | None:
     """The socket a response is read from (urllib3 drops the connection's own reference early)."""
     try:
-        return raw._fp.fp.raw._sock
+        sock: socket.socket | None = raw._fp.fp.raw._sock
+        return sock
     except AttributeError:
         return getattr(getattr(raw, "connection", None), "sock", None)
 
@@ -246,7 +248,7 @@ class _Deflate:
     def decompress(self, data: bytes) -> bytes:
         if self._inner is None:
             self._inner = zlib.decompressobj(zlib.MAX_WBITS if data[:1] and (data[0] & 0x0F) == 8 else -zlib.MAX_WBITS)
-        return self._inner.decompress(data)
+        return bytes(self._inner.decompress(data))
 
     def flush(self) -> bytes:
         return self._inner.flush() if self._inner is not None else b""

@@ -77,4 +77,4 @@ def deny_network() -> bool:
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
     rc = libc.syscall(seccomp_nr, _SET_MODE_FILTER, _FILTER_FLAG_TSYNC, ctypes.byref(prog))
-    return rc == 0
+    return bool(rc == 0)

@@ -68,7 +68,8 @@ def bundled_context(url: str) -> dict[str, Any]:
     if key is None:
         raise ContextError(f"refusing to load remote JSON-LD context {url!r}: only the bundled contexts are allowed")
     path = resource_dir("contexts") / _FILES[key]
-    return json.loads(path.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
 
 
 class OfflineDocumentLoader:

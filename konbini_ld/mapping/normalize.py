@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import ContextError, ExpandError
 from ..vocab import COUNTERS, KS, XSD
 from .contexts import API_CONTEXT, is_bundled_context_url, prefixes, terms
+from ..lexical import DURATION_PATTERN
 from .literals import (
-    _DURATION,
     EXACT_DOUBLE,
     canonical_datetime,
     canonical_double,
@@ -332,7 +333,7 @@ class _Walker:
             if kind in ("ref", "text"):
                 return self.node(v, owner, key, path, depth)
             raise self.fail(path, f"expected {_EXPECTED[kind]}, got an object")
-        check = _CHECKS[kind]
+        check: Callable[[Any], Any] = _CHECKS[kind]
         result = check(v)
         if result is _BAD:
             raise self.fail(path, f"expected {_EXPECTED[kind]}, got {_type_name(v)} {_short(v)}")
@@ -449,7 +450,7 @@ def _check_datetime(v: Any) -> Any:
 
 def _check_duration(v: Any) -> Any:
     if isinstance(v, str):
-        return canonical_duration(v) if _DURATION.fullmatch(v) else _BAD
+        return canonical_duration(v) if DURATION_PATTERN.fullmatch(v) else _BAD
     r = _check_number(v)
     if r is _BAD or r < 0:
         return _BAD

@@ -154,7 +154,7 @@ def _anchors(triples: list[tuple[Any, Any, Any]], leaves: list[Any]) -> tuple[in
         if tag == "iri":
             value = leaves[part[1]]
             return isinstance(value, str) and value.startswith(GENID)
-        return tag == "c" and part[1].startswith("<" + GENID)
+        return bool(tag == "c" and part[1].startswith("<" + GENID))
 
     referrer: dict[Any, int] = {}
     for i, (_, _, o) in enumerate(triples):
@@ -299,7 +299,7 @@ class ShapeCache:
         def value(part: Any) -> str:
             tag = part[0]
             if tag == "c":
-                return part[1]
+                return str(part[1])
             if tag == "iri":
                 return iris[part[1]]
             if tag == "b":
@@ -311,7 +311,7 @@ class ShapeCache:
                 lexical = leaf if isinstance(leaf, str) else str(leaf)
             if part[3] is not None and not check_literal(lexical, part[3]):
                 raise ExpandError(f"value {lexical!r} is not a valid {part[3]}")
-            return '"' + lexical.translate(_ESCAPES) + part[2]
+            return '"' + lexical.translate(_ESCAPES) + str(part[2])
 
         filled = [(value(s), value(p), value(o)) for s, p, o in template.triples]
         groups: dict[tuple[str, str], list[str]] = {}

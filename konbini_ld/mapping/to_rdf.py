@@ -44,7 +44,8 @@ def expand(document: dict[str, Any]) -> list[dict[str, Any]]:
                 raise ContextError(cause.message) from exc
             cause = getattr(cause, "cause", None) or cause.__cause__
         raise ExpandError(f"JSON-LD expansion failed: {_jsonld_message(exc)}") from exc
-    return dataset.get("@default", [])
+    triples: list[dict[str, Any]] = dataset.get("@default", [])
+    return triples
 
 
 def _jsonld_message(exc: Exception) -> str:

@@ -157,9 +157,9 @@ def _draw(names: list[str], series: Series, time: str, title: str, out: IO[bytes
         ax.set_ylabel(name, rotation=0, ha="right", va="center")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.4g}"))
         ax.grid(True, alpha=0.3)
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes[-1].xaxis.set_major_locator(locator)
-    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes[-1].set_xlabel(time)
     figure.suptitle(title)
     figure.savefig(out, format=fmt)

@@ -66,7 +66,7 @@ class ValidationReport:
 
     def turtle(self) -> str:
         """The machine-readable SHACL report (``sh:conforms`` false whenever there is a result)."""
-        return self.graph.serialize(format="turtle")
+        return str(self.graph.serialize(format="turtle"))
 
     def summary(self) -> str:
         counts = {s: sum(1 for r in self.results if r.severity == s) for s in ("Violation", "Warning", "Info")}

@@ -95,7 +95,7 @@ def read_small(path: Path, limit: int = MAX_SMALL_FILE) -> str:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise StoreError(f"{path} is larger than {limit // 1024} KiB: it is not a file konbini-ld wrote")
-    return data.decode("utf-8")
+    return str(data.decode("utf-8"))
 
 
 def write_atomic(path: Path, text: str) -> None:

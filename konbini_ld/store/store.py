@@ -256,7 +256,8 @@ class KonbiniStore:
             from ..engines.rdflib_view import dataset_for
 
             self._graph = dataset_for(self.engine)
-        return self._graph
+        graph: Dataset = self._graph
+        return graph
 
     def query(self, sparql: str, params: Mapping[str, Any] | None = None, *, name: str | None = None) -> QueryResult:
         """Run a SPARQL query; ``params`` are bound as RDF terms (never spliced into the text).

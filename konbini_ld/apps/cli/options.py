@@ -229,7 +229,7 @@ def log_to_stderr(level: int) -> None:
 # -- option values ---------------------------------------------------------------------------
 
 
-class Parsed(click.ParamType):
+class Parsed(click.ParamType):  # type: ignore[type-arg]
     """An option value read by one of the library's parsers (:mod:`konbini_ld.units`): what it
     refuses is a usage error naming the option (exit 2)."""
 

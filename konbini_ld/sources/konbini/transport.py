@@ -195,7 +195,7 @@ class _Deflate:
     def decompress(self, data: bytes, max_length: int) -> bytes:
         if self._inner is None:
             self._inner = zlib.decompressobj(zlib.MAX_WBITS if data[:1] and (data[0] & 0x0F) == 8 else -zlib.MAX_WBITS)
-        return self._inner.decompress(data, max_length)
+        return bytes(self._inner.decompress(data, max_length))
 
     @property
     def unconsumed_tail(self) -> bytes:
