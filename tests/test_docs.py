@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from click.testing import CliRunner
 
 from konbini_ld.apps.cli import main
@@ -65,9 +67,7 @@ def test_quick_start_query_works_on_the_bundled_samples(tmp_path: Path) -> None:
     assert "original-sound-7611615657754381599" in out.stdout and "khaby.lame" in out.stdout
 
 
-def test_the_readme_python_block_runs(monkeypatch: "pytest.MonkeyPatch") -> None:
-    import pytest  # noqa: F401
-
+def test_the_readme_python_block_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     section = README.split("## Python API", 1)[1].split("\n## ", 1)[0]
     (block,) = re.findall(r"```python\n(.*?)\n```", section, re.S)
     monkeypatch.chdir(ROOT)

@@ -353,7 +353,7 @@ def test_summaries_follow_upserts_in_any_order(tmp_path: Path) -> None:
         lines = list(corpus_lines(300, observations=3))
         rng.shuffle(lines)  # later days before earlier ones: the graph keeps the newest values
         for chunk in range(0, len(lines), 150):
-            store.load([__import__("io").StringIO("".join(l.rstrip("\n") + "\n" for l in lines[chunk:chunk + 150]))])
+            store.load([__import__("io").StringIO("".join(line.rstrip("\n") + "\n" for line in lines[chunk:chunk + 150]))])
             same_answers(store)
         store.load({"data": {"type": "Audio", "id": f"{MUSIC}new", "name": "n", "videoCount": 10**9,
                              "isOriginal": False, "attributedTo": {"type": "Person", "id": "https://www.tiktok.com/@n",

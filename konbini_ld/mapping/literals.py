@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime  # noqa: F401 - used by doctests of callers
-from decimal import Decimal
 
 import pyoxigraph as ox
 

@@ -33,10 +33,7 @@ from .lock import NotWritableError, WriterLock
 from .safe_files import check_not_link, read_small, write_atomic
 
 __all__ = [
-    "OWNER",
-    "STORE_ID",
     "NotWritableError",
-    "check_owner",
     "WriterLock",
     "check_endpoint_url",
     "commit_rebuild",

@@ -30,7 +30,6 @@ from .lock import WriterLock
 from .owner import check_archive
 from .textindex import open_index
 from .provenance import ledger
-from .textindex import open_index
 from .writer import Writer
 
 if TYPE_CHECKING:
