@@ -374,7 +374,7 @@ def test_runaway_queries_are_stopped_at_the_memory_cap_while_cheap_ones_are_answ
             t.start()
         time.sleep(0.5)
         latencies = []
-        while any(t.is_alive() for t in threads) and len(latencies) < 40:
+        while (any(t.is_alive() for t in threads) or len(latencies) < 5) and len(latencies) < 40:
             started = time.monotonic()
             r = requests.get(server.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=60)
             latencies.append(time.monotonic() - started)

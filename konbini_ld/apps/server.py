@@ -3,19 +3,19 @@
 * ``/sparql`` — GET ``?query=``, POST form, POST ``application/sparql-query``.
   SELECT/ASK negotiate JSON, XML, CSV, TSV; CONSTRUCT/DESCRIBE Turtle, N-Triples,
   JSON-LD (``Accept`` header, or ``?format=``). Malformed or refused queries are
-  400, updates 403, unacceptable formats 406, queries over the time limit 503.
+  400, updates 403, queries over the time limit 503.
   Results stop at the row cap (``X-Result-Truncated`` says so).
 * ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
   with its parameters bound as RDF terms.
 * ``/`` — the query page (self-contained: no CDN, no external requests).
 
 Queries on the embedded store run in worker processes holding read-only views of
-the store, so a query over its time or memory limit is stopped for real (its
-worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
-the server. The workers cannot open internet sockets (:mod:`konbini_ld.sandbox`),
-so no query can make the server connect anywhere. While queries run long, spare
-workers are started (up to twice ``workers``), so cheap queries keep being
-answered beside runaways.
+the store (:mod:`.worker_pool`), so a query over its time or memory limit is stopped for
+real (its worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
+the server. Everything a query costs, its ``SERVICE`` check included, happens there, under
+its time limit: the event loop only reads requests and moves answers. The workers cannot
+open internet sockets (:mod:`konbini_ld.engines.sandbox`), so no query can make the server
+connect anywhere.
 
 Only requests whose ``Host`` is the address the server is bound to (or a name
 given with ``allow_hosts``) are answered: a page on another site cannot reach
@@ -36,15 +36,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..errors import QueryError, UsageError
-from ..sparql import query_form
+from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
 from .protocol import ProtocolRequest, negotiate, read_request
-from .query_workers import ServeOptions, media_type, runner_for
+from .query_workers import Answer, Cut, ServeOptions, media_type
+from .worker_pool import runner_for
 
 __all__ = ["ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a client may take to read a whole answer.
+SEND_SECONDS = 120.0
 
 # -- the app -------------------------------------------------------------------------------------
 
@@ -67,21 +70,10 @@ def create_app(opts: ServeOptions) -> Starlette:
 
     async def answer(sparql: str, params: dict[str, Any], request: Request, req: ProtocolRequest,
                      name: str | None = None) -> Response:
-        from ..query.guard import check_safe_query
-
-        try:
-            check_safe_query(sparql, name=name)
-        except QueryError as exc:
-            return PlainTextResponse(f"Refused: {exc}\n", status_code=400)
-        form = query_form(sparql)
-        if form is None:
-            return PlainTextResponse("Malformed query: no SELECT, ASK, CONSTRUCT or DESCRIBE\n", status_code=400)
-        kind = "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form
-        fmt = negotiate(request.headers.get("accept"), kind, req.formats)
         dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
         started = time.perf_counter()
-        job = (sparql, {k: str(v) for k, v in params.items()}, fmt.label, opts.max_rows, name, dataset,
-               req.inline_context)
+        job = (sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
+               opts.max_rows, name, dataset, req.inline_context)
         status, payload = await runner.run(job)
         if status == "error":
             code, message, *where = payload
@@ -89,11 +81,10 @@ def create_app(opts: ServeOptions) -> Starlette:
             if len(where) == 2 and where[0] is not None:
                 headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
             return PlainTextResponse(message + "\n", status_code=code, headers=headers)
-        code, media, body, truncated = payload
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
-        if truncated:
+        if payload.truncated:
             headers["X-Result-Truncated"] = str(opts.max_rows)
-        return Response(body, status_code=code, media_type=media, headers=headers)
+        return _Streamed(payload, headers)
 
     async def sparql(request: Request) -> Response:
         try:
@@ -168,6 +159,36 @@ def create_app(opts: ServeOptions) -> Starlette:
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
+class _Streamed(Response):
+    """An answer read from its worker as the client takes it; a cut answer cuts the connection
+    (the client sees fewer bytes than ``Content-Length`` says: never a silently short answer)."""
+
+    def __init__(self, answer: Answer, headers: dict[str, str]) -> None:
+        super().__init__(None, status_code=answer.status, media_type=answer.media, headers=headers)
+        self.answer = answer
+        self.headers["content-length"] = str(answer.length)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        abort = (scope.get("extensions") or {}).get("konbini.abort")
+        complete = False
+        started = time.monotonic()
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.answer.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if time.monotonic() - started > SEND_SECONDS:
+                    raise Cut(f"the client took more than {SEND_SECONDS:g} s to read the answer")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            complete = True
+        except Cut as exc:
+            log.info("answer cut: %s", exc)
+            if abort is None:
+                raise
+            abort()
+        finally:
+            self.answer.close(complete)
+
+
 #: The query page and its two files: no inline script or style, nothing from elsewhere.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -240,4 +261,5 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878) -> N
     import uvicorn
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    uvicorn.run(create_app(opts), host=host, port=port, log_level="warning", lifespan="on")
+    uvicorn.run(create_app(opts), host=host, port=port, log_level="warning", lifespan="on",
+                timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)

@@ -1,0 +1,194 @@
+"""No HTTP client, however hostile, holds or crashes ``konbini-ld serve``: queries that are
+slow to check, runaway queries beside cheap ones, killed workers, a damaged text index.
+Real server processes, real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import NEWER, SEED, VIDEOS
+from test_server import Served
+
+from konbini_ld import open_store
+
+#: CPU for as long as it is let run, in little memory (a count over a five-way cross product).
+RUNAWAY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }"
+CHEAP = "ASK { ?s ?p ?o }"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clients") / "store"
+    with open_store(path) as s:
+        s.load([SEED, NEWER, VIDEOS])
+    return path
+
+
+def post(url: str, query: str, timeout: float = 60) -> requests.Response:
+    return requests.post(url + "/sparql", data=query.encode(), timeout=timeout,
+                         headers={"Content-Type": "application/sparql-query", "Accept": "application/json"})
+
+
+def workers(pid: int) -> list[int]:
+    """The query worker processes of a serve process: the children of the fork server it
+    started them from (or its own, where workers are spawned), not that of multiprocessing's
+    resource tracker."""
+
+    def children(parent: int) -> list[tuple[int, bytes]]:
+        found = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # (each thread's children)
+            try:
+                found += (task / "children").read_text().split()
+            except OSError:
+                pass
+        out = []
+        for child in map(int, found):
+            try:
+                out.append((child, Path(f"/proc/{child}/cmdline").read_bytes()))
+            except OSError:
+                pass
+        return out
+
+    found = []
+    for child, cmdline in children(pid):
+        if b"forkserver" in cmdline:
+            found += [grandchild for grandchild, _ in children(child)]
+        elif b"resource_tracker" not in cmdline:
+            found.append(child)
+    return found
+
+
+# -- the SERVICE check -----------------------------------------------------------------------------
+
+
+def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
+    """Four 60 KB queries with 'service' in a comment (rdflib's parser took seconds on each, on
+    the event loop) and a valid 300-pattern one: a cheap query beside them is answered at once."""
+    served = Served(store, "--workers", "2", "--timeout", "20")
+    try:
+        heavy = ("# customer service desk\nSELECT * WHERE { ?s ?p ?o FILTER("
+                 + " || ".join(f"?o = {i}" for i in range(5000)) + ") } LIMIT 1")
+        answers: list[int] = []
+        threads = [threading.Thread(target=lambda: answers.append(post(served.url, heavy).status_code))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        r = post(served.url, CHEAP, timeout=30)
+        assert r.status_code == 200 and r.json()["boolean"] is True
+        assert time.monotonic() - started < 5
+        for t in threads:
+            t.join(60)
+        assert len(answers) == 4 and set(answers) <= {200, 503}, answers
+        many = ("# customer service report\nSELECT * WHERE {\n"
+                + "\n".join(f"  ?s{i} <urn:p{i}> ?o{i} ." for i in range(300)) + "\n}")
+        assert post(served.url, many).status_code == 200
+    finally:
+        served.stop()
+
+
+# -- queries beside runaways, killed workers, a damaged index --------------------------------------
+
+
+def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
+    """Eight clients sending a runaway query again as soon as it ends, with --workers 2 (four
+    places): a cheap query beside them still gets a median under a second (the runaway that has
+    run longest gives its place, answered 503; one sent again waits behind new queries)."""
+    served = Served(store, "--workers", "2", "--timeout", "30")
+    stop = threading.Event()
+    runaways: list[requests.Response] = []
+
+    def runaway() -> None:
+        while not stop.is_set():
+            try:
+                runaways.append(requests.get(served.url + "/sparql", params={"query": RUNAWAY}, timeout=60))
+            except requests.RequestException:
+                return
+
+    try:
+        for _ in range(8):
+            threading.Thread(target=runaway, daemon=True).start()
+        time.sleep(1.0)
+        latencies = []
+        window = time.monotonic() + 6
+        while time.monotonic() < window:
+            started = time.monotonic()
+            r = requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=60)
+            latencies.append(time.monotonic() - started)
+            assert r.status_code == 200
+        stop.set()
+        assert len(latencies) >= 4 and statistics.median(latencies) < 1.0 and max(latencies) < 10, latencies
+        assert runaways and all(a.status_code == 503 and "make room" in a.text for a in runaways)
+    finally:
+        stop.set()
+        served.stop()
+
+
+def test_a_killed_worker_costs_no_request(store: Path) -> None:
+    served = Served(store, "--workers", "1", "--timeout", "3")
+    try:
+        assert post(served.url, CHEAP).status_code == 200
+        idle = workers(served.proc.pid)
+        assert idle
+        for pid in idle:  # idle workers killed from outside
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        for _ in range(6):
+            r = post(served.url, CHEAP)
+            assert r.status_code == 200, r.text
+        answer: list[requests.Response] = []
+        t = threading.Thread(target=lambda: answer.append(post(served.url, RUNAWAY)))
+        t.start()
+        time.sleep(1.0)
+        busy = workers(served.proc.pid)
+        assert busy
+        for pid in busy:  # the one running the query too
+            os.kill(pid, signal.SIGKILL)
+        t.join(30)
+        # run again on a fresh worker, where it meets its time limit: never "worker died"
+        assert answer[0].status_code == 503 and "time limit" in answer[0].text, answer[0].text
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        served.stop()
+
+
+def test_a_damaged_text_index_falls_back_to_the_graph(store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    names = ["top-audios", "creators", "verified-creators", "original-vs-licensed"]
+    served = Served(copy, "--workers", "1")
+    try:
+        url = served.url + "/queries/"
+        with open_store(copy, read_only=True) as plain:  # what the graph answers
+            before = {n: {tuple(str(t) for t in row) for row in plain.query(plain_text(n)).rows()} for n in names}
+        assert requests.get(url + "search", params={"text": "orig"}, timeout=30).status_code == 200  # index open
+        index = copy / "search.sqlite"
+        data = bytearray(index.read_bytes())
+        for i in range(100, len(data), 7):
+            data[i] = 0x5A
+        index.write_bytes(bytes(data))
+        for n in names + ["search"]:
+            r = requests.get(url + n, params={"text": "orig"} if n == "search" else {}, timeout=30,
+                             headers={"Accept": "application/sparql-results+json"})
+            assert r.status_code == 200, (n, r.text)
+            if n in before:
+                rows = r.json()["results"]["bindings"]
+                assert len(rows) == len(before[n]), n
+    finally:
+        served.stop()
+
+
+def plain_text(name: str) -> str:
+    from konbini_ld.query.catalog import named_queries
+
+    return named_queries()[name].text
