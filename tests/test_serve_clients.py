@@ -1,11 +1,12 @@
-"""No HTTP client, however hostile, holds or crashes ``konbini-ld serve``: queries that are
-slow to check, runaway queries beside cheap ones, killed workers, a damaged text index.
-Real server processes, real clients."""
+"""No HTTP client, however hostile, holds or crashes ``konbini-ld serve``: large bodies, many
+parameters, queries that are slow to check, runaway queries beside cheap ones, killed workers,
+a damaged text index. Real server processes, real sockets."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -34,6 +35,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def post(url: str, query: str, timeout: float = 60) -> requests.Response:
     return requests.post(url + "/sparql", data=query.encode(), timeout=timeout,
                          headers={"Content-Type": "application/sparql-query", "Accept": "application/json"})
+
+
+def rss(pid: int) -> int:
+    """Resident bytes of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 def workers(pid: int) -> list[int]:
@@ -65,7 +74,33 @@ def workers(pid: int) -> list[int]:
     return found
 
 
-# -- the SERVICE check -----------------------------------------------------------------------------
+def raw(port: int, data: bytes, *, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    if data:
+        sock.sendall(data)
+    return sock
+
+
+def answer_of(sock: socket.socket, timeout: float = 30) -> bytes:
+    """Everything the server sends until it closes the connection (or ``timeout``)."""
+    sock.settimeout(timeout)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            out += piece
+    except (ConnectionResetError, TimeoutError, socket.timeout):
+        pass
+    return out
+
+
+# -- the SERVICE check and request bodies ----------------------------------------------------------
 
 
 def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
@@ -91,6 +126,68 @@ def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
         many = ("# customer service report\nSELECT * WHERE {\n"
                 + "\n".join(f"  ?s{i} <urn:p{i}> ?o{i} ." for i in range(300)) + "\n}")
         assert post(served.url, many).status_code == 200
+    finally:
+        served.stop()
+
+
+def test_request_bodies_are_bounded(store: Path) -> None:
+    served = Served(store, "--max-body-size", "4K")
+    try:
+        assert post(served.url, "ASK { ?s ?p ?o } #" + "x" * 3000).status_code == 200
+        r = post(served.url, "ASK { ?s ?p ?o } #" + "x" * 5000)
+        assert r.status_code == 413 and "4 KiB" in r.text
+        # announced too large: answered before any of it is read
+        with raw(served.port, b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sparql-query"
+                              b"\r\nContent-Length: 50000000\r\n\r\n") as sock:
+            assert answer_of(sock).startswith(b"HTTP/1.1 413")
+        # chunked, no length: cut at the limit
+        with raw(served.port, b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sparql-query"
+                              b"\r\nTransfer-Encoding: chunked\r\n\r\n") as sock:
+            try:
+                for _ in range(20):
+                    sock.sendall(b"400\r\n" + b"#" * 1024 + b"\r\n")
+            except OSError:
+                pass  # (the server may close before all of it is sent)
+            assert answer_of(sock).startswith(b"HTTP/1.1 413")
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        served.stop()
+
+
+def test_server_memory_stays_flat_under_large_distinct_bodies(store: Path) -> None:
+    served = Served(store)
+    try:
+        assert post(served.url, CHEAP).status_code == 200
+        before = rss(served.proc.pid)
+        for k in range(8):
+            values = " ".join(str(k * 1_000_000 + i) for i in range(90_000))  # ~600 KB, ~90,000 tokens
+            r = post(served.url, f"ASK {{ VALUES ?x {{ {values} }} FILTER(?x < 0) }}", timeout=120)
+            assert r.status_code == 200, r.text
+        grown = rss(served.proc.pid) - before
+        assert grown < 50 * 1024 * 1024, f"serve grew by {grown >> 20} MiB"
+    finally:
+        served.stop()
+
+
+def test_parameters_headers_and_graph_lists_are_bounded(store: Path) -> None:
+    served = Served(store)
+    try:
+        url = served.url + "/sparql"
+        many = "&".join(f"p{i}=1" for i in range(2000))
+        r = requests.get(f"{url}?query=ASK%7B%7D&{many}", timeout=30)
+        assert r.status_code == 400 and "parameters" in r.text
+        r = requests.post(url, data="query=ASK%7B%7D&" + many, timeout=30,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 400 and "parameters" in r.text
+        graphs = [("query", "ASK { ?s ?p ?o }")] + [("named-graph-uri", f"urn:g{i}") for i in range(900)]
+        assert requests.post(url, data=graphs, timeout=30).status_code == 200
+        r = requests.get(url, params={"query": "ASK { ?s ?p ?o }", "default-graph-uri": "not an IRI"}, timeout=30)
+        assert r.status_code == 400 and "not an IRI" in r.text
+        accept = ", ".join(f"text/x-{i};q=0.{i % 9 + 1}" for i in range(2500))  # 2,500 entries, 50 KB
+        started = time.monotonic()
+        r = requests.get(url, params={"query": "ASK { ?s ?p ?o }"}, headers={"Accept": accept}, timeout=30)
+        assert r.status_code == 200 and r.json()["boolean"] is True
+        assert time.monotonic() - started < 5
     finally:
         served.stop()
 

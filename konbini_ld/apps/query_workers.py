@@ -53,6 +53,8 @@ class ServeOptions:
     :ivar max_memory: bytes of memory one query may use (its worker's resident size).
     :ivar host: the address the server listens on (accepted as ``Host``).
     :ivar allow_hosts: further ``Host`` names to answer (``*`` for any).
+    :ivar max_body: bytes a request body (a POSTed query or form) may hold.
+    :ivar body_seconds: seconds a request body may take to arrive.
     """
 
     location: str
@@ -64,6 +66,8 @@ class ServeOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     host: str = "127.0.0.1"
     allow_hosts: Sequence[str] = ()
+    max_body: int = 1024 * 1024
+    body_seconds: float = 30.0
 
 
 @dataclass(slots=True)

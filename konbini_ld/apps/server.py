@@ -17,6 +17,10 @@ its time limit: the event loop only reads requests and moves answers. The worker
 open internet sockets (:mod:`konbini_ld.engines.sandbox`), so no query can make the server
 connect anywhere.
 
+No request can hold the server: a body holds at most ``max_body`` bytes (413), must arrive
+within ``body_seconds`` (30 s), and the bodies held at once are bounded (:data:`BODY_BUDGET`);
+a request has at most 1,000 parameters (:mod:`.protocol`).
+
 Only requests whose ``Host`` is the address the server is bound to (or a name
 given with ``allow_hosts``) are answered: a page on another site cannot reach
 the endpoint through DNS rebinding.
@@ -31,6 +35,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -38,14 +43,17 @@ from starlette.routing import Route
 
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
-from .protocol import ProtocolRequest, negotiate, read_request
+from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
 from .query_workers import Answer, Cut, ServeOptions, media_type
 from .worker_pool import runner_for
 
-__all__ = ["ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
+__all__ = ["BODY_BUDGET", "ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
 
 log = logging.getLogger(__name__)
 
+#: Bytes of request bodies held at once, all requests together (at least 16 bodies of the
+#: largest size): past it, a request is answered 503 before its body is read.
+BODY_BUDGET = 64 * 1024 * 1024
 #: Seconds a client may take to read a whole answer.
 SEND_SECONDS = 120.0
 
@@ -68,6 +76,9 @@ def create_app(opts: ServeOptions) -> Starlette:
         finally:
             await runner.stop()
 
+    body_budget = max(BODY_BUDGET, 16 * opts.max_body)
+    held = [0]  # bytes of request bodies held now
+
     async def answer(sparql: str, params: dict[str, Any], request: Request, req: ProtocolRequest,
                      name: str | None = None) -> Response:
         dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
@@ -86,24 +97,58 @@ def create_app(opts: ServeOptions) -> Starlette:
             headers["X-Result-Truncated"] = str(opts.max_rows)
         return _Streamed(payload, headers)
 
+    async def read_body(request: Request) -> bytes:
+        """The request's body, within the size and time limits (:class:`_Refusal` otherwise)."""
+        length = request.headers.get("content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > opts.max_body):
+            raise _Refusal(_too_large(opts.max_body))
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(opts.body_seconds):
+                async for chunk in request.stream():
+                    if size + len(chunk) > opts.max_body:
+                        raise _Refusal(_too_large(opts.max_body))
+                    if held[0] + len(chunk) > body_budget:
+                        raise _Refusal(PlainTextResponse(
+                            "Service Unavailable: too many request bodies at once; try again shortly\n",
+                            status_code=503, headers={"Connection": "close", "Retry-After": "1"}))
+                    size += len(chunk)
+                    held[0] += len(chunk)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _Refusal(PlainTextResponse(f"Request Timeout: the body must arrive within {opts.body_seconds:g} s\n",
+                                             status_code=408, headers={"Connection": "close"})) from None
+        finally:
+            held[0] -= size
+        return b"".join(chunks)
+
     async def sparql(request: Request) -> Response:
         try:
-            req = read_request(request.method, request.url.query, request.headers.get("content-type", ""),
-                               await request.body() if request.method == "POST" else b"")
+            body = await read_body(request) if request.method == "POST" else b""
+            req = read_request(request.method, request.url.query, request.headers.get("content-type", ""), body)
+        except _Refusal as refusal:
+            return refusal.response
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         except UsageError as exc:
             return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
+        del body
         if req.update:
             return _read_only()
         if not req.query:
             if request.method == "GET":  # the Service Description
                 fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
-                body = service_description(_base(request), fmt)
-                return Response(body, media_type=media_type(fmt), headers={"Vary": "Accept"})
+                text = service_description(_base(request), fmt)
+                return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
         return await answer(req.query, {}, request, req)
 
     async def void(request: Request) -> Response:
-        req = read_request("GET", request.url.query, "", b"")
+        try:
+            req = read_request("GET", request.url.query, "", b"")
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
         return await answer(text, {}, request, req, name="void")
 
@@ -116,7 +161,10 @@ def create_app(opts: ServeOptions) -> Starlette:
         if name not in queries:
             return PlainTextResponse(f"No named query {name!r}\n", status_code=404)
         q = queries[name]
-        req = read_request("GET", request.url.query, "", b"")
+        try:
+            req = read_request("GET", request.url.query, "", b"")
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         values = {k: v for k, v in req.other.items() if v != ""}
         try:
             bound = q.bind(values)
@@ -157,6 +205,23 @@ def create_app(opts: ServeOptions) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Accept", "Content-Type"]))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class _Refusal(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(f"Content Too Large: a request body may hold {_size(limit)} (serve --max-body-size)\n",
+                             status_code=413, headers={"Connection": "close"})
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
 
 
 class _Streamed(Response):

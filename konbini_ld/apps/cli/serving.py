@@ -18,12 +18,14 @@ from .options import Context, handle_errors, pass_state
               help="Query worker processes kept ready (as many again start while queries run long).")
 @click.option("--max-memory", default="1G", show_default=True, metavar="SIZE",
               help="Memory one query may use (e.g. 512M, 2G); a query over it is stopped with 503.")
+@click.option("--max-body-size", default="1M", show_default=True, metavar="SIZE",
+              help="Bytes a request body (a POSTed query or form) may hold; a larger one is answered 413.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests addressed to NAME (the Host header; '*' for any).")
 @pass_state
 @handle_errors
 def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, cors: tuple[str, ...], workers: int,
-          max_memory: str, allow_hosts: tuple[str, ...]) -> None:
+          max_memory: str, max_body_size: str, allow_hosts: tuple[str, ...]) -> None:
     """Serve the graph read-only over the SPARQL 1.1 Protocol, with a query page at /.
 
     The endpoint is /sparql (GET ?query=, POST form, POST application/sparql-query);
@@ -50,7 +52,7 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
         options.update(update_url=state.remote.get("update_url"), gsp_url=state.remote.get("gsp_url"))
     opts = ServeOptions(str(state.location), {k: v for k, v in options.items() if v}, timeout=timeout,
                         max_rows=max_rows, cors_origins=cors, workers=workers, max_memory=parse_size(max_memory),
-                        host=host, allow_hosts=allow_hosts)
+                        host=host, allow_hosts=allow_hosts, max_body=parse_size(max_body_size))
     state.note(f"serving {redact(str(state.location))} read-only at http://{host}:{port}/ (SPARQL endpoint /sparql); "
                "Ctrl-C stops")
     run_server(opts, host=host, port=port)
