@@ -1,27 +1,35 @@
-"""No HTTP client, however hostile, holds or crashes ``konbini-ld serve``: large bodies, many
-parameters, queries that are slow to check, runaway queries beside cheap ones, killed workers,
-a damaged text index. Real server processes, real sockets."""
+"""No HTTP client, however hostile, holds or crashes ``konbini-ld serve``: large and slow
+bodies, slow and idle connections, readers that take nothing, runaway queries beside cheap
+ones, killed workers, a damaged text index. Real server processes, real sockets."""
 
 from __future__ import annotations
 
 import os
+import re
+import resource
 import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from helpers import NEWER, SEED, VIDEOS
 from test_server import Served
 
 from konbini_ld import open_store
+from konbini_ld.apps.cli import main
 
 #: CPU for as long as it is let run, in little memory (a count over a five-way cross product).
 RUNAWAY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }"
 CHEAP = "ASK { ?s ?p ?o }"
+#: A few megabytes of answer (a cross product, as many rows as --max-rows lets through).
+BIG = "SELECT ?a ?b ?c WHERE { ?a ?p ?b . ?c ?q ?d }"
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,34 @@ def answer_of(sock: socket.socket, timeout: float = 30) -> bytes:
     except (ConnectionResetError, TimeoutError, socket.timeout):
         pass
     return out
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (sending nothing, or an error answer)."""
+    sock.settimeout(seconds)
+    try:
+        while True:
+            piece = sock.recv(4096)
+            if not piece:
+                return True
+    except ConnectionResetError:
+        return True
+    except (TimeoutError, socket.timeout):
+        return False
+
+
+def tuned(store: Path, **limits: float) -> Served:
+    """``serve`` through its Python entry point, with short limits (so a test waits seconds, not minutes)."""
+    body_seconds = limits.pop("body_seconds", 30.0)
+    script = (
+        "import sys\n"
+        "from konbini_ld.apps.http import Limits\n"
+        "from konbini_ld.apps.server import ServeOptions, serve\n"
+        f"opts = ServeOptions({str(store)!r}, {{}}, timeout=10, body_seconds={body_seconds!r})\n"
+        f"serve(opts, port=0, limits=Limits(**{limits!r}),\n"
+        "      announce=lambda url: print(f'serving store read-only at {url}', file=sys.stderr, flush=True))\n"
+    )
+    return Served(store, command=[sys.executable, "-c", script])
 
 
 # -- the SERVICE check and request bodies ----------------------------------------------------------
@@ -289,3 +325,158 @@ def plain_text(name: str) -> str:
     from konbini_ld.query.catalog import named_queries
 
     return named_queries()[name].text
+
+
+# -- connections -----------------------------------------------------------------------------------
+
+
+def test_idle_and_trickling_connections_are_closed(store: Path) -> None:
+    served = tuned(store, head_seconds=2.0, stall_seconds=2.0, body_seconds=2.0)
+    idle = trickle = body = None
+    try:
+        idle = raw(served.port, b"")
+        trickle = raw(served.port, b"GET /queries HTTP/1.1\r\n")
+        body = raw(served.port, b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sparql-query"
+                                b"\r\nContent-Length: 100\r\n\r\nASK")
+        started = time.monotonic()
+        cut = False
+        for ch in b"Host: 127.0.0.1\r\nAccept: */*\r\nX-Slow: " + b"x" * 40:
+            try:
+                trickle.sendall(bytes([ch]))
+            except OSError:
+                cut = True
+                break
+            time.sleep(0.2)
+        assert cut or closed_within(trickle, 1), "a header sent a byte at a time kept its connection"
+        assert time.monotonic() - started < 8
+        assert closed_within(idle, 3)
+        assert answer_of(body, 5).startswith(b"HTTP/1.1 408")
+        assert requests.get(served.url + "/queries", timeout=10).status_code == 200
+    finally:
+        for sock in (idle, trickle, body):
+            if sock is not None:
+                sock.close()
+        served.stop()
+
+
+def test_a_request_head_over_64_kib_is_answered_431(store: Path) -> None:
+    served = Served(store)
+    try:
+        query = "ASK { ?s ?p ?o } #" + "x" * 100_000
+        long_get = requests.get(served.url + "/sparql", params={"query": query}, timeout=30)
+        assert long_get.status_code == 431 and "POST" in long_get.text
+        assert post(served.url, query).status_code == 200  # (the same query, sent with POST)
+    finally:
+        served.stop()
+
+
+def test_more_connections_than_file_handles_do_not_stop_the_server(store: Path) -> None:
+    """With 300 open files, 600 idle connections: the server closes the longest-idle ones to
+    answer new clients (it stopped answering at all when accept ran out of file handles)."""
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    served = Served(store, preexec_fn=few_files)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(600):
+            try:
+                idle.append(raw(served.port, b""))
+            except OSError:
+                break
+        time.sleep(0.5)
+        r = requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=10)
+        assert r.status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        served.stop()
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit(store: Path) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    target = min(hard, 4096) if hard != resource.RLIM_INFINITY else 4096
+
+    def low_soft() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, target))
+
+    served = Served(store, preexec_fn=low_soft)
+    try:
+        limits = Path(f"/proc/{served.proc.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert line.split()[3] == str(target), line
+    finally:
+        served.stop()
+
+
+def test_readers_that_take_nothing_hold_no_memory(store: Path) -> None:
+    """Sixteen clients ask for a multi-megabyte answer and read none of it: the server holds
+    none of those answers (they stay in the workers, read as the client takes them), cuts the
+    clients off after the stall limit, and answers others meanwhile."""
+    served = tuned(store, stall_seconds=2.0)
+    stuck: list[socket.socket] = []
+    try:
+        assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=30).status_code == 200
+        before = rss(served.proc.pid)
+        request = ("GET /sparql?query=" + requests.utils.quote(BIG) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Accept: application/sparql-results+json\r\n\r\n").encode()
+        stuck = [raw(served.port, request, rcvbuf=4096) for _ in range(16)]
+        time.sleep(3)
+        started = time.monotonic()
+        assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=30).status_code == 200
+        assert time.monotonic() - started < 5
+        grown = rss(served.proc.pid) - before
+        assert grown < 40 * 1024 * 1024, f"serve grew by {grown >> 20} MiB"
+        # a stuck client was cut off short of its Content-Length (never a silently short answer),
+        # answered 503 when its query gave its place to another, or (its turn came when this
+        # test began to read) answered in full
+        cut = 0
+        for sock in stuck:
+            got = answer_of(sock, 20)
+            m = re.search(rb"content-length: (\d+)", got, re.IGNORECASE)
+            if got.startswith(b"HTTP/1.1 200"):
+                assert m is not None
+                cut += len(got.split(b"\r\n\r\n", 1)[1]) < int(m.group(1))
+            else:
+                assert got == b"" or got.startswith(b"HTTP/1.1 503"), got[:200]
+                cut += got == b""
+        assert cut > 0
+    finally:
+        for sock in stuck:
+            sock.close()
+        served.stop()
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"], ["--timeout", "inf"],
+                                  ["--max-memory", "0"], ["--max-memory", "-5"], ["--max-memory", "garbage"],
+                                  ["--max-body-size", "0"]])
+def test_impossible_limits_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "serve", *args])
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and args[0] in lines[0], r.stderr
+
+
+def test_port_0_says_the_port_it_bound(store: Path) -> None:
+    served = Served(store)  # (Served runs serve --port 0 and reads the port from the line it prints)
+    try:
+        assert served.port > 0
+        assert requests.get(f"http://127.0.0.1:{served.port}/queries", timeout=10).ok
+        assert any(f"at http://127.0.0.1:{served.port}/ " in line for line in served.lines)
+    finally:
+        served.stop()
+
+
+def test_a_port_in_use_is_one_error_line(store: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), "serve", "--port",
+                              str(taken.getsockname()[1])], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert [x for x in out.stderr.splitlines() if x.startswith("Error:")] == [
+        x for x in out.stderr.splitlines() if "cannot listen" in x], out.stderr

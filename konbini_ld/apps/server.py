@@ -17,9 +17,10 @@ its time limit: the event loop only reads requests and moves answers. The worker
 open internet sockets (:mod:`konbini_ld.engines.sandbox`), so no query can make the server
 connect anywhere.
 
-No request can hold the server: a body holds at most ``max_body`` bytes (413), must arrive
-within ``body_seconds`` (30 s), and the bodies held at once are bounded (:data:`BODY_BUDGET`);
-a request has at most 1,000 parameters (:mod:`.protocol`).
+No client can hold the server: a request body holds at most ``max_body`` bytes (413), must
+arrive within ``body_seconds`` (30 s), and the bodies held at once are bounded
+(:data:`BODY_BUDGET`); a request has at most 1,000 parameters (:mod:`.protocol`); connections,
+request heads and slow readers are bounded by :mod:`.http`.
 
 Only requests whose ``Host`` is the address the server is bound to (or a name
 given with ``allow_hosts``) are answered: a page on another site cannot reach
@@ -31,7 +32,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
@@ -43,6 +43,7 @@ from starlette.routing import Route
 
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
+from .http import HostCheck, Limits, allowed_hosts, host_name, raise_open_files_limit
 from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
 from .query_workers import Answer, Cut, ServeOptions, media_type
 from .worker_pool import runner_for
@@ -198,7 +199,7 @@ def create_app(opts: ServeOptions) -> Starlette:
     ]
     from starlette.middleware import Middleware
 
-    middleware = [Middleware(_HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
+    middleware = [Middleware(HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
     if opts.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
@@ -266,52 +267,6 @@ def _asset(name: str, media_type: str) -> Response:
     })
 
 
-def allowed_hosts(host: str, extra: Sequence[str] = ()) -> frozenset[str]:
-    """The ``Host`` names the server answers to: the address it is bound to, its loopback
-    names when it is bound to loopback, and ``extra``.
-
-    >>> sorted(allowed_hosts("127.0.0.1"))
-    ['127.0.0.1', '::1', 'localhost']
-    """
-    names = {host.lower().strip("[]")}
-    if host in ("127.0.0.1", "localhost", "::1"):
-        names |= {"127.0.0.1", "localhost", "::1"}
-    names |= {h.lower().strip("[]") for h in extra}
-    return frozenset(names)
-
-
-def host_name(header: str) -> str:
-    """The host part of a ``Host`` header, without port or IPv6 brackets.
-
-    >>> host_name("[::1]:7878"), host_name("LocalHost:80"), host_name("example.org")
-    ('::1', 'localhost', 'example.org')
-    """
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-class _HostCheck:
-    """Answer only requests addressed to this server by name (DNS rebinding defence)."""
-
-    def __init__(self, app: Any, allowed: frozenset[str]) -> None:
-        self.app = app
-        self.allowed = allowed
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and "*" not in self.allowed:
-            headers = dict(scope.get("headers") or [])
-            host = host_name(headers.get(b"host", b"").decode("latin-1"))
-            if host not in self.allowed:
-                response = PlainTextResponse(
-                    f"Misdirected request: this endpoint answers to {', '.join(sorted(self.allowed))} "
-                    "(serve --allow-host NAME adds a name)\n", status_code=421)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def _base(request: Request) -> str:
     """The server's own base URL, as the client addressed it."""
     return f"{request.url.scheme}://{request.url.netloc}"
@@ -321,10 +276,42 @@ def _read_only() -> Response:
     return PlainTextResponse("Forbidden: this endpoint is read-only; updates are not accepted\n", status_code=403)
 
 
-def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878) -> None:
-    """Run the endpoint with uvicorn until interrupted."""
+def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
+          announce: Any = None, limits: Limits | None = None) -> None:
+    """Run the endpoint with uvicorn until interrupted.
+
+    The listening socket is bound first, so ``port`` 0 picks a free port: ``announce`` is
+    called with the URL actually bound. The process's open-file limit is raised to its hard
+    limit, and the connections accepted at once are kept below it.
+
+    :raises KonbiniError: the address cannot be listened on.
+    """
+    import dataclasses
+    import socket
+
     import uvicorn
 
+    from ..errors import KonbiniError
+    from .http import guarded_protocol
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    uvicorn.run(create_app(opts), host=host, port=port, log_level="warning", lifespan="on",
-                timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
+    files = raise_open_files_limit()
+    limits = limits or Limits()
+    reserve = 64 + 4 * (2 * max(1, opts.workers) + 1)  # the workers' pipes, the store's files
+    limits = dataclasses.replace(limits, connections=max(16, min(limits.connections, files - reserve)))
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = sock.getsockname()[1]
+    name = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(create_app(opts), log_level="warning", lifespan="on", http=guarded_protocol(limits),
+                            h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5,
+                            timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
+    if announce is not None:
+        announce(f"http://{name}:{bound}/")
+    uvicorn.Server(config).run(sockets=[sock])
