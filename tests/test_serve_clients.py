@@ -82,6 +82,12 @@ def workers(pid: int) -> list[int]:
     return found
 
 
+def stop_cleanly(served: Served) -> None:
+    """Stop the server: whatever the clients did, it printed no traceback."""
+    err = served.stop()
+    assert "Traceback" not in err, err[-3000:]
+
+
 def raw(port: int, data: bytes, *, rcvbuf: int | None = None) -> socket.socket:
     sock = socket.socket()
     if rcvbuf is not None:
@@ -163,7 +169,7 @@ def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
                 + "\n".join(f"  ?s{i} <urn:p{i}> ?o{i} ." for i in range(300)) + "\n}")
         assert post(served.url, many).status_code == 200
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_request_bodies_are_bounded(store: Path) -> None:
@@ -187,7 +193,7 @@ def test_request_bodies_are_bounded(store: Path) -> None:
             assert answer_of(sock).startswith(b"HTTP/1.1 413")
         assert post(served.url, CHEAP).status_code == 200
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_server_memory_stays_flat_under_large_distinct_bodies(store: Path) -> None:
@@ -202,7 +208,7 @@ def test_server_memory_stays_flat_under_large_distinct_bodies(store: Path) -> No
         grown = rss(served.proc.pid) - before
         assert grown < 50 * 1024 * 1024, f"serve grew by {grown >> 20} MiB"
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_parameters_headers_and_graph_lists_are_bounded(store: Path) -> None:
@@ -225,7 +231,7 @@ def test_parameters_headers_and_graph_lists_are_bounded(store: Path) -> None:
         assert r.status_code == 200 and r.json()["boolean"] is True
         assert time.monotonic() - started < 5
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 # -- queries beside runaways, killed workers, a damaged index --------------------------------------
@@ -262,7 +268,7 @@ def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
         assert runaways and all(a.status_code == 503 and "make room" in a.text for a in runaways)
     finally:
         stop.set()
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_a_killed_worker_costs_no_request(store: Path) -> None:
@@ -290,7 +296,7 @@ def test_a_killed_worker_costs_no_request(store: Path) -> None:
         assert answer[0].status_code == 503 and "time limit" in answer[0].text, answer[0].text
         assert post(served.url, CHEAP).status_code == 200
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_a_damaged_text_index_falls_back_to_the_graph(store: Path, tmp_path: Path) -> None:
@@ -318,7 +324,7 @@ def test_a_damaged_text_index_falls_back_to_the_graph(store: Path, tmp_path: Pat
                 rows = r.json()["results"]["bindings"]
                 assert len(rows) == len(before[n]), n
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def plain_text(name: str) -> str:
@@ -356,7 +362,7 @@ def test_idle_and_trickling_connections_are_closed(store: Path) -> None:
         for sock in (idle, trickle, body):
             if sock is not None:
                 sock.close()
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_a_request_head_over_64_kib_is_answered_431(store: Path) -> None:
@@ -367,7 +373,7 @@ def test_a_request_head_over_64_kib_is_answered_431(store: Path) -> None:
         assert long_get.status_code == 431 and "POST" in long_get.text
         assert post(served.url, query).status_code == 200  # (the same query, sent with POST)
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_more_connections_than_file_handles_do_not_stop_the_server(store: Path) -> None:
@@ -391,7 +397,7 @@ def test_more_connections_than_file_handles_do_not_stop_the_server(store: Path) 
     finally:
         for sock in idle:
             sock.close()
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit(store: Path) -> None:
@@ -407,7 +413,7 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit(store: Path) -> None:
         line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
         assert line.split()[3] == str(target), line
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_readers_that_take_nothing_hold_no_memory(store: Path) -> None:
@@ -445,7 +451,7 @@ def test_readers_that_take_nothing_hold_no_memory(store: Path) -> None:
     finally:
         for sock in stuck:
             sock.close()
-        served.stop()
+        stop_cleanly(served)
 
 
 # -- options ---------------------------------------------------------------------------------------
@@ -468,7 +474,7 @@ def test_port_0_says_the_port_it_bound(store: Path) -> None:
         assert requests.get(f"http://127.0.0.1:{served.port}/queries", timeout=10).ok
         assert any(f"at http://127.0.0.1:{served.port}/ " in line for line in served.lines)
     finally:
-        served.stop()
+        stop_cleanly(served)
 
 
 def test_a_port_in_use_is_one_error_line(store: Path) -> None:

@@ -24,6 +24,7 @@ endpoint through DNS rebinding.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import time
@@ -34,7 +35,10 @@ from typing import Any, ClassVar
 from starlette.responses import PlainTextResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HostCheck", "Limits", "allowed_hosts", "guarded_protocol", "host_name", "raise_open_files_limit"]
+__all__ = ["HostCheck", "Limits", "allowed_hosts", "guarded_protocol", "host_name", "quiet_out_of_files",
+           "raise_open_files_limit"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,3 +265,23 @@ def raise_open_files_limit() -> int:
         return target
     except (ValueError, OSError):
         return soft
+
+
+def quiet_out_of_files(loop: asyncio.AbstractEventLoop) -> None:
+    """When the process runs out of file handles, accepting waits a second (asyncio does that):
+    say so in one line a minute, not a traceback per connection refused."""
+    default = loop.get_exception_handler()
+    said = [0.0]
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == "socket.accept() out of system resource":
+            if time.monotonic() - said[0] > 60:
+                said[0] = time.monotonic()
+                log.warning("out of file handles (%s): new connections wait", context.get("exception"))
+            return
+        if default is not None:
+            default(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

@@ -29,6 +29,7 @@ the endpoint through DNS rebinding.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -43,7 +44,7 @@ from starlette.routing import Route
 
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
-from .http import HostCheck, Limits, allowed_hosts, host_name, raise_open_files_limit
+from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
 from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
 from .query_workers import Answer, Cut, ServeOptions, media_type
 from .worker_pool import runner_for
@@ -71,6 +72,7 @@ def create_app(opts: ServeOptions) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
+        quiet_out_of_files(asyncio.get_running_loop())
         await runner.start()
         try:
             yield
@@ -297,7 +299,10 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     files = raise_open_files_limit()
     limits = limits or Limits()
-    reserve = 64 + 4 * (2 * max(1, opts.workers) + 1)  # the workers' pipes, the store's files
+    # connections are accepted a backlog at a time before any is closed: keep three below the limit,
+    # beside the workers' pipes and the store's files
+    backlog = min(2048, max(16, files // 8))
+    reserve = 64 + 4 * (2 * max(1, opts.workers) + 1) + 3 * backlog
     limits = dataclasses.replace(limits, connections=max(16, min(limits.connections, files - reserve)))
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
@@ -310,7 +315,7 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
     bound = sock.getsockname()[1]
     name = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(create_app(opts), log_level="warning", lifespan="on", http=guarded_protocol(limits),
-                            h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5,
+                            h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
                             timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
     if announce is not None:
         announce(f"http://{name}:{bound}/")
