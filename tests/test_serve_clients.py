@@ -299,6 +299,18 @@ def test_a_killed_worker_costs_no_request(store: Path) -> None:
         stop_cleanly(served)
 
 
+def test_a_query_that_crashes_the_engine_costs_only_itself(store: Path) -> None:
+    """Oxigraph overflows its stack on 20,000 nested parentheses: the worker dies (twice: the
+    query is run once more), the client gets a 500 saying how, and the server answers on."""
+    served = Served(store)
+    try:
+        r = post(served.url, "SELECT * { FILTER(" + "(" * 20_000 + "1" + ")" * 20_000 + ") }")
+        assert r.status_code == 500 and "died twice" in r.text and "killed by" in r.text, r.text
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        stop_cleanly(served)
+
+
 def test_a_damaged_text_index_falls_back_to_the_graph(store: Path, tmp_path: Path) -> None:
     import shutil
 

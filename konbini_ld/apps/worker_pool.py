@@ -73,6 +73,25 @@ def _fingerprint(job: Job) -> bytes:
     return digest.digest()
 
 
+def _ending(proc: Proc) -> str:
+    """How a worker ended: ``killed by SIGSEGV``, ``exit code 1``."""
+    import signal
+
+    try:
+        proc.process.join(1)
+        code = proc.process.exitcode
+    except (ValueError, AssertionError):
+        code = None
+    if code is None:
+        return "its pipe closed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class _Died(Exception):
     """The worker ended before answering, not stopped by the server."""
 
@@ -197,8 +216,8 @@ class Workers(Processes):
             with anyio.move_on_after(self.opts.timeout):
                 await anyio.to_thread.run_sync(proc.conn.send, job, abandon_on_cancel=True)
                 sent = True
-        except (BrokenPipeError, EOFError, OSError) as exc:
-            raise _Died(f"its pipe closed: {exc}") from None
+        except (BrokenPipeError, EOFError, OSError):
+            raise _Died(_ending(proc)) from None
         if not sent:
             self._discard(proc)
             return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
@@ -211,15 +230,15 @@ class Workers(Processes):
                     break
                 try:
                     proc.conn.recv_bytes()  # (it started on the query)
-                except (EOFError, OSError) as exc:
-                    raise _Died(f"its pipe closed: {exc}") from None
+                except (EOFError, OSError):
+                    raise _Died(_ending(proc)) from None
                 proc.running_since = time.monotonic()
                 deadline = proc.running_since + self.opts.timeout
                 continue
             if not proc.alive():
                 if proc.stopped == "evicted":
                     continue
-                raise _Died(f"exit code {proc.process.exitcode}")
+                raise _Died(_ending(proc))
             now = time.monotonic()
             if resident_bytes(proc.pid) > self.opts.max_memory:
                 proc.stopped = "memory"
@@ -235,8 +254,8 @@ class Workers(Processes):
             await wait_readable((proc.conn.fileno(), proc.process.sentinel), min(POLL_SECONDS, deadline - now))
         try:
             status, payload = proc.conn.recv()
-        except (EOFError, OSError) as exc:
-            raise _Died(f"its pipe closed: {exc}") from None
+        except (EOFError, OSError):
+            raise _Died(_ending(proc)) from None
         if status != "ok":
             self._release(proc)
             return status, payload
