@@ -239,8 +239,8 @@ def test_parameters_headers_and_graph_lists_are_bounded(store: Path) -> None:
 
 def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
     """Eight clients sending a runaway query again as soon as it ends, with --workers 2 (four
-    places): a cheap query beside them still gets a median under a second (the runaway that has
-    run longest gives its place, answered 503; one sent again waits behind new queries)."""
+    places): a cheap query beside them still gets a median under a second (runaways beyond half
+    the places give way, answered 503; one sent again gives its place to a new query at once)."""
     served = Served(store, "--workers", "2", "--timeout", "30")
     stop = threading.Event()
     runaways: list[requests.Response] = []

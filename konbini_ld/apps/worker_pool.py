@@ -5,14 +5,20 @@
   processes are kept ready, and one more is started ahead whenever none is left idle, so a
   query does not wait for a process to start. Workers are forked from a server process that
   has the modules loaded (tens of milliseconds each), so replacing one is cheap.
-* A query's clock starts when its worker starts on it. When every place is taken, a new query
-  stops the query that has run longest, if that one has run at least :data:`GRACE` seconds:
-  it is answered 503 ("stopped to make room") and its process is replaced. Otherwise the new
-  query waits its turn (first come, first served; at most :data:`MAX_WAITING` wait, more are
-  answered 503 at once). A query stopped (to make room, or at a limit) and sent again within a
-  minute waits behind every other query and stops none: a client that sends a runaway again
-  and again does not queue ahead of others. So a query that needs less than :data:`GRACE`
-  seconds is answered within about a second whatever runaways run beside it.
+* A query's clock starts when its worker starts on it; one that has run :data:`GRACE` seconds
+  is long. Long queries keep their place (to their end or their time limit) as long as they
+  hold no more than half the places. When every place is taken and a query waits, the long
+  query beyond that half that became long last is stopped: it is answered 503 ("stopped to make
+  room") and its process is replaced. Otherwise the waiting query waits for one of the young
+  queries to end or become long, within :data:`GRACE` seconds (first come, first served; at most
+  :data:`MAX_WAITING` wait, more are answered 503 at once). A query stopped (to make room, or at
+  a limit) and sent again within a minute waits behind every other query, stops none, runs
+  only in a free place, and gives its place to a new query at once: a client that sends a
+  runaway again and again does not hold places or queue ahead of others. So a query that needs
+  less than :data:`GRACE` seconds is answered within about a second whatever runaways run beside
+  it, and at most ``workers`` runaways run at once while others wait. (Runaways that differ each
+  time, sent by many clients at once, queue ahead of a new query as any query does: each of
+  them holds a place half a second at most.)
 * A worker is checked alive before it is handed a query; one that died while idle is
   replaced at once. A query whose worker died before answering, for another reason than its
   limits (killed from outside, crashed), is run once more on a fresh worker.
@@ -45,8 +51,8 @@ GRACE = 0.5
 MAX_WAITING = 64
 
 
-_EVICTED = (503, "query stopped to make room for other queries: every place was taken and this one had run "
-                 "longest (serve --workers)")
+_EVICTED = (503, "query stopped to make room for other queries: every place was taken, and as many queries as "
+                 "--workers had run longer than this one (serve --workers)")
 
 
 @dataclass(eq=False)
@@ -163,15 +169,21 @@ class Workers(Processes):
             if again:
                 return None, POLL_SECONDS
             now = time.monotonic()
-            running = [p for p in self.pool.busy if p.running_since is not None]
-            if not running:
-                return None, POLL_SECONDS
-            oldest = min(running, key=lambda p: p.running_since or now)
-            age = now - (oldest.running_since or now)
-            if age < GRACE:
-                return None, GRACE - age
-            log.info("stopped a query after %.1f s to make room (pid %s)", age, oldest.pid)
-            self._evict(oldest)
+            repeats = [p for p in self.pool.busy if p.again]
+            if repeats:  # a query stopped lately and sent again gives way to a new one at once
+                victim = repeats[0]
+                log.info("stopped a query sent again to make room (pid %s)", victim.pid)
+                self._evict(victim)
+                continue
+            ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
+            long = [p for p, age in ages.items() if age >= GRACE]
+            if len(long) > self.keep:  # more long queries than their share: the last to become long gives way
+                newest = min(long, key=lambda p: ages[p])
+                log.info("stopped a query after %.1f s to make room (pid %s)", ages[newest], newest.pid)
+                self._evict(newest)
+                continue
+            young = [age for age in ages.values() if age < GRACE]  # each ends, or becomes long, within GRACE
+            return None, (GRACE - max(young)) if young else POLL_SECONDS
 
     async def run(self, job: Job) -> tuple[str, Any]:
         mark = _fingerprint(job)
@@ -184,7 +196,7 @@ class Workers(Processes):
             if proc is None:
                 return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
                                       "waiting (serve --workers); try again shortly")
-            proc.mark = mark
+            proc.mark, proc.again = mark, again
             try:
                 return await self._dispatch(proc, job)
             except _Died as exc:

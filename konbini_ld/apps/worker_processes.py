@@ -40,8 +40,9 @@ class Proc:
     stopped: str | None = None
     watched: bool = False
     closed: bool = False
-    #: the fingerprint of its current query
+    #: the fingerprint of its current query, and whether that query was stopped lately and sent again
     mark: bytes = b""
+    again: bool = False
 
     @property
     def pid(self) -> int:
