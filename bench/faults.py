@@ -1,14 +1,15 @@
 """Fault injection at scale: kills, damaged archives and stores, a full disk, hostile input, a
 hostile API (answers that lie about credits, identity, size, encoding or time).
 
-    python bench/faults.py [--size 20000] [--trials 5] [--seed 1]
+    python bench/faults.py [--size 20000] [--trials 5] [--seed 1] [--only WORD]
 
 Builds a store of ``--size`` synthetic responses, then injects each fault ``--trials`` times
 against real processes (``konbini-ld`` run as a subprocess, the loopback fake API for fetch),
 checks what a user would check afterwards, and prints a table (also written to
 bench/FAULTS.md): faults injected and survived, bad inputs tried and handled cleanly, credits
 spent again after kills, tracebacks seen. The same injections run at small scale in the test
-suite (tests/test_faults.py, tests/test_hostile.py).
+suite (tests/test_faults.py, tests/test_hostile.py, tests/test_serve_clients.py). The serve rows
+drive a real `konbini-ld serve` over the scale store with hostile HTTP clients.
 """
 
 from __future__ import annotations
@@ -451,6 +452,209 @@ def restored_archive(base: Path, work: Path, n: int) -> None:
     ROWS.append(row)
 
 
+# -- serve: what HTTP clients send ---------------------------------------------------------------------
+
+
+def _serve_stderr_tracebacks(served: object) -> None:
+    global TRACEBACKS
+    TRACEBACKS += "".join(getattr(served, "lines", [])).count("Traceback")
+
+
+def serve_clients(base: Path, work: Path, n: int, trials: int, rng: random.Random) -> None:
+    """Hostile HTTP clients of `konbini-ld serve` over the scale store: each row a class of fault,
+    injected against a real server process, checked from a client's side."""
+    import statistics
+    import threading
+
+    import requests
+    from test_serve_clients import BIG, CHEAP, RUNAWAY, raw, rss, workers
+    from test_server import Served
+
+    store = fresh_copy(base, work, "serve-clients")
+    url_of = lambda s: s.url + "/sparql"  # noqa: E731
+
+    # runaways sent again and again beside cheap queries
+    row = Row("runaway queries beside cheap ones (serve)")
+    worst: list[float] = []
+    for t in range(trials):
+        served = Served(store, "--workers", "2", "--timeout", "30")
+        stop = threading.Event()
+        codes: list[int] = []
+
+        def runaway() -> None:
+            while not stop.is_set():
+                try:
+                    codes.append(requests.get(url_of(served), params={"query": RUNAWAY}, timeout=60).status_code)
+                except requests.RequestException:
+                    return
+
+        clients = 8 + 4 * t
+        for _ in range(clients):
+            threading.Thread(target=runaway, daemon=True).start()
+        time.sleep(1)
+        latencies, ok = [], True
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            started = time.monotonic()
+            ok &= requests.get(url_of(served), params={"query": CHEAP}, timeout=60).status_code == 200
+            latencies.append(time.monotonic() - started)
+        stop.set()
+        row.injected += 1
+        median = statistics.median(latencies)
+        worst.append(median)
+        if ok and median < 1.0 and set(codes) <= {503}:
+            row.survived += 1
+        else:
+            row.notes.append(f"NOT survived with {clients} runaway clients: median {median:.2f} s, codes {set(codes)}")
+        _serve_stderr_tracebacks(served)
+        served.stop()
+    row.notes.insert(0, f"8 to {8 + 4 * (trials - 1)} clients sending a runaway again as soon as it ends, --workers 2; "
+                        f"cheap query median at worst {max(worst):.2f} s")
+    ROWS.append(row)
+
+    # idle connections past the open-files limit; headers a byte at a time
+    row = Row("idle and trickling connections (serve)")
+    for _ in range(trials):
+        def few_files() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+        served = Served(store, preexec_fn=few_files)
+        socks: list[object] = []
+        try:
+            for _ in range(3000):
+                socks.append(raw(served.port, b""))
+            trickle = [raw(served.port, b"GET /queries HTTP/1.1\r\n") for _ in range(50)]
+            answered = requests.get(url_of(served), params={"query": CHEAP}, timeout=30).status_code == 200
+            cut = 0
+            for _second in range(14):  # (the server gives a request head 10 s)
+                for sock in trickle:
+                    try:
+                        sock.sendall(b"x")
+                    except OSError:
+                        pass
+                time.sleep(1)
+            for sock in trickle:
+                sock.settimeout(2)
+                try:
+                    sock.recv(100)  # an answer (408) or the end: cut either way
+                    cut += 1
+                except (ConnectionError, BrokenPipeError):
+                    cut += 1
+                except TimeoutError:
+                    pass  # still open
+            again = requests.get(url_of(served), params={"query": CHEAP}, timeout=30).status_code == 200
+        finally:
+            for sock in socks + trickle:
+                sock.close()
+            _serve_stderr_tracebacks(served)
+            served.stop()
+        row.injected += 1
+        if answered and again and cut == len(trickle):
+            row.survived += 1
+        else:
+            row.notes.append(f"NOT survived: answered {answered}/{again}, trickles cut {cut}/{len(trickle)}")
+    row.notes.insert(0, "3,000 idle connections against 1,024 file handles, 50 sending a header byte a second: "
+                        "a cheap query answered beside them, every trickle cut")
+    ROWS.append(row)
+
+    # large distinct bodies, readers that take nothing, queries slow to check
+    row = Row("large bodies, slow readers, slow checks (serve)")
+    grown_at_worst = 0
+    for t in range(trials):
+        served = Served(store, "--workers", "2", "--timeout", "20")
+        stuck: list[object] = []
+        try:
+            requests.get(url_of(served), params={"query": CHEAP}, timeout=30)
+            before = rss(served.proc.pid)
+            ok = True
+            bodies = 20 if n >= 10_000 else 4
+            for k in range(bodies):
+                values = " ".join(str((t * 100 + k) * 1_000_000 + i) for i in range(95_000))  # ~1 MB, distinct
+                r = requests.post(url_of(served), data=f"ASK {{ VALUES ?x {{ {values} }} FILTER(?x < 0) }}",
+                                  headers={"Content-Type": "application/sparql-query"}, timeout=120)
+                ok &= r.status_code in (200, 413)
+            big = ("GET /sparql?query=" + requests.utils.quote(BIG) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").encode()
+            stuck = [raw(served.port, big, rcvbuf=4096) for _ in range(32)]
+            heavy = ("# customer service\nSELECT * WHERE { ?s ?p ?o FILTER("
+                     + " || ".join(f"?o = {i}" for i in range(5000)) + ") } LIMIT 1")
+            threads = [threading.Thread(target=lambda: requests.post(
+                url_of(served), data=heavy, headers={"Content-Type": "application/sparql-query"}, timeout=60))
+                for _ in range(8)]
+            for th in threads:
+                th.start()
+            time.sleep(1)
+            started = time.monotonic()
+            ok &= requests.get(url_of(served), params={"query": CHEAP}, timeout=60).status_code == 200
+            quick = time.monotonic() - started < 5
+            for th in threads:
+                th.join(90)
+            grown = rss(served.proc.pid) - before
+            grown_at_worst = max(grown_at_worst, grown)
+        finally:
+            for sock in stuck:
+                sock.close()
+            _serve_stderr_tracebacks(served)
+            served.stop()
+        row.injected += 1
+        if ok and quick and grown < 64 * 1024 * 1024:
+            row.survived += 1
+        else:
+            row.notes.append(f"NOT survived: answers ok {ok}, cheap query quick {quick}, grew {grown >> 20} MiB")
+    row.notes.insert(0, "20 distinct 1 MB queries (4 below 10,000 audios), 32 clients reading none of a 3 MB answer, 8 60 KB queries with "
+                        f"'service' in a comment: serve grew {grown_at_worst >> 20} MiB at worst, a cheap query "
+                        "answered within 5 s")
+    ROWS.append(row)
+
+    # workers killed from outside, a text index damaged while serving
+    row = Row("killed workers, damaged text index (serve)")
+    for _ in range(trials):
+        served = Served(store, "--workers", "2")
+        errors: list[int] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                r = requests.get(served.url + "/queries/creators", headers={"Accept": "text/csv"}, timeout=60)
+                if r.status_code != 200:
+                    errors.append(r.status_code)
+
+        threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+        for th in threads:
+            th.start()
+        killed = 0
+        for _kill in range(10):
+            time.sleep(rng.uniform(0.5, 1.5))  # (a query is run again once: kills further apart than that)
+            for pid in workers(served.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except OSError:
+                    pass
+        index = store / "search.sqlite"
+        saved = index.read_bytes()
+        data = bytearray(saved)
+        for i in range(100, len(data), 7):
+            data[i] = 0x5A
+        index.write_bytes(bytes(data))
+        time.sleep(2)
+        stop.set()
+        for th in threads:
+            th.join(60)
+        names = ["top-audios", "creators", "verified-creators", "original-vs-licensed"]
+        damaged_ok = all(requests.get(served.url + f"/queries/{q}", timeout=60).status_code == 200 for q in names)
+        index.write_bytes(saved)
+        _serve_stderr_tracebacks(served)
+        served.stop()
+        row.injected += 1
+        if not errors and damaged_ok:
+            row.survived += 1
+        else:
+            row.notes.append(f"NOT survived: {len(errors)} failed requests {set(errors)}, damaged index ok {damaged_ok}")
+    row.notes.insert(0, "every worker killed 10 times at random moments under 4 clients, then the text index "
+                        "damaged: no request failed")
+    ROWS.append(row)
+
+
 def write(path: Path, args: argparse.Namespace, elapsed: float) -> str:
     lines = [
         "# konbini-ld fault injection",
@@ -476,7 +680,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FAULTS.md")
-    parser.add_argument("--only", help="run only the faults whose step name contains this (e.g. hostile_api)")
+    parser.add_argument("--only", metavar="WORD", help="Run only the faults whose step name holds WORD "
+                        "(load, rebuild, fetch, sigterm, archive, store, disk, hostile, serve, hostile_api, archive_unwritable, future, restored_archive); with a small "
+                        "--size and --trials 1 a quick check that the runner works")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.monotonic()
@@ -493,25 +699,28 @@ def main() -> None:
         rebuild_s = time.monotonic() - t
         print(f"base store: {args.size:,} responses, load {load_s:.1f} s, rebuild {rebuild_s:.1f} s", file=sys.stderr)
         steps = [
-            lambda: kills_during_load(corpus, work, args.size, args.trials, rng, load_s),
-            lambda: kills_during_rebuild(base, work, args.size, args.trials, rng, rebuild_s),
-            lambda: kills_during_fetch(work, min(args.size, 5000), args.trials, rng),
-            lambda: sigterm_during_fetch(work, 3000, min(args.trials, 3)),
-            lambda: damaged_archive(base, work, args.size, args.trials, rng),
-            lambda: damaged_store(base, work, args.size),
-            lambda: full_disk(base, corpus, work, args.size, args.trials, rng),
-            lambda: hostile_inputs(work),
-            lambda: hostile_api(work, min(args.size, 2000), args.trials, rng),
-            lambda: archive_unwritable_during_fetch(work, min(args.size, 3000), min(args.trials, 3), rng),
-            lambda: future_times(base, corpus, work),
-            lambda: restored_archive(base, work, args.size),
+            ("load", lambda: kills_during_load(corpus, work, args.size, args.trials, rng, load_s)),
+            ("rebuild", lambda: kills_during_rebuild(base, work, args.size, args.trials, rng, rebuild_s)),
+            ("fetch", lambda: kills_during_fetch(work, min(args.size, 5000), args.trials, rng)),
+            ("sigterm", lambda: sigterm_during_fetch(work, min(args.size, 3000), min(args.trials, 3))),
+            ("archive", lambda: damaged_archive(base, work, args.size, args.trials, rng)),
+            ("store", lambda: damaged_store(base, work, args.size)),
+            ("disk", lambda: full_disk(base, corpus, work, args.size, args.trials, rng)),
+            ("hostile", lambda: hostile_inputs(work)),
+            ("serve", lambda: serve_clients(base, work, args.size, min(args.trials, 3), rng)),
+            ("hostile_api", lambda: hostile_api(work, min(args.size, 2000), args.trials, rng)),
+            ("archive_unwritable", lambda: archive_unwritable_during_fetch(work, min(args.size, 3000),
+                                                                           min(args.trials, 3), rng)),
+            ("future", lambda: future_times(base, corpus, work)),
+            ("restored_archive", lambda: restored_archive(base, work, args.size)),
         ]
-        for step in steps:
-            if args.only and not any(args.only in name for name in step.__code__.co_names):
+        for name, step in steps:
+            if args.only and args.only not in name:
                 continue
+            before = len(ROWS)
             step()
-            r = ROWS[-1]
-            print(f"{r.fault}: {r.survived}/{r.injected}", file=sys.stderr)
+            for r in ROWS[before:]:
+                print(f"{r.fault}: {r.survived}/{r.injected}", file=sys.stderr)
     print(write(args.out, args, time.monotonic() - started))
 
 

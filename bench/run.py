@@ -660,15 +660,23 @@ def bench_endpoint(n: int, clients: int, seconds: float, stores: dict[int, Path]
             return int(sock.getsockname()[1])
 
     def rss_of(pid: int) -> int:
-        total = 0
+        """Resident MiB of a process and all its descendants (serve's workers are forked from a
+        fork server it starts: its grandchildren)."""
+        parents: dict[int, int] = {}
+        sizes: dict[int, int] = {}
         for proc in Path("/proc").iterdir():
             try:
-                stat = (proc / "stat").read_text().split()
-                if proc.name == str(pid) or stat[3] == str(pid):
-                    total += int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(proc.name)] = int(stat[1])
+                sizes[int(proc.name)] = int((proc / "statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
             except (OSError, IndexError, ValueError):
                 continue
-        return total // 2**20
+        family, grew = {pid}, True
+        while grew:
+            more = {child for child, parent in parents.items() if parent in family} - family
+            family |= more
+            grew = bool(more)
+        return sum(sizes.get(p, 0) for p in family) // 2**20
 
     def hammer(label: str, url_of: Callable[[str], tuple[str, dict[str, str]]], pid: int) -> None:
         stop = time.monotonic() + seconds

@@ -3,14 +3,18 @@ groups open (to place bindings for servers without substitution), its update key
 
 It skips comments, string literals and IRIs, so a keyword inside ``"…"`` or ``<…>``
 never counts. It does not validate syntax (the engine does) and it is not what keeps
-``SERVICE`` out (:mod:`konbini_ld.query.guard` decides that on the parsed query).
-A query text is lexed once, however many of these questions are asked of it.
+``SERVICE`` out (:mod:`konbini_ld.query.guard` decides that).
+A query text of up to 64 KiB is lexed once, however many of these questions are asked of
+it (the texts kept for that hold 512 KiB at most: the cache is bounded by size, not by count,
+so distinct large queries cannot grow it); a longer one is lexed as each question needs.
 """
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = ["Token", "has_dataset_clause", "query_form", "tokens", "update_keyword", "where_brace", "where_braces"]
@@ -18,9 +22,9 @@ __all__ = ["Token", "has_dataset_clause", "query_form", "tokens", "update_keywor
 _TOKEN = re.compile(
     r"""
     (?P<ws>\s+)
-  | (?P<comment>\#[^\n]*)
+  | (?P<comment>\#[^\r\n]*)
   | (?P<string>'''(?:[^'\\]|\\.|'(?!''))*'''|\"\"\"(?:[^"\\]|\\.|"(?!""))*\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
-  | (?P<iri><[^<>"{}|^`\\\s]*>)
+  | (?P<iri><(?:[^<>"{}|^`\\\s]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>)
   | (?P<var>[?$][A-Za-z0-9_\u00C0-\uFFFF]+)
   | (?P<word>[A-Za-z_\u00C0-\uFFFF][\w\-.\u00C0-\uFFFF]*(?::(?:[\w\-.%\u00C0-\uFFFF]|\\.)*)?|:(?:[\w\-.%\u00C0-\uFFFF]|\\.)*)
   | (?P<punct>\^\^|&&|\|\||[<>!=]=?|[{}()\[\];,.*/+\-|^@!])
@@ -43,17 +47,49 @@ def tokens(sparql: str) -> tuple[Token, ...]:
     >>> [t.text for t in tokens('SELECT * { ?s <urn:x> "SERVICE" } # SERVICE')]
     ['SELECT', '*', '{', '?s', '<urn:x>', '"SERVICE"', '}']
     """
-    return _tokens(sparql)
+    found = _significant(sparql)
+    return found if isinstance(found, tuple) else tuple(found)
 
 
-@functools.lru_cache(maxsize=512)
-def _tokens(sparql: str) -> tuple[Token, ...]:
-    out = []
+def _lex(sparql: str) -> Iterator[Token]:
     for m in _TOKEN.finditer(sparql):
         kind = m.lastgroup or "other"
         if kind not in ("ws", "comment"):
-            out.append(Token(kind, m.group(), m.start()))
-    return tuple(out)
+            yield Token(kind, m.group(), m.start())
+
+
+#: Texts up to this many characters are lexed once and kept; the kept texts hold at most
+#: :data:`_CACHE_CHARS` characters together.
+_CACHE_ENTRY = 64 * 1024
+_CACHE_CHARS = 512 * 1024
+_cache: OrderedDict[str, tuple[Token, ...]] = OrderedDict()
+_cache_chars = 0
+_cache_lock = threading.Lock()
+
+
+def _significant(sparql: str) -> tuple[Token, ...] | Iterator[Token]:
+    """The tokens of ``sparql``: kept ones, or (a text too long to keep) lexed as they are read."""
+    global _cache_chars
+    with _cache_lock:
+        found = _cache.get(sparql)
+        if found is not None:
+            _cache.move_to_end(sparql)
+            return found
+    if len(sparql) > _CACHE_ENTRY:
+        return _lex(sparql)
+    found = tuple(_lex(sparql))
+    with _cache_lock:
+        if sparql not in _cache:
+            _cache[sparql] = found
+            _cache_chars += len(sparql)
+            while _cache_chars > _CACHE_CHARS:
+                old, _ = _cache.popitem(last=False)
+                _cache_chars -= len(old)
+    return found
+
+
+def _words(sparql: str) -> Iterable[Token]:
+    return (t for t in _significant(sparql) if t.kind == "word")
 
 
 _FORMS = {"SELECT", "ASK", "CONSTRUCT", "DESCRIBE"}
@@ -66,11 +102,10 @@ def query_form(sparql: str) -> str | None:
     >>> query_form("PREFIX as: <https://www.w3.org/ns/activitystreams#> ask { ?s ?p ?o }")
     'ASK'
     """
-    for t in tokens(sparql):
-        if t.kind == "word":
-            upper = t.text.upper()
-            if upper in _FORMS or upper in _UPDATES:
-                return upper if upper in _FORMS else "UPDATE"
+    for t in _words(sparql):
+        upper = t.text.upper()
+        if upper in _FORMS or upper in _UPDATES:
+            return upper if upper in _FORMS else "UPDATE"
     return None
 
 
@@ -80,8 +115,8 @@ def update_keyword(sparql: str) -> str | None:
     >>> update_keyword("DROP ALL"), update_keyword('SELECT * { ?s ?p "DROP" }')
     ('DROP', None)
     """
-    for t in tokens(sparql):
-        if t.kind == "word" and t.text.upper() in _UPDATES:
+    for t in _words(sparql):
+        if t.text.upper() in _UPDATES:
             return t.text.upper()
     return None
 
@@ -92,7 +127,7 @@ def has_dataset_clause(sparql: str) -> bool:
     >>> has_dataset_clause("SELECT * FROM <urn:g> WHERE { ?s ?p ?o }"), has_dataset_clause("SELECT * { ?s ?p ?o }")
     (True, False)
     """
-    return any(t.kind == "word" and t.text.upper() == "FROM" for t in tokens(sparql))
+    return any(t.text.upper() == "FROM" for t in _words(sparql))
 
 
 def where_braces(sparql: str) -> list[int]:

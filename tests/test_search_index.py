@@ -243,6 +243,27 @@ def test_an_index_of_another_version_is_left_to_the_next_writer(loaded: Path, tm
     with open_store(store_dir, read_only=True) as store:
         same_answers(store)
 
+def test_an_index_damaged_under_a_reader_answers_nothing_and_the_graph_answers(loaded: Path, tmp_path: Path) -> None:
+    """A reader (serve's worker, query) whose index file is damaged while it reads it: each named
+    query is answered from the graph (it was a DatabaseError, a 500 from serve), said once."""
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    names = ["top-audios", "creators", "verified-creators", "original-vs-licensed"]
+    with open_store(store_dir, read_only=True) as store:
+        expected = {n: sorted(map(str, rows_of(run_query(store.engine, get_named_query(n).text, {})))) for n in names}
+        assert store.search("love").records()  # the index is open
+        path = store_dir / textindex.FILENAME
+        data = bytearray(path.read_bytes())
+        for i in range(100, len(data), 7):
+            data[i] = 0x5A
+        path.write_bytes(bytes(data))
+        for n in names:
+            assert sorted(map(str, rows_of(store.run_named(n)))) == expected[n], n
+        assert store.search("love").records()
+
+
 @pytest.mark.parametrize("damage", ["deleted", "garbage"])
 def test_a_missing_or_damaged_index_is_rebuilt_from_the_graph(loaded: Path, tmp_path: Path, damage: str) -> None:
     import shutil

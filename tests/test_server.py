@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,35 @@ from konbini_ld import open_store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Served:
-    def __init__(self, store: Path, *extra: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    """``konbini-ld serve --port 0`` as a process: the port is the one it says it bound; its
+    stderr is read as it comes (a server that logs much never blocks on a full pipe)."""
+
+    def __init__(self, store: Path, *extra: str, command: list[str] | None = None, preexec_fn: Any = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "konbini_ld", "--store", str(store), "serve", "--port", str(self.port), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command or [sys.executable, "-m", "konbini_ld", "--store", str(store), "serve", "--port", "0", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn,
         )
+        self.lines: list[str] = []
+        self.port = 0
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                m = re.search(r"serving .* at http://127\.0\.0\.1:(\d+)/", line)
+                if m:
+                    self.port = int(m.group(1))
+                    ready.set()
+            ready.set()
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+        if not ready.wait(60) or not self.port:
+            self.proc.kill()
+            raise RuntimeError("serve did not start: " + "".join(self.lines))
+        self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -40,14 +56,21 @@ class Served:
                     return
             except requests.ConnectionError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read() if self.proc.stderr else "serve exited")
+                    raise RuntimeError("".join(self.lines) or "serve exited") from None
                 time.sleep(0.1)
         raise RuntimeError("serve did not start")
 
     def stop(self) -> str:
         self.proc.terminate()
-        _, err = self.proc.communicate(timeout=15)
-        return err
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(15)
+        self.reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        return "".join(self.lines)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ format of the answer, chosen the way Fuseki and Virtuoso choose it.
   ``rdfxml``, ``rdf+xml``…) or media type, read for the kind of result: ``xml`` is
   SPARQL results XML for a SELECT and RDF/XML for a CONSTRUCT. A value that names nothing
   (``n3`` is read as Turtle) never overrides a valid ``Accept``.
+* Only the first :data:`MAX_ACCEPT` media ranges of an ``Accept`` header are read.
 * When nothing matches, the answer is SPARQL JSON (SELECT, ASK) or Turtle (CONSTRUCT,
   DESCRIBE), never a 406: clients that ask for ``*/*``, for results formats on graph
   queries, or for CSV on an ASK (CSV and TSV define no boolean) get something they can read.
@@ -23,7 +24,17 @@ from urllib.parse import parse_qs
 from ..errors import UsageError
 from ..io.formats import Format
 
-__all__ = ["OFFERED", "ProtocolRequest", "negotiate", "read_request"]
+__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "ProtocolRequest", "TooManyParameters", "negotiate",
+           "read_request"]
+
+#: Parameters a request may carry (query string and form together).
+MAX_PARAMETERS = 1000
+#: Media ranges of an ``Accept`` header read (the first ones).
+MAX_ACCEPT = 64
+
+
+class TooManyParameters(ValueError):
+    """A request with more than :data:`MAX_PARAMETERS` parameters."""
 
 #: What a result of each kind can be sent as.
 OFFERED = {
@@ -55,8 +66,9 @@ def read_request(method: str, query_string: str, content_type: str, body: bytes)
     """Read a GET query string, a POST form, or a POST ``application/sparql-query`` body.
 
     :raises UsageError: a POST of any other type (the caller answers 415).
+    :raises TooManyParameters: more than :data:`MAX_PARAMETERS` parameters.
     """
-    fields = parse_qs(query_string, keep_blank_values=True)
+    fields = _fields(query_string, MAX_PARAMETERS)
     ctype = content_type.split(";")[0].strip().lower()
     out = ProtocolRequest()
     if method == "POST":
@@ -66,7 +78,8 @@ def read_request(method: str, query_string: str, content_type: str, body: bytes)
         if ctype == "application/sparql-query":
             out.query = body.decode("utf-8", "replace")
         elif ctype == "application/x-www-form-urlencoded":
-            for key, values in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items():
+            given = sum(len(v) for v in fields.values())
+            for key, values in _fields(body.decode("utf-8", "replace"), MAX_PARAMETERS - given).items():
                 fields.setdefault(key, []).extend(values)
         else:
             raise UsageError("POST application/sparql-query or a form with query=")
@@ -84,6 +97,15 @@ def read_request(method: str, query_string: str, content_type: str, body: bytes)
              "inline-context"}
     out.other = {k: v[-1] for k, v in fields.items() if k not in known and v}
     return out
+
+
+def _fields(text: str, most: int) -> dict[str, list[str]]:
+    if not text:
+        return {}
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=max(most, 0))
+    except ValueError:
+        raise TooManyParameters(f"a request may carry at most {MAX_PARAMETERS} parameters") from None
 
 
 def _explicit(value: str, carries: str) -> Format | None:
@@ -118,7 +140,7 @@ def negotiate(accept: str | None, kind: str, explicit: list[str] | str | None = 
             return found
     if accept:
         choices = []
-        for i, part in enumerate(accept.split(",")):
+        for i, part in enumerate(accept.split(",", MAX_ACCEPT)[:MAX_ACCEPT]):
             fields = [f.strip() for f in part.split(";")]
             media = fields[0].lower()
             q = 1.0

@@ -1,15 +1,17 @@
 """Where ``serve`` runs queries: worker processes over read-only views of an embedded store
-(sandboxed, with time and memory caps and spare workers for cheap queries), or the remote
+(sandboxed, with time and memory caps; shared as :mod:`.worker_pool` says), or the remote
 SPARQL server itself.
+
+Everything a query costs happens in a worker, under the query's time limit: the ``SERVICE``
+check, reading the query's form, choosing the answer's format, evaluation and writing the
+answer. The server's event loop only moves bytes. A worker says when it starts on a query (its
+clock starts then), and sends an answer as a header (status, media type, length) and then its
+bytes in pieces.
 """
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing as mp
-import os
-import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -20,12 +22,16 @@ import anyio
 from ..errors import KonbiniError, QueryError, UsageError
 from ..io.formats import Format
 
-__all__ = ["DEFAULT_MAX_MEMORY", "ServeOptions", "runner_for"]
+__all__ = ["CHUNK", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
+           "media_type"]
 
 #: Memory one query may use by default (a worker's resident size, store caches included).
 DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024
-_POLL_SECONDS = 0.05
-_SLOW_SECONDS = 0.25
+#: Least ``max_memory`` accepted: a worker holds about 50 MiB before it runs anything.
+MIN_MEMORY = 64 * 1024 * 1024
+#: Bytes of an answer sent from a worker at a time (fits a pipe's buffer whole).
+CHUNK = 60 * 1024
+
 
 def media_type(fmt: Format) -> str:
     """The ``Content-Type`` a format is sent with."""
@@ -42,11 +48,13 @@ class ServeOptions:
     :ivar timeout: seconds a query may run.
     :ivar max_rows: rows (or triples) returned at most.
     :ivar cors_origins: origins allowed to call the endpoint from a browser (none by default).
-    :ivar workers: query worker processes kept ready (embedded store); up to as many again
-        are started while queries run long.
+    :ivar workers: query worker processes kept ready (embedded store); up to ``2 × workers``
+        queries run at once.
     :ivar max_memory: bytes of memory one query may use (its worker's resident size).
     :ivar host: the address the server listens on (accepted as ``Host``).
     :ivar allow_hosts: further ``Host`` names to answer (``*`` for any).
+    :ivar max_body: bytes a request body (a POSTed query or form) may hold.
+    :ivar body_seconds: seconds a request body may take to arrive.
     """
 
     location: str
@@ -58,6 +66,65 @@ class ServeOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     host: str = "127.0.0.1"
     allow_hosts: Sequence[str] = ()
+    max_body: int = 1024 * 1024
+    body_seconds: float = 30.0
+
+
+@dataclass(slots=True)
+class Answer:
+    """A query's answer on its way to the client: ``length`` bytes from ``chunks``.
+
+    ``chunks`` raises :class:`Cut` when the answer cannot be completed (its worker was stopped);
+    ``close`` gives the worker back (or stops it, when the answer was not read to its end).
+    """
+
+    status: int
+    media: str
+    length: int
+    truncated: bool
+    chunks: AsyncIterator[bytes]
+    close: Any = None
+
+
+class Cut(Exception):
+    """An answer stopped before its end."""
+
+
+# -- in the worker ---------------------------------------------------------------------------------
+
+#: A query job: query text, parameters (N-Triples terms), Accept header, format names asked
+#: for, row cap, named query's name, dataset (default and named graphs) or None, inline context.
+Job = tuple[str, dict[str, str], str | None, list[str], int, str | None, tuple[list[str], list[str]] | None, bool]
+
+
+def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
+    """Check, read and run one job: ``("ok", (status, media, body, truncated))`` or ``("error", payload)``."""
+    import pyoxigraph as ox
+
+    from ..query.guard import check_safe_query
+    from ..sparql import query_form
+    from .protocol import negotiate
+
+    sparql, params_nt, accept, formats, max_rows, name, dataset, inline = job
+    try:
+        check_safe_query(sparql, name=name)
+    except QueryError as exc:
+        return "error", (400, f"Refused: {exc}")
+    form = query_form(sparql)
+    if form is None:
+        return "error", (400, "Malformed query: no SELECT, ASK, CONSTRUCT or DESCRIBE")
+    if form == "UPDATE":
+        return "error", (400, "Refused: an update operation; queries are read-only")
+    if dataset is not None:
+        for key, graphs in (("default-graph-uri", dataset[0]), ("named-graph-uri", dataset[1])):
+            for graph in graphs:
+                try:
+                    ox.NamedNode(graph)
+                except ValueError:
+                    return "error", (400, f"Bad request: {key} {graph[:200]!r} is not an IRI")
+    fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    params = {k: _term_from_nt(v) for k, v in params_nt.items()}
+    return "ok", _execute(store, sparql, params, fmt.label, max_rows, name, dataset, inline)
 
 
 def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max_rows: int, name: str | None,
@@ -88,22 +155,27 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max
 
 def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
-    and retried on a fresh view when a writer compacted files away under it."""
+    and retried on a fresh view when a writer compacted files away under it. An answer is
+    sent as a header (status, media type, length, truncated) and then its bytes in pieces."""
     from ..engines.sandbox import deny_network
     from ..store.store import open_store
 
     deny_network()  # before anything runs: no query can open a connection from here
+    state = Path(store_options.get("archive") or location) / "state.json"
     store = None
     opened_at = -1.0
-    state = Path(store_options.get("archive") or location) / "state.json"
+    try:  # ready before the first query
+        opened_at = state.stat().st_mtime if state.exists() else 0.0
+        store = open_store(location, read_only=True, **store_options)
+    except Exception:  # noqa: BLE001 - reported with the first query that needs the store
+        store = None
     while True:
         try:
             job = conn.recv()
-        except EOFError:
+            conn.send_bytes(_STARTED)  # the query's clock starts now, not while this process started
+        except (EOFError, OSError):
             return
-        sparql, params_nt, fmt, max_rows, name, dataset, inline = job
         try:
-            params = {k: _term_from_nt(v) for k, v in params_nt.items()}
             for attempt in range(_READ_ATTEMPTS):
                 try:
                     mtime = state.stat().st_mtime if state.exists() else 0.0
@@ -113,19 +185,34 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
                             store = None
                         store = open_store(location, read_only=True, **store_options)
                         opened_at = mtime
-                    answer = _execute(store, sparql, params, fmt, max_rows, name, dataset, inline)
+                    status, answer = _answer_job(store, job)
                     break
                 except KonbiniError as exc:
                     if attempt + 1 == _READ_ATTEMPTS or not _is_stale_view(exc):
                         raise
-            conn.send(("ok", answer))
         except KonbiniError as exc:
-            conn.send(("error", _error_payload(exc, 500)))
-        except Exception as exc:  # pragma: no cover - defensive: report, keep serving
-            conn.send(("error", (500, f"{type(exc).__name__}: {exc}")))
+            status, answer = "error", _error_payload(exc, 500)
+        except Exception as exc:  # noqa: BLE001 - defensive: report, keep serving
+            status, answer = "error", (500, f"{type(exc).__name__}: {exc}")
+        try:
+            if status == "ok":
+                code, media, body, truncated = answer
+                conn.send(("ok", (code, media, len(body), truncated)))
+                view = memoryview(body)
+                for start in range(0, len(body), CHUNK):
+                    conn.send_bytes(view[start:start + CHUNK])
+            else:
+                conn.send(("error", answer))
+        except (BrokenPipeError, OSError):
+            return  # the server went away, or stopped reading this answer
 
 
 _READ_ATTEMPTS = 4
+_STARTED = b"started"
+#: What a new worker process has imported before it is forked (a fork server keeps them loaded,
+#: so a worker starts in tens of milliseconds: stopping a runaway is cheap).
+PRELOAD = ["konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini_ld.store.store",
+           "konbini_ld.query.run", "konbini_ld.query.guard", "konbini_ld.io.results", "pyoxigraph"]
 
 
 def _is_stale_view(exc: Exception) -> bool:
@@ -141,125 +228,7 @@ def _term_from_nt(text: str) -> Any:
     return quad.object
 
 
-class _Workers:
-    """Query worker processes. A worker over the time or memory limit is killed and replaced.
-
-    ``workers`` are kept ready; when every ready worker is busy with a query that has run for
-    a while, spares are started (up to ``workers`` more), so a cheap query is not stuck behind
-    runaways. Spares are retired when they are no longer needed.
-    """
-
-    def __init__(self, opts: ServeOptions) -> None:
-        self.opts = opts
-        self.ctx = mp.get_context("spawn")
-        self.idle: list[tuple[Any, Any]] = []
-        self.total = 0
-        self.limit = max(1, opts.workers) * 2
-        self._tasks: set[Any] = set()
-
-    def _spawn(self) -> tuple[Any, Any]:
-        parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker, args=(child, self.opts.location, self.opts.store_options), daemon=True)
-        proc.start()
-        child.close()
-        return proc, parent
-
-    async def start(self) -> None:
-        self.slots = anyio.Semaphore(self.limit)
-        self.lock = anyio.Lock()
-        for _ in range(max(1, self.opts.workers)):
-            self.idle.append(self._spawn())
-            self.total += 1
-
-    async def stop(self) -> None:
-        for proc, conn in self.idle:
-            conn.close()
-            proc.kill()
-        self.idle.clear()
-
-    async def _take(self) -> tuple[Any, Any]:
-        async with self.lock:
-            if self.idle:
-                return self.idle.pop()
-            self.total += 1
-        return await anyio.to_thread.run_sync(self._spawn)
-
-    async def _give_back(self, worker: tuple[Any, Any]) -> None:
-        async with self.lock:
-            if len(self.idle) < max(1, self.opts.workers):
-                self.idle.append(worker)
-                return
-            self.total -= 1
-        worker[1].close()
-        worker[0].kill()
-
-    def _discard(self, worker: tuple[Any, Any]) -> None:
-        proc, conn = worker
-        proc.kill()
-        proc.join(5)
-        conn.close()
-        self.total -= 1
-
-    async def _top_up(self) -> None:
-        """Start a spare when every ready worker is taken (within the limit)."""
-        async with self.lock:
-            if self.idle or self.total >= self.limit:
-                return
-            self.total += 1
-        worker = await anyio.to_thread.run_sync(self._spawn)
-        await self._give_back(worker)
-
-    async def run(self, job: tuple[Any, ...]) -> tuple[str, Any]:
-        async with self.slots:
-            worker = await self._take()
-            proc, conn = worker
-            conn.send(job)
-            started = time.monotonic()
-            deadline = started + self.opts.timeout
-            topped = False
-            while True:
-                ready = await anyio.to_thread.run_sync(conn.poll, _POLL_SECONDS)
-                if ready or not proc.is_alive():
-                    break
-                now = time.monotonic()
-                if not topped and now > started + _SLOW_SECONDS:
-                    topped = True  # this one runs long: make sure the next query finds a worker
-                    task = asyncio.get_running_loop().create_task(self._top_up())
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                used = _resident_bytes(proc.pid)
-                if used > self.opts.max_memory:
-                    self._discard(worker)
-                    return "error", (503, f"query stopped: it needed more than {_size(self.opts.max_memory)} of "
-                                          "memory (serve --max-memory)")
-                if now > deadline:
-                    self._discard(worker)
-                    return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
-            if not ready:
-                self._discard(worker)
-                return "error", (500, "query worker died")
-            answer: tuple[str, Any] = conn.recv()
-            await self._give_back(worker)
-            return answer
-
-
-def _resident_bytes(pid: int) -> int:
-    """Resident memory of a process (Linux ``/proc``; 0 where it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20)):
-        if n >= factor:
-            return f"{n / factor:g} {unit}"
-    return f"{n} bytes"
-
-
-class _Direct:
+class Direct:
     """Remote stores: the SPARQL server does the work; the request timeout bounds it."""
 
     def __init__(self, opts: ServeOptions) -> None:
@@ -276,18 +245,24 @@ class _Direct:
         if self.store is not None:
             self.store.close()
 
-    async def run(self, job: tuple[Any, ...]) -> tuple[str, Any]:
-        sparql, params_nt, fmt, max_rows, name, dataset, inline = job
-        params = {k: _term_from_nt(v) for k, v in params_nt.items()}
+    async def run(self, job: Job) -> tuple[str, Any]:
         try:
             with anyio.fail_after(self.opts.timeout + 1):
-                result = await anyio.to_thread.run_sync(_execute, self.store, sparql, params, fmt, max_rows, name,
-                                                          dataset, inline)
-            return "ok", result
+                status, payload = await anyio.to_thread.run_sync(_answer_job, self.store, job,
+                                                                  abandon_on_cancel=True)
         except TimeoutError:
             return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
         except KonbiniError as exc:
             return "error", _error_payload(exc, 502)
+        if status != "ok":
+            return status, payload
+        code, media, body, truncated = payload
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(body), CHUNK):
+                yield body[start:start + CHUNK]
+
+        return "ok", Answer(code, media, len(body), truncated, chunks(), lambda complete: None)
 
 
 def _error_payload(exc: KonbiniError, otherwise: int) -> tuple[int, str, int | None, int | None]:
@@ -296,7 +271,3 @@ def _error_payload(exc: KonbiniError, otherwise: int) -> tuple[int, str, int | N
         return 400, str(exc), getattr(exc, "line", None), getattr(exc, "column", None)
     return otherwise, str(exc), None, None
 
-
-def runner_for(opts: ServeOptions) -> Any:
-    """Worker processes for an embedded store; the server itself for a remote one."""
-    return _Direct(opts) if opts.location.startswith(("http://", "https://")) else _Workers(opts)

@@ -3,19 +3,24 @@
 * ``/sparql`` — GET ``?query=``, POST form, POST ``application/sparql-query``.
   SELECT/ASK negotiate JSON, XML, CSV, TSV; CONSTRUCT/DESCRIBE Turtle, N-Triples,
   JSON-LD (``Accept`` header, or ``?format=``). Malformed or refused queries are
-  400, updates 403, unacceptable formats 406, queries over the time limit 503.
+  400, updates 403, queries over the time limit 503.
   Results stop at the row cap (``X-Result-Truncated`` says so).
 * ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
   with its parameters bound as RDF terms.
 * ``/`` — the query page (self-contained: no CDN, no external requests).
 
 Queries on the embedded store run in worker processes holding read-only views of
-the store, so a query over its time or memory limit is stopped for real (its
-worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
-the server. The workers cannot open internet sockets (:mod:`konbini_ld.sandbox`),
-so no query can make the server connect anywhere. While queries run long, spare
-workers are started (up to twice ``workers``), so cheap queries keep being
-answered beside runaways.
+the store (:mod:`.worker_pool`), so a query over its time or memory limit is stopped for
+real (its worker is replaced) and a writer (``load``, ``fetch``) can keep working beside
+the server. Everything a query costs, its ``SERVICE`` check included, happens there, under
+its time limit: the event loop only reads requests and moves answers. The workers cannot
+open internet sockets (:mod:`konbini_ld.engines.sandbox`), so no query can make the server
+connect anywhere.
+
+No client can hold the server: a request body holds at most ``max_body`` bytes (413), must
+arrive within ``body_seconds`` (30 s), and the bodies held at once are bounded
+(:data:`BODY_BUDGET`); a request has at most 1,000 parameters (:mod:`.protocol`); connections,
+request heads and slow readers are bounded by :mod:`.http`.
 
 Only requests whose ``Host`` is the address the server is bound to (or a name
 given with ``allow_hosts``) are answered: a page on another site cannot reach
@@ -24,27 +29,35 @@ the endpoint through DNS rebinding.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..errors import QueryError, UsageError
-from ..sparql import query_form
+from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
-from .protocol import ProtocolRequest, negotiate, read_request
-from .query_workers import ServeOptions, media_type, runner_for
+from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
+from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
+from .query_workers import Answer, Cut, ServeOptions, media_type
+from .worker_pool import runner_for
 
-__all__ = ["ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
+__all__ = ["BODY_BUDGET", "ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
 
 log = logging.getLogger(__name__)
+
+#: Bytes of request bodies held at once, all requests together (at least 16 bodies of the
+#: largest size): past it, a request is answered 503 before its body is read.
+BODY_BUDGET = 64 * 1024 * 1024
+#: Seconds a client may take to read a whole answer.
+SEND_SECONDS = 120.0
 
 # -- the app -------------------------------------------------------------------------------------
 
@@ -59,29 +72,22 @@ def create_app(opts: ServeOptions) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
+        quiet_out_of_files(asyncio.get_running_loop())
         await runner.start()
         try:
             yield
         finally:
             await runner.stop()
 
+    body_budget = max(BODY_BUDGET, 16 * opts.max_body)
+    held = [0]  # bytes of request bodies held now
+
     async def answer(sparql: str, params: dict[str, Any], request: Request, req: ProtocolRequest,
                      name: str | None = None) -> Response:
-        from ..query.guard import check_safe_query
-
-        try:
-            check_safe_query(sparql, name=name)
-        except QueryError as exc:
-            return PlainTextResponse(f"Refused: {exc}\n", status_code=400)
-        form = query_form(sparql)
-        if form is None:
-            return PlainTextResponse("Malformed query: no SELECT, ASK, CONSTRUCT or DESCRIBE\n", status_code=400)
-        kind = "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form
-        fmt = negotiate(request.headers.get("accept"), kind, req.formats)
         dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
         started = time.perf_counter()
-        job = (sparql, {k: str(v) for k, v in params.items()}, fmt.label, opts.max_rows, name, dataset,
-               req.inline_context)
+        job = (sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
+               opts.max_rows, name, dataset, req.inline_context)
         status, payload = await runner.run(job)
         if status == "error":
             code, message, *where = payload
@@ -89,30 +95,63 @@ def create_app(opts: ServeOptions) -> Starlette:
             if len(where) == 2 and where[0] is not None:
                 headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
             return PlainTextResponse(message + "\n", status_code=code, headers=headers)
-        code, media, body, truncated = payload
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
-        if truncated:
+        if payload.truncated:
             headers["X-Result-Truncated"] = str(opts.max_rows)
-        return Response(body, status_code=code, media_type=media, headers=headers)
+        return _Streamed(payload, headers)
+
+    async def read_body(request: Request) -> bytes:
+        """The request's body, within the size and time limits (:class:`_Refusal` otherwise)."""
+        length = request.headers.get("content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > opts.max_body):
+            raise _Refusal(_too_large(opts.max_body))
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(opts.body_seconds):
+                async for chunk in request.stream():
+                    if size + len(chunk) > opts.max_body:
+                        raise _Refusal(_too_large(opts.max_body))
+                    if held[0] + len(chunk) > body_budget:
+                        raise _Refusal(PlainTextResponse(
+                            "Service Unavailable: too many request bodies at once; try again shortly\n",
+                            status_code=503, headers={"Connection": "close", "Retry-After": "1"}))
+                    size += len(chunk)
+                    held[0] += len(chunk)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _Refusal(PlainTextResponse(f"Request Timeout: the body must arrive within {opts.body_seconds:g} s\n",
+                                             status_code=408, headers={"Connection": "close"})) from None
+        finally:
+            held[0] -= size
+        return b"".join(chunks)
 
     async def sparql(request: Request) -> Response:
         try:
-            req = read_request(request.method, request.url.query, request.headers.get("content-type", ""),
-                               await request.body() if request.method == "POST" else b"")
+            body = await read_body(request) if request.method == "POST" else b""
+            req = read_request(request.method, request.url.query, request.headers.get("content-type", ""), body)
+        except _Refusal as refusal:
+            return refusal.response
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         except UsageError as exc:
             return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
+        del body
         if req.update:
             return _read_only()
         if not req.query:
             if request.method == "GET":  # the Service Description
                 fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
-                body = service_description(_base(request), fmt)
-                return Response(body, media_type=media_type(fmt), headers={"Vary": "Accept"})
+                text = service_description(_base(request), fmt)
+                return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
         return await answer(req.query, {}, request, req)
 
     async def void(request: Request) -> Response:
-        req = read_request("GET", request.url.query, "", b"")
+        try:
+            req = read_request("GET", request.url.query, "", b"")
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
         return await answer(text, {}, request, req, name="void")
 
@@ -125,7 +164,10 @@ def create_app(opts: ServeOptions) -> Starlette:
         if name not in queries:
             return PlainTextResponse(f"No named query {name!r}\n", status_code=404)
         q = queries[name]
-        req = read_request("GET", request.url.query, "", b"")
+        try:
+            req = read_request("GET", request.url.query, "", b"")
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         values = {k: v for k, v in req.other.items() if v != ""}
         try:
             bound = q.bind(values)
@@ -159,13 +201,60 @@ def create_app(opts: ServeOptions) -> Starlette:
     ]
     from starlette.middleware import Middleware
 
-    middleware = [Middleware(_HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
+    middleware = [Middleware(HostCheck, allowed=allowed_hosts(opts.host, opts.allow_hosts))]
     if opts.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Accept", "Content-Type"]))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+class _Refusal(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(f"Content Too Large: a request body may hold {_size(limit)} (serve --max-body-size)\n",
+                             status_code=413, headers={"Connection": "close"})
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
+
+
+class _Streamed(Response):
+    """An answer read from its worker as the client takes it; a cut answer cuts the connection
+    (the client sees fewer bytes than ``Content-Length`` says: never a silently short answer)."""
+
+    def __init__(self, answer: Answer, headers: dict[str, str]) -> None:
+        super().__init__(None, status_code=answer.status, media_type=answer.media, headers=headers)
+        self.answer = answer
+        self.headers["content-length"] = str(answer.length)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        abort = (scope.get("extensions") or {}).get("konbini.abort")
+        complete = False
+        started = time.monotonic()
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self.answer.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if time.monotonic() - started > SEND_SECONDS:
+                    raise Cut(f"the client took more than {SEND_SECONDS:g} s to read the answer")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            complete = True
+        except Cut as exc:
+            log.info("answer cut: %s", exc)
+            if abort is None:
+                raise
+            abort()
+        finally:
+            self.answer.close(complete)
 
 
 #: The query page and its two files: no inline script or style, nothing from elsewhere.
@@ -180,52 +269,6 @@ def _asset(name: str, media_type: str) -> Response:
     })
 
 
-def allowed_hosts(host: str, extra: Sequence[str] = ()) -> frozenset[str]:
-    """The ``Host`` names the server answers to: the address it is bound to, its loopback
-    names when it is bound to loopback, and ``extra``.
-
-    >>> sorted(allowed_hosts("127.0.0.1"))
-    ['127.0.0.1', '::1', 'localhost']
-    """
-    names = {host.lower().strip("[]")}
-    if host in ("127.0.0.1", "localhost", "::1"):
-        names |= {"127.0.0.1", "localhost", "::1"}
-    names |= {h.lower().strip("[]") for h in extra}
-    return frozenset(names)
-
-
-def host_name(header: str) -> str:
-    """The host part of a ``Host`` header, without port or IPv6 brackets.
-
-    >>> host_name("[::1]:7878"), host_name("LocalHost:80"), host_name("example.org")
-    ('::1', 'localhost', 'example.org')
-    """
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-class _HostCheck:
-    """Answer only requests addressed to this server by name (DNS rebinding defence)."""
-
-    def __init__(self, app: Any, allowed: frozenset[str]) -> None:
-        self.app = app
-        self.allowed = allowed
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and "*" not in self.allowed:
-            headers = dict(scope.get("headers") or [])
-            host = host_name(headers.get(b"host", b"").decode("latin-1"))
-            if host not in self.allowed:
-                response = PlainTextResponse(
-                    f"Misdirected request: this endpoint answers to {', '.join(sorted(self.allowed))} "
-                    "(serve --allow-host NAME adds a name)\n", status_code=421)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def _base(request: Request) -> str:
     """The server's own base URL, as the client addressed it."""
     return f"{request.url.scheme}://{request.url.netloc}"
@@ -235,9 +278,45 @@ def _read_only() -> Response:
     return PlainTextResponse("Forbidden: this endpoint is read-only; updates are not accepted\n", status_code=403)
 
 
-def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878) -> None:
-    """Run the endpoint with uvicorn until interrupted."""
+def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
+          announce: Any = None, limits: Limits | None = None) -> None:
+    """Run the endpoint with uvicorn until interrupted.
+
+    The listening socket is bound first, so ``port`` 0 picks a free port: ``announce`` is
+    called with the URL actually bound. The process's open-file limit is raised to its hard
+    limit, and the connections accepted at once are kept below it.
+
+    :raises KonbiniError: the address cannot be listened on.
+    """
+    import dataclasses
+    import socket
+
     import uvicorn
 
+    from ..errors import KonbiniError
+    from .http import guarded_protocol
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    uvicorn.run(create_app(opts), host=host, port=port, log_level="warning", lifespan="on")
+    files = raise_open_files_limit()
+    limits = limits or Limits()
+    # connections are accepted a backlog at a time before any is closed: keep three below the limit,
+    # beside the workers' pipes and the store's files
+    backlog = min(2048, max(16, files // 8))
+    reserve = 64 + 4 * (2 * max(1, opts.workers) + 1) + 3 * backlog
+    limits = dataclasses.replace(limits, connections=max(16, min(limits.connections, files - reserve)))
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = sock.getsockname()[1]
+    name = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(create_app(opts), log_level="warning", lifespan="on", http=guarded_protocol(limits),
+                            h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
+                            timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
+    if announce is not None:
+        announce(f"http://{name}:{bound}/")
+    uvicorn.Server(config).run(sockets=[sock])

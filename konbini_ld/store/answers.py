@@ -10,6 +10,8 @@ The answers are the plain queries' answers (the tests hold them to it), in their
 from __future__ import annotations
 
 import functools
+import logging
+import sqlite3
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ RECENT = 50
 #: The columns of the ``search`` named query.
 SEARCH_COLUMNS = ("text", "audio", "name", "album", "creator", "username", "videoCount", "relevance")
 
+log = logging.getLogger(__name__)
+
 _INTEGER = ox.NamedNode(XSD + "integer")
 _DATETIME = ox.NamedNode(XSD + "dateTime")
 
@@ -47,7 +51,22 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
     A reader (an index opened read-only: ``serve``'s workers, ``query``) keeps the answers of
     the aggregations for as long as the index stays at the same archive record: a visit that
     asks again gets the same rows without recomputing them.
+
+    An index that cannot be read (a damaged file) answers nothing from then on, and says so
+    once: the caller runs the plain query on the graph (the index is derived; a writer rebuilds
+    it when it opens the store).
     """
+    if index.unreadable:
+        return None
+    try:
+        return _kept(index, sparql, params, limit, engine)
+    except (sqlite3.Error, ValueError, SyntaxError) as exc:  # (SyntaxError: a stored term that no longer parses)
+        log.warning("the text index %s cannot be read (%s); answering from the graph", index.path, exc)
+        index.unreadable = True
+        return None
+
+
+def _kept(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
     from ..query.run import QueryResult
 
     if not index.read_only or params:

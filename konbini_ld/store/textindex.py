@@ -105,6 +105,8 @@ class TextIndex:
         self.answers: dict[tuple[str, int | None], tuple[list[str], list[tuple[Any, ...]]]] = {}
         #: whether the file holds what this version reads (a reader leaves another version alone)
         self.compatible = True
+        #: whether reading it failed (a damaged file): it answers nothing more
+        self.unreadable = False
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:

@@ -10,20 +10,23 @@ from .options import Context, handle_errors, pass_state
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=7878, show_default=True)
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds a query may run.")
+@click.option("--timeout", default="30", show_default=True, metavar="SECONDS",
+              help="Seconds a query may run (above 0, at most a day).")
 @click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True,
               help="Rows (or triples) returned at most per query.")
 @click.option("--cors", "cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN ('*' for any).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Query worker processes kept ready (as many again start while queries run long).")
+              help="Query worker processes kept ready; up to twice as many queries run at once.")
 @click.option("--max-memory", default="1G", show_default=True, metavar="SIZE",
-              help="Memory one query may use (e.g. 512M, 2G); a query over it is stopped with 503.")
+              help="Memory one query may use (e.g. 512M, 2G; at least 64M); a query over it is stopped with 503.")
+@click.option("--max-body-size", default="1M", show_default=True, metavar="SIZE",
+              help="Bytes a request body (a POSTed query or form) may hold; a larger one is answered 413.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests addressed to NAME (the Host header; '*' for any).")
 @pass_state
 @handle_errors
-def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, cors: tuple[str, ...], workers: int,
-          max_memory: str, allow_hosts: tuple[str, ...]) -> None:
+def serve(state: Context, host: str, port: int, timeout: str, max_rows: int, cors: tuple[str, ...], workers: int,
+          max_memory: str, max_body_size: str, allow_hosts: tuple[str, ...]) -> None:
     """Serve the graph read-only over the SPARQL 1.1 Protocol, with a query page at /.
 
     The endpoint is /sparql (GET ?query=, POST form, POST application/sparql-query);
@@ -36,24 +39,76 @@ def serve(state: Context, host: str, port: int, timeout: float, max_rows: int, c
       konbini-ld serve --port 7878
       curl -G -H 'Accept: text/csv' http://127.0.0.1:7878/sparql --data-urlencode 'query=SELECT * WHERE { ?s ?p ?o } LIMIT 5'
     """
-    from ...units import parse_size
     from ...urls import redact
+    from ..query_workers import MIN_MEMORY
     from ..server import ServeOptions
     from ..server import serve as run_server
 
-    with state.open(or_read_only=True):  # create the store if needed, apply what is left in the archive
+    seconds = _seconds(timeout, "--timeout")
+    memory = _size_at_least(max_memory, "--max-memory", MIN_MEMORY)
+    body = _size_at_least(max_body_size, "--max-body-size", 1024)
+    with state.open(or_read_only=True):  # create the store if needed, apply anything left in the archive, release the lock
         pass
     if host not in ("127.0.0.1", "localhost", "::1"):
         state.warn(f"listening on {host}: the endpoint is reachable from other machines (read-only)")
     options = {"archive": state.archive}
     if state.is_remote:
         options.update(state.store_options)
-    opts = ServeOptions(str(state.location), {k: v for k, v in options.items() if v}, timeout=timeout,
-                        max_rows=max_rows, cors_origins=cors, workers=workers, max_memory=parse_size(max_memory),
-                        host=host, allow_hosts=allow_hosts)
-    state.note(f"serving {redact(str(state.location))} read-only at http://{host}:{port}/ (SPARQL endpoint /sparql); "
-               "Ctrl-C stops")
-    run_server(opts, host=host, port=port)
+    opts = ServeOptions(str(state.location), {k: v for k, v in options.items() if v}, timeout=seconds,
+                        max_rows=max_rows, cors_origins=cors, workers=workers, max_memory=memory,
+                        host=host, allow_hosts=allow_hosts, max_body=body)
+    where = redact(str(state.location))
+    _signals_to_the_server()
+    run_server(opts, host=host, port=port, announce=lambda url: state.note(
+        f"serving {where} read-only at {url} (SPARQL endpoint /sparql); Ctrl-C stops"))
+
+
+def _signals_to_the_server() -> None:
+    """The server handles SIGTERM itself (a graceful shutdown, then the signal's own end): not
+    the command line's Ctrl-C handling, which is for commands that write."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+#: The longest ``--timeout`` accepted (a day).
+MAX_TIMEOUT = 86_400.0
+
+
+def _seconds(text: str, option: str) -> float:
+    """A positive, finite number of seconds (at most :data:`MAX_TIMEOUT`).
+
+    >>> _seconds("2.5", "--timeout")
+    2.5
+    """
+    import math
+
+    from ...errors import UsageError
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise UsageError(f"{option} {text!r}: give a number of seconds above 0 and at most {MAX_TIMEOUT:g} (a day)")
+    return value
+
+
+def _size_at_least(text: str, option: str, least: int) -> int:
+    """A size (``512M``, ``2G``) of at least ``least`` bytes."""
+    from ...errors import UsageError
+    from ...units import parse_size
+
+    try:
+        value = parse_size(text)
+    except UsageError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if value < least:
+        shown = f"{least >> 20}M" if least >= 1 << 20 else f"{least >> 10}K"
+        raise UsageError(f"{option} {text!r}: give at least {shown}")
+    return value
 
 
 @click.command()

@@ -1,0 +1,318 @@
+"""How ``serve`` shares its query workers (:class:`Workers`), and where a query runs
+(:func:`runner_for`).
+
+* At most ``2 × workers`` queries run at once, each in its own process; ``workers``
+  processes are kept ready, and one more is started ahead whenever none is left idle, so a
+  query does not wait for a process to start. Workers are forked from a server process that
+  has the modules loaded (tens of milliseconds each), so replacing one is cheap.
+* A query's clock starts when its worker starts on it; one that has run :data:`GRACE` seconds
+  is long. Long queries keep their place (to their end or their time limit) as long as they
+  hold no more than half the places. When every place is taken and a query waits, the long
+  query beyond that half that became long last is stopped: it is answered 503 ("stopped to make
+  room") and its process is replaced. Otherwise the waiting query waits for one of the young
+  queries to end or become long, within :data:`GRACE` seconds (first come, first served; at most
+  :data:`MAX_WAITING` wait, more are answered 503 at once). A query stopped (to make room, or at
+  a limit) and sent again within a minute waits behind every other query, stops none, runs
+  only in a free place, and gives its place to a new query at once: a client that sends a
+  runaway again and again does not hold places or queue ahead of others. So a query that needs
+  less than :data:`GRACE` seconds is answered within about a second whatever runaways run beside
+  it, and at most ``workers`` runaways run at once while others wait. (Runaways that differ each
+  time, sent by many clients at once, queue ahead of a new query as any query does: each of
+  them holds a place half a second at most.)
+* A worker is checked alive before it is handed a query; one that died while idle is
+  replaced at once. A query whose worker died before answering, for another reason than its
+  limits (killed from outside, crashed), is run once more on a fresh worker.
+* A worker's answer reaches the client in 60 KiB pieces, read from the worker only as fast
+  as the client takes them: the server holds no whole answer, however large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .query_workers import Answer, Cut, Direct, Job, ServeOptions
+from .worker_processes import POLL_SECONDS, Proc, Processes, has_data, resident_bytes, size_text, wait_readable
+
+__all__ = ["GRACE", "MAX_WAITING", "Workers", "runner_for"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a query runs before a newer query may stop it when every place is taken.
+GRACE = 0.5
+#: Queries that may wait for a place at once; more are answered 503.
+MAX_WAITING = 64
+
+
+_EVICTED = (503, "query stopped to make room for other queries: every place was taken, and as many queries as "
+                 "--workers had run longer than this one (serve --workers)")
+
+
+@dataclass(eq=False)
+class _Waiter:
+    again: bool
+
+
+class _CannotStart(Exception):
+    """No worker process could be started (out of processes or memory)."""
+
+
+#: How many stopped queries are remembered, and for how long (seconds).
+_REMEMBERED = 256
+_REMEMBER_SECONDS = 60.0
+
+
+def _fingerprint(job: Job) -> bytes:
+    """A query job's identity (its text, parameters and dataset), in 16 bytes."""
+    import hashlib
+
+    sparql, params, _accept, _formats, _rows, name, dataset, _inline = job
+    digest = hashlib.blake2b(sparql.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest.update(repr((sorted(params.items()), name, dataset)).encode("utf-8", "surrogatepass"))
+    return digest.digest()
+
+
+def _ending(proc: Proc) -> str:
+    """How a worker ended: ``killed by SIGSEGV``, ``exit code 1``."""
+    import signal
+
+    try:
+        proc.process.join(1)
+        code = proc.process.exitcode
+    except (ValueError, AssertionError):
+        code = None
+    if code is None:
+        return "its pipe closed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class _Died(Exception):
+    """The worker ended before answering, not stopped by the server."""
+
+
+class Workers(Processes):
+    """Query worker processes (see the module's description for how they are shared)."""
+
+    def __init__(self, opts: ServeOptions) -> None:
+        super().__init__(opts)
+        self.queue: list[_Waiter] = []
+        #: queries stopped lately (evicted, or over a limit), by fingerprint → when
+        self.stopped_lately: OrderedDict[bytes, float] = OrderedDict()
+
+    def _evict(self, proc: Proc) -> None:
+        """Stop the query ``proc`` runs to give its place to another (the query's own task, woken
+        by the process's end, answers 503 and closes the pipe)."""
+        proc.stopped = "evicted"
+        self._remember(proc)
+        self.pool.busy.remove(proc)
+        try:
+            proc.process.kill()
+        except (OSError, ValueError):
+            pass
+
+    async def _acquire(self, fresh: bool = False, again: bool = False) -> Proc | None:
+        """A worker for a new query, first come first served; ``None`` when too many wait already
+        or none can start. A query stopped a moment ago and sent ``again`` waits behind the others
+        and takes only a free place: it cannot stop another query."""
+        if len(self.queue) >= MAX_WAITING:
+            return None
+        me = _Waiter(again)
+        self.queue.append(me)
+        try:
+            while True:
+                proc, wait = None, POLL_SECONDS
+                first = next((w for w in self.queue if not w.again), None) or self.queue[0]
+                if first is me:
+                    proc, wait = await self._place(fresh, again)
+                    if proc is not None:
+                        break
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), timeout=max(wait, 0.005))
+                except TimeoutError:
+                    pass
+        finally:
+            self.queue.remove(me)
+            self._changed()  # (the next in line)
+        proc.started = time.monotonic()
+        proc.running_since = None
+        proc.stopped = None
+        self.pool.busy.append(proc)
+        self._spawn_ahead()
+        return proc
+
+    async def _place(self, fresh: bool, again: bool) -> tuple[Proc | None, float]:
+        """A worker now, or how long to wait before asking again."""
+        while True:
+            if len(self.pool.busy) < self.limit:
+                proc = None if fresh else self._take_idle()
+                if proc is None:
+                    if fresh and self.pool.total >= self.limit + 1 and self.pool.idle:
+                        self._kill(self.pool.idle.pop(0))  # make room for a fresh one
+                    if self.pool.total < self.limit + 1:
+                        proc = await self._start_one()
+                        if proc is None:
+                            raise _CannotStart
+                return proc, POLL_SECONDS  # (None: a worker is starting; wait for it)
+            if again:
+                return None, POLL_SECONDS
+            now = time.monotonic()
+            repeats = [p for p in self.pool.busy if p.again]
+            if repeats:  # a query stopped lately and sent again gives way to a new one at once
+                victim = repeats[0]
+                log.info("stopped a query sent again to make room (pid %s)", victim.pid)
+                self._evict(victim)
+                continue
+            ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
+            long = [p for p, age in ages.items() if age >= GRACE]
+            if len(long) > self.keep:  # more long queries than their share: the last to become long gives way
+                newest = min(long, key=lambda p: ages[p])
+                log.info("stopped a query after %.1f s to make room (pid %s)", ages[newest], newest.pid)
+                self._evict(newest)
+                continue
+            young = [age for age in ages.values() if age < GRACE]  # each ends, or becomes long, within GRACE
+            return None, (GRACE - max(young)) if young else POLL_SECONDS
+
+    async def run(self, job: Job) -> tuple[str, Any]:
+        mark = _fingerprint(job)
+        again = self._stopped_lately(mark)
+        for attempt in range(2):
+            try:
+                proc = await self._acquire(fresh=attempt > 0, again=again)
+            except _CannotStart:
+                return "error", (503, "no query worker could be started; try again shortly")
+            if proc is None:
+                return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
+                                      "waiting (serve --workers); try again shortly")
+            proc.mark, proc.again = mark, again
+            try:
+                return await self._dispatch(proc, job)
+            except _Died as exc:
+                self._discard(proc)
+                if proc.stopped == "evicted":
+                    return "error", _EVICTED
+                if attempt:
+                    return "error", (500, f"the query worker died twice running this query ({exc})")
+                log.warning("a query worker died before answering (%s); running the query on a fresh one", exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _remember(self, proc: Proc) -> None:
+        """A query stopped (evicted, or over a limit): sent again soon, it waits behind others."""
+        if proc.mark:
+            self.stopped_lately[proc.mark] = time.monotonic()
+            self.stopped_lately.move_to_end(proc.mark)
+            while len(self.stopped_lately) > _REMEMBERED:
+                self.stopped_lately.popitem(last=False)
+
+    def _stopped_lately(self, mark: bytes) -> bool:
+        when = self.stopped_lately.get(mark)
+        return when is not None and time.monotonic() - when < _REMEMBER_SECONDS
+
+    async def _dispatch(self, proc: Proc, job: Job) -> tuple[str, Any]:
+        """Hand ``job`` to ``proc`` and wait for its header within the limits."""
+        deadline = proc.started + self.opts.timeout
+        sent = False
+        try:
+            with anyio.move_on_after(self.opts.timeout):
+                await anyio.to_thread.run_sync(proc.conn.send, job, abandon_on_cancel=True)
+                sent = True
+        except (BrokenPipeError, EOFError, OSError):
+            raise _Died(_ending(proc)) from None
+        if not sent:
+            self._discard(proc)
+            return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
+        while True:
+            if proc.stopped == "evicted":
+                self._kill(proc)
+                return "error", _EVICTED
+            if has_data(proc.conn):
+                if proc.running_since is not None:
+                    break
+                try:
+                    proc.conn.recv_bytes()  # (it started on the query)
+                except (EOFError, OSError):
+                    raise _Died(_ending(proc)) from None
+                proc.running_since = time.monotonic()
+                deadline = proc.running_since + self.opts.timeout
+                continue
+            if not proc.alive():
+                if proc.stopped == "evicted":
+                    continue
+                raise _Died(_ending(proc))
+            now = time.monotonic()
+            if resident_bytes(proc.pid) > self.opts.max_memory:
+                proc.stopped = "memory"
+                self._remember(proc)
+                self._discard(proc)
+                return "error", (503, f"query stopped: it needed more than {size_text(self.opts.max_memory)} of "
+                                      "memory (serve --max-memory)")
+            if now > deadline:
+                proc.stopped = "time"
+                self._remember(proc)
+                self._discard(proc)
+                return "error", (503, f"query stopped after the {self.opts.timeout:g} s time limit")
+            await wait_readable((proc.conn.fileno(), proc.process.sentinel), min(POLL_SECONDS, deadline - now))
+        try:
+            status, payload = proc.conn.recv()
+        except (EOFError, OSError):
+            raise _Died(_ending(proc)) from None
+        if status != "ok":
+            self._release(proc)
+            return status, payload
+        code, media, length, truncated = payload
+        if length == 0:
+            self._release(proc)
+            return "ok", Answer(code, media, 0, truncated, _no_chunks(), lambda complete: None)
+        return "ok", self._answer(proc, code, media, length, truncated)
+
+    def _answer(self, proc: Proc, code: int, media: str, length: int, truncated: bool) -> Answer:
+        state = {"read": 0}
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while state["read"] < length:
+                while not has_data(proc.conn):
+                    if proc.stopped is not None or not proc.alive():
+                        raise Cut("the query's worker was stopped")
+                    await wait_readable((proc.conn.fileno(), proc.process.sentinel), 1.0)
+                try:
+                    piece = proc.conn.recv_bytes()
+                except (EOFError, OSError):
+                    raise Cut("the query's worker was stopped") from None
+                state["read"] += len(piece)
+                yield piece
+
+        def close(complete: bool) -> None:
+            if proc not in self.pool.busy:  # evicted meanwhile
+                self._kill(proc)
+                return
+            if complete and state["read"] == length:
+                self._release(proc)
+            else:
+                self._discard(proc)
+
+        return Answer(code, media, length, truncated, chunks(), close)
+
+
+
+
+async def _no_chunks() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover
+
+
+
+def runner_for(opts: ServeOptions) -> Any:
+    """Worker processes for an embedded store; the server itself for a remote one."""
+    return Direct(opts) if opts.location.startswith(("http://", "https://")) else Workers(opts)
