@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from konbini_ld.store.archive import Archive  # noqa: E402
+from konbini_ld.store.log.archive import Archive  # noqa: E402
 from konbini_ld.sources.konbini.corpus import audio_id, corpus_lines  # noqa: E402
 from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI  # noqa: E402
 

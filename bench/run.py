@@ -585,7 +585,7 @@ def bench_search(sizes: list[int], repeat: int, stores: dict[int, Path]) -> None
     from konbini_ld import open_store
     from konbini_ld.query.catalog import get_named_query
     from konbini_ld.query.run import run_query
-    from konbini_ld.store.textindex import FILENAME, TextIndex
+    from konbini_ld.store.index.textindex import FILENAME, TextIndex
 
     nq = get_named_query("search")
     for n in sizes:

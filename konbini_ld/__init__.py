@@ -36,20 +36,19 @@ from .model import Damage, FetchReport, LedgerEntry, LoadReport, Observation, Re
 
 if _typing.TYPE_CHECKING:
     from .io.formats import Format
-    from .pipeline import fetch
+    from .pipeline.collection import KonbiniStore, open_store, rebuild_store
+    from .pipeline.fetch import fetch
     from .query.catalog import NamedQuery, named_queries
     from .query.plot import plot
     from .query.run import QueryResult
     from .query.validate import ValidationReport, validate
     from .sources.files import text_stream
     from .sources.konbini.client import KonbiniClient
-    from .store.recovery import rebuild_store
-    from .store.store import KonbiniStore, open_store
     from .store.transfer import push
 
 _LAZY = {
     "Format": "io.formats",
-    "fetch": "pipeline",
+    "fetch": "pipeline.fetch",
     "NamedQuery": "query.catalog",
     "named_queries": "query.catalog",
     "plot": "query.plot",
@@ -58,9 +57,9 @@ _LAZY = {
     "validate": "query.validate",
     "text_stream": "sources.files",
     "KonbiniClient": "sources.konbini.client",
-    "KonbiniStore": "store.store",
-    "open_store": "store.store",
-    "rebuild_store": "store.recovery",
+    "KonbiniStore": "pipeline.collection",
+    "open_store": "pipeline.collection",
+    "rebuild_store": "pipeline.collection",
     "push": "store.transfer",
 }
 

@@ -107,7 +107,7 @@ class StoreError(KonbiniError):
 class ArchiveDamageError(StoreError):
     """The archive does not read back whole; ``rebuild`` stops before changing anything.
 
-    :ivar scan: what was read and the damaged spans (:class:`konbini_ld.store.archive.Scan`).
+    :ivar scan: what was read and the damaged spans (:class:`konbini_ld.store.log.archive.Scan`).
     """
 
     def __init__(self, scan: Any) -> None:

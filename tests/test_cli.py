@@ -140,7 +140,7 @@ def test_every_command_has_help() -> None:
 
 def test_load_batch_size_defaults_to_the_library_s() -> None:
     from konbini_ld.apps.cli.ingest import load
-    from konbini_ld.store.ingest import DEFAULT_BATCH
+    from konbini_ld.pipeline.ingest import DEFAULT_BATCH
 
     option = next(p for p in load.params if p.name == "batch_size")
     assert option.default == DEFAULT_BATCH  # (the command spells it out: `--help` imports no store)

@@ -98,7 +98,7 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(loaded:
     def broken(self: Any) -> Any:
         raise RuntimeError("something\nnobody expected")
 
-    monkeypatch.setattr(store_module.KonbiniStore, "stats", broken)
+    monkeypatch.setattr(store_module.Store, "stats", broken)
     r = CliRunner().invoke(main, ["--store", str(loaded), "stats"])
     assert one_error(r, 1) == ("Error: unexpected RuntimeError: something nobody expected "
                               "(run with --debug for the traceback)")
@@ -112,7 +112,7 @@ def test_an_os_error_is_one_line_naming_the_file(loaded: Path, monkeypatch: Any)
     def broken(self: Any) -> Any:
         raise PermissionError(13, "Permission denied", "/somewhere/file")
 
-    monkeypatch.setattr(store_module.KonbiniStore, "stats", broken)
+    monkeypatch.setattr(store_module.Store, "stats", broken)
     r = CliRunner().invoke(main, ["--store", str(loaded), "stats"])
     assert one_error(r, 1) == "Error: /somewhere/file: Permission denied"
 

@@ -25,8 +25,8 @@ from konbini_ld import open_store
 from konbini_ld.apps.cli import main
 from konbini_ld.errors import StoreError
 from konbini_ld.sources.konbini.corpus import corpus_lines
-from konbini_ld.store.archive import Archive, ArchiveRecord
-from konbini_ld.store.archive_format import member as _member
+from konbini_ld.store.log.archive import Archive, ArchiveRecord
+from konbini_ld.store.log.archive_format import member as _member
 
 
 def cli(store: Path, *args: str) -> Any:
@@ -87,7 +87,7 @@ def test_a_rebuild_killed_at_random_points_never_loses_the_graph(copy: Path) -> 
 
 
 def test_a_rebuild_killed_after_its_commit_point_is_finished_by_the_next_open(copy: Path) -> None:
-    from konbini_ld.store import directory as storedir
+    from konbini_ld.store.log import directory as storedir
 
     before = audios(copy)
     # a complete rebuilt graph and the commit record, as a kill between them and the swap leaves them

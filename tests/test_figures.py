@@ -15,7 +15,7 @@ from konbini_ld.apps.cli import main
 from konbini_ld.pipeline import fetch
 from konbini_ld.sources.konbini.client import KonbiniClient
 from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, Scripted, audio_id
-from konbini_ld.store.archive import Archive
+from konbini_ld.store.log.archive import Archive
 
 KEY = "sk-figures-5a4b3c2d"
 SAMPLES = sorted((Path(__file__).parent.parent / "samples").glob("*.json"))

@@ -112,7 +112,7 @@ def test_named_queries_answer_the_same_remotely(remote: Any) -> None:
         a = [[t.value if t else None for t in r] for r in local.run_named(name, params).rows()]
         b = [[t.value if t else None for t in r] for r in remote.run_named(name, params).rows()]
         if name == "search":  # locally from the text index: BM25 adds a fraction to the relevance tier
-            from konbini_ld.store.textindex import supported
+            from konbini_ld.store.index.textindex import supported
 
             assert all(float(r[-1]) % 1 for r in a) or not supported()
             a = [[*r[:-1], str(int(float(r[-1])))] for r in a]

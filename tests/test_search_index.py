@@ -21,8 +21,8 @@ from konbini_ld.apps.cli import main
 from konbini_ld.query.catalog import get_named_query
 from konbini_ld.query.run import run_query
 from konbini_ld.sources.konbini.corpus import corpus_lines, videos_page
-from konbini_ld.store import textindex
-from konbini_ld.store.textindex import TextIndex
+from konbini_ld.store.index import textindex
+from konbini_ld.store.index.textindex import TextIndex
 
 pytestmark = pytest.mark.skipif(not textindex.supported(), reason="this SQLite has no FTS5 trigram tokenizer")
 
@@ -132,7 +132,7 @@ def test_a_first_load_indexes_new_entities_without_reading_them_back(corpus: Pat
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Entities new to the graph are indexed from what the batch wrote for them; only those the
     graph held before (creators seen in an earlier batch) are read back. Same index either way."""
-    from konbini_ld.store import index_rows
+    from konbini_ld.store.index import index_rows
 
     reads: list[str] = []
     real = index_rows.described
@@ -150,7 +150,7 @@ def test_entities_observed_again_unchanged_are_not_read_back(corpus: Path, tmp_p
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A second observation that changes nothing leaves the index's rows as they are: nothing is
     read back for them (a creator seen in every batch of a load is read once at most)."""
-    from konbini_ld.store import index_rows
+    from konbini_ld.store.index import index_rows
 
     audios = tmp_path / "audios.jsonl"
     audios.write_text("".join(line for line in corpus.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -325,7 +325,7 @@ def same_answers(store: Any) -> None:
     """Every summary gives the plain query's rows on this store: the same rows in the same order,
     up to the order of rows the query's ORDER BY leaves tied."""
     from konbini_ld.lexical import observation_time
-    from konbini_ld.store.answers import GROWTH, SUMMARIES as ANSWERED
+    from konbini_ld.store.index.answers import GROWTH, SUMMARIES as ANSWERED
 
     for name in SUMMARIES:
         nq = get_named_query(name)

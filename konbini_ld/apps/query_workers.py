@@ -158,7 +158,7 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
     and retried on a fresh view when a writer compacted files away under it. An answer is
     sent as a header (status, media type, length, truncated) and then its bytes in pieces."""
     from ..engines.sandbox import deny_network
-    from ..store.store import open_store
+    from ..pipeline.collection import open_store
 
     deny_network()  # before anything runs: no query can open a connection from here
     state = Path(store_options.get("archive") or location) / "state.json"
@@ -236,7 +236,7 @@ class Direct:
         self.store: Any = None
 
     async def start(self) -> None:
-        from ..store.store import open_store
+        from ..pipeline.collection import open_store
 
         self.store = open_store(self.opts.location, read_only=True, **self.opts.store_options)
         self.store.engine.timeout = self.opts.timeout

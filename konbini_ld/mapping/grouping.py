@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from ..vocab import COUNTERS
-
-__all__ = ["group_lines", "one_count_each"]
+__all__ = ["group_lines"]
 
 _GENID_NT = "<urn:konbini-ld:genid:"
-_COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
-_NUMBER = re.compile(r'"(-?\d+)"')
-
-
-def one_count_each(groups: dict[tuple[str, str], list[str]]) -> None:
-    """One value per counter of an entity in a response: a response that lists the same video
-    (or person) twice with different counts says two things at once; the larger is kept, in the
-    current state and in the series alike (counts only grow).
-
-    >>> g = {("<v>", "<https://konbiniapi.com/ns/social#viewCount>"): [
-    ...     '<v> <https://konbiniapi.com/ns/social#viewCount> "5"^^<http://www.w3.org/2001/XMLSchema#integer> .\\n',
-    ...     '<v> <https://konbiniapi.com/ns/social#viewCount> "9"^^<http://www.w3.org/2001/XMLSchema#integer> .\\n']}
-    >>> one_count_each(g); [line.split('"')[1] for line in next(iter(g.values()))]
-    ['9']
-    """
-    for (s, p), lines in groups.items():
-        if p not in _COUNTERS_NT or len(lines) < 2:
-            continue
-        head = f"{s} {p} "
-        values = [(int(m.group(1)), line) for line in lines if line.startswith(head)
-                  and (m := _NUMBER.match(line, len(head)))]
-        if len(values) > 1:
-            keep = max(values)[1]
-            groups[(s, p)] = [line for line in lines if not line.startswith(head) or line is keep]
 
 
 def group_lines(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:

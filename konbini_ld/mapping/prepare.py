@@ -24,7 +24,7 @@ from ..lexical import observation_time
 from ..units import check_not_future
 from ..model import Observation, Response
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
-from .grouping import group_lines, one_count_each
+from .grouping import group_lines
 from .normalize import check_iri, could_hold_bad_text, normalize
 from .templates import default_cache
 from .to_rdf import expand, to_lines
@@ -80,7 +80,6 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)
-        one_count_each(out.groups)
         out.count = sum(len(lines) for lines in out.groups.values())
     except InputError as exc:
         out.groups = {}

@@ -127,10 +127,8 @@ def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[s
         if p not in _COUNTERS_NT or (firsts is not None and (s, p) not in firsts):
             continue
         head = f"{s} {p} "
-        for line in lines:
-            if not line.startswith(head):
-                continue
-            value = line[len(head) : -3]  # the line ends with " .\n"
+        value = _one_count(head, lines)
+        if value is not None:
             digest = hashlib.sha256(f"{s}\x00{p}\x00{at}\x00{value}".encode()).hexdigest()[:32]
             point = f"<{POINT}{digest}> "
             out.append(f"{point}{_FOI} {s} .\n")
@@ -154,12 +152,25 @@ def series_points(o: Observation, firsts: set[tuple[str, str]] | None = None) ->
         prop = _SERIES_NT.get(p)
         if prop is None or (firsts is not None and (s, p) not in firsts):
             continue
-        head = f"{s} {p} "
-        for line in lines:
-            if line.startswith(head) and line[len(head)] == '"':
-                value = line[len(head) + 1 :]
-                out.append((s[1:-1], prop, o.response.observed, value[: value.index('"')]))
+        value = _one_count(f"{s} {p} ", lines)
+        if value is not None and value.startswith('"'):
+            out.append((s[1:-1], prop, o.response.observed, value[1 : value.index('"', 1)]))
     return out
+
+
+def _one_count(head: str, lines: list[str]) -> str | None:
+    """The value of a counter (N-Triples) in one response: the larger, should the response list
+    the entity twice with two counts (one observation, one point)."""
+    values = [line[len(head) : -3] for line in lines if line.startswith(head)]  # (lines end with " .\n")
+    if len(values) > 1:
+        def count(value: str) -> int:
+            try:
+                return int(value[1 : value.index('"', 1)])
+            except ValueError:
+                return 0
+
+        return max(values, key=count)
+    return values[0] if values else None
 
 
 @dataclass(frozen=True, slots=True)

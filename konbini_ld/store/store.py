@@ -1,4 +1,4 @@
-"""The konbini-ld graph: a facade over an engine, its archive and the ingest pipeline.
+"""The store: a facade over an engine, its archive (the log), the writer and the index beside the graph.
 
 A store directory holds the embedded graph, the archive of every raw response, the record
 of how far the graph is applied (:mod:`.directory`) and the text index (:mod:`.textindex`);
@@ -12,23 +12,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from ..engines.oxigraph import OxigraphEngine
 from ..engines.remote_http import DEFAULT_TIMEOUT, check_timeout
 from ..errors import StoreError, UsageError
 from ..io.formats import Format
-from ..model import LedgerEntry, LoadReport, Response, Stats
-from ..sources.files import Source, iter_sources
-from . import directory
-from .archive import Archive, ArchiveRecord, Scan
-from .ingest import DEFAULT_BATCH, Pipeline, observed
-from .lock import WriterLock
-from .owner import check_archive
-from .textindex import open_index
+from ..model import LedgerEntry, Response, Stats
+from .index.textindex import open_index
+from .log import directory
+from .log.archive import Archive, ArchiveRecord
+from .log.lock import WriterLock
+from .log.owner import check_archive
 from .provenance import ledger
 from .writer import Writer
 
@@ -38,19 +35,19 @@ if TYPE_CHECKING:
     from ..engines.base import Engine
     from ..query.run import QueryResult
 
-__all__ = ["KonbiniStore", "open_store"]
+__all__ = ["Location", "Store"]
 
 log = logging.getLogger(__name__)
 
 Location = str | os.PathLike[str] | None
-Progress = Callable[[int], None] | None
 
 
-class KonbiniStore:
-    """A konbini-ld graph on disk, in memory, or on a SPARQL server, with its archive.
+class Store:
+    """A konbini-ld graph on disk, in memory, or on a SPARQL server, with its archive: what it
+    holds and how to read it. What flows into it (load, fetch, replay, rebuild) is the
+    pipeline's (:class:`konbini_ld.pipeline.KonbiniStore` adds those verbs).
 
-    Open one with :func:`open_store`; use it as a context manager to release the writer's
-    lock when done.
+    Use it as a context manager to release the writer's lock when done.
 
     :param location: a directory; the query endpoint URL of a SPARQL 1.1 server; or ``None``
         for a throwaway in-memory store without archive.
@@ -98,9 +95,6 @@ class KonbiniStore:
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
         self.writer = Writer(self.engine, self.mark_applied)
-        self.pipeline = Pipeline(self.archive, self.writer)
-        #: what opening the store replayed from the archive (responses a kill left unapplied)
-        self.recovered = LoadReport()
         try:
             if self.archive is not None:
                 try:
@@ -111,15 +105,13 @@ class KonbiniStore:
                     self.archive.floor = applied
             if not _rebuilding:  # (a rebuild makes its own text index)
                 self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
-                if not read_only:
-                    self.recovered = self.recover()
         except BaseException:
             self.close()
             raise
 
     # -- lifecycle -----------------------------------------------------------
 
-    def __enter__(self) -> KonbiniStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,61 +151,17 @@ class KonbiniStore:
         if self.read_only:
             raise StoreError("this store was opened read-only")
 
-    # -- writing -------------------------------------------------------------
+    # -- the log -------------------------------------------------------------
 
-    def recover(self) -> LoadReport:
-        """Apply archived responses the graph does not have yet (after a crash or a kill). Damaged records
-        and responses that cannot be written are reported and skipped: replay never bricks a store."""
-        if self.archive is None:
-            return LoadReport()
-        self.archive.repair()
-        self.archive.adopt()  # paid answers a full disk kept out of the archive
-        applied = directory.read_applied(self.state_dir) if self.state_dir is not None else 0
-        if self.archive.last_seq <= applied:
-            return LoadReport()
-        scan = Scan()
-        report = self.pipeline.run(self.archive.records(after=applied, scan=scan), archive=False)
-        report.damage.extend(scan.damage)
-        self.mark_applied(self.archive.last_seq)
-        return report
+    def append(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
+        """Durably append raw responses to the archive, before they reach the graph.
 
-    def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
-             progress: Progress = None, observed_at: datetime | str | None = None) -> LoadReport:
-        """Ingest saved responses: paths to JSON or JSON Lines files, open streams, ``"-"`` or
-        :data:`sys.stdin`, or responses as dicts (with or without the ``{"data": …}`` envelope).
-
-        Standard input is read only when given. Bad items are reported in
-        :attr:`LoadReport.failed`; good items in the same run still load.
-
-        :param observed_at: when the responses were observed (an aware ``datetime``, or ISO 8601
-            text; without a zone, UTC); else a recorded exchange's ``Date`` header, else the time
-            this load started. Each property shows its newest observation, in any load order.
-
-        >>> with open_store(None) as store:
-        ...     store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}).loaded
-        1
+        :raises StoreError: the archive cannot be written (full disk…), or the store has none.
         """
-        return self.ingest(iter_sources(sources), batch_size=batch_size, progress=progress, observed_at=observed_at)
-
-    def ingest(self, responses: Iterable[Response | Any], *, batch_size: int = DEFAULT_BATCH,
-               archive_failed: bool = False, progress: Progress = None, workers: int | None = None,
-               observed_at: datetime | str | None = None) -> LoadReport:
-        """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline (prepare, archive, apply).
-
-        :param archive_failed: archive responses even when they cannot be mapped (paid-for API
-            responses), so that ``rebuild`` can recover them later.
-        :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
-        :param observed_at: when they were observed (see :meth:`load`).
-        """
-        self._writable()  # without a time, one for the whole run (a recorded Date still says otherwise)
-        responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)
-        return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
-                                 progress=progress, workers=workers)
-
-    def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
-        """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""
         self._writable()
-        return self.pipeline.archive_responses(responses)
+        if self.archive is None or not responses:
+            return []
+        return self.archive.append(ArchiveRecord.of(r) for r in responses)
 
     def spill(self, responses: Sequence[Response]) -> Path:
         """Keep raw responses the archive could not take in a file of their own; the store adopts
@@ -224,27 +172,6 @@ class KonbiniStore:
         if self.archive is None:
             raise StoreError("this store has no archive")
         return self.archive.spill([ArchiveRecord.of(r) for r in responses])
-
-    def apply_archived(self, records: Sequence[ArchiveRecord]) -> LoadReport:
-        """Map and upsert responses already archived as ``records``."""
-        self._writable()
-        return self.pipeline.apply_records(records)
-
-    def rebuild(self, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
-        """Re-derive the graph from the archive (after a mapping change, or to recover a damaged store).
-
-        Every archived response is mapped again, with its original time, into a new graph (and
-        text index) that replaces the live one only when complete.
-
-        :param accept_damage: rebuild from the readable records of a damaged archive.
-        :raises ArchiveDamageError: the archive does not read back whole (nothing is changed).
-        :raises StoreError: on a remote store, it holds observations this archive did not
-            record (someone else's data, which a rebuild would delete).
-        """
-        from .rebuild import rebuild
-
-        self._writable()
-        return rebuild(self, progress=progress, accept_damage=accept_damage)
 
     # -- reading -------------------------------------------------------------
 
@@ -294,7 +221,7 @@ class KonbiniStore:
 
     def answer(self, sparql: str, params: Mapping[str, Any], *, limit: int = 100) -> QueryResult | None:
         """The answer from the index beside the graph, if current and ``sparql`` is one it answers."""
-        from .answers import answer
+        from .index.answers import answer
 
         self.writer.sync()
         index = self.writer.index
@@ -330,10 +257,9 @@ class KonbiniStore:
         if self.archive is not None and applied is not None and self.archive.last_seq > applied:
             # archived, not in the graph yet (a run stopped before it caught up): paid for all the same
             from ..units import parse_credits
-            from .ingest import replayable
 
             for record in self.archive.records(after=applied, repair=False):
-                if replayable(record):
+                if record.replayable:
                     result.unapplied += 1
                     result.credits_spent += parse_credits(record.credits_used) or 0
         return result
@@ -354,16 +280,3 @@ class KonbiniStore:
     def __len__(self) -> int:
         self.writer.sync()
         return self.engine.count()
-
-
-def open_store(location: Location, *, read_only: bool = False, archive: Location = None,
-               update_url: str | None = None, gsp_url: str | None = None,
-               remote_timeout: float | None = None) -> KonbiniStore:
-    """Open (creating if needed) the store at ``location``: a directory path; the query endpoint
-    URL of a SPARQL 1.1 server (``http://host:7878/query``); or ``None`` for a throwaway
-    in-memory store. The other parameters are :class:`KonbiniStore`'s.
-
-    :raises StoreError: the store cannot be opened (being written by another process, damaged…).
-    """
-    return KonbiniStore(location, read_only=read_only, archive=archive, update_url=update_url, gsp_url=gsp_url,
-                        remote_timeout=remote_timeout)

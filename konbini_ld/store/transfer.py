@@ -9,7 +9,7 @@ from ..engines.remote_http import DEFAULT_TIMEOUT
 from ..engines.sparql_http import OUR_GRAPHS, SparqlHttpEngine, derive_endpoints
 
 if TYPE_CHECKING:
-    from .store import KonbiniStore
+    from .store import Store
 
 __all__ = ["push"]
 
@@ -17,7 +17,7 @@ _CHUNK_LINES = 20_000
 
 
 def push(
-    store: KonbiniStore, to: str, *, update_url: str | None = None, gsp_url: str | None = None,
+    store: Store, to: str, *, update_url: str | None = None, gsp_url: str | None = None,
     remote_timeout: float | None = None,
 ) -> dict[str, int]:
     """Copy ``store``'s graphs into the SPARQL server whose query endpoint is ``to``.

@@ -20,12 +20,12 @@ import pyoxigraph as ox
 from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
-from . import activities
 from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
-from .index_rows import Values, fresh, kinds
+from .index import activities
+from .index.index_rows import Values, fresh, kinds
+from .index.textindex import TextIndex
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
-from .textindex import TextIndex
 from .upsert import Planner, prov_groups
 
 __all__ = ["Writer"]

@@ -100,7 +100,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
       0 */6 * * *  konbini-ld fetch --ids-file watch-list.txt --refresh-older-than 12h -q
     """
     from ...io.inputs import bounded_lines
-    from ...pipeline import fetch as run_fetch
+    from ...pipeline.fetch import fetch as run_fetch
     from ...sources.konbini.client import KonbiniClient
     from ...sources.konbini.endpoints import parse_audio_ids
     from ...units import parse_duration
@@ -118,7 +118,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
     older = parse_duration(refresh_older_than) if refresh_older_than is not None else None
     given_url = api_url if api_url is not None else os.environ.get("KONBINI_API_URL") or None
     if given_url is not None and given_url.startswith(("http://", "https://")):
-        from ...store.directory import check_endpoint_url
+        from ...store.log.directory import check_endpoint_url
 
         check_endpoint_url(given_url, "--api-url" if api_url is not None else "KONBINI_API_URL")
     client = None if dry_run else KonbiniClient.from_environment(
@@ -178,8 +178,8 @@ def rebuild(state: Context, accept_damage: bool) -> None:
     """
     from pathlib import Path
 
-    from ...store.archive import Archive
-    from ...store.recovery import rebuild_store
+    from ...store.log.archive import Archive
+    from ...pipeline.collection import rebuild_store
 
     total = Archive(Path(state.archive or state.location) / "archive").last_seq
     with state.progress(total, "resp", "rebuilding") as bar:

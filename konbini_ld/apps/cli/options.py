@@ -27,7 +27,7 @@ class Context:
     """What the global options decided, shared by every command."""
 
     def __init__(self, store: str | None, verbose: int, quiet: bool, debug: bool, **remote: Any) -> None:
-        from ...store.directory import check_endpoint_url, locate
+        from ...store.log.directory import check_endpoint_url, locate
 
         for option, url in (("--update-url", remote.get("update_url")), ("--gsp-url", remote.get("gsp_url"))):
             if url is not None and not (option == "--gsp-url" and url.strip().lower() == "none"):
@@ -57,8 +57,8 @@ class Context:
     def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
         """Open the store; ``or_read_only``: a command that only reads (but would rather open it
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
-        from ...store.lock import NotWritableError
-        from ...store.store import open_store
+        from ...store.log.lock import NotWritableError
+        from ...pipeline.collection import open_store
 
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():

@@ -77,7 +77,7 @@ def _run(store: object, name: str | None, inline: str | None, params: tuple[str,
 
     from ...query.catalog import parse_query_text, resolve_query
     from ...query.run import run_query
-    from ...store.store import KonbiniStore
+    from ...pipeline.collection import KonbiniStore
 
     assert isinstance(store, KonbiniStore)
     if (name is None) == (inline is None):

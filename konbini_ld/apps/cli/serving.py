@@ -130,7 +130,7 @@ def push(state: Context, to: str, to_update_url: str | None, to_gsp_url: str | N
       konbini-ld push --to http://127.0.0.1:7878/query
     """
     from ...errors import UsageError
-    from ...store.directory import check_endpoint_url
+    from ...store.log.directory import check_endpoint_url
     from ...store.transfer import push as run_push
     from ...urls import redact
 

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ...sources.konbini.corpus import audio_id, audio_response, videos_page
+from .corpus import audio_id, audio_response, videos_page
 
 __all__ = ["FakeKonbiniAPI", "Scripted", "audio_id"]
 

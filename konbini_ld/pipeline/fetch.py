@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .errors import (
+from ..errors import (
     AuthError,
     CreditsExhaustedError,
     FetchError,
@@ -38,13 +38,13 @@ from .errors import (
     Terminated,
     UsageError,
 )
-from .mapping.envelope import parse_documents
-from .model import FetchReport, LedgerEntry, Response
-from .sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
-from .sources.konbini.endpoints import audio_key, parse_audio_ids, usable_cursor, videos_key
-from .store.archive import ArchiveRecord
-from .store.store import KonbiniStore
-from .units import check_duration, format_time
+from ..mapping.envelope import parse_documents
+from ..model import FetchReport, LedgerEntry, Response
+from ..sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
+from ..sources.konbini.endpoints import audio_key, parse_audio_ids, usable_cursor, videos_key
+from ..store.log.archive import ArchiveRecord
+from ..units import check_duration, format_time
+from .collection import KonbiniStore
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 

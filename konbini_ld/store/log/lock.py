@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from ..errors import StoreError
-from ..io.text import printable
+from ...errors import StoreError
+from ...io.text import printable
 from .safe_files import open_file
 
 __all__ = ["NotWritableError", "WriterLock"]

@@ -40,8 +40,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import StoreError
-from ..model import Damage
+from ...errors import StoreError
+from ...model import Damage
 from .archive_format import MEMBER_RECORDS, ArchiveRecord, decode, encode, find_magic, fsync_dir, member, read_member
 from .safe_files import open_file, read_small, write_atomic
 

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 __all__ = ["MAX_SMALL_FILE", "check_not_link", "open_file", "read_small", "write_atomic"]
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..engines.oxigraph import OxigraphEngine
+    from ...engines.oxigraph import OxigraphEngine
 
-from ..errors import StoreError
+from ...errors import StoreError
 from .lock import NotWritableError, WriterLock
 from .safe_files import check_not_link, read_small, write_atomic
 
@@ -68,7 +68,7 @@ def remote_archive_location(url: str, environ: Mapping[str, str]) -> Path:
     """Where the archive of a remote store lives when none is named: one directory per endpoint."""
     import re
 
-    from ..urls import redact
+    from ...urls import redact
 
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", redact(url).split("://", 1)[-1]).strip("_")
     return default_location(environ).parent / "remote" / slug
@@ -87,8 +87,8 @@ def locate(store: str | None, archive: str | None, environ: Mapping[str, str]) -
     """
     import re
 
-    from ..errors import UsageError
-    from ..urls import redact
+    from ...errors import UsageError
+    from ...urls import redact
 
     for name in ("KONBINI_LD_STORE", "KONBINI_LD_ARCHIVE"):
         if name in environ and not environ[name].strip() and (store if name.endswith("STORE") else archive) is None:
@@ -114,8 +114,8 @@ def check_endpoint_url(url: str, option: str) -> None:
     """
     from urllib.parse import urlsplit
 
-    from ..errors import UsageError
-    from ..urls import redact
+    from ...errors import UsageError
+    from ...urls import redact
 
     try:
         parts = urlsplit(url)
@@ -250,7 +250,7 @@ def _missing(location: Path, state_dir: Path, what: str = "has no graph (oxigrap
 
 def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphEngine:
     """Open the embedded graph; a damaged one is reported with the way to recover it."""
-    from ..engines.oxigraph import OxigraphEngine
+    from ...engines.oxigraph import OxigraphEngine
 
     try:
         return OxigraphEngine(location / LIVE, read_only=read_only)
@@ -272,8 +272,7 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
 
     When ``rebuilding``, a damaged or missing graph is not an error: it is about to be replaced.
     """
-    from ..engines.oxigraph import OxigraphEngine
-
+    from ...engines.oxigraph import OxigraphEngine
     from .owner import check_archive
 
     if location.exists() and not location.is_dir():

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import pyoxigraph as ox
 
-from ..vocab import AS, DATA_GRAPH, KS, RDF, XSD
+from ...vocab import AS, DATA_GRAPH, KS, RDF, XSD
 
 __all__ = ["AUDIO", "PERSON", "Entry", "Person", "Values", "described", "entry", "fold", "is_audio", "kinds", "person", "shown"]
 

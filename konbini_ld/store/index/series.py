@@ -18,9 +18,9 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from ..lexical import observation_time
-from ..vocab import HISTORY_GRAPH, SOSA
-from .history import SERIES, Point
+from ...lexical import observation_time
+from ...vocab import HISTORY_GRAPH, SOSA
+from ..history import SERIES, Point
 
 __all__ = ["CACHED", "SCHEMA", "add_points", "growth_of", "rebuild"]
 

@@ -19,14 +19,14 @@ from ..engines.oxigraph import OxigraphEngine
 from ..errors import ArchiveDamageError, StoreError
 from ..mapping.prepare import body_sha256
 from ..model import LoadReport
+from ..store.history import HISTORY_G
+from ..store.index.textindex import discard, open_index
+from ..store.log import directory
+from ..store.log.archive import Archive
+from ..store.provenance import DATA, PROV_G, recorded_shas
+from ..store.writer import Writer
 from ..vocab import DATA_GRAPH, HISTORY_GRAPH, PROV_GRAPH
-from . import directory
-from .archive import Archive
-from .history import HISTORY_G
 from .ingest import Pipeline
-from .provenance import DATA, PROV_G, recorded_shas
-from .textindex import discard, open_index
-from .writer import Writer
 
 __all__ = ["Rebuildable", "rebuild"]
 
@@ -50,7 +50,7 @@ class Rebuildable(Protocol):
 
 
 def rebuild(store: Rebuildable, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
-    """Rebuild ``store``'s graph from its archive (see :meth:`konbini_ld.store.store.KonbiniStore.rebuild`)."""
+    """Rebuild ``store``'s graph from its archive (see :meth:`konbini_ld.pipeline.collection.KonbiniStore.rebuild`)."""
     if store.archive is None:
         raise StoreError("an in-memory store has no archive to rebuild from")
     store.writer.sync()
@@ -121,3 +121,4 @@ def _remote(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     store.engine.move_graphs({temporary[0]: DATA, temporary[1]: PROV_G, temporary[2]: HISTORY_G})
     store.mark_applied(last)
     return report
+

@@ -23,9 +23,9 @@ from typing import Any
 from ..errors import InputError, UsageError
 from ..mapping.prepare import PreparePool, body_sha256, prepare
 from ..model import LoadReport, Observation, Response
+from ..store.log.archive import Archive, ArchiveRecord
+from ..store.writer import Writer
 from ..units import check_not_future, format_time, parse_time
-from .archive import Archive, ArchiveRecord
-from .writer import Writer
 
 __all__ = ["DEFAULT_BATCH", "Pipeline", "batched", "observed"]
 
@@ -168,7 +168,7 @@ class Pipeline:
     def _new(self, observations: list[Observation], seen: dict[str, str]) -> list[Observation]:
         """The observations that are new: a body already archived, taken again without a newer
         explicit time (``--observed-at``, a ``Date`` header), is the same observation."""
-        from .provenance import latest_times
+        from ..store.provenance import latest_times
 
         digests = [body_sha256(o.response.body) for o in observations]
         wanted = [d for d in dict.fromkeys(digests) if d not in seen]
@@ -195,10 +195,8 @@ class Pipeline:
 
 
 def replayable(item: Response | ArchiveRecord) -> bool:
-    """Answers kept as evidence are recorded in provenance (what they cost, why they were not
-    taken); other archived answers than 200 and 404 hold nothing to apply."""
-    return (not isinstance(item, ArchiveRecord) or item.status is None or item.status in (200, 404)
-            or item.note is not None)
+    """A response to apply: anything but an archived answer that holds nothing to apply."""
+    return not isinstance(item, ArchiveRecord) or item.replayable
 
 
 def _response(item: Response | ArchiveRecord) -> Response:

@@ -36,11 +36,11 @@ from typing import Any
 
 import pyoxigraph as ox
 
-from ..engines.oxigraph import OxigraphEngine
+from ...engines.oxigraph import OxigraphEngine
+from ..history import Point
+from ..log.safe_files import check_not_link
 from . import activities, series
 from . import index_rows as rows
-from .history import Point
-from .safe_files import check_not_link
 from .index_rows import AUDIO, BY, DATA, PERSON, TYPE, fold
 
 __all__ = ["FILENAME", "Hit", "TextIndex", "discard", "fold", "open_index", "supported"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import StoreError
+from ...errors import StoreError
 from .safe_files import read_small, write_atomic
 
 __all__ = ["OWNER", "STORE_ID", "check_archive", "check_owner", "store_identity"]
@@ -22,7 +22,7 @@ def store_identity(location: Path | None, url: str | None, *, writable: bool) ->
     """Who a store is: ``endpoint <url>`` for a remote store; for a store directory the id in its
     ``store-id`` file (written by the first writer; ``None`` while there is none)."""
     if url is not None:
-        from ..urls import redact
+        from ...urls import redact
 
         return f"endpoint {redact(url)}"
     assert location is not None
@@ -86,7 +86,7 @@ def check_owner(archive_dir: Path, identity: str | None, where: str, *, inside: 
 def check_archive(location: Path | None, state_dir: Path, url: str | None, *, writable: bool) -> None:
     """:func:`check_owner` for a store at ``location`` (or the endpoint ``url``) whose archive and
     state are in ``state_dir``; a writer records that the archive is its own."""
-    from ..urls import redact
+    from ...urls import redact
 
     identity = store_identity(location, url, writable=writable)
     where = redact(url) if url is not None else str(location)

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
 
-from ..lexical import canonical_datetime, observation_time
-from ..vocab import KS, XSD
+from ...lexical import canonical_datetime, observation_time
+from ...vocab import KS, XSD
 from . import activities
 from .index_rows import shown, term
 from .series import growth_of
 from .textindex import TextIndex
 
 if TYPE_CHECKING:
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
 __all__ = ["GROWTH", "SEARCH_COLUMNS", "SEARCH_LIMIT", "SUMMARIES", "rising", "answer", "creators", "original_vs_licensed", "search",
            "recent_observations", "top_audios", "verified_creators"]
@@ -67,7 +67,7 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
 
 
 def _kept(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     if not index.read_only or params:
         return _answer(index, sparql, params, limit, engine)
@@ -83,8 +83,8 @@ def _kept(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, 
 
 
 def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
-    from ..query.catalog import get_named_query
-    from ..query.terms import to_term
+    from ...query.catalog import get_named_query
+    from ...query.terms import to_term
 
     summary = next((f for n, f in SUMMARIES.items() if sparql == get_named_query(n).text), None)
     if summary is not None:
@@ -111,7 +111,7 @@ def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int
 
 def top_audios(index: TextIndex) -> QueryResult:
     """``top-audios``: the 100 audios with the highest ``ks:videoCount``, one row per creator."""
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     found = index.db.execute("SELECT iri, credits, shown FROM audio WHERE videos IS NOT NULL "
                              "ORDER BY videos DESC, iri LIMIT 100").fetchall()
@@ -127,7 +127,7 @@ def top_audios(index: TextIndex) -> QueryResult:
 
 def creators(index: TextIndex) -> QueryResult:
     """``creators``: every person, with username, followers and number of audios."""
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     # (each person's number of audios is kept with the person: the rank is an index scan, and
     # SQLite takes the two terms shown out of their JSON)
@@ -142,7 +142,7 @@ def creators(index: TextIndex) -> QueryResult:
 def verified_creators(index: TextIndex) -> QueryResult:
     """``verified-creators``: persons with ``ks:isVerified true``, most followed first, with their
     username, name and number of audios."""
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     rows = []
     for iri, terms, count in index.db.execute("SELECT iri, shown, audios FROM person WHERE verified "
@@ -156,8 +156,8 @@ def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
     """``recent-observations``: the 50 latest activities from the index, the rest of the query
     (what each used, its line and credits, the entities it described) on the graph with those
     activities bound in place of its subquery. ``None`` when the index cannot order the times."""
-    from ..query.catalog import get_named_query
-    from ..query.run import run_query
+    from ...query.catalog import get_named_query
+    from ...query.run import run_query
 
     latest = activities.latest(index.db, RECENT)
     if latest is None:
@@ -175,7 +175,7 @@ def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:
     """``original-vs-licensed``: audios and their video uses by ``ks:isOriginal``."""
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     sql = ("SELECT CASE WHEN original IS NULL THEN 'unknown' WHEN original THEN 'original' ELSE 'licensed' END "
            "AS kind, COUNT(*), SUM(COALESCE(videos, 0)) FROM audio GROUP BY kind ORDER BY kind")
@@ -186,7 +186,7 @@ def original_vs_licensed(index: TextIndex) -> QueryResult:
 
 def search(index: TextIndex, text: ox.Literal, limit: int = SEARCH_LIMIT) -> QueryResult:
     """The ``search`` named query answered from the index: its columns, its rows, ranked."""
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     hits = index.search(text.value, limit)
     persons = _persons(index, [(h.audio, h.credits, h.shown) for h in hits])
@@ -233,7 +233,7 @@ def rising_since(index: TextIndex, prop: str, kind: str, since: ox.Literal) -> Q
 
 
 def _growth_rows(found: list[tuple[Any, ...]], kind: str, since: ox.Literal | None) -> QueryResult:
-    from ..query.run import QueryResult
+    from ...query.run import QueryResult
 
     rows: list[dict[str, Any]] = []
     for *_, entity, terms, first_t, first_v, last_t, last_v, n, growth, per_day in found:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO
 
-from ..model import Response
-from ..urls import source_iri
+from ...model import Response
+from ...urls import source_iri
 
 __all__ = ["MEMBER_RECORDS", "ArchiveRecord", "decode", "encode", "find_magic", "fsync_dir", "member", "read_member"]
 
@@ -63,6 +63,13 @@ class ArchiveRecord:
             status=response.status, credits_used=response.credits_used, credits_remaining=response.credits_remaining,
             key=response.key, note=response.note, evidence=response.evidence, run=response.run,
         )
+
+    @property
+    def replayable(self) -> bool:
+        """Whether replaying it does anything: answers kept as evidence are recorded in provenance
+        (what they cost, why they were not taken); archived answers other than 200 and 404 hold
+        nothing to apply."""
+        return self.status is None or self.status in (200, 404) or self.note is not None
 
     def response(self) -> Response:
         """The response this record holds."""

@@ -1,0 +1,42 @@
+"""Replay: what the archive holds and the graph does not (a kill between the two writes, answers a
+full disk kept beside the archive) is applied when a store is opened for writing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from ..model import LoadReport
+from ..store.log import directory
+from ..store.log.archive import Archive, Scan
+from .ingest import Pipeline
+
+__all__ = ["Replayable", "replay"]
+
+
+class Replayable(Protocol):
+    """What a replay needs of a store."""
+
+    archive: Archive | None
+    state_dir: Path | None
+    pipeline: Pipeline
+
+    def mark_applied(self, seq: int) -> None: ...
+
+
+def replay(store: Replayable) -> LoadReport:
+    """Apply archived responses the graph does not have yet. Damaged records and responses that
+    cannot be written are reported and skipped: replay never bricks a store."""
+    archive = store.archive
+    if archive is None:
+        return LoadReport()
+    archive.repair()
+    archive.adopt()  # paid answers a full disk kept out of the archive
+    applied = directory.read_applied(store.state_dir) if store.state_dir is not None else 0
+    if archive.last_seq <= applied:
+        return LoadReport()
+    scan = Scan()
+    report = store.pipeline.run(archive.records(after=applied, scan=scan), archive=False)
+    report.damage.extend(scan.damage)
+    store.mark_applied(archive.last_seq)
+    return report
