@@ -595,7 +595,7 @@ def bench_search(sizes: list[int], repeat: int, stores: dict[int, Path]) -> None
             dt, _, _ = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(corpus(n))])
             note = f"; load {n / dt:,.0f} docs/s with it"
         with open_store(store, read_only=True) as s:
-            assert s.writer.index is not None, "no text index"
+            assert s.index is not None, "no text index"
             fast: list[float] = []
             plain: list[float] = []
             for text in SEARCH_TEXTS:

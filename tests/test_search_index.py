@@ -70,10 +70,10 @@ def contents(index: TextIndex) -> list[list[tuple[Any, ...]]]:
 def consistent(store_dir: Path) -> None:
     """The store's index holds exactly what an index built afresh from its graph holds."""
     with open_store(store_dir) as store:
-        assert store.writer.index is not None
+        assert store.index is not None
         fresh = TextIndex(None)
         fresh.rebuild(store.engine.store, None)
-        assert contents(store.writer.index) == contents(fresh)
+        assert contents(store.index) == contents(fresh)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_a_first_load_indexes_new_entities_without_reading_them_back(corpus: Pat
     monkeypatch.setattr(index_rows, "described", lambda store, node, kind: reads.append(node.value) or real(store, node, kind))
     with open_store(tmp_path / "store") as store:
         report = store.load(corpus, batch_size=200)
-        audios = store.writer.index.db.execute("SELECT COUNT(*) FROM audio").fetchone()[0]
+        audios = store.index.db.execute("SELECT COUNT(*) FROM audio").fetchone()[0]
     assert audios >= 1200 and report.loaded > 1200
     assert 0 < len(reads) < audios / 2, len(reads)  # (the persons seen again)
     monkeypatch.setattr(index_rows, "described", real)
@@ -429,7 +429,7 @@ def test_a_reader_keeps_aggregations_until_the_index_moves(loaded: Path, tmp_pat
     shutil.copytree(loaded, store_dir)
     with open_store(store_dir, read_only=True) as reader:
         first = rows_of(reader.run_named("creators"))
-        assert reader.writer.index is not None and reader.writer.index.answers  # kept
+        assert reader.index is not None and reader.index.answers  # kept
         assert rows_of(reader.run_named("creators")) == first
         with open_store(store_dir) as writer:  # a writer beside the reader
             writer.load(audio(99, "fresh", by="brand.new", username="brand.new"))

@@ -20,7 +20,7 @@ from ..errors import ArchiveDamageError, StoreError
 from ..mapping.prepare import body_sha256
 from ..model import LoadReport
 from ..store.history import HISTORY_G
-from ..store.index.textindex import discard, open_index
+from ..store.index.textindex import TextIndex, discard, open_index
 from ..store.log import directory
 from ..store.log.archive import Archive
 from ..store.provenance import DATA, PROV_G, recorded_shas
@@ -43,8 +43,11 @@ class Rebuildable(Protocol):
     location: Path | None
     state_dir: Path | None
     marking: bool
+    index: TextIndex | None
 
     def mark_applied(self, seq: int) -> None: ...
+
+    def follow_with(self, index: TextIndex | None) -> None: ...
 
     def open_engine(self, *, read_only: bool) -> OxigraphEngine: ...
 
@@ -68,7 +71,8 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     building = store.location / directory.BUILDING
     directory.remove_tree(building)
     live, new = store.engine, OxigraphEngine(building)
-    index, store.writer.index = store.writer.index, None  # the live graph's, until the new one goes live
+    index = store.index  # the live graph's, until the new one goes live
+    store.follow_with(None)
     store.writer.reset(engine=new)
     store.marking = False
     try:
@@ -78,7 +82,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     except BaseException:
         new.close()
         store.writer.reset(engine=live)
-        store.writer.index = index
+        store.follow_with(index)
         directory.remove_tree(building)
         raise
     finally:
@@ -90,7 +94,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     directory.commit_rebuild(store.location, store.state_dir, last)
     store.engine = store.open_engine(read_only=False)
     store.writer.reset(engine=store.engine)
-    store.writer.index = open_index(store.engine, store.location, last, read_only=False)
+    store.follow_with(open_index(store.engine, store.location, last, read_only=False))
     return report
 
 

@@ -31,6 +31,7 @@ import pyoxigraph as ox
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
+from .events import Point
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
 from .memo import MaybeHeld, Written
 
@@ -141,8 +142,6 @@ def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[s
 #: The series the index beside the graph summarises (``trending``, ``rising-creators``).
 SERIES: frozenset[str] = frozenset({KS + "videoCount", KS + "followerCount"})
 _SERIES_NT = {f"<{iri}>": iri for iri in SERIES}
-#: A point of a summarised series: entity IRI, property IRI, time (konbini-ld's spelling), value.
-Point = tuple[str, str, str, str]
 
 
 def series_points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[Point]:

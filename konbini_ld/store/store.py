@@ -14,14 +14,15 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 from ..engines.oxigraph import OxigraphEngine
 from ..engines.remote_http import DEFAULT_TIMEOUT, check_timeout
 from ..errors import StoreError, UsageError
 from ..io.formats import Format
 from ..model import LedgerEntry, Response, Stats
-from .index.textindex import open_index
+from .events import BatchWritten
+from .index.textindex import TextIndex, open_index
 from .log import directory
 from .log.archive import Archive, ArchiveRecord
 from .log.lock import WriterLock
@@ -95,6 +96,8 @@ class Store:
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
         self.writer = Writer(self.engine, self.mark_applied)
+        #: the index beside the graph (``None``: none, or it failed and is stale until the next writer)
+        self.index: TextIndex | None = None
         try:
             if self.archive is not None:
                 try:
@@ -104,7 +107,7 @@ class Store:
                 if applied > self.archive.last_seq:  # the archive ends before what the graph holds: records lost
                     self.archive.floor = applied
             if not _rebuilding:  # (a rebuild makes its own text index)
-                self.writer.index = open_index(self.engine, self.location, self._applied(), read_only=read_only)
+                self.follow_with(open_index(self.engine, self.location, self._applied(), read_only=read_only))
         except BaseException:
             self.close()
             raise
@@ -123,11 +126,32 @@ class Store:
             self.writer.sync()
         finally:
             self._graph = None
-            if self.writer.index is not None:
-                self.writer.index.close()
-                self.writer.index = None
+            if self.index is not None:
+                self.index.close()
+                self.follow_with(None)
             self.engine.close()
             self._release_lock()
+
+    def follow_with(self, index: TextIndex | None) -> None:
+        """Keep ``index`` current with every batch the writer writes (``None``: no index)."""
+        self.writer.unsubscribe(self._follow)
+        self.index = index
+        if index is not None:
+            self.writer.subscribe(self._follow)
+
+    def _follow(self, event: BatchWritten) -> None:
+        """An index that fails is dropped (and rebuilt on the next open for writing)."""
+        index = self.index
+        if index is None:
+            return
+        try:
+            index.follow(event, cast(OxigraphEngine, self.engine).store)  # (an index is only kept beside one)
+        except Exception as exc:
+            log.warning("the text index could not be updated (%s); search reads the graph until the store "
+                        "is next opened for writing, which rebuilds it", exc)
+            log.debug("the text index update failed", exc_info=True)
+            index.invalidate()
+            self.follow_with(None)
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -224,7 +248,7 @@ class Store:
         from .index.answers import answer
 
         self.writer.sync()
-        index = self.writer.index
+        index = self.index
         if index is None or (self.read_only and (applied := self._applied()) is not None
                              and not index.current(applied)):
             return None
@@ -274,8 +298,8 @@ class Store:
         self.writer.sync()
         if isinstance(self.engine, OxigraphEngine) and not self.read_only:
             self.engine.compact()
-            if self.writer.index is not None:
-                self.writer.index.optimize()
+            if self.index is not None:
+                self.index.optimize()
 
     def __len__(self) -> int:
         self.writer.sync()

@@ -21,9 +21,8 @@ from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
-from .index import activities
-from .index.index_rows import Values, fresh, kinds
-from .index.textindex import TextIndex
+from .events import BatchWritten, Subscriber
+from .index.index_rows import kinds
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
 from .upsert import Planner, prov_groups
@@ -36,11 +35,6 @@ log = logging.getLogger(__name__)
 Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
 #: The graphs a writer writes: current state, provenance, counter history.
 GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
-#: What the index beside the graph is told of a write: the audios and persons it wrote (IRI →
-#: kind), the points of the series it keeps, the values of the entities new to the graph, and
-#: the activities written with their times.
-Described = tuple[dict[str, str], list[Point], dict[str, Values], list[tuple[str, str]]]
-_NOTHING: Described = ({}, [], {}, [])
 #: History points remembered as written, at most (then forgotten all at once): about 10 MiB.
 POINTS_REMEMBERED = 100_000
 
@@ -69,8 +63,8 @@ class Writer:
         self._writer_job: tuple[Sequence[Observation], int | None, LoadReport] | None = None
         self._late = LoadReport()
         self._pending: set[str] = set()
-        #: the text index kept current with each write (``None``: none, or it failed and is stale)
-        self.index: TextIndex | None = None
+        #: who follows the graph (the index beside it): told of each batch once it is written
+        self.subscribers: list[Subscriber] = []
 
     def reset(self, engine: Any | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
@@ -147,10 +141,8 @@ class Writer:
         if data.seen is not None:  # observed exactly as last written: their rows stand (not read back)
             changed = data.final_subjects()
             described = {iri: kind for iri, kind in described.items() if f"<{iri}>" in changed}
-        given = fresh(data.final, described, data.new) if self.index is not None and data.new else {}
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
-        ended = activities.ended(prov.final) if self.index is not None else []
         pdeletes.extend(time_deletes)
         pinserts.extend(links)
         pinserts.extend(time_inserts)
@@ -172,7 +164,8 @@ class Writer:
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
-            described=(described, tracked, given, ended), written_points=new_points, rounds=rounds, waiting=waiting,
+            event=BatchWritten(described, data.final, frozenset(data.new), prov.final, tracked, applied_seq),
+            written_points=new_points, rounds=rounds, waiting=waiting,
         )
         data.committed()
         return report
@@ -224,21 +217,21 @@ class Writer:
             observations=redo.observations - original.observations,
         ))
         if applied_seq is not None:
-            self._index(_NOTHING, applied_seq)
+            self._publish(BatchWritten(seq=applied_seq))
             self.mark_applied(applied_seq)
 
-    def _index(self, described: Described, applied_seq: int | None) -> None:
-        """Bring the text index up to this write; an index that fails is dropped (and rebuilt on the next open)."""
-        if self.index is None or (not described[0] and not described[3] and applied_seq is None):
-            return
-        try:
-            self.index.update(self.engine.store, described[0], applied_seq, *described[1:])
-        except Exception as exc:
-            log.warning("the text index could not be updated (%s); search reads the graph until the store "
-                        "is next opened for writing, which rebuilds it", exc)
-            log.debug("the text index update failed", exc_info=True)
-            self.index.invalidate()
-            self.index = None
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Tell ``subscriber`` of every batch once it is written (on the writing thread, in order)."""
+        self.subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+
+    def _publish(self, event: BatchWritten) -> None:
+        if not event.empty:
+            for subscriber in list(self.subscribers):
+                subscriber(event)
 
     def take_late(self) -> LoadReport:
         late, self._late = self._late, LoadReport()
@@ -252,7 +245,7 @@ class Writer:
         applied_seq: int | None,
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
-        described: Described | None = None,
+        event: BatchWritten | None = None,
         written_points: Collection[str] = (),
         rounds: set[tuple[str, str, str]] | None = None,
         waiting: list[tuple[Observation, set[tuple[str, str]]]] | None = None,
@@ -264,7 +257,7 @@ class Writer:
                 self._remember(written_points)
                 if rounds:
                     self._rounds.written(rounds)
-                self._index(described or _NOTHING, applied_seq)
+                self._publish(event or BatchWritten(seq=applied_seq))
                 if applied_seq is not None:
                     self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
@@ -276,8 +269,8 @@ class Writer:
         if waiting and rounds is not None:  # counters whose round the write just done did not take after all
             for o, pairs in self._rounds.claim(waiting, rounds):
                 inserts[self.graphs[2]].extend(points(o, pairs))
-                if described is not None:
-                    described[1].extend(series_points(o, pairs))
+                if event is not None:
+                    event.points.extend(series_points(o, pairs))
         if rounds:
             self._rounds.reserve(rounds)
         self._writer_job = job

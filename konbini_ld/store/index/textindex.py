@@ -37,7 +37,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from ...engines.oxigraph import OxigraphEngine
-from ..history import Point
+from ..events import BatchWritten, Point
 from ..log.safe_files import check_not_link
 from . import activities, series
 from . import index_rows as rows
@@ -199,6 +199,15 @@ class TextIndex:
             self._write(store, audios, seq, persons)
             series.add_points(self.db, points, self._series)
             activities.add(self.db, ended)
+
+    def follow(self, event: BatchWritten, store: ox.Store) -> None:
+        """Take in one batch the writer wrote: the entities new to the graph from the values the
+        event carries, the others read back (what the time-aware upsert kept of them), the
+        series points, the activities' times, and the archive position."""
+        given = rows.fresh(event.final, event.entities, event.new) if event.new and event.entities else {}
+        ended = activities.ended(event.provenance) if event.provenance else []
+        if event.entities or ended or event.points or event.seq is not None:
+            self.update(store, event.entities, event.seq, event.points, given, ended)
 
     def rebuild(self, store: ox.Store, seq: int | None) -> int:
         """Index every audio of ``store`` afresh; return how many."""
