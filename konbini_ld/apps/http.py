@@ -28,8 +28,8 @@ import logging
 import socket
 import struct
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from starlette.responses import PlainTextResponse

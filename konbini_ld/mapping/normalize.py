@@ -29,18 +29,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from ..errors import ContextError, ExpandError
+from ..lexical import DURATION_PATTERN
 from ..vocab import COUNTERS, KS, XSD
 from .contexts import API_CONTEXT, is_bundled_context_url, prefixes, terms
-from ..lexical import DURATION_PATTERN
 from .literals import (
     EXACT_DOUBLE,
     canonical_datetime,

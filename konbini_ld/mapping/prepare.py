@@ -21,8 +21,8 @@ from typing import Any
 
 from ..errors import ExpandError, InputError, KonbiniError, UsageError
 from ..lexical import observation_time
-from ..units import check_not_future
 from ..model import Observation, Response
+from ..units import check_not_future
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
 from .grouping import group_lines
 from .normalize import check_iri, could_hold_bad_text, normalize

@@ -67,12 +67,15 @@ class NamedQuery:
     form: str | None = None
     strict: bool = False  #: refuse parameters the header does not declare (shipped queries)
     index: str | None = None  #: the column that indexes its rows (``# index: time``: a time series)
+    #: the projection of the index beside the graph that answers it (``# projection: NAME``): used only
+    #: while its text is the one the projection was written for (any edit runs the text as written)
+    projection: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The query as JSON for tools (``konbini-ld queries --json``, ``serve``'s ``/queries``)."""
         return {
             "name": self.name, "title": self.title, "description": self.description, "form": self.form,
-            "text": self.text, "index": self.index,
+            "text": self.text, "index": self.index, "projection": self.projection,
             "params": [{"name": p.name, "type": p.type, "required": p.required, "description": p.description}
                        for p in self.params],
         }
@@ -110,7 +113,7 @@ class NamedQuery:
         return bound
 
 
-_HEADER = re.compile(r"#\s*(title|description|param|index)\s*:\s*(.*)")
+_HEADER = re.compile(r"#\s*(title|description|param|index|projection)\s*:\s*(.*)")
 
 
 def read_query_file(path: str | Path, *, name: str | None = None) -> NamedQuery:
@@ -130,6 +133,7 @@ def parse_query_text(text: str, *, name: str, path: Path | None = None) -> Named
     """Parse a query's header comments (everything before the first non-comment line)."""
     title = description = ""
     index: str | None = None
+    projection: str | None = None
     params: list[Param] = []
     for line in text.splitlines():
         stripped = line.strip()
@@ -147,6 +151,8 @@ def parse_query_text(text: str, *, name: str, path: Path | None = None) -> Named
             description = value
         elif key == "index":
             index = value.lstrip("?$") or None
+        elif key == "projection":
+            projection = value or None
         else:
             parts = value.split(None, 2)
             if len(parts) < 2 or parts[1].rstrip("?") not in _PARAM_TYPES:
@@ -157,7 +163,8 @@ def parse_query_text(text: str, *, name: str, path: Path | None = None) -> Named
             params.append(
                 Param(parts[0], parts[1].rstrip("?"), not parts[1].endswith("?"), parts[2] if len(parts) > 2 else "")
             )
-    return NamedQuery(name, title or name, description, tuple(params), text, path, query_form(text), index=index)
+    return NamedQuery(name, title or name, description, tuple(params), text, path, query_form(text), index=index,
+                      projection=projection)
 
 
 @cache

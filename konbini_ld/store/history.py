@@ -31,8 +31,8 @@ import pyoxigraph as ox
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
-from .events import Point
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
+from .events import Point
 from .memo import MaybeHeld, Written
 
 __all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "points", "series_points"]

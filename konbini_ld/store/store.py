@@ -244,8 +244,9 @@ class Store:
         return self.answer(nq.text, bound, limit=limit) or self.query(nq.text, bound, name=nq.name)
 
     def answer(self, sparql: str, params: Mapping[str, Any], *, limit: int = 100) -> QueryResult | None:
-        """The answer from the index beside the graph, if current and ``sparql`` is one it answers."""
-        from .index.answers import answer
+        """The answer from the index beside the graph, if current and ``sparql`` declares a projection
+        the index has for exactly that text (else ``None``: run it on the graph)."""
+        from .index.projections import answer
 
         self.writer.sync()
         index = self.index

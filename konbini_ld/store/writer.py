@@ -20,8 +20,8 @@ import pyoxigraph as ox
 from ..engines.base import WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
-from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
 from .events import BatchWritten, Subscriber
+from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
 from .index.index_rows import kinds
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe

@@ -178,8 +178,8 @@ def rebuild(state: Context, accept_damage: bool) -> None:
     """
     from pathlib import Path
 
-    from ...store.log.archive import Archive
     from ...pipeline.collection import rebuild_store
+    from ...store.log.archive import Archive
 
     total = Archive(Path(state.archive or state.location) / "archive").last_seq
     with state.progress(total, "resp", "rebuilding") as bar:

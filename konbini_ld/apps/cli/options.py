@@ -57,8 +57,8 @@ class Context:
     def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
         """Open the store; ``or_read_only``: a command that only reads (but would rather open it
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
-        from ...store.log.lock import NotWritableError
         from ...pipeline.collection import open_store
+        from ...store.log.lock import NotWritableError
 
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import UsageError
-from .options import (Context, emit, format_option, handle_errors, json_option, open_output, output_option,
-                      pass_state)
+from .options import Context, emit, format_option, handle_errors, json_option, open_output, output_option, pass_state
 
 if TYPE_CHECKING:
     from ...query.run import QueryResult
@@ -75,9 +74,9 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
 def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
     from pathlib import Path
 
+    from ...pipeline.collection import KonbiniStore
     from ...query.catalog import parse_query_text, resolve_query
     from ...query.run import run_query
-    from ...pipeline.collection import KonbiniStore
 
     assert isinstance(store, KonbiniStore)
     if (name is None) == (inline is None):

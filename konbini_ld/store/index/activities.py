@@ -1,7 +1,7 @@
 """The activities (one per response ingested) by the time each ended, kept in the index beside
 the graph for ``recent-observations``: its plain query sorts every activity to find the 50
 latest (a second at a million responses); the index finds them in its time order, and the rest
-of the query runs on the graph with those 50 bound (:func:`konbini_ld.store.index.answers.recent_observations`).
+of the query runs on the graph with those 50 bound (:func:`konbini_ld.store.index.projections.recent_observations`).
 
 A row holds the activity's IRI and its ``prov:endedAtTime`` in konbini-ld's spelling (UTC,
 milliseconds, ``Z``: text order is time order). Every write records the times its provenance

@@ -2,7 +2,7 @@
 few figures the aggregations need (each audio's video count, kind and creators; each
 person's followers and whether they are verified), so that ``search``, ``top-audios``,
 ``creators``, ``verified-creators`` and ``original-vs-licensed`` need not scan the graph
-(:mod:`.answers`).
+(:mod:`.projections`).
 
 The index is derived: every write updates it for the entities the batch described (an
 audio's own row; a person's row, and their audios when the person's names changed), and it

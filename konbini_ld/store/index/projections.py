@@ -1,18 +1,25 @@
-"""Named queries answered from the index beside the graph (:mod:`.textindex`) instead of
-scanning the graph: ``search`` (the index ranks); ``recent-observations`` (the index orders the
+"""Projections: named queries the index beside the graph (:mod:`.textindex`) answers instead of a
+scan of the graph: ``search`` (the index ranks); ``recent-observations`` (the index orders the
 activities by time; the graph gives the rest); ``top-audios``, ``creators``,
 ``verified-creators`` and ``original-vs-licensed`` (the index keeps each audio's count, kind
 and creators, each person's followers and whether they are verified, and the terms the
-answers show); ``trending`` and ``rising-creators``
-without ``since`` (the index keeps each series' first and last observation, :mod:`.series`).
-The answers are the plain queries' answers (the tests hold them to it), in their columns."""
+answers show); ``trending`` and ``rising-creators`` (the index keeps each series' first and
+last observation and its points, :mod:`.series`).
+
+A query is answered from the index only when it says so itself: a ``# projection: NAME``
+line in its header, and a text whose digest is the one the projection was written for
+(:data:`PROJECTIONS`). Any other text — an edited named query, a query typed with ``-e`` —
+runs on the graph as written. The answers are the plain queries' answers (one parametrised
+test holds every projection to its query on the same data), in their columns."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyoxigraph as ox
@@ -27,8 +34,8 @@ from .textindex import TextIndex
 if TYPE_CHECKING:
     from ...query.run import QueryResult
 
-__all__ = ["GROWTH", "SEARCH_COLUMNS", "SEARCH_LIMIT", "SUMMARIES", "rising", "answer", "creators", "original_vs_licensed", "search",
-           "recent_observations", "top_audios", "verified_creators"]
+__all__ = ["PROJECTIONS", "SEARCH_COLUMNS", "SEARCH_LIMIT", "Projection", "answer", "creators", "declared",
+           "original_vs_licensed", "recent_observations", "rising", "search", "top_audios", "verified_creators"]
 
 #: The rows of the ``search`` named query (its ``LIMIT``).
 SEARCH_LIMIT = 100
@@ -45,8 +52,10 @@ _DATETIME = ox.NamedNode(XSD + "dateTime")
 
 def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
            limit: int = SEARCH_LIMIT, engine: Any = None) -> QueryResult | None:
-    """The answer of the named query ``sparql`` from the index, if it is one the index answers
-    (``recent-observations`` also reads the graph, through ``engine``).
+    """The answer of ``sparql`` from the index, if the query declares a projection
+    (``# projection: NAME``) and is the text that projection was written for; else ``None``
+    (the caller runs it on the graph). ``recent-observations`` also reads the graph, through
+    ``engine``.
 
     A reader (an index opened read-only: ``serve``'s workers, ``query``) keeps the answers of
     the aggregations for as long as the index stays at the same archive record: a visit that
@@ -56,57 +65,47 @@ def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
     once: the caller runs the plain query on the graph (the index is derived; a writer rebuilds
     it when it opens the store).
     """
-    if index.unreadable:
+    projection = declared(sparql)
+    if projection is None or index.unreadable:
         return None
     try:
-        return _kept(index, sparql, params, limit, engine)
+        return _kept(index, projection, params, limit, engine)
     except (sqlite3.Error, ValueError, SyntaxError) as exc:  # (SyntaxError: a stored term that no longer parses)
         log.warning("the text index %s cannot be read (%s); answering from the graph", index.path, exc)
         index.unreadable = True
         return None
 
 
-def _kept(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
+def declared(sparql: str) -> Projection | None:
+    """The projection ``sparql`` declares in its header, when it is the text it was written for."""
+    from ...errors import UsageError
+    from ...query.catalog import parse_query_text
+
+    try:
+        name = parse_query_text(sparql, name="query").projection
+    except UsageError:  # (a header that does not read: not a declaration)
+        return None
+    projection = PROJECTIONS.get(name) if name is not None else None
+    if projection is None or hashlib.sha256(sparql.encode("utf-8")).hexdigest() != projection.digest:
+        return None
+    return projection
+
+
+def _kept(index: TextIndex, projection: Projection, params: Mapping[str, Any], limit: int,
+          engine: Any) -> QueryResult | None:
     from ...query.run import QueryResult
 
     if not index.read_only or params:
-        return _answer(index, sparql, params, limit, engine)
-    key = (sparql, index.seq)
+        return projection.answer(index, params, limit, engine)
+    key = (projection.name, index.seq)
     if key not in index.answers:
-        found = _answer(index, sparql, params, limit, engine)
+        found = projection.answer(index, params, limit, engine)
         if found is None:
             return None
         index.answers.clear()  # (one state of the index at a time)
         index.answers[key] = (found.variables, list(found.rows()))
     variables, rows = index.answers[key]
     return QueryResult.from_rows(variables, rows)
-
-
-def _answer(index: TextIndex, sparql: str, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
-    from ...query.catalog import get_named_query
-    from ...query.terms import to_term
-
-    summary = next((f for n, f in SUMMARIES.items() if sparql == get_named_query(n).text), None)
-    if summary is not None:
-        return summary(index)
-    if sparql == get_named_query("recent-observations").text:
-        return recent_observations(index, engine) if engine is not None else None
-    growth = next((k for n, k in GROWTH.items() if sparql == get_named_query(n).text), None)
-    if growth is not None:
-        since = params.get("since")
-        if since is None:
-            return rising(index, *growth)
-        since = to_term(since)
-        zoned = isinstance(since, ox.Literal) and since.datatype == _DATETIME and (
-            since.value.endswith("Z") or since.value[-6] in "+-")
-        return rising_since(index, *growth, since) if zoned else None  # (else as the plain query reads it)
-    if sparql != get_named_query("search").text or "text" not in params:
-        return None
-    value = params["text"]
-    text = value if isinstance(value, str) else str(getattr(to_term(value), "value", value))
-    if "\x00" in text:
-        return None  # SQLite's FTS5 reads a text only up to a NUL: the plain query answers it
-    return search(index, ox.Literal(text), limit)
 
 
 def top_audios(index: TextIndex) -> QueryResult:
@@ -152,25 +151,36 @@ def verified_creators(index: TextIndex) -> QueryResult:
     return QueryResult.from_rows(["person", "username", "name", "followers", "audios"], rows)
 
 
+#: What ``recent-observations`` reads of each of the latest activities (the part of its query
+#: after the subquery that picks them, which the index answers): read activity by activity with
+#: Oxigraph's ``LATERAL`` (SEP-0006), where a join would match every activity's ``prov:used`` first.
+_RECENT_REST = """PREFIX prov: <http://www.w3.org/ns/prov#>
+PREFIX ks: <https://konbiniapi.com/ns/social#>
+SELECT ?observedAt ?source ?line ?credits ?entity ?type
+WHERE {
+  VALUES (?activity ?observedAt) { %s }
+  LATERAL {
+    ?activity prov:used ?source .
+    OPTIONAL { ?activity ks:sourceLine ?line }
+    OPTIONAL { ?activity ks:creditsUsed ?credits }
+    OPTIONAL { ?entity prov:wasGeneratedBy ?activity . OPTIONAL { ?entity a ?type } }
+  }
+}
+ORDER BY DESC(?observedAt) ?source ?line ?entity
+"""
+
+
 def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
-    """``recent-observations``: the 50 latest activities from the index, the rest of the query
-    (what each used, its line and credits, the entities it described) on the graph with those
-    activities bound in place of its subquery. ``None`` when the index cannot order the times."""
-    from ...query.catalog import get_named_query
+    """``recent-observations``: the 50 latest activities from the index, what each used, its line
+    and credits and the entities it described from the graph. ``None`` when the index cannot
+    order the times (the plain query answers)."""
     from ...query.run import run_query
 
     latest = activities.latest(index.db, RECENT)
-    if latest is None:
+    if latest is None or engine is None:
         return None
-    text = get_named_query("recent-observations").text
-    start = text.index("  {\n    SELECT ?activity ?observedAt")
-    end = text.index(f"LIMIT {RECENT}\n  }}\n") + len(f"LIMIT {RECENT}\n  }}\n")
-    close = text.index("}\nORDER BY")
     rows = " ".join(f"({ox.NamedNode(iri)} {ox.Literal(t, datatype=_DATETIME)})" for iri, t in latest)
-    # (LATERAL, Oxigraph's SEP-0006: the rest is read activity by activity, where a join would
-    # match every activity's prov:used first; it only runs on the embedded store)
-    return run_query(engine, f"{text[:start]}  VALUES (?activity ?observedAt) {{ {rows} }}\n  LATERAL {{\n"
-                             f"{text[end:close]}  }}\n{text[close:]}")
+    return run_query(engine, _RECENT_REST % rows)
 
 
 def original_vs_licensed(index: TextIndex) -> QueryResult:
@@ -282,15 +292,57 @@ def _integer(n: int) -> ox.Literal:
     return ox.Literal(str(n), datatype=_INTEGER)
 
 
-#: The growth rankings answered from the index (without ``since``): property, kind of entity.
-GROWTH: dict[str, tuple[str, str]] = {
-    "trending": (KS + "videoCount", "audio"),
-    "rising-creators": (KS + "followerCount", "person"),
-}
-#: The aggregations answered from the index (and ``search``, which takes its text).
-SUMMARIES: dict[str, Callable[[TextIndex], QueryResult]] = {
-    "top-audios": top_audios,
-    "creators": creators,
-    "verified-creators": verified_creators,
-    "original-vs-licensed": original_vs_licensed,
-}
+def _growth(prop: str, kind: str) -> Callable[[TextIndex, Mapping[str, Any], int, Any], QueryResult | None]:
+    def answer(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
+        from ...query.terms import to_term
+
+        since = params.get("since")
+        if since is None:
+            return rising(index, prop, kind)
+        since = to_term(since)
+        zoned = isinstance(since, ox.Literal) and since.datatype == _DATETIME and (
+            since.value.endswith("Z") or since.value[-6] in "+-")
+        return rising_since(index, prop, kind, since) if zoned else None  # (else as the plain query reads it)
+
+    return answer
+
+
+def _search(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
+    from ...query.terms import to_term
+
+    if "text" not in params:
+        return None
+    value = params["text"]
+    text = value if isinstance(value, str) else str(getattr(to_term(value), "value", value))
+    if "\x00" in text:
+        return None  # SQLite's FTS5 reads a text only up to a NUL: the plain query answers it
+    return search(index, ox.Literal(text), limit)
+
+
+def _summary(fn: Callable[[TextIndex], QueryResult]) -> Callable[[TextIndex, Mapping[str, Any], int, Any], QueryResult]:
+    return lambda index, params, limit, engine: fn(index)
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """A named query the index answers: its name (the ``# projection:`` line), the SHA-256 of the
+    ``.rq`` text it answers (an edited text runs as written), and how it answers."""
+
+    name: str
+    digest: str
+    answer: Callable[[TextIndex, Mapping[str, Any], int, Any], QueryResult | None]
+
+
+#: Every projection, by name. A shipped ``.rq`` edited without its projection being brought up to
+#: date runs on the graph (``tests/test_projections.py`` says which digest to record).
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in (
+    Projection("top-audios", "d217e9b5badb7431899e0d3863a78df8564427a0e566dfc5f930831624956e33", _summary(top_audios)),
+    Projection("creators", "aeb4b22150baa98f3078d2c5f1c4d5849e3b3eed80b2590506d3ac6a7b75d5da", _summary(creators)),
+    Projection("verified-creators", "8cf86da2553400b3909c9f057f9c54ea1f0bbaccabfdce9a81bdf7d31b34a58b", _summary(verified_creators)),
+    Projection("original-vs-licensed", "fb46e6b2f60585fcbeb082cf604b543602efcf90e43f783ba79f128ca0b746a8", _summary(original_vs_licensed)),
+    Projection("trending", "be19aae2a2619f08722114a1d0cc90a675d91bc90f372e59a3478070f4b2c628", _growth(KS + "videoCount", "audio")),
+    Projection("rising-creators", "5cf8a03727d131dc42eca1eba9e84a56e140470712f9a3ae22beaab589e81418", _growth(KS + "followerCount", "person")),
+    Projection("recent-observations", "de1011b389322961819a7f66dddcd0f8833422a7492430ea163acaa9b2426b19",
+               lambda index, params, limit, engine: recent_observations(index, engine)),
+    Projection("search", "cf0db4002a4fcdf466076a50b320e96110fc31c6f6d6af36dc9e9d9f3dadfd8f", _search),
+)}
