@@ -10,6 +10,9 @@ carries the process exit code the command line maps it to (SPEC §4)::
     │   ├── ContextError (1)           a JSON-LD context outside the bundled ones
     │   └── ExpandError (1)            the document does not map to valid RDF
     ├── StoreError (1)                 the store cannot be opened, read or written
+    │   ├── StoreDamagedError (1)      the graph's files do not read back (rebuild re-derives it)
+    │   ├── StoreBusyError (1)         another process is writing the store
+    │   ├── StaleViewError (1)         a read-only view a writer's compaction outran (open a fresh one)
     │   └── ArchiveDamageError (1)     the archive does not read back whole (rebuild refuses)
     ├── QueryError (1)                 a SPARQL query is malformed, unsafe or failed
     ├── ExportError (1)                an export could not be written
@@ -41,6 +44,9 @@ __all__ = [
     "KonbiniError",
     "NotFoundError",
     "QueryError",
+    "StaleViewError",
+    "StoreBusyError",
+    "StoreDamagedError",
     "StoreError",
     "UsageError",
     "ValidationError",
@@ -102,6 +108,18 @@ class ExpandError(InputError):
 
 class StoreError(KonbiniError):
     """The store cannot be opened, read or written."""
+
+
+class StoreDamagedError(StoreError):
+    """The graph's files do not read back (damaged or deleted); ``rebuild`` re-derives it."""
+
+
+class StoreBusyError(StoreError):
+    """Another process is writing the store (it holds the engine's lock)."""
+
+
+class StaleViewError(StoreError):
+    """A read-only view whose files a writer's compaction removed: a fresh view reads on."""
 
 
 class ArchiveDamageError(StoreError):

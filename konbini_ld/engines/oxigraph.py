@@ -17,12 +17,12 @@ from typing import IO, Any
 
 import pyoxigraph as ox
 
-from ..errors import QueryError, StoreError
+from ..errors import QueryError, StaleViewError, StoreBusyError, StoreDamagedError, StoreError
 from ..sparql import has_dataset_clause
 from . import native_memory
 from .base import Capabilities, Dataset, WriteRejected, first_line, translate_syntax_error
 
-__all__ = ["BULK_THRESHOLD", "OxigraphEngine"]
+__all__ = ["BULK_THRESHOLD", "OxigraphEngine", "translate"]
 
 #: From this many inserted quads on, write through Oxigraph's bulk loader (much faster than a
 #: transaction; not atomic, which the archive's replay-on-open makes safe).
@@ -33,9 +33,26 @@ _STALE_ATTEMPTS = 5
 _END = " .\n"  # what an N-Triples line ends with (no term ends with a dot or a space)
 
 
-def _stale(text: str) -> bool:
-    """Whether an error is a read-only view outrun by a writer (its files compacted away)."""
-    return "No such file" in text or ("Corruption" in text and ".sst" in text)
+def translate(exc: BaseException, where: str, *, read_only: bool, doing: str = "") -> StoreError:
+    """The one seam where pyoxigraph's storage errors (``OSError``/``RuntimeError`` carrying
+    RocksDB's text) become konbini-ld's typed errors: the only place their message is read.
+
+    A file missing under a read-only view is a :class:`StaleViewError` (a writer compacted it
+    away: a fresh view reads on); under a writer, or corrupt data, a :class:`StoreDamagedError`;
+    the engine's lock held elsewhere, a :class:`StoreBusyError`.
+    """
+    text = str(exc)
+    missing = "No such file" in text or ("Corruption" in text and ".sst" in text)
+    if missing and read_only:
+        return StaleViewError(f"the store at {where} changed under a read-only view ({first_line(text)})")
+    if "lock" in text.lower() and "LOCK" in text:
+        return StoreBusyError(f"the store at {where} is open for writing in another process; "
+                              "stop it or use another --store")
+    if missing or "Corruption" in text or "MANIFEST" in text or "CURRENT" in text:
+        return StoreDamagedError(f"the store at {where} is damaged and cannot be opened ({first_line(text)})")
+    if isinstance(exc, OSError) and exc.strerror:
+        return StoreError(f"{doing or 'using'} the store at {where} failed: {exc.strerror}")
+    return StoreError(f"{doing or 'using'} the store at {where} failed: {first_line(text)}")
 
 
 def _materialized(result: Any) -> Any:
@@ -80,18 +97,14 @@ class OxigraphEngine:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 return ox.Store(str(self.path))
             except (OSError, RuntimeError) as exc:
-                text = str(exc)
-                if attempt + 1 < attempts and _stale(text):
+                error = translate(exc, str(self.path), read_only=self.read_only, doing="opening")
+                if isinstance(error, StaleViewError) and attempt + 1 < attempts:
                     time.sleep(0.02 * (attempt + 1))  # a writer compacted files away while we opened
                     continue
-                if "lock" in text.lower() and "LOCK" in text:
-                    raise StoreError(
-                        f"the store at {self.path} is open for writing in another process; "
-                        "stop it or use another --store"
-                    ) from exc
-                raise StoreError(
-                    f"the store at {self.path} is damaged and cannot be opened ({first_line(text)})"
-                ) from exc
+                if isinstance(error, StoreError) and type(error) is StoreError:  # (not a kind it knows)
+                    error = StoreDamagedError(f"the store at {self.path} is damaged and cannot be opened "
+                                              f"({first_line(str(exc))})")
+                raise error from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def reopen(self) -> None:
@@ -126,18 +139,16 @@ class OxigraphEngine:
             for graph, lines in inserts.items():
                 if lines:
                     self.store.load("".join(lines).encode("utf-8"), ox.RdfFormat.N_TRIPLES, to_graph=graph)
-        except OSError as exc:
-            raise StoreError(f"writing to the store at {self.description} failed: {exc.strerror or exc}") from exc
         except (SyntaxError, UnicodeError, MemoryError, ValueError) as exc:
             raise WriteRejected(f"{type(exc).__name__}: {first_line(str(exc))}") from exc
-        except RuntimeError as exc:
-            raise StoreError(f"writing to the store at {self.description} failed: {first_line(str(exc))}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise translate(exc, self.description, read_only=False, doing="writing to") from exc
 
     def clear_graph(self, graph: ox.NamedNode) -> None:
         try:
             self.store.clear_graph(graph)
-        except OSError as exc:
-            raise StoreError(f"clearing {graph.value} failed: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise translate(exc, self.description, read_only=False, doing=f"clearing {graph.value} in") from exc
 
     # -- reads ---------------------------------------------------------------
 
@@ -167,10 +178,14 @@ class OxigraphEngine:
                 raise translate_syntax_error(exc, text=sparql) from exc
             except (OSError, RuntimeError) as exc:
                 text = str(exc)
-                if attempt + 1 < attempts and _stale(text):
+                stale = isinstance(exc, OSError) and isinstance(
+                    translate(exc, self.description, read_only=self.read_only), StaleViewError)
+                if stale and attempt + 1 < attempts:
                     time.sleep(0.02 * (attempt + 1))
-                    self.reopen()
+                    self.reopen()  # the one place a stale view is retried: a fresh view, the query again
                     continue
+                if stale:
+                    raise translate(exc, self.description, read_only=True) from exc
                 m = re.search(r"variable \?(\w+) in its SELECT projection", text)
                 if m:
                     raise QueryError(
@@ -193,8 +208,8 @@ class OxigraphEngine:
         """Merge the store's files (after large bulk loads: reads get faster)."""
         try:
             self.store.optimize()
-        except OSError as exc:
-            raise StoreError(f"compacting the store failed: {exc}") from exc
+        except (OSError, RuntimeError) as exc:
+            raise translate(exc, self.description, read_only=False, doing="compacting") from exc
 
     def close(self) -> None:
         if self.store is not None:

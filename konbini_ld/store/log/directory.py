@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ...engines.oxigraph import OxigraphEngine
 
-from ...errors import StoreError
+from ...errors import StoreDamagedError, StoreError
 from .lock import NotWritableError, WriterLock
 from .safe_files import check_not_link, read_small, write_atomic
 
@@ -254,9 +254,9 @@ def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphE
 
     try:
         return OxigraphEngine(location / LIVE, read_only=read_only)
-    except StoreError as exc:
+    except StoreDamagedError as exc:
         archived = _archived(state_dir)
-        if archived and "damaged" in str(exc):
+        if archived:
             raise StoreError(
                 f"{exc}. Its archive holds {archived} responses: `konbini-ld rebuild` re-derives the graph "
                 "from them (no credits are spent)"
