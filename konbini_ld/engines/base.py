@@ -75,7 +75,7 @@ class Engine(Protocol):
     def capabilities(self) -> Capabilities:
         """What the engine can do."""
 
-    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode,
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None,
                            predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
         """Every quad of ``graph`` whose subject is one of ``subjects`` (and predicate one of
         ``predicates``, when given)."""
@@ -103,6 +103,17 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the store."""
+
+
+def select(engine: Engine, sparql: str, **options: Any) -> ox.QuerySolutions:
+    """The solutions of a SELECT ``sparql`` run on ``engine`` (:meth:`Engine.query`'s options).
+
+    :raises QueryError: it is not a SELECT.
+    """
+    result = engine.query(sparql, **options)
+    if not isinstance(result, ox.QuerySolutions):
+        raise QueryError("expected the solutions of a SELECT query")
+    return result
 
 
 def first_line(text: str) -> str:

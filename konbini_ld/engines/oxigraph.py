@@ -114,7 +114,7 @@ class OxigraphEngine:
 
     # -- writes --------------------------------------------------------------
 
-    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode,
+    def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None,
                            predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
         pattern = self.store.quads_for_pattern
         for s in subjects:

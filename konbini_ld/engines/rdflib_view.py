@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .base import Engine
+
 __all__ = ["dataset_for", "to_rdflib"]
 
 _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
@@ -68,14 +70,14 @@ def _store_class() -> type:
     return KonbiniOxigraphStore
 
 
-def dataset_for(engine: Any) -> Any:
+def dataset_for(engine: Engine) -> Any:
     """An :class:`rdflib.Dataset` (default graph = union) over ``engine``."""
     from rdflib import Dataset
 
     from ..vocab import PREFIXES
 
     factory = getattr(engine, "rdflib_store", None)
-    store = factory() if factory is not None else _store_class()(store=engine.store)
+    store = factory() if factory is not None else _store_class()(store=getattr(engine, "store"))  # (Oxigraph's)
     ds = Dataset(store=store, default_union=True)
     for prefix, ns in PREFIXES.items():
         ds.bind(prefix, ns, override=True)

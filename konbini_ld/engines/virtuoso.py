@@ -12,6 +12,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sparql_http import SparqlHttpEngine
+
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,7 +48,7 @@ def _is_duration(term: Any) -> bool:
 
 
 
-def apply(engine: Any, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+def apply(engine: SparqlHttpEngine, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
     """Virtuoso 7 keeps integers beyond 32 bits only through SPARQL Update (its Graph Store
     loader turns them into decimals), but cannot parse ``xsd:duration`` literals in an update:
     those go through the Graph Store (where Virtuoso rewrites them, see ``lossy_datatypes``)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import pyoxigraph as ox
 
+from ..engines.base import Engine
 from ..errors import ExportError
 from ..mapping.contexts import API_CONTEXT, Term, bundled_context, terms
 from ..vocab import GENID, KS, PREFIXES, RDF, XSD
@@ -27,7 +28,7 @@ RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
 __all__ = ["export", "write_jsonld_quads", "write_jsonld_triples"]
 
 
-def export(engine: Any, fmt: Format | str, output: IO[bytes], *, inline_context: bool = False) -> None:
+def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_context: bool = False) -> None:
     """Write the whole graph to ``output``.
 
     Formats with named graphs (N-Quads, TriG) keep the data / provenance / history graphs; the
@@ -197,7 +198,7 @@ def _write_nodes(output: IO[bytes], nodes: Iterator[dict[str, Any]]) -> None:
     output.write(b"\n]}\n")
 
 
-def write_jsonld_quads(engine: Any, output: IO[bytes], *, inline_context: bool = False) -> None:
+def write_jsonld_quads(engine: Engine, output: IO[bytes], *, inline_context: bool = False) -> None:
     """Stream the union of all graphs as compacted JSON-LD, one subject at a time."""
 
     def lookup(subject: ox.NamedNode) -> list[tuple[ox.NamedNode, RdfTerm]]:

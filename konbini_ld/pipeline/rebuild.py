@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import pyoxigraph as ox
 
+from ..engines.base import Engine
 from ..engines.oxigraph import OxigraphEngine
 from ..errors import ArchiveDamageError, StoreError
 from ..mapping.prepare import body_sha256
@@ -28,6 +29,9 @@ from ..store.writer import Writer
 from ..vocab import DATA_GRAPH, HISTORY_GRAPH, PROV_GRAPH
 from .ingest import Pipeline
 
+if TYPE_CHECKING:
+    from ..engines.sparql_http import SparqlHttpEngine
+
 __all__ = ["Rebuildable", "rebuild"]
 
 Progress = Callable[[int], None] | None
@@ -36,7 +40,7 @@ Progress = Callable[[int], None] | None
 class Rebuildable(Protocol):
     """What a rebuild needs of a store (the facade provides it)."""
 
-    engine: Any
+    engine: Engine
     archive: Archive | None
     writer: Writer
     pipeline: Pipeline
@@ -122,7 +126,8 @@ def _remote(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     finally:
         store.writer.reset()
         store.marking = True
-    store.engine.move_graphs({temporary[0]: DATA, temporary[1]: PROV_G, temporary[2]: HISTORY_G})
+    cast("SparqlHttpEngine", store.engine).move_graphs({temporary[0]: DATA, temporary[1]: PROV_G,
+                                                         temporary[2]: HISTORY_G})
     store.mark_applied(last)
     return report
 

@@ -21,6 +21,8 @@ from .terms import to_term
 if TYPE_CHECKING:
     import pandas
 
+    from ..engines.base import Engine
+
 __all__ = ["QueryResult", "Value", "python_value", "run_query"]
 
 #: A result cell as a Python value.
@@ -261,7 +263,7 @@ class QueryResult:
         ox.serialize(self.triples(), output, fmt.ox_format(), prefixes=PREFIXES)
 
 
-def run_query(engine: Any, sparql: str, params: Mapping[str, Any] | None = None, *,
+def run_query(engine: Engine, sparql: str, params: Mapping[str, Any] | None = None, *,
               name: str | None = None, dataset: Dataset | None = None, index: str | None = None) -> QueryResult:
     """Check ``sparql`` is safe, bind ``params`` as terms, and let the engine evaluate it natively.
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyoxigraph as ox
 
+from ..engines.base import Engine
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
@@ -219,7 +219,7 @@ class ObservedTimes:
         self.written = written
         self._held: MaybeHeld | None = None
 
-    def stored(self, engine: Any, graph: ox.NamedNode, entities: Iterable[str],
+    def stored(self, engine: Engine, graph: ox.NamedNode, entities: Iterable[str],
                before_read: Callable[[list[str]], None] | None = None) -> dict[str, Times]:
         """The stored times of each of ``entities`` (N-Triples IRIs) that has them.
 

@@ -14,10 +14,10 @@ says what they are.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import pyoxigraph as ox
 
+from ..engines.base import Engine, select
 from ..lexical import observation_time
 from ..mapping.literals import nt_iri, nt_literal
 from ..mapping.prepare import body_sha256
@@ -125,7 +125,7 @@ SELECT DISTINCT ?sha WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:responseSha256 ?sha 
 """
 
 
-def ledger(engine: Any) -> dict[str, LedgerEntry]:
+def ledger(engine: Engine) -> dict[str, LedgerEntry]:
     """What earlier runs already bought: request key → status, next page cursor, and when it
     was last bought (for ``--refresh-older-than``).
 
@@ -135,7 +135,7 @@ def ledger(engine: Any) -> dict[str, LedgerEntry]:
     purchases of one key, the latest answer counts.
     """
     latest: dict[str, tuple[str, LedgerEntry]] = {}
-    for row in engine.query(_LEDGER_QUERY, union=False):
+    for row in select(engine, _LEDGER_QUERY, union=False):
         key, status, cursor, at = row["key"], row["status"], row["next"], row["at"]
         when = observation_time(at.value) if at is not None else ""
         entry = LedgerEntry(int(status.value) if status is not None else 200, cursor.value if cursor else None,
@@ -146,7 +146,7 @@ def ledger(engine: Any) -> dict[str, LedgerEntry]:
     return {key: entry for key, (_, entry) in latest.items()}
 
 
-def latest_times(engine: Any, shas: list[str]) -> dict[str, str]:
+def latest_times(engine: Engine, shas: list[str]) -> dict[str, str]:
     """For each body digest among ``shas`` that an observation already recorded, the time of its
     latest observation (konbini-ld's spelling)."""
     if not shas:
@@ -156,12 +156,12 @@ def latest_times(engine: Any, shas: list[str]) -> dict[str, str]:
              f"SELECT ?sha (MAX(?t) AS ?at) WHERE {{ VALUES ?sha {{ {values} }} "
              f"GRAPH <{PROV_GRAPH}> {{ ?a ks:responseSha256 ?sha ; prov:endedAtTime ?t }} }} GROUP BY ?sha")
     out = {}
-    for row in engine.query(query, union=False):
+    for row in select(engine, query, union=False):
         if row[1] is not None:
             out[row[0].value] = observation_time(row[1].value)
     return out
 
 
-def recorded_shas(engine: Any) -> list[str]:
+def recorded_shas(engine: Engine) -> list[str]:
     """The body digests of every response the provenance graph records."""
-    return [row[0].value for row in engine.query(_SHA_QUERY, union=False)]
+    return [row[0].value for row in select(engine, _SHA_QUERY, union=False)]

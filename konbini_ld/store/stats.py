@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..engines.base import Engine, select
 from ..model import Stats
 from ..vocab import AS, DATA_GRAPH, HISTORY_GRAPH, KS, PROV, PROV_GRAPH, SOSA
 
@@ -16,11 +17,11 @@ PREFIX sosa: <{SOSA}>
 """
 
 
-def stats(engine: Any, archived: int) -> Stats:
+def stats(engine: Engine, archived: int) -> Stats:
     """Audios, persons, videos, triples, responses; last observation and fetch; credits spent."""
 
     def one(sparql: str) -> Any:
-        row = next(iter(engine.query(_PREFIXES + sparql, union=False)))
+        row = next(iter(select(engine, _PREFIXES + sparql, union=False)))
         return row[0]
 
     def num(term: Any) -> int:

@@ -14,10 +14,10 @@ data never replaces newer and the result does not depend on the order of loading
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import pyoxigraph as ox
 
+from ..engines.base import Engine
 from ..lexical import observation_time
 from ..vocab import GENID
 from .history import Times
@@ -86,7 +86,7 @@ class Planner:
             if at > newest.get(entity, ""):
                 newest[entity] = at
 
-    def plan(self, engine: Any, before_read: Callable[[Iterable[str]], None] | None = None,
+    def plan(self, engine: Engine, before_read: Callable[[Iterable[str]], None] | None = None,
              stored_times: dict[str, Times] | None = None) -> tuple[list[ox.Quad], list[str]]:
         """Quads to delete, and N-Triples lines to insert, for this graph.
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
 
 import pyoxigraph as ox
 
-from ..engines.base import WriteRejected
+from ..engines.base import Engine, WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .events import BatchWritten, Subscriber
@@ -50,7 +49,7 @@ class Writer:
     :param mark_applied: called with an archive sequence number once everything up to it is written.
     """
 
-    def __init__(self, engine: Any, mark_applied: Callable[[int], None]) -> None:
+    def __init__(self, engine: Engine, mark_applied: Callable[[int], None]) -> None:
         self.engine = engine
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
@@ -66,7 +65,7 @@ class Writer:
         #: who follows the graph (the index beside it): told of each batch once it is written
         self.subscribers: list[Subscriber] = []
 
-    def reset(self, engine: Any | None = None, graphs: Graphs | None = None) -> None:
+    def reset(self, engine: Engine | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
         self.sync()
         if engine is not None:

@@ -32,6 +32,7 @@ from .series import growth_of
 from .textindex import TextIndex
 
 if TYPE_CHECKING:
+    from ...engines.base import Engine
     from ...query.run import QueryResult
 
 __all__ = ["PROJECTIONS", "SEARCH_COLUMNS", "SEARCH_LIMIT", "Projection", "answer", "creators", "declared",
@@ -51,7 +52,7 @@ _DATETIME = ox.NamedNode(XSD + "dateTime")
 
 
 def answer(index: TextIndex, sparql: str, params: Mapping[str, Any],
-           limit: int = SEARCH_LIMIT, engine: Any = None) -> QueryResult | None:
+           limit: int = SEARCH_LIMIT, engine: Engine | None = None) -> QueryResult | None:
     """The answer of ``sparql`` from the index, if the query declares a projection
     (``# projection: NAME``) and is the text that projection was written for; else ``None``
     (the caller runs it on the graph). ``recent-observations`` also reads the graph, through
@@ -92,7 +93,7 @@ def declared(sparql: str) -> Projection | None:
 
 
 def _kept(index: TextIndex, projection: Projection, params: Mapping[str, Any], limit: int,
-          engine: Any) -> QueryResult | None:
+          engine: Engine | None) -> QueryResult | None:
     from ...query.run import QueryResult
 
     if not index.read_only or params:
@@ -170,7 +171,7 @@ ORDER BY DESC(?observedAt) ?source ?line ?entity
 """
 
 
-def recent_observations(index: TextIndex, engine: Any) -> QueryResult | None:
+def recent_observations(index: TextIndex, engine: Engine | None) -> QueryResult | None:
     """``recent-observations``: the 50 latest activities from the index, what each used, its line
     and credits and the entities it described from the graph. ``None`` when the index cannot
     order the times (the plain query answers)."""
@@ -293,7 +294,7 @@ def _integer(n: int) -> ox.Literal:
 
 
 def _growth(prop: str, kind: str) -> Callable[[TextIndex, Mapping[str, Any], int, Any], QueryResult | None]:
-    def answer(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
+    def answer(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Engine | None) -> QueryResult | None:
         from ...query.terms import to_term
 
         since = params.get("since")
@@ -307,7 +308,7 @@ def _growth(prop: str, kind: str) -> Callable[[TextIndex, Mapping[str, Any], int
     return answer
 
 
-def _search(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Any) -> QueryResult | None:
+def _search(index: TextIndex, params: Mapping[str, Any], limit: int, engine: Engine | None) -> QueryResult | None:
     from ...query.terms import to_term
 
     if "text" not in params:
