@@ -238,7 +238,9 @@ def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
     if items is not None and not isinstance(items, list):
         return "the page's items are not a list"
     for item in items or []:
-        verdict = _names(item.get("audio"), audio_id) if isinstance(item, dict) else False
+        if not isinstance(item, dict):
+            return "the page's items are not videos"
+        verdict = _names(item.get("audio"), audio_id)
         if verdict is False:
             return "the page holds videos using another audio"
         says = says or verdict is True
