@@ -10,6 +10,7 @@ __all__ = [
     "GRAPHS",
     "HISTORY_GRAPH",
     "KS",
+    "KSH",
     "PREFIXES",
     "PROV",
     "PROV_GRAPH",
@@ -21,6 +22,10 @@ __all__ = [
 
 AS = "https://www.w3.org/ns/activitystreams#"
 KS = "https://konbiniapi.com/ns/social#"
+#: The history's measures: one per counter, same local name (``ksh:videoCount`` is an observed
+#: ``ks:videoCount``), apart from the counters themselves so that a query over the union of the
+#: graphs never takes an observation in the history for an entity.
+KSH = "https://konbiniapi.com/ns/social/history#"
 XSD = "http://www.w3.org/2001/XMLSchema#"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 PROV = "http://www.w3.org/ns/prov#"
@@ -31,12 +36,12 @@ SOSA = "http://www.w3.org/ns/sosa/"
 DATA_GRAPH = "urn:konbini-ld:graph:data"
 #: Named graph holding PROV-O provenance (one activity per ingested response).
 PROV_GRAPH = "urn:konbini-ld:graph:provenance"
-#: Named graph holding the counter series (one SOSA observation per counter per response).
+#: Named graph holding the counter series (an entity observed at a time, with its counters then).
 HISTORY_GRAPH = "urn:konbini-ld:graph:history"
 #: Every graph konbini-ld writes (and a remote store's union default graph is made of).
 GRAPHS = (DATA_GRAPH, PROV_GRAPH, HISTORY_GRAPH)
-#: Prefix of the IRIs of history points (SOSA observations).
-POINT = "urn:konbini-ld:point:"
+#: Prefix of the IRIs of history observations (an entity at a time, with the counters observed then).
+POINT = "urn:konbini-ld:o:"
 #: Last-observed time of each entity (provenance graph): what the time-aware upsert compares.
 LAST_OBSERVED = KS + "lastObservedAt"
 #: Per entity, the properties whose stored value comes from an observation older than its last
@@ -62,6 +67,7 @@ OBSERVATION = "urn:konbini-ld:observation:"
 PREFIXES: dict[str, str] = {
     "as": AS,
     "ks": KS,
+    "ksh": KSH,
     "prov": PROV,
     "xsd": XSD,
     "rdf": RDF,

@@ -67,7 +67,7 @@ def test_one_point_per_counter_per_run(store: Any, client: KonbiniClient, api: F
     rows = store.query(
         "SELECT ?a (COUNT(?p) AS ?n) WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> . "
         "?p <http://www.w3.org/ns/sosa/hasFeatureOfInterest> ?a ; "
-        "<http://www.w3.org/ns/sosa/observedProperty> <https://konbiniapi.com/ns/social#videoCount> } GROUP BY ?a"
+        "<https://konbiniapi.com/ns/social/history#videoCount> ?v } GROUP BY ?a"
     ).records()
     assert len(rows) == 1 and rows[0]["a"].startswith(audio)
     assert rows[0]["n"] == 7  # the audio and its copy in the page of videos: one observation a run

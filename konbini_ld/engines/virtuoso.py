@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from .sparql_http import SparqlHttpEngine
+    from .endpoints import Endpoints
 
 import re
 from collections.abc import Mapping, Sequence
@@ -48,7 +48,17 @@ def _is_duration(term: Any) -> bool:
 
 
 
-def apply(engine: SparqlHttpEngine, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+class _Writes(Protocol):
+    """What Virtuoso's writes need of the SPARQL HTTP engine they run on."""
+
+    endpoints: Endpoints
+
+    def _update(self, text: str) -> None: ...
+
+    def _upload(self, graph: ox.NamedNode, lines: Sequence[str]) -> None: ...
+
+
+def apply(engine: _Writes, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
     """Virtuoso 7 keeps integers beyond 32 bits only through SPARQL Update (its Graph Store
     loader turns them into decimals), but cannot parse ``xsd:duration`` literals in an update:
     those go through the Graph Store (where Virtuoso rewrites them, see ``lossy_datatypes``)

@@ -3,6 +3,7 @@ into it (load, ingest, replay, rebuild), through the one pipeline (:mod:`.ingest
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -15,6 +16,8 @@ from ..store.store import Location, Store
 from .ingest import DEFAULT_BATCH, Pipeline, observed
 
 __all__ = ["KonbiniStore", "open_store", "rebuild_store"]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None] | None
 
@@ -49,9 +52,24 @@ class KonbiniStore(Store):
         if not read_only and not _rebuilding:
             try:
                 self.recovered = self.recover()
+                self._older_history_layout()
             except BaseException:
                 self.close()
                 raise
+
+    def _older_history_layout(self) -> None:
+        """Say so when the history graph was written by an older version (one node per counter):
+        ``rebuild`` re-derives it from the archive in this version's layout."""
+        from ..engines.base import Engine
+        from ..vocab import HISTORY_GRAPH, SOSA
+
+        engine: Engine = self.engine
+        older = engine.query(f"ASK {{ GRAPH <{HISTORY_GRAPH}> {{ ?p <{SOSA}observedProperty> ?c }} }}", union=False)
+        if bool(older):
+            log.warning("the history graph at %s is in an older layout (one node per counter): `konbini-ld "
+                        "rebuild` re-derives it from the archive in this version's (no credits are spent); until "
+                        "then `history`, `trending` and `rising-creators` do not see the older points",
+                        self.location or self.engine.description)
 
     def recover(self) -> LoadReport:
         """Apply archived responses the graph does not have yet (after a crash or a kill)."""

@@ -1,15 +1,21 @@
-"""The counter series: every counter of every observation, kept as a SOSA observation.
+"""The counter series: every counter of every observation, in the history graph.
 
-For each response, each counter it carries about an entity (:data:`~konbini_ld.vocab.COUNTERS`)
-becomes one point in the history graph::
+An entity observed at a time is one observation node carrying every counter observed then
+(:data:`~konbini_ld.vocab.COUNTERS`): a multi-measure observation in the manner of the W3C Data
+Cube vocabulary, with SOSA's feature of interest and result time as its dimensions::
 
-    <urn:konbini-ld:point:…> sosa:hasFeatureOfInterest <entity> ;
-        sosa:observedProperty ks:videoCount ;
-        sosa:hasSimpleResult 1234 ;
-        sosa:resultTime "2026-11-01T12:00:00.000Z"^^xsd:dateTime .
+    <urn:konbini-ld:o:…> sosa:hasFeatureOfInterest <entity> ;
+        sosa:resultTime "2026-11-01T12:00:00.000Z"^^xsd:dateTime ;
+        ksh:followerCount 160300000 ;
+        ksh:likedCount 2500000000 .
 
-A point's IRI is a digest of those four values, so the same response loaded again for the same
-time adds nothing, and loaded for another time adds one point per counter. Points are only ever
+Each measure (``ksh:``, :data:`~konbini_ld.vocab.KSH`) is its counter's local name: the history
+never says ``ks:followerCount`` of an observation, so a query of the union of the graphs that
+asks who has followers finds persons only.
+
+Each counter value is a *point* of its series; a video's five counters take seven quads, not
+twenty. A node's IRI is a digest of the entity and the time, so the same response loaded again
+for the same time adds nothing, and loaded for another time adds one node. Points are only ever
 added: the series survives every upsert of the current-state graph.
 
 The current-state graph is kept time-aware with :class:`Times`: when each stored value was
@@ -31,11 +37,11 @@ from ..engines.base import Engine
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
-from ..vocab import COUNTERS, HISTORY_GRAPH, KS, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
+from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
 from .events import Point
 from .memo import MaybeHeld, Written
 
-__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "points", "series_points"]
+__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
 
 HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
 _LAST = ox.NamedNode(LAST_OBSERVED)
@@ -44,10 +50,9 @@ _OLDER = ox.NamedNode(PROPERTY_TIMES)
 _OLDER_NT = f"<{PROPERTY_TIMES}>"
 _DATETIME = ox.NamedNode(XSD + "dateTime")
 _FOI = f"<{SOSA}hasFeatureOfInterest>"
-_PROPERTY = f"<{SOSA}observedProperty>"
-_RESULT = f"<{SOSA}hasSimpleResult>"
 _TIME = f"<{SOSA}resultTime>"
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
+_KSH_NT = f"<{KSH}"
 
 
 class Rounds:
@@ -120,23 +125,30 @@ class Rounds:
 
 def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[str]:
     """The history graph's N-Triples lines for the counters ``o`` carries (those in ``firsts``
-    only, when given: see :class:`Rounds`)."""
+    only, when given: see :class:`Rounds`): per entity, its observation node's feature of
+    interest and time, then one line per counter (a point)."""
     at = o.response.observed
     time = f"{_TIME} {nt_literal(at, XSD + 'dateTime')} .\n"
+    nodes: dict[str, str] = {}
     out: list[str] = []
     for (s, p), lines in o.groups.items():
         if p not in _COUNTERS_NT or (firsts is not None and (s, p) not in firsts):
             continue
-        head = f"{s} {p} "
-        value = _one_count(head, lines)
-        if value is not None:
-            digest = hashlib.sha256(f"{s}\x00{p}\x00{at}\x00{value}".encode()).hexdigest()[:32]
-            point = f"<{POINT}{digest}> "
-            out.append(f"{point}{_FOI} {s} .\n")
-            out.append(f"{point}{_PROPERTY} {p} .\n")
-            out.append(f"{point}{_RESULT} {value} .\n")
-            out.append(point + time)
+        value = _one_count(f"{s} {p} ", lines)
+        if value is None:
+            continue
+        node = nodes.get(s)
+        if node is None:
+            node = nodes[s] = f"<{POINT}{hashlib.sha256(f'{s}{chr(0)}{at}'.encode()).hexdigest()[:24]}> "
+            out.append(f"{node}{_FOI} {s} .\n")
+            out.append(node + time)
+        out.append(f"{node}<{KSH}{p[len(KS) + 1:-1]}> {value} .\n")
     return out
+
+
+def counted(lines: Iterable[str]) -> int:
+    """How many points (counter values) history lines hold."""
+    return sum(1 for line in lines if line.split(" ", 2)[1].startswith(_KSH_NT))
 
 
 #: The series the index beside the graph summarises (``trending``, ``rising-creators``).

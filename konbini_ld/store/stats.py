@@ -6,7 +6,7 @@ from typing import Any
 
 from ..engines.base import Engine, select
 from ..model import Stats
-from ..vocab import AS, DATA_GRAPH, HISTORY_GRAPH, KS, PROV, PROV_GRAPH, SOSA
+from ..vocab import AS, DATA_GRAPH, HISTORY_GRAPH, KS, KSH, PROV, PROV_GRAPH, SOSA
 
 __all__ = ["stats"]
 
@@ -42,5 +42,6 @@ def stats(engine: Engine, archived: int) -> Stats:
         last_observed=last.value if last is not None else None,
         last_fetch=last_fetch.value if last_fetch is not None else None,
         credits_spent=num(one(f"SELECT (SUM(?c) AS ?v) WHERE {{ GRAPH <{PROV_GRAPH}> {{ ?o ks:creditsUsed ?c }} }}")),
-        points=num(one(f"SELECT (COUNT(?p) AS ?v) WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?p sosa:resultTime ?t }} }}")),
+        points=num(one(f"SELECT (COUNT(?v) AS ?n) WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?o ?measure ?v }} "
+                       f"FILTER (STRSTARTS(STR(?measure), \"{KSH}\")) }}")),
     )

@@ -20,7 +20,7 @@ from ..engines.base import Engine, WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .events import BatchWritten, Subscriber
-from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, points, series_points
+from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, counted, points, series_points
 from .index.index_rows import kinds
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
@@ -149,16 +149,15 @@ class Writer:
         written.update(data.newest)  # their observation times move
         report.added = len(inserts)
         report.removed = len(deletes)
-        report.points = len(history) // 4
-        history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one point
+        report.points = counted(history)
+        history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one node
         new_points: set[str] = set()
         if self._points is not None:  # (points are only ever added: one written stays written)
             kept = []
             for line in history:
-                point = line[: line.index(" ")]
-                if point not in self._points:
+                if line not in self._points:
                     kept.append(line)
-                    new_points.add(point)
+                    new_points.add(line)
             history = kept
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,

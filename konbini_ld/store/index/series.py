@@ -20,7 +20,7 @@ from typing import Any
 import pyoxigraph as ox
 
 from ...lexical import observation_time
-from ...vocab import HISTORY_GRAPH, SOSA
+from ...vocab import HISTORY_GRAPH, KS, KSH, SOSA
 from ..history import SERIES, Point
 
 __all__ = ["CACHED", "SCHEMA", "add_points", "growth_of", "rebuild"]
@@ -79,8 +79,9 @@ def add_points(db: sqlite3.Connection, points: Iterable[Point], rows: dict[tuple
 def rebuild(db: sqlite3.Connection, store: ox.Store) -> None:
     """(Inside a transaction, on empty tables.) Summarise every series of the history graph."""
     for prop in sorted(SERIES):
-        query = (f"SELECT ?e ?t ?v WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?p <{SOSA}observedProperty> <{prop}> ; "
-                 f"<{SOSA}hasFeatureOfInterest> ?e ; <{SOSA}resultTime> ?t ; <{SOSA}hasSimpleResult> ?v }} }}")
+        measure = KSH + prop[len(KS):]
+        query = (f"SELECT ?e ?t ?v WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ ?o <{measure}> ?v ; "
+                 f"<{SOSA}hasFeatureOfInterest> ?e ; <{SOSA}resultTime> ?t }} }}")
         solutions = store.query(query)
         assert isinstance(solutions, ox.QuerySolutions)
         add_points(db, ((s[0].value, prop, observation_time(s[1].value), s[2].value) for s in solutions
