@@ -35,6 +35,7 @@ from .errors import (
 from .model import Damage, FetchReport, LedgerEntry, LoadReport, Observation, Response, Stats
 
 if _typing.TYPE_CHECKING:
+    from .apps.publish import PublishReport, publish
     from .io.formats import Format
     from .pipeline.collection import KonbiniStore, open_store, rebuild_store
     from .pipeline.fetch import fetch
@@ -52,6 +53,8 @@ _LAZY = {
     "NamedQuery": "query.catalog",
     "named_queries": "query.catalog",
     "plot": "query.plot",
+    "publish": "apps.publish",
+    "PublishReport": "apps.publish",
     "QueryResult": "query.run",
     "ValidationReport": "query.validate",
     "validate": "query.validate",
@@ -98,6 +101,7 @@ __all__ = [
     "NamedQuery",
     "NotFoundError",
     "Observation",
+    "PublishReport",
     "QueryError",
     "QueryResult",
     "Response",
@@ -110,6 +114,7 @@ __all__ = [
     "named_queries",
     "open_store",
     "plot",
+    "publish",
     "push",
     "rebuild_store",
     "text_stream",

@@ -24,8 +24,8 @@ from urllib.parse import parse_qs
 from ..errors import UsageError
 from ..io.formats import Format
 
-__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "ProtocolRequest", "TooManyParameters", "negotiate",
-           "read_request"]
+__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "PAGE_OFFERED", "ProtocolRequest", "TooManyParameters",
+           "negotiate", "negotiate_page", "read_request"]
 
 #: Parameters a request may carry (query string and form together).
 MAX_PARAMETERS = 1000
@@ -173,4 +173,53 @@ def _by_media(media: str, carries: str) -> Format | None:
             return fmt
     if carries == "graph" and media in _GRAPH_SYNONYMS:
         return _GRAPH_SYNONYMS[media]
+    return None
+
+
+#: What an entity's description can be sent as, besides HTML (``None``).
+PAGE_OFFERED = (Format.TURTLE, Format.NT, Format.JSONLD, Format.RDFXML)
+_HTML = ("text/html", "application/xhtml+xml")
+
+
+def negotiate_page(accept: str | None, explicit: list[str] | str | None = None) -> Format | None:
+    """The format of an entity's description: ``None`` for its HTML page, else a graph format.
+
+    HTML is the answer to a browser, to ``*/*`` and to nothing acceptable; a graph format when
+    ``Accept`` prefers one (or ``format=`` names one: ``html`` asks for the page).
+
+    >>> negotiate_page("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8") is None
+    True
+    >>> negotiate_page("text/turtle"), negotiate_page(None, "jsonld"), negotiate_page("application/rdf+xml")
+    (<Format.TURTLE>, <Format.JSONLD>, <Format.RDFXML>)
+    >>> negotiate_page("*/*") is None and negotiate_page("text/turtle", "html") is None
+    True
+    """
+    for value in [explicit] if isinstance(explicit, str) else (explicit or []):
+        key = value.strip().lower()
+        if key in ("html", *_HTML):
+            return None
+        found = _explicit(key, "graph")
+        if found in PAGE_OFFERED:
+            return found
+    if not accept:
+        return None
+    choices = []
+    for i, part in enumerate(accept.split(",", MAX_ACCEPT)[:MAX_ACCEPT]):
+        fields = [f.strip() for f in part.split(";")]
+        q = 1.0
+        for f in fields[1:]:
+            if f.lower().startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        choices.append((-q, i, fields[0].lower()))
+    for neg_q, _, media in sorted(choices):
+        if neg_q == 0 or not media:
+            continue
+        if media in _HTML or media in ("*/*", "*", "text/*"):
+            return None
+        found = _by_media(media, "graph")
+        if found in PAGE_OFFERED:
+            return found
     return None

@@ -21,6 +21,7 @@ import anyio
 
 from ..errors import KonbiniError, QueryError, UsageError
 from ..io.formats import Format
+from .resource_jobs import PREFIX as JOB_PREFIX
 
 __all__ = ["CHUNK", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
            "media_type"]
@@ -55,6 +56,8 @@ class ServeOptions:
     :ivar allow_hosts: further ``Host`` names to answer (``*`` for any).
     :ivar max_body: bytes a request body (a POSTed query or form) may hold.
     :ivar body_seconds: seconds a request body may take to arrive.
+    :ivar dumps: a folder of dumps of the dataset (``export``'s files) to serve at ``/dumps/`` and
+        describe as distributions in ``/void``.
     """
 
     location: str
@@ -68,6 +71,7 @@ class ServeOptions:
     allow_hosts: Sequence[str] = ()
     max_body: int = 1024 * 1024
     body_seconds: float = 30.0
+    dumps: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +110,10 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
     from .protocol import negotiate
 
     sparql, params_nt, accept, formats, max_rows, name, dataset, inline = job
+    if name is not None and name.startswith(JOB_PREFIX):  # an entity's description, the dataset's figures
+        from .resource_jobs import run_job
+
+        return run_job(store, job)
     try:
         check_safe_query(sparql, name=name)
     except QueryError as exc:
@@ -212,7 +220,8 @@ _STARTED = b"started"
 #: What a new worker process has imported before it is forked (a fork server keeps them loaded,
 #: so a worker starts in tens of milliseconds: stopping a runaway is cheap).
 PRELOAD = ["konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini_ld.store.store",
-           "konbini_ld.query.run", "konbini_ld.query.guard", "konbini_ld.io.results", "pyoxigraph"]
+           "konbini_ld.query.run", "konbini_ld.query.guard", "konbini_ld.io.results", "konbini_ld.apps.resource_jobs",
+           "konbini_ld.apps.pages", "konbini_ld.query.entity", "konbini_ld.query.dataset", "pyoxigraph"]
 
 
 def _is_stale_view(exc: Exception) -> bool:

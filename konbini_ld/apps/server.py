@@ -8,6 +8,10 @@
 * ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
   with its parameters bound as RDF terms.
 * ``/`` — the query page (self-contained: no CDN, no external requests).
+* ``/resource?iri=IRI`` — an entity's page (HTML) or description (Turtle, N-Triples, JSON-LD,
+  RDF/XML), negotiated; 404 for an IRI the store does not know (:mod:`.pages`).
+* ``/void`` — the dataset's description (VoID, DCAT); its figures are kept per archive position
+  (:class:`.describe.FiguresCache`). ``/dumps/NAME`` — the dumps of ``serve --dumps DIR``.
 
 Queries on the embedded store run in worker processes holding read-only views of
 the store (:mod:`.worker_pool`), so a query over its time or memory limit is stopped for
@@ -30,10 +34,12 @@ the endpoint through DNS rebinding.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -43,10 +49,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..errors import UsageError
-from .describe import VOID_QUERY, service_description
+from ..query.dataset import DatasetFigures
+from ..query.entity import DEFAULT_LIMIT, check_iri
+from .describe import FiguresCache, archive_position, list_dumps, service_description, void_description
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
-from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
+from .protocol import ProtocolRequest, TooManyParameters, negotiate, negotiate_page, read_request
+from .pages import PAGE_CSP, PAGE_FORMATS, ServedLinks
 from .query_workers import Answer, Cut, ServeOptions, media_type
+from .resource_jobs import figures_job, resource_job
 from .worker_pool import runner_for
 
 __all__ = ["BODY_BUDGET", "ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
@@ -147,13 +157,68 @@ def create_app(opts: ServeOptions) -> Starlette:
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
         return await answer(req.query, {}, request, req)
 
+    figures_cache = FiguresCache()
+    state_dir = _state_dir(opts)
+    dumps_dir = Path(opts.dumps) if opts.dumps else None
+
     async def void(request: Request) -> Response:
         try:
             req = read_request("GET", request.url.query, "", b"")
         except TooManyParameters as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
-        text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
-        return await answer(text, {}, request, req, name="void")
+        position = archive_position(state_dir)
+        figures = figures_cache.get(position)
+        if figures is None:
+            status, payload = await runner.run(figures_job())
+            if status == "error":
+                return PlainTextResponse(payload[1] + "\n", status_code=payload[0])
+            body = b"".join([chunk async for chunk in payload.chunks])
+            payload.close(True)
+            figures = DatasetFigures.from_json(json.loads(body))
+            figures_cache.put(position, figures)
+        fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+        base = _base(request)
+        text = void_description(figures, base, fmt, dumps=list_dumps(dumps_dir),
+                                lookup=f"{base}/resource?iri=")
+        return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
+
+    async def dump(request: Request) -> Response:
+        name = request.path_params["name"]
+        found = {d.name: d for d in list_dumps(dumps_dir)}
+        if name not in found or dumps_dir is None:
+            return PlainTextResponse(f"No dump {name[:200]!r}\n", status_code=404)
+        from starlette.responses import FileResponse
+
+        return FileResponse(dumps_dir / name, media_type=media_type(found[name].fmt))
+
+    async def resource(request: Request) -> Response:
+        try:
+            req = read_request("GET", request.url.query, "", b"")
+        except TooManyParameters as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
+        iri = req.other.get("iri", "")
+        if not iri:
+            return PlainTextResponse("Bad request: give the entity's IRI in the iri parameter\n", status_code=400)
+        page_text = req.other.get("page", "1")
+        if not (page_text.isdigit() and 1 <= int(page_text) <= MAX_PAGE):
+            return PlainTextResponse(f"Bad request: page is a number from 1 to {MAX_PAGE}\n", status_code=400)
+        try:
+            checked = check_iri(iri).value
+        except UsageError as exc:
+            return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
+        fmt = negotiate_page(request.headers.get("accept"), req.formats)
+        started = time.perf_counter()
+        status, payload = await runner.run(resource_job(checked, int(page_text), _base(request), fmt, DEFAULT_LIMIT))
+        if status == "error":
+            return PlainTextResponse(payload[1] + "\n", status_code=payload[0])
+        headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
+        if fmt is None:
+            headers.update({"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                            "Referrer-Policy": "no-referrer"})
+        own = ServedLinks().page(checked, int(page_text))
+        headers["Link"] = ", ".join(f'<{own}&format={f.label}>; rel="alternate"; type="{f.media_type}"'
+                                    for f in PAGE_FORMATS)
+        return _Streamed(payload, headers)
 
     async def list_queries(request: Request) -> Response:
         return JSONResponse([q.describe() for q in named_queries().values()])
@@ -195,6 +260,8 @@ def create_app(opts: ServeOptions) -> Starlette:
         Route("/app.css", style),
         Route("/sparql", sparql, methods=["GET", "POST"]),
         Route("/void", void),
+        Route("/resource", resource),
+        Route("/dumps/{name}", dump),
         Route("/queries", list_queries),
         Route("/prefixes", prefixes),
         Route("/queries/{name}", run_named),
@@ -208,6 +275,20 @@ def create_app(opts: ServeOptions) -> Starlette:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Accept", "Content-Type"]))
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+#: Pages of links to an entity that may be asked for.
+MAX_PAGE = 100_000
+
+
+def _state_dir(opts: ServeOptions) -> Path | None:
+    """Where the store records how far its archive is applied (none for a remote store without archive)."""
+    archive = opts.store_options.get("archive")
+    if archive:
+        return Path(archive)
+    if opts.location.startswith(("http://", "https://")):
+        return None
+    return Path(opts.location)
 
 
 class _Refusal(Exception):

@@ -1,4 +1,4 @@
-"""Commands that share the graph: ``serve`` and ``push``."""
+"""Commands that share the graph: ``serve``, ``publish`` and ``push``."""
 
 from __future__ import annotations
 
@@ -23,14 +23,19 @@ from .options import Context, handle_errors, pass_state
               help="Bytes a request body (a POSTed query or form) may hold; a larger one is answered 413.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Also answer requests addressed to NAME (the Host header; '*' for any).")
+@click.option("--dumps", type=click.Path(file_okay=False, exists=True), metavar="DIR",
+              help="Serve the dumps in DIR (export's files: .ttl, .nt, .nq, .trig, .jsonld, .rdf) at /dumps/ "
+                   "and describe them in /void.")
 @pass_state
 @handle_errors
 def serve(state: Context, host: str, port: int, timeout: str, max_rows: int, cors: tuple[str, ...], workers: int,
-          max_memory: str, max_body_size: str, allow_hosts: tuple[str, ...]) -> None:
+          max_memory: str, max_body_size: str, allow_hosts: tuple[str, ...], dumps: str | None) -> None:
     """Serve the graph read-only over the SPARQL 1.1 Protocol, with a query page at /.
 
     The endpoint is /sparql (GET ?query=, POST form, POST application/sparql-query);
-    named queries run at /queries/NAME?param=value. Updates are refused, SERVICE
+    named queries run at /queries/NAME?param=value; every entity has a page at
+    /resource?iri=IRI (HTML, or Turtle, N-Triples, JSON-LD, RDF/XML by Accept); /void
+    describes the dataset (VoID, DCAT). Updates are refused, SERVICE
     is refused, nothing is fetched on a client's behalf. It listens on 127.0.0.1
     unless told otherwise; load and fetch can keep writing while it runs.
 
@@ -56,7 +61,7 @@ def serve(state: Context, host: str, port: int, timeout: str, max_rows: int, cor
         options.update(state.store_options)
     opts = ServeOptions(str(state.location), {k: v for k, v in options.items() if v}, timeout=seconds,
                         max_rows=max_rows, cors_origins=cors, workers=workers, max_memory=memory,
-                        host=host, allow_hosts=allow_hosts, max_body=body)
+                        host=host, allow_hosts=allow_hosts, max_body=body, dumps=dumps)
     where = redact(str(state.location))
     _signals_to_the_server()
     run_server(opts, host=host, port=port, announce=lambda url: state.note(
@@ -109,6 +114,44 @@ def _size_at_least(text: str, option: str, least: int) -> int:
         shown = f"{least >> 20}M" if least >= 1 << 20 else f"{least >> 10}K"
         raise UsageError(f"{option} {text!r}: give at least {shown}")
     return value
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--base-url", metavar="URL",
+              help="Where the site will be hosted: its Turtle files then name their documents by absolute URL.")
+@click.option("--dump", "dump_formats", multiple=True, default=("turtle", "nq"), show_default=True,
+              type=click.Choice(["turtle", "nt", "nq", "trig", "jsonld", "rdfxml"]),
+              help="A format of the dumps written into FOLDER/dumps (repeat for more).")
+@click.option("--no-dumps", is_flag=True, help="Write no dumps.")
+@pass_state
+@handle_errors
+def publish(state: Context, folder: str, base_url: str | None, dump_formats: tuple[str, ...], no_dumps: bool) -> None:
+    """Write the collection as a static site into FOLDER: one HTML page and one Turtle file
+    per entity, an index, the dumps and the dataset's description (void.ttl).
+
+    Links between the files are relative: host FOLDER on any web server, under any path.
+
+    
+    Example:
+      konbini-ld publish site/ && python3 -m http.server -d site 8000
+    """
+    from ..publish import publish as write_site
+
+    with state.open(read_only=True) as store:
+        bar = state.progress(None, "entities", "publishing")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            report = write_site(store, folder, base_url=base_url, dump_formats=() if no_dumps else dump_formats,
+                                progress=progress)
+        finally:
+            bar.close()
+    state.note(f"published {report.entities} entities in {report.files} files ({report.bytes / 1e6:.1f} MB) "
+               f"to {folder} in {report.seconds:.1f} s")
 
 
 @click.command()

@@ -20,18 +20,23 @@ function compact(iri) {
   return iri;
 }
 
+// An IRI links to its page on this server (resource?iri=…: what the store holds about it); an
+// http(s) IRI also gets a link out (↗).
 function cell(term) {
   if (!term) return document.createTextNode("");
   if (term.type === "uri") {
-    const shown = compact(term.value);
+    const box = document.createElement("span");
+    const a = document.createElement("a");
+    a.href = "resource?iri=" + encodeURIComponent(term.value); a.textContent = compact(term.value);
+    a.title = term.value; a.className = "entity";
+    box.appendChild(a);
     if (LINKABLE.test(term.value)) {
-      const a = document.createElement("a");
-      a.href = term.value; a.textContent = shown; a.title = term.value; a.rel = "noopener noreferrer";
-      return a;
+      const out = document.createElement("a");
+      out.href = term.value; out.title = term.value; out.rel = "noopener noreferrer";
+      out.className = "out"; out.setAttribute("aria-label", "open " + term.value);
+      box.append(out);
     }
-    const span = document.createElement("span");
-    span.textContent = shown; span.title = term.value;
-    return span;
+    return box;
   }
   return document.createTextNode(term.value);
 }
