@@ -24,8 +24,8 @@ from urllib.parse import parse_qs
 from ..errors import UsageError
 from ..io.formats import Format
 
-__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "PAGE_OFFERED", "ProtocolRequest", "TooManyParameters",
-           "negotiate", "negotiate_page", "read_request"]
+__all__ = ["Job", "MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "PAGE_OFFERED", "ProtocolRequest", "TooManyParameters",
+           "media_type", "negotiate", "negotiate_page", "read_request"]
 
 #: Parameters a request may carry (query string and form together).
 MAX_PARAMETERS = 1000
@@ -60,6 +60,17 @@ class ProtocolRequest:
     named_graphs: list[str] = field(default_factory=list)
     inline_context: bool = False
     other: dict[str, str] = field(default_factory=dict)
+
+
+#: A query job: query text, parameters (N-Triples terms), Accept header, format names asked
+#: for, row cap, named query's name, dataset (default and named graphs) or None, inline context.
+Job = tuple[str, dict[str, str], str | None, list[str], int, str | None, tuple[list[str], list[str]] | None, bool]
+
+
+def media_type(fmt: Format) -> str:
+    """The ``Content-Type`` a format is sent with."""
+    text = fmt in (Format.CSV, Format.TSV, Format.TURTLE)
+    return fmt.media_type + ("; charset=utf-8" if text else "")
 
 
 def read_request(method: str, query_string: str, content_type: str, body: bytes) -> ProtocolRequest:

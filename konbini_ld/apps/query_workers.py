@@ -21,6 +21,7 @@ import anyio
 
 from ..errors import KonbiniError, QueryError, UsageError
 from ..io.formats import Format
+from .protocol import Job, media_type
 from .resource_jobs import PREFIX as JOB_PREFIX
 
 __all__ = ["CHUNK", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
@@ -32,12 +33,6 @@ DEFAULT_MAX_MEMORY = 1024 * 1024 * 1024
 MIN_MEMORY = 64 * 1024 * 1024
 #: Bytes of an answer sent from a worker at a time (fits a pipe's buffer whole).
 CHUNK = 60 * 1024
-
-
-def media_type(fmt: Format) -> str:
-    """The ``Content-Type`` a format is sent with."""
-    text = fmt in (Format.CSV, Format.TSV, Format.TURTLE)
-    return fmt.media_type + ("; charset=utf-8" if text else "")
 
 
 @dataclass(slots=True)
@@ -95,10 +90,6 @@ class Cut(Exception):
 
 
 # -- in the worker ---------------------------------------------------------------------------------
-
-#: A query job: query text, parameters (N-Triples terms), Accept header, format names asked
-#: for, row cap, named query's name, dataset (default and named graphs) or None, inline context.
-Job = tuple[str, dict[str, str], str | None, list[str], int, str | None, tuple[list[str], list[str]] | None, bool]
 
 
 def _answer_job(store: Any, job: Job) -> tuple[str, Any]:

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..io.formats import Format
 
 if TYPE_CHECKING:
-    from .query_workers import Job
+    from .protocol import Job
 
 __all__ = ["FIGURES", "PREFIX", "RESOURCE", "figures_job", "resource_job", "run_job"]
 
@@ -55,7 +55,7 @@ def run_job(store: Any, job: Job) -> tuple[str, Any]:
 def _resource(store: Any, params: dict[str, str]) -> tuple[str, Any]:
     from ..query.entity import describe_entity
     from .pages import ServedLinks, entity_page
-    from .query_workers import media_type
+    from .protocol import media_type
 
     iri, base = params["iri"], params["base"]
     page, limit = int(params["page"]), int(params["limit"])
