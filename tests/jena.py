@@ -16,7 +16,7 @@ _JARS = [
     "jena-base", "jena-core", "jena-arq", "jena-iri", "jena-cmds", "commons-lang3", "commons-io", "commons-codec",
     "commons-compress", "commons-csv", "commons-cli", "guava", "dexx.collection", "slf4j-api", "slf4j-nop", "gson",
     "jackson-core", "jackson-databind", "jackson-annotations", "httpclient", "httpcore", "commons-logging", "thrift",
-    "protobuf", "titanium-json-ld", "jakarta.json-api", "jsonld-java",
+    "protobuf", "titanium-json-ld", "jakarta.json-api", "jsonld-java", "httpclient-cache",
 ]
 
 
@@ -47,3 +47,21 @@ def rsparql(cp: str, service: str, query: Path, *extra: str) -> subprocess.Compl
     """``arq.rsparql --service URL --query FILE``: a remote query with Jena's HTTP client."""
     return subprocess.run(["java", "-cp", cp, "arq.rsparql", "--service", service, "--query", str(query), *extra],
                           capture_output=True, text=True, timeout=120)
+
+
+def riot(cp: str, files: list[Path], *, base: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``riotcmd.riot --validate FILE…``: Jena's parsers read each file (syntax by its extension:
+    ``.ttl``, ``.nt``, ``.rdf``; ``.jsonld`` with the JSON-LD 1.0 parser, jsonld-java, since Debian's
+    Jena has no Jakarta JSON implementation for its 1.1 parser); ``base`` resolves relative IRIs.
+    Both runs' output and status are joined (the status is the first that is not 0)."""
+    base_args = ["--base", base] if base else []
+    runs = []
+    for syntax, chosen in ((None, [f for f in files if f.suffix != ".jsonld"]),
+                           ("jsonld10", [f for f in files if f.suffix == ".jsonld"])):
+        if chosen:
+            runs.append(subprocess.run(["java", "-cp", cp, "riotcmd.riot", "--validate", *base_args,
+                                        *(["--syntax", syntax] if syntax else []), *map(str, chosen)],
+                                       capture_output=True, text=True, timeout=300))
+    status = next((r.returncode for r in runs if r.returncode), 0)
+    return subprocess.CompletedProcess(["riot"], status, "".join(r.stdout for r in runs),
+                                       "".join(r.stderr for r in runs))
