@@ -33,19 +33,19 @@ HOSTILE_NAME = '</script><script>alert(1)</script><img src=x onerror="alert(2)">
 ORIGIN = "http://app.example"
 
 
-def many_videos(n: int = 130) -> list[dict[str, Any]]:
-    """``n`` more videos by the same creator using the same audio: more links than a page holds."""
+def many_videos(n: int = 130, audio: str = AUDIO_IRI) -> list[dict[str, Any]]:
+    """``n`` more videos by the same creator using ``audio``: more links than a page holds."""
     return [{"data": {"type": "Video", "id": f"https://www.tiktok.com/@khaby.lame/video/9{i:06d}",
                       "content": f"video {i}", "viewCount": i, "attributedTo": {"type": "Person", "id": KHABY},
-                      "audio": {"type": "Audio", "id": AUDIO_IRI}}} for i in range(n)]
+                      "audio": {"type": "Audio", "id": audio}}} for i in range(n)]
 
 
-def fill(path: Path) -> None:
+def fill(path: Path, *, audio_of_videos: str = AUDIO_IRI) -> None:
     with open_store(path) as store:
         store.load([SEED, NEWER, VIDEOS])
         for day, count in ((1, 410_000), (2, 450_000), (3, 520_000)):  # a history, observed earlier
             store.load([{"data": {**seed_data(), "videoCount": count}}], observed_at=f"2026-11-0{day}T09:00:00Z")
-        store.load(many_videos())
+        store.load(many_videos(audio=audio_of_videos))
         store.load([{"data": {"type": "Audio", "id": HOSTILE, "name": HOSTILE_NAME, "album": "javascript:alert(3)",
                               "attributedTo": {"type": "Person", "id": KHABY}}}])
 

@@ -28,8 +28,10 @@ __all__ = ["PAGE_CSP", "PAGE_FORMATS", "Links", "ServedLinks", "SiteLinks", "ent
 #: The graph formats an entity's description is offered in (besides HTML).
 PAGE_FORMATS = (Format.TURTLE, Format.NT, Format.JSONLD, Format.RDFXML)
 #: The pages' policy: no script at all; images from https (an entity's picture).
-PAGE_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' https:; base-uri 'none'; form-action 'none'; "
-            "frame-ancestors 'none'")
+_META_CSP = "default-src 'none'; style-src 'self'; img-src 'self' https:; base-uri 'none'; form-action 'none'"
+#: (sent as a header by ``serve``; a static page carries the same in a ``<meta>``, where browsers
+#: ignore ``frame-ancestors``)
+PAGE_CSP = _META_CSP + "; frame-ancestors 'none'"
 _EXTRA_PREFIXES = {"schema": "https://schema.org/", "hydra": "http://www.w3.org/ns/hydra/core#",
                    "foaf": "http://xmlns.com/foaf/0.1/"}
 _TYPE = RDF + "type"
@@ -161,7 +163,7 @@ def _facts_table(pairs: Sequence[tuple[ox.NamedNode, object]], d: EntityDescript
 def _head(title: str, links: Links, extra: Iterable[str] = ()) -> str:
     return ("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f'<meta http-equiv="Content-Security-Policy" content="{_e(PAGE_CSP)}">\n'
+            f'<meta http-equiv="Content-Security-Policy" content="{_e(_META_CSP)}">\n'
             '<meta name="referrer" content="no-referrer">\n'
             f"<title>{_e(title)}</title>\n<link rel=\"stylesheet\" href=\"{_e(links.asset)}app.css\">\n"
             + "".join(f"{line}\n" for line in extra) + "</head>\n")

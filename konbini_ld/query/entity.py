@@ -215,10 +215,13 @@ _XSD_INT = "http://www.w3.org/2001/XMLSchema#integer"
 
 
 def _inbound_query(limit: int, offset: int) -> str:
-    """The page of links to ``?entity`` (bound as a term). LIMIT and OFFSET cannot be bound in
-    SPARQL: they are written as the integers they are, never as text from a request."""
-    return (f"SELECT ?entity ?s ?p WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?s ?p ?entity FILTER (isIRI(?s) && ?s != ?entity && "
-            f"!STRSTARTS(STR(?s), \"{GENID}\")) }} }} ORDER BY ?p ?s LIMIT {int(limit):d} OFFSET {int(offset):d}")
+    """The page of links to ``?entity`` (bound as a term), audios first (the audios of a creator
+    before its videos). LIMIT and OFFSET cannot be bound in SPARQL: they are written as the
+    integers they are, never as text from a request."""
+    return (f"SELECT ?entity ?s ?p WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?s ?p ?entity FILTER (isIRI(?s) && ?s != ?entity "
+            f"&& !STRSTARTS(STR(?s), \"{GENID}\")) BIND (EXISTS {{ ?s a <{AS}Audio> }} AS ?audio) }} }} "
+            f"ORDER BY ?p DESC(?audio) ?s LIMIT {int(limit):d} OFFSET {int(offset):d}")
+
 
 _INBOUND_COUNT = f"""SELECT ?entity (COUNT(*) AS ?n) WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?s ?p ?entity
   FILTER (isIRI(?s) && ?s != ?entity && !STRSTARTS(STR(?s), "{GENID}")) }} }} GROUP BY ?entity"""
