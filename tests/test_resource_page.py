@@ -93,8 +93,8 @@ def test_query_results_link_every_iri_to_its_page(served: Served, browser: Any, 
 
     wait = ready(browser, served.url + "/")
     assert browser.find_element(By.ID, "dataset-link").get_attribute("href") == served.url + "/void"
-    run_sparql(browser, f"SELECT ?audio ?creator WHERE {{ ?audio a <https://www.w3.org/ns/activitystreams#Audio> ; "
-                        f"<https://www.w3.org/ns/activitystreams#attributedTo> ?creator }}")
+    run_sparql(browser, "SELECT ?audio ?creator WHERE { ?audio a <https://www.w3.org/ns/activitystreams#Audio> ; "
+                        "<https://www.w3.org/ns/activitystreams#attributedTo> ?creator }")
     table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
     pages = [a.get_attribute("href") for a in table.find_elements(By.CSS_SELECTOR, "a.entity")]
     assert pages and all(urlparse(p).path == "/resource" for p in pages)
