@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html import escape
 from urllib.parse import quote
 
@@ -38,6 +39,7 @@ _TYPE = RDF + "type"
 _LINKABLE = ("http://", "https://")
 
 
+@lru_cache(maxsize=4096)
 def compact(iri: str) -> str:
     """A prefixed name where a known prefix fits (as the query page shows IRIs).
 

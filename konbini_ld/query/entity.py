@@ -248,8 +248,11 @@ def describe_entity(engine: Engine, iri: str, *, page: int = 1, limit: int = DEF
     offset = (page - 1) * limit
     rows = select(engine, _inbound_query(limit, offset), substitutions={"entity": entity})
     out.inbound = [(s["s"].value, s["p"].value) for s in rows]
-    count = list(select(engine, _INBOUND_COUNT, substitutions={"entity": entity}))
-    out.inbound_total = int(count[0]["n"].value) if count and count[0]["n"] is not None else 0
+    if len(out.inbound) < limit and (out.inbound or page == 1):  # the last page: the total is known
+        out.inbound_total = offset + len(out.inbound)
+    else:
+        count = list(select(engine, _INBOUND_COUNT, substitutions={"entity": entity}))
+        out.inbound_total = int(count[0]["n"].value) if count and count[0]["n"] is not None else 0
     _provenance(engine, entity, out)
     _history(engine, entity, out)
     if not out.facts and not out.inbound_total and out.last_observed is None and not out.history:
@@ -284,18 +287,12 @@ def known_entities(engine: Engine) -> Iterator[tuple[str, tuple[str, ...]]]:
     """Every entity with a page: the typed subjects of the data graph that are not nested objects
     (skolem IRIs), with their types, in IRI order."""
     sparql = f"""SELECT ?e ?type WHERE {{ GRAPH <{DATA_GRAPH}> {{ ?e a ?type
-      FILTER (isIRI(?e) && !STRSTARTS(STR(?e), "{GENID}")) }} }} ORDER BY ?e"""
-    current: str | None = None
-    types: list[str] = []
-    for s in select(engine, sparql):
-        e = s["e"].value
-        if e != current:
-            if current is not None:
-                yield current, tuple(sorted(types))
-            current, types = e, []
-        types.append(s["type"].value)
-    if current is not None:
-        yield current, tuple(sorted(types))
+      FILTER (isIRI(?e) && !STRSTARTS(STR(?e), "{GENID}")) }} }}"""
+    found: dict[str, list[str]] = {}
+    for s in select(engine, sparql):  # (sorted here: cheaper than ORDER BY on a large store)
+        found.setdefault(s["e"].value, []).append(s["type"].value)
+    for iri in sorted(found):
+        yield iri, tuple(sorted(found[iri]))
 
 
 def _owned(engine: Engine, values: list[Term]) -> dict[str, list[tuple[ox.NamedNode, Term]]]:
