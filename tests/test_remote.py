@@ -186,6 +186,15 @@ def test_serve_and_validate_a_remote_store(server: Any, tmp_path: Path, monkeypa
         assert r.status_code == 200 and "khaby.lame" in r.text
         drop = requests.post(served.url + "/sparql", data={"update": "DROP ALL"}, timeout=10)
         assert drop.status_code == 403
+        # an entity's page and description, and the dataset's, from the remote store
+        audio = AUDIO_IRI
+        for accept, text in (("text/html", '<h2 id="name">original sound</h2>'), ("text/turtle", "as:attributedTo")):
+            r = requests.get(served.url + "/resource", params={"iri": audio}, headers={"Accept": accept}, timeout=30)
+            assert r.status_code == 200 and text in r.text, r.text[:300]
+        r = requests.get(served.url + "/resource", params={"iri": audio + "-missing"}, timeout=30)
+        assert r.status_code == 404
+        r = requests.get(served.url + "/void", headers={"Accept": "text/turtle"}, timeout=30)
+        assert r.status_code == 200 and "void:classPartition" in r.text
     finally:
         served.stop()
     with open_store(server.query_url) as remote:
