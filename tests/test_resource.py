@@ -169,6 +169,13 @@ def test_a_description_holds_the_facts_the_owned_objects_the_links_provenance_an
     assert (document, URIRef("http://xmlns.com/foaf/0.1/primaryTopic"), audio) in g
 
 
+def test_an_observation_named_on_a_page_has_a_page_of_its_own(served: Served) -> None:
+    links = parse_html(get(served, VIDEO).text).anchors
+    activity = next(a["href"] for a in links if a.get("class") == "activity")
+    r = requests.get(urljoin(served.url + "/", activity), timeout=60)
+    assert r.status_code == 200 and ">prov:used</th>" in r.text and "prov:Activity" in r.text
+
+
 def test_a_creator_with_many_videos_is_described_a_page_of_links_at_a_time(served: Served) -> None:
     first = Graph().parse(data=get(served, KHABY, "text/turtle").text, format="turtle")
     person = URIRef(KHABY)

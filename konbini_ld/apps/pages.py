@@ -209,7 +209,7 @@ def entity_page(d: EntityDescription, links: Links) -> str:
         out.append(f'<section id="facts"><h3>Facts</h3>{_facts_table(d.facts, d, links, 0)}</section>\n')
     out.append(_inbound(d, links))
     out.append(_history(d))
-    out.append(_provenance(d))
+    out.append(_provenance(d, links))
     out.append("</main>\n</body>\n</html>\n")
     return "".join(out)
 
@@ -256,7 +256,15 @@ def _history(d: EntityDescription) -> str:
             f'a chart needs two</p><table class="facts">{cells}</table></section>\n')
 
 
-def _provenance(d: EntityDescription) -> str:
+def _activity(iri: str, links: Links) -> str:
+    """An observation: a link to its own page where it has one (on the server), else its name."""
+    href = links.page(iri)
+    if href is None:
+        return f'<span class="iri">{_e(compact(iri))}</span>'
+    return f'<a class="activity" href="{_e(href)}" title="{_e(iri)}">{_e(compact(iri))}</a>'
+
+
+def _provenance(d: EntityDescription, links: Links) -> str:
     if d.last_observed is None and not d.observations:
         return ""
     out = ['<section id="provenance"><h3>Provenance</h3>']
@@ -267,7 +275,7 @@ def _provenance(d: EntityDescription) -> str:
                    + (f" (the newest {len(d.observations)} below)" if d.observations_total > len(d.observations)
                       else "") + ".</p>")
     rows = "".join(f"<tr><td>{_e(o.at or '')}</td><td>{_out(o.used) if o.used else ''}</td>"
-                   f'<td><span class="iri">{_e(compact(o.activity))}</span></td></tr>' for o in d.observations)
+                   f"<td>{_activity(o.activity, links)}</td></tr>" for o in d.observations)
     if rows:
         out.append(f'<table class="facts"><tr><th>observed at</th><th>from the request</th><th>activity</th></tr>'
                    f"{rows}</table>")

@@ -172,8 +172,12 @@ def create_app(opts: ServeOptions) -> Starlette:
             status, payload = await runner.run(figures_job())
             if status == "error":
                 return PlainTextResponse(payload[1] + "\n", status_code=payload[0])
-            body = b"".join([chunk async for chunk in payload.chunks])
-            payload.close(True)
+            complete = False
+            try:
+                body = b"".join([chunk async for chunk in payload.chunks])
+                complete = True
+            finally:
+                payload.close(complete)
             figures = DatasetFigures.from_json(json.loads(body))
             figures_cache.put(position, figures)
         fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)

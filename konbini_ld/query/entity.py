@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 
 import pyoxigraph as ox
 
@@ -244,6 +245,8 @@ def describe_entity(engine: Engine, iri: str, *, page: int = 1, limit: int = DEF
         raise UsageError("the page of links starts at 1")
     out = EntityDescription(iri, page=page, limit=limit)
     out.facts = [(q.predicate, q.object) for q in engine.quads_for_subjects([entity], _DATA)]
+    if not out.facts:  # not an entity of the data: an observation (provenance, history) is described by its own graph
+        out.facts = [(q.predicate, q.object) for q in islice(engine.quads_for_subjects([entity], None), _MAX_OWNED)]
     out.owned = _owned(engine, [o for _, o in out.facts])
     offset = (page - 1) * limit
     rows = select(engine, _inbound_query(limit, offset), substitutions={"entity": entity})
