@@ -5,7 +5,7 @@ script."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 
 __all__ = ["chart_svg"]
@@ -32,7 +32,12 @@ def _number(y: float) -> str:
 
 
 def _day(ms: float) -> str:
-    return datetime.utcfromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms == ms else ""  # noqa: DTZ004
+    """As the page writes times: UTC, to the minute.
+
+    >>> _day(0.0)
+    '1970-01-01 00:00'
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def chart_svg(series: dict[str, list[tuple[str, float]]]) -> tuple[str, int]:

@@ -60,12 +60,12 @@ def entity_file_name(iri: str) -> str:
     """A file name for an entity's page: readable, and unique by a digest of the IRI.
 
     >>> entity_file_name("https://www.tiktok.com/@khaby.lame")
-    'khaby.lame-c6104a76'
+    'khaby.lame-c6104a76cd7f'
     """
     path = re.sub(r"^[a-z][a-z0-9+.-]*:(//[^/]*)?", "", iri, flags=re.IGNORECASE)
     path = path.replace("/music/", "/").strip("/@")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", path).strip("-.")[:80] or "entity"
-    return f"{slug}-{hashlib.sha256(iri.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return f"{slug}-{hashlib.sha256(iri.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
 def publish(store: Any, folder: str | Path, *, base_url: str | None = None,
