@@ -127,7 +127,8 @@ def percentiles(times: list[float]) -> tuple[float, float]:
 def bench_latency(n: int, k: int) -> None:
     store, load_seconds = build(n)
     record(f"store for the latency rows: {n:,} audios loaded", f"{load_seconds:.0f} s",
-           f"konbini-ld load of the synthetic corpus and {VIDEO_AUDIOS} pages of 30 videos")
+           f"`python bench/pages.py`: konbini-ld load of the synthetic corpus and {VIDEO_AUDIOS} pages of 30 videos "
+           "(the machine shared, 2 cores)")
     picks = sample(store, k)
     server = Server(store)
     try:
