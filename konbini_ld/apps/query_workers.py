@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import KonbiniError, QueryError, UsageError
+from ..errors import KonbiniError, QueryError, StaleViewError, UsageError
 from ..io.formats import Format
 
 __all__ = ["CHUNK", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
@@ -188,7 +188,7 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
                     status, answer = _answer_job(store, job)
                     break
                 except KonbiniError as exc:
-                    if attempt + 1 == _READ_ATTEMPTS or not _is_stale_view(exc):
+                    if attempt + 1 == _READ_ATTEMPTS or not isinstance(exc, StaleViewError):
                         raise
         except KonbiniError as exc:
             status, answer = "error", _error_payload(exc, 500)
@@ -213,12 +213,6 @@ _STARTED = b"started"
 #: so a worker starts in tens of milliseconds: stopping a runaway is cheap).
 PRELOAD = ["konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini_ld.store.store",
            "konbini_ld.query.run", "konbini_ld.query.guard", "konbini_ld.io.results", "pyoxigraph"]
-
-
-def _is_stale_view(exc: Exception) -> bool:
-    """A read-only view a writer's compaction outran (its files are gone): worth a fresh view."""
-    text = str(exc)
-    return any(m in text for m in ("No such file", "Corruption", "IO error", "damaged"))
 
 
 def _term_from_nt(text: str) -> Any:
