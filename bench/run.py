@@ -1010,7 +1010,7 @@ def main() -> None:
         from workload import bench_workload
 
         n, k = (int(x) for x in args.workload.lower().split("x"))
-        bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES)
+        bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES, REPLAY)
     for path in stores.values():
         shutil.rmtree(path.parent, ignore_errors=True)
     write_markdown(args)

@@ -99,8 +99,26 @@ dst.flush()
 '''
 
 
+CAPTURE_DAYS = r'''
+import pickle, sys
+from konbini_ld import open_store
+from konbini_ld.engines import oxigraph as engines
+out = open(sys.argv[1], "wb")
+real = engines.OxigraphEngine.apply
+def apply(self, deletes, inserts):
+    pickle.dump(([str(q) for q in deletes], {g.value: list(v) for g, v in inserts.items()}), out, protocol=5)
+    return real(self, deletes, inserts)
+engines.OxigraphEngine.apply = apply
+for path in sys.argv[3:]:  # one load a day, as the timed runs do
+    with open_store(sys.argv[2]) as store:
+        store.load([path])
+out.close()
+'''
+
+
 def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measured: Measured,
-                   naive: str, profile_n: int = 0, stages: list[tuple[str, tuple[str, ...]]] | None = None) -> None:
+                   naive: str, profile_n: int = 0, stages: list[tuple[str, tuple[str, ...]]] | None = None,
+                   replay: str | None = None) -> None:
     files = [day_file(n, d) for d in range(days)]
     responses = 2 * n
     shape = f"{n:,} audios + their page of 30 videos"
@@ -131,6 +149,17 @@ def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measu
     record("workload", f"  oxigraph bulk_load of the same {floor['quads']:,} quads (floor)", f"{floor['load']:.1f} s",
            f"konbini-ld's {days} loads took {total:.1f} s = {total / floor['load']:.2f}x (process starts, mapping, "
            "archive, history, index and all rules included)")
+    if replay is not None:  # the bound: konbini-ld's writes alone, made again with no mapping or planning
+        subprocess.run([sys.executable, "-c", CAPTURE_DAYS, str(work / "writes.pickle"), str(work / "capture"),
+                        *map(str, files)], check=True, capture_output=True)
+        p = subprocess.run([sys.executable, "-c", replay, str(work / "writes.pickle"), str(work / "replay")],
+                           check=True, capture_output=True, text=True)
+        info = json.loads(p.stdout.strip().splitlines()[-1])
+        record("workload", f"  konbini-ld's writes alone: {info['writes']} writes of the {days} days, no mapping",
+               f"{info['dt']:.1f} s", f"{info['dt'] / floor['load']:.2f}x the floor; {info['lines']:,} lines inserted, "
+               f"{info['deletes']:,} removed; the rest of the {total:.1f} s is mapping, planning, archive and index")
+        shutil.rmtree(work / "capture", ignore_errors=True)
+        shutil.rmtree(work / "replay", ignore_errors=True)
     ours = du(store / "oxigraph")
     theirs = du(work / "floor")
     record("workload", "  disk: konbini-ld's graph store vs Oxigraph's of the same quads", f"{ours / 2**20:,.0f} MiB",

@@ -161,8 +161,22 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
     for error in report.errors:
         click.echo(f"Error: {one_line(str(error))}", err=True)
     state.note(report.summary())
+    if report.stopped in ("terminated", "interrupted"):
+        _end_now(report.exit_code)
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+def _end_now(code: int) -> None:
+    """After Ctrl-C or SIGTERM, with the store closed and the summary said: end without waiting
+    for request threads a server still holds (their connections are shut, but a thread that was
+    connecting may read on until its own time limit)."""
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @click.command()

@@ -92,6 +92,14 @@ class Watchdog:
                 if entry.expired:  # too late already
                     _shut(connection)
 
+    def connected(self, connection: HTTPConnection) -> None:
+        """(Called by the connections once their socket is open.) A request whose time is up
+        while it was connecting ends now (its socket did not exist when it was shut)."""
+        with self._lock:
+            entry = self._entries.get(threading.get_ident())
+            if entry is not None and entry.expired:
+                _shut(connection)
+
     def abort_all(self) -> None:
         """End every request in progress now (their reads fail at once)."""
         with self._lock:
@@ -143,6 +151,10 @@ def _watched(base: type[HTTPConnection], watchdog: Watchdog) -> type[HTTPConnect
         def request(self, *args: Any, **kwargs: Any) -> Any:
             watchdog.using(self)
             return super().request(*args, **kwargs)
+
+        def connect(self) -> None:
+            super().connect()
+            watchdog.connected(self)
 
     return Watched
 
