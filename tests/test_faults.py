@@ -426,6 +426,30 @@ def test_queries_and_serve_beside_a_writer_never_fail(corpus: Path, tmp_path: Pa
     assert done > 20 and failures == []
 
 
+def test_serve_and_a_dry_run_start_while_another_process_writes(tmp_path: Path) -> None:
+    """The writer applies what an interrupted run left: a reader that would rather have done it
+    opens the store read-only beside it instead of refusing to start."""
+    import requests
+    from test_server import Served
+
+    from konbini_ld import open_store
+
+    store = tmp_path / "store"
+    assert cli(store, "load", str(SEED)).exit_code == 0
+    with open_store(store):  # (this process holds the writer's lock)
+        served = Served(store)
+        try:
+            r = requests.get(served.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=30)
+            assert r.status_code == 200 and "khaby" in r.text
+        finally:
+            served.stop()
+        dry = CliRunner(env={"KONBINI_API_KEY": "sk-unused-12345678"}).invoke(
+            main, ["--store", str(store), "fetch", "--dry-run", "7611615657754381599"])
+        assert dry.exit_code == 0 and "would make" in dry.stderr, dry.stderr
+        load = cli(store, "load", str(SEED))
+        assert load.exit_code == 1 and "being written by another process" in load.stderr
+
+
 # -- a full disk (simulated with a file-size limit: writes past it fail as they would on a full disk) --
 
 

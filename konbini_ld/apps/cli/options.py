@@ -57,6 +57,7 @@ class Context:
     def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
         """Open the store; ``or_read_only``: a command that only reads (but would rather open it
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
+        from ...errors import StoreBusyError
         from ...pipeline.collection import open_store
         from ...store.log.lock import NotWritableError
 
@@ -72,6 +73,11 @@ class Context:
             store = open_store(self.location, read_only=True, **options)  # (says so if there is no store)
             if or_read_only:
                 self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
+        except StoreBusyError:
+            if not or_read_only:
+                raise
+            # another process writes it (and applies what an interrupted run left): read beside it
+            store = open_store(self.location, read_only=True, **options)
         self.report_recovery(store.recovered)
         return store
 
