@@ -115,7 +115,7 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
 
     from ..query.guard import check_safe_query
     from ..sparql import query_form
-    from .protocol import negotiate
+    from .protocol import NotAcceptable, negotiate
 
     sparql, params_nt, accept, formats, name, dataset, inline, base_iri = job
     try:
@@ -134,7 +134,10 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
                     ox.NamedNode(graph)
                 except ValueError:
                     return "error", (400, f"Bad request: {key} {graph[:200]!r} is not an IRI")
-    fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    try:
+        fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    except NotAcceptable as exc:
+        return "error", (406, f"Not Acceptable: {exc}")
     params = {k: _term_from_nt(v) for k, v in params_nt.items()}
     return "ok", _execute(store, sparql, params, fmt.label, name, dataset, inline, base_iri)
 

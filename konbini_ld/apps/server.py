@@ -46,7 +46,7 @@ from starlette.routing import Route
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
-from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
+from .protocol import NotAcceptable, ProtocolRequest, TooManyParameters, negotiate, read_request
 from .query_workers import Answer, Cut, Job, ServeOptions, media_type
 from .worker_pool import runner_for
 
@@ -140,7 +140,10 @@ def create_app(opts: ServeOptions) -> Starlette:
             return _read_only()
         if not req.query:
             if request.method == "GET":  # the Service Description
-                fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                try:
+                    fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                except NotAcceptable as exc:
+                    return PlainTextResponse(f"Not Acceptable: {exc}\n", status_code=406)
                 text = service_description(_base(request), fmt)
                 return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
