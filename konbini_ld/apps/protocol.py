@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 from ..errors import UsageError
 from ..io.formats import Format
 
-__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "NotAcceptable", "ProtocolRequest", "TooManyParameters",
+__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "BadRequest", "NotAcceptable", "ProtocolRequest", "TooManyParameters",
            "negotiate", "read_request"]
 
 #: Parameters a request may carry (query string and form together).
@@ -35,7 +35,12 @@ MAX_PARAMETERS = 1000
 MAX_ACCEPT = 64
 
 
-class TooManyParameters(ValueError):
+class BadRequest(ValueError):
+    """A request the protocol does not allow (400): two queries, a query both in the URL and in
+    the body, bytes that are not the UTF-8 they must be."""
+
+
+class TooManyParameters(BadRequest):
     """A request with more than :data:`MAX_PARAMETERS` parameters."""
 
 #: What a result of each kind can be sent as.
@@ -67,26 +72,39 @@ class ProtocolRequest:
 def read_request(method: str, query_string: str, content_type: str, body: bytes) -> ProtocolRequest:
     """Read a GET query string, a POST form, or a POST ``application/sparql-query`` body.
 
-    :raises UsageError: a POST of any other type (the caller answers 415).
-    :raises TooManyParameters: more than :data:`MAX_PARAMETERS` parameters.
+    Text is UTF-8, as the protocol says: a body declaring another charset is refused, and bytes
+    that are not UTF-8 are a :class:`BadRequest`, never replaced.
+
+    :raises UsageError: a POST of any other type, or of another charset (the caller answers 415).
+    :raises BadRequest: more than one query (two ``query`` parameters, or one beside a query
+        body), text that is not UTF-8, more than :data:`MAX_PARAMETERS` parameters.
     """
     fields = _fields(query_string, MAX_PARAMETERS)
-    ctype = content_type.split(";")[0].strip().lower()
+    ctype, _, params = content_type.partition(";")
+    ctype = ctype.strip().lower()
     out = ProtocolRequest()
     if method == "POST":
         if ctype == "application/sparql-update":
             out.update = True
             return out
+        charset = _charset(params)
+        if ctype in ("application/sparql-query", "application/x-www-form-urlencoded") and \
+                charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+            raise UsageError(f"the body of a POST {ctype} is UTF-8 (SPARQL 1.1 Protocol), not {charset[:40]}")
         if ctype == "application/sparql-query":
-            out.query = body.decode("utf-8", "replace")
+            if "query" in fields:
+                raise BadRequest("a query in the body and another in the URL's query parameter: send one")
+            out.query = _utf8(body, "the query")
         elif ctype == "application/x-www-form-urlencoded":
             given = sum(len(v) for v in fields.values())
-            for key, values in _fields(body.decode("utf-8", "replace"), MAX_PARAMETERS - given).items():
+            for key, values in _fields(_utf8(body, "the form"), MAX_PARAMETERS - given).items():
                 fields.setdefault(key, []).extend(values)
         else:
             raise UsageError("POST application/sparql-query or a form with query=")
     if "update" in fields:
         out.update = True
+    if len(fields.get("query", [])) > 1:
+        raise BadRequest(f"{len(fields['query'])} query parameters: a request carries one query")
     if out.query is None and fields.get("query"):
         out.query = fields["query"][0]
     for key in ("format", "output", "results"):
@@ -101,11 +119,28 @@ def read_request(method: str, query_string: str, content_type: str, body: bytes)
     return out
 
 
+def _charset(params: str) -> str:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{what} is not UTF-8 (byte {exc.start})") from None
+
+
 def _fields(text: str, most: int) -> dict[str, list[str]]:
     if not text:
         return {}
     try:
-        return parse_qs(text, keep_blank_values=True, max_num_fields=max(most, 0))
+        return parse_qs(text, keep_blank_values=True, max_num_fields=max(most, 0), errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("a parameter is not UTF-8 once percent-decoded") from None
     except ValueError:
         raise TooManyParameters(f"a request may carry at most {MAX_PARAMETERS} parameters") from None
 

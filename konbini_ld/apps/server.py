@@ -46,7 +46,7 @@ from starlette.routing import Route
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
-from .protocol import NotAcceptable, ProtocolRequest, TooManyParameters, negotiate, read_request
+from .protocol import BadRequest, NotAcceptable, ProtocolRequest, negotiate, read_request
 from .query_workers import Answer, Cut, Job, ServeOptions, media_type
 from .worker_pool import runner_for
 
@@ -131,7 +131,7 @@ def create_app(opts: ServeOptions) -> Starlette:
             req = read_request(request.method, request.url.query, request.headers.get("content-type", ""), body)
         except _Refusal as refusal:
             return refusal.response
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         except UsageError as exc:
             return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
@@ -152,7 +152,7 @@ def create_app(opts: ServeOptions) -> Starlette:
     async def void(request: Request) -> Response:
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
         return await answer(text, {}, request, req, name="void")
@@ -168,7 +168,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         q = queries[name]
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         values = {k: v for k, v in req.other.items() if v != ""}
         try:
