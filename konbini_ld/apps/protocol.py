@@ -14,8 +14,8 @@ format of the answer, chosen the way Fuseki and Virtuoso choose it.
   formats on graph queries, or for CSV on an ASK (CSV and TSV define no boolean) get something
   they can read. When the header refuses every format the result can take, 406.
 * ``default-graph-uri`` and ``named-graph-uri`` (GET and POST) set the dataset.
-* JSON-LD names the API's context URLs unless ``context=inline`` asks for them embedded,
-  so that no client needs the network.
+* JSON-LD embeds its contexts, so that every JSON-LD processor reads it offline;
+  ``context=urls`` asks for the API's context URLs instead.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ProtocolRequest:
     formats: list[str] = field(default_factory=list)
     default_graphs: list[str] = field(default_factory=list)
     named_graphs: list[str] = field(default_factory=list)
-    inline_context: bool = False
+    inline_context: bool = True
     other: dict[str, str] = field(default_factory=dict)
 
 
@@ -111,8 +111,9 @@ def read_request(method: str, query_string: str, content_type: str, body: bytes)
         out.formats.extend(v for v in fields.get(key, []) if v)
     out.default_graphs = [v for v in fields.get("default-graph-uri", []) if v]
     out.named_graphs = [v for v in fields.get("named-graph-uri", []) if v]
-    out.inline_context = any(v.lower() in ("inline", "true", "1", "yes") for v in
-                             fields.get("context", []) + fields.get("inline-context", []))
+    # JSON-LD embeds its contexts (any processor reads it offline) unless context=urls asks for their URLs
+    out.inline_context = not any(v.lower() in ("urls", "url", "names", "false", "0", "no") for v in
+                                 fields.get("context", []) + fields.get("inline-context", []))
     known = {"query", "update", "format", "output", "results", "default-graph-uri", "named-graph-uri", "context",
              "inline-context"}
     out.other = {k: v[-1] for k, v in fields.items() if k not in known and v}
