@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -46,7 +45,8 @@ class ServeOptions:
     :ivar location: store directory or remote query endpoint URL.
     :ivar store_options: ``archive``, ``update_url``, ``gsp_url`` for :func:`~konbini_ld.store.open_store`.
     :ivar timeout: seconds a query may run.
-    :ivar max_rows: rows (or triples) returned at most.
+    :ivar max_rows: rows (or triples) the query page shows at most (the protocol endpoint
+        always answers in full, or with an error status).
     :ivar cors_origins: origins allowed to call the endpoint from a browser (none by default).
     :ivar workers: query worker processes kept ready (embedded store); up to ``2 × workers``
         queries run at once.
@@ -81,7 +81,6 @@ class Answer:
     status: int
     media: str
     length: int
-    truncated: bool
     chunks: AsyncIterator[bytes]
     close: Any = None
 
@@ -92,20 +91,33 @@ class Cut(Exception):
 
 # -- in the worker ---------------------------------------------------------------------------------
 
-#: A query job: query text, parameters (N-Triples terms), Accept header, format names asked
-#: for, row cap, named query's name, dataset (default and named graphs) or None, inline context.
-Job = tuple[str, dict[str, str], str | None, list[str], int, str | None, tuple[list[str], list[str]] | None, bool]
+class Job(NamedTuple):
+    """A query job, as sent to a worker."""
+
+    sparql: str
+    #: parameters, as N-Triples terms
+    params: dict[str, str]
+    accept: str | None
+    #: format names asked for (``format=``, ``output=``, ``results=``)
+    formats: list[str]
+    #: the named query's name, if it is one
+    name: str | None
+    #: default and named graphs, or None
+    dataset: tuple[list[str], list[str]] | None
+    inline_context: bool
+    #: the IRI relative IRIs in the query resolve against (the endpoint's own URL)
+    base_iri: str | None = None
 
 
 def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
-    """Check, read and run one job: ``("ok", (status, media, body, truncated))`` or ``("error", payload)``."""
+    """Check, read and run one job: ``("ok", (status, media, body))`` or ``("error", payload)``."""
     import pyoxigraph as ox
 
     from ..query.guard import check_safe_query
     from ..sparql import query_form
-    from .protocol import negotiate
+    from .protocol import NotAcceptable, negotiate
 
-    sparql, params_nt, accept, formats, max_rows, name, dataset, inline = job
+    sparql, params_nt, accept, formats, name, dataset, inline, base_iri = job
     try:
         check_safe_query(sparql, name=name)
     except QueryError as exc:
@@ -122,15 +134,19 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
                     ox.NamedNode(graph)
                 except ValueError:
                     return "error", (400, f"Bad request: {key} {graph[:200]!r} is not an IRI")
-    fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    try:
+        fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    except NotAcceptable as exc:
+        return "error", (406, f"Not Acceptable: {exc}")
     params = {k: _term_from_nt(v) for k, v in params_nt.items()}
-    return "ok", _execute(store, sparql, params, fmt.label, max_rows, name, dataset, inline)
+    return "ok", _execute(store, sparql, params, fmt.label, name, dataset, inline, base_iri)
 
 
-def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max_rows: int, name: str | None,
+def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, name: str | None,
              dataset: tuple[list[str], list[str]] | None = None,
-             inline_context: bool = False) -> tuple[int, str, bytes, bool]:
-    """Run one query against an open store; return status, media type, body, truncated."""
+             inline_context: bool = False, base_iri: str | None = None) -> tuple[int, str, bytes]:
+    """Run one query against an open store; return status, media type and the whole answer
+    (never a part of it: the time and memory limits bound what an answer may cost)."""
     import io
 
     from ..engines.base import Dataset
@@ -140,23 +156,20 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max
     fmt = Format.lookup(fmt_name)
     graphs = Dataset(tuple(dataset[0]), tuple(dataset[1])) if dataset is not None else None
     fast = store.answer(sparql, params) if graphs is None else None  # (the text index)
-    result = fast or run_query(store.engine, sparql, params, name=name, dataset=graphs)
+    result = fast or run_query(store.engine, sparql, params, name=name, dataset=graphs, base_iri=base_iri)
     if result.kind == "ASK":
-        return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label), False
+        return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label)
     if result.kind == "SELECT":
-        rows = list(islice(result.rows(), max_rows + 1))
-        body = write_solutions(result.variables, rows[:max_rows], fmt.label)
-        return 200, media_type(fmt), body, len(rows) > max_rows
-    triples = list(islice(result.triples(), max_rows + 1))
+        return 200, media_type(fmt), write_solutions(result.variables, result.rows(), fmt.label)
     out = io.BytesIO()
-    QueryResult("CONSTRUCT", native=triples[:max_rows]).write(out, fmt, inline_context=inline_context)
-    return 200, media_type(fmt), out.getvalue(), len(triples) > max_rows
+    QueryResult("CONSTRUCT", native=list(result.triples())).write(out, fmt, inline_context=inline_context)
+    return 200, media_type(fmt), out.getvalue()
 
 
 def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
     and retried on a fresh view when a writer compacted files away under it. An answer is
-    sent as a header (status, media type, length, truncated) and then its bytes in pieces."""
+    sent as a header (status, media type, length) and then its bytes in pieces."""
     from ..engines.sandbox import deny_network
     from ..pipeline.collection import open_store
 
@@ -196,8 +209,8 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
             status, answer = "error", (500, f"{type(exc).__name__}: {exc}")
         try:
             if status == "ok":
-                code, media, body, truncated = answer
-                conn.send(("ok", (code, media, len(body), truncated)))
+                code, media, body = answer
+                conn.send(("ok", (code, media, len(body))))
                 view = memoryview(body)
                 for start in range(0, len(body), CHUNK):
                     conn.send_bytes(view[start:start + CHUNK])
@@ -250,13 +263,13 @@ class Direct:
             return "error", _error_payload(exc, 502)
         if status != "ok":
             return status, payload
-        code, media, body, truncated = payload
+        code, media, body = payload
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(body), CHUNK):
                 yield body[start:start + CHUNK]
 
-        return "ok", Answer(code, media, len(body), truncated, chunks(), lambda complete: None)
+        return "ok", Answer(code, media, len(body), chunks(), lambda complete: None)
 
 
 def _error_payload(exc: KonbiniError, otherwise: int) -> tuple[int, str, int | None, int | None]:

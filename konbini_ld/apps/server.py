@@ -3,8 +3,9 @@
 * ``/sparql`` — GET ``?query=``, POST form, POST ``application/sparql-query``.
   SELECT/ASK negotiate JSON, XML, CSV, TSV; CONSTRUCT/DESCRIBE Turtle, N-Triples,
   JSON-LD (``Accept`` header, or ``?format=``). Malformed or refused queries are
-  400, updates 403, queries over the time limit 503.
-  Results stop at the row cap (``X-Result-Truncated`` says so).
+  400, updates 403, queries over the time or memory limit 503. An answer is whole or it
+  is an error: there is no row cap on the protocol (``max_rows`` is the query page's, which
+  says when it shows fewer rows than the answer holds).
 * ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
   with its parameters bound as RDF terms.
 * ``/`` — the query page (self-contained: no CDN, no external requests).
@@ -45,8 +46,8 @@ from starlette.routing import Route
 from ..errors import UsageError
 from .describe import VOID_QUERY, service_description
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
-from .protocol import ProtocolRequest, TooManyParameters, negotiate, read_request
-from .query_workers import Answer, Cut, ServeOptions, media_type
+from .protocol import BadRequest, NotAcceptable, ProtocolRequest, negotiate, read_request
+from .query_workers import Answer, Cut, Job, ServeOptions, media_type
 from .worker_pool import runner_for
 
 __all__ = ["BODY_BUDGET", "ServeOptions", "allowed_hosts", "create_app", "host_name", "negotiate", "serve"]
@@ -86,8 +87,8 @@ def create_app(opts: ServeOptions) -> Starlette:
                      name: str | None = None) -> Response:
         dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
         started = time.perf_counter()
-        job = (sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
-               opts.max_rows, name, dataset, req.inline_context)
+        job = Job(sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
+                  name, dataset, req.inline_context, base_iri=_base(request) + request.url.path)
         status, payload = await runner.run(job)
         if status == "error":
             code, message, *where = payload
@@ -96,8 +97,6 @@ def create_app(opts: ServeOptions) -> Starlette:
                 headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
             return PlainTextResponse(message + "\n", status_code=code, headers=headers)
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
-        if payload.truncated:
-            headers["X-Result-Truncated"] = str(opts.max_rows)
         return _Streamed(payload, headers)
 
     async def read_body(request: Request) -> bytes:
@@ -132,7 +131,7 @@ def create_app(opts: ServeOptions) -> Starlette:
             req = read_request(request.method, request.url.query, request.headers.get("content-type", ""), body)
         except _Refusal as refusal:
             return refusal.response
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         except UsageError as exc:
             return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
@@ -141,7 +140,10 @@ def create_app(opts: ServeOptions) -> Starlette:
             return _read_only()
         if not req.query:
             if request.method == "GET":  # the Service Description
-                fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                try:
+                    fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                except NotAcceptable as exc:
+                    return PlainTextResponse(f"Not Acceptable: {exc}\n", status_code=406)
                 text = service_description(_base(request), fmt)
                 return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
@@ -150,7 +152,7 @@ def create_app(opts: ServeOptions) -> Starlette:
     async def void(request: Request) -> Response:
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         text = VOID_QUERY.replace("urn:konbini-ld:void#", f"{_base(request)}/void#")
         return await answer(text, {}, request, req, name="void")
@@ -166,7 +168,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         q = queries[name]
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         values = {k: v for k, v in req.other.items() if v != ""}
         try:
@@ -181,7 +183,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         return JSONResponse(PREFIXES)
 
     async def page(request: Request) -> Response:
-        return _asset("index.html", "text/html; charset=utf-8")
+        return _asset("index.html", "text/html; charset=utf-8", {"{{max_rows}}": str(opts.max_rows)})
 
     async def script(request: Request) -> Response:
         return _asset("app.js", "text/javascript; charset=utf-8")
@@ -262,8 +264,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def _asset(name: str, media_type: str) -> Response:
+def _asset(name: str, media_type: str, fill: dict[str, str] | None = None) -> Response:
     body = resources.files("konbini_ld.apps").joinpath(f"web/{name}").read_bytes()
+    for mark, value in (fill or {}).items():
+        body = body.replace(mark.encode(), value.encode())
     return Response(body, media_type=media_type, headers={
         "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     })

@@ -73,9 +73,8 @@ def _fingerprint(job: Job) -> bytes:
     """A query job's identity (its text, parameters and dataset), in 16 bytes."""
     import hashlib
 
-    sparql, params, _accept, _formats, _rows, name, dataset, _inline = job
-    digest = hashlib.blake2b(sparql.encode("utf-8", "surrogatepass"), digest_size=16)
-    digest.update(repr((sorted(params.items()), name, dataset)).encode("utf-8", "surrogatepass"))
+    digest = hashlib.blake2b(job.sparql.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest.update(repr((sorted(job.params.items()), job.name, job.dataset, job.base_iri)).encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
@@ -271,13 +270,13 @@ class Workers(Processes):
         if status != "ok":
             self._release(proc)
             return status, payload
-        code, media, length, truncated = payload
+        code, media, length = payload
         if length == 0:
             self._release(proc)
-            return "ok", Answer(code, media, 0, truncated, _no_chunks(), lambda complete: None)
-        return "ok", self._answer(proc, code, media, length, truncated)
+            return "ok", Answer(code, media, 0, _no_chunks(), lambda complete: None)
+        return "ok", self._answer(proc, code, media, length)
 
-    def _answer(self, proc: Proc, code: int, media: str, length: int, truncated: bool) -> Answer:
+    def _answer(self, proc: Proc, code: int, media: str, length: int) -> Answer:
         state = {"read": 0}
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -302,7 +301,7 @@ class Workers(Processes):
             else:
                 self._discard(proc)
 
-        return Answer(code, media, length, truncated, chunks(), close)
+        return Answer(code, media, length, chunks(), close)
 
 
 
