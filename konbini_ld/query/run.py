@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import pyoxigraph as ox
 
@@ -260,7 +260,11 @@ class QueryResult:
         if not fmt.can_carry("graph") or fmt.ox_format() is None:
             raise UsageError(f"a CONSTRUCT/DESCRIBE result is RDF: use {', '.join(Format.names('graph'))}, "
                              f"not {fmt.label}")
-        ox.serialize(self.triples(), output, fmt.ox_format(), prefixes=PREFIXES)
+        from ..io.export import CanonicalDoubles
+
+        canonical = cast(IO[bytes], CanonicalDoubles(output))
+        ox.serialize(self.triples(), canonical, fmt.ox_format(), prefixes=PREFIXES)
+        canonical.flush()
 
 
 def run_query(engine: Engine, sparql: str, params: Mapping[str, Any] | None = None, *,
