@@ -330,6 +330,40 @@ def test_compressed_answers_are_read(store: Any, api: FakeKonbiniAPI, client: Ko
     assert fetch(store, client, [audio_id(1)]).fetched == 1
 
 
+def test_large_answers_are_read_a_few_at_a_time_whatever_the_concurrency(
+        store: Any, api: FakeKonbiniAPI, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid answers padded to megabytes (small on the wire, gzipped): however many requests are in
+    flight, at most LARGE_AT_ONCE such bodies are read at once, and every answer is still bought."""
+    from konbini_ld.sources.konbini import transport
+
+    holding, most = [0], [0]
+    take, release = transport._LARGE_TURNS.acquire, transport._LARGE_TURNS.release
+    lock = threading.Lock()
+
+    def acquire(*args: Any, **kwargs: Any) -> bool:
+        got = take(*args, **kwargs)
+        if got:
+            with lock:
+                holding[0] += 1
+                most[0] = max(most[0], holding[0])
+            time.sleep(0.05)  # (long enough for every request to be reading at once)
+        return got
+
+    def give_back() -> None:
+        with lock:
+            holding[0] -= 1
+        release()
+
+    monkeypatch.setattr(transport._LARGE_TURNS, "acquire", acquire)
+    monkeypatch.setattr(transport._LARGE_TURNS, "release", give_back)
+    for i in range(12):
+        padded = json.dumps(audio_response(i)).replace("{", "{" + " " * (3 << 20), 1).encode()
+        api.script(path(i), Scripted(200, gzip.compress(padded), headers={"Content-Encoding": "gzip"}))
+    report = fetch(store, client, ids(12), concurrency=12)
+    assert report.fetched == 12 and not report.failed, report.failed
+    assert 1 <= most[0] <= transport.LARGE_AT_ONCE
+
+
 # -- 6. JSON is UTF-8 whatever the Content-Type says ------------------------------------------------
 
 

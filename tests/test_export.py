@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pyoxigraph as ox
@@ -113,8 +114,6 @@ def test_doubles_are_spelled_alike_in_every_format_so_canonical_hashes_agree(tmp
     import json as _json
 
     from click.testing import CliRunner
-    from pyld import jsonld
-
     from konbini_ld.apps.cli import main
 
     doc = tmp_path / "d.json"

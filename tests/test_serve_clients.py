@@ -541,3 +541,30 @@ def test_a_port_in_use_is_one_error_line(store: Path) -> None:
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert [x for x in out.stderr.splitlines() if x.startswith("Error:")] == [
         x for x in out.stderr.splitlines() if "cannot listen" in x], out.stderr
+
+
+def test_clients_gone_mid_body_and_a_stop_mid_query_leave_no_traceback(store: Path) -> None:
+    """A body cut off, a chunked body whose framing breaks, then Ctrl-C with queries running:
+    the log holds no traceback, and every answer says nosniff."""
+    served = Served(store, "--workers", "1", "--timeout", "20")
+    try:
+        r = requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=30)
+        assert r.headers.get("X-Content-Type-Options") == "nosniff"
+        assert post(served.url, "SELECT ?x WHERE {").headers.get("X-Content-Type-Options") == "nosniff"
+        head = (f"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+                "Content-Type: application/sparql-query\r\n")
+        cut = raw(served.port, (head + "Content-Length: 100\r\n\r\nSELECT").encode())
+        time.sleep(0.3)
+        cut.close()
+        broken = raw(served.port, (head + "Transfer-Encoding: chunked\r\n\r\nZZ\r\nab\r\n").encode())
+        time.sleep(0.3)
+        broken.close()
+        running = [threading.Thread(target=lambda: post(served.url, RUNAWAY), daemon=True) for _ in range(3)]
+        for t in running:
+            t.start()
+        time.sleep(1.0)
+        served.proc.send_signal(signal.SIGINT)
+        served.proc.wait(30)
+    finally:
+        err = served.stop()
+    assert "Traceback" not in err and "CancelledError" not in err, err[-3000:]

@@ -39,7 +39,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -121,6 +121,9 @@ def create_app(opts: ServeOptions) -> Starlette:
         except TimeoutError:
             raise _Refusal(PlainTextResponse(f"Request Timeout: the body must arrive within {opts.body_seconds:g} s\n",
                                              status_code=408, headers={"Connection": "close"})) from None
+        except ClientDisconnect:  # (gone mid-body, or a body its framing broke): nobody to answer
+            raise _Refusal(PlainTextResponse("Bad Request: the body did not arrive whole\n", status_code=400,
+                                             headers={"Connection": "close"})) from None
         finally:
             held[0] -= size
         return b"".join(chunks)
@@ -318,9 +321,31 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
         raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
     name = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(create_app(opts), log_level="warning", lifespan="on", http=guarded_protocol(limits),
+    config = uvicorn.Config(_QuietWhenStopping(create_app(opts)), log_level="warning", lifespan="on", http=guarded_protocol(limits),
                             h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
                             timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
     if announce is not None:
         announce(f"http://{name}:{bound}/")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class _QuietWhenStopping:
+    """The app, with requests still running when the server stops (Ctrl-C, SIGTERM, past the
+    graceful shutdown's 5 s) ending quietly: their connections close with the server, and the
+    log holds no traceback for them. Every answer says ``X-Content-Type-Options: nosniff`` (an
+    error that quotes a query is text, never read as a page)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_marked(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_marked if scope.get("type") == "http" else send)
+        except asyncio.CancelledError:
+            if scope.get("type") != "http":
+                raise

@@ -51,7 +51,7 @@ __all__ = ["MAX_BODY_BYTES", "ApiResponse", "Budget", "BudgetSpent", "KonbiniCli
 
 _TRANSIENT_STATUS = {500, 502, 503, 504}
 #: The largest answer read, on the wire and once decompressed (a page of 30 videos is ~100 KB).
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)

@@ -242,8 +242,11 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
     raw = response.raw
     parts: list[bytes] = []
     wire = size = 0
+    large = False
     try:
         while True:
+            if not large and size > LARGE_BODY:  # (a real answer is tens of kB: this one waits its turn)
+                large = _take_large_turn(entry)
             try:
                 chunk = raw.read(_CHUNK, decode_content=False)
             except Exception as exc:
@@ -271,6 +274,8 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
                 parts.append(out)
                 if size > limit:
                     raise BodyTooLarge(limit, inflated=True)
+                if not large and size > LARGE_BODY and data:
+                    large = _take_large_turn(entry)
                 data = inflate.unconsumed_tail
                 if inflate.eof and inflate.unused_data:  # another gzip member follows, or trailing bytes
                     data = inflate.unused_data + data
@@ -287,8 +292,28 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
     except BaseException:
         response.close()
         raise
+    finally:
+        if large:
+            _LARGE_TURNS.release()
     raw.release_conn()  # read to its end: the connection serves the next request
     return b"".join(parts)
+
+
+#: Past this much inflated text, a body waits for one of :data:`LARGE_AT_ONCE` turns to be read
+#: further: however many requests are in flight, at most that many bodies larger than this are
+#: in memory at once (each up to the client's limit), so a server cannot make every request's
+#: answer huge at the same time.
+LARGE_BODY = 1 << 20
+LARGE_AT_ONCE = 4
+_LARGE_TURNS = threading.BoundedSemaphore(LARGE_AT_ONCE)
+
+
+def _take_large_turn(entry: Any) -> bool:
+    """Wait for a turn to read a large body (within the request's own deadline)."""
+    while not _LARGE_TURNS.acquire(timeout=0.1):
+        if entry is not None and entry.expired:
+            raise DeadlinePassed()
+    return True
 
 
 def _translated(exc: Exception) -> Exception:
