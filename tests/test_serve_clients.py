@@ -568,3 +568,23 @@ def test_clients_gone_mid_body_and_a_stop_mid_query_leave_no_traceback(store: Pa
     finally:
         err = served.stop()
     assert "Traceback" not in err and "CancelledError" not in err, err[-3000:]
+
+
+def test_queries_whose_clients_hung_up_give_their_places_back(store: Path) -> None:
+    """Thirty different runaways sent and abandoned at once: they are given up as their clients
+    are found gone, and a cheap query after them is answered as if they had never come."""
+    served = Served(store, "--workers", "1", "--timeout", "20")
+    try:
+        for i in range(30):
+            query = RUNAWAY.replace("?o }", f"?o FILTER(?o != {i}) }}")
+            body = f"query={requests.utils.quote(query)}"
+            sock = raw(served.port, (f"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+                                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                                     f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+            sock.close()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert post(served.url, CHEAP).status_code == 200
+        assert time.monotonic() - started < 5.0  # (not behind thirty runaways of up to 20 s each)
+    finally:
+        stop_cleanly(served)

@@ -11,7 +11,7 @@ bytes in pieces.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -235,6 +235,12 @@ def _term_from_nt(text: str) -> Any:
     return quad.object
 
 
+#: Whether the client that asked has gone (its connection closed): its query need not run on.
+Gone = Callable[[], Awaitable[bool]]
+#: What a query whose client has gone answers (nobody reads it; the log says so).
+GONE = (499, "the client closed the connection; the query was stopped")
+
+
 class Direct:
     """Remote stores: the SPARQL server does the work; the request timeout bounds it."""
 
@@ -252,7 +258,7 @@ class Direct:
         if self.store is not None:
             self.store.close()
 
-    async def run(self, job: Job) -> tuple[str, Any]:
+    async def run(self, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
         try:
             with anyio.fail_after(self.opts.timeout + 1):
                 status, payload = await anyio.to_thread.run_sync(_answer_job, self.store, job,

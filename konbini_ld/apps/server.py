@@ -89,7 +89,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         started = time.perf_counter()
         job = Job(sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
                   name, dataset, req.inline_context, base_iri=_base(request) + request.url.path)
-        status, payload = await runner.run(job)
+        status, payload = await runner.run(job, request.is_disconnected)
         if status == "error":
             code, message, *where = payload
             headers = {}
