@@ -391,7 +391,7 @@ class KonbiniClient:
                 except ValueError as exc:
                     data, refused = b"", f"the body cannot be read: {exc}"
             except (DeadlinePassed, requests.RequestException) as exc:
-                failure = _transport_failure(exc, entry.expired, total, url)
+                failure = _transport_failure(exc, entry.expired, total, url, aborted=entry.aborted)
                 if response is not None:  # the answer's head arrived: it may have been billed
                     used, remaining, evidence = _credit_headers(response)
                     if evidence:
@@ -445,8 +445,11 @@ _NOT_RETRIED = (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeade
                 requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
 
 
-def _transport_failure(exc: BaseException, expired: bool, total: float, url: str) -> FetchError:
+def _transport_failure(exc: BaseException, expired: bool, total: float, url: str, *,
+                       aborted: bool = False) -> FetchError:
     """The failure a transport exception stands for (the one seam for ``requests``' errors)."""
+    if aborted:
+        return FetchError("not received: the run was stopped while the answer arrived", url=url)
     if expired or isinstance(exc, DeadlinePassed):
         return FetchError(f"no whole answer within the {total:g} s time limit", url=url)
     if isinstance(exc, requests.Timeout):

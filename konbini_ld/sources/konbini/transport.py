@@ -50,12 +50,14 @@ class BodyTooLarge(Exception):
 
 
 class _Entry:
-    __slots__ = ("deadline", "connections", "expired")
+    __slots__ = ("deadline", "connections", "expired", "aborted")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.connections: list[HTTPConnection] = []
         self.expired = False
+        #: ended by :meth:`Watchdog.abort_all` (the run was interrupted), not by its deadline
+        self.aborted = False
 
 
 class Watchdog:
@@ -104,6 +106,7 @@ class Watchdog:
         """End every request in progress now (their reads fail at once)."""
         with self._lock:
             for entry in self._entries.values():
+                entry.aborted = True
                 self._expire(entry)
 
     def _expire(self, entry: _Entry) -> None:
@@ -321,7 +324,7 @@ def _translated(exc: Exception) -> Exception:
     from urllib3 import exceptions as u3
 
     if isinstance(exc, u3.ReadTimeoutError):
-        return requests.exceptions.ConnectionError(str(exc))
+        return requests.exceptions.ReadTimeout(str(exc))
     if isinstance(exc, (u3.ProtocolError, OSError)):
         return requests.exceptions.ChunkedEncodingError(str(exc))
     return exc
