@@ -248,6 +248,7 @@ def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
+            server.asked += 1  # type: ignore[attr-defined]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -264,6 +265,7 @@ def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.asked = 0  # type: ignore[attr-defined]
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -279,7 +281,10 @@ def test_sigterm_ends_fetch_within_seconds_whatever_the_server_does(tmp_path: Pa
         proc = subprocess.Popen(
             [sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch", "--ids-file",
              str(ids_file), "--timeout", "600"], stderr=subprocess.PIPE, text=True, env=env)
-        time.sleep(3)  # requests in flight, each hours from done
+        deadline = time.monotonic() + 60
+        while server.asked < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # every request in flight, each hours from done (however slowly it starts)
+        assert proc.poll() is None and server.asked == 8
         sent = time.monotonic()
         for _ in range(signals):
             proc.send_signal(signal.SIGTERM)
