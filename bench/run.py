@@ -8,6 +8,9 @@ reported as a ratio, because this machine is shared and noisy. Commands run as
 subprocesses (process start included) unless a row says "in-process".
 
 Sections:
+  workload the collector's workload (bench/workload.py): N audios with their page of 30 videos, D
+           daily refreshes, each day one `konbini-ld load`, beside the naive pipeline and Oxigraph's own
+           bulk load of the same quads; disk, history cost, export and validate; a refresh day's profile
   ingest   naive pipeline (pyld to_rdf per response → in-memory rdflib Graph) vs `konbini-ld load`,
            and Oxigraph's own bulk load of the resulting N-Quads (the floor); then (untimed, above
            the smallest size) a page of 30 videos for 300 of the audios, for the video queries
@@ -533,9 +536,10 @@ STAGES = [
     ("normalise (checks, literals)", ("mapping/normalize", "mapping/literals", "lexical")),
     ("expand (pyld, shape templates)", ("mapping/templates", "mapping/to_rdf", "mapping/contexts", "pyld/",
                                         "mapping/skolem", "mapping/grouping", "mapping/prepare")),
-    ("archive (gzip, fsync)", ("store/archive", "gzip", "zlib", "fsync")),
-    ("plan the upsert (diff, times)", ("store/upsert", "store/writer", "store/history", "store/provenance")),
-    ("index beside the graph (SQLite)", ("store/textindex", "store/index_rows", "store/series", "sqlite3")),
+    ("archive (gzip, fsync)", ("store/log/", "gzip", "zlib", "fsync")),
+    ("plan the upsert (diff, times)", ("store/upsert", "store/writer", "store/history", "store/provenance",
+                                       "store/memo")),
+    ("index beside the graph (SQLite)", ("store/index/", "sqlite3")),
     ("Oxigraph writes (bulk load, removes)", ("engines/oxigraph", "pyoxigraph")),
 ]
 
@@ -955,7 +959,8 @@ def write_markdown(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
-    parser.add_argument("--only", default="ingest,bound,profile,differential,queries,search,export,startup,fetch,history",
+    parser.add_argument("--only", default="workload,ingest,bound,profile,differential,queries,search,export,startup,fetch,"
+                        "history",
                         help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
@@ -967,6 +972,9 @@ def main() -> None:
     parser.add_argument("--endpoint", default="100000x50x60", help="responses x clients x seconds of the endpoint section")
     parser.add_argument("--history", default="20000x10", help="audios x observations for the history section")
     parser.add_argument("--history-naive", type=int, default=20000, help="responses the naive pipeline runs on there")
+    parser.add_argument("--workload", default="1000x3", help="audios x days of the workload section (audios + pages)")
+    parser.add_argument("--workload-naive", type=int, default=200, help="responses of day 1 the naive pipeline runs on")
+    parser.add_argument("--workload-profile", type=int, default=300, help="audios of the refresh day profiled (0: none)")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -998,6 +1006,11 @@ def main() -> None:
     if "history" in sections:
         n, k = (int(x) for x in args.history.lower().split("x"))
         bench_history(n, k, min(args.history_naive, n * k), max(5, args.repeat // 2))
+    if "workload" in sections:
+        from workload import bench_workload
+
+        n, k = (int(x) for x in args.workload.lower().split("x"))
+        bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES, REPLAY)
     for path in stores.values():
         shutil.rmtree(path.parent, ignore_errors=True)
     write_markdown(args)

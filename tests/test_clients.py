@@ -134,13 +134,33 @@ def test_sparqlwrapper_graphs(served: Served, expected: dict[str, Any], method: 
     assert len(converted) == expected["construct" if form == "CONSTRUCT" else "describe"], ctype
 
 
-def test_jsonld_without_the_inline_option_names_the_context_urls(served: Served) -> None:
+def test_jsonld_stands_alone_and_names_urls_only_when_asked(served: Served) -> None:
     r = requests.get(endpoint(served), params={"query": DESCRIBE}, headers={"Accept": "application/ld+json"},
                      timeout=30)
-    assert r.json()["@context"] == ["https://www.w3.org/ns/activitystreams#", "https://konbiniapi.com/ns/social#"]
-    inline = requests.get(endpoint(served), params={"query": DESCRIBE, "context": "inline"},
-                          headers={"Accept": "application/ld+json"}, timeout=30).json()["@context"]
-    assert all(isinstance(c, dict) for c in inline)
+    assert all(isinstance(c, dict) for c in r.json()["@context"])
+    named = requests.get(endpoint(served), params={"query": DESCRIBE, "context": "urls"},
+                         headers={"Accept": "application/ld+json"}, timeout=30).json()["@context"]
+    assert named == ["https://www.w3.org/ns/activitystreams#", "https://konbiniapi.com/ns/social#"]
+
+
+def test_sparqlwrapper_and_pyld_read_jsonld_offline(served: Served, expected: dict[str, Any]) -> None:
+    """SPARQLWrapper's convert() and pyld, with a loader that refuses the network, read our JSON-LD."""
+    from pyld import jsonld
+    from SPARQLWrapper import JSONLD, SPARQLWrapper
+
+    client = SPARQLWrapper(endpoint(served))
+    client.setQuery(CONSTRUCT)
+    client.setReturnFormat(JSONLD)
+    graph = client.query().convert()
+    assert len(graph) == expected["construct"]  # type: ignore[arg-type]
+
+    def refuse(url: str, options: Any = None) -> Any:
+        raise AssertionError(f"the document sent a JSON-LD processor to the network: {url}")
+
+    doc = requests.get(endpoint(served), params={"query": DESCRIBE}, headers={"Accept": "application/ld+json"},
+                       timeout=30).json()
+    quads = jsonld.to_rdf(doc, {"documentLoader": refuse, "format": "application/n-quads"})
+    assert quads.count("\n") == expected["describe"]
 
 
 # -- Apache Jena -----------------------------------------------------------------------------------

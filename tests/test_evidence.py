@@ -248,6 +248,7 @@ def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802
+            server.asked += 1  # type: ignore[attr-defined]
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -264,6 +265,7 @@ def _drip_server(body: bytes, per_byte: float) -> tuple[Any, str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.asked = 0  # type: ignore[attr-defined]
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -279,7 +281,10 @@ def test_sigterm_ends_fetch_within_seconds_whatever_the_server_does(tmp_path: Pa
         proc = subprocess.Popen(
             [sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch", "--ids-file",
              str(ids_file), "--timeout", "600"], stderr=subprocess.PIPE, text=True, env=env)
-        time.sleep(3)  # requests in flight, each hours from done
+        deadline = time.monotonic() + 60
+        while server.asked < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # every request in flight, each hours from done (however slowly it starts)
+        assert proc.poll() is None and server.asked == 8
         sent = time.monotonic()
         for _ in range(signals):
             proc.send_signal(signal.SIGTERM)
@@ -328,6 +333,40 @@ def test_compressed_answers_are_read(store: Any, api: FakeKonbiniAPI, client: Ko
     data = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
     api.script(path(1), Scripted(200, data, headers={"Content-Encoding": encoding}))
     assert fetch(store, client, [audio_id(1)]).fetched == 1
+
+
+def test_large_answers_are_read_a_few_at_a_time_whatever_the_concurrency(
+        store: Any, api: FakeKonbiniAPI, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid answers padded to megabytes (small on the wire, gzipped): however many requests are in
+    flight, at most LARGE_AT_ONCE such bodies are read at once, and every answer is still bought."""
+    from konbini_ld.sources.konbini import transport
+
+    holding, most = [0], [0]
+    take, release = transport._LARGE_TURNS.acquire, transport._LARGE_TURNS.release
+    lock = threading.Lock()
+
+    def acquire(*args: Any, **kwargs: Any) -> bool:
+        got = take(*args, **kwargs)
+        if got:
+            with lock:
+                holding[0] += 1
+                most[0] = max(most[0], holding[0])
+            time.sleep(0.05)  # (long enough for every request to be reading at once)
+        return got
+
+    def give_back() -> None:
+        with lock:
+            holding[0] -= 1
+        release()
+
+    monkeypatch.setattr(transport._LARGE_TURNS, "acquire", acquire)
+    monkeypatch.setattr(transport._LARGE_TURNS, "release", give_back)
+    for i in range(12):
+        padded = json.dumps(audio_response(i)).replace("{", "{" + " " * (3 << 20), 1).encode()
+        api.script(path(i), Scripted(200, gzip.compress(padded), headers={"Content-Encoding": "gzip"}))
+    report = fetch(store, client, ids(12), concurrency=12)
+    assert report.fetched == 12 and not report.failed, report.failed
+    assert 1 <= most[0] <= transport.LARGE_AT_ONCE
 
 
 # -- 6. JSON is UTF-8 whatever the Content-Type says ------------------------------------------------
@@ -527,6 +566,9 @@ AUDIO_IMPOSTORS = {
     "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
     "NaN": f'{{"data": {{"type": "Audio", "id": "{_A["id"]}", "videoCount": NaN}}}}',
     "no type": {"data": {"id": _A["id"]}},
+    "another audio nested inside it": {"data": {**_A, "inReplyTo": {**_B, "name": "forged"}}},
+    "another audio deep in its creator": {"data": {**_A, "attributedTo": [{"type": "Person", "id": "https://www.tiktok.com/@x",
+                                                                          "attachment": [_B]}]}},
 }
 PAGE_IMPOSTORS = {
     "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
@@ -540,6 +582,12 @@ PAGE_IMPOSTORS = {
     "a page that does not say whose videos": {"data": {**{k: v for k, v in _PAGE_A.items() if k != "partOf"},
                                                        "orderedItems": [{k: v for k, v in i.items() if k != "audio"}
                                                                         for i in _PAGE_A["orderedItems"]]}},
+    "an empty page that names no audio": {"data": {"type": "OrderedCollectionPage", "totalItems": 0,
+                                                   "orderedItems": []}},
+    "another audio listed among the videos": {"data": {**_PAGE_A, "orderedItems": [*_PAGE_A["orderedItems"], _B]}},
+    "another audio deep in a video's creator": {"data": {**_PAGE_A, "orderedItems": [
+        {**_PAGE_A["orderedItems"][0], "attributedTo": {**_PAGE_A["orderedItems"][0]["attributedTo"],
+                                                        "attachment": {**_B, "videoCount": 999999999}}}]}},
 }
 
 
@@ -578,20 +626,46 @@ def test_the_request_url_of_a_body_never_breaks_the_store(store_dir: Path, api: 
         assert store.stats().audios == 2
 
 
+def _escaped(text: str) -> str:
+    return "".join(f"\\u{ord(c):04X}" for c in text)
+
+
+def _percent(text: str) -> str:
+    return "".join(f"%{b:02x}" for b in text.encode())
+
+
 def test_the_key_sent_back_by_a_server_is_never_kept_or_shown(store_dir: Path, api: FakeKonbiniAPI) -> None:
+    """In any spelling a reader decodes back to the key: as itself, JSON-escaped, percent-encoded;
+    in a message, a redirect, a body, a credit header."""
     api.script(path(1), Scripted(400, {"errors": [{"code": "bad", "message": f"bad Authorization: Bearer {KEY}"}],
                                        "data": None}))
     api.script(path(2), Scripted(302, "", headers={"Location": f"http://127.0.0.1:9/?k={KEY}"}))
     api.script(path(3), Scripted(200, {"data": {**audio_response(3)["data"], "summary": f"echo {KEY}"}}))
+    api.script(path(4), Scripted(200, audio_response(4), headers={"X-Credits-Used": KEY, "X-Credits-Remaining": KEY}))
+    api.script(path(5), Scripted(200, json.dumps(audio_response(5)).replace('"Audio",', f'"Audio", "name": "{_escaped(KEY)}",')))
+    api.script(path(6), Scripted(400, '{"errors": [{"code": "bad", "message": "your key %s is bad"}], "data": null}'
+                                 % _escaped(KEY)))
+    api.script(path(7), Scripted(302, "", headers={"Location": f"http://127.0.0.1:9/?k={_percent(KEY).upper()}"}))
     r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
-        main, ["--store", str(store_dir), "fetch", *ids(3, 1)])
-    assert KEY not in r.stderr and "REDACTED" in r.stderr
+        main, ["--store", str(store_dir), "fetch", *ids(7, 1)])
+    spellings = [KEY, _escaped(KEY), _escaped(KEY).lower(), _percent(KEY), _percent(KEY).upper()]
+    assert not [k for k in spellings if k in r.stderr] and "REDACTED" in r.stderr, r.stderr
     out = CliRunner().invoke(main, ["--store", str(store_dir), "export", "-f", "nq"])
-    assert KEY not in out.stdout
+    assert not [k for k in spellings if k in out.stdout]
     for f in store_dir.rglob("*"):
         if f.is_file():
             data = f.read_bytes()
-            assert KEY.encode() not in (gzip.decompress(data) if f.name.endswith(".gz") else data), f
+            data = gzip.decompress(data) if f.name.endswith(".gz") else data
+            assert not [k for k in spellings if k.encode() in data], f
+
+
+def test_a_key_too_short_to_be_real_leaves_answers_alone(tmp_path: Path) -> None:
+    """A key of a few characters would match ordinary text: answers are not rewritten for it."""
+    with FakeKonbiniAPI(api_key="k") as short:
+        with open_store(tmp_path / "s") as store:
+            report = fetch(store, KonbiniClient("k", base_url=short.url, backoff=0.001, timeout=(2, 2)), [audio_id(1)])
+            assert report.fetched == 1 and not report.failed
+            assert "REDACTED" not in "".join(r.body for r in Archive(tmp_path / "s" / "archive").records())
 
 
 def test_an_interim_answer_is_not_taken_for_the_final_one(store: Any) -> None:
@@ -719,3 +793,11 @@ def test_an_archive_that_is_a_file_costs_no_paid_answer(store_dir: Path, api: Fa
     r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
         main, ["--store", str(store_dir), "fetch", audio_id(2)])
     assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_an_api_url_with_credentials_is_refused_before_anything_is_sent(api: FakeKonbiniAPI, tmp_path: Path) -> None:
+    """requests would send them as Basic authorization in place of the key: the API would say 401."""
+    netloc = api.url.split("://", 1)[1]
+    r = cli(tmp_path / "s", audio_id(1), url=f"http://user:secret@{netloc}")
+    assert r.exit_code == 2 and "credentials" in r.stderr and "secret" not in r.stderr, r.stderr
+    assert api.count() == 0

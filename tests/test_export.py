@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pyoxigraph as ox
@@ -104,3 +105,29 @@ def test_export_format_lookup() -> None:
 
     with pytest.raises(UsageError, match="docx.*known: .*turtle"):
         Format.lookup("docx")
+
+
+def test_doubles_are_spelled_alike_in_every_format_so_canonical_hashes_agree(tmp_path: Path) -> None:
+    """JSON-LD processors write a double canonically (``2.35E1``): every export says it so, and the
+    canonical (RDFC-1.0) hashes of the JSON-LD and N-Triples exports are equal."""
+    import hashlib
+    import json as _json
+
+    from click.testing import CliRunner
+    from konbini_ld.apps.cli import main
+
+    doc = tmp_path / "d.json"
+    doc.write_text(_json.dumps({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/x-123456789",
+                                         "entityId": "123456789", "duration": 23.5}}))
+    store = str(tmp_path / "s")
+    assert CliRunner().invoke(main, ["--store", store, "load", str(doc), "--observed-at", "2026-11-01T00:00:00Z"]
+                              ).exit_code == 0
+    out = {f: CliRunner().invoke(main, ["--store", store, "export", "-f", f, "--inline-context"]).stdout_bytes
+           for f in ("nt", "nq", "turtle", "trig", "rdfxml", "jsonld")}
+    for f, data in out.items():
+        assert b"2.35E1" in data and b'"23.5"' not in data and b">23.5<" not in data, f
+    nt = jsonld.normalize(out["nt"].decode(), {"algorithm": "URDNA2015", "inputFormat": "application/n-quads",
+                                               "format": "application/n-quads"})
+    from_jsonld = jsonld.normalize(_json.loads(out["jsonld"]), {"algorithm": "URDNA2015",
+                                                                "format": "application/n-quads"})
+    assert hashlib.sha256(nt.encode()).digest() == hashlib.sha256(from_jsonld.encode()).digest()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import SEED
+from helpers import SEED, kill_mid_work, writing
 
 from konbini_ld import open_store
 from konbini_ld.apps.cli import main
@@ -76,9 +76,7 @@ def test_a_rebuild_killed_at_random_points_never_loses_the_graph(copy: Path) -> 
     rng = random.Random(8)
     for _ in range(4):
         proc = _spawn(copy, "rebuild")
-        time.sleep(rng.uniform(0.3, 2.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_mid_work(proc, writing(copy, proc), rng.uniform(0.1, 1.5), what="rebuild")
         # the next writer finds either the old graph or the rebuilt one, never a partial one
         r = cli(copy, "load", str(SEED))
         assert r.exit_code == 0, r.stderr
@@ -105,9 +103,7 @@ def test_a_load_killed_at_random_points_converges(corpus: Path, tmp_path: Path) 
     rng = random.Random(3)
     for _ in range(3):
         proc = _spawn(store, "load", str(corpus))
-        time.sleep(rng.uniform(0.2, 1.5))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_mid_work(proc, writing(store, proc), rng.uniform(0.05, 0.8), what="load")
     assert cli(store, "load", str(corpus)).exit_code == 0
     assert audios(store) == 1500
     r = cli(store, "rebuild")
@@ -348,8 +344,7 @@ def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api:
             before = set(_archived_keys(store)) if (store / "archive").exists() else set()
             api.requests.clear()
             proc = _fetch_proc(store, api, ids, "--videos")
-            time.sleep(rng.uniform(0.8, 2.0))
-            proc.send_signal(signal.SIGKILL)
+            kill_mid_work(proc, lambda: len(api.requests) > 0, rng.uniform(0.2, 1.2), what="fetch")
             proc.communicate()
             rebought = [k for k in _requested_keys(api) if k in before]
             assert rebought == []
@@ -375,7 +370,10 @@ def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_pa
     api.latency = 0.05
     try:
         proc = _fetch_proc(store, api, ids)
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60
+        while len(api.requests) < 50 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # (the signal lands mid-run, however slowly the process starts)
+        assert proc.poll() is None and len(api.requests) >= 50
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -424,6 +422,30 @@ def test_queries_and_serve_beside_a_writer_never_fail(corpus: Path, tmp_path: Pa
     finally:
         served.stop()
     assert done > 20 and failures == []
+
+
+def test_serve_and_a_dry_run_start_while_another_process_writes(tmp_path: Path) -> None:
+    """The writer applies what an interrupted run left: a reader that would rather have done it
+    opens the store read-only beside it instead of refusing to start."""
+    import requests
+    from test_server import Served
+
+    from konbini_ld import open_store
+
+    store = tmp_path / "store"
+    assert cli(store, "load", str(SEED)).exit_code == 0
+    with open_store(store):  # (this process holds the writer's lock)
+        served = Served(store)
+        try:
+            r = requests.get(served.url + "/queries/top-audios", headers={"Accept": "text/csv"}, timeout=30)
+            assert r.status_code == 200 and "khaby" in r.text
+        finally:
+            served.stop()
+        dry = CliRunner(env={"KONBINI_API_KEY": "sk-unused-12345678"}).invoke(
+            main, ["--store", str(store), "fetch", "--dry-run", "7611615657754381599"])
+        assert dry.exit_code == 0 and "would make" in dry.stderr, dry.stderr
+        load = cli(store, "load", str(SEED))
+        assert load.exit_code == 1 and "being written by another process" in load.stderr
 
 
 # -- a full disk (simulated with a file-size limit: writes past it fail as they would on a full disk) --

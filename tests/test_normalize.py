@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import seed_data
 
@@ -118,3 +120,37 @@ def test_nulls_are_dropped() -> None:
     data = seed_data()
     data["album"] = None
     assert "album" not in normalize(data).document
+
+
+def test_a_node_repeated_in_a_document_maps_as_once_and_as_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page repeats its audio in each of its videos, and a creator in each of theirs: each
+    copy met again becomes a reference to the first, and the statements are the same as when
+    every copy is mapped in full."""
+    import json as _json
+
+    from konbini_ld.mapping import normalize as module
+    from konbini_ld.mapping.grouping import group_lines
+    from konbini_ld.mapping.to_rdf import expand, to_lines
+    from konbini_ld.sources.konbini.corpus import videos_page
+
+    def lines(doc: dict[str, Any]) -> set[str]:
+        normalized = module.normalize(doc)
+        return {line for group in group_lines(to_lines(expand(normalized.document))).values() for line in group}
+
+    pages = [videos_page(i, c, n_persons=5)["data"] for i in range(3) for c in range(2)]
+    page = pages[0]
+    assert page["orderedItems"][0]["audio"] == page["orderedItems"][1]["audio"]  # (the repetition in question)
+    once = [lines(_json.loads(_json.dumps(p))) for p in pages]
+    original = module._Walker.node
+
+    def every_time(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.met = {}  # nothing is remembered: every copy is mapped in full
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(module._Walker, "node", every_time)
+    assert [lines(_json.loads(_json.dumps(p))) for p in pages] == once
+    # a copy that differs is no copy: both are mapped
+    changed = _json.loads(_json.dumps(page))
+    changed["orderedItems"][1]["audio"]["title"] = "another title"
+    monkeypatch.setattr(module._Walker, "node", original)
+    assert any('"another title"' in line for line in lines(changed))

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from click.testing import CliRunner
+from helpers import kill_mid_work, writing
 
 from konbini_ld import open_store
 from konbini_ld.apps.cli import main
@@ -303,9 +302,7 @@ def test_a_load_killed_at_random_points_leaves_an_index_in_step(corpus: Path, tm
     for _ in range(3):
         proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(store_dir), "load", str(corpus)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 2.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        kill_mid_work(proc, writing(store_dir, proc), rng.uniform(0.05, 0.8), what="load")
         consistent(store_dir)  # opening for writing replays what the kill left, index included
     with open_store(store_dir, read_only=True) as store:
         for text in ("love", "creator.2"):

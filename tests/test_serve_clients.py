@@ -305,13 +305,51 @@ def test_a_killed_worker_costs_no_request(store: Path) -> None:
 
 
 def test_a_query_that_crashes_the_engine_costs_only_itself(store: Path) -> None:
-    """Oxigraph overflows its stack on 20,000 nested parentheses: the worker dies (twice: the
-    query is run once more), the client gets a 500 saying how, and the server answers on."""
-    served = Served(store)
+    """A worker that dies under a query (twice: the query is run once more on a fresh one), here
+    killed by SIGSEGV from outside as an engine crash would: the client gets a 500 saying how, and
+    the server answers on. (Queries known to crash Oxigraph, nested or chained too deep, are
+    refused before they reach it: see test_queries_too_deep_for_the_engine_are_refused.)"""
+    served = Served(store, "--workers", "1", "--timeout", "20")
     try:
-        r = post(served.url, "SELECT * { FILTER(" + "(" * 20_000 + "1" + ")" * 20_000 + ") }")
-        assert r.status_code == 500 and "died twice" in r.text and "killed by" in r.text, r.text
         assert post(served.url, CHEAP).status_code == 200
+        answer: list[requests.Response] = []
+        t = threading.Thread(target=lambda: answer.append(post(served.url, RUNAWAY)))
+        t.start()
+        for _ in range(2):
+            time.sleep(1.0)
+            busy = workers(served.proc.pid)
+            assert busy
+            for pid in busy:
+                os.kill(pid, signal.SIGSEGV)
+        t.join(30)
+        assert answer[0].status_code == 500 and "died twice" in answer[0].text, answer[0].text
+        assert "SIGSEGV" in answer[0].text
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        stop_cleanly(served)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * { FILTER(" + "(" * 20_000 + "1" + ")" * 20_000 + ") }",
+    "SELECT * WHERE " + "{" * 3_000 + "}" * 3_000,
+    "SELECT * WHERE { " + " UNION ".join(["{ BIND(1 AS ?x) }"] * 10_000) + " }",
+    "SELECT (" + "+".join(["1"] * 10_000) + " AS ?x) WHERE {}",
+    "SELECT * WHERE { ?s " + "/".join(["<urn:p>"] * 10_000) + " ?o }",
+], ids=["parentheses", "braces", "unions", "sums", "path"])
+def test_queries_too_deep_for_the_engine_are_refused(store: Path, query: str) -> None:
+    """Oxigraph recurses once per level of nesting and per link of a chain, and overflows its
+    stack (a crash, no error) past a few thousand: such queries are refused with a message, by
+    `query` and by `serve`."""
+    from click.testing import CliRunner
+
+    from konbini_ld.apps.cli import main
+
+    r = CliRunner().invoke(main, ["--store", str(store), "query", "-e", query])
+    assert r.exit_code == 1 and r.stderr.startswith("Error:") and ("nests" in r.stderr or "chains" in r.stderr), r.stderr
+    served = Served(store, "--workers", "1")
+    try:
+        answer = post(served.url, query)
+        assert answer.status_code == 400 and ("nests" in answer.text or "chains" in answer.text), answer.text
     finally:
         stop_cleanly(served)
 
@@ -503,3 +541,50 @@ def test_a_port_in_use_is_one_error_line(store: Path) -> None:
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert [x for x in out.stderr.splitlines() if x.startswith("Error:")] == [
         x for x in out.stderr.splitlines() if "cannot listen" in x], out.stderr
+
+
+def test_clients_gone_mid_body_and_a_stop_mid_query_leave_no_traceback(store: Path) -> None:
+    """A body cut off, a chunked body whose framing breaks, then Ctrl-C with queries running:
+    the log holds no traceback, and every answer says nosniff."""
+    served = Served(store, "--workers", "1", "--timeout", "20")
+    try:
+        r = requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=30)
+        assert r.headers.get("X-Content-Type-Options") == "nosniff"
+        assert post(served.url, "SELECT ?x WHERE {").headers.get("X-Content-Type-Options") == "nosniff"
+        head = (f"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+                "Content-Type: application/sparql-query\r\n")
+        cut = raw(served.port, (head + "Content-Length: 100\r\n\r\nSELECT").encode())
+        time.sleep(0.3)
+        cut.close()
+        broken = raw(served.port, (head + "Transfer-Encoding: chunked\r\n\r\nZZ\r\nab\r\n").encode())
+        time.sleep(0.3)
+        broken.close()
+        running = [threading.Thread(target=lambda: post(served.url, RUNAWAY), daemon=True) for _ in range(3)]
+        for t in running:
+            t.start()
+        time.sleep(1.0)
+        served.proc.send_signal(signal.SIGINT)
+        served.proc.wait(30)
+    finally:
+        err = served.stop()
+    assert "Traceback" not in err and "CancelledError" not in err, err[-3000:]
+
+
+def test_queries_whose_clients_hung_up_give_their_places_back(store: Path) -> None:
+    """Thirty different runaways sent and abandoned at once: they are given up as their clients
+    are found gone, and a cheap query after them is answered as if they had never come."""
+    served = Served(store, "--workers", "1", "--timeout", "20")
+    try:
+        for i in range(30):
+            query = RUNAWAY.replace("?o }", f"?o FILTER(?o != {i}) }}")
+            body = f"query={requests.utils.quote(query)}"
+            sock = raw(served.port, (f"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+                                     "Content-Type: application/x-www-form-urlencoded\r\n"
+                                     f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+            sock.close()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert post(served.url, CHEAP).status_code == 200
+        assert time.monotonic() - started < 5.0  # (not behind thirty runaways of up to 20 s each)
+    finally:
+        stop_cleanly(served)

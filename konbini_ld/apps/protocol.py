@@ -1,31 +1,34 @@
 """The SPARQL 1.1 Protocol as ``serve`` reads it: the request's query and dataset, and the
 format of the answer, chosen the way Fuseki and Virtuoso choose it.
 
-* ``Accept`` is read with q-values and wildcards; the first acceptable format wins.
+* ``Accept`` is read with q-values and wildcards (RFC 9110, python-mimeparse): the most
+  acceptable format wins; one refused with ``q=0`` is never sent (:func:`negotiate`).
 * ``format=`` / ``output=`` / ``results=`` name a format by short name (``json``, ``xml``,
   ``csv``, ``tsv``, ``turtle``, ``ttl``, ``nt``, ``nq``, ``trig``, ``jsonld``, ``json-ld``,
   ``rdfxml``, ``rdf+xml``…) or media type, read for the kind of result: ``xml`` is
   SPARQL results XML for a SELECT and RDF/XML for a CONSTRUCT. A value that names nothing
   (``n3`` is read as Turtle) never overrides a valid ``Accept``.
 * Only the first :data:`MAX_ACCEPT` media ranges of an ``Accept`` header are read.
-* When nothing matches, the answer is SPARQL JSON (SELECT, ASK) or Turtle (CONSTRUCT,
-  DESCRIBE), never a 406: clients that ask for ``*/*``, for results formats on graph
-  queries, or for CSV on an ASK (CSV and TSV define no boolean) get something they can read.
+* When nothing the header names can be sent, the answer is SPARQL JSON (SELECT, ASK) or
+  Turtle (CONSTRUCT, DESCRIBE), unless the header refuses it: clients that ask for results
+  formats on graph queries, or for CSV on an ASK (CSV and TSV define no boolean) get something
+  they can read. When the header refuses every format the result can take, 406.
 * ``default-graph-uri`` and ``named-graph-uri`` (GET and POST) set the dataset.
-* JSON-LD names the API's context URLs unless ``context=inline`` asks for them embedded,
-  so that no client needs the network.
+* JSON-LD embeds its contexts, so that every JSON-LD processor reads it offline;
+  ``context=urls`` asks for the API's context URLs instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from ..errors import UsageError
 from ..io.formats import Format
 
-__all__ = ["Job", "MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "PAGE_OFFERED", "ProtocolRequest", "TooManyParameters",
-           "media_type", "negotiate", "negotiate_page", "read_request"]
+__all__ = ["MAX_ACCEPT", "MAX_PARAMETERS", "OFFERED", "PAGE_OFFERED", "BadRequest", "Job", "NotAcceptable",
+           "ProtocolRequest", "TooManyParameters", "media_type", "negotiate", "negotiate_page", "read_request"]
 
 #: Parameters a request may carry (query string and form together).
 MAX_PARAMETERS = 1000
@@ -33,7 +36,12 @@ MAX_PARAMETERS = 1000
 MAX_ACCEPT = 64
 
 
-class TooManyParameters(ValueError):
+class BadRequest(ValueError):
+    """A request the protocol does not allow (400): two queries, a query both in the URL and in
+    the body, bytes that are not the UTF-8 they must be."""
+
+
+class TooManyParameters(BadRequest):
     """A request with more than :data:`MAX_PARAMETERS` parameters."""
 
 #: What a result of each kind can be sent as.
@@ -58,13 +66,28 @@ class ProtocolRequest:
     formats: list[str] = field(default_factory=list)
     default_graphs: list[str] = field(default_factory=list)
     named_graphs: list[str] = field(default_factory=list)
-    inline_context: bool = False
+    inline_context: bool = True
     other: dict[str, str] = field(default_factory=dict)
 
 
 #: A query job: query text, parameters (N-Triples terms), Accept header, format names asked
 #: for, row cap, named query's name, dataset (default and named graphs) or None, inline context.
-Job = tuple[str, dict[str, str], str | None, list[str], int, str | None, tuple[list[str], list[str]] | None, bool]
+class Job(NamedTuple):
+    """A query job, as sent to a worker."""
+
+    sparql: str
+    #: parameters, as N-Triples terms
+    params: dict[str, str]
+    accept: str | None
+    #: format names asked for (``format=``, ``output=``, ``results=``)
+    formats: list[str]
+    #: the named query's name, if it is one (or a job of :mod:`.resource_jobs`)
+    name: str | None
+    #: default and named graphs, or None
+    dataset: tuple[list[str], list[str]] | None
+    inline_context: bool
+    #: the IRI relative IRIs in the query resolve against (the endpoint's own URL)
+    base_iri: str | None = None
 
 
 def media_type(fmt: Format) -> str:
@@ -76,45 +99,76 @@ def media_type(fmt: Format) -> str:
 def read_request(method: str, query_string: str, content_type: str, body: bytes) -> ProtocolRequest:
     """Read a GET query string, a POST form, or a POST ``application/sparql-query`` body.
 
-    :raises UsageError: a POST of any other type (the caller answers 415).
-    :raises TooManyParameters: more than :data:`MAX_PARAMETERS` parameters.
+    Text is UTF-8, as the protocol says: a body declaring another charset is refused, and bytes
+    that are not UTF-8 are a :class:`BadRequest`, never replaced.
+
+    :raises UsageError: a POST of any other type, or of another charset (the caller answers 415).
+    :raises BadRequest: more than one query (two ``query`` parameters, or one beside a query
+        body), text that is not UTF-8, more than :data:`MAX_PARAMETERS` parameters.
     """
     fields = _fields(query_string, MAX_PARAMETERS)
-    ctype = content_type.split(";")[0].strip().lower()
+    ctype, _, params = content_type.partition(";")
+    ctype = ctype.strip().lower()
     out = ProtocolRequest()
     if method == "POST":
         if ctype == "application/sparql-update":
             out.update = True
             return out
+        charset = _charset(params)
+        if ctype in ("application/sparql-query", "application/x-www-form-urlencoded") and \
+                charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+            raise UsageError(f"the body of a POST {ctype} is UTF-8 (SPARQL 1.1 Protocol), not {charset[:40]}")
         if ctype == "application/sparql-query":
-            out.query = body.decode("utf-8", "replace")
+            if "query" in fields:
+                raise BadRequest("a query in the body and another in the URL's query parameter: send one")
+            out.query = _utf8(body, "the query")
         elif ctype == "application/x-www-form-urlencoded":
             given = sum(len(v) for v in fields.values())
-            for key, values in _fields(body.decode("utf-8", "replace"), MAX_PARAMETERS - given).items():
+            for key, values in _fields(_utf8(body, "the form"), MAX_PARAMETERS - given).items():
                 fields.setdefault(key, []).extend(values)
         else:
             raise UsageError("POST application/sparql-query or a form with query=")
     if "update" in fields:
         out.update = True
+    if len(fields.get("query", [])) > 1:
+        raise BadRequest(f"{len(fields['query'])} query parameters: a request carries one query")
     if out.query is None and fields.get("query"):
         out.query = fields["query"][0]
     for key in ("format", "output", "results"):
         out.formats.extend(v for v in fields.get(key, []) if v)
     out.default_graphs = [v for v in fields.get("default-graph-uri", []) if v]
     out.named_graphs = [v for v in fields.get("named-graph-uri", []) if v]
-    out.inline_context = any(v.lower() in ("inline", "true", "1", "yes") for v in
-                             fields.get("context", []) + fields.get("inline-context", []))
+    # JSON-LD embeds its contexts (any processor reads it offline) unless context=urls asks for their URLs
+    out.inline_context = not any(v.lower() in ("urls", "url", "names", "false", "0", "no") for v in
+                                 fields.get("context", []) + fields.get("inline-context", []))
     known = {"query", "update", "format", "output", "results", "default-graph-uri", "named-graph-uri", "context",
              "inline-context"}
     out.other = {k: v[-1] for k, v in fields.items() if k not in known and v}
     return out
 
 
+def _charset(params: str) -> str:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
+def _utf8(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{what} is not UTF-8 (byte {exc.start})") from None
+
+
 def _fields(text: str, most: int) -> dict[str, list[str]]:
     if not text:
         return {}
     try:
-        return parse_qs(text, keep_blank_values=True, max_num_fields=max(most, 0))
+        return parse_qs(text, keep_blank_values=True, max_num_fields=max(most, 0), errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("a parameter is not UTF-8 once percent-decoded") from None
     except ValueError:
         raise TooManyParameters(f"a request may carry at most {MAX_PARAMETERS} parameters") from None
 
@@ -132,8 +186,20 @@ def _explicit(value: str, carries: str) -> Format | None:
     return fmt if fmt in OFFERED[carries] else None
 
 
+class NotAcceptable(ValueError):
+    """Every format a result could be sent as is refused by the request's ``Accept`` (406)."""
+
+
 def negotiate(accept: str | None, kind: str, explicit: list[str] | str | None = None) -> Format:
-    """The format for a result of ``kind`` (``SELECT``, ``ASK``, ``CONSTRUCT``).
+    """The format for a result of ``kind`` (``SELECT``, ``ASK``, ``CONSTRUCT``): the one place
+    ``serve`` reads ``Accept`` (RFC 9110 §12.5.1, with python-mimeparse).
+
+    Each format takes the quality of the most specific media range naming the media type it is
+    sent as (or, when none does, another of its types); the highest quality wins, then the range the client listed first, then the order of
+    :data:`OFFERED`. A format refused with ``q=0`` is never chosen. When no format is acceptable
+    the first one the header does not mention at all is sent (the default first: a client asking
+    for ``image/png``, or for CSV on an ASK, gets something it can read); when every one is refused,
+    :class:`NotAcceptable` (406).
 
     >>> negotiate("text/csv;q=0.5, application/sparql-results+xml", "SELECT")
     <Format.XML>
@@ -143,48 +209,71 @@ def negotiate(accept: str | None, kind: str, explicit: list[str] | str | None = 
     (<Format.TSV>, <Format.RDFXML>)
     >>> negotiate("text/csv", "ASK")  # CSV has no boolean: the default
     <Format.JSON>
+    >>> negotiate("text/*;q=0.5, text/turtle;q=0", "CONSTRUCT")  # N-Triples is text/plain too
+    <Format.NT>
+
+    :raises NotAcceptable: every format offered for ``kind`` is refused.
     """
     carries = {"CONSTRUCT": "graph", "ASK": "boolean"}.get(kind, "results")
     for value in [explicit] if isinstance(explicit, str) else (explicit or []):
         found = _explicit(value, carries)
         if found is not None:
             return found
-    if accept:
-        choices = []
-        for i, part in enumerate(accept.split(",", MAX_ACCEPT)[:MAX_ACCEPT]):
-            fields = [f.strip() for f in part.split(";")]
-            media = fields[0].lower()
-            q = 1.0
-            for f in fields[1:]:
-                if f.lower().startswith("q="):
-                    try:
-                        q = float(f[2:])
-                    except ValueError:
-                        q = 0.0
-            choices.append((-q, i, media))
-        for neg_q, _, media in sorted(choices):
-            if neg_q == 0 or not media:
-                continue
-            if media in ("*/*", "*"):
-                return _DEFAULT[carries]
-            found = _by_media(media, carries)
-            if found is not None:
-                return found
-            if media.endswith("/*"):
-                family = media[:-1]
-                for fmt in OFFERED[carries]:
-                    if any(m.startswith(family) for m in fmt.media_types):
-                        return fmt
-    return _DEFAULT[carries]
+    ranges = _ranges(accept) if accept else []
+    offered = sorted(OFFERED[carries], key=lambda f: f is not _DEFAULT[carries])  # (stable: the default first)
+    if not ranges:
+        return offered[0]
+    scored = [(_quality(fmt, ranges, carries), order, fmt) for order, fmt in enumerate(offered)]
+    acceptable = [(q, first, order, fmt) for (q, first), order, fmt in scored if q > 0]
+    if acceptable:
+        return min(acceptable, key=lambda c: (-c[0], c[1], c[2]))[3]
+    unmentioned = [fmt for (q, first), _, fmt in scored if first is None]
+    if unmentioned:
+        return unmentioned[0]
+    raise NotAcceptable(f"every format a {kind} result can be sent as is refused by Accept: "
+                        + ", ".join(f.media_type for f in offered))
 
 
-def _by_media(media: str, carries: str) -> Format | None:
-    for fmt in OFFERED[carries]:
-        if media in fmt.media_types:
-            return fmt
-    if carries == "graph" and media in _GRAPH_SYNONYMS:
-        return _GRAPH_SYNONYMS[media]
-    return None
+def _ranges(accept: str) -> list[tuple[str, str, dict[str, str]]]:
+    """The first :data:`MAX_ACCEPT` media ranges of an ``Accept`` header; unreadable ones skipped."""
+    import mimeparse
+
+    out = []
+    for part in accept.split(",", MAX_ACCEPT)[:MAX_ACCEPT]:
+        if not part.strip():
+            continue
+        try:
+            out.append(mimeparse.parse_media_range(part.strip().lower()))
+        except (mimeparse.MimeTypeParseException, ValueError):
+            continue
+    return out
+
+
+def _quality(fmt: Format, ranges: list[tuple[str, str, dict[str, str]]], carries: str) -> tuple[float, int | None]:
+    """A format's quality and the position of the range that gave it (``None``: no range names
+    any of its media types). The media type it is sent as decides, by its most specific range;
+    only when no range names that one, the most specific range naming another of its types
+    (``application/json`` for SPARQL JSON)."""
+    media = list(fmt.media_types)
+    if carries == "graph":
+        media += [m for m, f in _GRAPH_SYNONYMS.items() if f is fmt and "/" in m and m not in media]
+    for group in (media[:1], media[1:]):
+        best: tuple[float, float, int] | None = None  # fitness, quality, position
+        for m in group:
+            for position, r in enumerate(ranges):
+                q, fitness = _fit(m, r)
+                if fitness >= 0 and (best is None or fitness > best[0]):
+                    best = (fitness, q, position)
+        if best is not None:
+            return best[1], best[2]
+    return 0.0, None
+
+
+def _fit(media: str, parsed: tuple[str, str, dict[str, str]]) -> tuple[float, float]:
+    import mimeparse
+
+    q, fitness = mimeparse.quality_and_fitness_parsed(media, [parsed])
+    return float(q), float(fitness)
 
 
 #: What an entity's description can be sent as, besides HTML (``None``).
@@ -196,7 +285,8 @@ def negotiate_page(accept: str | None, explicit: list[str] | str | None = None) 
     """The format of an entity's description: ``None`` for its HTML page, else a graph format.
 
     HTML is the answer to a browser, to ``*/*`` and to nothing acceptable; a graph format when
-    ``Accept`` prefers one (or ``format=`` names one: ``html`` asks for the page).
+    ``Accept`` prefers one (RFC 9110 qualities, as :func:`negotiate` reads them), or ``format=``
+    names one (``html`` asks for the page).
 
     >>> negotiate_page("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8") is None
     True
@@ -204,6 +294,8 @@ def negotiate_page(accept: str | None, explicit: list[str] | str | None = None) 
     (<Format.TURTLE>, <Format.JSONLD>, <Format.RDFXML>)
     >>> negotiate_page("*/*") is None and negotiate_page("text/turtle", "html") is None
     True
+    >>> negotiate_page("text/*;q=0.5, text/html;q=0")
+    <Format.TURTLE>
     """
     for value in [explicit] if isinstance(explicit, str) else (explicit or []):
         key = value.strip().lower()
@@ -212,25 +304,17 @@ def negotiate_page(accept: str | None, explicit: list[str] | str | None = None) 
         found = _explicit(key, "graph")
         if found in PAGE_OFFERED:
             return found
-    if not accept:
+    ranges = _ranges(accept) if accept else []
+    if not ranges:
         return None
-    choices = []
-    for i, part in enumerate(accept.split(",", MAX_ACCEPT)[:MAX_ACCEPT]):
-        fields = [f.strip() for f in part.split(";")]
-        q = 1.0
-        for f in fields[1:]:
-            if f.lower().startswith("q="):
-                try:
-                    q = float(f[2:])
-                except ValueError:
-                    q = 0.0
-        choices.append((-q, i, fields[0].lower()))
-    for neg_q, _, media in sorted(choices):
-        if neg_q == 0 or not media:
-            continue
-        if media in _HTML or media in ("*/*", "*", "text/*"):
-            return None
-        found = _by_media(media, "graph")
-        if found in PAGE_OFFERED:
-            return found
-    return None
+    html = 0.0
+    best: tuple[float, float] | None = None  # fitness, quality
+    for media in _HTML:
+        for r in ranges:
+            q, fitness = _fit(media, r)
+            if fitness >= 0 and (best is None or fitness > best[0]):
+                best = (fitness, q)
+    html = best[1] if best is not None else 0.0
+    graph = max(((_quality(fmt, ranges, "graph")[0], -order, fmt) for order, fmt in enumerate(PAGE_OFFERED)),
+                key=lambda c: (c[0], c[1]))
+    return graph[2] if graph[0] > html else None

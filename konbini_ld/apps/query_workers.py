@@ -11,15 +11,14 @@ bytes in pieces.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from ..errors import KonbiniError, QueryError, UsageError
+from ..errors import KonbiniError, QueryError, StaleViewError, UsageError
 from ..io.formats import Format
 from .protocol import Job, media_type
 from .resource_jobs import PREFIX as JOB_PREFIX
@@ -42,7 +41,8 @@ class ServeOptions:
     :ivar location: store directory or remote query endpoint URL.
     :ivar store_options: ``archive``, ``update_url``, ``gsp_url`` for :func:`~konbini_ld.store.open_store`.
     :ivar timeout: seconds a query may run.
-    :ivar max_rows: rows (or triples) returned at most.
+    :ivar max_rows: rows (or triples) the query page shows at most (the protocol endpoint
+        always answers in full, or with an error status).
     :ivar cors_origins: origins allowed to call the endpoint from a browser (none by default).
     :ivar workers: query worker processes kept ready (embedded store); up to ``2 × workers``
         queries run at once.
@@ -80,7 +80,6 @@ class Answer:
     status: int
     media: str
     length: int
-    truncated: bool
     chunks: AsyncIterator[bytes]
     close: Any = None
 
@@ -93,14 +92,14 @@ class Cut(Exception):
 
 
 def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
-    """Check, read and run one job: ``("ok", (status, media, body, truncated))`` or ``("error", payload)``."""
+    """Check, read and run one job: ``("ok", (status, media, body))`` or ``("error", payload)``."""
     import pyoxigraph as ox
 
     from ..query.guard import check_safe_query
     from ..sparql import query_form
-    from .protocol import negotiate
+    from .protocol import NotAcceptable, negotiate
 
-    sparql, params_nt, accept, formats, max_rows, name, dataset, inline = job
+    sparql, params_nt, accept, formats, name, dataset, inline, base_iri = job
     if name is not None and name.startswith(JOB_PREFIX):  # an entity's description, the dataset's figures
         from .resource_jobs import run_job
 
@@ -121,15 +120,19 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
                     ox.NamedNode(graph)
                 except ValueError:
                     return "error", (400, f"Bad request: {key} {graph[:200]!r} is not an IRI")
-    fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    try:
+        fmt = negotiate(accept, "CONSTRUCT" if form in ("CONSTRUCT", "DESCRIBE") else form, formats)
+    except NotAcceptable as exc:
+        return "error", (406, f"Not Acceptable: {exc}")
     params = {k: _term_from_nt(v) for k, v in params_nt.items()}
-    return "ok", _execute(store, sparql, params, fmt.label, max_rows, name, dataset, inline)
+    return "ok", _execute(store, sparql, params, fmt.label, name, dataset, inline, base_iri)
 
 
-def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max_rows: int, name: str | None,
+def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, name: str | None,
              dataset: tuple[list[str], list[str]] | None = None,
-             inline_context: bool = False) -> tuple[int, str, bytes, bool]:
-    """Run one query against an open store; return status, media type, body, truncated."""
+             inline_context: bool = False, base_iri: str | None = None) -> tuple[int, str, bytes]:
+    """Run one query against an open store; return status, media type and the whole answer
+    (never a part of it: the time and memory limits bound what an answer may cost)."""
     import io
 
     from ..engines.base import Dataset
@@ -139,23 +142,20 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, max
     fmt = Format.lookup(fmt_name)
     graphs = Dataset(tuple(dataset[0]), tuple(dataset[1])) if dataset is not None else None
     fast = store.answer(sparql, params) if graphs is None else None  # (the text index)
-    result = fast or run_query(store.engine, sparql, params, name=name, dataset=graphs)
+    result = fast or run_query(store.engine, sparql, params, name=name, dataset=graphs, base_iri=base_iri)
     if result.kind == "ASK":
-        return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label), False
+        return 200, media_type(fmt), write_boolean(bool(result.boolean), fmt.label)
     if result.kind == "SELECT":
-        rows = list(islice(result.rows(), max_rows + 1))
-        body = write_solutions(result.variables, rows[:max_rows], fmt.label)
-        return 200, media_type(fmt), body, len(rows) > max_rows
-    triples = list(islice(result.triples(), max_rows + 1))
+        return 200, media_type(fmt), write_solutions(result.variables, result.rows(), fmt.label)
     out = io.BytesIO()
-    QueryResult("CONSTRUCT", native=triples[:max_rows]).write(out, fmt, inline_context=inline_context)
-    return 200, media_type(fmt), out.getvalue(), len(triples) > max_rows
+    QueryResult("CONSTRUCT", native=list(result.triples())).write(out, fmt, inline_context=inline_context)
+    return 200, media_type(fmt), out.getvalue()
 
 
 def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
     and retried on a fresh view when a writer compacted files away under it. An answer is
-    sent as a header (status, media type, length, truncated) and then its bytes in pieces."""
+    sent as a header (status, media type, length) and then its bytes in pieces."""
     from ..engines.sandbox import deny_network
     from ..pipeline.collection import open_store
 
@@ -187,7 +187,7 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
                     status, answer = _answer_job(store, job)
                     break
                 except KonbiniError as exc:
-                    if attempt + 1 == _READ_ATTEMPTS or not _is_stale_view(exc):
+                    if attempt + 1 == _READ_ATTEMPTS or not isinstance(exc, StaleViewError):
                         raise
         except KonbiniError as exc:
             status, answer = "error", _error_payload(exc, 500)
@@ -195,8 +195,8 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
             status, answer = "error", (500, f"{type(exc).__name__}: {exc}")
         try:
             if status == "ok":
-                code, media, body, truncated = answer
-                conn.send(("ok", (code, media, len(body), truncated)))
+                code, media, body = answer
+                conn.send(("ok", (code, media, len(body))))
                 view = memoryview(body)
                 for start in range(0, len(body), CHUNK):
                     conn.send_bytes(view[start:start + CHUNK])
@@ -215,17 +215,17 @@ PRELOAD = ["konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini
            "konbini_ld.apps.pages", "konbini_ld.query.entity", "konbini_ld.query.dataset", "pyoxigraph"]
 
 
-def _is_stale_view(exc: Exception) -> bool:
-    """A read-only view a writer's compaction outran (its files are gone): worth a fresh view."""
-    text = str(exc)
-    return any(m in text for m in ("No such file", "Corruption", "IO error", "damaged"))
-
-
 def _term_from_nt(text: str) -> Any:
     import pyoxigraph as ox
 
     quad = next(iter(ox.parse(f"<urn:s> <urn:p> {text} .", ox.RdfFormat.N_TRIPLES)))
     return quad.object
+
+
+#: Whether the client that asked has gone (its connection closed): its query need not run on.
+Gone = Callable[[], Awaitable[bool]]
+#: What a query whose client has gone answers (nobody reads it; the log says so).
+GONE = (499, "the client closed the connection; the query was stopped")
 
 
 class Direct:
@@ -245,7 +245,7 @@ class Direct:
         if self.store is not None:
             self.store.close()
 
-    async def run(self, job: Job) -> tuple[str, Any]:
+    async def run(self, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
         try:
             with anyio.fail_after(self.opts.timeout + 1):
                 status, payload = await anyio.to_thread.run_sync(_answer_job, self.store, job,
@@ -256,13 +256,13 @@ class Direct:
             return "error", _error_payload(exc, 502)
         if status != "ok":
             return status, payload
-        code, media, body, truncated = payload
+        code, media, body = payload
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(body), CHUNK):
                 yield body[start:start + CHUNK]
 
-        return "ok", Answer(code, media, len(body), truncated, chunks(), lambda complete: None)
+        return "ok", Answer(code, media, len(body), chunks(), lambda complete: None)
 
 
 def _error_payload(exc: KonbiniError, otherwise: int) -> tuple[int, str, int | None, int | None]:

@@ -2,7 +2,7 @@
 HTML or RDF) and the dataset's figures (``/void``). They run where queries run, under the same
 time and memory limits (:mod:`.query_workers`).
 
-A job is a query job (:data:`~konbini_ld.apps.query_workers.Job`) whose name starts with
+A job is a query job (:class:`~konbini_ld.apps.protocol.Job`) whose name starts with
 :data:`PREFIX`; its parameters are plain strings (the IRI asked for, already checked, the page,
 the server's base URL, the format).
 """
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import UsageError
 from ..io.formats import Format
-
-if TYPE_CHECKING:
-    from .protocol import Job
+from .protocol import Job
 
 __all__ = ["FIGURES", "PREFIX", "RESOURCE", "figures_job", "resource_job", "run_job"]
 
@@ -31,22 +29,22 @@ def resource_job(iri: str, page: int, base: str, fmt: Format | None, limit: int)
     """The job describing ``iri`` (``fmt`` ``None``: its HTML page)."""
     params = {"iri": iri, "page": str(page), "base": base, "format": fmt.label if fmt is not None else HTML,
               "limit": str(limit)}
-    return (f"# {RESOURCE}", params, None, [], 0, RESOURCE, None, True)
+    return Job(f"# {RESOURCE}", params, None, [], RESOURCE, None, True)
 
 
 def figures_job() -> Job:
-    return (f"# {FIGURES}", {}, None, [], 0, FIGURES, None, False)
+    return Job(f"# {FIGURES}", {}, None, [], FIGURES, None, False)
 
 
 def run_job(store: Any, job: Job) -> tuple[str, Any]:
-    """Run one of these jobs on an open store: ``("ok", (status, media, body, truncated))`` or
+    """Run one of these jobs on an open store: ``("ok", (status, media, body))`` or
     ``("error", (status, message))``."""
-    name, params = job[5], job[1]
+    name, params = job.name, job.params
     if name == FIGURES:
         from ..query.dataset import dataset_figures
 
         body = json.dumps(dataset_figures(store.engine).to_json()).encode()
-        return "ok", (200, "application/json", body, False)
+        return "ok", (200, "application/json", body)
     if name == RESOURCE:
         return _resource(store, params)
     return "error", (400, f"unknown job {name!r}")
@@ -66,7 +64,7 @@ def _resource(store: Any, params: dict[str, str]) -> tuple[str, Any]:
     if d is None:
         return "error", (404, f"Not found: the store holds nothing about {iri[:300]}")
     if params["format"] == HTML:
-        return "ok", (200, "text/html; charset=utf-8", entity_page(d, ServedLinks()).encode("utf-8"), False)
+        return "ok", (200, "text/html; charset=utf-8", entity_page(d, ServedLinks()).encode("utf-8"))
     fmt = Format.lookup(params["format"], "graph")
     links = ServedLinks()
     document = f"{base}/{links.page(iri, page)}"
@@ -74,7 +72,7 @@ def _resource(store: Any, params: dict[str, str]) -> tuple[str, Any]:
     triples = list(d.triples(document, next_page=following, dataset=f"{base}/void#dataset"))
     out = io.BytesIO()
     write_triples(triples, out, fmt)
-    return "ok", (200, media_type(fmt), out.getvalue(), False)
+    return "ok", (200, media_type(fmt), out.getvalue())
 
 
 def write_triples(triples: list[Any], out: io.BytesIO, fmt: Format) -> None:

@@ -3,8 +3,9 @@
 * ``/sparql`` — GET ``?query=``, POST form, POST ``application/sparql-query``.
   SELECT/ASK negotiate JSON, XML, CSV, TSV; CONSTRUCT/DESCRIBE Turtle, N-Triples,
   JSON-LD (``Accept`` header, or ``?format=``). Malformed or refused queries are
-  400, updates 403, queries over the time limit 503.
-  Results stop at the row cap (``X-Result-Truncated`` says so).
+  400, updates 403, queries over the time or memory limit 503. An answer is whole or it
+  is an error: there is no row cap on the protocol (``max_rows`` is the query page's, which
+  says when it shows fewer rows than the answer holds).
 * ``/queries`` — the named queries (JSON); ``/queries/{name}?param=value`` runs one
   with its parameters bound as RDF terms.
 * ``/`` — the query page (self-contained: no CDN, no external requests).
@@ -44,7 +45,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -53,9 +54,9 @@ from ..query.dataset import DatasetFigures
 from ..query.entity import DEFAULT_LIMIT, check_iri
 from .describe import FiguresCache, archive_position, list_dumps, service_description, void_description
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
-from .protocol import ProtocolRequest, TooManyParameters, negotiate, negotiate_page, read_request
 from .pages import PAGE_CSP, PAGE_FORMATS, ServedLinks
-from .query_workers import Answer, Cut, ServeOptions, media_type
+from .protocol import BadRequest, NotAcceptable, ProtocolRequest, TooManyParameters, negotiate, negotiate_page, read_request
+from .query_workers import Answer, Cut, Job, ServeOptions, media_type
 from .resource_jobs import figures_job, resource_job
 from .worker_pool import runner_for
 
@@ -96,9 +97,9 @@ def create_app(opts: ServeOptions) -> Starlette:
                      name: str | None = None) -> Response:
         dataset = (req.default_graphs, req.named_graphs) if req.default_graphs or req.named_graphs else None
         started = time.perf_counter()
-        job = (sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
-               opts.max_rows, name, dataset, req.inline_context)
-        status, payload = await runner.run(job)
+        job = Job(sparql, {k: str(v) for k, v in params.items()}, request.headers.get("accept"), req.formats,
+                  name, dataset, req.inline_context, base_iri=_base(request) + request.url.path)
+        status, payload = await runner.run(job, request.is_disconnected)
         if status == "error":
             code, message, *where = payload
             headers = {}
@@ -106,8 +107,6 @@ def create_app(opts: ServeOptions) -> Starlette:
                 headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
             return PlainTextResponse(message + "\n", status_code=code, headers=headers)
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
-        if payload.truncated:
-            headers["X-Result-Truncated"] = str(opts.max_rows)
         return _Streamed(payload, headers)
 
     async def read_body(request: Request) -> bytes:
@@ -132,6 +131,9 @@ def create_app(opts: ServeOptions) -> Starlette:
         except TimeoutError:
             raise _Refusal(PlainTextResponse(f"Request Timeout: the body must arrive within {opts.body_seconds:g} s\n",
                                              status_code=408, headers={"Connection": "close"})) from None
+        except ClientDisconnect:  # (gone mid-body, or a body its framing broke): nobody to answer
+            raise _Refusal(PlainTextResponse("Bad Request: the body did not arrive whole\n", status_code=400,
+                                             headers={"Connection": "close"})) from None
         finally:
             held[0] -= size
         return b"".join(chunks)
@@ -142,7 +144,7 @@ def create_app(opts: ServeOptions) -> Starlette:
             req = read_request(request.method, request.url.query, request.headers.get("content-type", ""), body)
         except _Refusal as refusal:
             return refusal.response
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         except UsageError as exc:
             return PlainTextResponse(f"Unsupported Media Type: {exc}\n", status_code=415)
@@ -151,7 +153,10 @@ def create_app(opts: ServeOptions) -> Starlette:
             return _read_only()
         if not req.query:
             if request.method == "GET":  # the Service Description
-                fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                try:
+                    fmt = negotiate(request.headers.get("accept"), "CONSTRUCT", req.formats)
+                except NotAcceptable as exc:
+                    return PlainTextResponse(f"Not Acceptable: {exc}\n", status_code=406)
                 text = service_description(_base(request), fmt)
                 return Response(text, media_type=media_type(fmt), headers={"Vary": "Accept"})
             return PlainTextResponse("Bad request: give a SPARQL query in the query parameter\n", status_code=400)
@@ -164,7 +169,7 @@ def create_app(opts: ServeOptions) -> Starlette:
     async def void(request: Request) -> Response:
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         position = archive_position(state_dir)
         figures = figures_cache.get(position)
@@ -235,7 +240,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         q = queries[name]
         try:
             req = read_request("GET", request.url.query, "", b"")
-        except TooManyParameters as exc:
+        except BadRequest as exc:
             return PlainTextResponse(f"Bad request: {exc}\n", status_code=400)
         values = {k: v for k, v in req.other.items() if v != ""}
         try:
@@ -250,7 +255,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         return JSONResponse(PREFIXES)
 
     async def page(request: Request) -> Response:
-        return _asset("index.html", "text/html; charset=utf-8")
+        return _asset("index.html", "text/html; charset=utf-8", {"{{max_rows}}": str(opts.max_rows)})
 
     async def script(request: Request) -> Response:
         return _asset("app.js", "text/javascript; charset=utf-8")
@@ -347,8 +352,10 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def _asset(name: str, media_type: str) -> Response:
+def _asset(name: str, media_type: str, fill: dict[str, str] | None = None) -> Response:
     body = resources.files("konbini_ld.apps").joinpath(f"web/{name}").read_bytes()
+    for mark, value in (fill or {}).items():
+        body = body.replace(mark.encode(), value.encode())
     return Response(body, media_type=media_type, headers={
         "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     })
@@ -399,9 +406,31 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
         raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
     name = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(create_app(opts), log_level="warning", lifespan="on", http=guarded_protocol(limits),
+    config = uvicorn.Config(_QuietWhenStopping(create_app(opts)), log_level="warning", lifespan="on", http=guarded_protocol(limits),
                             h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
                             timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
     if announce is not None:
         announce(f"http://{name}:{bound}/")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class _QuietWhenStopping:
+    """The app, with requests still running when the server stops (Ctrl-C, SIGTERM, past the
+    graceful shutdown's 5 s) ending quietly: their connections close with the server, and the
+    log holds no traceback for them. Every answer says ``X-Content-Type-Options: nosniff`` (an
+    error that quotes a query is text, never read as a page)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_marked(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_marked if scope.get("type") == "http" else send)
+        except asyncio.CancelledError:
+            if scope.get("type") != "http":
+                raise

@@ -38,7 +38,7 @@ from typing import Any
 
 import anyio
 
-from .query_workers import Answer, Cut, Direct, Job, ServeOptions
+from .query_workers import GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
 from .worker_processes import POLL_SECONDS, Proc, Processes, has_data, resident_bytes, size_text, wait_readable
 
 __all__ = ["GRACE", "MAX_WAITING", "Workers", "runner_for"]
@@ -60,6 +60,14 @@ class _Waiter:
     again: bool
 
 
+class _Gone(Exception):
+    """The client left while its query waited for a place."""
+
+
+#: How often a running query asks whether its client is still there (seconds).
+_GONE_EVERY = 0.25
+
+
 class _CannotStart(Exception):
     """No worker process could be started (out of processes or memory)."""
 
@@ -73,9 +81,8 @@ def _fingerprint(job: Job) -> bytes:
     """A query job's identity (its text, parameters and dataset), in 16 bytes."""
     import hashlib
 
-    sparql, params, _accept, _formats, _rows, name, dataset, _inline = job
-    digest = hashlib.blake2b(sparql.encode("utf-8", "surrogatepass"), digest_size=16)
-    digest.update(repr((sorted(params.items()), name, dataset)).encode("utf-8", "surrogatepass"))
+    digest = hashlib.blake2b(job.sparql.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest.update(repr((sorted(job.params.items()), job.name, job.dataset, job.base_iri)).encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
@@ -122,7 +129,7 @@ class Workers(Processes):
         except (OSError, ValueError):
             pass
 
-    async def _acquire(self, fresh: bool = False, again: bool = False) -> Proc | None:
+    async def _acquire(self, fresh: bool = False, again: bool = False, gone: Gone | None = None) -> Proc | None:
         """A worker for a new query, first come first served; ``None`` when too many wait already
         or none can start. A query stopped a moment ago and sent ``again`` waits behind the others
         and takes only a free place: it cannot stop another query."""
@@ -132,6 +139,8 @@ class Workers(Processes):
         self.queue.append(me)
         try:
             while True:
+                if gone is not None and await gone():
+                    raise _Gone()
                 proc, wait = None, POLL_SECONDS
                 first = next((w for w in self.queue if not w.again), None) or self.queue[0]
                 if first is me:
@@ -185,20 +194,25 @@ class Workers(Processes):
             young = [age for age in ages.values() if age < GRACE]  # each ends, or becomes long, within GRACE
             return None, (GRACE - max(young)) if young else POLL_SECONDS
 
-    async def run(self, job: Job) -> tuple[str, Any]:
+    async def run(self, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
+        """Run ``job`` on a worker. ``gone`` says whether its client has left: a query waiting for a
+        place, or running, for nobody is given up (its worker stopped), so clients that send
+        queries and hang up cannot keep the places from the others."""
         mark = _fingerprint(job)
         again = self._stopped_lately(mark)
         for attempt in range(2):
             try:
-                proc = await self._acquire(fresh=attempt > 0, again=again)
+                proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone)
             except _CannotStart:
                 return "error", (503, "no query worker could be started; try again shortly")
+            except _Gone:
+                return "error", GONE
             if proc is None:
                 return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
                                       "waiting (serve --workers); try again shortly")
             proc.mark, proc.again = mark, again
             try:
-                return await self._dispatch(proc, job)
+                return await self._dispatch(proc, job, gone)
             except _Died as exc:
                 self._discard(proc)
                 if proc.stopped == "evicted":
@@ -220,9 +234,11 @@ class Workers(Processes):
         when = self.stopped_lately.get(mark)
         return when is not None and time.monotonic() - when < _REMEMBER_SECONDS
 
-    async def _dispatch(self, proc: Proc, job: Job) -> tuple[str, Any]:
-        """Hand ``job`` to ``proc`` and wait for its header within the limits."""
+    async def _dispatch(self, proc: Proc, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
+        """Hand ``job`` to ``proc`` and wait for its header within the limits (and while its client
+        is there: a query run for nobody is stopped)."""
         deadline = proc.started + self.opts.timeout
+        asked = time.monotonic()
         sent = False
         try:
             with anyio.move_on_after(self.opts.timeout):
@@ -252,6 +268,12 @@ class Workers(Processes):
                     continue
                 raise _Died(_ending(proc))
             now = time.monotonic()
+            if gone is not None and now - asked >= _GONE_EVERY:
+                asked = now
+                if await gone():
+                    log.info("stopped a query whose client closed the connection (pid %s)", proc.pid)
+                    self._discard(proc)
+                    return "error", GONE
             if resident_bytes(proc.pid) > self.opts.max_memory:
                 proc.stopped = "memory"
                 self._remember(proc)
@@ -271,13 +293,13 @@ class Workers(Processes):
         if status != "ok":
             self._release(proc)
             return status, payload
-        code, media, length, truncated = payload
+        code, media, length = payload
         if length == 0:
             self._release(proc)
-            return "ok", Answer(code, media, 0, truncated, _no_chunks(), lambda complete: None)
-        return "ok", self._answer(proc, code, media, length, truncated)
+            return "ok", Answer(code, media, 0, _no_chunks(), lambda complete: None)
+        return "ok", self._answer(proc, code, media, length)
 
-    def _answer(self, proc: Proc, code: int, media: str, length: int, truncated: bool) -> Answer:
+    def _answer(self, proc: Proc, code: int, media: str, length: int) -> Answer:
         state = {"read": 0}
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -302,7 +324,7 @@ class Workers(Processes):
             else:
                 self._discard(proc)
 
-        return Answer(code, media, length, truncated, chunks(), close)
+        return Answer(code, media, length, chunks(), close)
 
 
 

@@ -85,9 +85,10 @@ class Engine(Protocol):
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
-        dataset: Dataset | None = None,
+        dataset: Dataset | None = None, base_iri: str | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
-        """Run a SPARQL query (default graph = union of all graphs)."""
+        """Run a SPARQL query (default graph = union of all graphs; relative IRIs in it resolve
+        against ``base_iri``)."""
 
     def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
         """Every quad in the store (of ``graph`` only, if given)."""

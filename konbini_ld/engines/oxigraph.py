@@ -154,9 +154,9 @@ class OxigraphEngine:
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
-        dataset: Dataset | None = None,
+        dataset: Dataset | None = None, base_iri: str | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
-        """Run a query. On a read-only view the answer is read in full before it is returned,
+        """Run a query (relative IRIs in it resolve against ``base_iri``). On a read-only view the answer is read in full before it is returned,
         and read again from a fresh view if a writer beside it compacted files away meanwhile.
 
         :param dataset: default and named graphs (the protocol's ``default-graph-uri`` and
@@ -165,7 +165,7 @@ class OxigraphEngine:
         # a query naming its own dataset (FROM) gets exactly that, from graphs already stored
         as_union = union and not has_dataset_clause(sparql) and dataset is None
         bound = {ox.Variable(k): v for k, v in (substitutions or {}).items()}
-        graphs: dict[str, Any] = {}
+        graphs: dict[str, Any] = {"base_iri": base_iri} if base_iri else {}
         if dataset is not None:
             graphs["default_graph"] = [ox.NamedNode(g) for g in dataset.default_graphs] or None
             graphs["named_graphs"] = [ox.NamedNode(g) for g in dataset.named_graphs]

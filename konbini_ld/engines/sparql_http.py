@@ -119,6 +119,11 @@ class SparqlHttpEngine:
         graph_result = form in ("CONSTRUCT", "DESCRIBE")
         answer = self._post(self.endpoints.query, what="query", data=data,
                             headers={"Accept": GRAPH_ACCEPT if graph_result else RESULTS_ACCEPT})
+        cut = answer.headers.get("X-SPARQL-MaxRows")
+        if cut is not None:  # Virtuoso's ResultSetMaxRows cut the answer short: a part is not the answer
+            answer.close()
+            raise StoreError(f"{self.description} cut its answer short at {cut[:20]} rows (its ResultSetMaxRows): "
+                             "raise that limit on the server, or narrow the query")
         if graph_result:
             return list(read_graph(answer.body, answer.content_type, where=self.description, base_iri=answer.url))
         return read_results(answer.body, answer.content_type, where=self.description, form=form, exact=exact)
@@ -265,13 +270,17 @@ class SparqlHttpEngine:
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,
-        dataset: Dataset | None = None,
+        dataset: Dataset | None = None, base_iri: str | None = None,
     ) -> ox.QuerySolutions | ox.QueryBoolean | ox.QueryTriples:
         """Run a query over konbini-ld's graphs: the default graph is their union and ``GRAPH``
         sees each of them, as on the embedded store, whatever the server's own default graph
         (the dataset is sent the way this server honours, see :meth:`dataset_way`). A query
         naming its own dataset (``FROM``), or ``dataset``, gets exactly that; ``union=False``
-        sends the query as it is."""
+        sends the query as it is. Relative IRIs resolve against ``base_iri`` (sent as the
+        query's first ``BASE``; a ``BASE`` of the query's own still applies after it), never
+        against the server's address."""
+        if base_iri:
+            sparql = f"BASE <{base_iri}>\n{sparql}"
         if substitutions:
             sparql = bind_with_values(sparql, substitutions)
         form = query_form(sparql) or "SELECT"

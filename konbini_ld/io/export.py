@@ -11,9 +11,10 @@ the output re-expands to exactly the stored graph.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from functools import cache
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
@@ -25,7 +26,7 @@ from .formats import Format
 
 RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
 
-__all__ = ["export", "write_jsonld_quads", "write_jsonld_triples"]
+__all__ = ["CanonicalDoubles", "canonical_double", "export", "write_jsonld_quads", "write_jsonld_triples"]
 
 
 def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_context: bool = False) -> None:
@@ -40,12 +41,15 @@ def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_conte
     """
     fmt = Format.lookup(fmt, "graph")
     try:
-        if fmt.can_carry("dataset"):
-            engine.dump(output, fmt.ox_format(), prefixes=PREFIXES)
-        elif fmt is Format.JSONLD:
+        if fmt is Format.JSONLD:
             write_jsonld_quads(engine, output, inline_context=inline_context)
+            return
+        canonical = cast(IO[bytes], CanonicalDoubles(output))
+        if fmt.can_carry("dataset"):
+            engine.dump(canonical, fmt.ox_format(), prefixes=PREFIXES)
         else:
-            ox.serialize((q.triple for q in engine.iter_quads()), output, fmt.ox_format(), prefixes=PREFIXES)
+            ox.serialize((q.triple for q in engine.iter_quads()), canonical, fmt.ox_format(), prefixes=PREFIXES)
+        canonical.flush()
     except BrokenPipeError:
         raise
     except OSError as exc:
@@ -55,6 +59,7 @@ def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_conte
 # -- JSON-LD -------------------------------------------------------------------
 
 _INT = XSD + "integer"
+_DOUBLE = XSD + "double"
 _BOOL = XSD + "boolean"
 _STRING = XSD + "string"
 _LANG_STRING = RDF + "langString"
@@ -122,6 +127,8 @@ def _matches(term: Term, value: RdfTerm) -> bool:
 def _literal(value: ox.Literal, term: Term | None) -> Any:
     dt = value.datatype.value
     lex = value.value
+    if dt == _DOUBLE:  # (spelled as every other format spells it: see CanonicalDoubles)
+        return {"@value": canonical_double(lex), "@type": _compact_iri(dt, vocab=False)}
     if value.language:
         return {"@value": lex, "@language": value.language}
     coerced = term.type if term is not None else None
@@ -241,3 +248,81 @@ def write_jsonld_triples(triples: Iterable[ox.Triple], output: IO[bytes], *, inl
 
     _write_header(output, inline_context)
     _write_nodes(output, nodes())
+
+
+# -- doubles -------------------------------------------------------------------
+
+
+def canonical_double(text: str) -> str:
+    """The canonical lexical form of an ``xsd:double`` (XML Schema 1.1: a mantissa with one digit
+    before the point, the shortest that reads back to the same number, and an exponent), which
+    JSON-LD processors write for doubles; the text unchanged if it is no double.
+
+    >>> [canonical_double(t) for t in ("23.5", "1e-05", "0", "-0.0", "100", "INF", "NaN", "x")]
+    ['2.35E1', '1.0E-5', '0.0E0', '-0.0E0', '1.0E2', 'INF', 'NaN', 'x']
+    """
+    import math
+    from decimal import Decimal
+
+    try:
+        x = float(text)
+    except ValueError:
+        return text
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "INF" if x > 0 else "-INF"
+    if x == 0:
+        return "-0.0E0" if math.copysign(1.0, x) < 0 else "0.0E0"
+    sign, digits, exponent = Decimal(repr(x)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    shown = "".join(map(str, digits))
+    return f"{'-' if sign else ''}{shown[0]}.{shown[1:] or '0'}E{exponent + len(shown) - 1}"
+
+
+_DOUBLE_LITERAL = re.compile(rb'"([^"\\\n]*)"\^\^(<http://www\.w3\.org/2001/XMLSchema#double>|xsd:double)')
+_DOUBLE_ELEMENT = re.compile(rb'(rdf:datatype="http://www\.w3\.org/2001/XMLSchema#double">)([^<]*)(<)')
+
+
+def _canonical_line(line: bytes) -> bytes:
+    line = _DOUBLE_LITERAL.sub(lambda m: b'"' + canonical_double(m.group(1).decode()).encode() + b'"^^' + m.group(2),
+                               line)
+    return _DOUBLE_ELEMENT.sub(lambda m: m.group(1) + canonical_double(m.group(2).decode()).encode() + m.group(3),
+                               line)
+
+
+class CanonicalDoubles:
+    """A writer in front of ``output`` that spells every ``xsd:double`` in Oxigraph's serialisations
+    (N-Triples, N-Quads, Turtle, TriG, RDF/XML) canonically, as JSON-LD does: the exports and
+    answers of a graph then hash alike whatever their format. Lines without a double pass as they
+    are (one substring test per piece)."""
+
+    _MARK = b"XMLSchema#double"
+    _SHORT = b"xsd:double"
+
+    def __init__(self, output: IO[bytes]) -> None:
+        self.output = output
+        self._held = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        given = bytes(data)
+        if not self._held and given.endswith(b"\n") and self._MARK not in given and self._SHORT not in given:
+            self.output.write(given)
+            return len(given)
+        pending = self._held + given
+        cut = pending.rfind(b"\n") + 1
+        self._held = pending[cut:]
+        if cut:
+            whole = pending[:cut]
+            if self._MARK in whole or self._SHORT in whole:
+                whole = b"".join(_canonical_line(line) for line in whole.splitlines(keepends=True))
+            self.output.write(whole)
+        return len(given)
+
+    def flush(self) -> None:
+        if self._held:
+            self.output.write(_canonical_line(self._held))
+            self._held = b""
+        flush = getattr(self.output, "flush", None)
+        if flush is not None:
+            flush()

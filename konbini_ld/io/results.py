@@ -48,7 +48,7 @@ def _xml_term(term: Any) -> str:
     return f"<literal>{escape(term.value)}</literal>"
 
 
-def write_solutions(variables: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> bytes:
+def write_solutions(variables: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> bytes:
     """Serialise SELECT rows (pyoxigraph terms, ``None`` when unbound) as ``json``, ``xml``, ``csv`` or ``tsv``."""
     if fmt == "json":
         bindings = [{v: _json_term(t) for v, t in zip(variables, row) if t is not None} for row in rows]

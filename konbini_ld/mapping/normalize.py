@@ -184,6 +184,10 @@ class _Walker:
         self.warnings: list[str] = []
         self.kinds = _kinds()
         self.datatypes = _datatypes()
+        #: the nodes with an id met so far in this document, as given and as normalised: a copy
+        #: met again (a page repeats its audio in each of its 30 videos, and a creator in each of
+        #: theirs) says the same statements, so it becomes a reference to the first
+        self.met: dict[str, tuple[dict[str, Any], str]] = {}
 
     def fail(self, path: str, message: str) -> ExpandError:
         return ExpandError(f"{path}: {message}")
@@ -227,6 +231,10 @@ class _Walker:
         self.depth(path, depth)
         out: dict[str, Any] = {}
         node_id = obj.get("id", obj.get("@id"))
+        if isinstance(node_id, str) and depth:
+            first = self.met.get(node_id)
+            if first is not None and (first[0] is obj or first[0] == obj):
+                return {"id": first[1]}
         if node_id is not None:
             if not isinstance(node_id, str):
                 raise self.fail(f"{path}.id", f"must be an absolute IRI string, got {_type_name(node_id)} {_short(node_id)}")
@@ -265,6 +273,8 @@ class _Walker:
                 out[k] = self.value(kind, v, me, k, where, depth + 1)
         if "duration" in out and "durationSeconds" not in obj:
             self.split_duration(out, path)
+        if isinstance(node_id, str) and depth:
+            self.met.setdefault(node_id, (obj, me))
         return out
 
     def top_level_id(self, obj: dict[str, Any], type_names: list[str]) -> str:

@@ -136,6 +136,10 @@ def _seed_worker(templates: dict[Any, Any]) -> None:
     default_cache().seed(templates)
 
 
+#: Response text below which a batch is prepared in line (moving it to a worker costs more).
+_POOLED_BYTES = 128 * 1024
+
+
 class PreparePool:
     """Worker processes preparing batches one ahead of the writer; started on the second batch,
     so small inputs never pay for them."""
@@ -151,7 +155,7 @@ class PreparePool:
     def prepare(self, batch: list[Response]) -> Any:
         """Observations of ``batch`` (a list, or an async result with ``get()`` from the workers)."""
         self.batches += 1
-        if self.workers <= 0 or self.batches < 2 or len(batch) < 100:
+        if self.workers <= 0 or self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES:
             return [prepare(r, shape_cache=self.templates) for r in batch]
         if self.pool is None:
             import multiprocessing as mp

@@ -13,7 +13,7 @@ from ..model import LoadReport, Response
 from ..sources.files import Source, iter_sources
 from ..store.log.archive import ArchiveRecord
 from ..store.store import Location, Store
-from .ingest import DEFAULT_BATCH, Pipeline, observed
+from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, Pipeline, observed
 
 __all__ = ["KonbiniStore", "open_store", "rebuild_store"]
 
@@ -78,13 +78,19 @@ class KonbiniStore(Store):
         return replay(self)
 
     def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
-             progress: Progress = None, observed_at: datetime | str | None = None) -> LoadReport:
+             batch_bytes: int | None = DEFAULT_BATCH_BYTES, progress: Progress = None,
+             observed_at: datetime | str | None = None, workers: int | None = None) -> LoadReport:
         """Ingest saved responses: paths to JSON or JSON Lines files, open streams, ``"-"`` or
         :data:`sys.stdin`, or responses as dicts (with or without the ``{"data": …}`` envelope).
 
         Standard input is read only when given. Bad items are reported in
         :attr:`LoadReport.failed`; good items in the same run still load.
 
+        :param batch_size: responses one write to the graph takes at most.
+        :param batch_bytes: response text one write takes at most (``None``: no bound but the
+            count); what a load holds in memory follows it, whatever the kind of response.
+        :param workers: processes preparing responses beside the writer (``None``: one per CPU
+            beyond two; ``0``: none).
         :param observed_at: when the responses were observed (an aware ``datetime``, or ISO 8601
             text; without a zone, UTC); else a recorded exchange's ``Date`` header, else the time
             this load started. Each property shows its newest observation, in any load order.
@@ -93,10 +99,11 @@ class KonbiniStore(Store):
         ...     store.load({"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1"}}).loaded
         1
         """
-        return self.ingest(iter_sources(sources), batch_size=batch_size, progress=progress, observed_at=observed_at)
+        return self.ingest(iter_sources(sources), batch_size=batch_size, batch_bytes=batch_bytes, progress=progress,
+                           observed_at=observed_at, workers=workers)
 
     def ingest(self, responses: Iterable[Response | Any], *, batch_size: int = DEFAULT_BATCH,
-               archive_failed: bool = False, progress: Progress = None, workers: int | None = None,
+               batch_bytes: int | None = DEFAULT_BATCH_BYTES, archive_failed: bool = False, progress: Progress = None, workers: int | None = None,
                observed_at: datetime | str | None = None) -> LoadReport:
         """Ingest raw :class:`~konbini_ld.model.Response` objects through the pipeline (prepare, archive, apply).
 
@@ -108,7 +115,7 @@ class KonbiniStore(Store):
         self._writable()  # without a time, one for the whole run (a recorded Date still says otherwise)
         responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)
         return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
-                                 progress=progress, workers=workers)
+                                 batch_bytes=batch_bytes, progress=progress, workers=workers)
 
     def archive_responses(self, responses: Sequence[Response]) -> list[ArchiveRecord]:
         """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""

@@ -45,12 +45,12 @@ from ..sources.konbini.endpoints import audio_key, parse_audio_ids, usable_curso
 from ..store.log.archive import ArchiveRecord
 from ..units import check_duration, format_time
 from .collection import KonbiniStore
+from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
 
 DEFAULT_CONCURRENCY = 32
 _WAIT_SECONDS = 0.5
-_MAX_BATCH = 500
 #: After an interrupt, how long the graph may keep taking archived responses before the run
 #: exits (the rest is applied when the store is next opened).
 APPLY_GRACE_SECONDS = 2.0
@@ -89,6 +89,8 @@ def fetch(
     on_total: Callable[[int], None] | None = None,
     on_graph: Callable[[int], None] | None = None,
     graph_progress: Callable[[int], None] | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    batch_bytes: int | None = DEFAULT_BATCH_BYTES,
 ) -> FetchReport:
     """Fetch audios by id or TikTok music URL (and with ``videos`` their pages of videos) into ``store``.
 
@@ -110,11 +112,15 @@ def fetch(
         their next ones).
     :param on_graph: called once the last answer is in, with the number of answers the graph
         has yet to take; ``graph_progress`` then with each number it took.
+    :param batch_size: answers one write to the graph takes at most.
+    :param batch_bytes: answer text one write to the graph takes at most (``None``: no bound but
+        the count); what the writer holds in memory follows it.
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
     :raises UsageError: ``max_credits`` or ``max_pages`` is negative, ``concurrency`` below 1.
     """
     _check_counts(concurrency=(concurrency, 1), max_pages=(max_pages, 0), max_credits=(max_credits, 0),
-                  page_size=(page_size, 1))
+                  page_size=(page_size, 1), batch_size=(batch_size, 1),
+                  batch_bytes=(batch_bytes if batch_bytes is not None else 1, 1))
     if refresh_older_than is not None:
         check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
@@ -142,6 +148,7 @@ def fetch(
     runner.on_total = on_total
     runner.on_graph = on_graph
     runner.graph_progress = graph_progress
+    runner.batch_size, runner.batch_bytes = batch_size, batch_bytes
     runner.total = len(jobs) + report.skipped
     if on_total:
         on_total(runner.total)
@@ -190,6 +197,8 @@ class _Runner:
         self.on_total: Callable[[int], None] | None = None
         self.on_graph: Callable[[int], None] | None = None
         self.graph_progress: Callable[[int], None] | None = None
+        self.batch_size = DEFAULT_BATCH
+        self.batch_bytes: int | None = DEFAULT_BATCH_BYTES
         self.total = 0
         self.stop = threading.Event()
         self.run_id = "fetch:" + format_time(datetime.now(UTC))
@@ -513,13 +522,15 @@ class _Runner:
         done = False
         while not done:
             batch: list[ArchiveRecord] = []
+            held = 0
             item = self.applying.get()
             while True:
                 if item is None:
                     done = True
                 else:
                     batch.append(item)
-                if done or len(batch) >= _MAX_BATCH:
+                    held += len(item.body)
+                if done or len(batch) >= self.batch_size or (self.batch_bytes is not None and held >= self.batch_bytes):
                     break
                 try:
                     item = self.applying.get_nowait()

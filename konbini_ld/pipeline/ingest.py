@@ -27,7 +27,7 @@ from ..store.log.archive import Archive, ArchiveRecord
 from ..store.writer import Writer
 from ..units import check_not_future, format_time, parse_time
 
-__all__ = ["DEFAULT_BATCH", "Pipeline", "batched", "observed"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_BATCH_BYTES", "Pipeline", "batched", "observed"]
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,36 @@ log = logging.getLogger(__name__)
 #: (500: the two batches in flight hold about 40 MiB less than two of 1,000, and a 100k load
 #: is no slower; 250 saves 30 MiB more but writes more slowly)
 DEFAULT_BATCH = 500
+#: Response text a batch holds at most (a batch's memory follows it: about 100 times as much at
+#: its peak, prepared and written; a page of 30 videos is ~57 kB, an audio ~1.6 kB).
+DEFAULT_BATCH_BYTES = 3 * 2**20
 
 Item = Response | ArchiveRecord | InputError
 
 
-def batched(items: Iterable[Item], size: int, failed: list[InputError]) -> Iterator[list[Response | ArchiveRecord]]:
-    """Group items into lists of ``size``; input errors go to ``failed``."""
+def batched(items: Iterable[Item], size: int, failed: list[InputError], max_bytes: int | None = None,
+            ) -> Iterator[list[Response | ArchiveRecord]]:
+    """Group items into lists of ``size`` at most, and of ``max_bytes`` of response text at most
+    (a batch holds one item whatever its size); input errors go to ``failed``.
+
+    What a batch costs in memory follows what its responses hold, not how many they are (a page
+    of 30 videos is 35 audios' worth), so the bytes end a batch of pages long before the count.
+
+    >>> from konbini_ld.model import Response
+    >>> [len(b) for b in batched([Response("x" * 10, "-") for _ in range(7)], 5, [], max_bytes=25)]
+    [3, 3, 1]
+    """
     batch: list[Response | ArchiveRecord] = []
+    held = 0
     for item in items:
         if isinstance(item, InputError):
             failed.append(item)
             continue
         batch.append(item)
-        if len(batch) >= size:
+        held += len(item.body)
+        if len(batch) >= size or (max_bytes is not None and held >= max_bytes):
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
 
@@ -107,6 +122,7 @@ class Pipeline:
         archive: bool = True,
         archive_failed: bool = False,
         batch_size: int = DEFAULT_BATCH,
+        batch_bytes: int | None = DEFAULT_BATCH_BYTES,
         progress: Callable[[int], None] | None = None,
         workers: int | None = None,
     ) -> LoadReport:
@@ -118,11 +134,16 @@ class Pipeline:
 
         :param archive_failed: archive responses even when they cannot be mapped (API responses
             that were paid for), so that ``rebuild`` can recover them later.
+        :param batch_size: responses a batch holds at most.
+        :param batch_bytes: response text a batch holds at most (``None``: no bound but the count).
         :param progress: called with the number of items handled after each batch.
         :param workers: preparing processes for this run (default: the pipeline's).
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+        if batch_bytes is not None and (isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int)
+                                        or batch_bytes < 1):
+            raise UsageError(f"batch_bytes must be a whole number of at least 1, not {batch_bytes!r}")
         report = LoadReport()
         pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
         pending: Any = None
@@ -150,7 +171,7 @@ class Pipeline:
                 progress(len(batch))
 
         try:
-            for batch in batched(items, batch_size, report.failed):
+            for batch in batched(items, batch_size, report.failed, batch_bytes):
                 responses = [_response(x) for x in batch if replayable(x)]
                 seq = batch[-1].seq if isinstance(batch[-1], ArchiveRecord) else None
                 job = (batch, seq, pool.prepare(responses))

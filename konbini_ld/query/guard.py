@@ -37,6 +37,17 @@ PARSE_LIMIT = 32 * 1024
 
 _REFUSED = "SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints"
 
+#: Brackets nested deeper than this are refused: Oxigraph's parser recurses once per level and
+#: overflows its stack (a crash, no error) past a few thousand; no real query nests a hundred.
+MAX_NESTING = 500
+#: Operators and pattern keywords chained in one query (``1 + 1 + …``, ``{…} UNION {…} UNION …``,
+#: ``<p>/<p>/…``) past this are refused for the same reason: the engine builds and walks them
+#: as one deep tree, and crashes past about 5,000 on an 8 MiB stack.
+MAX_CHAIN = 4_000
+_CHAINING = frozenset("+-*/=<>!^")
+_DOUBLED = frozenset("|&")  # (`||` and `&&` are one operator; a path's `|` half of one)
+_CHAIN_WORDS = frozenset({"UNION", "OPTIONAL", "MINUS", "FILTER", "BIND", "IN"})
+
 
 def check_safe_query(sparql: str, *, name: str | None = None) -> None:
     """Refuse queries that would make the engine reach out, or change data.
@@ -53,8 +64,22 @@ def check_safe_query(sparql: str, *, name: str | None = None) -> None:
     ...
     konbini_ld.errors.QueryError: SERVICE (federated query) is not allowed: konbini-ld never contacts other endpoints
 
+    >>> check_safe_query("ASK " + "{" * 600 + "}" * 600)
+    Traceback (most recent call last):
+    ...
+    konbini_ld.errors.QueryError: the query nests brackets 600 levels deep; at most 500 are read (the engine's parser would run out of stack)
+
     :raises QueryError: the query is not allowed.
     """
+    if sum(map(sparql.count, "{([+-*/|&=<>!^")) + len(sparql) // 64 > MAX_NESTING:  # (a cheap first look)
+        depth, chain = shape(sparql)
+        if depth > MAX_NESTING:
+            raise QueryError(f"the query nests brackets {depth} levels deep; at most {MAX_NESTING} are read "
+                             "(the engine's parser would run out of stack)", name=name)
+        if chain > MAX_CHAIN:
+            raise QueryError(f"the query chains {chain:,} operators and pattern keywords; at most {MAX_CHAIN:,} are "
+                             "read (the engine would run out of stack): split it into several queries, or "
+                             "use VALUES for long lists of alternatives", name=name)
     for text in _readings(sparql):
         verdict = _lexed_verdict(text)
         if verdict == "unsure":
@@ -104,6 +129,30 @@ _LEX = re.compile(
 #: the ``<`` were a less-than instead: a comment, a string, an escape, a bracket.
 _SHIFTY = re.compile(r"[#'()\[\]\\]")
 _ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
+
+
+def shape(sparql: str) -> tuple[int, int]:
+    """How deep brackets (``{``, ``(``, ``[``) nest in the query, and how many operators and
+    pattern keywords it chains, strings, comments and IRIs aside.
+
+    >>> shape('SELECT * { ?s ?p "{{{{ + +" FILTER((?o > 1 && ?o < 9)) } # ((((')
+    (3, 5)
+    """
+    depth = deepest = chain = halves = 0
+    for m in _LEX.finditer(sparql):
+        kind = m.lastgroup
+        if kind == "open":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif kind == "close":
+            depth = max(0, depth - 1)
+        elif kind == "other":
+            chain += m.group() in _CHAINING
+            halves += m.group() in _DOUBLED
+        elif kind == "word":
+            text = m.group()
+            chain += text.upper() in _CHAIN_WORDS or text.count("-")
+    return deepest, chain + halves // 2
 
 
 def service_verdict(sparql: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import pyoxigraph as ox
 
@@ -260,11 +260,16 @@ class QueryResult:
         if not fmt.can_carry("graph") or fmt.ox_format() is None:
             raise UsageError(f"a CONSTRUCT/DESCRIBE result is RDF: use {', '.join(Format.names('graph'))}, "
                              f"not {fmt.label}")
-        ox.serialize(self.triples(), output, fmt.ox_format(), prefixes=PREFIXES)
+        from ..io.export import CanonicalDoubles
+
+        canonical = cast(IO[bytes], CanonicalDoubles(output))
+        ox.serialize(self.triples(), canonical, fmt.ox_format(), prefixes=PREFIXES)
+        canonical.flush()
 
 
 def run_query(engine: Engine, sparql: str, params: Mapping[str, Any] | None = None, *,
-              name: str | None = None, dataset: Dataset | None = None, index: str | None = None) -> QueryResult:
+              name: str | None = None, dataset: Dataset | None = None, index: str | None = None,
+              base_iri: str | None = None) -> QueryResult:
     """Check ``sparql`` is safe, bind ``params`` as terms, and let the engine evaluate it natively.
 
     :raises QueryError: refused, malformed, or failed.
@@ -272,8 +277,12 @@ def run_query(engine: Engine, sparql: str, params: Mapping[str, Any] | None = No
     check_safe_query(sparql, name=name)
     substitutions = {k.lstrip("?$"): to_term(v) for k, v in (params or {}).items()}
     try:
-        native = engine.query(sparql, substitutions=substitutions, dataset=dataset) if dataset is not None else \
-            engine.query(sparql, substitutions=substitutions)
+        options: dict[str, Any] = {"substitutions": substitutions}
+        if dataset is not None:
+            options["dataset"] = dataset
+        if base_iri:
+            options["base_iri"] = base_iri
+        native = engine.query(sparql, **options)
     except QueryError as exc:
         if exc.name is None:
             exc.name = name

@@ -19,13 +19,16 @@ import pyoxigraph as ox
 
 from ..engines.base import Engine
 from ..lexical import observation_time
-from ..vocab import GENID
+from ..vocab import GENID, RDF
 from .history import Times
 from .memo import MaybeHeld, Written
 
 __all__ = ["Planner", "prov_groups"]
 
 _GENID_NT = "<" + GENID
+#: what an ``rdf:List`` cell says: a cell is named after the triple that points at it, not after
+#: its content, so what it holds can change under the same name
+_CELL_NT = frozenset({f"<{RDF}first>", f"<{RDF}rest>"})
 
 
 def _node(text: str) -> ox.NamedNode:
@@ -99,9 +102,14 @@ class Planner:
         if self.seen is not None:
             self._skip_unchanged()
         subjects = {s for s, _ in self.final}
-        check = subjects if self.known is None else [s for s in subjects if s in self.known]
+        # an object without an id is named after its owner, its key and its content: a node of
+        # that name already stored says exactly what this one says, so it needs no read (list
+        # cells, named after what points at them, are read like entities)
+        cells = {s for s, p in self.final if p in _CELL_NT}
+        named = {s for s in subjects if not s.startswith(_GENID_NT) or s in cells}
+        check = named if self.known is None else [s for s in named if s in self.known]
         if self.known is not None:
-            self.new = subjects.difference(check)
+            self.new = named.difference(check)
         stored: list[ox.Quad] = []
         props: dict[str, set[str]] = {}
         if check:
@@ -127,12 +135,12 @@ class Planner:
         def consider(q: ox.Quad) -> None:
             line = f"{q.subject} {q.predicate} {q.object} .\n"
             if line in inserts:
-                unchanged.add(line)
-            else:
-                deletes.append(q)
+                unchanged.add(line)  # (an owned node it names is the same node, named by its content)
+                return
+            deletes.append(q)
             o = q.object
             if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
-                old_owned.append(o)
+                old_owned.append(o)  # no longer pointed at from here: what it says goes too
 
         for q in stored:
             consider(q)

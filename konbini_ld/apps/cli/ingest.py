@@ -10,7 +10,7 @@ import click
 
 from ...errors import UsageError
 from ...io.text import one_line
-from .options import Context, handle_errors, pass_state, report_load, report_warnings, seconds_type
+from .options import Context, batch_options, handle_errors, pass_state, report_load, report_warnings, seconds_type
 
 #: ``load`` compacts the store after this many responses (seconds of work that make queries faster).
 COMPACT_AFTER = 50_000
@@ -18,13 +18,16 @@ COMPACT_AFTER = 50_000
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE... | -")
-@click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True, help="Responses per write batch.")
+@batch_options
+@click.option("--workers", type=click.IntRange(0, 256), metavar="N",
+              help="Processes preparing responses beside the writer (default: one per CPU beyond two; 0: none).")
 @click.option("--observed-at", metavar="TIME",
               help="When the responses were observed (ISO 8601; default: a recorded exchange's Date header, "
                    "else now).")
 @pass_state
 @handle_errors
-def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: str | None) -> None:
+def load(state: Context, files: tuple[str, ...], batch_size: int, batch_bytes: int, workers: int | None,
+         observed_at: str | None) -> None:
     """Ingest saved API responses.
 
     Each FILE is a JSON file (the API's {"data": …} envelope or a bare object; one
@@ -45,7 +48,8 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
 
     when = parse_time(observed_at) if observed_at is not None else None
     with state.open() as store, state.progress(None, "resp", "loading") as bar:
-        report = store.load(files, batch_size=batch_size, progress=bar.update, observed_at=when)
+        report = store.load(files, batch_size=batch_size, batch_bytes=batch_bytes, progress=bar.update,
+                            observed_at=when, workers=workers)
         if report.loaded >= COMPACT_AFTER:  # a large load leaves many files: merge them for the queries
             store.compact()
     report_load(state, report, "loaded")
@@ -73,11 +77,13 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, observed_at: s
                    "a day).")
 @click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts for transient failures (connection, timeout, 5xx).")
+@batch_options
 @pass_state
 @handle_errors
 def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, concurrency: int, refresh: bool,
           refresh_older_than: str | None, retry_not_found: bool, dry_run: bool, max_credits: int | None,
-          videos: bool, max_pages: int, api_url: str | None, timeout: float, retries: int) -> None:
+          videos: bool, max_pages: int, api_url: str | None, timeout: float, retries: int, batch_size: int,
+          batch_bytes: int) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
 
     The key comes from the KONBINI_API_KEY environment variable. Each request
@@ -142,7 +148,8 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
             report = run_fetch(store, client, values, concurrency=concurrency, refresh=refresh,
                                max_credits=max_credits, refresh_older_than=older, retry_not_found=retry_not_found,
                                dry_run=dry_run, videos=videos, max_pages=max_pages, progress=bar.update,
-                               on_total=total, on_graph=on_graph, graph_progress=graph_progress)
+                               on_total=total, on_graph=on_graph, graph_progress=graph_progress,
+                               batch_size=batch_size, batch_bytes=batch_bytes)
         finally:
             for b in graph:
                 b.close()
@@ -154,8 +161,22 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
     for error in report.errors:
         click.echo(f"Error: {one_line(str(error))}", err=True)
     state.note(report.summary())
+    if report.stopped in ("terminated", "interrupted"):
+        _end_now(report.exit_code)
     if report.exit_code:
         sys.exit(report.exit_code)
+
+
+def _end_now(code: int) -> None:
+    """After Ctrl-C or SIGTERM, with the store closed and the summary said: end without waiting
+    for request threads a server still holds (their connections are shut, but a thread that was
+    connecting may read on until its own time limit)."""
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 @click.command()

@@ -57,6 +57,7 @@ class Context:
     def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
         """Open the store; ``or_read_only``: a command that only reads (but would rather open it
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
+        from ...errors import StoreBusyError
         from ...pipeline.collection import open_store
         from ...store.log.lock import NotWritableError
 
@@ -72,6 +73,11 @@ class Context:
             store = open_store(self.location, read_only=True, **options)  # (says so if there is no store)
             if or_read_only:
                 self.warn(f"{str(exc).split(' (', 1)[0]}: reading it as it is")
+        except StoreBusyError:
+            if not or_read_only:
+                raise
+            # another process writes it (and applies what an interrupted run left): read beside it
+            store = open_store(self.location, read_only=True, **options)
         self.report_recovery(store.recovered)
         return store
 
@@ -251,7 +257,30 @@ def seconds_type() -> Parsed:
     return Parsed("seconds", parse_seconds)
 
 
+def size_type() -> Parsed:
+    """A size in bytes (``512K``, ``3M``, ``1G``), at least one byte."""
+    from ...units import parse_size
+
+    def at_least_one(text: str) -> int:
+        value = parse_size(text)
+        if value < 1:
+            raise UsageError(f"{text!r} is less than one byte")
+        return value
+
+    return Parsed("size", at_least_one)
+
+
 # -- option bundles ------------------------------------------------------------------------
+
+
+def batch_options(fn: F) -> F:
+    """``--batch-size N`` and ``--batch-bytes SIZE``: what one write to the graph takes at most (the
+    library's defaults, spelled out: ``--help`` imports no store; a test holds them equal)."""
+    fn = click.option("--batch-bytes", type=size_type(), default="3M", show_default=True,
+                      metavar="SIZE", help="Response text per write batch at most: a batch's memory follows it "
+                                           "(pages of videos are ~35 audios each).")(fn)
+    return click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True,
+                        help="Responses per write batch at most.")(fn)
 
 
 def output_option(fn: F) -> F:

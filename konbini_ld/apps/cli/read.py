@@ -49,7 +49,7 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
 
     csv and tsv are safe to open in a spreadsheet: a value that would run as a
     formula (=…, +…, -…, @…) gets a leading ' (--raw writes values exactly).
-    table shows control characters as escapes (\x1b), never sends them.
+    table shows control characters as escapes (\\x1b), never sends them.
 
     \b
     Examples:

@@ -13,7 +13,8 @@ from .options import Context, handle_errors, pass_state
 @click.option("--timeout", default="30", show_default=True, metavar="SECONDS",
               help="Seconds a query may run (above 0, at most a day).")
 @click.option("--max-rows", type=click.IntRange(1), default=10_000, show_default=True,
-              help="Rows (or triples) returned at most per query.")
+              help="Rows the query page shows at most; the SPARQL endpoint always answers in full (or with an "
+                   "error status, past --timeout or --max-memory).")
 @click.option("--cors", "cors", multiple=True, metavar="ORIGIN", help="Allow browser calls from ORIGIN ('*' for any).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Query worker processes kept ready; up to twice as many queries run at once.")

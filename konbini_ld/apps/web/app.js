@@ -48,7 +48,9 @@ function renderTable(data) {
   const head = table.createTHead().insertRow();
   for (const v of vars) { const th = document.createElement("th"); th.textContent = v; head.appendChild(th); }
   const body = table.createTBody();
-  for (const b of data.results.bindings) {
+  // the page shows at most serve --max-rows rows (the answer itself is whole)
+  const most = Number(document.body.dataset.maxRows) || Infinity;
+  for (const b of data.results.bindings.slice(0, most)) {
     const tr = body.insertRow();
     for (const v of vars) tr.insertCell().appendChild(cell(b[v]));
   }
@@ -230,7 +232,6 @@ async function run() {
     return;
   }
   const type = response.headers.get("content-type") || "";
-  const truncated = response.headers.get("x-result-truncated");
   let summary;
   if (type.includes("sparql-results+json")) {
     const data = JSON.parse(body);
@@ -239,6 +240,8 @@ async function run() {
       $("downloads").replaceChildren(); renderChart({ head: {}, results: { bindings: [] } });
     } else {
       const n = renderTable(data); summary = n + (n === 1 ? " row" : " rows"); downloads(false);
+      const shown = $("results-table").tBodies[0].rows.length;
+      if (shown < n) summary += " (the first " + shown + " shown: serve --max-rows)";
       const panels = renderChart(data);
       if (panels) summary += ", " + panels + (panels === 1 ? " series" : " series") + " charted";
     }
@@ -249,7 +252,7 @@ async function run() {
     const triples = body.split("\n").filter((l) => /[.;,]\s*$/.test(l) && !/^@prefix/.test(l)).length;
     summary = "graph (" + triples + " statement lines)"; downloads(true);
   }
-  status.textContent = summary + " in " + ms + " ms" + (truncated ? " (truncated at " + truncated + ")" : "");
+  status.textContent = summary + " in " + ms + " ms";
 }
 
 function restore() {

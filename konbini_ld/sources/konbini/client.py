@@ -51,7 +51,7 @@ __all__ = ["MAX_BODY_BYTES", "ApiResponse", "Budget", "BudgetSpent", "KonbiniCli
 
 _TRANSIENT_STATUS = {500, 502, 503, 504}
 #: The largest answer read, on the wire and once decompressed (a page of 30 videos is ~100 KB).
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -141,6 +141,39 @@ class _Transient(Exception):
         self.error = error
 
 
+#: Keys shorter than this are not looked for in answers: they would match ordinary text (a key
+#: ``k`` would turn every ``k`` of an answer into ``REDACTED``); no real key is this short.
+MIN_REDACTED_KEY = 8
+
+
+def key_pattern(key: str) -> re.Pattern[str] | None:
+    """What finds ``key`` in text however it is spelled: each character as itself, percent-encoded
+    (either case of hex digits, ``+`` for a space) or as a JSON escape (``\\u0053``, ``\\/``).
+
+    >>> key_pattern("sk-12345/x").sub("REDACTED", 'a "\\u0073k-12345\\/x" b %73k%2D12345%2Fx c')
+    'a "REDACTED" b REDACTED c'
+    >>> key_pattern("k") is None
+    True
+    """
+    if len(key) < MIN_REDACTED_KEY:
+        return None
+
+    def hexed(text: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text)
+
+    parts = []
+    for ch in key:
+        forms = [re.escape(ch), "".join(f"%{hexed(f'{b:02x}')}" for b in ch.encode("utf-8"))]
+        if ord(ch) < 0x10000:
+            forms.append(r"\\u" + hexed(f"{ord(ch):04x}"))
+        if ch in '/"\\':
+            forms.append(re.escape("\\" + ch))
+        if ch == " ":
+            forms.append(r"\+")
+        parts.append("(?:" + "|".join(forms) + ")")
+    return re.compile("".join(parts))
+
+
 def _credit_headers(response: requests.Response) -> tuple[int | None, int | None, dict[str, str] | None]:
     """The believable credit headers, and the values that were not believed (as evidence)."""
     evidence: dict[str, str] = {}
@@ -202,9 +235,14 @@ class KonbiniClient:
         if not api_key:
             raise AuthError("no API key: set KONBINI_API_KEY (get one at https://konbiniapi.com)")
         self._key = api_key
+        self._key_pattern = key_pattern(api_key)
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
             raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
+        if "@" in (urlsplit(self.base_url).netloc or ""):
+            # (requests would send them as Basic authorization in place of the key's Bearer one)
+            raise UsageError(f"the API URL {redact(base_url)!r} holds credentials (user:password@): the API "
+                             "key goes in KONBINI_API_KEY, and a request carries one Authorization header")
         self.timeout = (min(5.0, timeout), timeout) if isinstance(timeout, (int, float)) else timeout
         if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 < t <= 86_400
                    for t in self.timeout):
@@ -293,15 +331,12 @@ class KonbiniClient:
 
     def _scrub(self, text: str) -> str:
         """``text`` with the API key taken out, should a server send it back (a message quoting
-        the request, a redirect carrying it): it is never archived, stored or shown."""
-        if not text:
+        the request, a redirect carrying it, a credit header): it is never archived, stored or
+        shown, in any spelling a reader would decode back to it (each character as itself,
+        percent-encoded or as a JSON ``\\u`` escape)."""
+        if not text or self._key_pattern is None:
             return text
-        from urllib.parse import quote, quote_plus
-
-        for form in {self._key, quote(self._key, safe=""), quote_plus(self._key)}:
-            if form and form in text:
-                text = text.replace(form, "REDACTED")
-        return text
+        return self._key_pattern.sub("REDACTED", text)
 
     def abort(self) -> None:
         """End every request in progress now (a second Ctrl-C): their reads fail at once."""
@@ -356,9 +391,11 @@ class KonbiniClient:
                 except ValueError as exc:
                     data, refused = b"", f"the body cannot be read: {exc}"
             except (DeadlinePassed, requests.RequestException) as exc:
-                failure = _transport_failure(exc, entry.expired, total, url)
+                failure = _transport_failure(exc, entry.expired, total, url, aborted=entry.aborted)
                 if response is not None:  # the answer's head arrived: it may have been billed
                     used, remaining, evidence = _credit_headers(response)
+                    if evidence:
+                        evidence = {name: self._scrub(value) for name, value in evidence.items()}
                     cut = ApiResponse(url, response.status_code, "", used, remaining, header_evidence=evidence)
                     failure.answer = cut
                     if on_answer is not None:
@@ -366,6 +403,8 @@ class KonbiniClient:
                 raise (_Transient(failure) if not isinstance(exc, _NOT_RETRIED) else failure) from None
         status = response.status_code
         used, remaining, evidence = _credit_headers(response)
+        if evidence:  # (a server may put the key it was sent anywhere, a credit header too)
+            evidence = {name: self._scrub(value) for name, value in evidence.items()}
         body = ""
         if refused is None:
             try:
@@ -387,7 +426,7 @@ class KonbiniClient:
         if status in _TRANSIENT_STATUS:
             raise _Transient(FetchError(message, code=code, **extra))
         if 300 <= status < 400:
-            where = self._scrub(redact(response.headers.get("Location", "")[:300])) or "nowhere"
+            where = redact(self._scrub(response.headers.get("Location", "")))[:300] or "nowhere"
             raise FetchError(f"redirected to {where}; redirects are not followed (check --api-url)", **extra)
         if status == 404:
             if envelope and code == "not_found" and used == 1:  # the API's own, billed
@@ -406,8 +445,11 @@ _NOT_RETRIED = (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeade
                 requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
 
 
-def _transport_failure(exc: BaseException, expired: bool, total: float, url: str) -> FetchError:
+def _transport_failure(exc: BaseException, expired: bool, total: float, url: str, *,
+                       aborted: bool = False) -> FetchError:
     """The failure a transport exception stands for (the one seam for ``requests``' errors)."""
+    if aborted:
+        return FetchError("not received: the run was stopped while the answer arrived", url=url)
     if expired or isinstance(exc, DeadlinePassed):
         return FetchError(f"no whole answer within the {total:g} s time limit", url=url)
     if isinstance(exc, requests.Timeout):

@@ -26,7 +26,8 @@ from typing import Any
 
 from ...mapping.contexts import API_CONTEXT
 
-__all__ = ["audio_id", "audio_response", "corpus_lines", "grow", "observation_time", "person", "videos_page"]
+__all__ = ["audio_id", "audio_response", "corpus_lines", "grow", "observation_time", "person", "videos_page",
+           "workload_lines"]
 
 _WORDS = (
     "original sound lofi summer night dance remix chill beat love city rain drive dream sunset "
@@ -241,4 +242,30 @@ def corpus_lines(n: int, *, n_persons: int | None = None, observations: int = 1,
                 "request": {"method": "GET", "url": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(i)}"},
                 "status": 200, "headers": {"Date": date, "X-Credits-Used": 1}, "body": data,
             }
+            yield json.dumps(exchange, separators=(",", ":")) + "\n"
+
+
+def workload_lines(n: int, day: int, *, n_persons: int | None = None, per_page: int = 30,
+                   start: str = "2026-11-01T00:00:00Z") -> Iterator[str]:
+    """A collector's day: ``n`` audios, each with its first page of videos, as recorded exchanges
+    (JSON Lines) whose ``Date`` is day ``day`` from ``start``; what ``fetch --videos`` buys each day.
+
+    The videos' creators come from a pool of ``n_persons`` (a tenth of the videos by default), so
+    persons are shared across videos and audios; counters grow from day to day (:func:`grow`).
+
+    >>> lines = list(workload_lines(2, 0))
+    >>> len(lines), [json.loads(x)["request"]["url"].rsplit("/", 1)[-1][:7] for x in lines]
+    (4, ['7000000', 'videos', '7000000', 'videos'])
+    """
+    persons = n_persons or max(1, n * per_page // 10)
+    date = observation_time(day, start)
+    base = "https://api.konbiniapi.com/v1/tiktok/audios/"
+    for i in range(n):
+        aid = audio_id(i)
+        for url, body in (
+            (base + aid, {"data": _audio(i, persons, random.Random(f"audio-{i}"), day)}),
+            (f"{base}{aid}/videos", videos_page(i, 0, per_page=per_page, n_persons=persons, observation=day)),
+        ):
+            exchange = {"request": {"method": "GET", "url": url}, "status": 200,
+                        "headers": {"Date": date, "X-Credits-Used": 1}, "body": body}
             yield json.dumps(exchange, separators=(",", ":")) + "\n"

@@ -216,7 +216,7 @@ def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
         if not verdict:
             shown = document.get("id") if isinstance(document.get("id"), str) else document.get("entityId")
             return f"the answer describes another audio ({str(shown)[:200]})"
-        return None
+        return _holds_another(document, audio_id)
     if not _PAGE_TYPES.intersection(_types(document)):
         return f"the answer is not a page of videos (type {sorted(_types(document)) or 'missing'})"
     says = False
@@ -244,6 +244,44 @@ def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
         if verdict is False:
             return "the page holds videos using another audio"
         says = says or verdict is True
-    if not says and items:
+    if not says:  # (an empty page too: bought, it would end the audio's videos for good)
         return "the page does not say whose videos it holds (no partOf, no audio on its videos)"
+    return _holds_another(document, audio_id)
+
+
+def _holds_another(document: dict[str, Any], audio_id: str) -> str | None:
+    other = _another_audio(document, audio_id)
+    return None if other is None else f"the answer holds another audio ({other[:200]})"
+
+
+def _another_audio(document: dict[str, Any], audio_id: str) -> str | None:
+    """The identifier of an audio other than ``audio_id`` described anywhere inside ``document``
+    (an ``Audio``, or a video's ``audio``, at any depth: what the mapping would store as that other
+    audio's facts), or ``None``. (The document itself is judged by the caller.)"""
+    stack: list[Any] = [document]
+    top = True
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            if key == "audio" and isinstance(value, (dict, str, list)) and _names(value, audio_id) is False:
+                return _shown_id(value)
+        if not top and "Audio" in _types(node) and _names(node, audio_id) is False:
+            return _shown_id(node)
+        top = False
     return None
+
+
+def _shown_id(node: Any) -> str:
+    if isinstance(node, list):
+        return ", ".join(_shown_id(n) for n in node)
+    if not isinstance(node, dict):
+        return str(node)
+    shown = node.get("id") if isinstance(node.get("id"), str) else node.get("entityId")
+    return str(shown)

@@ -50,12 +50,14 @@ class BodyTooLarge(Exception):
 
 
 class _Entry:
-    __slots__ = ("deadline", "connections", "expired")
+    __slots__ = ("deadline", "connections", "expired", "aborted")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.connections: list[HTTPConnection] = []
         self.expired = False
+        #: ended by :meth:`Watchdog.abort_all` (the run was interrupted), not by its deadline
+        self.aborted = False
 
 
 class Watchdog:
@@ -92,10 +94,19 @@ class Watchdog:
                 if entry.expired:  # too late already
                     _shut(connection)
 
+    def connected(self, connection: HTTPConnection) -> None:
+        """(Called by the connections once their socket is open.) A request whose time is up
+        while it was connecting ends now (its socket did not exist when it was shut)."""
+        with self._lock:
+            entry = self._entries.get(threading.get_ident())
+            if entry is not None and entry.expired:
+                _shut(connection)
+
     def abort_all(self) -> None:
         """End every request in progress now (their reads fail at once)."""
         with self._lock:
             for entry in self._entries.values():
+                entry.aborted = True
                 self._expire(entry)
 
     def _expire(self, entry: _Entry) -> None:
@@ -143,6 +154,10 @@ def _watched(base: type[HTTPConnection], watchdog: Watchdog) -> type[HTTPConnect
         def request(self, *args: Any, **kwargs: Any) -> Any:
             watchdog.using(self)
             return super().request(*args, **kwargs)
+
+        def connect(self) -> None:
+            super().connect()
+            watchdog.connected(self)
 
     return Watched
 
@@ -230,8 +245,11 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
     raw = response.raw
     parts: list[bytes] = []
     wire = size = 0
+    large = False
     try:
         while True:
+            if not large and size > LARGE_BODY:  # (a real answer is tens of kB: this one waits its turn)
+                large = _take_large_turn(entry)
             try:
                 chunk = raw.read(_CHUNK, decode_content=False)
             except Exception as exc:
@@ -259,6 +277,8 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
                 parts.append(out)
                 if size > limit:
                     raise BodyTooLarge(limit, inflated=True)
+                if not large and size > LARGE_BODY and data:
+                    large = _take_large_turn(entry)
                 data = inflate.unconsumed_tail
                 if inflate.eof and inflate.unused_data:  # another gzip member follows, or trailing bytes
                     data = inflate.unused_data + data
@@ -275,8 +295,28 @@ def read_body(response: requests.Response, limit: int, entry: Any = None) -> byt
     except BaseException:
         response.close()
         raise
+    finally:
+        if large:
+            _LARGE_TURNS.release()
     raw.release_conn()  # read to its end: the connection serves the next request
     return b"".join(parts)
+
+
+#: Past this much inflated text, a body waits for one of :data:`LARGE_AT_ONCE` turns to be read
+#: further: however many requests are in flight, at most that many bodies larger than this are
+#: in memory at once (each up to the client's limit), so a server cannot make every request's
+#: answer huge at the same time.
+LARGE_BODY = 1 << 20
+LARGE_AT_ONCE = 4
+_LARGE_TURNS = threading.BoundedSemaphore(LARGE_AT_ONCE)
+
+
+def _take_large_turn(entry: Any) -> bool:
+    """Wait for a turn to read a large body (within the request's own deadline)."""
+    while not _LARGE_TURNS.acquire(timeout=0.1):
+        if entry is not None and entry.expired:
+            raise DeadlinePassed()
+    return True
 
 
 def _translated(exc: Exception) -> Exception:
@@ -284,7 +324,7 @@ def _translated(exc: Exception) -> Exception:
     from urllib3 import exceptions as u3
 
     if isinstance(exc, u3.ReadTimeoutError):
-        return requests.exceptions.ConnectionError(str(exc))
+        return requests.exceptions.ReadTimeout(str(exc))
     if isinstance(exc, (u3.ProtocolError, OSError)):
         return requests.exceptions.ChunkedEncodingError(str(exc))
     return exc

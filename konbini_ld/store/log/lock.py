@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from ...errors import StoreError
+from ...errors import StoreBusyError, StoreError
 from ...io.text import printable
 from .safe_files import open_file
 
@@ -57,7 +57,7 @@ class WriterLock:
             fh.seek(0)
             holder = printable(fh.read(_HOLDER_CHARS).strip())
             fh.close()
-            raise StoreError(
+            raise StoreBusyError(
                 f"the store at {self.path.parent} is being written by another process"
                 f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another --store "
                 "(queries, exports and `serve` can run beside a writer)"

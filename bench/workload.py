@@ -1,0 +1,226 @@
+"""The collector's workload: audios with their first page of videos, refreshed daily.
+
+``python bench/run.py --only workload --workload 1000x3`` loads N audios, each with its page of 30
+videos (creators shared across videos), as D daily observations (recorded exchanges whose ``Date``
+is a day apart, counters growing), one ``konbini-ld load`` per day, and measures beside it in the
+same run:
+
+- the naive pipeline (pyld ``to_rdf`` per response into an in-memory rdflib graph) on day 1's
+  first responses (pyld is slow on pages: its rate per response is flat, so a prefix is enough);
+- Oxigraph's own bulk load of the same quads the days left in the store (the floor), and its
+  store's size on disk beside ours;
+- the history graph: quads per counter observed and bytes per point (the history alone,
+  bulk-loaded and compacted);
+- ``export`` in TriG and Turtle beside Oxigraph's own dump, and ``validate`` beside the Turtle
+  export;
+- a profile of one refresh day by stage (in-process, every write in line).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+KONBINI = [sys.executable, "-m", "konbini_ld"]
+HISTORY = "urn:konbini-ld:graph:history"
+
+Record = Callable[..., None]
+Measured = Callable[..., tuple[float, int, subprocess.CompletedProcess[str]]]
+
+
+def day_file(n: int, day: int) -> Path:
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"workload-{n}-day{day}.jsonl"
+    if not path.exists():
+        with open(path, "w") as fh:
+            fh.writelines(workload_lines(n, day))
+    return path
+
+
+def du(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+FLOOR = r'''
+import json, sys, time, pyoxigraph as ox
+src = ox.Store.read_only(sys.argv[1])
+with open(sys.argv[2], "wb") as fh:
+    src.dump(fh, ox.RdfFormat.N_QUADS)
+del src
+dst = ox.Store(sys.argv[3])
+t = time.perf_counter()
+dst.bulk_load(path=sys.argv[2], format=ox.RdfFormat.N_QUADS)
+dst.flush()
+load = time.perf_counter() - t
+t = time.perf_counter()
+with open(sys.argv[4] + ".trig", "wb") as fh:
+    dst.dump(fh, ox.RdfFormat.TRIG)
+trig = time.perf_counter() - t
+print(json.dumps({"load": load, "trig": trig, "quads": len(dst)}))
+'''
+
+POINTS = r'''
+import json, sys, pyoxigraph as ox
+src = ox.Store.read_only(sys.argv[1])
+g = ox.NamedNode(sys.argv[2])
+quads = points = nodes = 0
+for q in src.quads_for_pattern(None, None, None, g):
+    quads += 1
+    p = q.predicate.value
+    if p.startswith("https://konbiniapi.com/ns/social/history#"):
+        points += 1
+    elif p.endswith("resultTime"):
+        nodes += 1
+print(json.dumps({"quads": quads, "points": points, "nodes": nodes}))
+'''
+
+ALONE = r'''
+import sys, pyoxigraph as ox
+src = ox.Store.read_only(sys.argv[1])
+with open(sys.argv[3], "wb") as fh:
+    src.dump(fh, ox.RdfFormat.N_QUADS, from_graph=ox.NamedNode(sys.argv[2]))
+dst = ox.Store(sys.argv[4])
+dst.bulk_load(path=sys.argv[3], format=ox.RdfFormat.N_QUADS)
+dst.optimize()
+dst.flush()
+'''
+
+
+CAPTURE_DAYS = r'''
+import pickle, sys
+from konbini_ld import open_store
+from konbini_ld.engines import oxigraph as engines
+out = open(sys.argv[1], "wb")
+real = engines.OxigraphEngine.apply
+def apply(self, deletes, inserts):
+    pickle.dump(([str(q) for q in deletes], {g.value: list(v) for g, v in inserts.items()}), out, protocol=5)
+    return real(self, deletes, inserts)
+engines.OxigraphEngine.apply = apply
+for path in sys.argv[3:]:  # one load a day, as the timed runs do
+    with open_store(sys.argv[2]) as store:
+        store.load([path])
+out.close()
+'''
+
+
+def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measured: Measured,
+                   naive: str, profile_n: int = 0, stages: list[tuple[str, tuple[str, ...]]] | None = None,
+                   replay: str | None = None) -> None:
+    files = [day_file(n, d) for d in range(days)]
+    responses = 2 * n
+    shape = f"{n:,} audios + their page of 30 videos"
+    # the naive pipeline on day 1's first responses (audios and pages alternate)
+    dt, rss, p = run_measured([sys.executable, "-c", naive, str(files[0]),
+                               str(ROOT / "contexts" / "konbini-social.jsonld"), str(naive_docs)])
+    naive_rate = naive_docs / dt
+    record("workload", f"naive pyld+rdflib in-memory, first {naive_docs:,} responses of day 1", f"{naive_rate:,.1f} docs/s",
+           f"peak {rss} MiB; audios and pages alternate; no history, no upsert")
+    work = Path(tempfile.mkdtemp(prefix="kld-workload-"))
+    store = work / "store"
+    total = 0.0
+    first = 0.0
+    for d, path in enumerate(files):
+        dt, rss, _ = run_measured([*KONBINI, "-q", "--store", str(store), "load", str(path)])
+        total += dt
+        first = first or dt
+        note = f"peak RSS {rss} MiB"
+        if d == 0:
+            note += f"; {responses / dt / naive_rate:.1f}x naive"
+        else:
+            note += f"; {dt / first:.2f}x day 1's time"
+        record("workload", f"konbini-ld load, day {d + 1}: {shape} ({responses:,} responses)",
+               f"{responses / dt:,.0f} docs/s", f"{dt:.1f} s, {note}")
+    p = subprocess.run([sys.executable, "-c", FLOOR, str(store / "oxigraph"), str(work / "all.nq"),
+                        str(work / "floor"), str(work / "floor")], check=True, capture_output=True, text=True)
+    floor = json.loads(p.stdout.strip().splitlines()[-1])
+    record("workload", f"  oxigraph bulk_load of the same {floor['quads']:,} quads (floor)", f"{floor['load']:.1f} s",
+           f"konbini-ld's {days} loads took {total:.1f} s = {total / floor['load']:.2f}x (process starts, mapping, "
+           "archive, history, index and all rules included)")
+    if replay is not None:  # the bound: konbini-ld's writes alone, made again with no mapping or planning
+        subprocess.run([sys.executable, "-c", CAPTURE_DAYS, str(work / "writes.pickle"), str(work / "capture"),
+                        *map(str, files)], check=True, capture_output=True)
+        p = subprocess.run([sys.executable, "-c", replay, str(work / "writes.pickle"), str(work / "replay")],
+                           check=True, capture_output=True, text=True)
+        info = json.loads(p.stdout.strip().splitlines()[-1])
+        record("workload", f"  konbini-ld's writes alone: {info['writes']} writes of the {days} days, no mapping",
+               f"{info['dt']:.1f} s", f"{info['dt'] / floor['load']:.2f}x the floor; {info['lines']:,} lines inserted, "
+               f"{info['deletes']:,} removed; the rest of the {total:.1f} s is mapping, planning, archive and index")
+        shutil.rmtree(work / "capture", ignore_errors=True)
+        shutil.rmtree(work / "replay", ignore_errors=True)
+    ours = du(store / "oxigraph")
+    theirs = du(work / "floor")
+    record("workload", "  disk: konbini-ld's graph store vs Oxigraph's of the same quads", f"{ours / 2**20:,.0f} MiB",
+           f"{ours / theirs:.2f}x Oxigraph's bulk-loaded store ({theirs / 2**20:,.0f} MiB); archive "
+           f"{du(store / 'archive') / 2**20:,.0f} MiB and index {du(store) - ours - du(store / 'archive'):,} B beside it")
+    p = subprocess.run([sys.executable, "-c", POINTS, str(store / "oxigraph"), HISTORY],
+                       check=True, capture_output=True, text=True)
+    hist = json.loads(p.stdout.strip().splitlines()[-1])
+    subprocess.run([sys.executable, "-c", ALONE, str(store / "oxigraph"), HISTORY, str(work / "history.nq"),
+                    str(work / "history")], check=True, capture_output=True)
+    per_point = du(work / "history") / max(1, hist["points"])
+    record("workload", f"  history: {hist['points']:,} points on {hist['nodes']:,} observation nodes",
+           f"{hist['quads'] / max(1, hist['points']):.2f} quads/counter",
+           f"{hist['quads']:,} quads of {floor['quads']:,} ({hist['quads'] / floor['quads']:.0%} of the store)")
+    record("workload", "  bytes on disk per history point", f"{per_point:,.0f} B",
+           "the history graph alone, bulk-loaded into a fresh Oxigraph store and compacted")
+    for fmt in ("trig", "turtle"):
+        dt, rss, _ = run_measured([*KONBINI, "--store", str(store), "export", "-f", fmt, "-o", str(work / f"g.{fmt}")])
+        record("workload", f"  konbini-ld export -f {fmt}", f"{dt:.1f} s",
+               f"{dt / floor['trig']:.2f}x Oxigraph's own TriG dump of the same quads ({floor['trig']:.1f} s, in-process); "
+               f"peak {rss} MiB")
+        if fmt == "turtle":
+            turtle = dt
+    started = time.perf_counter()
+    p = subprocess.run([*KONBINI, "--store", str(store), "validate"], capture_output=True, text=True)
+    dt = time.perf_counter() - started
+    record("workload", f"  konbini-ld validate after {days} days", f"{dt:.1f} s",
+           f"{dt / turtle:.2f}x the Turtle export (exit {p.returncode})")
+    if profile_n and stages:
+        profile_refresh(profile_n, days, record, stages)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, tuple[str, ...]]]) -> None:
+    """A cProfile of the last refresh day at ``n`` audios (the days before it loaded untimed)."""
+    import cProfile
+    import pstats
+
+    from konbini_ld import open_store
+
+    files = [day_file(n, d) for d in range(max(2, days))]
+    work = Path(tempfile.mkdtemp(prefix="kld-wprofile-"))
+    for path in files[:-1]:
+        subprocess.run([*KONBINI, "-q", "--store", str(work / "store"), "load", str(path)], check=True)
+    with open_store(work / "store") as store:
+        store.pipeline.write_behind = False
+        store.pipeline.workers = 0
+        profile = cProfile.Profile()
+        t = time.perf_counter()
+        profile.enable()
+        store.load(files[-1])
+        profile.disable()
+        wall = time.perf_counter() - t
+    stats: Any = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    totals: dict[str, float] = {}
+    for (filename, _, function), (_, _, tottime, _, _) in stats.items():
+        where = f"{filename}:{function}".replace("\\", "/")
+        stage = next((name for name, keys in stages if any(k in where for k in keys)), "other (Python, glue)")
+        totals[stage] = totals.get(stage, 0.0) + tottime
+    profiled = sum(totals.values())
+    for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        record("workload", f"  refresh day {len(files)} of {n:,} audios + pages: {stage}", f"{seconds / profiled:.0%}",
+               f"{seconds:.1f} s of {profiled:.1f} s profiled ({wall:.1f} s wall, one thread, profiler on)")
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,82 @@
+"""A write batch is bounded by what its responses hold, not only by how many they are: a page of
+30 videos is ~35 audios' worth, and a load's or a fetch's memory follows the batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from konbini_ld import open_store
+from konbini_ld.apps.cli import main
+from konbini_ld.pipeline import fetch
+from konbini_ld.pipeline.ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
+from konbini_ld.sources.konbini.client import KonbiniClient
+from konbini_ld.sources.konbini.corpus import workload_lines
+from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, audio_id
+
+KEY = "sk-batches-1f2e3d4c"
+
+
+@pytest.fixture
+def day(tmp_path: Path) -> Path:
+    path = tmp_path / "day.jsonl"
+    path.write_text("".join(workload_lines(6, 0)))
+    return path
+
+
+def _sizes(path: Path) -> list[int]:
+    return [len(json.dumps(json.loads(line)["body"])) for line in path.read_text().splitlines()]
+
+
+def test_a_load_of_pages_is_cut_by_bytes_and_gives_the_same_graph(tmp_path: Path, day: Path) -> None:
+    assert min(_sizes(day)) < 20_000 < 40_000 < max(_sizes(day))  # (audios, then pages of 30 videos)
+    steps: list[int] = []
+    with open_store(tmp_path / "small") as store:
+        report = store.load(day, batch_bytes=40_000, progress=steps.append)
+        small = (len(store), store.stats().points)
+    assert report.loaded == 12
+    # each batch holds what fits in the bound (an audio and a page), never the whole file
+    assert len(steps) >= 6 and max(steps) <= 2, steps
+    with open_store(tmp_path / "whole") as store:
+        whole_steps: list[int] = []
+        store.load(day, progress=whole_steps.append)
+        assert (len(store), store.stats().points) == small
+    assert whole_steps == [12]  # the default bound (3 MiB) holds this small file in one batch
+
+
+def test_fetch_writes_pages_in_batches_bounded_by_bytes(tmp_path: Path) -> None:
+    with FakeKonbiniAPI(api_key=KEY) as api:
+        client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+        ids = [audio_id(i) for i in range(8)]
+        applied: list[int] = []
+        with open_store(tmp_path / "s") as store:
+            report = fetch(store, client, ids, videos=True, batch_bytes=20_000, graph_progress=applied.append,
+                           on_graph=lambda n: None)
+            assert report.fetched == 16 and not report.failed
+            # every page (~57 kB) ends a write: at least one write per page, never all in one
+            assert sum(applied) == 16 and len(applied) >= 8, applied
+            videos = store.stats().videos
+        with open_store(tmp_path / "t") as store:
+            fetch(store, client, ids, videos=True)
+            assert store.stats().videos == videos > 0
+
+
+@pytest.mark.parametrize("command", ["load", "fetch"])
+def test_the_batch_options_are_the_library_defaults_and_refuse_nonsense(command: str, day: Path) -> None:
+    text = " ".join(CliRunner().invoke(main, [command, "--help"]).stdout.split())
+    assert f"[default: {DEFAULT_BATCH};" in text and f"[default: {DEFAULT_BATCH_BYTES // 2**20}M]" in text
+    args: list[Any] = [str(day)] if command == "load" else [audio_id(1)]
+    for bad in ("0", "-1", "lots", "1.5X"):
+        r = CliRunner().invoke(main, [command, "--batch-bytes", bad, *args])
+        assert r.exit_code == 2 and "--batch-bytes" in r.stderr, (bad, r.stderr)
+
+
+def test_load_with_a_small_batch_bound_from_the_command_line(tmp_path: Path, day: Path) -> None:
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "load", "--batch-bytes", "64K", str(day)])
+    assert r.exit_code == 0, r.stderr
+    with open_store(tmp_path / "s", read_only=True) as store:
+        assert store.stats().audios == 6 and store.stats().videos == 180
