@@ -147,10 +147,10 @@ MIN_REDACTED_KEY = 8
 
 
 def key_pattern(key: str) -> re.Pattern[str] | None:
-    """What finds ``key`` in text however it is spelled: each character as itself, percent-encoded
-    (either case of hex digits, ``+`` for a space) or as a JSON escape (``\\u0053``, ``\\/``).
+    r"""What finds ``key`` in text however it is spelled: each character as itself, percent-encoded
+    (either case of hex digits, ``+`` for a space) or as a JSON escape (``\u0053``, ``\/``).
 
-    >>> key_pattern("sk-12345/x").sub("REDACTED", 'a "\\u0073k-12345\\/x" b %73k%2D12345%2Fx c')
+    >>> key_pattern("sk-12345/x").sub("REDACTED", r'a "\u0073k-12345\/x" b %73k%2D12345%2Fx c')
     'a "REDACTED" b REDACTED c'
     >>> key_pattern("k") is None
     True
