@@ -311,6 +311,13 @@ def _hostile_answer(kind: str, i: int) -> object:
         "billed 503, then the answer": Scripted(503, envelope, bill=True),
         "HTML 200 (captive portal)": Scripted(200, "<html>sign in</html>", content_type="text/html"),
         "gzip that is cut off": Scripted(200, gz.compress(body.encode())[:-20], headers={"Content-Encoding": "gzip"}),
+        "the key JSON-escaped in the answer": Scripted(200, body.replace(
+            '"name": "', '"name": "' + "".join(f"\\u{ord(c):04x}" for c in KEY) + " ", 1)),
+        "the key in a credit header": Scripted(200, body, headers={"X-Credits-Used": KEY}),
+        "another audio nested inside": Scripted(200, json.dumps(
+            {"data": {**audio_response(i)["data"], "inReplyTo": audio_response(i + 1)["data"]}})),
+        "padded to 12 MiB (gzipped)": Scripted(200, gz.compress(body.replace("{", "{" + " " * (12 << 20), 1).encode()),
+                                               headers={"Content-Encoding": "gzip"}),
     }[kind]
 
 
@@ -318,7 +325,9 @@ _BOMB = b""
 HOSTILE_KINDS = ["credit header -1", "credit header 10^30", "credit header garbage", "proxy HTML 404",
                  "router 404 (no route)", "another audio's answer", "redirect to another host", "gzip bomb (200 MiB)",
                  "endless chunked body", "a byte every 50 ms", "UTF-8 labelled latin-1", "bytes that are not UTF-8",
-                 "billed 503, then the answer", "HTML 200 (captive portal)", "gzip that is cut off"]
+                 "billed 503, then the answer", "HTML 200 (captive portal)", "gzip that is cut off",
+                 "the key JSON-escaped in the answer", "the key in a credit header", "another audio nested inside",
+                 "padded to 12 MiB (gzipped)"]
 
 
 def hostile_api(work: Path, n: int, trials: int, rng: random.Random) -> None:
@@ -344,7 +353,10 @@ def hostile_api(work: Path, n: int, trials: int, rng: random.Random) -> None:
             billed_first = api.credits_used
             row.injected += trials
             archive = list(Archive(store / "archive").records())
-            small = all(len(r.body) < 64 << 20 for r in archive)
+            small = all(len(r.body) < 16 << 20 for r in archive)
+            leaked = any(KEY in r.body or KEY in json.dumps(r.__dict__, default=str) for r in archive)
+            exported = run(store, "export", "-f", "nq")
+            leaked = leaked or KEY in exported.stdout or KEY in first.stderr
             api.reset()
             second = run(store, "fetch", "--ids-file", str(ids), env=env)
             asked = {r.path.rsplit("/", 1)[-1] for r in api.requests}
@@ -353,12 +365,12 @@ def hostile_api(work: Path, n: int, trials: int, rng: random.Random) -> None:
             billed = billed_first + api.credits_used
             again_ok = asked <= {audio_id(i) for i in chosen}  # only what went wrong is asked again
             exact = stats.get("credits_spent") == billed and stats.get("audios") == n
-            if first.returncode in (0, 1) and second.returncode == 0 and small and again_ok and exact:
+            if first.returncode in (0, 1) and second.returncode == 0 and small and again_ok and exact and not leaked:
                 row.survived += trials
             row.notes.append(f"{n:,} audios, {trials} misbehaving: first run {took:.1f} s, exit {first.returncode}; "
                              f"asked again next run {len(asked)}; stats credits {stats.get('credits_spent')} = "
-                             f"billed {billed}: {'yes' if exact else 'NO'}; nothing over 64 MiB archived: "
-                             f"{'yes' if small else 'NO'}")
+                             f"billed {billed}: {'yes' if exact else 'NO'}; nothing over 16 MiB archived: "
+                             f"{'yes' if small else 'NO'}; the key kept or shown: {'YES' if leaked else 'no'}")
         ROWS.append(row)
 
 
