@@ -801,3 +801,44 @@ def test_an_api_url_with_credentials_is_refused_before_anything_is_sent(api: Fak
     r = cli(tmp_path / "s", audio_id(1), url=f"http://user:secret@{netloc}")
     assert r.exit_code == 2 and "credentials" in r.stderr and "secret" not in r.stderr, r.stderr
     assert api.count() == 0
+
+
+def _spellings(key: str) -> dict[str, str]:
+    import base64
+
+    percent = "".join(f"%{b:02X}" for b in key.encode())
+    return {
+        "percent-encoding JSON-escaped": percent.replace("%", "\\u0025"),
+        "escapes escaped": "".join(f"\\\\u{ord(c):04x}" for c in key),
+        "base64": base64.b64encode(key.encode()).decode(),
+        "base64 of the header": base64.b64encode(f"Bearer {key}".encode()).decode(),
+        "HTML entities": "".join(f"&#{ord(c)};" for c in key),
+        "fullwidth": "".join(chr(ord(c) + 0xFEE0) if 0x21 <= ord(c) <= 0x7E else c for c in key),
+        "zero-width spaces": "\\u200b".join(key),
+        "upper case": key.upper(),
+        "percent-encoded twice": percent.replace("%", "%25"),
+        "\\x escapes": "".join(f"\\\\x{ord(c):02x}" for c in key),
+    }
+
+
+@pytest.mark.parametrize("spelling", sorted(_spellings(KEY)))
+def test_the_key_in_a_decodable_spelling_is_never_kept(store_dir: Path, api: FakeKonbiniAPI, spelling: str) -> None:
+    """A reader who decodes what a server sent (JSON, percent-encoding, entities, base64, Unicode
+    forms, case) must not get the key back from anything kept or shown."""
+    text = _spellings(KEY)[spelling]
+    raw = json.dumps(audio_response(1)).replace('"Audio",', f'"Audio", "album": "{text}",', 1)
+    api.script(path(1), Scripted(200, raw))
+    split = KEY[: len(KEY) // 2], KEY[len(KEY) // 2:]
+    api.script(path(2), Scripted(200, audio_response(2), headers={"X-Credits-Used": split[0],
+                                                                   "X-Credits-Remaining": split[1]}))
+    r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
+        main, ["--store", str(store_dir), "fetch", *ids(2, 1)])
+    out = CliRunner().invoke(main, ["--store", str(store_dir), "export", "-f", "nq"]).stdout
+    kept = {"export": out, "stderr": r.stderr}
+    for f in store_dir.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            kept[str(f)] = (gzip.decompress(data) if f.name.endswith(".gz") else data).decode("utf-8", "replace")
+    decoded = json.loads(f'"{text}"')
+    for name, where in kept.items():
+        assert KEY not in where and decoded not in where and split[1] not in where, (spelling, name)

@@ -335,7 +335,10 @@ def test_a_query_that_crashes_the_engine_costs_only_itself(store: Path) -> None:
     "SELECT * WHERE { " + " UNION ".join(["{ BIND(1 AS ?x) }"] * 10_000) + " }",
     "SELECT (" + "+".join(["1"] * 10_000) + " AS ?x) WHERE {}",
     "SELECT * WHERE { ?s " + "/".join(["<urn:p>"] * 10_000) + " ?o }",
-], ids=["parentheses", "braces", "unions", "sums", "path"])
+    "SELECT * WHERE { ?s <http://x/p> ?o " + ", ?o" * 10_000 + " }",
+    "SELECT * WHERE { ?s <urn:p> ?o " + "; <urn:p> ?o" * 50_000 + " }",
+    "SELECT * WHERE { " + "?s <http://x/p> ?o . " * 20_000 + "}",
+], ids=["parentheses", "braces", "unions", "sums", "path", "objects", "predicates", "patterns"])
 def test_queries_too_deep_for_the_engine_are_refused(store: Path, query: str) -> None:
     """Oxigraph recurses once per level of nesting and per link of a chain, and overflows its
     stack (a crash, no error) past a few thousand: such queries are refused with a message, by

@@ -160,12 +160,22 @@ def _anchors(triples: list[tuple[Any, Any, Any]], leaves: list[Any]) -> tuple[in
     for i, (_, _, o) in enumerate(triples):
         if owned(o):
             referrer.setdefault(key(o), i)
+    # where a walk up from a subject ends depends on that subject alone: remembered, a long chain
+    # (the cells of a list of thousands of items) is walked once, not once per triple below it
+    ends: dict[Any, int] = {}
     anchors = []
-    for i, (s, _, _) in enumerate(triples):
-        j, hops = i, 0
+    for i in range(len(triples)):
+        j, hops, walked = i, 0, []
         while owned(triples[j][0]) and key(triples[j][0]) in referrer and hops <= len(triples):
-            j = referrer[key(triples[j][0])]
+            k = key(triples[j][0])
+            if k in ends:
+                j = ends[k]
+                break
+            walked.append(k)
+            j = referrer[k]
             hops += 1
+        for k in walked:
+            ends[k] = j
         anchors.append(j)
     return tuple(anchors)
 

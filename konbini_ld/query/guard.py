@@ -40,11 +40,11 @@ _REFUSED = "SERVICE (federated query) is not allowed: konbini-ld never contacts 
 #: Brackets nested deeper than this are refused: Oxigraph's parser recurses once per level and
 #: overflows its stack (a crash, no error) past a few thousand; no real query nests a hundred.
 MAX_NESTING = 500
-#: Operators and pattern keywords chained in one query (``1 + 1 + …``, ``{…} UNION {…} UNION …``,
-#: ``<p>/<p>/…``) past this are refused for the same reason: the engine builds and walks them
+#: Operators, pattern keywords and object or predicate lists chained in one query (``1 + 1 + …``,
+#: ``{…} UNION {…} UNION …``, ``<p>/<p>/…``, ``?s <p> ?o , ?o , …``) past this are refused for the same reason: the engine builds and walks them
 #: as one deep tree, and crashes past about 5,000 on an 8 MiB stack.
 MAX_CHAIN = 4_000
-_CHAINING = frozenset("+-*/=<>!^")
+_CHAINING = frozenset("+-*/=<>!^,;")
 _DOUBLED = frozenset("|&")  # (`||` and `&&` are one operator; a path's `|` half of one)
 _CHAIN_WORDS = frozenset({"UNION", "OPTIONAL", "MINUS", "FILTER", "BIND", "IN"})
 
@@ -151,7 +151,7 @@ def shape(sparql: str) -> tuple[int, int]:
             halves += m.group() in _DOUBLED
         elif kind == "word":
             text = m.group()
-            chain += text.upper() in _CHAIN_WORDS or text.count("-")
+            chain += text.upper() in _CHAIN_WORDS or text == "." or text.count("-")
     return deepest, chain + halves // 2
 
 

@@ -174,6 +174,58 @@ def key_pattern(key: str) -> re.Pattern[str] | None:
     return re.compile("".join(parts))
 
 
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]")
+
+
+_ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
+
+
+def _base64_forms(key: str) -> tuple[str, ...]:
+    """What base64 of the key (or of ``Bearer key``) holds whatever the offset it starts at:
+    the encodings' middles, standard and URL-safe alphabets."""
+    import base64
+
+    forms = set()
+    for text in (key, f"Bearer {key}"):
+        raw = text.encode()
+        for pad in range(3):
+            encoded = base64.b64encode(b"\0" * pad + raw).decode()
+            middle = encoded[4 if pad else 0: -4]  # (the first and last groups depend on what is around)
+            if len(middle) >= 8:
+                forms.add(middle)
+                forms.add(middle.replace("+", "-").replace("/", "_"))
+    return tuple(forms)
+
+
+def _reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
+    """See :meth:`KonbiniClient._reveals` (``key`` lower-cased)."""
+    import html
+    import unicodedata
+    from urllib.parse import unquote
+
+    if len(text) < len(key):  # (every spelling of the key is at least as long as the key)
+        return False
+    if key in text.lower() or any(form in text for form in b64):
+        return True
+    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
+        return False
+    candidates = [text]
+    if "\\" in text:  # (escapes a reader would decode again: \u0073, \x73, \/)
+        candidates.append(_ESCAPES.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2)
+                                       else m.group(3), text))
+    for c in list(candidates):
+        if "%" in c:
+            candidates += [unquote(c), unquote(unquote(c))]
+    for c in list(candidates):
+        if "&" in c:
+            candidates.append(html.unescape(c))
+    for c in list(candidates):
+        if not c.isascii():
+            candidates.append(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
+    return any(key in c.lower() for c in candidates)
+
+
 def _credit_headers(response: requests.Response) -> tuple[int | None, int | None, dict[str, str] | None]:
     """The believable credit headers, and the values that were not believed (as evidence)."""
     evidence: dict[str, str] = {}
@@ -236,6 +288,7 @@ class KonbiniClient:
             raise AuthError("no API key: set KONBINI_API_KEY (get one at https://konbiniapi.com)")
         self._key = api_key
         self._key_pattern = key_pattern(api_key)
+        self._key_b64 = _base64_forms(api_key)
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
             raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
@@ -336,7 +389,75 @@ class KonbiniClient:
         percent-encoded or as a JSON ``\\u`` escape)."""
         if not text or self._key_pattern is None:
             return text
-        return self._key_pattern.sub("REDACTED", text)
+        text = self._key_pattern.sub("REDACTED", text)
+        if self._reveals(text):
+            return "REDACTED (the text held the API key in another spelling)"
+        return text
+
+    def _reveals(self, text: str) -> bool:
+        """Whether ``text`` gives the key back to a reader who decodes it as people do: JSON
+        escapes, percent-encoding (twice), HTML entities, base64 (of the key or ``Bearer key``, at
+        any offset), Unicode compatibility forms and invisible characters, any case."""
+        if self._key_pattern is None:
+            return False
+        return _reveals(text, self._key.lower(), self._key_b64)
+
+    def _scrub_evidence(self, evidence: dict[str, str]) -> dict[str, str]:
+        """Header values kept as evidence, without the key (in any spelling, or split across them)."""
+        values = list(evidence.values())
+        if self._reveals("".join(values)) or self._reveals("".join(reversed(values))):
+            return dict.fromkeys(evidence, "REDACTED")
+        return {name: self._scrub(value) for name, value in evidence.items()}
+
+    def _scrub_answer(self, body: str) -> str:
+        """An answer's text with the key taken out wherever it is spelled, before and after the
+        JSON is decoded: a string that gives the key back is replaced (the body is then written
+        again, its other values the same); an answer that is no JSON and gives it back is
+        replaced whole."""
+        if self._key_pattern is None or not body:
+            return body
+        withheld = "REDACTED (the answer held the API key in another spelling)"
+        body = self._key_pattern.sub("REDACTED", body)
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return withheld if self._reveals(body) else body
+        strings: list[str] = []
+        # every string of the answer, keys and the values of repeated keys included (the archive
+        # keeps the text whole), looked at once together, in document order
+        stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, str):
+                strings.append(value)
+            elif isinstance(value, list):
+                stack.extend(reversed(value))
+            elif isinstance(value, tuple):
+                for k, v in reversed(value[1]):
+                    stack.append(v)
+                    stack.append(k)
+        if not self._reveals("".join(strings)):  # (in document order: a key split across fields too)
+            return body
+        found = False
+
+        def clean(value: Any) -> Any:
+            nonlocal found
+            if isinstance(value, str):
+                if self._reveals(value):
+                    found = True
+                    return "REDACTED"
+                return value
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            if isinstance(value, dict):
+                return {clean(k): clean(v) for k, v in value.items()}
+            return value
+
+        cleaned = clean(document)
+        if not found:  # the key is there only across fields: nothing of this answer is kept
+            return withheld
+        text = json.dumps(cleaned, ensure_ascii=False)
+        return withheld if self._reveals(text) else text
 
     def abort(self) -> None:
         """End every request in progress now (a second Ctrl-C): their reads fail at once."""
@@ -395,7 +516,7 @@ class KonbiniClient:
                 if response is not None:  # the answer's head arrived: it may have been billed
                     used, remaining, evidence = _credit_headers(response)
                     if evidence:
-                        evidence = {name: self._scrub(value) for name, value in evidence.items()}
+                        evidence = self._scrub_evidence(evidence)
                     cut = ApiResponse(url, response.status_code, "", used, remaining, header_evidence=evidence)
                     failure.answer = cut
                     if on_answer is not None:
@@ -404,7 +525,7 @@ class KonbiniClient:
         status = response.status_code
         used, remaining, evidence = _credit_headers(response)
         if evidence:  # (a server may put the key it was sent anywhere, a credit header too)
-            evidence = {name: self._scrub(value) for name, value in evidence.items()}
+            evidence = self._scrub_evidence(evidence)
         body = ""
         if refused is None:
             try:
@@ -413,7 +534,7 @@ class KonbiniClient:
                 refused = f"the body is not UTF-8 text (byte {exc.start}); JSON is UTF-8"
         if status in (200, 404) and used == 0:  # billed whatever it says: "0" is kept as evidence
             evidence = {**(evidence or {}), "X-Credits-Used": "0"}
-        answer = ApiResponse(url, status, self._scrub(body), used, remaining, header_evidence=evidence)
+        answer = ApiResponse(url, status, self._scrub_answer(body), used, remaining, header_evidence=evidence)
         if on_answer is not None:
             on_answer(answer)
         extra: dict[str, Any] = {"url": url, "status": status, "credits_used": used, "credits_remaining": remaining,
