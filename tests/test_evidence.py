@@ -842,3 +842,17 @@ def test_the_key_in_a_decodable_spelling_is_never_kept(store_dir: Path, api: Fak
     decoded = json.loads(f'"{text}"')
     for name, where in kept.items():
         assert KEY not in where and decoded not in where and split[1] not in where, (spelling, name)
+
+
+def test_a_credit_header_sent_twice_counts_once() -> None:
+    """Two identical headers arrive joined ("1, 1"): one credit, not an unreadable value."""
+    from types import SimpleNamespace
+
+    from requests.structures import CaseInsensitiveDict
+
+    from konbini_ld.sources.konbini.client import _credit_headers
+
+    answer = SimpleNamespace(headers=CaseInsensitiveDict({"X-Credits-Used": "1, 1", "X-Credits-Remaining": "9, 9"}))
+    assert _credit_headers(answer) == (1, 9, None)  # type: ignore[arg-type]
+    answer = SimpleNamespace(headers=CaseInsensitiveDict({"X-Credits-Used": "1, 2"}))
+    assert _credit_headers(answer)[0] is None  # type: ignore[arg-type]

@@ -112,3 +112,10 @@ def test_serve_answers_a_client_that_names_nothing_it_offers(served: Served, tmp
     r = requests.get(served.url + "/sparql", params={"query": "SELECT * WHERE { ?s ?p ?o } LIMIT 1"},
                      headers={"Accept": "image/png"}, timeout=30)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/sparql-results+json")
+
+
+def test_a_query_body_may_start_with_a_byte_order_mark() -> None:
+    from konbini_ld.apps.protocol import read_request
+
+    req = read_request("POST", "", "application/sparql-query", "\ufeffASK {}".encode())
+    assert req.query == "ASK {}"

@@ -157,7 +157,7 @@ def _charset(params: str) -> str:
 
 def _utf8(data: bytes, what: str) -> str:
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # (a byte order mark is no part of the text)
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{what} is not UTF-8 (byte {exc.start})") from None
 

@@ -233,6 +233,9 @@ def _credit_headers(response: requests.Response) -> tuple[int | None, int | None
     for name, balance in (("X-Credits-Used", False), ("X-Credits-Remaining", True)):
         raw = response.headers.get(name)
         value = parse_credits(raw, balance=balance)
+        if value is None and raw is not None and "," in raw:  # (a header sent twice arrives joined: "1, 1")
+            repeated = {parse_credits(part, balance=balance) for part in raw.split(",")}
+            value = repeated.pop() if len(repeated) == 1 else None
         if raw is not None and value is None:
             evidence[name] = "".join(c if c.isprintable() else "?" for c in raw[:100])
         values.append(value)
