@@ -44,14 +44,10 @@ def record(what: str, value: str, note: str = "") -> None:
 
 
 def corpus(n: int) -> Path:
-    from konbini_ld.sources.konbini.corpus import corpus_lines
+    """The bench's corpus of ``n`` audio responses (shared with bench/run.py)."""
+    from run import corpus as shared
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"corpus-{n}.jsonl"
-    if not path.exists():
-        with open(path, "w") as fh:
-            fh.writelines(corpus_lines(n))
-    return path
+    return shared(n)
 
 
 def videos() -> Path:

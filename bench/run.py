@@ -184,21 +184,6 @@ def _oxigraph_bulk_floor(store: Path) -> float:
 
 # -- bound -------------------------------------------------------------------------------
 
-CAPTURE = r'''
-import pickle, sys
-from konbini_ld import open_store
-from konbini_ld.engines import oxigraph as engines
-out = open(sys.argv[2], "wb")
-real = engines.OxigraphEngine.apply
-def apply(self, deletes, inserts):
-    pickle.dump(([str(q) for q in deletes], {g.value: list(v) for g, v in inserts.items()}), out, protocol=5)
-    return real(self, deletes, inserts)
-engines.OxigraphEngine.apply = apply
-with open_store(sys.argv[3]) as store:
-    store.load([sys.argv[1]])
-out.close()
-'''
-
 REPLAY = r'''
 import json, pickle, resource, sys, time
 import pyoxigraph as ox
@@ -230,8 +215,10 @@ def bench_bound(sizes: list[int], smallest: int = 20_000) -> None:
     """konbini-ld's writes alone, made again without the pipeline, beside Oxigraph's own load."""
     for n in [s for s in sizes if s >= smallest]:
         work = Path(tempfile.mkdtemp(prefix=f"kld-bound-{n}-"))
-        subprocess.run([sys.executable, "-c", CAPTURE, str(corpus(n)), str(work / "writes.pickle"), str(work / "store")],
-                       check=True, capture_output=True)
+        from workload import CAPTURE_DAYS  # (every write of loads of the files given, recorded)
+
+        subprocess.run([sys.executable, "-c", CAPTURE_DAYS, str(work / "writes.pickle"), str(work / "store"),
+                        str(corpus(n))], check=True, capture_output=True)
         p = subprocess.run([sys.executable, "-c", REPLAY, str(work / "writes.pickle"), str(work / "replay")],
                            check=True, capture_output=True, text=True)
         info = json.loads(p.stdout.strip().splitlines()[-1])
@@ -547,29 +534,11 @@ STAGES = [
 def bench_profile(n: int) -> None:
     """A cProfile of an in-process load of the n-response corpus, every write in line (so one
     thread does all the work), its time summed by stage."""
-    import cProfile
-    import pstats
 
-    from konbini_ld import open_store
+    from workload import profiled_load
 
-    path = corpus(n)
     work = Path(tempfile.mkdtemp(prefix="kld-profile-"))
-    with open_store(work / "store") as store:
-        store.pipeline.write_behind = False
-        store.pipeline.workers = 0
-        profile = cProfile.Profile()
-        t = time.perf_counter()
-        profile.enable()
-        store.load(path)
-        profile.disable()
-        wall = time.perf_counter() - t
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    totals: dict[str, float] = {}
-    for (filename, _, function), (_, _, tottime, _, _) in stats.items():
-        where = f"{filename}:{function}".replace("\\", "/")
-        stage = next((name for name, keys in STAGES if any(k in where for k in keys)), "other (Python, glue)")
-        totals[stage] = totals.get(stage, 0.0) + tottime
-    profiled = sum(totals.values())
+    totals, profiled, wall = profiled_load(work / "store", corpus(n), STAGES)
     for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         record("profile", f"load {n} responses: {stage}", f"{seconds / profiled:.0%}",
                f"{seconds:.1f} s of {profiled:.1f} s profiled ({wall:.1f} s wall, one thread, profiler on)")

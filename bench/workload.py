@@ -193,24 +193,22 @@ def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measu
     shutil.rmtree(work, ignore_errors=True)
 
 
-def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, tuple[str, ...]]]) -> None:
-    """A cProfile of the last refresh day at ``n`` audios (the days before it loaded untimed)."""
+def profiled_load(store_dir: Path, path: Path, stages: list[tuple[str, tuple[str, ...]]]
+                  ) -> tuple[dict[str, float], float, float]:
+    """A cProfile of an in-process load of ``path`` into ``store_dir``, every write in line (one
+    thread does all the work): seconds by stage, seconds profiled, wall seconds."""
     import cProfile
     import pstats
 
     from konbini_ld import open_store
 
-    files = [day_file(n, d) for d in range(max(2, days))]
-    work = Path(tempfile.mkdtemp(prefix="kld-wprofile-"))
-    for path in files[:-1]:
-        subprocess.run([*KONBINI, "-q", "--store", str(work / "store"), "load", str(path)], check=True)
-    with open_store(work / "store") as store:
+    with open_store(store_dir) as store:
         store.pipeline.write_behind = False
         store.pipeline.workers = 0
         profile = cProfile.Profile()
         t = time.perf_counter()
         profile.enable()
-        store.load(files[-1])
+        store.load(path)
         profile.disable()
         wall = time.perf_counter() - t
     stats: Any = pstats.Stats(profile).stats  # type: ignore[attr-defined]
@@ -219,7 +217,16 @@ def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, t
         where = f"{filename}:{function}".replace("\\", "/")
         stage = next((name for name, keys in stages if any(k in where for k in keys)), "other (Python, glue)")
         totals[stage] = totals.get(stage, 0.0) + tottime
-    profiled = sum(totals.values())
+    return totals, sum(totals.values()), wall
+
+
+def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, tuple[str, ...]]]) -> None:
+    """A cProfile of the last refresh day at ``n`` audios (the days before it loaded untimed)."""
+    files = [day_file(n, d) for d in range(max(2, days))]
+    work = Path(tempfile.mkdtemp(prefix="kld-wprofile-"))
+    for path in files[:-1]:
+        subprocess.run([*KONBINI, "-q", "--store", str(work / "store"), "load", str(path)], check=True)
+    totals, profiled, wall = profiled_load(work / "store", files[-1], stages)
     for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         record("workload", f"  refresh day {len(files)} of {n:,} audios + pages: {stage}", f"{seconds / profiled:.0%}",
                f"{seconds:.1f} s of {profiled:.1f} s profiled ({wall:.1f} s wall, one thread, profiler on)")
