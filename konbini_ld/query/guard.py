@@ -44,7 +44,8 @@ MAX_NESTING = 500
 #: ``{…} UNION {…} UNION …``, ``<p>/<p>/…``, ``?s <p> ?o , ?o , …``) past this are refused for the same reason: the engine builds and walks them
 #: as one deep tree, and crashes past about 5,000 on an 8 MiB stack.
 MAX_CHAIN = 4_000
-_CHAINING = frozenset("+-*/=<>!^,;")
+_CHAINING = frozenset("+-*/=<>!^")
+_LISTING = frozenset(",;")
 _DOUBLED = frozenset("|&")  # (`||` and `&&` are one operator; a path's `|` half of one)
 _CHAIN_WORDS = frozenset({"UNION", "OPTIONAL", "MINUS", "FILTER", "BIND", "IN"})
 
@@ -139,16 +140,24 @@ def shape(sparql: str) -> tuple[int, int]:
     (3, 5)
     """
     depth = deepest = chain = halves = 0
+    brackets: list[str] = []
     for m in _LEX.finditer(sparql):
         kind = m.lastgroup
         if kind == "open":
             depth += 1
             deepest = max(deepest, depth)
+            brackets.append(m.group())
         elif kind == "close":
             depth = max(0, depth - 1)
+            if brackets:
+                brackets.pop()
         elif kind == "other":
-            chain += m.group() in _CHAINING
-            halves += m.group() in _DOUBLED
+            token = m.group()
+            if token in _LISTING:  # (object and predicate lists chain; a list of arguments does not)
+                chain += not brackets or brackets[-1] != "("
+            else:
+                chain += token in _CHAINING
+            halves += token in _DOUBLED
         elif kind == "word":
             text = m.group()
             chain += text.upper() in _CHAIN_WORDS or text == "." or text.count("-")

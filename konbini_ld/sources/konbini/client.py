@@ -44,6 +44,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop
 from ...errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError, UsageError
 from ...units import format_time, parse_credits
 from ...urls import redact
+from .redaction import base64_forms, key_pattern, reveals
 from .endpoints import DEFAULT_API_URL, answer_mismatch, audio_path, parse_audio_id, videos_path
 from .transport import BodyTooLarge, DeadlinePassed, Watchdog, bounded_session, decode_json_text, read_body
 
@@ -141,91 +142,6 @@ class _Transient(Exception):
         self.error = error
 
 
-#: Keys shorter than this are not looked for in answers: they would match ordinary text (a key
-#: ``k`` would turn every ``k`` of an answer into ``REDACTED``); no real key is this short.
-MIN_REDACTED_KEY = 8
-
-
-def key_pattern(key: str) -> re.Pattern[str] | None:
-    r"""What finds ``key`` in text however it is spelled: each character as itself, percent-encoded
-    (either case of hex digits, ``+`` for a space) or as a JSON escape (``\u0053``, ``\/``).
-
-    >>> key_pattern("sk-12345/x").sub("REDACTED", r'a "\u0073k-12345\/x" b %73k%2D12345%2Fx c')
-    'a "REDACTED" b REDACTED c'
-    >>> key_pattern("k") is None
-    True
-    """
-    if len(key) < MIN_REDACTED_KEY:
-        return None
-
-    def hexed(text: str) -> str:
-        return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text)
-
-    parts = []
-    for ch in key:
-        forms = [re.escape(ch), "".join(f"%{hexed(f'{b:02x}')}" for b in ch.encode("utf-8"))]
-        if ord(ch) < 0x10000:
-            forms.append(r"\\u" + hexed(f"{ord(ch):04x}"))
-        if ch in '/"\\':
-            forms.append(re.escape("\\" + ch))
-        if ch == " ":
-            forms.append(r"\+")
-        parts.append("(?:" + "|".join(forms) + ")")
-    return re.compile("".join(parts))
-
-
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]")
-
-
-_ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
-
-
-def _base64_forms(key: str) -> tuple[str, ...]:
-    """What base64 of the key (or of ``Bearer key``) holds whatever the offset it starts at:
-    the encodings' middles, standard and URL-safe alphabets."""
-    import base64
-
-    forms = set()
-    for text in (key, f"Bearer {key}"):
-        raw = text.encode()
-        for pad in range(3):
-            encoded = base64.b64encode(b"\0" * pad + raw).decode()
-            middle = encoded[4 if pad else 0: -4]  # (the first and last groups depend on what is around)
-            if len(middle) >= 8:
-                forms.add(middle)
-                forms.add(middle.replace("+", "-").replace("/", "_"))
-    return tuple(forms)
-
-
-def _reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
-    """See :meth:`KonbiniClient._reveals` (``key`` lower-cased)."""
-    import html
-    import unicodedata
-    from urllib.parse import unquote
-
-    if len(text) < len(key):  # (every spelling of the key is at least as long as the key)
-        return False
-    if key in text.lower() or any(form in text for form in b64):
-        return True
-    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
-        return False
-    candidates = [text]
-    if "\\" in text:  # (escapes a reader would decode again: \u0073, \x73, \/)
-        candidates.append(_ESCAPES.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2)
-                                       else m.group(3), text))
-    for c in list(candidates):
-        if "%" in c:
-            candidates += [unquote(c), unquote(unquote(c))]
-    for c in list(candidates):
-        if "&" in c:
-            candidates.append(html.unescape(c))
-    for c in list(candidates):
-        if not c.isascii():
-            candidates.append(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
-    return any(key in c.lower() for c in candidates)
-
-
 def _credit_headers(response: requests.Response) -> tuple[int | None, int | None, dict[str, str] | None]:
     """The believable credit headers, and the values that were not believed (as evidence)."""
     evidence: dict[str, str] = {}
@@ -291,7 +207,7 @@ class KonbiniClient:
             raise AuthError("no API key: set KONBINI_API_KEY (get one at https://konbiniapi.com)")
         self._key = api_key
         self._key_pattern = key_pattern(api_key)
-        self._key_b64 = _base64_forms(api_key)
+        self._key_b64 = base64_forms(api_key)
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
             raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
@@ -403,7 +319,7 @@ class KonbiniClient:
         any offset), Unicode compatibility forms and invisible characters, any case."""
         if self._key_pattern is None:
             return False
-        return _reveals(text, self._key.lower(), self._key_b64)
+        return reveals(text, self._key.lower(), self._key_b64)
 
     def _scrub_evidence(self, evidence: dict[str, str]) -> dict[str, str]:
         """Header values kept as evidence, without the key (in any spelling, or split across them)."""
@@ -423,12 +339,12 @@ class KonbiniClient:
         body = self._key_pattern.sub("REDACTED", body)
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (not JSON, or nested past what Python reads)
             return withheld if self._reveals(body) else body
         strings: list[str] = []
         # every string of the answer, keys and the values of repeated keys included (the archive
         # keeps the text whole), looked at once together, in document order
-        stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]
+        stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]  # (read above)
         while stack:
             value = stack.pop()
             if isinstance(value, str):
