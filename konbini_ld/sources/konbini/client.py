@@ -337,14 +337,12 @@ class KonbiniClient:
             return body
         withheld = "REDACTED (the answer held the API key in another spelling)"
         body = self._key_pattern.sub("REDACTED", body)
-        try:
-            document = json.loads(body)
+        strings: list[str] = []
+        try:  # every string of the answer, keys and the values of repeated keys included (the
+            # archive keeps the text whole), looked at once together, in document order
+            stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]
         except (ValueError, RecursionError):  # (not JSON, or nested past what Python reads)
             return withheld if self._reveals(body) else body
-        strings: list[str] = []
-        # every string of the answer, keys and the values of repeated keys included (the archive
-        # keeps the text whole), looked at once together, in document order
-        stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]  # (read above)
         while stack:
             value = stack.pop()
             if isinstance(value, str):
@@ -357,6 +355,7 @@ class KonbiniClient:
                     stack.append(k)
         if not self._reveals("".join(strings)):  # (in document order: a key split across fields too)
             return body
+        document = json.loads(body)
         found = False
 
         def clean(value: Any) -> Any:
