@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +300,39 @@ def test_plot_to_a_file_that_cannot_be_written_is_one_line(loaded: Path, tmp_pat
                     ["query", "history", "-p", f"entity={KHABY}", "--plot", str(target)]):
         line = one_error(cli(loaded, *command), code)
         assert line.startswith(f"Error: cannot write {target}: "), line
+
+
+# -- a query that runs too long -------------------------------------------------------------
+
+RUNAWAY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n ?o . ?p ?q ?r }"
+
+
+def test_query_timeout_stops_a_runaway_in_one_line(loaded: Path) -> None:
+    started = time.monotonic()
+    r = konbini("--store", str(loaded), "query", "-e", RUNAWAY, "--timeout", "1.5")
+    assert time.monotonic() - started < 20
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.decode().strip().splitlines() == [
+        "Error: the query was stopped after the 1.5 s time limit (--timeout)"]
+    fine = konbini("--store", str(loaded), "query", "top-audios", "--timeout", "30", "-f", "csv")
+    assert fine.returncode == 0 and fine.stdout.startswith(b"audio,"), fine.stderr
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_a_running_query_at_once(loaded: Path, sig: signal.Signals, code: int) -> None:
+    """The engine does not look at signals while it evaluates: the query runs beside the
+    waiting main thread, so Ctrl-C or SIGTERM ends the command at once."""
+    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(loaded), "query", "-e", RUNAWAY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(3)  # (started, and evaluating: the runaway takes minutes)
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - sent < 5
+        assert proc.returncode == code and err.decode().strip() == "Interrupted.", err
+    finally:
+        proc.kill()
+        proc.wait()

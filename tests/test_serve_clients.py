@@ -28,8 +28,8 @@ from konbini_ld.apps.cli import main
 #: CPU for as long as it is let run, in little memory (a count over a five-way cross product).
 RUNAWAY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }"
 CHEAP = "ASK { ?s ?p ?o }"
-#: A few megabytes of answer (a cross product, as many rows as --max-rows lets through).
-BIG = "SELECT ?a ?b ?c WHERE { ?a ?p ?b . ?c ?q ?d }"
+#: A few megabytes of answer (12,000 rows of a cross product).
+BIG = "SELECT ?a ?b ?c WHERE { ?a ?p ?b . ?c ?q ?d } LIMIT 12000"
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +201,23 @@ def test_request_bodies_are_bounded(store: Path) -> None:
         stop_cleanly(served)
 
 
+def test_a_request_with_both_framings_is_refused_and_its_connection_closed(store: Path) -> None:
+    """Content-Length and Transfer-Encoding together (request smuggling behind a proxy): 400, and
+    the connection closed after it (RFC 9112, 6.3), so nothing sent after it is read as a request."""
+    served = Served(store)
+    try:
+        smuggled = (b"POST /sparql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sparql-query\r\n"
+                    b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nASK {}\r\n0\r\n\r\n"
+                    b"GET /sparql?query=ASK%7B%7D HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with raw(served.port, smuggled) as sock:
+            got = answer_of(sock, 10)
+        assert got.startswith(b"HTTP/1.1 400") and b"not both" in got, got[:300]
+        assert got.count(b"HTTP/1.1 ") == 1, got  # closed: the second request was never answered
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        stop_cleanly(served)
+
+
 def test_server_memory_stays_flat_under_large_distinct_bodies(store: Path) -> None:
     served = Served(store)
     try:
@@ -273,6 +290,30 @@ def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
         assert runaways and all(a.status_code == 503 and "make room" in a.text for a in runaways)
     finally:
         stop.set()
+        stop_cleanly(served)
+
+
+def test_one_runaway_sent_by_many_clients_at_once_does_not_queue_ahead(store: Path) -> None:
+    """Twenty clients send the same runaway at the same moment (a dashboard opened everywhere):
+    the copies that wait queue behind other queries, so a cheap query sent after them is
+    answered within about a second, not after twenty runaways' turns."""
+    served = Served(store, "--workers", "2", "--timeout", "30")
+
+    def runaway() -> None:
+        try:
+            requests.get(served.url + "/sparql", params={"query": RUNAWAY}, timeout=120)
+        except requests.RequestException:
+            pass  # (the server stops before it ends)
+
+    threads = [threading.Thread(target=runaway, daemon=True) for _ in range(20)]
+    try:
+        for th in threads:
+            th.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=60).status_code == 200
+        assert time.monotonic() - started < 3
+    finally:
         stop_cleanly(served)
 
 
@@ -475,9 +516,9 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit(store: Path) -> None:
 
 
 def test_readers_that_take_nothing_hold_no_memory(store: Path) -> None:
-    """Sixteen clients ask for a multi-megabyte answer and read none of it: the server holds
-    none of those answers (they stay in the workers, read as the client takes them), cuts the
-    clients off after the stall limit, and answers others meanwhile."""
+    """Sixteen clients ask for a multi-megabyte answer and read none of it: the server keeps a
+    small part of each in memory (the rest waits in a temporary file, and the workers are free
+    for others), cuts the clients off after the stall limit, and answers others meanwhile."""
     served = tuned(store, stall_seconds=2.0)
     stuck: list[socket.socket] = []
     try:

@@ -7,6 +7,8 @@ uvicorn's HTTP/1.1 protocol (h11), with what it lacks for a server facing any cl
   however slowly they trickle in: an idle connection, or one sending a header a byte at a
   time, is closed then (408 when part of a request came).
 * The request line and headers hold at most :attr:`Limits.head_bytes`; more is answered 431.
+* A request with both ``Content-Length`` and ``Transfer-Encoding`` (the shape of request
+  smuggling behind a proxy) is answered 400 and its connection closed (RFC 9112, 6.3).
 * At most :attr:`Limits.connections` connections are open at once. One more closes the
   connection that has waited longest for a request; when every connection has a request in
   progress, the new one is answered 503 and closed.
@@ -135,6 +137,12 @@ class _Guarded(H11Protocol):
             self._seen = self.cycle
             self._cancel_head()
             scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+            names = {name for name, _ in scope.get("headers") or ()}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                self.cycle.disconnected = True  # (the app's answer goes nowhere)
+                self._close(_raw("400 Bad Request", "Bad Request: a request may carry Content-Length or "
+                                                    "Transfer-Encoding, not both; the connection is closed"))
+                return
             scope.setdefault("extensions", {})["konbini.abort"] = self._abort
 
     def _abort(self) -> None:

@@ -318,7 +318,7 @@ def _size(n: int) -> str:
 
 
 class _Streamed(Response):
-    """An answer read from its worker as the client takes it; a cut answer cuts the connection
+    """An answer sent as the client takes it (from its spool); a cut answer cuts the connection
     (the client sees fewer bytes than ``Content-Length`` says: never a silently short answer)."""
 
     def __init__(self, answer: Answer, headers: dict[str, str]) -> None:

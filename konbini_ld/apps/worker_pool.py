@@ -22,14 +22,18 @@
 * A worker is checked alive before it is handed a query; one that died while idle is
   replaced at once. A query whose worker died before answering, for another reason than its
   limits (killed from outside, crashed), is run once more on a fresh worker.
-* A worker's answer reaches the client in 60 KiB pieces, read from the worker only as fast
-  as the client takes them: the server holds no whole answer, however large.
+* A worker's answer is taken from it as fast as it sends it, into a spool of at most
+  :data:`SPOOL_MEMORY` bytes in memory (a temporary file beyond), and the worker is given back at
+  once: clients that read slowly, or not at all, hold their connections, never a worker. All
+  spools together hold at most :data:`SPOOL_BUDGET` bytes; past it, answers go at their
+  clients' pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -38,7 +42,7 @@ from typing import Any
 
 import anyio
 
-from .query_workers import GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
+from .query_workers import CHUNK, GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
 from .worker_processes import POLL_SECONDS, Proc, Processes, has_data, resident_bytes, size_text, wait_readable
 
 __all__ = ["GRACE", "MAX_WAITING", "Workers", "runner_for"]
@@ -49,6 +53,11 @@ log = logging.getLogger(__name__)
 GRACE = 0.5
 #: Queries that may wait for a place at once; more are answered 503.
 MAX_WAITING = 64
+#: Bytes of one answer kept in memory while its client reads it; the rest waits in a temporary file.
+SPOOL_MEMORY = 256 << 10
+#: Bytes all answers may hold in spools at once; past it, an answer is read from its worker only
+#: as fast as its client takes it (the worker keeps its place meanwhile).
+SPOOL_BUDGET = 512 << 20
 
 
 _EVICTED = (503, "query stopped to make room for other queries: every place was taken, and as many queries as "
@@ -58,6 +67,9 @@ _EVICTED = (503, "query stopped to make room for other queries: every place was 
 @dataclass(eq=False)
 class _Waiter:
     again: bool
+    #: the same query is running or waiting already (many clients sending one query at once)
+    twin: bool = False
+    mark: bytes = b""
 
 
 class _Gone(Exception):
@@ -115,6 +127,8 @@ class Workers(Processes):
     def __init__(self, opts: ServeOptions) -> None:
         super().__init__(opts)
         self.queue: list[_Waiter] = []
+        #: bytes held in answers' spools
+        self.spooled = 0
         #: queries stopped lately (evicted, or over a limit), by fingerprint → when
         self.stopped_lately: OrderedDict[bytes, float] = OrderedDict()
 
@@ -129,20 +143,23 @@ class Workers(Processes):
         except (OSError, ValueError):
             pass
 
-    async def _acquire(self, fresh: bool = False, again: bool = False, gone: Gone | None = None) -> Proc | None:
+    async def _acquire(self, fresh: bool = False, again: bool = False, gone: Gone | None = None,
+                       mark: bytes = b"") -> Proc | None:
         """A worker for a new query, first come first served; ``None`` when too many wait already
         or none can start. A query stopped a moment ago and sent ``again`` waits behind the others
         and takes only a free place: it cannot stop another query."""
         if len(self.queue) >= MAX_WAITING:
             return None
-        me = _Waiter(again)
+        twin = bool(mark) and (any(p.mark == mark for p in self.pool.busy) or any(w.mark == mark for w in self.queue))
+        me = _Waiter(again, twin, mark)
         self.queue.append(me)
         try:
             while True:
                 if gone is not None and await gone():
                     raise _Gone()
                 proc, wait = None, POLL_SECONDS
-                first = next((w for w in self.queue if not w.again), None) or self.queue[0]
+                first = (next((w for w in self.queue if not w.again and not w.twin), None)
+                         or next((w for w in self.queue if not w.again), None) or self.queue[0])
                 if first is me:
                     proc, wait = await self._place(fresh, again)
                     if proc is not None:
@@ -202,7 +219,7 @@ class Workers(Processes):
         again = self._stopped_lately(mark)
         for attempt in range(2):
             try:
-                proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone)
+                proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone, mark=mark)
             except _CannotStart:
                 return "error", (503, "no query worker could be started; try again shortly")
             except _Gone:
@@ -300,33 +317,74 @@ class Workers(Processes):
         return "ok", self._answer(proc, code, media, length)
 
     def _answer(self, proc: Proc, code: int, media: str, length: int) -> Answer:
-        state = {"read": 0}
+        """The answer's bytes are taken from the worker as fast as it sends them, into a spool
+        (memory up to :data:`SPOOL_MEMORY`, a temporary file beyond), and the worker is given
+        back as soon as the last byte is in: a client slow to read holds its connection and its
+        spool, never a worker."""
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - closed by close()
+        state: dict[str, Any] = {"in": 0, "out": 0, "cut": None, "released": False, "held": 0}
+        arrived, taken = asyncio.Event(), asyncio.Event()
+
+        async def drain() -> None:
+            try:
+                while state["in"] < length:
+                    while self.spooled >= SPOOL_BUDGET and state["out"] < state["in"]:
+                        taken.clear()  # every spool full: this answer goes at its client's pace
+                        await taken.wait()
+                    while not has_data(proc.conn):
+                        if proc.stopped is not None or not proc.alive():
+                            raise Cut("the query's worker was stopped")
+                        await wait_readable((proc.conn.fileno(), proc.process.sentinel), 1.0)
+                    try:
+                        piece = proc.conn.recv_bytes()
+                    except (EOFError, OSError):
+                        raise Cut("the query's worker was stopped") from None
+                    spool.seek(0, 2)
+                    spool.write(piece)
+                    state["in"] += len(piece)
+                    state["held"] += len(piece)
+                    self.spooled += len(piece)
+                    arrived.set()
+                if proc in self.pool.busy:
+                    state["released"] = True
+                    self._release(proc)
+            except Cut as exc:
+                state["cut"] = exc
+            finally:
+                arrived.set()
+
+        task = asyncio.get_running_loop().create_task(drain())
 
         async def chunks() -> AsyncIterator[bytes]:
-            while state["read"] < length:
-                while not has_data(proc.conn):
-                    if proc.stopped is not None or not proc.alive():
-                        raise Cut("the query's worker was stopped")
-                    await wait_readable((proc.conn.fileno(), proc.process.sentinel), 1.0)
-                try:
-                    piece = proc.conn.recv_bytes()
-                except (EOFError, OSError):
-                    raise Cut("the query's worker was stopped") from None
-                state["read"] += len(piece)
+            sent = 0
+            while sent < length:
+                if sent >= state["in"]:
+                    if state["cut"] is not None:
+                        raise state["cut"]
+                    arrived.clear()
+                    if sent >= state["in"] and state["cut"] is None and not task.done():
+                        await arrived.wait()
+                    continue
+                spool.seek(sent)
+                piece = spool.read(min(CHUNK, state["in"] - sent))
+                sent += len(piece)
+                state["out"] = sent
+                taken.set()
                 yield piece
 
         def close(complete: bool) -> None:
+            spool.close()
+            self.spooled -= state["held"]
+            state["held"] = 0
+            if state["released"]:
+                return
+            task.cancel()
             if proc not in self.pool.busy:  # evicted meanwhile
                 self._kill(proc)
-                return
-            if complete and state["read"] == length:
-                self._release(proc)
             else:
                 self._discard(proc)
 
         return Answer(code, media, length, chunks(), close)
-
-
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:

@@ -111,6 +111,10 @@ class Context:
 pass_state = click.make_pass_decorator(Context)
 
 
+#: Commands that write the store: interrupted, they keep what they wrote.
+_WRITERS = frozenset({"load", "fetch", "rebuild", "push"})
+
+
 def handle_errors(fn: F) -> F:
     """Map every failure to one ``Error:`` line on stderr and its exit code.
 
@@ -135,7 +139,8 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt as exc:
             from ...errors import Terminated
 
-            click.echo("Interrupted: everything loaded so far is saved.", err=True)
+            saved = ": everything loaded so far is saved" if ctx.info_name in _WRITERS else ""
+            click.echo(f"Interrupted{saved}.", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
         except OSError as exc:
             if _broken_pipe(exc):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import UsageError
-from .options import Context, emit, format_option, handle_errors, json_option, open_output, output_option, pass_state
+from .options import Context, emit, format_option, seconds_type, handle_errors, json_option, open_output, output_option, pass_state
 
 if TYPE_CHECKING:
     from ...query.run import QueryResult
@@ -37,10 +37,13 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--raw", is_flag=True,
               help="csv, tsv: write every value exactly, also one a spreadsheet would run as a formula (by default "
                    "such a value gets a leading ').")
+@click.option("--timeout", type=seconds_type(), default=None, metavar="SECONDS",
+              help="Stop the query (and its output) after SECONDS, exit 1 (default: no limit; Ctrl-C stops it "
+                   "at any time).")
 @pass_state
 @handle_errors
 def query(state: Context, name: str | None, inline: str | None, params: tuple[str, ...], fmt: str,
-          output: str | None, plot_to: str | None, raw: bool) -> None:
+          output: str | None, plot_to: str | None, raw: bool, timeout: float | None) -> None:
     """Run a named query, a .rq file, or inline SPARQL (-e).
 
     Parameters are bound as RDF terms, never pasted into the query text: a named
@@ -61,14 +64,19 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
       konbini-ld query trending -p since=7d
       konbini-ld query history -p entity=https://www.tiktok.com/@khaby.lame --plot khaby.png
     """
+    from ...query.bounded import within
+
     with state.open(read_only=True) as store:
-        result = _run(store, name, inline, params)
-        if plot_to is not None:
-            _plot(state, result, plot_to)
-            if output is None and fmt == "table":
-                return
-        with open_output(output) as out:
-            result.write(out, fmt, escape_formulas=not raw)
+        def work() -> None:
+            result = _run(store, name, inline, params)
+            if plot_to is not None:
+                _plot(state, result, plot_to)
+                if output is None and fmt == "table":
+                    return
+            with open_output(output) as out:
+                result.write(out, fmt, escape_formulas=not raw)
+
+        within(timeout, work)
 
 
 def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
