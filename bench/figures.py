@@ -6,7 +6,9 @@ A week of daily ``fetch --videos --refresh-older-than`` runs of a watch list (wi
 do not exist, and one billed 503 on day 4), through the command line as a user runs it; then:
 the API's own bill beside what the runs' summaries said and what ``stats`` says; a dry run's
 count beside the spend of the run after it; points per counter per run; and a reload of the
-same recorded files (quads, points and archive before and after). Prints a table; writes the
+same recorded files (quads, points and archive before and after); and an answer of 250,000 rows
+from ``serve`` as requests, SPARQLWrapper and Jena's ``SERVICE`` count it (the suite checks
+40,000). Prints a table; writes the
 section ``figures`` of bench/BENCHMARKS.md through run.py's writer when run from it.
 """
 
@@ -88,6 +90,45 @@ def main() -> None:
         second = (len(s), s.stats().points)
     print(f"  reload of samples/*.json: quads, points {first} -> {second}; "
           f"{p1.stderr.strip().splitlines()[-1]!r} then {p2.stderr.strip().splitlines()[-1]!r}")
+
+    large_answers(work)
+
+
+def large_answers(work: Path, rows: int = 250_000) -> None:
+    """Rows of one large answer from ``serve``, as three clients count them."""
+    import shutil
+
+    import requests
+    from SPARQLWrapper import JSON, SPARQLWrapper
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from jena import classpath
+    from test_server import Served
+
+    store = work / "large"
+    samples = sorted((ROOT / "samples").glob("*.json"))
+    subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), "load", *map(str, samples)],
+                   capture_output=True, text=True, check=True)
+    pairs = f"SELECT ?a ?c ?e WHERE {{ ?a ?p ?b . ?c ?q ?d . ?e ?r ?f }} LIMIT {rows}"
+    served = Served(store, "--timeout", "300")
+    try:
+        r = requests.post(served.url + "/sparql", data={"query": pairs}, headers={"Accept": "text/csv"}, timeout=600)
+        by_requests = r.text.count("\r\n") - 1 if len(r.content) == int(r.headers["content-length"]) else -1
+        client = SPARQLWrapper(served.url + "/sparql")
+        client.setQuery(pairs)
+        client.setReturnFormat(JSON)
+        by_wrapper = len(client.query().convert()["results"]["bindings"])  # type: ignore[index,call-overload]
+        by_jena: object = "(no java)"
+        if shutil.which("java"):
+            query = work / "service.rq"
+            query.write_text(f"SELECT (COUNT(*) AS ?n) WHERE {{ SERVICE <{served.url}/sparql> {{ {pairs} }} }}")
+            out = subprocess.run(["java", "-cp", classpath(work), "arq.sparql", "--query", str(query),
+                                  "--results=csv"], capture_output=True, text=True, timeout=900)
+            by_jena = int(out.stdout.split()[1]) if out.returncode == 0 else out.stderr.strip().splitlines()[-1:]
+    finally:
+        served.stop()
+    print(f"answer of {rows:,} rows from serve: requests {by_requests:,}, SPARQLWrapper {by_wrapper:,}, "
+          f"Jena SERVICE {by_jena}")
 
 
 if __name__ == "__main__":

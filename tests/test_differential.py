@@ -39,11 +39,12 @@ def test_shape_templates_agree_with_pyld_on_the_corpus() -> None:
     bodies = list(corpus_lines(1500)) + [json.dumps(videos_page(i, c)) for i in range(6) for c in range(3)]
     bodies += [p.read_text() for p in (SEED, NEWER, VIDEOS)]
     cache = ShapeCache()
-    for body in bodies:  # every shape's first response is filled from the template its probe built
-        assert _cached(body, cache) == _plain(body)
+    plain = [_plain(body) for body in bodies]
+    for body, expected in zip(bodies, plain, strict=True):  # each shape's first response: its probe's template
+        assert _cached(body, cache) == expected
     hits = cache.hits
-    for body in bodies:
-        assert _cached(body, cache) == _plain(body)
+    for body, expected in zip(bodies, plain, strict=True):
+        assert _cached(body, cache) == expected
     assert cache.hits - hits > 0.9 * len(bodies)  # the comparison really exercised the templates
 
 

@@ -144,6 +144,7 @@ class Planner:
 
         for q in stored:
             consider(q)
+        self._stored_as_named(unchanged, cells)
         done: set[ox.NamedNode] = set()
         while old_owned:
             batch = [n for n in dict.fromkeys(old_owned) if n not in done]
@@ -160,6 +161,29 @@ class Planner:
             for entity, (digest, _) in list(self._written.items()):
                 self._written[entity] = (digest, frozenset(props.get(entity, set()) | now_held.get(entity, set())))
         return deletes, [line for line in inserts if line not in unchanged]
+
+    def _stored_as_named(self, unchanged: set[str], cells: set[str]) -> None:
+        """Add to ``unchanged`` the lines of the nodes named by their content that a line already
+        stored points at: the same name says the same thing, which is stored with it (so an
+        entity observed again rewrites none of its images, variants or headers)."""
+        owned: dict[str, list[tuple[str, str]]] = {}
+        for key in self.final:
+            if key[0].startswith(_GENID_NT) and key[0] not in cells:
+                owned.setdefault(key[0], []).append(key)
+        if not owned:
+            return
+        todo = [line for line in unchanged]
+        done: set[str] = set()
+        while todo:
+            line = todo.pop()
+            node = line.split(" ", 2)[2][:-3]  # (subject and predicate are IRIs: no spaces)
+            if node in done or node not in owned:
+                continue
+            done.add(node)
+            for key in owned[node]:
+                for held in self.final[key]:
+                    unchanged.add(held)
+                    todo.append(held)
 
     def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]]) -> set[tuple[str, str]]:
         """Drop the groups older than the stored value of their property; work out each entity's
