@@ -50,7 +50,7 @@ def test_a_week_of_refreshes_counts_every_billed_request(store: Any, client: Kon
         if day == 3:  # a transient failure the API bills, then the answer
             api.script(f"/v1/tiktok/audios/{audio_id(0)}", Scripted(503, {"errors": [{"code": "x"}], "data": None},
                                                                     bill=True))
-        report = fetch(store, client, WATCH, videos=True, max_pages=2, refresh_older_than=NOW,
+        report = fetch(store, client, WATCH[:5] + WATCH[-2:], videos=True, max_pages=2, refresh_older_than=NOW,
                        refresh=day == 5)  # day 5 buys everything again, not-found answers included
         spent += report.credits_used
     billed = api.credits_used
