@@ -621,12 +621,16 @@ def serve_clients(base: Path, work: Path, n: int, trials: int, rng: random.Rando
     row = Row("killed workers, damaged text index (serve)")
     for _ in range(trials):
         served = Served(store, "--workers", "2")
-        errors: list[int] = []
+        errors: list[int | str] = []
         stop = threading.Event()
 
         def client() -> None:
             while not stop.is_set():
-                r = requests.get(served.url + "/queries/creators", headers={"Accept": "text/csv"}, timeout=60)
+                try:
+                    r = requests.get(served.url + "/queries/creators", headers={"Accept": "text/csv"}, timeout=60)
+                except requests.RequestException as exc:  # (an answer cut short is a failed request)
+                    errors.append(type(exc).__name__)
+                    continue
                 if r.status_code != 200:
                     errors.append(r.status_code)
 

@@ -314,46 +314,73 @@ class Workers(Processes):
         if length == 0:
             self._release(proc)
             return "ok", Answer(code, media, 0, _no_chunks(), lambda complete: None)
-        return "ok", self._answer(proc, code, media, length)
+        return await self._answer(proc, code, media, length)
 
-    def _answer(self, proc: Proc, code: int, media: str, length: int) -> Answer:
+    async def _answer(self, proc: Proc, code: int, media: str, length: int) -> tuple[str, Any]:
         """The answer's bytes are taken from the worker as fast as it sends them, into a spool
         (memory up to :data:`SPOOL_MEMORY`, a temporary file beyond), and the worker is given
         back as soon as the last byte is in: a client slow to read holds its connection and its
-        spool, never a worker."""
+        spool, never a worker. While the spools have room the whole answer is in before the
+        client is answered, so a worker that dies mid-answer costs the client nothing (the query
+        runs again); past :data:`SPOOL_BUDGET` the rest follows at the client's pace."""
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - closed by close()
         state: dict[str, Any] = {"in": 0, "out": 0, "cut": None, "released": False, "held": 0}
         arrived, taken = asyncio.Event(), asyncio.Event()
 
-        async def drain() -> None:
+        async def take() -> None:
+            """One piece from the worker into the spool."""
+            while not has_data(proc.conn):
+                if proc.stopped is not None or not proc.alive():
+                    raise Cut("the query's worker was stopped")
+                await wait_readable((proc.conn.fileno(), proc.process.sentinel), 1.0)
             try:
-                while state["in"] < length:
-                    while self.spooled >= SPOOL_BUDGET and state["out"] < state["in"]:
-                        taken.clear()  # every spool full: this answer goes at its client's pace
-                        await taken.wait()
-                    while not has_data(proc.conn):
-                        if proc.stopped is not None or not proc.alive():
-                            raise Cut("the query's worker was stopped")
-                        await wait_readable((proc.conn.fileno(), proc.process.sentinel), 1.0)
-                    try:
-                        piece = proc.conn.recv_bytes()
-                    except (EOFError, OSError):
-                        raise Cut("the query's worker was stopped") from None
-                    spool.seek(0, 2)
-                    spool.write(piece)
-                    state["in"] += len(piece)
-                    state["held"] += len(piece)
-                    self.spooled += len(piece)
-                    arrived.set()
-                if proc in self.pool.busy:
-                    state["released"] = True
-                    self._release(proc)
-            except Cut as exc:
-                state["cut"] = exc
-            finally:
-                arrived.set()
+                piece = proc.conn.recv_bytes()
+            except (EOFError, OSError):
+                raise Cut("the query's worker was stopped") from None
+            spool.seek(0, 2)
+            spool.write(piece)
+            state["in"] += len(piece)
+            state["held"] += len(piece)
+            self.spooled += len(piece)
+            arrived.set()
 
-        task = asyncio.get_running_loop().create_task(drain())
+        def taken_all() -> None:
+            if proc in self.pool.busy:
+                state["released"] = True
+                self._release(proc)
+
+        def drop_spool() -> None:
+            spool.close()
+            self.spooled -= state["held"]
+            state["held"] = 0
+
+        try:
+            while state["in"] < length and self.spooled < SPOOL_BUDGET:
+                await take()
+        except Cut:
+            drop_spool()
+            if proc.stopped == "evicted":
+                self._kill(proc)
+                return "error", _EVICTED
+            raise _Died(_ending(proc)) from None
+        task: asyncio.Task[None] | None = None
+        if state["in"] >= length:
+            taken_all()
+        else:
+            async def drain() -> None:
+                try:
+                    while state["in"] < length:
+                        while self.spooled >= SPOOL_BUDGET and state["out"] < state["in"]:
+                            taken.clear()  # every spool full: this answer goes at its client's pace
+                            await taken.wait()
+                        await take()
+                    taken_all()
+                except Cut as exc:
+                    state["cut"] = exc
+                finally:
+                    arrived.set()
+
+            task = asyncio.get_running_loop().create_task(drain())
 
         async def chunks() -> AsyncIterator[bytes]:
             sent = 0
@@ -362,7 +389,7 @@ class Workers(Processes):
                     if state["cut"] is not None:
                         raise state["cut"]
                     arrived.clear()
-                    if sent >= state["in"] and state["cut"] is None and not task.done():
+                    if sent >= state["in"] and state["cut"] is None and task is not None and not task.done():
                         await arrived.wait()
                     continue
                 spool.seek(sent)
@@ -373,18 +400,17 @@ class Workers(Processes):
                 yield piece
 
         def close(complete: bool) -> None:
-            spool.close()
-            self.spooled -= state["held"]
-            state["held"] = 0
+            drop_spool()
             if state["released"]:
                 return
-            task.cancel()
+            if task is not None:
+                task.cancel()
             if proc not in self.pool.busy:  # evicted meanwhile
                 self._kill(proc)
             else:
                 self._discard(proc)
 
-        return Answer(code, media, length, chunks(), close)
+        return "ok", Answer(code, media, length, chunks(), close)
 
 
 async def _no_chunks() -> AsyncIterator[bytes]:
