@@ -23,7 +23,7 @@ STAGES = [
     ("sources", {"sources"}),
     ("pipeline", {"pipeline"}),
     ("apps", {"apps", "fakeapi"}),
-    ("api", {"__init__", "__main__"}),
+    ("api", {"__init__", "__main__", "_entry"}),
 ]
 
 

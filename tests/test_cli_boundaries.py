@@ -336,3 +336,37 @@ def test_a_signal_ends_a_running_query_at_once(loaded: Path, sig: signal.Signals
     finally:
         proc.kill()
         proc.wait()
+
+
+#: The program, with its command line's import made slow (as on a busy machine) and announced.
+_SLOW_LOAD = """
+import builtins, os, sys, time
+real = builtins.__import__
+def slow(name, *args, **kwargs):
+    if name == "apps.cli" or name.endswith("apps.cli"):
+        os.write(2, b"loading\\n")
+        time.sleep(30)
+    return real(name, *args, **kwargs)
+builtins.__import__ = slow
+sys.argv = ["konbini-ld", "--help"]
+from konbini_ld._entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_command_line_loads_is_an_interruption(sig: signal.Signals, code: int) -> None:
+    """The command line's imports take a second or more on a busy machine: a signal then ends it as
+    at any other moment (exit 130 / 143, "Interrupted."), never a traceback."""
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_LOAD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline() == b"loading\n"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == code and "Traceback" not in err.decode(), (proc.returncode, err)
+        assert err.decode().strip() == "Interrupted.", err
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,28 @@
+"""The ``konbini-ld`` program. A signal that arrives while the command line is still loading (its
+imports take a second or two on a busy machine) ends it as at any other moment: "Interrupted.",
+exit 130 for Ctrl-C and 143 for SIGTERM, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+from .errors import Terminated
+
+__all__ = ["run"]
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def run() -> None:
+    """Load the command line and run it (the handler for SIGTERM is the command line's own once it runs)."""
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        from .apps.cli import main
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("Interrupted.\n")
+        raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
+    main()
