@@ -262,4 +262,6 @@ def test_query_page_shows_a_results_table_for_a_named_query(served: Served, tmp_
         assert len(table_png) > 1000  # the rendered table, not an empty box
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert driver.find_element(By.ID, "status").text.startswith(f"{len(rows)} row")
-        shot.replace(Path(os.environ.get("KONBINI_LD_SCREENSHOT_DIR", tmp_path)) / "query-page.png")
+        folder = Path(os.environ.get("KONBINI_LD_SCREENSHOT_DIR") or tmp_path)
+        folder.mkdir(parents=True, exist_ok=True)  # (the first test to keep a screenshot makes it)
+        shot.replace(folder / "query-page.png")
