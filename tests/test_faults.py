@@ -202,7 +202,7 @@ def test_flipped_bytes_are_damage_not_a_torn_tail(copy: Path) -> None:
     r = cli(copy, "rebuild")
     assert r.exit_code == 1 and "Traceback" not in r.stderr
     assert f"archive {seg.name} at byte" in r.stderr and "--accept-damage" in r.stderr
-    assert re.search(r"\b\d+ records? lost\b", r.stderr)  # (one record when the flip hits a small block)
+    assert re.search(r"\b\d+ (records? )?lost\b", r.stderr)  # (one record when the flip hits a small block)
     assert audios(copy) == 1500  # nothing was changed
     r = cli(copy, "rebuild", "--accept-damage")
     assert r.exit_code == 0 and "warning: archive" in r.stderr
