@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["Token", "has_dataset_clause", "query_form", "tokens", "update_keyword", "where_brace", "where_braces"]
+__all__ = ["Token", "has_dataset_clause", "query_form", "shape", "tokens", "update_keyword", "where_brace", "where_braces"]
 
 _TOKEN = re.compile(
     r"""
@@ -86,6 +86,37 @@ def _significant(sparql: str) -> tuple[Token, ...] | Iterator[Token]:
                 old, _ = _cache.popitem(last=False)
                 _cache_chars -= len(old)
     return found
+
+
+def shape(sparql: str) -> str:
+    """The query with its constants and variable names taken out: what a family of queries that
+    differ only by a literal, an IRI, a number or a variable's name have in common.
+
+    >>> shape('SELECT ?x { ?x <urn:a> "one" ; ex:p 12.5 } # one') == shape("select ?y {?y <urn:b> 'two'; ex:q 7}")
+    True
+    """
+    out: list[str] = []
+    names: dict[str, str] = {}
+    number = ""  # the number being read ("1", "1.", "1.5"): one constant, however many tokens
+    for t in _significant(sparql):
+        if t.kind == "other" and t.text.isdigit() or number and t.text == "." and "." not in number:
+            if not number:
+                out.append("K")
+            number += t.text
+            continue
+        if number.endswith("."):
+            out.append(".")  # (it ended a triple, not a number)
+        number = ""
+        if t.kind in ("string", "iri"):
+            out.append("K")
+        elif t.kind == "var":
+            out.append(names.setdefault(t.text[1:], f"?{len(names)}"))
+        elif t.kind == "word":
+            upper = t.text.upper()
+            out.append("K" if ":" in t.text or upper in ("TRUE", "FALSE") else upper)
+        else:
+            out.append(t.text)
+    return " ".join(out)
 
 
 def _words(sparql: str) -> Iterable[Token]:

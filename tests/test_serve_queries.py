@@ -30,22 +30,25 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
-    """Eight clients sending a runaway query again as soon as it ends, with --workers 2 (four
-    places): a cheap query beside them still gets a median under a second (runaways beyond half
-    the places give way, answered 503; one sent again gives its place to a new query at once)."""
+    """Twelve clients each sending runaway after runaway, every one different (a constant changes
+    each time), with --workers 2 (four places): a cheap query beside them still gets a median under
+    a second (runaways beyond half the places give way, answered 503; one of a family stopped
+    lately gives its place to a new query at once)."""
     served = Served(store, "--workers", "2", "--timeout", "30")
     stop = threading.Event()
     runaways: list[requests.Response] = []
+    sent = iter(range(10**9))
 
     def runaway() -> None:
         while not stop.is_set():
+            query = RUNAWAY.replace("}", f'FILTER(?c != "{next(sent)}") }}')
             try:
-                runaways.append(requests.get(served.url + "/sparql", params={"query": RUNAWAY}, timeout=60))
+                runaways.append(requests.get(served.url + "/sparql", params={"query": query}, timeout=60))
             except requests.RequestException:
                 return
 
     try:
-        for _ in range(8):
+        for _ in range(12):
             threading.Thread(target=runaway, daemon=True).start()
         time.sleep(1.0)
         latencies = []

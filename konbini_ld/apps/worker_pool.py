@@ -12,13 +12,15 @@
   room") and its process is replaced. Otherwise the waiting query waits for one of the young
   queries to end or become long, within :data:`GRACE` seconds (first come, first served; at most
   :data:`MAX_WAITING` wait, more are answered 503 at once). A query stopped (to make room, or at
-  a limit) and sent again within a minute waits behind every other query, stops none, runs
-  only in a free place, and gives its place to a new query at once: a client that sends a
-  runaway again and again does not hold places or queue ahead of others. So a query that needs
-  less than :data:`GRACE` seconds is answered within about a second whatever runaways run beside
-  it, and at most ``workers`` runaways run at once while others wait. (Runaways that differ each
-  time, sent by many clients at once, queue ahead of a new query as any query does: each of
-  them holds a place half a second at most.)
+  a limit), and any query of its family (:func:`_fingerprint`) sent within a minute, waits
+  behind every other query, stops none, runs only in a free place, and gives its place to a new
+  query at once: a client that sends a runaway again and again, with another constant each time,
+  does not hold places or queue ahead of others. So a query that needs less than :data:`GRACE`
+  seconds is answered within about a second whatever runaways run beside it, and at most
+  ``workers`` runaways run at once while others wait. (Runaways whose shape differs each time,
+  sent by many clients at once, queue ahead of a new query as any query does: each of them holds
+  a place half a second at most.) Copies of one family already running or waiting let other
+  queries pass.
 * A worker is checked alive before it is handed a query; one that died while idle is
   replaced at once. A query whose worker died before answering, for another reason than its
   limits (killed from outside, crashed), is run once more on a fresh worker.
@@ -89,12 +91,23 @@ _REMEMBERED = 256
 _REMEMBER_SECONDS = 60.0
 
 
+#: Longest query text whose family is found by its shape.
+_SHAPED = 64 * 1024
+
+
 def _fingerprint(job: Job) -> bytes:
-    """A query job's identity (its text, parameters and dataset), in 16 bytes."""
+    """A query job's family (its text without its constants and variable names, its parameters'
+    names, its dataset's size), in 16 bytes: queries that differ by a constant are one family.
+    A text longer than :data:`_SHAPED` characters is its own family (it is not lexed here, on the
+    event loop)."""
     import hashlib
 
-    digest = hashlib.blake2b(job.sparql.encode("utf-8", "surrogatepass"), digest_size=16)
-    digest.update(repr((sorted(job.params.items()), job.name, job.dataset, job.base_iri)).encode("utf-8", "surrogatepass"))
+    from ..sparql import shape
+
+    text = shape(job.sparql) if len(job.sparql) <= _SHAPED else job.sparql
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+    dataset = None if job.dataset is None else tuple(len(graphs) for graphs in job.dataset)
+    digest.update(repr((sorted(job.params), job.name, dataset)).encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
