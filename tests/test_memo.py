@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,12 @@ def test_an_incomplete_filter_says_every_entity_may_be_held() -> None:
 def test_written_keeps_the_most_recently_written_of_a_full_bucket() -> None:
     written = Written(slots=4)  # one bucket of four
     for i, entity in enumerate("abcd"):
-        written.set_states({entity: (i + 1, frozenset({"p"}))})
+        written.set_states({entity: (i + 1, i + 11, frozenset({"p"}))})
     written.set_time("a", "2026-11-25T10:00:00.000Z")  # a write: now the most recent
-    written.set_states({"e": (5, frozenset())})
+    written.set_states({"e": (5, 15, frozenset())})
     assert written.state("b") is None  # the least recently used went
-    assert [written.state(k) for k in "acde"] == [(1, frozenset({"p"})), (3, frozenset({"p"})),
-                                                  (4, frozenset({"p"})), (5, frozenset())]
+    assert [written.state(k) for k in "acde"] == [(1, 11, frozenset({"p"})), (3, 13, frozenset({"p"})),
+                                                  (4, 14, frozenset({"p"})), (5, 15, frozenset())]
 
 
 @settings(max_examples=60, deadline=None)
@@ -67,8 +68,8 @@ def test_written_forgets_but_never_answers_wrong(slots: int, ops: list[tuple[str
     for op, k, value, s in ops:
         entity = f"<https://www.tiktok.com/@creator.{k}>"
         if op == "state":
-            written.set_states({entity: (value, sets[s])})
-            states[entity] = (value, sets[s])
+            written.set_states({entity: (value, value // 7, sets[s])})
+            states[entity] = (value, value // 7, sets[s])
         elif op == "time":
             at = f"20{10 + s}-0{1 + s}-1{s}T0{s}:{value % 60:02d}:00.{value % 1000:03d}Z"
             written.set_time(entity, at)
@@ -83,19 +84,27 @@ def test_written_forgets_but_never_answers_wrong(slots: int, ops: list[tuple[str
             assert written.state(e) in (None, states.get(e))
             assert written.time(e) in (None, times.get(e))
     roomy = Written(slots=4096)
-    for e, (digest, props) in states.items():
-        roomy.set_states({e: (digest, props)})
+    for e, state in states.items():
+        roomy.set_states({e: state})
     for e, at in times.items():
         roomy.set_time(e, at)
     assert all(roomy.state(e) == v for e, v in states.items())
     assert all(roomy.time(e) == v for e, v in times.items())
+    with tempfile.TemporaryDirectory() as where:  # saved, it is taken back whole by the next writer
+        path = Path(where) / "written.memo"
+        for table in (written, roomy):
+            table.save(path, 7)
+            again = Written.taken(path, 7)
+            assert not path.exists()  # (taken: from now on only that writer knows what it writes)
+            for e in set(states) | set(times):
+                assert (again.state(e), again.time(e)) == (table.state(e), table.time(e))
 
 
 def test_written_costs_tens_of_bytes_an_entity_and_keeps_times_it_can_spell() -> None:
     written = Written(slots=1 << 18)
     entities = [f"<https://www.tiktok.com/@creator.{i}>" for i in range(150_000)]
-    written.set_states({e: (i + 1, frozenset({"p"})) for i, e in enumerate(entities)})
-    assert written.nbytes <= 28 * (1 << 18)  # (the doubling stops at its size)
+    written.set_states({e: (i + 1, i + 2, frozenset({"p"})) for i, e in enumerate(entities)})
+    assert written.nbytes <= 36 * (1 << 18)  # (the doubling stops at its size)
     kept = sum(written.state(e) is not None for e in entities)
     assert kept > 0.97 * len(entities)  # at a load of 57%, four slots a bucket rarely overflow
     written.set_time(entities[0], "2026-11-25T10:00:00.250Z")
@@ -217,3 +226,74 @@ def test_native_memory_freed_by_a_library_goes_back_to_the_system() -> None:
     assert tuned["after"] - tuned["start"] < 30  # 117 MiB was written and freed: it went back
     plain = run("plain")  # glibc's defaults keep it
     assert plain["after"] - plain["start"] > 80
+
+
+def test_a_saved_table_is_taken_only_for_the_graph_it_was_saved_for_and_only_whole(tmp_path: Path) -> None:
+    """The next writer takes the table back only if the graph is where it was when it was saved,
+    and the file is whole: any other file (another position, cut, flipped, not one at all) gives
+    an empty table, and is removed, so what it says never outlives a writer that did not save."""
+    path = tmp_path / "written.memo"
+    written = Written(slots=64)
+    written.set_states({"<urn:a>": (3, 4, frozenset({"<urn:p>"}))})
+    written.set_time("<urn:a>", "2026-11-25T10:00:00.000Z")
+    written.save(path, 12)
+    good = path.read_bytes()
+    assert Written.taken(path, 12).state("<urn:a>") == (3, 4, frozenset({"<urn:p>"}))
+    damaged = [good[:-1], good[: len(good) // 2], good[:30] + bytes([good[30] ^ 1]) + good[31:],
+               good[:-9] + bytes([good[-9] ^ 0x40]) + good[-8:], b"", b"not a table", good.replace(b'"stamp": 12', b'"stamp": 13')]
+    for stamp, data in [(13, good), (None, good)] + [(12, d) for d in damaged]:
+        path.write_bytes(data)
+        taken = Written.taken(path, stamp)
+        assert taken.state("<urn:a>") is None and taken.time("<urn:a>") is None, data[:60]
+        assert not path.exists()
+    assert Written.taken(path, 12).state("<urn:a>") is None  # (no file: an empty table)
+
+
+def _workload_days(tmp_path: Path, days: int) -> list[Path]:
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    paths = []
+    for day in range(days):
+        path = tmp_path / f"day{day}.jsonl"
+        path.write_text("".join(workload_lines(12, day)), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def test_a_refresh_in_a_new_process_reads_only_the_counters_and_writes_the_same_graph(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector's days (audios with their pages of videos, counters growing), one writer each:
+    each writer takes back what the one before it wrote, so a refresh reads the counters of the
+    entities whose counters alone changed, not all they hold, and the graph is the same quad for
+    quad as when every writer reads everything."""
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+    from konbini_ld.store.store import MEMO_FILE
+
+    read: list[int] = []
+    real = OxigraphEngine.quads_for_subjects
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for q in real(self, *args, **kwargs):
+            read[-1] += 1
+            yield q
+
+    monkeypatch.setattr(OxigraphEngine, "quads_for_subjects", counting)
+    days = _workload_days(tmp_path, 3)
+    dumps, reads = [], []
+    for remembered in (True, False):
+        where = tmp_path / f"store-{remembered}"
+        day_reads = []
+        for path in days:
+            if not remembered:
+                (where / MEMO_FILE).unlink(missing_ok=True)
+            read.append(0)
+            with open_store(where) as store:
+                assert store.load(path).loaded == 24
+            day_reads.append(read[-1])
+            assert (where / MEMO_FILE).exists()
+        reads.append(day_reads)
+        with open_store(where, read_only=True) as store:
+            dumps.append(sorted(str(q) for q in store.engine.store))  # type: ignore[attr-defined]
+    assert dumps[0] == dumps[1]
+    assert reads[1][1] > 0 and reads[0][1] * 3 < reads[1][1], reads  # (day 1 reads nothing: all is new)
+    assert reads[0][2] * 3 < reads[1][2], reads

@@ -82,6 +82,27 @@ def test_a_store_file_that_is_a_link_is_refused_and_its_target_never_touched(sto
     assert victim.read_bytes() == before and victim.stat().st_mtime == mtime
 
 
+def test_links_and_fifos_in_place_of_the_writers_memo_are_removed_never_followed(store: Path, tmp_path: Path) -> None:
+    """``written.memo`` is a cache of what the last writer wrote: a link there (or at its
+    temporary name), or a FIFO, is not read through, blocks nothing, and is replaced by a file."""
+    from konbini_ld.store.store import MEMO_FILE
+
+    victim, before, mtime = _victim(tmp_path, b"precious")
+    for kind in ("link", "fifo"):
+        memo, part = store / MEMO_FILE, store / (MEMO_FILE + ".part")
+        memo.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+        if kind == "link":
+            memo.symlink_to(victim)
+            part.symlink_to(victim)
+        else:
+            os.mkfifo(memo)
+        r = cli(store, "load", str(NEWER))
+        assert r.exit_code == 0, r.stderr
+        assert victim.read_bytes() == before and victim.stat().st_mtime == mtime
+        assert memo.is_file() and not memo.is_symlink() and not part.exists()
+
+
 def test_a_dangling_link_is_not_followed_to_create_its_target(store: Path, tmp_path: Path) -> None:
     target = tmp_path / "created-through-the-link"
     (store / "writer.lock").unlink()

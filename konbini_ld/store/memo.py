@@ -7,16 +7,27 @@ entity would cost hundreds of bytes each (a million responses: gigabytes), so a 
 * :class:`MaybeHeld`: a Bloom filter of the entities a graph may hold. "No" is certain (the
   read is skipped); "yes" is sometimes wrong (the read finds nothing, which is only a read).
   About two bytes per entity.
-* :class:`Written`: what it last wrote for each entity (a digest, the properties held, the
-  time observed) in 28 bytes an entity, for about a million entities; past that, a cache.
+* :class:`Written`: what it last wrote for each entity (a digest of all of it, one of all but
+  its counters, the properties held, the time observed) in 36 bytes an entity, for about a
+  million entities; past that, a cache. It outlives the process: saved beside the graph when the
+  store closes (:meth:`Written.save`), taken back by the next writer of the same graph
+  (:meth:`Written.taken`), so a daily refresh reads only what changed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
 from array import array
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
+
+from ..errors import StoreError
+from .log.safe_files import open_file
 
 __all__ = ["WRITTEN_SLOTS", "MaybeHeld", "Written"]
 
@@ -91,7 +102,7 @@ class MaybeHeld:
         return sum(len(layer.array) for layer in self._layers)
 
 
-#: Slots of a writer's table of what it wrote (28 bytes each; about a million entities). Once it
+#: Slots of a writer's table of what it wrote (36 bytes each; about a million entities). Once it
 #: is this large, a new entity takes the place of the least recently written of four; those are read.
 WRITTEN_SLOTS = 1 << 20
 
@@ -120,9 +131,29 @@ def _spelled(ms: int) -> str:
     return f"{_EPOCH + ms * _MS:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
+def digest(text: str) -> int:
+    """A 64-bit digest of ``text`` that is the same in every process (never 0)."""
+    value = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little",
+                           signed=True)
+    return value or 1
+
+
+def _hashes(entity: str) -> tuple[int, int]:
+    raw = hashlib.blake2b(entity.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+    return int.from_bytes(raw[:8], "little", signed=True) or 1, int.from_bytes(raw[8:], "little") & 0x7FFFFFFF
+
+
+#: What a saved table starts with.
+_MAGIC = b"konbini-ld written 1\n"
+#: The most of a saved table read (a larger file is not one konbini-ld wrote).
+_MOST = 64 << 20
+_COLUMNS = ("_hashes", "_checks", "_digests", "_stables", "_info")
+
+
 class Written:
-    """What this process last wrote for each entity, in 28 bytes an entity: the digest of what it
-    wrote, the properties the entity then held, and the time it was last observed.
+    """What this process last wrote for each entity, in 36 bytes an entity: the digest of what it
+    wrote, the digest of all but its counters, the properties the entity then held, and the time
+    it was last observed.
 
     A cache, never a source of truth: an entry may be forgotten (its entity is then read from the
     store) but never answers for another entity. Entries are found by the entity's 64-bit string
@@ -142,6 +173,7 @@ class Written:
         self._hashes = array("q", (0,)) * slots  # 0: an empty slot
         self._checks = array("i", (0,)) * slots
         self._digests = array("q", (0,)) * slots  # 0: no digest
+        self._stables = array("q", (0,)) * slots  # 0: no digest
         self._info = array("q", (0,)) * slots  # property set << _TIME_BITS | time (0: none)
         self._mask = slots // _WAYS - 1
 
@@ -151,12 +183,11 @@ class Written:
 
     @property
     def nbytes(self) -> int:
-        return 28 * len(self._hashes)
+        return 36 * len(self._hashes)
 
     def _find(self, entity: str) -> tuple[int, int, int]:
         """The slot of ``entity`` (-1 if absent), and its two hashes."""
-        h = hash(entity) or 1
-        check = hash(entity + "\x00") & 0x7FFFFFFF
+        h, check = _hashes(entity)
         hashes = self._hashes
         for base in ((h & self._mask) * _WAYS, (check & self._mask) * _WAYS):
             for i in range(base, base + _WAYS):
@@ -183,9 +214,9 @@ class Written:
                 self._grow()
                 return self._slot(entity)
             at = base + _WAYS - 1  # (the last slot is empty or the least recently written)
-            hashes[at], self._checks[at], self._digests[at], self._info[at] = h, check, 0, 0
+            hashes[at], self._checks[at], self._digests[at], self._stables[at], self._info[at] = h, check, 0, 0, 0
         if at != base:
-            for column in (self._hashes, self._checks, self._digests, self._info):
+            for column in (self._hashes, self._checks, self._digests, self._stables, self._info):
                 value = column[at]
                 column[base + 1 : at + 1] = column[base:at]
                 column[base] = value
@@ -202,9 +233,9 @@ class Written:
         return second
 
     def _grow(self) -> None:
-        old = (self._hashes, self._checks, self._digests, self._info)
+        old = (self._hashes, self._checks, self._digests, self._info, self._stables)
         self._alloc(2 * len(old[0]))
-        hashes, checks, digests, info = self._hashes, self._checks, self._digests, self._info
+        hashes, checks, digests, info, stables = self._hashes, self._checks, self._digests, self._info, self._stables
         for i in range(len(old[0])):  # (most recent first in each bucket, which keeps its order)
             h = old[0][i]
             if h == 0:
@@ -213,23 +244,25 @@ class Written:
             base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
             at = next((j for j in range(base, base + _WAYS) if hashes[j] == 0), -1)
             if at >= 0:  # (else forgotten: both full in a table twice the size, which is rare)
-                hashes[at], checks[at], digests[at], info[at] = h, check, old[2][i], old[3][i]
+                hashes[at], checks[at], digests[at], info[at], stables[at] = h, check, old[2][i], old[3][i], old[4][i]
 
-    def state(self, entity: str) -> tuple[int, frozenset[str]] | None:
-        """The digest of what was last written for ``entity`` and the properties it then held."""
+    def state(self, entity: str) -> tuple[int, int, frozenset[str]] | None:
+        """The digest of what was last written for ``entity``, the digest of all but its counters
+        (0: none), and the properties it then held."""
         at = self._find(entity)[0]
         if at < 0 or self._digests[at] == 0:
             return None
-        return self._digests[at], self._sets[self._info[at] >> _TIME_BITS]
+        return self._digests[at], self._stables[at], self._sets[self._info[at] >> _TIME_BITS]
 
-    def set_states(self, states: dict[str, tuple[int, frozenset[str]]]) -> None:
-        for entity, (digest, props) in states.items():
+    def set_states(self, states: dict[str, tuple[int, int, frozenset[str]]]) -> None:
+        for entity, (digest, stable, props) in states.items():
             number = self._set_ids.get(props)
             if number is None and len(self._sets) <= _MAX_SETS:
                 number = self._set_ids[props] = len(self._sets)
                 self._sets.append(props)
             at = self._slot(entity)
             self._digests[at] = digest if number is not None else 0
+            self._stables[at] = stable if number is not None else 0
             self._info[at] = (number or 0) << _TIME_BITS | self._info[at] & _TIME_MASK
 
     def drop_state(self, entity: str) -> None:
@@ -249,3 +282,77 @@ class Written:
         slot = self._slot(entity) if ms else self._find(entity)[0]
         if slot >= 0:
             self._info[slot] = self._info[slot] & ~_TIME_MASK | ms
+
+    # -- beyond the process ------------------------------------------------------
+
+    def save(self, path: Path, stamp: int) -> None:
+        """Write the table to ``path`` (replaced whole), valid for the graph as it is at archive
+        position ``stamp``. A table that cannot be written is not kept (it is only a cache)."""
+        head: dict[str, object] = {"stamp": stamp, "slots": len(self._hashes), "max": self.max_slots, "order": sys.byteorder,
+                "sets": [sorted(props) for props in self._sets]}
+        body = b"".join(getattr(self, name).tobytes() for name in _COLUMNS)
+        head["digest"] = hashlib.blake2b(body, digest_size=16).hexdigest()
+        temp = path.with_name(path.name + ".part")
+        try:
+            if temp.is_symlink():
+                temp.unlink()  # (ours would be a file: a link there is removed, its target untouched)
+            with open_file(temp, "wb") as fh:
+                fh.write(_MAGIC + json.dumps(head).encode() + b"\n")
+                fh.write(body)
+            os.replace(temp, path)
+        except (OSError, StoreError):
+            for leftover in (temp, path):
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+    @classmethod
+    def taken(cls, path: Path, stamp: int | None) -> Written:
+        """The table saved at ``path`` if it was saved for the graph at archive position
+        ``stamp`` and is whole, else an empty one. The file is removed either way: from now on
+        only this process knows what it writes (one that stops without saving leaves none)."""
+        table = cls()
+        data = b""
+        try:
+            with open_file(path, "rb") as fh:  # (never through a link, never a FIFO or a device)
+                data = fh.read(_MOST + 1)
+        except FileNotFoundError:
+            return table
+        except (OSError, StoreError):
+            pass
+        try:
+            path.unlink(missing_ok=True)  # (a link is removed, not what it points at)
+        except OSError:
+            return table  # (one that cannot be removed could outlive writes: not taken)
+        try:
+            if stamp is None or len(data) > _MOST or not data.startswith(_MAGIC):
+                return table
+            line, _, body = data[len(_MAGIC):].partition(b"\n")
+            head = json.loads(line)
+            slots = int(head["slots"])
+            if (head["stamp"] != stamp or head["order"] != sys.byteorder or slots < _WAYS or slots % _WAYS
+                    or len(body) != 36 * slots or hashlib.blake2b(body, digest_size=16).hexdigest() != head["digest"]):
+                return table
+            sets = [frozenset(str(p) for p in props) for props in head["sets"]]
+            if not sets or sets[0] or len(sets) > _MAX_SETS + 1:
+                return table
+            columns = {}
+            at = 0
+            for name in _COLUMNS:
+                column = array("i" if name == "_checks" else "q")
+                size = slots * column.itemsize
+                column.frombytes(body[at:at + size])
+                at += size
+                columns[name] = column
+            if max(columns["_info"], default=0) >> _TIME_BITS >= len(sets):
+                return table
+        except (ValueError, KeyError, TypeError, OverflowError):
+            return table
+        table.max_slots = max(int(head["max"]), slots, _WAYS)
+        for name, column in columns.items():
+            setattr(table, name, column)
+        table._mask = slots // _WAYS - 1
+        table._sets = sets
+        table._set_ids = {props: i for i, props in enumerate(sets) if i}
+        return table

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from ..engines.base import Engine
     from ..query.run import QueryResult
 
-__all__ = ["Location", "Store"]
+__all__ = ["MEMO_FILE", "Location", "Store"]
+
+#: Beside the graph: what its last writer remembered of its writes (a cache; see :mod:`.memo`).
+MEMO_FILE = "written.memo"
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,16 @@ class Store:
             raise
         self.archive: Archive | None = Archive(self.state_dir / "archive") if self.state_dir is not None else None
         self.writer = Writer(self.engine, self.mark_applied)
+        #: what the last writer of the graph remembered of its writes (:class:`.memo.Written`)
+        self._memo = self.location / MEMO_FILE if self.location is not None and not read_only else None
+        if self._memo is not None and _rebuilding:
+            self._memo.unlink(missing_ok=True)
+        elif self._memo is not None:
+            try:
+                stamp = self._applied()
+            except StoreError:
+                stamp = None
+            self.writer.take_memo(self._memo, stamp)
         #: the index beside the graph (``None``: none, or it failed and is stale until the next writer)
         self.index: TextIndex | None = None
         try:
@@ -124,6 +137,8 @@ class Store:
         """Finish writing and release the store (its lock is freed for other processes)."""
         try:
             self.writer.sync()
+            if self._memo is not None and self.marking:
+                self.writer.save_memo(self._memo, self._applied())
         finally:
             self._graph = None
             if self.index is not None:

@@ -3,8 +3,9 @@
 For every entity (a subject with a real IRI) and every property a batch carries
 for it, the stored values are replaced by the new ones; properties it does not
 carry keep their values; skolemised objects hanging off a replaced value go
-with it, so nothing is orphaned. Entities this process already wrote exactly as
-they are observed again are skipped without reading the store.
+with it, so nothing is orphaned. Entities last written exactly as they are
+observed again are skipped without reading the store; those whose counters
+alone changed are read for their counters alone (:class:`~.memo.Written`).
 
 Groups carry the time of their observation: per entity and property, the newest
 wins, within the batch and against the store (:class:`~.history.Times`), so older
@@ -19,9 +20,9 @@ import pyoxigraph as ox
 
 from ..engines.base import Engine
 from ..lexical import observation_time
-from ..vocab import GENID, RDF
+from ..vocab import COUNTERS, GENID, RDF
 from .history import Times
-from .memo import MaybeHeld, Written
+from .memo import MaybeHeld, Written, digest
 
 __all__ = ["Planner", "prov_groups"]
 
@@ -29,6 +30,8 @@ _GENID_NT = "<" + GENID
 #: what an ``rdf:List`` cell says: a cell is named after the triple that points at it, not after
 #: its content, so what it holds can change under the same name
 _CELL_NT = frozenset({f"<{RDF}first>", f"<{RDF}rest>"})
+#: the properties that change from one observation to the next (literals: they own nothing)
+_COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
 
 def _node(text: str) -> ox.NamedNode:
@@ -58,8 +61,10 @@ class Planner:
         self.new: set[str] = set()
         #: entity → (stored times, new times) where they change (see :meth:`plan`)
         self.times_changed: dict[str, tuple[Times | None, Times]] = {}
-        self._written: dict[str, tuple[int, frozenset[str]]] = {}
+        self._written: dict[str, tuple[int, int, frozenset[str]]] = {}
         self._skipped: dict[str, frozenset[str]] = {}
+        #: entities whose counters alone changed: the properties they held (only counters are read)
+        self._counters_only: dict[str, frozenset[str]] = {}
         self._latest = ""  # the latest time added so far
         self._mixed: set[str] = set()  # entities observed at more than one time in this batch
 
@@ -116,11 +121,27 @@ class Planner:
             if before_read is not None:
                 before_read(check)
             final = self.final
-            for q in engine.quads_for_subjects([_node(s) for s in check], self.graph):
-                key = (str(q.subject), str(q.predicate))
-                props.setdefault(key[0], set()).add(key[1])
-                if key in final:
-                    stored.append(q)
+            partial = self._counters_only
+            entire = [s for s in check if s not in partial]
+            by_counters: dict[tuple[str, ...], list[str]] = {}
+            if partial:
+                carried: dict[str, list[str]] = {}
+                for e, p in final:
+                    if e in partial:
+                        carried.setdefault(e, []).append(p)
+                for s in check:
+                    if s in partial:
+                        props[s] = set(partial[s])
+                        by_counters.setdefault(tuple(sorted(carried.get(s, ()))), []).append(s)
+            reads = [engine.quads_for_subjects([_node(s) for s in entire], self.graph)]
+            reads.extend(engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, [_node(p) for p in preds])
+                         for preds, subjects_ in by_counters.items())
+            for read in reads:
+                for q in read:
+                    key = (str(q.subject), str(q.predicate))
+                    props.setdefault(key[0], set()).add(key[1])
+                    if key in final:
+                        stored.append(q)
         if self.newest:
             dropped = self._resolve_times(stored_times or {}, props)
             if dropped:
@@ -158,8 +179,9 @@ class Planner:
             now_held: dict[str, set[str]] = {}
             for s, p in self.final:
                 now_held.setdefault(s, set()).add(p)
-            for entity, (digest, _) in list(self._written.items()):
-                self._written[entity] = (digest, frozenset(props.get(entity, set()) | now_held.get(entity, set())))
+            for entity, (whole, stable, _) in list(self._written.items()):
+                self._written[entity] = (whole, stable,
+                                         frozenset(props.get(entity, set()) | now_held.get(entity, set())))
         return deletes, [line for line in inserts if line not in unchanged]
 
     def _stored_as_named(self, unchanged: set[str], cells: set[str]) -> None:
@@ -172,7 +194,7 @@ class Planner:
                 owned.setdefault(key[0], []).append(key)
         if not owned:
             return
-        todo = [line for line in unchanged]
+        todo = list(unchanged)
         done: set[str] = set()
         while todo:
             line = todo.pop()
@@ -224,22 +246,33 @@ class Planner:
         return dropped
 
     def _skip_unchanged(self) -> None:
-        """Drop entities observed exactly as this process last wrote them: the upsert would change nothing."""
+        """Drop entities observed exactly as last written: the upsert would change nothing. Of
+        those whose counters alone changed, drop all but the counters: only they are read and
+        written."""
         by_entity: dict[str, list[tuple[str, str]]] = {}
         for key in self.final:
             by_entity.setdefault(key[0], []).append(key)
         seen = self.seen
         assert seen is not None
+        final = self.final
         for entity, keys in by_entity.items():
             keys.sort()
-            digest = hash(tuple((k[1], tuple(sorted(self.final[k]))) for k in keys))
+            others = "\x01".join(k[1] + "\x02" + "".join(sorted(final[k])) for k in keys if k[1] not in _COUNTERS_NT)
+            counters = "\x01".join(k[1] + "\x02" + "".join(sorted(final[k])) for k in keys if k[1] in _COUNTERS_NT)
+            stable = digest(entity + "\x00" + others)
+            whole = digest(entity + "\x00" + others + "\x00" + counters) if counters else stable
             remembered = seen.state(entity)
-            if remembered is not None and remembered[0] == digest:
+            if remembered is not None and remembered[0] == whole:
                 for k in keys:
-                    del self.final[k]
-                self._skipped[entity] = remembered[1]
-            else:
-                self._written[entity] = (digest, frozenset())
+                    del final[k]
+                self._skipped[entity] = remembered[2]
+                continue
+            self._written[entity] = (whole, stable, frozenset())
+            if remembered is not None and remembered[1] == stable and counters:
+                for k in keys:
+                    if k[1] not in _COUNTERS_NT:
+                        del final[k]
+                self._counters_only[entity] = remembered[2]
 
     def final_subjects(self) -> set[str]:
         return {s for s, _ in self.final}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
 
 import pyoxigraph as ox
 
@@ -64,6 +65,8 @@ class Writer:
         self._pending: set[str] = set()
         #: who follows the graph (the index beside it): told of each batch once it is written
         self.subscribers: list[Subscriber] = []
+        #: a write failed: what the graph holds may differ from what this process remembers
+        self.spoiled = False
 
     def reset(self, engine: Engine | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
@@ -78,11 +81,24 @@ class Writer:
     def _forget_writes(self) -> None:
         """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
         #: what this process last wrote for each entity (the only writer: reads it can skip)
-        self._written = Written() if self.engine.capabilities.exclusive_writer else None
+        self._written: Written | None = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
         #: history points this process has written (a point observed again is not written again:
         #: a creator seen in many batches of one load at the same time and count)
         self._points: set[str] | None = set() if self._written is not None else None
+
+    def take_memo(self, path: Path, stamp: int | None) -> None:
+        """Take back what a writer before this one saved of its writes (:meth:`save_memo`), if it
+        was saved for the graph as it is now."""
+        if self._written is not None:
+            self._written = Written.taken(path, stamp)
+            self._times = ObservedTimes(self._written)
+
+    def save_memo(self, path: Path, stamp: int | None) -> None:
+        """Save what this process wrote, for the next writer of the graph (not after a failed
+        write: what the graph holds is then unknown)."""
+        if self._written is not None and stamp is not None and not self.spoiled:
+            self._written.save(path, stamp)
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
@@ -93,6 +109,14 @@ class Writer:
 
         :param isolate: if the store rejects the batch, write it again response by response.
         """
+        try:
+            return self._apply(prepared, applied_seq, background=background, isolate=isolate)
+        except BaseException:
+            self.spoiled = True
+            raise
+
+    def _apply(self, prepared: Sequence[Observation], applied_seq: int | None, *, background: bool,
+               isolate: bool) -> LoadReport:
         report = LoadReport()
         data_graph, prov_graph, history_graph = self.graphs
         known = self._known(data_graph)
@@ -179,16 +203,20 @@ class Writer:
         written again response by response, so only the responses at fault are lost to the
         graph (they stay in the archive, and are reported).
         """
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.join()
-            self._pending = set()
-        error, self._writer_error = self._writer_error, None
-        job, self._writer_job = self._writer_job, None
-        if isinstance(error, WriteRejected) and job is not None:
-            self._isolate(*job)
-        elif error is not None:
-            raise error  # (with no job to isolate, a rejected single response is raised to _isolate)
+        try:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                writer.join()
+                self._pending = set()
+            error, self._writer_error = self._writer_error, None
+            job, self._writer_job = self._writer_job, None
+            if isinstance(error, WriteRejected) and job is not None:
+                self._isolate(*job)
+            elif error is not None:
+                raise error
+        except BaseException:
+            self.spoiled = True
+            raise  # (with no job to isolate, a rejected single response is raised to _isolate)
 
     def _isolate(self, prepared: Sequence[Observation], applied_seq: int | None, original: LoadReport) -> None:
         self._forget_writes()  # what the rejected batch would have written is unknown now
