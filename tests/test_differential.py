@@ -58,6 +58,44 @@ def test_shape_templates_agree_with_pyld_on_generated_responses(response: dict[s
     assert cache.misses == 1 and cache.hits + cache.fallbacks == 1
 
 
+def _groups(body: str, cache: ShapeCache) -> Any:
+    import konbini_ld.mapping.prepare as ingest
+
+    saved = ingest.default_cache
+    ingest.default_cache = lambda: cache  # type: ignore[assignment]
+    try:
+        p = prepare(Response(body, "x"))
+    finally:
+        ingest.default_cache = saved  # type: ignore[assignment]
+    return p.groups if p.ok else type(p.error)
+
+
+def _part_by_part() -> ShapeCache:
+    cache = ShapeCache()
+    cache._fill = cache._fill_parts  # type: ignore[method-assign]
+    return cache
+
+
+def test_compiled_templates_fill_exactly_as_part_by_part_on_the_corpus() -> None:
+    """The same groups, the same lines in the same order, for every shape of the corpus."""
+    bodies = list(corpus_lines(300)) + [json.dumps(videos_page(i, c)) for i in range(4) for c in range(2)]
+    bodies += [p.read_text() for p in (SEED, NEWER, VIDEOS)]
+    compiled, parts = ShapeCache(), _part_by_part()
+    for _ in range(2):  # (a shape's first document, then its cached template)
+        for body in bodies:
+            assert _groups(body, compiled) == _groups(body, parts)
+    assert compiled.hits > len(bodies) // 2
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(responses)
+def test_compiled_templates_fill_exactly_as_part_by_part(response: dict[str, Any]) -> None:
+    compiled, parts = ShapeCache(), _part_by_part()
+    body = json.dumps(response)
+    for _ in range(2):
+        assert _groups(body, compiled) == _groups(body, parts)
+
+
 def test_compact_iris_in_iri_positions_fall_back_to_pyld() -> None:
     cache = ShapeCache()
     doc = {"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1", "url": "https://x.org/a"}}

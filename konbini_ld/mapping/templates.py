@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ExpandError
 from ..vocab import GENID, XSD
 from .contexts import prefixes
+from .fill import Filler, compile_filler
 from .grouping import group_lines
 from .literals import _ESCAPES, check_literal, nt_iri, nt_literal, real_datatype
 from .skolem import list_cell_iri
@@ -113,6 +114,8 @@ class _Template:
     #: for each triple, the triple of the entity that owns it (itself for an entity's own triples):
     #: the (subject, predicate) group the upsert replaces it with
     anchors: tuple[int, ...] = ()
+    #: the template compiled (:mod:`.fill`), made at its first fill; not sent to other processes
+    filler: Filler | None = None
 
 
 class _Untemplatable(Exception):
@@ -253,7 +256,7 @@ class ShapeCache:
     def snapshot(self) -> dict[Any, Any]:
         """The templates learned so far (picklable), to seed another process's cache."""
         with self._lock:
-            return dict(self._templates)
+            return {shape: (replace(t, filler=None) if t is not None else None) for shape, t in self._templates.items()}
 
     def seed(self, templates: dict[Any, Any]) -> None:
         """Adopt templates learned elsewhere (see :meth:`snapshot`)."""
@@ -296,6 +299,14 @@ class ShapeCache:
         return _Template(triples, iri_leaves, kinds, referrers, _anchors(triples, leaves))
 
     def _fill(self, template: _Template, leaves: list[Any]) -> dict[tuple[str, str], list[str]]:
+        filler = template.filler
+        if filler is None:
+            filler = template.filler = compile_filler(template.triples, template.kinds, template.referrers,
+                                                      template.anchors)
+        return filler(leaves)
+
+    def _fill_parts(self, template: _Template, leaves: list[Any]) -> dict[tuple[str, str], list[str]]:
+        """What :meth:`_fill` does, part by part (the compiled filler is held to it by a test)."""
         iris = {i: nt_iri(leaves[i]) for i in template.iri_leaves}
         cells: dict[str, str] = {}
 
