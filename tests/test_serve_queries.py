@@ -90,6 +90,55 @@ def test_one_runaway_sent_by_many_clients_at_once_does_not_queue_ahead(store: Pa
         stop_cleanly(served)
 
 
+def _busy(pids: list[int], seconds: float = 3.0) -> int:
+    """How many of ``pids`` used more than 0.4 of a core over ``seconds`` (a query on trial, half
+    a second at most, does not count: a worker that stops one is replaced)."""
+
+    def ticks(pid: int) -> int | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])
+
+    before = {pid: ticks(pid) for pid in pids}
+    time.sleep(seconds)
+    hz = os.sysconf("SC_CLK_TCK")
+    return sum(1 for pid, t in before.items() if t is not None and (after := ticks(pid)) is not None
+               and (after - t) / hz > 0.4 * seconds)
+
+
+def test_no_more_runaways_than_workers_run_while_others_wait(store: Path) -> None:
+    """Six clients send runaways of one family at the same moment, each sending another as soon as
+    one is answered, with --workers 2: once the first are stopped to make room, no more than two
+    run at once (the others wait, or run on trial half a second), and a cheap query still gets a
+    place at once."""
+    served = Served(store, "--workers", "2", "--timeout", "30")
+    stop = threading.Event()
+    sent = iter(range(10**9))
+
+    def runaway() -> None:
+        while not stop.is_set():
+            query = RUNAWAY.replace("}", f'FILTER(?c != "{next(sent)}") }}')
+            try:
+                requests.post(served.url + "/sparql", data={"query": query}, timeout=60)
+            except requests.RequestException:
+                return
+
+    try:
+        for _ in range(6):
+            threading.Thread(target=runaway, daemon=True).start()
+        time.sleep(2.5)
+        busy = [_busy(workers(served.proc.pid))]
+        assert max(busy) <= 2, busy
+        started = time.monotonic()
+        assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=60).status_code == 200
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        stop_cleanly(served)
+
+
 def test_a_killed_worker_costs_no_request(store: Path) -> None:
     served = Served(store, "--workers", "1", "--timeout", "3")
     try:

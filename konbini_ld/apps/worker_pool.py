@@ -12,10 +12,12 @@
   room") and its process is replaced. Otherwise the waiting query waits for one of the young
   queries to end or become long, within :data:`GRACE` seconds (first come, first served; at most
   :data:`MAX_WAITING` wait, more are answered 503 at once). A query stopped (to make room, or at
-  a limit), and any query of its family (:func:`_fingerprint`) sent within a minute, waits
-  behind every other query, stops none, runs only in a free place, and gives its place to a new
-  query at once: a client that sends a runaway again and again, with another constant each time,
-  does not hold places or queue ahead of others. So a query that needs less than :data:`GRACE`
+  a limit), and any query of its family (:func:`_fingerprint`) sent or running within a minute,
+  waits behind every other query, gives its place to a new query at once, and starts only in a
+  free place: beside ``workers`` long queries, one at a time, on trial for :data:`GRACE` seconds
+  (then it is long beyond their share and gives way to any query waiting). A client that sends a
+  runaway again and again, with another constant each time, does not hold places or queue ahead
+  of others. So a query that needs less than :data:`GRACE`
   seconds is answered within about a second whatever runaways run beside it, and at most
   ``workers`` runaways run at once while others wait. (Runaways whose shape differs each time,
   sent by many clients at once, queue ahead of a new query as any query does: each of them holds
@@ -195,7 +197,16 @@ class Workers(Processes):
     async def _place(self, fresh: bool, again: bool) -> tuple[Proc | None, float]:
         """A worker now, or how long to wait before asking again."""
         while True:
-            if len(self.pool.busy) < self.limit:
+            now = time.monotonic()
+            ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
+            long = [p for p, age in ages.items() if age >= GRACE]
+            # queries of a family stopped lately, running: they give their place to a new query at once
+            repeats = [p for p in self.pool.busy if p.again or self._stopped_lately(p.mark)]
+            # one of those may run on trial beside --workers long ones: it has GRACE seconds to end
+            # (then it is long beyond their share, and gives way to any query waiting)
+            on_trial = any(ages.get(p, 0.0) < GRACE for p in repeats)
+            room = len(set(long).union(repeats)) < self.keep or not on_trial
+            if len(self.pool.busy) < self.limit and (not again or room):
                 proc = None if fresh else self._take_idle()
                 if proc is None:
                     if fresh and self.pool.total >= self.limit + 1 and self.pool.idle:
@@ -205,22 +216,18 @@ class Workers(Processes):
                         if proc is None:
                             raise _CannotStart
                 return proc, POLL_SECONDS  # (None: a worker is starting; wait for it)
-            if again:
-                return None, POLL_SECONDS
-            now = time.monotonic()
-            repeats = [p for p in self.pool.busy if p.again]
-            if repeats:  # a query stopped lately and sent again gives way to a new one at once
+            if repeats and not again:
                 victim = repeats[0]
-                log.info("stopped a query sent again to make room (pid %s)", victim.pid)
+                log.info("stopped a query of a family stopped lately to make room (pid %s)", victim.pid)
                 self._evict(victim)
                 continue
-            ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
-            long = [p for p, age in ages.items() if age >= GRACE]
             if len(long) > self.keep:  # more long queries than their share: the last to become long gives way
                 newest = min(long, key=lambda p: ages[p])
                 log.info("stopped a query after %.1f s to make room (pid %s)", ages[newest], newest.pid)
                 self._evict(newest)
                 continue
+            if again:  # (it waits for a place that no more than --workers long queries leave free)
+                return None, POLL_SECONDS
             young = [age for age in ages.values() if age < GRACE]  # each ends, or becomes long, within GRACE
             return None, (GRACE - max(young)) if young else POLL_SECONDS
 
