@@ -38,6 +38,8 @@ __all__ = ["ShapeCache", "shape_of"]
 _SENTINEL = "urn:konbini-ld:sentinel:"
 _INT_BASE = 8_100_000_000_000_000_000
 _SPLIT_KEYS = ("orderedItems", "items")
+#: Fills of a template done part by part before it is compiled (:mod:`.fill`).
+_COMPILE_AFTER = 4
 _LITERAL_KEYS = frozenset({"@context", "type", "@type", "@language", "@direction"})
 _XSD_INTEGER = XSD + "integer"
 _XSD_BOOLEAN = XSD + "boolean"
@@ -114,8 +116,10 @@ class _Template:
     #: for each triple, the triple of the entity that owns it (itself for an entity's own triples):
     #: the (subject, predicate) group the upsert replaces it with
     anchors: tuple[int, ...] = ()
-    #: the template compiled (:mod:`.fill`), made at its first fill; not sent to other processes
+    #: the template compiled (:mod:`.fill`), made once it has been filled :data:`_COMPILE_AFTER`
+    #: times (compiling costs some milliseconds); not sent to other processes
     filler: Filler | None = None
+    fills: int = 0
 
 
 class _Untemplatable(Exception):
@@ -301,6 +305,9 @@ class ShapeCache:
     def _fill(self, template: _Template, leaves: list[Any]) -> dict[tuple[str, str], list[str]]:
         filler = template.filler
         if filler is None:
+            template.fills += 1
+            if template.fills <= _COMPILE_AFTER:
+                return self._fill_parts(template, leaves)
             filler = template.filler = compile_filler(template.triples, template.kinds, template.referrers,
                                                       template.anchors)
         return filler(leaves)

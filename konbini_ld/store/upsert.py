@@ -257,10 +257,15 @@ class Planner:
         final = self.final
         for entity, keys in by_entity.items():
             keys.sort()
-            others = "\x01".join(k[1] + "\x02" + "".join(sorted(final[k])) for k in keys if k[1] not in _COUNTERS_NT)
-            counters = "\x01".join(k[1] + "\x02" + "".join(sorted(final[k])) for k in keys if k[1] in _COUNTERS_NT)
-            stable = digest(entity + "\x00" + others)
-            whole = digest(entity + "\x00" + others + "\x00" + counters) if counters else stable
+            others: list[str] = [entity]
+            counted: list[str] = []
+            for k in keys:
+                lines = final[k]
+                (counted if k[1] in _COUNTERS_NT else others).append(
+                    lines[0] if len(lines) == 1 else "".join(sorted(lines)))  # (a line names its property)
+            stable = digest("\x00".join(others))
+            counters = "\x00".join(counted)
+            whole = digest("\x00".join(others) + "\x01" + counters) if counted else stable
             remembered = seen.state(entity)
             if remembered is not None and remembered[0] == whole:
                 for k in keys:
