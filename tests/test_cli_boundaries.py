@@ -94,6 +94,25 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(loaded: Path, args: tu
     assert out.returncode == 0 and out.stderr == b"", out.stderr
 
 
+def test_a_query_for_nobody_is_not_evaluated(loaded: Path) -> None:
+    """Standard output a pipe nobody reads, or closed: a runaway query is not run first (it would
+    run to its time limit for nothing); the command ends at once, quietly for the pipe, in one
+    line for a closed stdout."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        out = konbini("--store", str(loaded), "query", "-e", RUNAWAY, "--timeout", "120", stdout=write,
+                      stderr=subprocess.PIPE)  # (the helper's own limit is 60 s: a run to 120 s fails it)
+    finally:
+        os.close(write)
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    closed = subprocess.run([sys.executable, "-c", "import os, sys; os.close(1); from konbini_ld._entry import run; "
+                             "sys.argv[0] = 'konbini-ld'; run()", "--store", str(loaded), "query", "-e", RUNAWAY,
+                             "--timeout", "120"], stderr=subprocess.PIPE, timeout=60)
+    assert closed.returncode == 1 and closed.stderr.decode().strip().splitlines() == [
+        "Error: cannot write standard output: Bad file descriptor"], closed.stderr
+
+
 def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(loaded: Path, monkeypatch: Any) -> None:
     import konbini_ld.store.store as store_module
 

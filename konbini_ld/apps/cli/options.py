@@ -219,6 +219,35 @@ def output_errors(label: str) -> Iterator[None]:
         raise
 
 
+def check_stdout() -> None:
+    """Before a long evaluation: standard output closed, or a pipe whose reader has gone, is
+    found now, not once the work is done (a pipe nobody reads ends the command quietly, as a
+    write to it would).
+
+    :raises OutputError: standard output is closed.
+    """
+    import io
+    import select
+    import stat
+
+    stream = sys.stdout
+    if stream is None:
+        raise OutputError("cannot write standard output: it is closed")
+    try:
+        fd = stream.fileno()
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        return  # (not a file descriptor: an embedding application's stream)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise OutputError(f"cannot write standard output: {exc.strerror or exc}") from None
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if any(events & select.POLLERR for _, events in poller.poll(0)):
+            raise BrokenPipeError(errno.EPIPE, "the reader of standard output has gone")
+
+
 def emit(text: str = "") -> None:
     """One line of a command's output on stdout (a full disk is one ``Error:`` line)."""
     with output_errors("standard output"):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ...errors import UsageError
-from .options import Context, emit, format_option, seconds_type, handle_errors, json_option, open_output, output_option, pass_state
+from .options import Context, check_stdout, emit, format_option, seconds_type, handle_errors, json_option, open_output, output_option, pass_state
 
 if TYPE_CHECKING:
     from ...query.run import QueryResult
@@ -66,6 +66,8 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
     """
     from ...query.bounded import within
 
+    if output in (None, "-") and not (plot_to is not None and output is None and fmt == "table"):
+        check_stdout()  # (before the evaluation: nobody may be there to read its answer)
     with state.open(read_only=True) as store:
         def work() -> None:
             result = _run(store, name, inline, params)
