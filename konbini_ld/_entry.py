@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
-
-from .errors import Terminated
+from .errors import Terminated, raise_terminated
 
 __all__ = ["run"]
 
 
-def _terminated(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
 def run() -> None:
     """Load the command line and run it (the handler for SIGTERM is the command line's own once it runs)."""
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         from .apps.cli import main
     except KeyboardInterrupt as exc:

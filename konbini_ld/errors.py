@@ -50,6 +50,7 @@ __all__ = [
     "StoreError",
     "UsageError",
     "ValidationError",
+    "raise_terminated",
 ]
 
 
@@ -226,3 +227,8 @@ class CreditsExhaustedError(FetchError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C (the command line installs the handler): not an error of
     konbini-ld's, but a request to stop cleanly (exit 143)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: the signal becomes :class:`Terminated` wherever the program is."""
+    raise Terminated()

@@ -172,13 +172,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops a command the way Ctrl-C does (``Terminated``, exit 143)."""
     import signal
 
-    from ...errors import Terminated
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
+    from ...errors import raise_terminated
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread (an embedding application): leave signals alone
         yield
         return
