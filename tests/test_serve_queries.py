@@ -139,6 +139,41 @@ def test_no_more_runaways_than_workers_run_while_others_wait(store: Path) -> Non
         stop_cleanly(served)
 
 
+def test_a_cheap_query_of_a_runaway_s_family_is_answered_beside_it(store: Path) -> None:
+    """Six clients send one parametrised runaway again and again (an id that matches); the same
+    query with an id that matches nothing needs milliseconds: it is of the runaway's family, yet
+    waits neither behind the runaway's copies nor for them to end (median under a second)."""
+    served = Served(store, "--workers", "2", "--timeout", "30")
+    stop = threading.Event()
+    query = ('SELECT (COUNT(*) AS ?n) WHERE { ?v <https://konbiniapi.com/ns/social#entityId> "%s" . '
+             "?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }")
+    with open_store(store, read_only=True) as opened:
+        matches = str(opened.query(
+            "SELECT ?id WHERE { ?v <https://konbiniapi.com/ns/social#entityId> ?id } LIMIT 1").records()[0]["id"])
+
+    def runaway() -> None:
+        while not stop.is_set():
+            try:
+                requests.post(served.url + "/sparql", data={"query": query % matches}, timeout=60)
+            except requests.RequestException:
+                return
+
+    try:
+        for _ in range(6):
+            threading.Thread(target=runaway, daemon=True).start()
+        time.sleep(2.0)
+        latencies = []
+        for i in range(8):
+            started = time.monotonic()
+            r = requests.post(served.url + "/sparql", data={"query": query % f"none-{i}"}, timeout=60)
+            latencies.append(time.monotonic() - started)
+            assert r.status_code == 200 and '"0"' in r.text, r.text
+        assert statistics.median(latencies) < 1.0, latencies
+    finally:
+        stop.set()
+        stop_cleanly(served)
+
+
 def test_a_killed_worker_costs_no_request(store: Path) -> None:
     served = Served(store, "--workers", "1", "--timeout", "3")
     try:

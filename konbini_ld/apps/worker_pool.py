@@ -13,8 +13,8 @@
   queries to end or become long, within :data:`GRACE` seconds (first come, first served; at most
   :data:`MAX_WAITING` wait, more are answered 503 at once). A query stopped (to make room, or at
   a limit), and any query of its family (:func:`_fingerprint`) sent or running within a minute,
-  waits behind every other query, gives its place to a new query at once, and starts only in a
-  free place: beside ``workers`` long queries, one at a time, on trial for :data:`GRACE` seconds
+  waits behind every other query (that very text behind the rest of its family), gives its place to a new query at once, and starts only in a
+  free place: beside ``workers`` long queries, one at a time, on trial for :data:`TRIAL` seconds
   (then it is long beyond their share and gives way to any query waiting). A client that sends a
   runaway again and again, with another constant each time, does not hold places or queue ahead
   of others. So a query that needs less than :data:`GRACE`
@@ -49,12 +49,14 @@ import anyio
 from .query_workers import CHUNK, GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
 from .worker_processes import POLL_SECONDS, Proc, Processes, has_data, resident_bytes, size_text, wait_readable
 
-__all__ = ["GRACE", "MAX_WAITING", "Workers", "runner_for"]
+__all__ = ["GRACE", "MAX_WAITING", "TRIAL", "Workers", "runner_for"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a query runs before a newer query may stop it when every place is taken.
 GRACE = 0.5
+#: Seconds a query of a family stopped lately runs on trial before it is long (see :data:`GRACE`).
+TRIAL = 0.25
 #: Queries that may wait for a place at once; more are answered 503.
 MAX_WAITING = 64
 #: Bytes of one answer kept in memory while its client reads it; the rest waits in a temporary file.
@@ -74,6 +76,8 @@ class _Waiter:
     #: the same query is running or waiting already (many clients sending one query at once)
     twin: bool = False
     mark: bytes = b""
+    #: this very text was stopped lately (not only a query of its family): it waits behind its kin
+    same: bool = False
 
 
 class _Gone(Exception):
@@ -89,7 +93,7 @@ class _CannotStart(Exception):
 
 
 #: How many stopped queries are remembered, and for how long (seconds).
-_REMEMBERED = 256
+_REMEMBERED = 512
 _REMEMBER_SECONDS = 60.0
 
 
@@ -110,6 +114,15 @@ def _fingerprint(job: Job) -> bytes:
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
     dataset = None if job.dataset is None else tuple(len(graphs) for graphs in job.dataset)
     digest.update(repr((sorted(job.params), job.name, dataset)).encode("utf-8", "surrogatepass"))
+    return digest.digest()
+
+
+def _text_print(job: Job) -> bytes:
+    """A query job's own identity (its text, parameters and dataset), in 16 bytes."""
+    import hashlib
+
+    digest = hashlib.blake2b(job.sparql.encode("utf-8", "surrogatepass"), digest_size=16, person=b"text")
+    digest.update(repr((sorted(job.params.items()), job.name, job.dataset)).encode("utf-8", "surrogatepass"))
     return digest.digest()
 
 
@@ -159,14 +172,14 @@ class Workers(Processes):
             pass
 
     async def _acquire(self, fresh: bool = False, again: bool = False, gone: Gone | None = None,
-                       mark: bytes = b"") -> Proc | None:
+                       mark: bytes = b"", same: bool = False) -> Proc | None:
         """A worker for a new query, first come first served; ``None`` when too many wait already
         or none can start. A query stopped a moment ago and sent ``again`` waits behind the others
         and takes only a free place: it cannot stop another query."""
         if len(self.queue) >= MAX_WAITING:
             return None
         twin = bool(mark) and (any(p.mark == mark for p in self.pool.busy) or any(w.mark == mark for w in self.queue))
-        me = _Waiter(again, twin, mark)
+        me = _Waiter(again, twin, mark, same)
         self.queue.append(me)
         try:
             while True:
@@ -174,7 +187,8 @@ class Workers(Processes):
                     raise _Gone()
                 proc, wait = None, POLL_SECONDS
                 first = (next((w for w in self.queue if not w.again and not w.twin), None)
-                         or next((w for w in self.queue if not w.again), None) or self.queue[0])
+                         or next((w for w in self.queue if not w.again), None)
+                         or next((w for w in self.queue if not w.same), None) or self.queue[0])
                 if first is me:
                     proc, wait = await self._place(fresh, again)
                     if proc is not None:
@@ -199,12 +213,13 @@ class Workers(Processes):
         while True:
             now = time.monotonic()
             ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
-            long = [p for p, age in ages.items() if age >= GRACE]
             # queries of a family stopped lately, running: they give their place to a new query at once
             repeats = [p for p in self.pool.busy if p.again or self._stopped_lately(p.mark)]
-            # one of those may run on trial beside --workers long ones: it has GRACE seconds to end
+            # and are long after TRIAL seconds, not GRACE
+            long = [p for p, age in ages.items() if age >= (TRIAL if p in repeats else GRACE)]
+            # beside --workers long queries, one of those of such a family runs on trial at a time
             # (then it is long beyond their share, and gives way to any query waiting)
-            on_trial = any(ages.get(p, 0.0) < GRACE for p in repeats)
+            on_trial = any(p not in long for p in repeats)
             room = len(set(long).union(repeats)) < self.keep or not on_trial
             if len(self.pool.busy) < self.limit and (not again or room):
                 proc = None if fresh else self._take_idle()
@@ -235,11 +250,12 @@ class Workers(Processes):
         """Run ``job`` on a worker. ``gone`` says whether its client has left: a query waiting for a
         place, or running, for nobody is given up (its worker stopped), so clients that send
         queries and hang up cannot keep the places from the others."""
-        mark = _fingerprint(job)
+        mark, exact = _fingerprint(job), _text_print(job)
         again = self._stopped_lately(mark)
+        same = again and self._stopped_lately(exact)
         for attempt in range(2):
             try:
-                proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone, mark=mark)
+                proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone, mark=mark, same=same)
             except _CannotStart:
                 return "error", (503, "no query worker could be started; try again shortly")
             except _Gone:
@@ -247,7 +263,7 @@ class Workers(Processes):
             if proc is None:
                 return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
                                       "waiting (serve --workers); try again shortly")
-            proc.mark, proc.again = mark, again
+            proc.mark, proc.exact, proc.again = mark, exact, again
             try:
                 return await self._dispatch(proc, job, gone)
             except _Died as exc:
@@ -261,9 +277,10 @@ class Workers(Processes):
 
     def _remember(self, proc: Proc) -> None:
         """A query stopped (evicted, or over a limit): sent again soon, it waits behind others."""
-        if proc.mark:
-            self.stopped_lately[proc.mark] = time.monotonic()
-            self.stopped_lately.move_to_end(proc.mark)
+        for mark in (proc.mark, proc.exact):
+            if mark:
+                self.stopped_lately[mark] = time.monotonic()
+                self.stopped_lately.move_to_end(mark)
             while len(self.stopped_lately) > _REMEMBERED:
                 self.stopped_lately.popitem(last=False)
 

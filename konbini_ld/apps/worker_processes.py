@@ -40,8 +40,10 @@ class Proc:
     stopped: str | None = None
     watched: bool = False
     closed: bool = False
-    #: the fingerprint of its current query, and whether that query was stopped lately and sent again
+    #: the fingerprints of its current query's family and text, and whether that family was
+    #: stopped lately
     mark: bytes = b""
+    exact: bytes = b""
     again: bool = False
 
     @property
