@@ -1,3 +1,4 @@
 from ._entry import run
 
-run()
+if __name__ == "__main__":  # (not when a worker process prepares its main module)
+    run()

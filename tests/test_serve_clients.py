@@ -84,10 +84,11 @@ def workers(pid: int) -> list[int]:
     return found
 
 
-def stop_cleanly(served: Served) -> None:
-    """Stop the server: whatever the clients did, it printed no traceback."""
+def stop_cleanly(served: Served) -> str:
+    """Stop the server: whatever the clients did, it printed no traceback. Returns its stderr."""
     err = served.stop()
     assert "Traceback" not in err, err[-3000:]
+    return err
 
 
 def raw(port: int, data: bytes, *, rcvbuf: int | None = None) -> socket.socket:

@@ -202,6 +202,26 @@ def test_a_killed_worker_costs_no_request(store: Path) -> None:
         stop_cleanly(served)
 
 
+def test_workers_that_keep_dying_while_idle_are_not_restarted_in_a_loop(store: Path) -> None:
+    """Idle workers killed again and again (as when each new one dies as it starts): after a few,
+    their replacement pauses, with one line saying so, instead of a loop filling the log; a query
+    still gets a worker when it needs one."""
+    served = Served(store, "--workers", "1", "--timeout", "10")
+    try:
+        assert post(served.url, CHEAP).status_code == 200
+        for _ in range(12):
+            for pid in workers(served.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.15)
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        err = stop_cleanly(served)
+    assert err.count("keep dying while idle") >= 1 and err.count("died while idle; starting another") <= 3, err[-2000:]
+
+
 def test_a_query_that_crashes_the_engine_costs_only_itself(store: Path) -> None:
     """A worker that dies under a query (twice: the query is run once more on a fresh one), here
     killed by SIGSEGV from outside as an engine crash would: the client gets a 500 saying how, and

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,8 @@ class Processes:
         self.ctx = _context()
         self.pool = Pool()
         self.keep = max(1, opts.workers)
+        #: when idle workers died lately (see :meth:`_idle_died`)
+        self._idle_deaths: list[float] = []
         self.limit = self.keep * 2
         self._tasks: set[Any] = set()
         self._stopping = False
@@ -137,10 +140,23 @@ class Processes:
     def _idle_died(self, proc: Proc) -> None:
         if proc in self.pool.idle:
             self.pool.idle.remove(proc)
-            log.warning("a query worker (pid %s) died while idle; starting another", proc.pid)
             self._kill(proc)
             self._changed()
-            self._spawn_ahead(min_idle=1)
+            now = time.monotonic()
+            self._idle_deaths = [t for t in self._idle_deaths if now - t < _DEATHS_WINDOW] + [now]
+            if len(self._idle_deaths) <= _DEATHS_ALLOWED:
+                log.warning("a query worker (pid %s) died while idle; starting another", proc.pid)
+                self._spawn_ahead(min_idle=1)
+                return
+            # workers that die as they start (a package upgraded in place, a broken environment):
+            # not started again and again, flooding the log; a query still starts one when it needs it
+            log.warning("query workers keep dying while idle (%d in %.0f s): the next is started in %.0f s, "
+                        "or when a query needs one (if konbini-ld was upgraded in place, restart serve)",
+                        len(self._idle_deaths), _DEATHS_WINDOW, _DEATHS_PAUSE)
+            try:
+                asyncio.get_running_loop().call_later(_DEATHS_PAUSE, self._spawn_ahead, 1)
+            except RuntimeError:
+                pass
 
     def _spawn_ahead(self, min_idle: int = 1) -> None:
         """Start workers in the background until ``min_idle`` are ready (within the limit)."""
@@ -210,6 +226,13 @@ class Processes:
         self._kill(proc)
         self._changed()
         self._spawn_ahead()
+
+
+#: More idle workers dying than this within :data:`_DEATHS_WINDOW` seconds pauses their
+#: replacement for :data:`_DEATHS_PAUSE` seconds.
+_DEATHS_ALLOWED = 3
+_DEATHS_WINDOW = 10.0
+_DEATHS_PAUSE = 10.0
 
 
 def _context() -> Any:
