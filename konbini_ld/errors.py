@@ -50,7 +50,6 @@ __all__ = [
     "StoreError",
     "UsageError",
     "ValidationError",
-    "raise_terminated",
 ]
 
 

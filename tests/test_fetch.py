@@ -155,7 +155,8 @@ def test_timeouts_are_retried(store: Any, api: FakeKonbiniAPI) -> None:
     api.latency = 0.3
     client = KonbiniClient(KEY, base_url=api.url, timeout=(1, 0.05), retries=2, backoff=0.001)
     report = fetch(store, client, [audio_id(1)])
-    assert len(report.failed) == 1 and "timed out" in str(report.failed[0])
+    # (which bound fires first, the read's or the whole answer's, depends on the machine's pace)
+    assert len(report.failed) == 1 and any(w in str(report.failed[0]) for w in ("timed out", "time limit"))
     assert api.count() == 2
 
 
