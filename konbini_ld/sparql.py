@@ -88,25 +88,48 @@ def _significant(sparql: str) -> tuple[Token, ...] | Iterator[Token]:
     return found
 
 
+_EXPONENT = re.compile(r"[eE][+-]?[0-9]*")
+
+
 def shape(sparql: str) -> str:
     """The query with its constants and variable names taken out: what a family of queries that
     differ only by a literal, an IRI, a number or a variable's name have in common.
 
     >>> shape('SELECT ?x { ?x <urn:a> "one" ; ex:p 12.5 } # one') == shape("select ?y {?y <urn:b> 'two'; ex:q 7}")
     True
+    >>> shape('ASK { ?s ?p 0e12, 1.5E-3, "a"@en-x1 }') == shape('ASK { ?s ?p 7, 2e9, "b"@fr }')
+    True
     """
     out: list[str] = []
     names: dict[str, str] = {}
     number = ""  # the number being read ("1", "1.", "1.5"): one constant, however many tokens
-    for t in _significant(sparql):
+    toks = list(_significant(sparql))
+    absorb = False  # the next token belongs to the constant before it (a language tag, a datatype)
+    for i, t in enumerate(toks):
+        if absorb:
+            absorb = False
+            continue
         if t.kind == "other" and t.text.isdigit() or number and t.text == "." and "." not in number:
             if not number:
                 out.append("K")
             number += t.text
             continue
+        if number and "e" not in number and t.kind == "word" and _EXPONENT.fullmatch(t.text):
+            number += "e" + t.text[1:]  # (1.5e10, 0e7: the exponent is the number's)
+            continue
+        if number.endswith("e") and t.text in "+-":
+            number += t.text
+            continue
         if number.endswith("."):
             out.append(".")  # (it ended a triple, not a number)
         number = ""
+        following = toks[i + 1] if i + 1 < len(toks) else None
+        if t.text in ("+", "-") and following is not None and following.start == t.start + 1 and (
+                following.kind == "other" and following.text.isdigit()):
+            continue  # a signed number: its sign is the constant's
+        if out[-1:] == ["K"] and t.text in ("@", "^^"):
+            absorb = True  # "x"@en, "5"^^xsd:int: the tag and the datatype are the constant's
+            continue
         if t.kind in ("string", "iri"):
             out.append("K")
         elif t.kind == "var":

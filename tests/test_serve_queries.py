@@ -174,6 +174,23 @@ def test_a_cheap_query_of_a_runaway_s_family_is_answered_beside_it(store: Path) 
         stop_cleanly(served)
 
 
+@pytest.mark.parametrize("constant", ['"k7"', "0e12", "1.5E-3", "-4", '"x"@en-x1', "<urn:a:1>", "true", "ex:thing"])
+def test_a_family_is_one_whatever_the_constant_s_spelling_and_the_text_s_length(constant: str) -> None:
+    """Runaways that differ only by a constant, written any way SPARQL allows, or padded past
+    64 KiB, are one family (else each would be a new query, and a stream of them would queue
+    ahead of cheap ones)."""
+    from konbini_ld.apps.protocol import Job
+    from konbini_ld.apps.worker_pool import _fingerprint
+
+    query = "PREFIX ex: <urn:ex:> SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f FILTER(?c != %s) }"
+
+    def family(text: str) -> bytes:
+        return _fingerprint(Job(text, {}, None, [], None, None, False))
+
+    assert family(query % constant) == family(query % "12") == family(query % constant + " " * 70_000 + "# end")
+    assert family(query % constant) != family(query.replace("?d ?e ?f", "?d ?e ?f . ?g ?h ?i") % constant)
+
+
 def test_a_killed_worker_costs_no_request(store: Path) -> None:
     served = Served(store, "--workers", "1", "--timeout", "3")
     try:

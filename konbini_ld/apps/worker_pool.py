@@ -5,7 +5,8 @@
   processes are kept ready, and one more is started ahead whenever none is left idle, so a
   query does not wait for a process to start. Workers are forked from a server process that
   has the modules loaded (tens of milliseconds each), so replacing one is cheap.
-* A query's clock starts when its worker starts on it; one that has run :data:`GRACE` seconds
+* A query's clock starts when its worker starts on it and counts the processor time the worker
+  uses (a query kept waiting by a busy machine does not age); one that has used :data:`GRACE` seconds
   is long. Long queries keep their place (to their end or their time limit) as long as they
   hold no more than half the places. When every place is taken and a query waits, the long
   query beyond that half that became long last is stopped: it is answered 503 ("stopped to make
@@ -47,7 +48,8 @@ from typing import Any
 import anyio
 
 from .query_workers import CHUNK, GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
-from .worker_processes import POLL_SECONDS, Proc, Processes, has_data, resident_bytes, size_text, wait_readable
+from .worker_processes import (POLL_SECONDS, Proc, Processes, cpu_seconds, has_data, resident_bytes, size_text,
+                               wait_readable)
 
 __all__ = ["GRACE", "MAX_WAITING", "TRIAL", "Workers", "runner_for"]
 
@@ -97,21 +99,18 @@ _REMEMBERED = 512
 _REMEMBER_SECONDS = 60.0
 
 
-#: Longest query text whose family is found by its shape.
+#: Longest query text whose family is found on the event loop; a longer one's is found in a thread.
 _SHAPED = 64 * 1024
 
 
 def _fingerprint(job: Job) -> bytes:
     """A query job's family (its text without its constants and variable names, its parameters'
-    names, its dataset's size), in 16 bytes: queries that differ by a constant are one family.
-    A text longer than :data:`_SHAPED` characters is its own family (it is not lexed here, on the
-    event loop)."""
+    names, its dataset's size), in 16 bytes: queries that differ by a constant are one family."""
     import hashlib
 
     from ..sparql import shape
 
-    text = shape(job.sparql) if len(job.sparql) <= _SHAPED else job.sparql
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest = hashlib.blake2b(shape(job.sparql).encode("utf-8", "surrogatepass"), digest_size=16)
     dataset = None if job.dataset is None else tuple(len(graphs) for graphs in job.dataset)
     digest.update(repr((sorted(job.params), job.name, dataset)).encode("utf-8", "surrogatepass"))
     return digest.digest()
@@ -185,12 +184,15 @@ class Workers(Processes):
             while True:
                 if gone is not None and await gone():
                     raise _Gone()
+                if mark:  # (a family's minute may end, or begin, while it waits)
+                    me.again = self._stopped_lately(mark)
+                    me.same = me.same and me.again
                 proc, wait = None, POLL_SECONDS
                 first = (next((w for w in self.queue if not w.again and not w.twin), None)
                          or next((w for w in self.queue if not w.again), None)
                          or next((w for w in self.queue if not w.same), None) or self.queue[0])
                 if first is me:
-                    proc, wait = await self._place(fresh, again)
+                    proc, wait = await self._place(fresh, me.again)
                     if proc is not None:
                         break
                 self._event.clear()
@@ -211,8 +213,7 @@ class Workers(Processes):
     async def _place(self, fresh: bool, again: bool) -> tuple[Proc | None, float]:
         """A worker now, or how long to wait before asking again."""
         while True:
-            now = time.monotonic()
-            ages = {p: now - p.running_since for p in self.pool.busy if p.running_since is not None}
+            ages = self._ages()
             # queries of a family stopped lately, running: they give their place to a new query at once
             repeats = [p for p in self.pool.busy if p.again or self._stopped_lately(p.mark)]
             # and are long after TRIAL seconds, not GRACE
@@ -238,7 +239,7 @@ class Workers(Processes):
                 continue
             if len(long) > self.keep:  # more long queries than their share: the last to become long gives way
                 newest = min(long, key=lambda p: ages[p])
-                log.info("stopped a query after %.1f s to make room (pid %s)", ages[newest], newest.pid)
+                log.info("stopped a query after %.1f s of processor time to make room (pid %s)", ages[newest], newest.pid)
                 self._evict(newest)
                 continue
             if again:  # (it waits for a place that no more than --workers long queries leave free)
@@ -246,11 +247,27 @@ class Workers(Processes):
             young = [age for age in ages.values() if age < GRACE]  # each ends, or becomes long, within GRACE
             return None, (GRACE - max(young)) if young else POLL_SECONDS
 
+    def _ages(self) -> dict[Proc, float]:
+        """How long each running query has run: the processor time its worker has used on it (a
+        query kept waiting by a busy machine does not age), else the time since it started."""
+        now = time.monotonic()
+        ages = {}
+        for p in self.pool.busy:
+            if p.running_since is None:
+                continue
+            used = cpu_seconds(p.pid) if p.cpu_since is not None else None
+            ages[p] = used - p.cpu_since if used is not None and p.cpu_since is not None else now - p.running_since
+        return ages
+
     async def run(self, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
         """Run ``job`` on a worker. ``gone`` says whether its client has left: a query waiting for a
         place, or running, for nobody is given up (its worker stopped), so clients that send
         queries and hang up cannot keep the places from the others."""
-        mark, exact = _fingerprint(job), _text_print(job)
+        if len(job.sparql) <= _SHAPED:
+            mark = _fingerprint(job)
+        else:  # (a long text is read beside the event loop)
+            mark = await anyio.to_thread.run_sync(_fingerprint, job)
+        exact = _text_print(job)
         again = self._stopped_lately(mark)
         same = again and self._stopped_lately(exact)
         for attempt in range(2):
@@ -263,7 +280,7 @@ class Workers(Processes):
             if proc is None:
                 return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
                                       "waiting (serve --workers); try again shortly")
-            proc.mark, proc.exact, proc.again = mark, exact, again
+            proc.mark, proc.exact, proc.again = mark, exact, self._stopped_lately(mark)
             try:
                 return await self._dispatch(proc, job, gone)
             except _Died as exc:
@@ -315,6 +332,7 @@ class Workers(Processes):
                 except (EOFError, OSError):
                     raise _Died(_ending(proc)) from None
                 proc.running_since = time.monotonic()
+                proc.cpu_since = cpu_seconds(proc.pid)
                 deadline = proc.running_since + self.opts.timeout
                 continue
             if not proc.alive():

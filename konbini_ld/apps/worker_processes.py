@@ -37,6 +37,8 @@ class Proc:
     started: float = 0.0
     #: when it started on its current query (it says so on receiving it); None until then
     running_since: float | None = None
+    #: the processor time it had used then (None: unknown, its age is then the time since)
+    cpu_since: float | None = None
     #: why it was stopped from outside its own query ("evicted", "time", "memory"), if it was
     stopped: str | None = None
     watched: bool = False
@@ -281,6 +283,16 @@ def resident_bytes(pid: int) -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """Processor time a process has used (Linux ``/proc``; ``None`` where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def size_text(n: int) -> str:
