@@ -16,7 +16,7 @@
   a limit), and any query of its family (:func:`_fingerprint`) sent or running within a minute,
   waits behind every other query (that very text behind the rest of its family), gives its place to a new query at once, and starts only in a
   free place: beside ``workers`` long queries, one at a time, on trial for :data:`TRIAL` seconds
-  (then it is long beyond their share and gives way to any query waiting). A client that sends a
+  of the clock (then it is long beyond their share and gives way to any query waiting). A client that sends a
   runaway again and again, with another constant each time, does not hold places or queue ahead
   of others. So a query that needs less than :data:`GRACE`
   seconds is answered within about a second whatever runaways run beside it, and at most
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds a query runs before a newer query may stop it when every place is taken.
 GRACE = 0.5
-#: Seconds a query of a family stopped lately runs on trial before it is long (see :data:`GRACE`).
+#: Seconds (of the clock) a query of a family stopped lately runs on trial before it is long (see :data:`GRACE`).
 TRIAL = 0.25
 #: Queries that may wait for a place at once; more are answered 503.
 MAX_WAITING = 64
@@ -216,8 +216,11 @@ class Workers(Processes):
             ages = self._ages()
             # queries of a family stopped lately, running: they give their place to a new query at once
             repeats = [p for p in self.pool.busy if p.again or self._stopped_lately(p.mark)]
-            # and are long after TRIAL seconds, not GRACE
-            long = [p for p, age in ages.items() if age >= (TRIAL if p in repeats else GRACE)]
+            # and are long after TRIAL seconds, not GRACE, of the clock: the trial bounds the wait of
+            # the rest of their family, whatever the machine's pace
+            now = time.monotonic()
+            long = [p for p, age in ages.items()
+                    if (now - (p.running_since or now) >= TRIAL if p in repeats else age >= GRACE)]
             # beside --workers long queries, one of those of such a family runs on trial at a time
             # (then it is long beyond their share, and gives way to any query waiting)
             on_trial = any(p not in long for p in repeats)
