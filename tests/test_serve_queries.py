@@ -9,6 +9,7 @@ import signal
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,27 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- queries beside runaways, killed workers, a damaged index --------------------------------------
 
 
+def _again_and_again(served: Served, stop: threading.Event, query: Callable[[], str], clients: int,
+                     answers: list[requests.Response] | None = None) -> None:
+    """``clients`` threads, each sending ``query()`` again as soon as it is answered, until ``stop``."""
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                answer = requests.post(served.url + "/sparql", data={"query": query()}, timeout=60)
+            except requests.RequestException:
+                return
+            if answers is not None:
+                answers.append(answer)
+
+    for _ in range(clients):
+        threading.Thread(target=client, daemon=True).start()
+
+
+def _another_constant(sent: Iterator[int]) -> Callable[[], str]:
+    return lambda: RUNAWAY.replace("}", f'FILTER(?c != "{next(sent)}") }}')
+
+
 def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
     """Twelve clients each sending runaway after runaway, every one different (a constant changes
     each time), with --workers 2 (four places): a cheap query beside them still gets a median under
@@ -37,19 +59,9 @@ def test_cheap_queries_are_answered_beside_runaways(store: Path) -> None:
     served = Served(store, "--workers", "2", "--timeout", "30")
     stop = threading.Event()
     runaways: list[requests.Response] = []
-    sent = iter(range(10**9))
-
-    def runaway() -> None:
-        while not stop.is_set():
-            query = RUNAWAY.replace("}", f'FILTER(?c != "{next(sent)}") }}')
-            try:
-                runaways.append(requests.get(served.url + "/sparql", params={"query": query}, timeout=60))
-            except requests.RequestException:
-                return
 
     try:
-        for _ in range(12):
-            threading.Thread(target=runaway, daemon=True).start()
+        _again_and_again(served, stop, _another_constant(iter(range(10**9))), 12, runaways)
         time.sleep(1.0)
         latencies = []
         window = time.monotonic() + 6
@@ -111,23 +123,12 @@ def _busy(pids: list[int], seconds: float = 3.0) -> int:
 def test_no_more_runaways_than_workers_run_while_others_wait(store: Path) -> None:
     """Six clients send runaways of one family at the same moment, each sending another as soon as
     one is answered, with --workers 2: once the first are stopped to make room, no more than two
-    run at once (the others wait, or run on trial half a second), and a cheap query still gets a
+    run at once (the others wait, or run on trial a quarter second), and a cheap query still gets a
     place at once."""
     served = Served(store, "--workers", "2", "--timeout", "30")
     stop = threading.Event()
-    sent = iter(range(10**9))
-
-    def runaway() -> None:
-        while not stop.is_set():
-            query = RUNAWAY.replace("}", f'FILTER(?c != "{next(sent)}") }}')
-            try:
-                requests.post(served.url + "/sparql", data={"query": query}, timeout=60)
-            except requests.RequestException:
-                return
-
     try:
-        for _ in range(6):
-            threading.Thread(target=runaway, daemon=True).start()
+        _again_and_again(served, stop, _another_constant(iter(range(10**9))), 6)
         time.sleep(2.5)
         busy = [_busy(workers(served.proc.pid))]
         assert max(busy) <= 2, busy
@@ -151,16 +152,8 @@ def test_a_cheap_query_of_a_runaway_s_family_is_answered_beside_it(store: Path) 
         matches = str(opened.query(
             "SELECT ?id WHERE { ?v <https://konbiniapi.com/ns/social#entityId> ?id } LIMIT 1").records()[0]["id"])
 
-    def runaway() -> None:
-        while not stop.is_set():
-            try:
-                requests.post(served.url + "/sparql", data={"query": query % matches}, timeout=60)
-            except requests.RequestException:
-                return
-
     try:
-        for _ in range(6):
-            threading.Thread(target=runaway, daemon=True).start()
+        _again_and_again(served, stop, lambda: query % matches, 6)
         time.sleep(2.0)
         latencies = []
         for i in range(8):
