@@ -29,6 +29,8 @@ Sections:
   history  `konbini-ld load` of N audios x K observations a day apart (recorded exchanges with Date
            headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
            bytes per history point, and trending / rising-creators / history p50 at that size
+  runaways a cheap query's latency on `konbini-ld serve --workers 2` beside 6, 20 and 40 clients each
+           sending runaway after runaway (bench/runaways.py), against no runaway at all
 
 With --only, rows of the sections not run are kept from the existing BENCHMARKS.md.
 """
@@ -929,7 +931,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
     parser.add_argument("--only", default="workload,ingest,bound,profile,differential,queries,search,export,startup,fetch,"
-                        "history",
+                        "history,runaways",
                         help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
@@ -944,6 +946,7 @@ def main() -> None:
     parser.add_argument("--workload", default="1000x3", help="audios x days of the workload section (audios + pages)")
     parser.add_argument("--workload-naive", type=int, default=200, help="responses of day 1 the naive pipeline runs on")
     parser.add_argument("--workload-profile", type=int, default=300, help="audios of the refresh day profiled (0: none)")
+    parser.add_argument("--runaways", default="6,20,40", help="runaway clients beside a cheap query (runaways section)")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -980,6 +983,10 @@ def main() -> None:
 
         n, k = (int(x) for x in args.workload.lower().split("x"))
         bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES, REPLAY)
+    if "runaways" in sections:
+        from runaways import bench_runaways
+
+        bench_runaways([int(c) for c in args.runaways.split(",")], 10.0, record)
     for path in stores.values():
         shutil.rmtree(path.parent, ignore_errors=True)
     write_markdown(args)

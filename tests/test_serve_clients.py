@@ -84,9 +84,10 @@ def workers(pid: int) -> list[int]:
     return found
 
 
-def stop_cleanly(served: Served) -> str:
-    """Stop the server: whatever the clients did, it printed no traceback. Returns its stderr."""
-    err = served.stop()
+def stop_cleanly(served: Served, now: bool = False) -> str:
+    """Stop the server (``now``: as a second Ctrl-C does): whatever the clients did, it printed no
+    traceback. Returns its stderr."""
+    err = served.stop(now)
     assert "Traceback" not in err, err[-3000:]
     return err
 
@@ -160,7 +161,7 @@ def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
                 + ", ".join(f"<urn:service:{i}>" for i in range(1500)) + ")) }")
         answers: list[int] = []
         threads = [threading.Thread(target=lambda q=q: answers.append(post(served.url, q).status_code))
-                   for q in [numbers] * 4 + [iris] * 4]
+                   for q in [numbers] * 2 + [iris] * 2]
         for t in threads:
             t.start()
         time.sleep(0.3)
@@ -172,7 +173,7 @@ def test_the_service_check_does_not_hold_other_queries(store: Path) -> None:
         assert time.monotonic() - started < 10
         for t in threads:
             t.join(60)
-        assert len(answers) == 8 and set(answers) <= {200, 503}, answers
+        assert len(answers) == 4 and set(answers) <= {200, 503}, answers
         many = ("# customer service report\nSELECT * WHERE {\n"
                 + "\n".join(f"  ?s{i} <urn:p{i}> ?o{i} ." for i in range(300)) + "\n}")
         assert post(served.url, many).status_code == 200

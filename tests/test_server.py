@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -60,15 +61,22 @@ class Served:
                 time.sleep(0.1)
         raise RuntimeError("serve did not start")
 
-    def stop(self) -> str:
+    def stop(self, now: bool = False) -> str:
+        """SIGTERM (queries still running get 5 s); ``now``: then Ctrl-C, as a second one stops it
+        at once (for tests that leave runaways running)."""
         self.proc.terminate()
+        if now:
+            try:
+                self.proc.wait(0.3)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(15)
         self.reader.join(5)
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not self.reader.is_alive():  # (else a process it started holds it)
             self.proc.stderr.close()
         return "".join(self.lines)
 

@@ -152,13 +152,47 @@ def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, nam
     return 200, media_type(fmt), out.getvalue()
 
 
-def _worker(conn: Any, location: str, store_options: dict[str, Any]) -> None:
+def _follow(server: int) -> None:
+    """End this worker the moment the server process ``server`` is gone, however it went
+    (SIGKILL, a second Ctrl-C that skips the graceful stop): its time limits went with it, and a
+    runaway query would otherwise run on for nobody. Watched from a thread (the engine lets go of
+    the interpreter while it evaluates), on a pidfd where the kernel has them."""
+    import os
+    import select
+    import threading
+    import time
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(server)
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            while True:
+                try:
+                    os.kill(server, 0)
+                except ProcessLookupError:
+                    break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-server", daemon=True).start()
+
+
+def _worker(conn: Any, location: str, store_options: dict[str, Any], server: int | None = None) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
     and retried on a fresh view when a writer compacted files away under it. An answer is
-    sent as a header (status, media type, length) and then its bytes in pieces."""
+    sent as a header (status, media type, length) and then its bytes in pieces. It ends when
+    the server process ``server`` does (see :func:`_follow`)."""
     from ..engines.sandbox import deny_network
     from ..pipeline.collection import open_store
 
+    if server is not None:
+        _follow(server)
     deny_network()  # before anything runs: no query can open a connection from here
     state = Path(store_options.get("archive") or location) / "state.json"
     store = None

@@ -16,7 +16,9 @@
   a limit), and any query of its family (:func:`_fingerprint`) sent or running within a minute,
   waits behind every other query (that very text behind the rest of its family), gives its place to a new query at once, and starts only in a
   free place: beside ``workers`` long queries, one at a time, on trial for :data:`TRIAL` seconds
-  of the clock (then it is long beyond their share and gives way to any query waiting). A client that sends a
+  of the clock, once it has used some processor time (then it is long beyond their share and gives
+  way to any query waiting; one slowed only by a busy machine is not long before
+  :data:`TRIAL_BOUND`). A client that sends a
   runaway again and again, with another constant each time, does not hold places or queue ahead
   of others. So a query that needs less than :data:`GRACE`
   seconds is answered within about a second whatever runaways run beside it, and at most
@@ -57,8 +59,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds a query runs before a newer query may stop it when every place is taken.
 GRACE = 0.5
-#: Seconds (of the clock) a query of a family stopped lately runs on trial before it is long (see :data:`GRACE`).
+#: Seconds (of the clock) a query of a family stopped lately runs on trial before it is long (see
+#: :data:`GRACE`), once it has used a quarter of that in processor time: a query that only waits
+#: for a busy machine's processors is long after :data:`TRIAL_BOUND` seconds of the clock.
 TRIAL = 0.25
+TRIAL_BOUND = 2.0
 #: Queries that may wait for a place at once; more are answered 503.
 MAX_WAITING = 64
 #: Bytes of one answer kept in memory while its client reads it; the rest waits in a temporary file.
@@ -148,6 +153,12 @@ class _Died(Exception):
     """The worker ended before answering, not stopped by the server."""
 
 
+def _past_trial(clock: float, used: float) -> bool:
+    """Whether a query on trial (:data:`TRIAL`), running ``clock`` seconds and having used ``used``
+    seconds of processor time, is long: a cheap one slowed by a busy machine is not."""
+    return (clock >= TRIAL and used >= TRIAL / 4) or clock >= TRIAL_BOUND
+
+
 class Workers(Processes):
     """Query worker processes (see the module's description for how they are shared)."""
 
@@ -219,8 +230,8 @@ class Workers(Processes):
             # and are long after TRIAL seconds, not GRACE, of the clock: the trial bounds the wait of
             # the rest of their family, whatever the machine's pace
             now = time.monotonic()
-            long = [p for p, age in ages.items()
-                    if (now - (p.running_since or now) >= TRIAL if p in repeats else age >= GRACE)]
+            long = [p for p, age in ages.items() if (_past_trial(now - (p.running_since or now), age)
+                                                     if p in repeats else age >= GRACE)]
             # beside --workers long queries, one of those of such a family runs on trial at a time
             # (then it is long beyond their share, and gives way to any query waiting)
             on_trial = any(p not in long for p in repeats)

@@ -87,7 +87,8 @@ class Processes:
 
     def _spawn(self) -> Proc:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker, args=(child, self.opts.location, self.opts.store_options), daemon=True)
+        proc = self.ctx.Process(target=_worker, args=(child, self.opts.location, self.opts.store_options, os.getpid()),
+                                daemon=True)
         proc.start()
         child.close()
         return Proc(proc, parent)
