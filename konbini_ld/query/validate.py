@@ -82,14 +82,26 @@ class ValidationReport:
 
 
 def _data_graph(store: Any) -> Any:
+    """The data graph as rdflib's in-memory graph (what pySHACL reads). Each term is converted
+    once (a subject, a predicate, a datatype recurs across many quads), and triples go to the
+    store directly: the graph's own checks are for terms of unknown origin."""
     import pyoxigraph as ox
     from rdflib import Graph
 
     from ..engines.rdflib_view import to_rdflib
 
     g = Graph()
+    add = g.store.add
+    converted: dict[Any, Any] = {}
+
+    def term(t: Any) -> Any:
+        r = converted.get(t)
+        if r is None:
+            r = converted[t] = to_rdflib(t)
+        return r
+
     for q in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH)):
-        g.add((to_rdflib(q.subject), to_rdflib(q.predicate), to_rdflib(q.object)))
+        add((term(q.subject), term(q.predicate), term(q.object)), g)
     return g
 
 
@@ -120,7 +132,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None) -> Validat
     term_log.setLevel(logging.CRITICAL)  # ill-typed literals are reported as results, not logged
     try:
         data = _data_graph(store)
-        conforms, report, _text = pyshacl.validate(
+        _conforms, report, _text = pyshacl.validate(
             data, shacl_graph=shapes_graph, inference="none", abort_on_first=False, allow_warnings=True
         )
     except Exception as exc:  # shapes pySHACL cannot use (a sh:minCount "x"…), or an internal failure
