@@ -206,8 +206,10 @@ def test_flipped_bytes_are_damage_not_a_torn_tail(copy: Path) -> None:
     assert audios(copy) == 1500  # nothing was changed
     r = cli(copy, "rebuild", "--accept-damage")
     assert r.exit_code == 0 and "warning: archive" in r.stderr
-    lost = Archive(copy / "archive").verify().lost
-    assert 0 < lost <= 128 and audios(copy) == 1500 - lost  # every readable record, after the damage too
+    scan = Archive(copy / "archive").verify()
+    # every readable record, after the damage too: none lost when the flips hit only a member's
+    # frame (its checksum and the next one's time stamp, whose records still read back)
+    assert scan.damage and scan.lost <= 128 and audios(copy) == 1500 - scan.lost
 
 
 def test_a_truncated_segment_is_reported_and_never_appended_behind(copy: Path) -> None:
