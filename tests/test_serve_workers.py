@@ -88,6 +88,66 @@ def test_workers_end_with_the_server_however_it_ends(store: Path, how: str) -> N
         served.stop()
 
 
+def test_workers_end_with_their_fork_server_and_the_server_answers_on(store: Path) -> None:
+    """The process workers are forked from, killed from outside while they run runaways: they
+    end with it (the server's time limits no longer reach them), and the server answers on."""
+    served = Served(store, "--workers", "2", "--timeout", "60")
+
+    def runaway() -> None:
+        try:
+            post(served.url, RUNAWAY, timeout=90)
+        except requests.RequestException:
+            pass
+
+    try:
+        for _ in range(2):
+            threading.Thread(target=runaway, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while len(running := [p for p in workers(served.proc.pid) if _cpu(p) > 0.3]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(running) >= 2, "the runaways never started"
+        forkserver = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(int(p.name)) == served.proc.pid
+                      and b"forkserver" in _cmdline(int(p.name))]
+        assert forkserver
+        os.kill(forkserver[0], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in running) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in running if Path(f"/proc/{p}").exists() and not _zombie(p)], "workers outlived their fork server"
+        assert post(served.url, CHEAP).status_code == 200
+    finally:
+        err = stop_cleanly(served, now=True)
+    assert "never retrieved" not in err, err[-2000:]
+
+
+def test_ctrl_c_in_a_terminal_stops_serve_without_a_traceback(store: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group, the workers too: they leave the
+    stopping to the server, and no traceback is printed."""
+    served = Served(store, "--workers", "2", preexec_fn=os.setsid)
+    try:
+        assert post(served.url, CHEAP).status_code == 200
+        time.sleep(0.5)  # (idle workers started ahead)
+        os.killpg(served.proc.pid, signal.SIGINT)
+        served.proc.wait(30)
+    finally:
+        err = served.stop()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "died while idle" not in err, err[-3000:]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _cpu(pid: int) -> float:
     """Processor seconds ``pid`` has used (0 when gone)."""
     try:

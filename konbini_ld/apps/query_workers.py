@@ -183,6 +183,22 @@ def _follow(server: int) -> None:
     threading.Thread(target=watch, name="follow-server", daemon=True).start()
 
 
+def _die_with_parent() -> None:
+    """Have the kernel end this worker when the process that started it (the fork server) ends:
+    a fork server killed from outside must not leave its workers running queries for nobody."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux; a no-op error elsewhere)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # (it ended before the call)
+        os._exit(0)
+
+
 def _worker(conn: Any, location: str, store_options: dict[str, Any], server: int | None = None) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
     and retried on a fresh view when a writer compacted files away under it. An answer is
@@ -191,6 +207,10 @@ def _worker(conn: Any, location: str, store_options: dict[str, Any], server: int
     from ..engines.sandbox import deny_network
     from ..pipeline.collection import open_store
 
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: serve stops us
+    _die_with_parent()
     if server is not None:
         _follow(server)
     deny_network()  # before anything runs: no query can open a connection from here

@@ -97,7 +97,7 @@ class Processes:
         self.pool.starting += 1
         try:
             return await anyio.to_thread.run_sync(self._spawn)
-        except OSError as exc:
+        except (OSError, EOFError) as exc:  # (EOFError: the fork server was killed; the next start replaces it)
             log.warning("could not start a query worker: %s", exc)
             return None
         finally:
