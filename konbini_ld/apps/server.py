@@ -405,7 +405,6 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
     except OSError as exc:
         raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
-    sock.listen(backlog)  # (connections wait from the moment the address is announced)
     name = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(_QuietWhenStopping(create_app(opts)), log_level="warning", lifespan="on", http=guarded_protocol(limits),
                             h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
