@@ -237,7 +237,7 @@ def test_the_service_check_agrees_with_oxigraph() -> None:
 
     from konbini_ld.query.guard import check_safe_query
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
     @given(st.lists(_fragments(), max_size=6), st.none() | _service_call(), st.integers(0, 6),
            st.sampled_from([" ", "\n", ""]))
     def check(parts: list[str], call: str | None, at: int, sep: str) -> None:
