@@ -50,15 +50,25 @@ class Served:
             self.proc.kill()
             raise RuntimeError("serve did not start: " + "".join(self.lines))
         self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            self._ready()
+        except BaseException:
+            self.proc.kill()  # (a server that never became ready is not left running)
+            self.proc.wait(15)
+            raise
+
+    def _ready(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/queries", timeout=1).ok:
+                if requests.get(self.url + "/queries", timeout=5).ok:
                     return
             except requests.ConnectionError:
                 if self.proc.poll() is not None:
                     raise RuntimeError("".join(self.lines) or "serve exited") from None
                 time.sleep(0.1)
+            except requests.Timeout:
+                pass  # (accepted, not yet answered: a busy machine)
         raise RuntimeError("serve did not start")
 
     def stop(self, now: bool = False) -> str:
