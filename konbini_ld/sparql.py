@@ -15,7 +15,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Token", "has_dataset_clause", "query_form", "shape", "tokens", "update_keyword", "where_brace", "where_braces"]
 
@@ -34,8 +34,9 @@ _TOKEN = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
+    """One significant token: its kind (a group name of the lexer), its text and its offset."""
+
     kind: str
     text: str
     start: int
@@ -54,7 +55,7 @@ def tokens(sparql: str) -> tuple[Token, ...]:
 def _lex(sparql: str) -> Iterator[Token]:
     for m in _TOKEN.finditer(sparql):
         kind = m.lastgroup or "other"
-        if kind not in ("ws", "comment"):
+        if kind != "ws" and kind != "comment":
             yield Token(kind, m.group(), m.start())
 
 
@@ -142,8 +143,14 @@ def shape(sparql: str) -> str:
     return " ".join(out)
 
 
-def _words(sparql: str) -> Iterable[Token]:
-    return (t for t in _significant(sparql) if t.kind == "word")
+def _words(sparql: str) -> Iterable[str]:
+    """The words (keywords and prefixed names) of ``sparql``, in order; a text too long to keep
+    is scanned without making a token of everything else."""
+    with _cache_lock:
+        found = _cache.get(sparql)
+    if found is None and len(sparql) > _CACHE_ENTRY:
+        return (m.group() for m in _TOKEN.finditer(sparql) if m.lastgroup == "word")
+    return (t.text for t in (found if found is not None else _significant(sparql)) if t.kind == "word")
 
 
 _FORMS = {"SELECT", "ASK", "CONSTRUCT", "DESCRIBE"}
@@ -156,8 +163,8 @@ def query_form(sparql: str) -> str | None:
     >>> query_form("PREFIX as: <https://www.w3.org/ns/activitystreams#> ask { ?s ?p ?o }")
     'ASK'
     """
-    for t in _words(sparql):
-        upper = t.text.upper()
+    for word in _words(sparql):
+        upper = word.upper()
         if upper in _FORMS or upper in _UPDATES:
             return upper if upper in _FORMS else "UPDATE"
     return None
@@ -169,9 +176,9 @@ def update_keyword(sparql: str) -> str | None:
     >>> update_keyword("DROP ALL"), update_keyword('SELECT * { ?s ?p "DROP" }')
     ('DROP', None)
     """
-    for t in _words(sparql):
-        if t.text.upper() in _UPDATES:
-            return t.text.upper()
+    for word in _words(sparql):
+        if word.upper() in _UPDATES:
+            return word.upper()
     return None
 
 
@@ -181,7 +188,7 @@ def has_dataset_clause(sparql: str) -> bool:
     >>> has_dataset_clause("SELECT * FROM <urn:g> WHERE { ?s ?p ?o }"), has_dataset_clause("SELECT * { ?s ?p ?o }")
     (True, False)
     """
-    return any(t.text.upper() == "FROM" for t in _words(sparql))
+    return any(word.upper() == "FROM" for word in _words(sparql))
 
 
 def where_braces(sparql: str) -> list[int]:
