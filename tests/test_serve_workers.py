@@ -5,7 +5,10 @@ beside cheap ones are in test_serve_queries.py: the two files run in different p
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,6 +135,65 @@ def test_ctrl_c_in_a_terminal_stops_serve_without_a_traceback(store: Path) -> No
     finally:
         err = served.stop()
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "died while idle" not in err, err[-3000:]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C", "second Ctrl-C"])
+def test_a_stop_answers_every_query_503_and_waits_only_for_those_running(store: Path, how: str) -> None:
+    """Asked to stop with queries running and more waiting: no query starts after the signal
+    (those waiting are answered "stopping" at once), those running get the grace period (or none,
+    at a second Ctrl-C), and every client gets a 503, never a 500 or a closed connection."""
+    served = Served(store, "--workers", "1", "--timeout", "60", preexec_fn=os.setsid)
+    answers: list[tuple[int | str, str, float]] = []
+
+    def runaway(i: int) -> None:
+        try:
+            r = post(served.url, RUNAWAY.replace("?o", f"?o{i}"), timeout=90)
+            answers.append((r.status_code, r.text, time.monotonic()))
+        except requests.RequestException as exc:
+            answers.append((type(exc).__name__, "", time.monotonic()))
+
+    threads = [threading.Thread(target=runaway, args=(i,), daemon=True) for i in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len([p for p in workers(served.proc.pid) if _cpu(p) > 0.3]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # (two places for --workers 1: two run, six wait)
+        signalled = time.monotonic()
+        if how == "SIGTERM":
+            served.proc.terminate()
+        else:
+            os.killpg(served.proc.pid, signal.SIGINT)
+            if how == "second Ctrl-C":
+                time.sleep(0.2)
+                os.killpg(served.proc.pid, signal.SIGINT)
+        served.proc.wait(30)
+        ended = time.monotonic() - signalled
+        for t in threads:
+            t.join(10)
+    finally:
+        err = served.stop()
+    assert len(answers) == 8 and all(code == 503 for code, _, _ in answers), [a[:2] for a in answers]
+    waiting = [when - signalled for _, text, when in answers if "stopping" in text]
+    assert len(waiting) >= 6 and max(waiting) < 3, [a[:2] for a in answers]
+    assert ended < (3 if how == "second Ctrl-C" else 5 + 5)
+    assert "Traceback" not in err and "ASGI" not in err, err[-3000:]
+
+
+def test_the_address_is_announced_once_it_is_answered(store: Path) -> None:
+    """The line that gives the address comes once the server accepts connections: a client that
+    connects the moment it reads it is answered."""
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(store), "serve", "--port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            port = next(int(m.group(1)) for line in proc.stderr if (m := re.search(r"http://127\.0\.0\.1:(\d+)/", line)))
+            assert requests.get(f"http://127.0.0.1:{port}/queries", timeout=30).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            proc.stderr.close()  # type: ignore[union-attr]
 
 
 def _parent(pid: int) -> int:

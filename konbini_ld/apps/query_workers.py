@@ -23,7 +23,7 @@ from ..io.formats import Format
 from .protocol import Job, media_type
 from .resource_jobs import PREFIX as JOB_PREFIX
 
-__all__ = ["CHUNK", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
+__all__ = ["CHUNK", "STOPPING", "DEFAULT_MAX_MEMORY", "MIN_MEMORY", "PRELOAD", "Answer", "Cut", "Direct", "Job", "ServeOptions",
            "media_type"]
 
 #: Memory one query may use by default (a worker's resident size, store caches included).
@@ -282,6 +282,8 @@ def _term_from_nt(text: str) -> Any:
 Gone = Callable[[], Awaitable[bool]]
 #: What a query whose client has gone answers (nobody reads it; the log says so).
 GONE = (499, "the client closed the connection; the query was stopped")
+#: The answer to a query that arrives, or still waits for a worker, once the server is stopping.
+STOPPING = (503, "the server is stopping: the query was not run; try again shortly")
 
 
 class Direct:
@@ -290,6 +292,11 @@ class Direct:
     def __init__(self, opts: ServeOptions) -> None:
         self.opts = opts
         self.store: Any = None
+        self.stopping = False
+
+    def drain(self) -> None:
+        """The server is stopping: queries that arrive from now on are answered 503."""
+        self.stopping = True
 
     async def start(self) -> None:
         from ..pipeline.collection import open_store
@@ -302,6 +309,8 @@ class Direct:
             self.store.close()
 
     async def run(self, job: Job, gone: Gone | None = None) -> tuple[str, Any]:
+        if self.stopping:
+            return "error", STOPPING
         try:
             with anyio.fail_after(self.opts.timeout + 1):
                 status, payload = await anyio.to_thread.run_sync(_answer_job, self.store, job,

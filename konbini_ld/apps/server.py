@@ -38,6 +38,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import time
 from importlib import resources
 from pathlib import Path
@@ -283,7 +284,9 @@ def create_app(opts: ServeOptions) -> Starlette:
 
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(opts.cors_origins), allow_methods=["GET", "POST"],
                                      allow_headers=["Accept", "Content-Type"]))
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.runner = runner  # (serve tells it when the server begins to stop)
+    return app
 
 
 #: Pages of links to an entity that may be asked for.
@@ -375,7 +378,7 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
     """Run the endpoint with uvicorn until interrupted.
 
     The listening socket is bound first, so ``port`` 0 picks a free port: ``announce`` is
-    called with the URL actually bound. The process's open-file limit is raised to its hard
+    called with the URL actually bound, once it accepts connections. The process's open-file limit is raised to its hard
     limit, and the connections accepted at once are kept below it.
 
     :raises KonbiniError: the address cannot be listened on.
@@ -406,27 +409,104 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
         raise KonbiniError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = sock.getsockname()[1]
     name = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(_QuietWhenStopping(create_app(opts)), log_level="warning", lifespan="on", http=guarded_protocol(limits),
+    app = create_app(opts)
+    config = uvicorn.Config(_QuietWhenStopping(app), log_level="warning", lifespan="on", http=guarded_protocol(limits),
                             h11_max_incomplete_event_size=limits.head_bytes, timeout_keep_alive=5, backlog=backlog,
-                            timeout_graceful_shutdown=5)  # (queries still running when asked to stop get 5 s)
-    if announce is not None:
-        announce(f"http://{name}:{bound}/")
-    uvicorn.Server(config).run(sockets=[sock])
+                            timeout_graceful_shutdown=GRACE_SECONDS)
+    server = _server_class()(config, app.state.runner.drain,
+                             lambda: announce(f"http://{name}:{bound}/") if announce is not None else None)
+    server.run(sockets=[sock])
+    for sig in reversed(server.signals):  # (as uvicorn does, once its event loop is closed: no traceback from it)
+        signal.raise_signal(sig)
+
+
+#: Seconds queries still running when the server is asked to stop are given to finish.
+GRACE_SECONDS = 5
+
+
+def _server_class() -> Any:
+    import contextlib
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping as ``serve`` promises:
+
+        * the address is announced once connections are accepted (the workers have started);
+        * from the first Ctrl-C or SIGTERM no query starts (those waiting for a worker are answered
+          503 at once, none is run again, no worker is started), and the queries running get
+          :data:`GRACE_SECONDS` seconds;
+        * a second Ctrl-C skips that wait, and still ends the workers;
+        * the signals that stopped it are raised again once its event loop is closed (Ctrl-C:
+          ``KeyboardInterrupt``; SIGTERM: its default action), never inside it.
+        """
+
+        def __init__(self, config: Any, drain: Any, announce: Any) -> None:
+            super().__init__(config)
+            self.drain, self.announce, self.drained = drain, announce, False
+            self.signals: list[int] = []
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.signals.append(sig)
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                self.announce()
+
+        async def on_tick(self, counter: int) -> bool:
+            stop = await super().on_tick(counter)
+            if stop:
+                self._drain()
+            return stop
+
+        def _drain(self) -> None:
+            if not self.drained:
+                self.drained = True
+                self.drain()
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            self._drain()
+            await super().shutdown(sockets=sockets)
+            if self.force_exit:  # (uvicorn skips the app's shutdown then: it ends the workers)
+                await self.lifespan.shutdown()
+
+    return Server
 
 
 class _QuietWhenStopping:
     """The app, with requests still running when the server stops (Ctrl-C, SIGTERM, past the
-    graceful shutdown's 5 s) ending quietly: their connections close with the server, and the
-    log holds no traceback for them. Every answer says ``X-Content-Type-Options: nosniff`` (an
+    graceful shutdown's 5 s, or a second Ctrl-C) ending quietly: those not yet answered are
+    answered 503 (an answer already under way is cut), their connections close with the server,
+    and the log holds no traceback for them. Every answer says ``X-Content-Type-Options: nosniff`` (an
     error that quotes a query is text, never read as a page)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
         async def send_marked(message: Any) -> None:
+            nonlocal started
             if message.get("type") == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]}
+                started = True
             await send(message)
 
         try:
@@ -434,3 +514,19 @@ class _QuietWhenStopping:
         except asyncio.CancelledError:
             if scope.get("type") != "http":
                 raise
+            if not started:
+                await _stopped(send_marked)
+
+
+async def _stopped(send: Any) -> None:
+    """Answer 503 to a request the server stopped before answering (within a moment: the server
+    is closing its connections)."""
+    body = b"the server stopped before answering; try again shortly\n"
+    try:
+        with anyio.fail_after(1):
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close"),
+                                    (b"retry-after", b"5"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+    except (TimeoutError, OSError, RuntimeError):
+        pass  # (its client went away, or the connection is closed already)

@@ -49,7 +49,7 @@ from typing import Any
 
 import anyio
 
-from .query_workers import CHUNK, GONE, Answer, Cut, Direct, Gone, Job, ServeOptions
+from .query_workers import CHUNK, GONE, STOPPING, Answer, Cut, Direct, Gone, Job, ServeOptions
 from .worker_processes import (POLL_SECONDS, Proc, Processes, cpu_seconds, has_data, resident_bytes, size_text,
                                wait_readable)
 
@@ -93,6 +93,10 @@ class _Gone(Exception):
 
 #: How often a running query asks whether its client is still there (seconds).
 _GONE_EVERY = 0.25
+
+
+class _Stopping(Exception):
+    """The server began to stop while the query waited for a worker."""
 
 
 class _CannotStart(Exception):
@@ -193,6 +197,8 @@ class Workers(Processes):
         self.queue.append(me)
         try:
             while True:
+                if self._stopping:
+                    raise _Stopping()
                 if gone is not None and await gone():
                     raise _Gone()
                 if mark:  # (a family's minute may end, or begin, while it waits)
@@ -204,6 +210,9 @@ class Workers(Processes):
                          or next((w for w in self.queue if not w.same), None) or self.queue[0])
                 if first is me:
                     proc, wait = await self._place(fresh, me.again)
+                    if proc is not None and self._stopping:  # (it began to stop while a worker started)
+                        self._kill(proc)
+                        raise _Stopping()
                     if proc is not None:
                         break
                 self._event.clear()
@@ -285,12 +294,16 @@ class Workers(Processes):
         again = self._stopped_lately(mark)
         same = again and self._stopped_lately(exact)
         for attempt in range(2):
+            if self._stopping:  # (no query starts, or runs again, once the server is stopping)
+                return "error", STOPPING
             try:
                 proc = await self._acquire(fresh=attempt > 0, again=again, gone=gone, mark=mark, same=same)
             except _CannotStart:
                 return "error", (503, "no query worker could be started; try again shortly")
             except _Gone:
                 return "error", GONE
+            except _Stopping:
+                return "error", STOPPING
             if proc is None:
                 return "error", (503, f"the server is busy: {self.limit} queries are running and {MAX_WAITING} "
                                       "waiting (serve --workers); try again shortly")

@@ -195,6 +195,16 @@ class Processes:
                 self.pool.idle.append(proc)
                 self._watch(proc)
 
+    def drain(self) -> None:
+        """The server is stopping: from now on no query starts (those waiting are answered 503 at
+        once), none is run again and no worker is started or kept idle. Queries running go on, for
+        the server's grace period; :meth:`stop` then ends every worker."""
+        self._stopping = True
+        for proc in self.pool.idle:
+            self._kill(proc)
+        self.pool.idle.clear()
+        self._changed()
+
     async def stop(self) -> None:
         self._stopping = True
         for proc in self.pool.idle + self.pool.busy:
