@@ -95,7 +95,9 @@ def test_one_runaway_sent_by_many_clients_at_once_does_not_queue_ahead(store: Pa
         time.sleep(1.0)
         started = time.monotonic()
         assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=60).status_code == 200
-        assert time.monotonic() - started < 3
+        # about a second on an idle machine (3.6 s seen with both cores busy: a runaway's place is
+        # given up by processor time); twenty runaways' turns would be minutes
+        assert time.monotonic() - started < 10
     finally:
         stop_cleanly(served, now=True)
 
@@ -132,7 +134,9 @@ def test_no_more_runaways_than_workers_run_while_others_wait(store: Path) -> Non
         assert max(busy) <= 2, busy
         started = time.monotonic()
         assert requests.get(served.url + "/sparql", params={"query": CHEAP}, timeout=60).status_code == 200
-        assert time.monotonic() - started < 3
+        # about a second on an idle machine (3.6 s seen with both cores busy: a runaway's place is
+        # given up by processor time); twenty runaways' turns would be minutes
+        assert time.monotonic() - started < 10
     finally:
         stop.set()
         stop_cleanly(served, now=True)
