@@ -144,11 +144,13 @@ def test_a_stop_answers_every_query_503_and_waits_only_for_those_running(store: 
     at a second Ctrl-C), and every client gets a 503, never a 500 or a closed connection."""
     served = Served(store, "--workers", "1", "--timeout", "60", preexec_fn=os.setsid)
     answers: list[tuple[int | str, str, float]] = []
+    retry: list[str | None] = []
 
     def runaway(i: int) -> None:
         try:
             r = post(served.url, RUNAWAY.replace("?o", f"?o{i}"), timeout=90)
             answers.append((r.status_code, r.text, time.monotonic()))
+            retry.append(r.headers.get("Retry-After"))
         except requests.RequestException as exc:
             answers.append((type(exc).__name__, "", time.monotonic()))
 
@@ -174,10 +176,43 @@ def test_a_stop_answers_every_query_503_and_waits_only_for_those_running(store: 
     finally:
         err = served.stop()
     assert len(answers) == 8 and all(code == 503 for code, _, _ in answers), [a[:2] for a in answers]
+    assert all(retry), retry  # (every one of them may be sent again: each says when)
     waiting = [when - signalled for _, text, when in answers if "stopping" in text]
     assert len(waiting) >= 6 and max(waiting) < 3, [a[:2] for a in answers]
     assert ended < (3 if how == "second Ctrl-C" else 5 + 5)
     assert "Traceback" not in err and "ASGI" not in err, err[-3000:]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_a_stop_sent_to_the_whole_group_gives_running_queries_their_grace(store: Path, how: str) -> None:
+    """`kill -TERM -PGID` (a service manager's stop) or a terminal's Ctrl-C reaches the workers
+    too: they leave the stopping to the server, so a query running at the signal is answered."""
+    served = Served(store, "--workers", "1", "--timeout", "60", preexec_fn=os.setsid)
+    answers: list[int | str] = []
+
+    def query() -> None:
+        try:
+            answers.append(post(served.url, MEDIUM, timeout=90).status_code)
+        except requests.RequestException as exc:
+            answers.append(type(exc).__name__)
+
+    try:
+        thread = threading.Thread(target=query, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not [p for p in workers(served.proc.pid) if _cpu(p) > 0.1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(served.proc.pid, signal.SIGTERM if how == "SIGTERM" else signal.SIGINT)
+        thread.join(30)
+        served.proc.wait(30)
+    finally:
+        err = served.stop()
+    assert answers == [200], (answers, err[-2000:])
+    assert "died" not in err and "Traceback" not in err, err[-2000:]
+
+
+#: About half a second of work on the samples' store (a runaway is minutes).
+MEDIUM = "SELECT (COUNT(*) AS ?n) WHERE { { SELECT ?a WHERE { ?a ?b ?c } LIMIT 1 } ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }"
 
 
 def test_the_address_is_announced_once_it_is_answered(store: Path) -> None:

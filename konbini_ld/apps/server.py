@@ -57,7 +57,7 @@ from .describe import FiguresCache, archive_position, list_dumps, service_descri
 from .http import HostCheck, Limits, allowed_hosts, host_name, quiet_out_of_files, raise_open_files_limit
 from .pages import PAGE_CSP, PAGE_FORMATS, ServedLinks
 from .protocol import BadRequest, NotAcceptable, ProtocolRequest, TooManyParameters, negotiate, negotiate_page, read_request
-from .query_workers import Answer, Cut, Job, ServeOptions, media_type
+from .query_workers import STOPPING, Answer, Cut, Job, ServeOptions, media_type
 from .resource_jobs import figures_job, resource_job
 from .worker_pool import runner_for
 
@@ -106,6 +106,8 @@ def create_app(opts: ServeOptions) -> Starlette:
             headers = {}
             if len(where) == 2 and where[0] is not None:
                 headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
+            if (code, message) == STOPPING:
+                headers["Retry-After"] = str(GRACE_SECONDS)
             return PlainTextResponse(message + "\n", status_code=code, headers=headers)
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
         return _Streamed(payload, headers)
@@ -415,9 +417,35 @@ def serve(opts: ServeOptions, *, host: str = "127.0.0.1", port: int = 7878,
                             timeout_graceful_shutdown=GRACE_SECONDS)
     server = _server_class()(config, app.state.runner.drain,
                              lambda: announce(f"http://{name}:{bound}/") if announce is not None else None)
-    server.run(sockets=[sock])
-    for sig in reversed(server.signals):  # (as uvicorn does, once its event loop is closed: no traceback from it)
-        signal.raise_signal(sig)
+    stopping = _WhileStopping(server)
+    logging.getLogger("uvicorn.error").addFilter(stopping)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(stopping)
+    if server.signals:  # the first signal says how it ends (once uvicorn's event loop is closed: no traceback)
+        signal.raise_signal(server.signals[0])
+
+
+class _WhileStopping(logging.Filter):
+    """uvicorn's own ERROR lines for what a stop does on purpose (queries past the grace cancelled,
+    an answer under way cut) become one WARNING; at any other time they stand."""
+
+    def __init__(self, server: Any) -> None:
+        super().__init__()
+        self.server = server
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.server.should_exit:
+            return True
+        message = str(record.msg)
+        if message.startswith("Cancel ") and "graceful shutdown" in message:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg, record.args = ("stopped %s queries still running after the %s s grace (answered 503 if "
+                                       "not yet answering, cut otherwise)"), (len(self.server.server_state.tasks),
+                                                                              GRACE_SECONDS)
+            return True
+        return "without completing response" not in message
 
 
 #: Seconds queries still running when the server is asked to stop are given to finish.
@@ -438,7 +466,7 @@ def _server_class() -> Any:
           503 at once, none is run again, no worker is started), and the queries running get
           :data:`GRACE_SECONDS` seconds;
         * a second Ctrl-C skips that wait, and still ends the workers;
-        * the signals that stopped it are raised again once its event loop is closed (Ctrl-C:
+        * the first signal that stopped it is raised again once its event loop is closed (Ctrl-C:
           ``KeyboardInterrupt``; SIGTERM: its default action), never inside it.
         """
 
@@ -446,10 +474,13 @@ def _server_class() -> Any:
             super().__init__(config)
             self.drain, self.announce, self.drained = drain, announce, False
             self.signals: list[int] = []
+            self.loop: asyncio.AbstractEventLoop | None = None
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             self.signals.append(sig)
             super().handle_exit(sig, frame)
+            if self.loop is not None:  # no query starts from now on, not from uvicorn's next tick
+                self.loop.call_soon_threadsafe(self._drain)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
@@ -465,6 +496,7 @@ def _server_class() -> Any:
                     signal.signal(sig, handler)
 
         async def startup(self, sockets: Any = None) -> None:
+            self.loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit:
                 self.announce()
