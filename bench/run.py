@@ -29,6 +29,8 @@ Sections:
   history  `konbini-ld load` of N audios x K observations a day apart (recorded exchanges with Date
            headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
            bytes per history point, and trending / rising-creators / history p50 at that size
+  keepup   `konbini-ld fetch --videos` of 300 audios at 200 ms a request (bench/keepup.py): how long the
+           command runs past the last response the API sent, on day 1 and on a refresh day
   runaways a cheap query's latency on `konbini-ld serve --workers 2` beside 6, 20 and 40 clients each
            sending runaway after runaway (bench/runaways.py), against no runaway at all
 
@@ -931,7 +933,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="2000,20000,100000", help="corpus sizes (responses)")
     parser.add_argument("--only", default="workload,ingest,bound,profile,differential,queries,search,export,startup,fetch,"
-                        "history,runaways",
+                        "history,keepup,runaways",
                         help="sections to run")
     parser.add_argument("--naive-max", type=int, default=20000, help="largest size the naive pipeline runs at")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions for latency percentiles")
@@ -946,6 +948,7 @@ def main() -> None:
     parser.add_argument("--workload", default="1000x3", help="audios x days of the workload section (audios + pages)")
     parser.add_argument("--workload-naive", type=int, default=200, help="responses of day 1 the naive pipeline runs on")
     parser.add_argument("--workload-profile", type=int, default=300, help="audios of the refresh day profiled (0: none)")
+    parser.add_argument("--keepup", type=int, default=300, help="audios of the keepup section (fetch --videos)")
     parser.add_argument("--runaways", default="6,20,40", help="runaway clients beside a cheap query (runaways section)")
     args = parser.parse_args()
     sections = set(args.only.split(","))
@@ -983,6 +986,10 @@ def main() -> None:
 
         n, k = (int(x) for x in args.workload.lower().split("x"))
         bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES, REPLAY)
+    if "keepup" in sections:
+        from keepup import bench_keepup
+
+        bench_keepup(args.keepup, args.fetch_latency, record, run_measured)
     if "runaways" in sections:
         from runaways import bench_runaways
 
