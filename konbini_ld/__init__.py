@@ -7,34 +7,36 @@
 [{'d': 23}]
 
 The names below are the public API (checked by ``tests/test_api.py``). They are imported on
-first use, so that ``konbini-ld --help`` stays light; type checkers see them directly.
+first use, so that ``konbini-ld --help`` stays light and the program's signal handlers are in place
+within milliseconds of its start; type checkers see them directly.
 """
 
 from __future__ import annotations
 
 import importlib as _importlib
-import typing as _typing
 
-from .errors import (
-    ArchiveDamageError,
-    AuthError,
-    ContextError,
-    CreditsExhaustedError,
-    ExpandError,
-    ExportError,
-    FetchError,
-    InputError,
-    InvalidIdError,
-    KonbiniError,
-    NotFoundError,
-    QueryError,
-    StoreError,
-    UsageError,
-    ValidationError,
-)
-from .model import Damage, FetchReport, LedgerEntry, LoadReport, Observation, Response, Stats
+TYPE_CHECKING = False  # (not typing's: importing typing is a third of this package's start-up)
+if TYPE_CHECKING:
+    import typing as _typing
 
-if _typing.TYPE_CHECKING:
+    from .errors import (
+        ArchiveDamageError,
+        AuthError,
+        ContextError,
+        CreditsExhaustedError,
+        ExpandError,
+        ExportError,
+        FetchError,
+        InputError,
+        InvalidIdError,
+        KonbiniError,
+        NotFoundError,
+        QueryError,
+        StoreError,
+        UsageError,
+        ValidationError,
+    )
+    from .model import Damage, FetchReport, LedgerEntry, LoadReport, Observation, Response, Stats
     from .apps.publish import PublishReport, publish
     from .io.formats import Format
     from .pipeline.collection import KonbiniStore, open_store, rebuild_store
@@ -46,8 +48,13 @@ if _typing.TYPE_CHECKING:
     from .sources.files import text_stream
     from .sources.konbini.client import KonbiniClient
     from .store.transfer import push
+del TYPE_CHECKING
 
 _LAZY = {
+    **dict.fromkeys(["ArchiveDamageError", "AuthError", "ContextError", "CreditsExhaustedError", "ExpandError",
+                     "ExportError", "FetchError", "InputError", "InvalidIdError", "KonbiniError", "NotFoundError",
+                     "QueryError", "StoreError", "UsageError", "ValidationError"], "errors"),
+    **dict.fromkeys(["Damage", "FetchReport", "LedgerEntry", "LoadReport", "Observation", "Response", "Stats"], "model"),
     "Format": "io.formats",
     "fetch": "pipeline.fetch",
     "NamedQuery": "query.catalog",
@@ -67,7 +74,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
+def __getattr__(name: str) -> "_typing.Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'konbini_ld' has no attribute {name!r}")

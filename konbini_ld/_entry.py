@@ -1,22 +1,30 @@
 """The ``konbini-ld`` program. A signal that arrives while the command line is still loading (its
 imports take a second or two on a busy machine) ends it as at any other moment: "Interrupted.",
-exit 130 for Ctrl-C and 143 for SIGTERM, never a traceback."""
+exit 130 for Ctrl-C and 143 for SIGTERM, never a traceback. This module imports nothing before
+:func:`run` runs, so that holds from a few milliseconds after the interpreter starts."""
 
 from __future__ import annotations
-
-import signal
-import sys
-from .errors import Terminated, raise_terminated
 
 __all__ = ["run"]
 
 
 def run() -> None:
     """Load the command line and run it (the handler for SIGTERM is the command line's own once it runs)."""
-    signal.signal(signal.SIGTERM, raise_terminated)
+    terminated = False
     try:
-        from .apps.cli import main
-    except KeyboardInterrupt as exc:
+        import signal
+
+        from .errors import Terminated, raise_terminated
+
+        signal.signal(signal.SIGTERM, raise_terminated)
+        try:
+            from .apps.cli import main
+        except Terminated:
+            terminated = True
+            raise
+    except KeyboardInterrupt:
+        import sys
+
         sys.stderr.write("Interrupted.\n")
-        raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
+        raise SystemExit(143 if terminated else 130) from None
     main()

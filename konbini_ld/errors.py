@@ -29,7 +29,10 @@ as a ``KeyboardInterrupt`` (an interruption, not an error: exit 143).
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # (not typing's: the program imports this module before its signal handlers)
+if TYPE_CHECKING:
+    from typing import Any
+del TYPE_CHECKING
 
 __all__ = [
     "ArchiveDamageError",
