@@ -211,6 +211,15 @@ def test_a_stop_sent_to_the_whole_group_gives_running_queries_their_grace(store:
     assert "died" not in err and "Traceback" not in err, err[-2000:]
 
 
+def test_the_workers_signal_module_does_nothing_imported_elsewhere() -> None:
+    """Only the process workers are forked from ignores the signals: a process that imports every
+    module (a test run's collection, a user's ``import``) keeps its own, and so do its children."""
+    code = ("import signal, konbini_ld.apps.worker_signals; "
+            "print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGINT) == signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+
+
 #: About half a second of work on the samples' store (a runaway is minutes).
 MEDIUM = "SELECT (COUNT(*) AS ?n) WHERE { { SELECT ?a WHERE { ?a ?b ?c } LIMIT 1 } ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }"
 
