@@ -102,13 +102,7 @@ def create_app(opts: ServeOptions) -> Starlette:
                   name, dataset, req.inline_context, base_iri=_base(request) + request.url.path)
         status, payload = await runner.run(job, request.is_disconnected)
         if status == "error":
-            code, message, *where = payload
-            headers = {}
-            if len(where) == 2 and where[0] is not None:
-                headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
-            if (code, message) == STOPPING:
-                headers["Retry-After"] = str(GRACE_SECONDS)
-            return PlainTextResponse(message + "\n", status_code=code, headers=headers)
+            return _error(payload)
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
         return _Streamed(payload, headers)
 
@@ -179,7 +173,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         if figures is None:
             status, payload = await runner.run(figures_job())
             if status == "error":
-                return PlainTextResponse(payload[1] + "\n", status_code=payload[0])
+                return _error(payload)
             complete = False
             try:
                 body = b"".join([chunk async for chunk in payload.chunks])
@@ -222,7 +216,7 @@ def create_app(opts: ServeOptions) -> Starlette:
         started = time.perf_counter()
         status, payload = await runner.run(resource_job(checked, int(page_text), _base(request), fmt, DEFAULT_LIMIT))
         if status == "error":
-            return PlainTextResponse(payload[1] + "\n", status_code=payload[0])
+            return _error(payload)
         headers = {"X-Query-Time": f"{time.perf_counter() - started:.4f}", "Vary": "Accept"}
         if fmt is None:
             headers.update({"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
@@ -355,6 +349,18 @@ class _Streamed(Response):
 #: The query page and its two files: no inline script or style, nothing from elsewhere.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _error(payload: Any) -> Response:
+    """A worker's error as a response: where a query's text is at fault, the line and column; a
+    query not run because the server is stopping, when to try again."""
+    code, message, *where = payload
+    headers = {}
+    if len(where) == 2 and where[0] is not None:
+        headers = {"X-Error-Line": str(where[0]), "X-Error-Column": str(where[1])}
+    if (code, message) == STOPPING:
+        headers["Retry-After"] = str(GRACE_SECONDS)
+    return PlainTextResponse(message + "\n", status_code=code, headers=headers)
 
 
 def _asset(name: str, media_type: str, fill: dict[str, str] | None = None) -> Response:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ class Processes:
 
     async def start(self) -> None:
         self._event = asyncio.Event()
+        _start_fork_server(self.ctx)
         for _ in range(self.keep):
             proc = await self._start_one()
             if proc is not None:
@@ -256,6 +258,25 @@ def _context() -> Any:
         return mp.get_context("spawn")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+def _start_fork_server(ctx: Any) -> None:
+    """Start the process workers are forked from with Ctrl-C and SIGTERM ignored from its first
+    instruction (an ignored signal stays ignored across exec), so a signal sent to the whole
+    process group while it loads its modules is the server's alone (a signal sent to the server in
+    the few milliseconds this takes is lost: send it again)."""
+    import threading
+
+    if ctx.get_start_method() != "forkserver" or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import forkserver
+
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        forkserver.ensure_running()
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 def has_data(conn: Any) -> bool:
