@@ -211,18 +211,6 @@ def test_a_stop_sent_to_the_whole_group_gives_running_queries_their_grace(store:
     assert "died" not in err and "Traceback" not in err, err[-2000:]
 
 
-def test_the_workers_signal_module_does_nothing_imported_elsewhere() -> None:
-    """Only the process workers are forked from ignores the signals: a process that imports every
-    module (a test run's collection, a user's ``import``) keeps its own, and so do its children."""
-    def dispositions(imports: str) -> list[str]:  # (as inherited: a background job starts with Ctrl-C ignored)
-        code = f"import signal{imports}; print(signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.split()
-
-    assert dispositions(", konbini_ld.apps.worker_signals") == dispositions("")
-
-
 #: About half a second of work on the samples' store (a runaway is minutes).
 MEDIUM = "SELECT (COUNT(*) AS ?n) WHERE { { SELECT ?a WHERE { ?a ?b ?c } LIMIT 1 } ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }"
 

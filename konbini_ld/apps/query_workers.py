@@ -266,7 +266,7 @@ _STARTED = b"started"
 #: so a worker starts in tens of milliseconds: stopping a runaway is cheap). The program's entry
 #: point is among them: a worker prepares the program's main script, which imports it, and
 #: would otherwise read it from disk, where an upgrade in place may have put a newer one.
-PRELOAD = ["konbini_ld.apps.worker_signals", "konbini_ld._entry", "konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini_ld.store.store",
+PRELOAD = ["konbini_ld._entry", "konbini_ld.apps.query_workers", "konbini_ld.apps.protocol", "konbini_ld.store.store",
            "konbini_ld.query.run", "konbini_ld.query.guard", "konbini_ld.io.results", "konbini_ld.apps.resource_jobs",
            "konbini_ld.apps.pages", "konbini_ld.query.entity", "konbini_ld.query.dataset", "pyoxigraph"]
 
