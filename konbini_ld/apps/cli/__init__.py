@@ -14,7 +14,7 @@ import click
 
 from ...errors import KonbiniError
 from ...io.text import one_line
-from .ingest import fetch, load, rebuild
+from .ingest import compact, fetch, load, rebuild
 from .options import Context, log_to_stderr, sigterm_as_interrupt
 from .read import export, list_queries, plot, query, stats, validate
 from .serving import publish, push, serve
@@ -61,5 +61,5 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
         ctx.exit(exc.exit_code)
 
 
-for command in (load, fetch, query, plot, list_queries, export, serve, publish, push, validate, stats, rebuild):
+for command in (load, fetch, query, plot, list_queries, export, serve, publish, push, validate, stats, rebuild, compact):
     main.add_command(command)

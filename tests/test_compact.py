@@ -1,0 +1,142 @@
+"""``compact``: the graph rewritten in one bulk load, in place of the one many loads wrote.
+
+What a user notices: the store takes less room, holds exactly the same quads, answers the same,
+keeps loading as before (a reload is a no-op), and a failure on the way (a full disk, a kill)
+leaves the graph as it was.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+from click.testing import CliRunner
+from helpers import SEED
+
+from konbini_ld import open_store
+from konbini_ld.apps.cli import main
+from konbini_ld.sources.konbini.corpus import workload_lines
+
+
+def cli(store: Path, *args: str) -> Any:
+    return CliRunner().invoke(main, ["--store", str(store), *args], catch_exceptions=False)
+
+
+def quads(store: Path) -> list[str]:
+    view = ox.Store.read_only(str(store / "oxigraph"))
+    try:
+        return sorted(str(q) for q in view)
+    finally:
+        del view
+
+
+def graph_bytes(store: Path) -> int:
+    return sum(f.stat().st_size for f in (store / "oxigraph").iterdir() if f.is_file())
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three days of a collector's workload: 40 audios and their page of videos."""
+    folder = tmp_path_factory.mktemp("days")
+    files = []
+    for day in range(3):
+        path = folder / f"day{day}.jsonl"
+        path.write_text("".join(workload_lines(40, day)))
+        files.append(path)
+    return files
+
+
+def _daily(store: Path, days: list[Path]) -> None:
+    for path in days:  # small batches: many loads, as a collector's runs leave them
+        assert cli(store, "load", "--batch-size", "10", str(path)).exit_code == 0
+
+
+def test_compact_keeps_every_quad_and_takes_less_room(tmp_path: Path, days: list[Path]) -> None:
+    store = tmp_path / "store"
+    _daily(store, days)
+    before, size = quads(store), graph_bytes(store)
+    top = cli(store, "query", "top-audios", "-f", "json").stdout
+    r = cli(store, "compact")
+    assert r.exit_code == 0, r.stderr
+    assert f"rewrote {len(before):,} quads" in r.stderr
+    assert quads(store) == before
+    assert graph_bytes(store) < size
+    assert cli(store, "query", "top-audios", "-f", "json").stdout == top
+    assert not (store / "oxigraph.rebuild").exists() and not (store / "oxigraph.old").exists()
+    # the store goes on as before: the same input again changes nothing, a new day loads
+    r = cli(store, "-v", "load", str(days[-1]))
+    assert r.exit_code == 0 and quads(store) == before, r.stderr
+    assert cli(store, "load", str(SEED)).exit_code == 0 and len(quads(store)) > len(before)
+
+
+def test_compact_from_the_library_returns_the_quads_and_is_quiet(tmp_path: Path, days: list[Path]) -> None:
+    with open_store(tmp_path / "store") as store:
+        store.load(days[0])
+        held = len(store)
+        assert store.repack() == held == len(store)
+        assert list(store.run_named("top-audios").records())  # reads the new graph
+        assert store.load(days[0]).loaded == 0  # the writer still knows what the graph holds
+
+
+def test_compact_of_an_in_memory_or_remote_store_is_refused(tmp_path: Path) -> None:
+    from konbini_ld.errors import StoreError
+
+    with open_store(None) as store, pytest.raises(StoreError, match="store directory"):
+        store.repack()
+    r = cli(tmp_path / "none", "compact")
+    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    r = CliRunner().invoke(main, ["--store", "http://127.0.0.1:9/sparql", "compact"])
+    assert r.exit_code == 2 and "SPARQL server keeps its own" in r.stderr
+
+
+def test_a_full_disk_during_compact_leaves_the_graph_as_it_was(tmp_path: Path, days: list[Path]) -> None:
+    import resource
+
+    store = tmp_path / "store"
+    _daily(store, days)
+    before = quads(store)
+    limit = 200_000  # below the new graph's table file: its bulk load fails part way
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    r = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), "compact"],
+                       preexec_fn=full_disk, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "File too large" in r.stderr and "rewriting the graph" in r.stderr
+    assert not (store / "oxigraph.rebuild").exists()
+    assert quads(store) == before
+    assert cli(store, "compact").exit_code == 0 and quads(store) == before
+
+
+def test_a_kill_during_compact_leaves_the_graph_as_it_was(tmp_path: Path, days: list[Path]) -> None:
+    store = tmp_path / "store"
+    _daily(store, days)
+    before = quads(store)
+    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(store), "compact"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (store / "oxigraph.rebuild").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    with open_store(store) as writer:  # the next writer settles what the kill left
+        assert len(writer) == len(before)
+    assert quads(store) == before
+    assert not (store / "oxigraph.rebuild").exists() and not (store / "oxigraph.old").exists()
+
+
+def test_a_reader_beside_compact_reads_on(tmp_path: Path, days: list[Path]) -> None:
+    store = tmp_path / "store"
+    _daily(store, days)
+    with open_store(store, read_only=True) as reader:
+        first = list(reader.run_named("top-audios").records())
+        assert cli(store, "compact").exit_code == 0
+        assert list(reader.run_named("top-audios").records()) == first and first
