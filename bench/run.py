@@ -31,6 +31,9 @@ Sections:
            bytes per history point, and trending / rising-creators / history p50 at that size
   keepup   `konbini-ld fetch --videos` of 300 audios at 200 ms a request (bench/keepup.py): how long the
            command runs past the last response the API sent, on day 1 and on a refresh day
+  wscale   (not by default) `--only wscale --wscale 2500x10`: the workload's shape at scale, D daily
+           loads of N audios with their page of videos, each day one process, sampled as it goes
+           (rate and peak RSS against responses loaded, plotted in bench/wscale.svg)
   runaways a cheap query's latency on `konbini-ld serve --workers 2` beside 6, 20 and 40 clients each
            sending runaway after runaway (bench/runaways.py), against no runaway at all
 
@@ -926,6 +929,10 @@ def write_markdown(args: argparse.Namespace) -> None:
     if (ROOT / "bench" / "scale.svg").exists():
         lines += ["", "Ingest rate and peak RSS against responses loaded, from the last `scale` run:", "",
                   "![ingest rate and RSS against responses loaded](scale.svg)"]
+    if (ROOT / "bench" / "wscale.svg").exists():
+        lines += ["", "Load rate and peak RSS against responses loaded on the workload's shape (daily loads of "
+                  "audios with their page of videos), from the last `wscale` run:", "",
+                  "![load rate and RSS against responses loaded, daily workload](wscale.svg)"]
     target.write_text("\n".join(lines) + "\n")
 
 
@@ -948,6 +955,7 @@ def main() -> None:
     parser.add_argument("--workload", default="1000x3", help="audios x days of the workload section (audios + pages)")
     parser.add_argument("--workload-naive", type=int, default=200, help="responses of day 1 the naive pipeline runs on")
     parser.add_argument("--workload-profile", type=int, default=300, help="audios of the refresh day profiled (0: none)")
+    parser.add_argument("--wscale", default="2500x10", help="audios x days of the wscale section")
     parser.add_argument("--keepup", type=int, default=300, help="audios of the keepup section (fetch --videos)")
     parser.add_argument("--runaways", default="6,20,40", help="runaway clients beside a cheap query (runaways section)")
     args = parser.parse_args()
@@ -986,6 +994,11 @@ def main() -> None:
 
         n, k = (int(x) for x in args.workload.lower().split("x"))
         bench_workload(n, k, args.workload_naive, record, run_measured, NAIVE, args.workload_profile, STAGES, REPLAY)
+    if "wscale" in sections:
+        from workload import bench_workload_scale
+
+        n, k = (int(x) for x in args.wscale.lower().split("x"))
+        bench_workload_scale(n, k, record)
     if "keepup" in sections:
         from keepup import bench_keepup
 

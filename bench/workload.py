@@ -158,6 +158,7 @@ def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measu
         record("workload", f"  konbini-ld's writes alone: {info['writes']} writes of the {days} days, no mapping",
                f"{info['dt']:.1f} s", f"{info['dt'] / floor['load']:.2f}x the floor; {info['lines']:,} lines inserted, "
                f"{info['deletes']:,} removed; the rest of the {total:.1f} s is mapping, planning, archive and index")
+        replayed = du(work / "replay")
         shutil.rmtree(work / "capture", ignore_errors=True)
         shutil.rmtree(work / "replay", ignore_errors=True)
     ours = du(store / "oxigraph")
@@ -165,6 +166,10 @@ def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measu
     record("workload", "  disk: konbini-ld's graph store vs Oxigraph's of the same quads", f"{ours / 2**20:,.0f} MiB",
            f"{ours / theirs:.2f}x Oxigraph's bulk-loaded store ({theirs / 2**20:,.0f} MiB); archive "
            f"{du(store / 'archive') / 2**20:,.0f} MiB and index {du(store) - ours - du(store / 'archive'):,} B beside it")
+    if replay is not None:
+        record("workload", "  disk: Oxigraph's own store written by the same writes (no mapping)",
+               f"{replayed / 2**20:,.0f} MiB", f"{replayed / theirs:.2f}x its bulk-loaded store: written load by load, "
+               "RocksDB's merged files take about twice the room of one bulk load's")
     p = subprocess.run([sys.executable, "-c", POINTS, str(store / "oxigraph"), HISTORY],
                        check=True, capture_output=True, text=True)
     hist = json.loads(p.stdout.strip().splitlines()[-1])
@@ -188,6 +193,21 @@ def bench_workload(n: int, days: int, naive_docs: int, record: Record, run_measu
     dt = time.perf_counter() - started
     record("workload", f"  konbini-ld validate after {days} days", f"{dt:.1f} s",
            f"{dt / turtle:.2f}x the Turtle export (exit {p.returncode})")
+    # `konbini-ld compact`: the same quads in one bulk load, then the disk, the export and validate again
+    dt, rss, _ = run_measured([*KONBINI, "-q", "--store", str(store), "compact"])
+    ours = du(store / "oxigraph")
+    record("workload", f"  konbini-ld compact after {days} days", f"{dt:.1f} s",
+           f"peak {rss} MiB; the graph then takes {ours / 2**20:,.0f} MiB = {ours / theirs:.2f}x Oxigraph's "
+           "bulk-loaded store")
+    dt, rss, _ = run_measured([*KONBINI, "--store", str(store), "export", "-f", "turtle", "-o", str(work / "c.ttl")])
+    turtle = dt
+    record("workload", "  konbini-ld export -f turtle, compacted", f"{dt:.1f} s",
+           f"{dt / floor['trig']:.2f}x Oxigraph's own TriG dump of the same quads; peak {rss} MiB")
+    started = time.perf_counter()
+    p = subprocess.run([*KONBINI, "--store", str(store), "validate"], capture_output=True, text=True)
+    dt = time.perf_counter() - started
+    record("workload", f"  konbini-ld validate after {days} days, compacted", f"{dt:.1f} s",
+           f"{dt / turtle:.2f}x the Turtle export of the compacted store (exit {p.returncode})")
     if profile_n and stages:
         profile_refresh(profile_n, days, record, stages)
     shutil.rmtree(work, ignore_errors=True)
@@ -231,3 +251,103 @@ def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, t
         record("workload", f"  refresh day {len(files)} of {n:,} audios + pages: {stage}", f"{seconds / profiled:.0%}",
                f"{seconds:.1f} s of {profiled:.1f} s profiled ({wall:.1f} s wall, one thread, profiler on)")
     shutil.rmtree(work, ignore_errors=True)
+
+
+DAY_LOADER = r'''
+import json, resource, sys, time
+from konbini_ld import open_store
+path, store_dir, every, offset = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+done, mark, t0 = 0, every, time.perf_counter()
+def progress(k):
+    global done, mark
+    done += k
+    if done >= mark:
+        mark += every
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(json.dumps({"n": offset + done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak}), flush=True)
+with open_store(store_dir) as store:
+    report = store.load([path], progress=progress)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(json.dumps({"n": offset + done, "t": time.perf_counter() - t0, "rss": rss(), "peak": peak, "end": True,
+                  "loaded": report.loaded, "failed": len(report.failed)}), flush=True)
+'''
+
+
+def bench_workload_scale(n: int, days: int, record: Record) -> None:
+    """The workload's shape at scale: ``days`` daily loads of ``n`` audios with their page of videos,
+    each day one process (as a collector's daily run), sampled as it goes; plotted in
+    bench/wscale.svg (rate and peak RSS against responses loaded)."""
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    work = Path(tempfile.mkdtemp(prefix="kld-wscale-"))
+    store = work / "store"
+    every = max(200, n // 10)
+    samples: list[dict[str, Any]] = []
+    ends: list[dict[str, Any]] = []
+    clock = 0.0
+    for day in range(days):
+        path = work / f"day{day}.jsonl"
+        with open(path, "w") as fh:
+            fh.writelines(workload_lines(n, day))
+        proc = subprocess.Popen([sys.executable, "-c", DAY_LOADER, str(path), str(store), str(every),
+                                 str(day * 2 * n)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sample = json.loads(line)
+            sample["t"] += clock
+            (ends if sample.get("end") else samples).append(sample)
+        if proc.wait() != 0:
+            raise RuntimeError(f"the load of day {day + 1} failed")
+        path.unlink()
+        end = ends[-1]
+        dt = end["t"] - clock
+        clock = end["t"]
+        record("wscale", f"day {day + 1} of {days}: {n:,} audios + their page of 30 videos", f"{2 * n / dt:,.0f} docs/s",
+               f"{dt:.0f} s in the loading process, peak RSS {end['peak']} MiB, {end['failed']} failed; {end['n']:,} loaded so far, "
+               f"store {du(store) / 2**30:.2f} GiB")
+    first, last = ends[0], ends[-1]
+    total = last["n"]
+    record("wscale", f"{days} days of {n:,} audios + pages ({total:,} responses), whole run",
+           f"{total / last['t']:,.0f} docs/s", f"{last['t']:.0f} s; the last day at "
+           f"{2 * n / (last['t'] - ends[-2]['t']) if days > 1 else 0:,.0f} docs/s against day 1's "
+           f"{2 * n / first['t']:,.0f}; peak RSS {max(e['peak'] for e in ends)} MiB")
+    _wscale_plot(samples + ends, n, days)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _wscale_plot(samples: list[dict[str, Any]], n: int, days: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = sorted(samples, key=lambda s: (s["n"], s["t"]))
+    xs, rates, rss = [], [], []
+    previous = {"n": 0, "t": 0.0}
+    for s in samples:
+        if s["n"] > previous["n"] and s["t"] > previous["t"]:
+            xs.append(s["n"])
+            rates.append((s["n"] - previous["n"]) / (s["t"] - previous["t"]))
+            rss.append(s["peak"])
+        previous = s
+    fig, left = plt.subplots(figsize=(8, 4.5))
+    left.plot(xs, rates, color="tab:blue", label="load rate (docs/s)")
+    left.set_xlabel("responses loaded (audios and pages of 30 videos; a new day every "
+                    f"{2 * n:,})")
+    left.set_ylabel("docs/s", color="tab:blue")
+    left.set_ylim(bottom=0)
+    for day in range(1, days):
+        left.axvline(day * 2 * n, color="grey", linewidth=0.5)
+    right = left.twinx()
+    right.plot(xs, rss, color="tab:red", label="peak RSS (MiB)")
+    right.axhline(500, color="tab:red", linestyle=":", linewidth=1)
+    right.set_ylabel("peak RSS (MiB)", color="tab:red")
+    right.set_ylim(bottom=0)
+    left.set_title(f"{days} daily loads of {n:,} audios with their page of videos")
+    fig.tight_layout()
+    fig.savefig(ROOT / "bench" / "wscale.svg")
+    plt.close(fig)

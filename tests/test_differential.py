@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from strategies import responses
 
 from konbini_ld.mapping.prepare import prepare
-from konbini_ld.mapping.templates import ShapeCache
+from konbini_ld.mapping.templates import _COMPILE_AFTER, ShapeCache
 from konbini_ld.model import Response
 from konbini_ld.sources.konbini.corpus import corpus_lines, videos_page
 
@@ -85,8 +85,28 @@ def test_compiled_templates_fill_exactly_as_part_by_part_on_the_corpus() -> None
 def test_compiled_templates_fill_exactly_as_part_by_part(response: dict[str, Any]) -> None:
     compiled, parts = ShapeCache(), _part_by_part()
     body = json.dumps(response)
-    for _ in range(2):
+    for _ in range(_COMPILE_AFTER + 2):  # (part by part at first; compiled from then on)
         assert _groups(body, compiled) == _groups(body, parts)
+
+
+def test_two_groups_spelled_apart_that_are_one_group_are_merged_as_part_by_part() -> None:
+    """Two nodes of one document with the same id (and different content) give one group where
+    the template has two: the compiled fill merges them in the same order."""
+    def page(same: bool) -> str:
+        person = "https://www.tiktok.com/@a"
+        audio = person if same else "https://www.tiktok.com/music/x-1"
+        return json.dumps({"data": {"type": "Video", "id": "https://www.tiktok.com/@a/video/1",
+                                    "attributedTo": {"id": person, "type": "Person", "name": "A"},
+                                    "audio": {"id": audio, "type": "Audio", "name": "B"}}})
+
+    compiled, parts = ShapeCache(), _part_by_part()
+    for i in range(_COMPILE_AFTER + 3):
+        for body in (page(False), page(True)):
+            got = _groups(body, compiled)
+            assert got == _groups(body, parts), i
+    merged = _groups(page(True), compiled)
+    assert isinstance(merged, dict)
+    assert len(merged[("<https://www.tiktok.com/@a>", "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>")]) == 2
 
 
 def test_compact_iris_in_iri_positions_fall_back_to_pyld() -> None:

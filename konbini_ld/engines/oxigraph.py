@@ -55,6 +55,18 @@ def translate(exc: BaseException, where: str, *, read_only: bool, doing: str = "
     return StoreError(f"{doing or 'using'} the store at {where} failed: {first_line(text)}")
 
 
+def _quads(lines: Sequence[str], graph: ox.NamedNode) -> str:
+    """N-Triples lines as N-Quads text in ``graph``.
+
+    A line's only newline is its end (N-Triples escapes those of literals), so when every line
+    ends the same way one replace over their text does it; otherwise line by line.
+    """
+    text = "".join(lines)
+    if text.count(_END) == len(lines):
+        return text.replace(_END, f" {graph}{_END}")
+    return "".join(line.rstrip(_END) + f" {graph} .\n" for line in lines)  # pragma: no cover - defensive
+
+
 def _materialized(result: Any) -> Any:
     """The whole answer, read now (so a writer's compaction cannot cut it short later)."""
     if isinstance(result, ox.QuerySolutions):
@@ -131,8 +143,8 @@ class OxigraphEngine:
             if sum(map(len, inserts.values())) >= BULK_THRESHOLD:
                 # one bulk load for every graph: each load adds its own files to RocksDB's first
                 # level, and a long load that adds them faster than they are merged slows down
-                quads = [line.rstrip(_END) + f" {graph} .\n" for graph, lines in inserts.items() for line in lines]
-                self.store.bulk_load("".join(quads).encode("utf-8"), ox.RdfFormat.N_QUADS)
+                text = "".join(_quads(lines, graph) for graph, lines in inserts.items())
+                self.store.bulk_load(text.encode("utf-8"), ox.RdfFormat.N_QUADS)
                 if self.path is not None:
                     native_memory.give_back()
                 return

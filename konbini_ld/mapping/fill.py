@@ -26,6 +26,10 @@ __all__ = ["Filler", "compile_filler"]
 Filler = Callable[[Sequence[Any]], dict[tuple[str, str], list[str]]]
 
 
+QUOTE = '"'
+END = " .\n"
+
+
 def _bad(lexical: str, datatype: str) -> ExpandError:
     return ExpandError(f"value {lexical!r} is not a valid {datatype}")
 
@@ -49,11 +53,11 @@ def compile_filler(triples: Sequence[tuple[Any, Any, Any]], kinds: Sequence[str]
                 body.append(f"{name} = 'true' if leaves[{i}] else 'false'")
         return name
 
-    def term(part: Any) -> str:
-        """A Python expression (a name or a literal) for the part's N-Triples text."""
+    def term(part: Any) -> str | None:
+        """The name holding the part's N-Triples text (``None`` for a constant)."""
         tag = part[0]
         if tag == "c":
-            return repr(str(part[1]))
+            return None
         key = (tag, *part[1:])
         name = names.get(key)
         if name is not None:
@@ -62,31 +66,59 @@ def compile_filler(triples: Sequence[tuple[Any, Any, Any]], kinds: Sequence[str]
         if tag == "iri":
             body.append(f"{name} = nt_iri(leaves[{int(part[1])}])")
         elif tag == "lit":
-            x = lexical(int(part[1]))
-            if part[3] is not None:
-                body.append(f"if not check_literal({x}, {str(part[3])!r}): raise bad({x}, {str(part[3])!r})")
-            body.append(f"{name} = '\"' + {x}.translate(ESCAPES) + {str(part[2])!r}")
+            i, suffix, datatype = int(part[1]), str(part[2]), part[3]
+            if datatype is None and kinds[i] == "b":  # two spellings, both known now
+                yes, no = QUOTE + "true" + suffix, QUOTE + "false" + suffix
+                body.append(f"{name} = {yes!r} if leaves[{i}] else {no!r}")
+            else:
+                x = lexical(i)
+                if datatype is not None:
+                    body.append(f"if not check_literal({x}, {str(datatype)!r}): raise bad({x}, {str(datatype)!r})")
+                # (the digits of an integer need no escape)
+                escaped = x if kinds[i] == "i" else f"{x}.translate(ESCAPES)"
+                body.append(f"{name} = {QUOTE!r} + {escaped} + {suffix!r}")
         elif tag == "b":
             parent, predicate = referrers.get(part[1], (("c", ""), part[1]))
-            body.append(f"{name} = '<' + list_cell_iri({term(parent)}[1:-1], {str(predicate)!r}) + '>'")
+            body.append(f"{name} = '<' + list_cell_iri({expression(parent)}[1:-1], {str(predicate)!r}) + '>'")
         else:  # pragma: no cover (the template's parts are the four above)
             raise ValueError(f"unknown template part {part!r}")
         names[key] = name
         return name
 
-    lines = []
-    for s, p, o in triples:
-        lines.append(f"{term(s)} + ' ' + {term(p)} + ' ' + {term(o)} + ' .\\n'")
-    runs: list[tuple[int, list[int]]] = []  # consecutive triples of one group: one append (in order, as they come)
+    def expression(part: Any) -> str:
+        """A Python expression for the part's N-Triples text."""
+        name = term(part)
+        return repr(str(part[1])) if name is None else name
+
+    def line(s: Any, p: Any, o: Any) -> str:
+        """An f-string building the triple's line: constants spelled in it, braces doubled."""
+        text = []
+        for part in (s, p, o):
+            name = term(part)
+            text.append(str(part[1]).replace("{", "{{").replace("}", "}}") if name is None else "{" + name + "}")
+        return "f" + repr(" ".join(text) + END)
+
+    lines = [line(s, p, o) for s, p, o in triples]
+    # each group's lines, in the order the part-by-part fill gives them: runs of consecutive
+    # triples of one group, and the runs of one group (spelled alike) merged in first-seen order
+    grouped: dict[str, list[int]] = {}
+    for i, anchor in enumerate(anchors):
+        s, p, _ = triples[anchor]
+        grouped.setdefault(f"({expression(s)}, {expression(p)})", []).append(i)
+    body.append("groups = {" + ", ".join(f"{key}: [{', '.join(lines[i] for i in members)}]"
+                                         for key, members in grouped.items()) + "}")
+    # two groups spelled apart can still be one (two nodes of one id): merged then, as they come
+    body.append(f"if len(groups) == {len(grouped)}: return groups")
+    body.append("groups = {}")
+    runs: list[tuple[int, list[int]]] = []
     for i, anchor in enumerate(anchors):
         if runs and runs[-1][0] == anchor:
             runs[-1][1].append(i)
         else:
             runs.append((anchor, [i]))
-    body.append("groups = {}")
-    for anchor, members in runs:  # (two anchors may still name one group: merged at fill time)
+    for anchor, members in runs:
         s, p, _ = triples[anchor]
-        body.append(f"key = ({term(s)}, {term(p)})")
+        body.append(f"key = ({expression(s)}, {expression(p)})")
         body.append(f"new = [{', '.join(lines[i] for i in members)}]")
         body.append("held = groups.get(key)")
         body.append("if held is None: groups[key] = new")

@@ -59,16 +59,29 @@ def shape_of(value: Any, leaves: list[Any]) -> Any:
     (('d', (('name', 's'), ('type', ('=', '"Audio"')), ('videoCount', 'i'))), ['a', 3])
     """
     if isinstance(value, dict):
-        items = []
+        items: list[tuple[str, Any]] = []
+        append, add = items.append, leaves.append
         for key in sorted(value):
             v = value[key]
+            kind = type(v)  # (the common leaves in line: a call per leaf is most of the time)
             if key in _LITERAL_KEYS:
-                items.append((key, ("=", json.dumps(v, sort_keys=True))))
+                spelled = _SPELLED.get(v) if kind is str else None
+                if spelled is None:
+                    spelled = json.dumps(v, sort_keys=True)
+                    if kind is str and len(_SPELLED) < 4096:
+                        _SPELLED[v] = spelled
+                append((key, ("=", spelled)))
+            elif kind is str:
+                add(v)
+                append((key, "g" if v.startswith(GENID) else "s"))
+            elif kind is int:
+                add(v)
+                append((key, "i"))
             else:
-                items.append((key, shape_of(v, leaves)))
+                append((key, shape_of(v, leaves)))
         return ("d", tuple(items))
     if isinstance(value, list):
-        return ("l", tuple(shape_of(v, leaves) for v in value))
+        return ("l", tuple([shape_of(v, leaves) for v in value]))
     if isinstance(value, bool):
         leaves.append(value)
         return "b"
@@ -81,6 +94,10 @@ def shape_of(value: Any, leaves: list[Any]) -> Any:
     if value is None:
         return "n"
     return ("x", repr(value))  # floats are value objects by now; anything else is kept literally
+
+
+#: ``type`` values as :func:`shape_of` spells them (a handful: spelled once)
+_SPELLED: dict[str, str] = {}
 
 
 def _probe(value: Any, counter: list[int]) -> Any:
