@@ -148,3 +148,128 @@ def test_shapes_are_read_only_up_to_a_limit(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", "/dev/zero"], catch_exceptions=False)
     assert r.exit_code == 2 and r.stderr.splitlines() == ["Error: shapes /dev/zero is larger than 64 MiB: refusing "
                                                           "to read it"], r.stderr
+
+
+# -- a large graph's nodes shared out among processes ----------------------------------------------
+
+
+def _mixed_store(store: Any, tmp_path: Path) -> None:
+    """Violations, warnings (from blank-node property shapes) and clean nodes, pages of videos too."""
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    (tmp_path / "w.jsonl").write_text("".join(workload_lines(12, 0)))
+    store.load([tmp_path / "w.jsonl", SEED, VIDEOS])
+    for i in range(6):
+        bad = seed_data()
+        bad["id"] = f"https://www.tiktok.com/music/bad-{i}"
+        bad["videoCount"] = -1 - i
+        if i % 2:
+            del bad["attributedTo"]
+        if i % 3 == 0:
+            bad["icon"] = {"type": "Image", "width": 3}
+        store.load([write_json(tmp_path / f"bad{i}.json", {"data": bad})])
+
+
+def test_shared_out_validation_gives_the_same_report_as_one_process(store: Any, tmp_path: Path,
+                                                                     monkeypatch: Any) -> None:
+    from rdflib.compare import isomorphic
+
+    import konbini_ld.query.shacl_parallel as parallel
+
+    _mixed_store(store, tmp_path)
+    one = validate(store, workers=1)
+    assert one.results and not one.ok  # violations and warnings to compare
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    spawned = []
+    real = parallel._shared
+    monkeypatch.setattr(parallel, "_shared", lambda *a: spawned.append(a[-1]) or real(*a))
+    def words(report: Any) -> list[Any]:  # (a blank-node shape is named anew by each run)
+        return [(r.severity, r.focus, r.path, r.value, r.message, r.shape if r.shape.startswith("urn:") else "_")
+                for r in report.results]
+
+    for workers in (2, 3):
+        shared = validate(store, workers=workers)
+        assert spawned[-1] == workers  # the work really was shared out
+        assert words(shared) == words(one) and shared.focus_nodes == one.focus_nodes
+        assert shared.conforms == one.conforms and shared.ok == one.ok
+        assert isomorphic(shared.graph, one.graph)  # the Turtle report too, one copy of each shape
+
+
+def test_a_small_graph_is_validated_in_one_process(store: Any, monkeypatch: Any) -> None:
+    import konbini_ld.query.shacl_parallel as parallel
+
+    store.load([SEED, NEWER, VIDEOS])
+    monkeypatch.setattr(parallel, "_shared", lambda *a: (_ for _ in ()).throw(AssertionError("shared out")))
+    assert validate(store, workers=4).conforms
+
+
+def test_ctrl_c_during_a_shared_out_validation_ends_it_cleanly(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    store = tmp_path / "s"
+    (tmp_path / "w.jsonl").write_text("".join(workload_lines(200, 0)))  # over 5,000 nodes: shared out
+    runner = CliRunner()
+    assert runner.invoke(main, ["--store", str(store), "load", str(tmp_path / "w.jsonl")]).exit_code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(store), "validate", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (a background
+    # job starts with Ctrl-C ignored; a terminal's command does not)
+    children: set[int] = set()
+    deadline = time.monotonic() + 120
+    while len(children) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            children = {int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()}
+        except OSError:
+            break
+    assert len(children) >= 2, "the validation was not shared out"
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "Interrupted" in err, err
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_a_validating_process_that_dies_or_fails_ends_the_validation_with_one_error(store: Any, tmp_path: Path,
+                                                                                    monkeypatch: Any) -> None:
+    import os
+    import signal
+
+    import pytest
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.errors import ValidationError
+
+    store.load([SEED, NEWER, VIDEOS])
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    real = parallel._validate_share
+    before = _children()
+
+    def killed(k: int) -> Any:  # (runs in the forked worker)
+        if k == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        return real(k)
+
+    monkeypatch.setattr(parallel, "_validate_share", killed)
+    with pytest.raises(ValidationError, match="ended unexpectedly .signal 9"):
+        validate(store, workers=3)
+
+    def failing(k: int) -> Any:
+        raise RuntimeError("pySHACL broke")
+
+    monkeypatch.setattr(parallel, "_validate_share", failing)
+    with pytest.raises(ValidationError, match="RuntimeError: pySHACL broke"):
+        validate(store, workers=2)
+    assert _children() <= before  # every worker ended and reaped
+
+
+def _children() -> set[str]:
+    import os
+
+    return set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())

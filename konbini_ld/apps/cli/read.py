@@ -212,9 +212,11 @@ def stats(state: Context, as_json: bool) -> None:
 @click.option("--shapes", type=click.Path(exists=True, dir_okay=False),
               help="Validate against these shapes (Turtle) instead.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Results shown in text form.")
+@click.option("--workers", type=click.IntRange(1, 256), metavar="N",
+              help="Processes sharing out a large graph's nodes (default: one per CPU, at most 8; 1: one).")
 @pass_state
 @handle_errors
-def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
+def validate(state: Context, fmt: str, shapes: str | None, limit: int, workers: int | None) -> None:
     """Check the graph against the bundled SHACL shapes (Audio, Person, Video, Image).
 
     Exits 0 when the graph has no violations, 1 when it has (warnings and
@@ -230,7 +232,7 @@ def validate(state: Context, fmt: str, shapes: str | None, limit: int) -> None:
     from ...query.validate import validate as run_validate
 
     with state.open(read_only=True) as store:
-        report = run_validate(store, shapes=shapes)
+        report = run_validate(store, shapes=shapes, workers=workers)
     if fmt == "turtle":
         emit(report.turtle())
     else:

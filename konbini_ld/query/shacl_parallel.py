@@ -1,0 +1,226 @@
+"""pySHACL on several cores: each shape's focus nodes shared out among forked worker processes.
+
+pySHACL checks one focus node after another in one process. With the data graph built once,
+forked workers read it without copying it; each validates its share of every shape's focus
+nodes (found by pySHACL's own target rules, so the nodes checked are exactly those a single run
+checks), and the results are merged into one report. The report holds the same results as a
+single run's: constraints look at the whole data graph from every worker.
+
+A shape or focus node pySHACL would not take by name (a blank node, an IRI of a scheme it would
+read as a prefixed name), or a graph too small to pay for the processes, runs in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["PARALLEL_FROM", "run_shacl", "validation_workers"]
+
+#: Focus nodes from which validation is shared out among processes (fewer: one process).
+PARALLEL_FROM = 5_000
+#: IRIs pySHACL takes by name (others it may read as prefixed names).
+_SCHEMES = ("http:", "https:", "urn:", "file:")
+
+# what forked workers read (set in the parent before the fork, never sent)
+_DATA: Any = None
+_SHAPES: Any = None
+_SHAPE_NODES: set[Any] = set()
+_WORK: list[tuple[str, list[str]]] = []
+_SHARES = 1
+
+
+def validation_workers(workers: int | None) -> int:
+    """Processes a validation uses: ``workers``, else one per CPU (at most 8)."""
+    if workers is not None:
+        return max(1, workers)
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def run_shacl(data: Any, shapes: Any, workers: int | None = None, *, least: int | None = None) -> Any:
+    """pySHACL's report graph for ``data`` against ``shapes`` (or what pySHACL handed back instead
+    of one: its failure), in ``workers`` processes when the graph is large enough.
+
+    :param least: focus nodes from which the work is shared out.
+    """
+    import pyshacl
+
+    n = validation_workers(workers)
+    work = _work(data, shapes) if n > 1 else None
+    if work is None or sum(len(nodes) for _, nodes in work) < max(1, PARALLEL_FROM if least is None else least):
+        return pyshacl.validate(data, shacl_graph=shapes, inference="none", abort_on_first=False,
+                                allow_warnings=True)[1]
+    return _shared(data, shapes, work, n)
+
+
+def _work(data: Any, shapes: Any) -> list[tuple[str, list[str]]] | None:
+    """Each shape with focus nodes, and those nodes (``None``: this cannot be shared out)."""
+    from pyshacl.graph_abstraction import DataGraph
+    from pyshacl.shapes_graph import ShapesGraph
+
+    graph = DataGraph.from_rdflib(data)
+    work = []
+    for shape in ShapesGraph(shapes).shapes:
+        nodes = list(shape.focus_nodes(graph))
+        if not nodes:
+            continue
+        if not _by_name(shape.node) or not all(_by_name(node) for node in nodes):
+            return None
+        work.append((str(shape.node), [str(node) for node in nodes]))
+    return work
+
+
+def _by_name(term: Any) -> bool:
+    from rdflib import URIRef
+
+    return isinstance(term, URIRef) and str(term).lower().startswith(_SCHEMES)
+
+
+def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -> Any:
+    """Fork ``n`` workers, each writing its share's report to a pipe; any that fails or dies ends
+    the validation with a :class:`ValidationError` (a worker is never waited for in vain), and an
+    interrupted parent ends them all."""
+    import gc
+
+    from rdflib import BNode
+
+    global _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES
+    _DATA, _SHAPES, _WORK, _SHARES = data, shapes, work, n
+    _SHAPE_NODES = {term for triple in shapes for term in triple if isinstance(term, BNode)}
+    gc.freeze()  # (the collector would touch, and so copy, every page of the graph in each worker)
+    workers: dict[int, int] = {}  # pid → the read end of its pipe
+    try:
+        for k in range(n):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the worker (its coverage is not collected)
+                os.close(read)
+                _worker(k, write)
+            os.close(write)
+            workers[pid] = read
+        parts = []
+        for pid in list(workers):
+            parts.append(_collect(pid, workers.pop(pid)))
+    finally:
+        for pid, read in workers.items():  # interrupted, or one failed: the others end now
+            _end(pid, read)
+        gc.unfreeze()
+        _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES = None, None, set(), [], 1
+    for status, text in parts:
+        if status == "failure":
+            return text  # pySHACL's failure, as a single run hands it back
+    return _merged([text for _, text in parts], shapes)
+
+
+def _worker(k: int, out: int) -> None:  # pragma: no cover - runs in the forked worker
+    """Validate share ``k``, write ``status NUL text`` to ``out`` and end (never returns)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    try:
+        result = _validate_share(k)
+        status, text = result if isinstance(result, tuple) else ("ok", result)
+    except BaseException as exc:  # noqa: BLE001 - said to the parent, which raises it
+        status, text, code = "error", f"{type(exc).__name__}: {exc}", 1
+    try:
+        with open(out, "wb") as fh:
+            fh.write(status.encode() + b"\0" + text.encode("utf-8", "surrogatepass"))
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, read: int) -> tuple[str, str]:
+    """Worker ``pid``'s answer (read to its end, then the worker reaped)."""
+    from ..errors import ValidationError
+
+    try:
+        with open(read, "rb") as fh:
+            data = fh.read()
+    except BaseException:
+        _end(pid, None)
+        raise
+    _, status = os.waitpid(pid, 0)
+    head, _, body = data.partition(b"\0")
+    text = body.decode("utf-8", "surrogatepass")
+    if head == b"error":
+        raise ValidationError(f"a validating process failed: {text}")
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or head not in (b"ok", b"failure"):
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.WEXITSTATUS(status)}"
+        raise ValidationError(f"a validating process ended unexpectedly ({how}; out of memory?): "
+                              "validate again with --workers 1 to use one process")
+    return head.decode(), text
+
+
+def _end(pid: int, read: int | None) -> None:
+    """End worker ``pid`` now and reap it."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:  # pragma: no cover - it ended meanwhile
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:  # pragma: no cover - already reaped
+        pass
+    if read is not None:
+        os.close(read)
+
+
+def _validate_share(k: int) -> str | tuple[str, str]:
+    """Worker ``k``'s report (N-Triples) for its share of each shape's focus nodes."""
+    import pyshacl
+    from rdflib import BNode, Graph
+
+    out = Graph()
+    for shape, nodes in _WORK:
+        share = nodes[k::_SHARES]
+        if not share:
+            continue
+        _conforms, report, _text = pyshacl.validate(
+            _DATA, shacl_graph=_SHAPES, inference="none", abort_on_first=False, allow_warnings=True,
+            use_shapes=[shape], focus_nodes=share,
+        )
+        if not isinstance(report, Graph):
+            return ("failure", str(report))
+        out += report
+    # blank nodes copied from the shapes (a property shape's description) keep the shapes' labels
+    # in every worker's report, so they merge; the report's own are named for this worker (forked,
+    # the workers would name theirs alike)
+    ours: dict[Any, BNode] = {}
+
+    def named(term: Any) -> Any:
+        if isinstance(term, BNode) and term not in _SHAPE_NODES:
+            return ours.setdefault(term, BNode(f"w{k}n{len(ours)}"))
+        return term
+
+    renamed = Graph()
+    for triple in out:
+        renamed.add((named(triple[0]), triple[1], named(triple[2])))
+    return str(renamed.serialize(format="nt"))
+
+
+def _merged(parts: list[Any], shapes: Any) -> Any:
+    """One report: every worker's results under one ``sh:ValidationReport``."""
+    from rdflib import BNode, Graph, Literal
+    from rdflib.namespace import RDF, SH
+
+    report = Graph()
+    for prefix, namespace in shapes.namespaces():
+        report.bind(prefix, namespace)
+    report.bind("sh", SH)
+    node = BNode()
+    report.add((node, RDF.type, SH.ValidationReport))
+    # a shape's copies are its own blank node again (the label the shapes gave it, as one run keeps it)
+    shape_nodes = {str(term): term for triple in shapes for term in triple if isinstance(term, BNode)}
+    merged = Graph().parse(data="".join(parts), format="nt", bnode_context=shape_nodes)
+    for old in list(merged.subjects(RDF.type, SH.ValidationReport)):
+        merged.remove((old, None, None))
+    report += merged
+    results = list(report.subjects(RDF.type, SH.ValidationResult))
+    for result in results:
+        report.add((node, SH.result, result))
+    report.add((node, SH.conforms, Literal(not results)))
+    return report
