@@ -25,7 +25,8 @@ LONGEST_FIRST = (
     "test_faults.py", "test_serve_clients.py", "test_serve_workers.py", "test_search_index.py",
     "test_evidence.py", "test_figures.py", "test_faults_running.py", "test_differential.py",
     "test_complete_answers.py", "test_remote.py", "test_security.py", "test_cli_boundaries.py",
-    "test_serve_queries.py", "test_memo.py", "test_clients.py", "test_hostile.py",
+    "test_serve_queries.py", "test_compact.py", "test_memo.py", "test_clients.py", "test_hostile.py",
+    "test_validate.py",
 )
 
 
