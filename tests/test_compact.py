@@ -140,3 +140,29 @@ def test_a_reader_beside_compact_reads_on(tmp_path: Path, days: list[Path]) -> N
         first = list(reader.run_named("top-audios").records())
         assert cli(store, "compact").exit_code == 0
         assert list(reader.run_named("top-audios").records()) == first and first
+
+
+def test_damage_met_while_copying_is_said_of_the_graph_and_nothing_is_replaced(tmp_path: Path,
+                                                                               days: list[Path]) -> None:
+    from konbini_ld.errors import StoreDamagedError
+
+    class Damaged:  # the live graph, whose tables fail a checksum part way through the copy
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def dump(self, output: Any, fmt: Any) -> None:
+            output.write(b"<https://x.org/a> <https://x.org/b> <https://x.org/c> <https://x.org/g> .\n")
+            raise OSError("Corruption: block checksum mismatch: stored = 1, computed = 2 in 000017.sst")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    with open_store(tmp_path / "store") as store:
+        store.load(days[0])
+        before = len(store)
+        store.engine.store = Damaged(store.engine.store)
+        with pytest.raises(StoreDamagedError) as caught:
+            store.repack()
+        store.engine.store = store.engine.store.real
+        assert f"{tmp_path / 'store' / 'oxigraph'} " in str(caught.value) and "oxigraph.rebuild" not in str(caught.value)
+        assert not (tmp_path / "store" / "oxigraph.rebuild").exists() and len(store) == before

@@ -263,8 +263,11 @@ class OxigraphEngine:
                 finally:
                     source.close()  # a loader that failed: the dump ends on a broken pipe
                     writer.join()
-            if failure:
-                raise failure[0]
+            if failure:  # the graph could not be read: say so of the graph, not of the copy
+                exc = failure[0]
+                if isinstance(exc, (OSError, RuntimeError)):
+                    raise translate(exc, self.description, read_only=False, doing="reading") from exc
+                raise exc
             return len(target)
         except (OSError, RuntimeError) as exc:
             raise translate(exc, str(path), read_only=False, doing="rewriting the graph into") from exc

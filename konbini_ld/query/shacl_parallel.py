@@ -88,16 +88,24 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     _DATA, _SHAPES, _WORK, _SHARES = data, shapes, work, n
     _SHAPE_NODES = {term for triple in shapes for term in triple if isinstance(term, BNode)}
     gc.freeze()  # (the collector would touch, and so copy, every page of the graph in each worker)
+    import signal
+
     workers: dict[int, int] = {}  # pid → the read end of its pipe
+    stops = {signal.SIGINT, signal.SIGTERM}
     try:
         for k in range(n):
             read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the worker (its coverage is not collected)
-                os.close(read)
-                _worker(k, write)
-            os.close(write)
-            workers[pid] = read
+            # a signal between the fork and the worker's own dispositions would run the parent's
+            # handler in the worker: both are held until each side is ready for them
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+            try:
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the worker (its coverage is not collected)
+                    _worker(k, read, write, mask)
+                os.close(write)
+                workers[pid] = read
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         parts = []
         for pid in list(workers):
             parts.append(_collect(pid, workers.pop(pid)))
@@ -112,14 +120,16 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     return _merged([text for _, text in parts], shapes)
 
 
-def _worker(k: int, out: int) -> None:  # pragma: no cover - runs in the forked worker
+def _worker(k: int, unused: int, out: int, mask: Any) -> None:  # pragma: no cover - runs in the forked worker
     """Validate share ``k``, write ``status NUL text`` to ``out`` and end (never returns)."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = 0
     try:
+        os.close(unused)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         result = _validate_share(k)
         status, text = result if isinstance(result, tuple) else ("ok", result)
     except BaseException as exc:  # noqa: BLE001 - said to the parent, which raises it
