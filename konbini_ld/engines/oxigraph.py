@@ -243,13 +243,13 @@ class OxigraphEngine:
         failure: list[BaseException] = []
 
         def dump() -> None:
-            with open(write_fd, "wb", buffering=1 << 20) as out:
-                try:
+            try:
+                with open(write_fd, "wb", buffering=1 << 20) as out:
                     self.store.dump(out, ox.RdfFormat.N_QUADS)
-                except BrokenPipeError:
-                    pass  # the loader stopped reading: its error is the one to report
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                    failure.append(exc)
+            except BrokenPipeError:
+                pass  # the loader stopped reading (also when closing): its error is the one to report
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                failure.append(exc)
 
         writer = threading.Thread(target=dump, name="konbini-ld-copy", daemon=True)
         target: ox.Store | None = None
