@@ -469,7 +469,9 @@ def bench_scale(n: int, repeat: int) -> None:
     record("scale", f"compaction after the load @ {n:,}", f"{time.perf_counter() - t0:.0f} s",
            "as `konbini-ld load` does after 50,000 responses or more; the queries below run on it")
     on_disk("compacted")
-    _scale_plot(samples + [end], n)
+    from plot import rate_and_rss
+
+    rate_and_rss(samples + [end], ROOT / "bench" / "scale.svg", f"konbini-ld load of {n:,} responses", "responses loaded")
     from konbini_ld.query.catalog import named_queries
     from konbini_ld.sources.konbini.corpus import videos_page
 
@@ -489,37 +491,6 @@ def bench_scale(n: int, repeat: int) -> None:
            f"{(target / 'all.ttl').stat().st_size / 2**30:.1f} GiB of Turtle, peak {rss} MiB")
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(store.parent, ignore_errors=True)
-
-
-def _scale_plot(samples: list[dict[str, Any]], n: int) -> None:
-    """bench/scale.svg: ingest rate (per window) and RSS against responses loaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xs, rates, rss = [], [], []
-    previous = {"n": 0, "t": 0.0}
-    for s in samples:
-        if s["n"] > previous["n"]:
-            xs.append(s["n"])
-            rates.append((s["n"] - previous["n"]) / (s["t"] - previous["t"]))
-            rss.append(s["peak"])
-        previous = s
-    fig, left = plt.subplots(figsize=(8, 4.5))
-    left.plot(xs, rates, color="tab:blue", label="ingest rate (docs/s)")
-    left.set_xlabel("responses loaded")
-    left.set_ylabel("docs/s", color="tab:blue")
-    left.set_ylim(bottom=0)
-    right = left.twinx()
-    right.plot(xs, rss, color="tab:red", label="peak RSS (MiB)")
-    right.axhline(500, color="tab:red", linestyle=":", linewidth=1)
-    right.set_ylabel("peak RSS (MiB)", color="tab:red")
-    right.set_ylim(bottom=0)
-    left.set_title(f"konbini-ld load of {n:,} responses")
-    fig.tight_layout()
-    fig.savefig(ROOT / "bench" / "scale.svg")
-    plt.close(fig)
 
 
 # -- profile ---------------------------------------------------------------------------

@@ -315,39 +315,10 @@ def bench_workload_scale(n: int, days: int, record: Record) -> None:
            f"{total / last['t']:,.0f} docs/s", f"{last['t']:.0f} s; the last day at "
            f"{2 * n / (last['t'] - ends[-2]['t']) if days > 1 else 0:,.0f} docs/s against day 1's "
            f"{2 * n / first['t']:,.0f}; peak RSS {max(e['peak'] for e in ends)} MiB")
-    _wscale_plot(samples + ends, n, days)
+    from plot import rate_and_rss
+
+    rate_and_rss(samples + ends, ROOT / "bench" / "wscale.svg", f"{days} daily loads of {n:,} audios with their page of videos",
+                 f"responses loaded (audios and pages of 30 videos; a new day every {2 * n:,})",
+                 [day * 2 * n for day in range(1, days)])
     shutil.rmtree(work, ignore_errors=True)
 
-
-def _wscale_plot(samples: list[dict[str, Any]], n: int, days: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples = sorted(samples, key=lambda s: (s["n"], s["t"]))
-    xs, rates, rss = [], [], []
-    previous = {"n": 0, "t": 0.0}
-    for s in samples:
-        if s["n"] > previous["n"] and s["t"] > previous["t"]:
-            xs.append(s["n"])
-            rates.append((s["n"] - previous["n"]) / (s["t"] - previous["t"]))
-            rss.append(s["peak"])
-        previous = s
-    fig, left = plt.subplots(figsize=(8, 4.5))
-    left.plot(xs, rates, color="tab:blue", label="load rate (docs/s)")
-    left.set_xlabel("responses loaded (audios and pages of 30 videos; a new day every "
-                    f"{2 * n:,})")
-    left.set_ylabel("docs/s", color="tab:blue")
-    left.set_ylim(bottom=0)
-    for day in range(1, days):
-        left.axvline(day * 2 * n, color="grey", linewidth=0.5)
-    right = left.twinx()
-    right.plot(xs, rss, color="tab:red", label="peak RSS (MiB)")
-    right.axhline(500, color="tab:red", linestyle=":", linewidth=1)
-    right.set_ylabel("peak RSS (MiB)", color="tab:red")
-    right.set_ylim(bottom=0)
-    left.set_title(f"{days} daily loads of {n:,} audios with their page of videos")
-    fig.tight_layout()
-    fig.savefig(ROOT / "bench" / "wscale.svg")
-    plt.close(fig)

@@ -166,3 +166,14 @@ def test_damage_met_while_copying_is_said_of_the_graph_and_nothing_is_replaced(t
         store.engine.store = store.engine.store.real
         assert f"{tmp_path / 'store' / 'oxigraph'} " in str(caught.value) and "oxigraph.rebuild" not in str(caught.value)
         assert not (tmp_path / "store" / "oxigraph.rebuild").exists() and len(store) == before
+
+
+def test_a_stray_file_in_place_of_the_copy_is_tidied_and_compact_works(tmp_path: Path, days: list[Path]) -> None:
+    store = tmp_path / "store"
+    _daily(store, days[:1])
+    before = quads(store)
+    (store / "oxigraph.rebuild").write_text("left by something else")
+    r = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), "compact"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception" not in r.stderr, r.stderr
+    assert quads(store) == before and not (store / "oxigraph.rebuild").exists()

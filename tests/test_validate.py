@@ -273,3 +273,24 @@ def _children() -> set[str]:
     import os
 
     return set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+
+
+def test_shapes_that_name_other_shapes_give_the_same_results_with_workers(store: Any, tmp_path: Path,
+                                                                          monkeypatch: Any) -> None:
+    import konbini_ld.query.shacl_parallel as parallel
+
+    shapes = tmp_path / "nested.ttl"
+    shapes.write_text("""@prefix sh: <http://www.w3.org/ns/shacl#> .
+@prefix as: <https://www.w3.org/ns/activitystreams#> .
+@prefix ks: <https://konbiniapi.com/ns/social#> .
+@prefix ex: <http://example.org/shapes#> .
+ex:Audio a sh:NodeShape ; sh:targetClass as:Audio ; sh:property [ sh:path as:attributedTo ; sh:node ex:Small ] .
+ex:Small a sh:NodeShape ; sh:property [ sh:path ks:followerCount ; sh:maxInclusive 5 ] .
+""")
+    store.load([SEED, NEWER, VIDEOS])
+    one = validate(store, shapes=shapes, workers=1)
+    assert one.results and not one.ok  # the named shape's violations
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    shared = validate(store, shapes=shapes, workers=2)
+    assert [(r.focus, r.message) for r in shared.results] == [(r.focus, r.message) for r in one.results]
+    assert not shared.ok

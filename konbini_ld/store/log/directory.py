@@ -199,8 +199,8 @@ def settle(location: Path, state_dir: Path) -> None:
 
 def remove_tree(path: Path) -> None:
     """Delete a directory konbini-ld made (a link in its place is removed, never followed)."""
-    if path.is_symlink():
-        path.unlink()
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()  # (a stray file in its place too)
     else:
         shutil.rmtree(path, ignore_errors=True)
 
