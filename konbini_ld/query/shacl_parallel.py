@@ -37,17 +37,15 @@ def validation_workers(workers: int | None) -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def run_shacl(data: Any, shapes: Any, workers: int | None = None, *, least: int | None = None) -> Any:
+def run_shacl(data: Any, shapes: Any, workers: int | None = None) -> Any:
     """pySHACL's report graph for ``data`` against ``shapes`` (or what pySHACL handed back instead
-    of one: its failure), in ``workers`` processes when the graph is large enough.
-
-    :param least: focus nodes from which the work is shared out.
-    """
+    of one: its failure), in ``workers`` processes when the graph has :data:`PARALLEL_FROM`
+    focus nodes or more."""
     import pyshacl
 
     n = validation_workers(workers)
     work = _work(data, shapes) if n > 1 else None
-    if work is None or sum(len(nodes) for _, nodes in work) < max(1, PARALLEL_FROM if least is None else least):
+    if work is None or sum(len(nodes) for _, nodes in work) < max(1, PARALLEL_FROM):
         return pyshacl.validate(data, shacl_graph=shapes, inference="none", abort_on_first=False,
                                 allow_warnings=True)[1]
     return _shared(data, shapes, work, n)
@@ -86,7 +84,8 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
 
     global _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES
     _DATA, _SHAPES, _WORK, _SHARES = data, shapes, work, n
-    _SHAPE_NODES = {term for triple in shapes for term in triple if isinstance(term, BNode)}
+    shape_nodes = {term for triple in shapes for term in triple if isinstance(term, BNode)}
+    _SHAPE_NODES = shape_nodes
     gc.freeze()  # (the collector would touch, and so copy, every page of the graph in each worker)
     import signal
 
@@ -117,7 +116,7 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     for status, text in parts:
         if status == "failure":
             return text  # pySHACL's failure, as a single run hands it back
-    return _merged([text for _, text in parts], shapes)
+    return _merged([text for _, text in parts], shapes, shape_nodes)
 
 
 def _worker(k: int, unused: int, out: int, mask: Any) -> None:  # pragma: no cover - runs in the forked worker
@@ -212,7 +211,7 @@ def _validate_share(k: int) -> str | tuple[str, str]:
     return str(renamed.serialize(format="nt"))
 
 
-def _merged(parts: list[Any], shapes: Any) -> Any:
+def _merged(parts: list[Any], shapes: Any, shape_nodes: set[Any]) -> Any:
     """One report: every worker's results under one ``sh:ValidationReport``."""
     from rdflib import BNode, Graph, Literal
     from rdflib.namespace import RDF, SH
@@ -224,8 +223,8 @@ def _merged(parts: list[Any], shapes: Any) -> Any:
     node = BNode()
     report.add((node, RDF.type, SH.ValidationReport))
     # a shape's copies are its own blank node again (the label the shapes gave it, as one run keeps it)
-    shape_nodes = {str(term): term for triple in shapes for term in triple if isinstance(term, BNode)}
-    merged = Graph().parse(data="".join(parts), format="nt", bnode_context=shape_nodes)
+    labels = {str(term): term for term in shape_nodes}
+    merged = Graph().parse(data="".join(parts), format="nt", bnode_context=labels)
     for old in list(merged.subjects(RDF.type, SH.ValidationReport)):
         merged.remove((old, None, None))
     report += merged
