@@ -84,6 +84,39 @@ def test_compact_from_the_library_returns_the_quads_and_is_quiet(tmp_path: Path,
         assert store.load(days[0]).loaded == 0  # the writer still knows what the graph holds
 
 
+def test_answers_and_views_held_across_a_repack_read_on_and_the_store_stays_sound(tmp_path: Path,
+                                                                                 days: list[Path]) -> None:
+    """A notebook keeps a half-read answer and the rdflib view while it compacts: both read on,
+    the new graph is not written to by the old one, and the store opens sound afterwards."""
+    from konbini_ld.errors import StoreBusyError
+
+    location = tmp_path / "store"
+    _daily(location, days[:2])
+    with open_store(location) as store:
+        everything = "SELECT ?s ?p ?o WHERE { ?s ?p ?o } ORDER BY ?s ?p ?o"
+        half_read = store.query(everything)
+        rows = half_read.rows()
+        first = [next(rows) for _ in range(5)]
+        never_read = store.query(everything)
+        view = store.graph
+        before = len(view)
+        held = len(store)
+        assert store.repack() == held
+        assert first + list(rows) == list(never_read.rows()) and len(first) + 0 < held
+        assert len(view) == before and len(store.graph) == before  # the view reads the new graph
+        assert store.load(days[2]).loaded > 0  # and the writer writes it
+        after = len(store)
+        raw = store.engine.store.quads_for_pattern(None, None, None, None)  # (bypasses the store)
+        next(raw)
+        with pytest.raises(StoreBusyError, match="still read by something in this process.*open it again"):
+            store.repack()
+        del raw
+    with open_store(location) as store:  # refused: unchanged, and it opens again
+        assert len(store) == after and store.repack() == after
+    assert len(quads(location)) == after
+    assert cli(location, "stats").exit_code == 0
+
+
 def test_compact_of_an_in_memory_or_remote_store_is_refused(tmp_path: Path) -> None:
     from konbini_ld.errors import StoreError
 
@@ -142,6 +175,39 @@ def test_a_reader_beside_compact_reads_on(tmp_path: Path, days: list[Path]) -> N
         assert list(reader.run_named("top-audios").records()) == first and first
 
 
+def test_readers_opening_while_compact_swaps_graphs_never_see_a_damaged_or_missing_store(
+        tmp_path: Path, days: list[Path]) -> None:
+    """A dashboard opens the store read-only again and again while compact runs: the moment the
+    new graph replaces the old one is never an error (files of both met in one open, or none)."""
+    import threading
+
+    location, day = tmp_path / "store", tmp_path / "day.jsonl"
+    day.write_text("".join(workload_lines(6, 0)))
+    with open_store(location) as store:
+        store.load(day)
+        stop, errors, opened = threading.Event(), [], [0]
+
+        def reader() -> None:
+            while not stop.is_set():
+                try:
+                    with open_store(location, read_only=True) as view:
+                        assert len(view) == held
+                    opened[0] += 1
+                except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        held = len(store)
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            for _ in range(30):
+                assert store.repack() == held
+        finally:
+            stop.set()
+            thread.join()
+    assert not errors and opened[0] > 30
+
+
 def test_damage_met_while_copying_is_said_of_the_graph_and_nothing_is_replaced(tmp_path: Path,
                                                                                days: list[Path]) -> None:
     from konbini_ld.errors import StoreDamagedError
@@ -177,3 +243,22 @@ def test_a_stray_file_in_place_of_the_copy_is_tidied_and_compact_works(tmp_path:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "Traceback" not in r.stderr and "Exception" not in r.stderr, r.stderr
     assert quads(store) == before and not (store / "oxigraph.rebuild").exists()
+
+
+def test_a_graph_linked_from_another_disk_is_not_replaced_by_compact_or_rebuild(tmp_path: Path,
+                                                                                days: list[Path]) -> None:
+    """A user who put oxigraph/ on a bigger disk behind a link keeps it there: both commands say
+    what to do instead of moving the graph into the store directory and leaving the old one."""
+    store = tmp_path / "store"
+    _daily(store, days[:1])
+    elsewhere = tmp_path / "bigdisk" / "oxigraph"
+    elsewhere.parent.mkdir()
+    (store / "oxigraph").rename(elsewhere)
+    (store / "oxigraph").symlink_to(elsewhere)
+    before = quads(store)
+    for command in ("compact", "rebuild"):
+        r = CliRunner().invoke(main, ["--store", str(store), command])
+        assert r.exit_code != 0 and "is a link" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert (store / "oxigraph").is_symlink() and quads(store) == before
+    assert not (store / "oxigraph.rebuild").exists()
+    assert cli(store, "stats").exit_code == 0

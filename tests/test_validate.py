@@ -269,6 +269,50 @@ def test_a_validating_process_that_dies_or_fails_ends_the_validation_with_one_er
     assert _children() <= before  # every worker ended and reaped
 
 
+def test_workers_end_with_a_validating_process_killed_outright(store: Any, tmp_path: Path) -> None:
+    """``kill -9`` of validate (or of the notebook running it) leaves no worker computing for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store.load([SEED, NEWER, VIDEOS])
+    store.close()
+    script = (
+        "import sys, time\n"
+        "import konbini_ld.query.shacl_parallel as parallel\n"
+        "from konbini_ld import open_store\n"
+        "from konbini_ld.query.validate import validate\n"
+        "parallel.PARALLEL_FROM = 1\n"
+        "parallel._validate_share = lambda k: time.sleep(120)  # a long share\n"
+        "with open_store(sys.argv[1], read_only=True) as s:\n"
+        "    validate(s, workers=2)\n"
+    )
+    log = tmp_path / "stderr"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", script, str(store.location)], stderr=err)
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(children) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        children = {int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()}
+    assert len(children) == 2, log.read_text() if proc.poll() is not None else "not shared out"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def _children() -> set[str]:
     import os
 
@@ -294,3 +338,18 @@ ex:Small a sh:NodeShape ; sh:property [ sh:path ks:followerCount ; sh:maxInclusi
     shared = validate(store, shapes=shapes, workers=2)
     assert [(r.focus, r.message) for r in shared.results] == [(r.focus, r.message) for r in one.results]
     assert not shared.ok
+
+
+def test_the_summary_names_the_shapes_the_graph_was_checked_against(tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    CliRunner().invoke(main, ["--store", store, "load", str(SEED)], catch_exceptions=False)
+    mine = tmp_path / "mine.ttl"
+    mine.write_text("@prefix sh: <http://www.w3.org/ns/shacl#> .\n"
+                    "@prefix as: <https://www.w3.org/ns/activitystreams#> .\n"
+                    "<http://example.org/A> a sh:NodeShape ; sh:targetClass as:Audio ;\n"
+                    "  sh:property [ sh:path as:name ; sh:minCount 1 ] .\n")
+    r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", str(mine)])
+    assert r.exit_code == 0 and "checked against the shapes of mine.ttl" in r.stderr, r.stderr
+    assert "Person" not in r.stderr
+    r = CliRunner().invoke(main, ["--store", store, "validate"])
+    assert "checked against Audio, Person, Video and Image shapes" in r.stderr, r.stderr

@@ -45,6 +45,9 @@ def translate(exc: BaseException, where: str, *, read_only: bool, doing: str = "
     missing = "No such file" in text or ("Corruption" in text and ".sst" in text)
     if missing and read_only:
         return StaleViewError(f"the store at {where} changed under a read-only view ({first_line(text)})")
+    if "current process" in text and "LOCK" in text:
+        return StoreBusyError(f"the store at {where} is still open in this process (a store not closed, or a "
+                              "query result or view still reading it): let go of it and try again")
     if "lock" in text.lower() and "LOCK" in text:
         return StoreBusyError(f"the store at {where} is open for writing in another process; "
                               "stop it or use another --store")
@@ -110,8 +113,10 @@ class OxigraphEngine:
                 return ox.Store(str(self.path))
             except (OSError, RuntimeError) as exc:
                 error = translate(exc, str(self.path), read_only=self.read_only, doing="opening")
-                if isinstance(error, StaleViewError) and attempt + 1 < attempts:
-                    time.sleep(0.02 * (attempt + 1))  # a writer compacted files away while we opened
+                if isinstance(error, (StaleViewError, StoreDamagedError)) and attempt + 1 < attempts:
+                    # a writer compacted files away while we opened, or replaced the whole graph
+                    # (compact, rebuild): files of the old one read beside the new one's manifest
+                    time.sleep(0.02 * (attempt + 1))
                     continue
                 if isinstance(error, StoreError) and type(error) is StoreError:  # (not a kind it knows)
                     error = StoreDamagedError(f"the store at {self.path} is damaged and cannot be opened "

@@ -40,6 +40,14 @@ def _store_class() -> type:
     class KonbiniOxigraphStore(OxigraphStore):
         """oxrdflib's store, with RDF 1.1 plain literals for ``xsd:string``."""
 
+        @property
+        def _inner(self) -> Any:
+            if self._store is None:  # (oxrdflib would make an empty one in memory)
+                from ..errors import StoreError
+
+                raise StoreError("this view's store is closed")
+            return self._store
+
         def triples(self, triple_pattern: Any, context: Any = None) -> Iterator[Any]:
             try:
                 quads = list(self._inner.quads_for_pattern(*to_ox_quad_pattern(triple_pattern, context)))

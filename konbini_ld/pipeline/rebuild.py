@@ -57,6 +57,9 @@ class Rebuildable(Protocol):
 
     def repack(self) -> int: ...
 
+    def replace_graph(self, building: Path, applied: int, *,
+                      before_commit: Callable[[], None] | None = None) -> None: ...
+
 
 def rebuild(store: Rebuildable, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
     """Rebuild ``store``'s graph from its archive (see :meth:`konbini_ld.pipeline.collection.KonbiniStore.rebuild`)."""
@@ -74,6 +77,7 @@ def rebuild(store: Rebuildable, *, progress: Progress = None, accept_damage: boo
 
 def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
     assert store.location is not None and store.archive is not None and store.state_dir is not None
+    directory.check_replaceable(store.location)
     building = store.location / directory.BUILDING
     directory.remove_tree(building)
     live, new = store.engine, OxigraphEngine(building)
@@ -92,12 +96,23 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
         raise
     finally:
         store.marking = True
-    live.close()
-    if index is not None:
-        index.close()
-    discard(store.location)  # (a kill from here on: the next writer builds it afresh)
-    directory.commit_rebuild(store.location, store.state_dir, last)
-    store.engine = store.open_engine(read_only=False)
+    retired = False
+
+    location = store.location
+
+    def retire_index() -> None:
+        nonlocal retired
+        retired = True
+        if index is not None:
+            index.close()
+        discard(location)  # (a kill from here on: the next writer builds it afresh)
+
+    try:
+        store.replace_graph(building, last, before_commit=retire_index)
+    except BaseException:
+        store.writer.reset(engine=store.engine)  # (the live graph, reopened when it could be)
+        store.follow_with(None if retired else index)
+        raise
     store.writer.reset(engine=store.engine)
     store.follow_with(open_index(store.engine, store.location, last, read_only=False))
     store.repack()  # written by a load per batch: one bulk load of its quads takes half the room

@@ -120,8 +120,9 @@ class QueryResult:
         """Rows (or triples), read from the engine as they are asked for and kept for another read."""
         if self._source is None:
             variables = self.variables
-            native = iter(self._native)
-            self._source = (tuple(s[v] for v in variables) for s in native) if self.kind == "SELECT" else native
+            # (the engine's iterator is held by the source alone, so detach() lets go of it)
+            self._source = (tuple(s[v] for v in variables) for s in iter(self._native)) \
+                if self.kind == "SELECT" else iter(self._native)
         i = 0
         while True:
             if i < len(self._seen):
@@ -136,6 +137,16 @@ class QueryResult:
                 self._done = True
                 return
             self._seen.append(item)
+
+    def detach(self) -> None:
+        """Read the rest of the answer now and let go of the engine's result (a store being
+        rewritten in place, ``Store.repack``, must have no reader left on its old files)."""
+        if self.kind == "ASK":
+            return
+        for _ in self._items():
+            pass
+        self._native = None
+        self._source = iter(())
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """``SELECT`` rows as tuples of pyoxigraph terms (``None`` where unbound), read lazily."""

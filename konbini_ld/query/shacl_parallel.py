@@ -90,6 +90,7 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     import signal
 
     workers: dict[int, int] = {}  # pid → the read end of its pipe
+    parent = os.getpid()
     stops = {signal.SIGINT, signal.SIGTERM}
     try:
         for k in range(n):
@@ -100,14 +101,15 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
             try:
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the worker (its coverage is not collected)
-                    _worker(k, read, write, mask)
+                    _worker(k, read, write, mask, parent)
                 os.close(write)
                 workers[pid] = read
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         parts = []
         for pid in list(workers):
-            parts.append(_collect(pid, workers.pop(pid)))
+            parts.append(_collect(pid, workers[pid]))
+            os.close(workers.pop(pid))  # (a worker stays listed until reaped: never left running)
     finally:
         for pid, read in workers.items():  # interrupted, or one failed: the others end now
             _end(pid, read)
@@ -119,13 +121,14 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     return _merged([text for _, text in parts], shapes, shape_nodes)
 
 
-def _worker(k: int, unused: int, out: int, mask: Any) -> None:  # pragma: no cover - runs in the forked worker
+def _worker(k: int, unused: int, out: int, mask: Any, parent: int) -> None:  # pragma: no cover - runs in the forked worker
     """Validate share ``k``, write ``status NUL text`` to ``out`` and end (never returns)."""
     import signal
 
     code = 0
     try:
         os.close(unused)
+        _end_with_parent(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -140,16 +143,29 @@ def _worker(k: int, unused: int, out: int, mask: Any) -> None:  # pragma: no cov
         os._exit(code)
 
 
+def _end_with_parent(parent: int) -> None:  # pragma: no cover - runs in the forked worker
+    """Have the kernel end this worker when the validating process dies (a ``kill -9`` leaves no
+    worker computing its share for nobody). Linux; elsewhere the worker ends when it is done."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request was made
+        os._exit(1)
+
+
 def _collect(pid: int, read: int) -> tuple[str, str]:
     """Worker ``pid``'s answer (read to its end, then the worker reaped)."""
     from ..errors import ValidationError
 
-    try:
-        with open(read, "rb") as fh:
-            data = fh.read()
-    except BaseException:
-        _end(pid, None)
-        raise
+    chunks = []
+    while chunk := os.read(read, 1 << 20):  # (the caller closes the pipe, and ends the worker if this fails)
+        chunks.append(chunk)
+    data = b"".join(chunks)
     _, status = os.waitpid(pid, 0)
     head, _, body = data.partition(b"\0")
     text = body.decode("utf-8", "surrogatepass")
@@ -175,7 +191,10 @@ def _end(pid: int, read: int | None) -> None:
     except ChildProcessError:  # pragma: no cover - already reaped
         pass
     if read is not None:
-        os.close(read)
+        try:
+            os.close(read)
+        except OSError:  # pragma: no cover - closed already
+            pass
 
 
 def _validate_share(k: int) -> str | tuple[str, str]:

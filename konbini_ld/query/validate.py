@@ -47,6 +47,9 @@ class ShapeResult:
         return f"{self.severity}: <{self.focus}>{where}: {self.message}{value}"
 
 
+BUNDLED = "Audio, Person, Video and Image shapes"
+
+
 @dataclass(slots=True)
 class ValidationReport:
     """The outcome of :func:`validate`.
@@ -59,6 +62,7 @@ class ValidationReport:
     results: list[ShapeResult] = field(default_factory=list)
     graph: Any = None  #: the SHACL validation report as an rdflib Graph
     focus_nodes: int = 0
+    against: str = BUNDLED  #: what the nodes were checked against
 
     @property
     def ok(self) -> bool:
@@ -71,7 +75,7 @@ class ValidationReport:
     def summary(self) -> str:
         counts = {s: sum(1 for r in self.results if r.severity == s) for s in ("Violation", "Warning", "Info")}
         notes = ", ".join(f"{n} {s.lower()}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
-        checked = f"{self.focus_nodes} nodes checked against Audio, Person, Video and Image shapes"
+        checked = f"{self.focus_nodes} nodes checked against {self.against}"
         if self.conforms:
             return f"conforms: {checked}"
         if self.ok:
@@ -179,7 +183,8 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
     conforms = not results
     for node in list(report.subjects(RDF.type, sh.ValidationReport)):
         report.set((node, sh.conforms, Literal(conforms)))
-    return ValidationReport(conforms, results, report, focus)
+    against = f"the shapes of {Path(shapes).name}" if shapes is not None else BUNDLED
+    return ValidationReport(conforms, results, report, focus, against)
 
 
 def iter_lines(report: ValidationReport, limit: int | None = None) -> Iterator[str]:

@@ -9,16 +9,18 @@ default graph. The upsert rule is :mod:`.upsert`'s; the order of observations, :
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self, cast
 
 from ..engines.oxigraph import OxigraphEngine
 from ..engines.remote_http import DEFAULT_TIMEOUT, check_timeout
-from ..errors import StoreError, UsageError
+from ..errors import StoreBusyError, StoreError, UsageError
 from ..io.formats import Format
 from ..model import LedgerEntry, Response, Stats
 from .events import BatchWritten
@@ -75,6 +77,8 @@ class Store:
         self.marking = True  # record how far the archive is applied (not while a rebuild builds)
         self._lock: WriterLock | None = None
         self._graph: Any = None
+        #: answers handed out that may still read the engine lazily (let go of before a repack)
+        self._answers: weakref.WeakSet[QueryResult] = weakref.WeakSet()
         text = str(location) if location is not None else None
         try:
             if text is not None and text.startswith(("http://", "https://")):
@@ -235,7 +239,11 @@ class Store:
         from ..query.run import run_query
 
         self.writer.sync()
-        return run_query(self.engine, sparql, params, name=name)
+        return self._handed(run_query(self.engine, sparql, params, name=name))
+
+    def _handed(self, result: QueryResult) -> QueryResult:
+        self._answers.add(result)
+        return result
 
     def run_named(self, name: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         """Run a named query from ``queries/``; string parameters are read by their declared types.
@@ -247,7 +255,8 @@ class Store:
 
         nq = get_named_query(name)
         bound = nq.bind(params or {})
-        return self.answer(nq.text, bound) or run_query(self.engine, nq.text, bound, name=nq.name, index=nq.index)
+        return self.answer(nq.text, bound) or self._handed(
+            run_query(self.engine, nq.text, bound, name=nq.name, index=nq.index))
 
     def search(self, text: str, *, limit: int = 100) -> QueryResult:
         """Audios whose name, album or creators contain ``text``, most relevant first: the ``search``
@@ -326,14 +335,20 @@ class Store:
         it replaces at a commit point, as ``rebuild`` does: a kill or a full disk on the way
         leaves the live graph as it was. The quads, the archive, the index and what the writer
         remembers are unchanged; readers beside it move to the new graph as they do after a
-        rebuild. It needs free room for the new graph (at most the size of the live one).
+        rebuild. It needs free room of about twice the compacted graph's size while it writes.
 
+        Answers this store handed out are read to their end first, and its :attr:`graph` view
+        moves to the new graph; anything else still reading the old one (a result taken from
+        ``store.engine`` directly) makes it refuse, with the graph unchanged.
+
+        :raises StoreBusyError: something in this process still reads the graph being replaced.
         :raises StoreError: not an embedded store on disk, opened for writing; or the new
             graph could not be written (the live one is unchanged).
         """
         self._writable()
         if not isinstance(self.engine, OxigraphEngine) or self.location is None or self.state_dir is None:
             raise StoreError("only a store directory has files to rewrite (a SPARQL server keeps its own)")
+        directory.check_replaceable(self.location)
         self.writer.sync()
         building = self.location / directory.BUILDING
         directory.remove_tree(building)
@@ -345,11 +360,51 @@ class Store:
         except BaseException:
             directory.remove_tree(building)
             raise
+        self.replace_graph(building, self._applied() or 0)
+        return copied
+
+    def replace_graph(self, building: Path, applied: int, *, before_commit: Callable[[], None] | None = None) -> None:
+        """Make the graph complete in ``building`` the live one (``repack``, ``rebuild``), and reopen it.
+
+        Answers this store handed out are read to their end first and its :attr:`graph` view
+        moves to the new graph. The old graph must be closed for good before its directory is
+        replaced (an instance left open would write its files into the new one's): if anything
+        else in the process still reads it, ``building`` is removed and nothing is replaced.
+
+        :param before_commit: called once nothing reads the old graph, just before the commit point.
+        :raises StoreBusyError: something in this process still reads the live graph.
+        """
+        assert self.location is not None and self.state_dir is not None
+        for answer in list(self._answers):
+            answer.detach()
+        view = self._graph.store if self._graph is not None else None
+        if view is not None:
+            view._store = None  # (the view refuses to read until it is given the new graph)
         self.engine.close()
-        directory.commit_rebuild(self.location, self.state_dir, self._applied() or 0)
+        gc.collect()  # (an answer dropped in a cycle would hold the old files open until then)
+        try:
+            directory.check_released(self.location)
+        except BaseException:
+            directory.remove_tree(building)
+            try:
+                self._reattach(view)
+            except StoreBusyError:  # (still held: reopening is refused for the same reason)
+                raise StoreBusyError(
+                    f"the graph at {self.location} is still read by something in this process (a query result "
+                    "or a view taken from the store's engine), so it is not replaced and is unchanged: let go "
+                    "of it, then close this store and open it again") from None
+            raise
+        if before_commit is not None:
+            before_commit()
+        directory.commit_rebuild(self.location, self.state_dir, applied)
+        self._reattach(view)
+
+    def _reattach(self, view: Any) -> None:
+        """Open the live graph again, for the writer and the rdflib view."""
         self.engine = self.open_engine(read_only=False)
         self.writer.engine = self.engine  # the same quads: what it remembers of its writes holds
-        return copied
+        if view is not None:
+            view._store = self.engine.store
 
     def __len__(self) -> int:
         self.writer.sync()

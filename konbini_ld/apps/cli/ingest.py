@@ -222,7 +222,8 @@ def compact(state: Context) -> None:
     the room of the same quads bulk-loaded at once. This copies them into a new
     graph in one bulk load and puts it in place of the old one, as rebuild
     does: an interrupted or failed run (a full disk) leaves the old graph. It
-    needs free room for the new graph, at most the size of the old one.
+    needs free room of about twice the compacted graph while it writes (about
+    the size of a graph written by daily loads).
     `serve` beside it reads on from the new graph.
 
     \b

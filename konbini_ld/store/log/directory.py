@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,6 +198,43 @@ def settle(location: Path, state_dir: Path) -> None:
             remove_tree(retired)
 
 
+def check_replaceable(location: Path) -> None:
+    """Refuse to replace a live graph that is a link (to another disk, say): the new graph would
+    be written inside the store directory and the link's target left behind as it is.
+
+    :raises StoreError: ``oxigraph/`` is a link.
+    """
+    live = location / LIVE
+    if live.is_symlink():
+        raise StoreError(
+            f"{live} is a link (to {live.readlink()}): a new graph would be written in {location}, "
+            "not where it points. Link the store directory itself instead (--store may be a link), "
+            "or replace the link with what it points to"
+        )
+
+
+def check_released(location: Path) -> None:
+    """Make sure nothing in this process still has the live graph open (before it is replaced:
+    an old instance left running would write its files into the new graph's directory).
+
+    :raises StoreBusyError: something still reads it.
+    """
+    import pyoxigraph as ox
+
+    from ...engines.oxigraph import translate
+
+    live = location / LIVE
+    if not live.is_dir() or live.is_symlink():
+        return
+    try:
+        probe = ox.Store(str(live))
+    except (OSError, RuntimeError) as exc:
+        if "current process" in str(exc):  # (RocksDB takes its lock before it reads anything)
+            raise translate(exc, str(location), read_only=False, doing="opening") from exc
+        return  # damaged (what a rebuild replaces): nothing has it open
+    del probe
+
+
 def remove_tree(path: Path) -> None:
     """Delete a directory konbini-ld made (a link in its place is removed, never followed)."""
     if path.is_symlink() or (path.exists() and not path.is_dir()):
@@ -279,6 +317,10 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
         raise StoreError(f"--store {location} exists and is not a directory")
     if read_only:
         check_archive(location, state_dir, None, writable=False)  # before anything is read
+        for wait in (0.02, 0.05, 0.1, 0.2, 0.4):
+            if (location / LIVE).is_dir() or not (location / JOURNAL).exists():
+                break
+            time.sleep(wait)  # a writer is swapping a rebuilt graph in: it is there in a moment
         if not (location / LIVE).is_dir():
             raise StoreError(_missing(location, state_dir))
     else:
