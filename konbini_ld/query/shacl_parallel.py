@@ -84,8 +84,7 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
 
     global _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES
     _DATA, _SHAPES, _WORK, _SHARES = data, shapes, work, n
-    shape_nodes = {term for triple in shapes for term in triple if isinstance(term, BNode)}
-    _SHAPE_NODES = shape_nodes
+    _SHAPE_NODES = {term for triple in shapes for term in triple if isinstance(term, BNode)}
     gc.freeze()  # (the collector would touch, and so copy, every page of the graph in each worker)
     import signal
 
@@ -118,11 +117,12 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
     for status, text in parts:
         if status == "failure":
             return text  # pySHACL's failure, as a single run hands it back
-    return _merged([text for _, text in parts], shapes, shape_nodes)
+    return _merged([triples for _, triples in parts], shapes)
 
 
 def _worker(k: int, unused: int, out: int, mask: Any, parent: int) -> None:  # pragma: no cover - runs in the forked worker
-    """Validate share ``k``, write ``status NUL text`` to ``out`` and end (never returns)."""
+    """Validate share ``k``, write ``(status, result)`` pickled to ``out`` and end (never returns)."""
+    import pickle
     import signal
 
     code = 0
@@ -132,13 +132,16 @@ def _worker(k: int, unused: int, out: int, mask: Any, parent: int) -> None:  # p
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        result = _validate_share(k)
-        status, text = result if isinstance(result, tuple) else ("ok", result)
+        result: tuple[str, Any] = _validate_share(k)
     except BaseException as exc:  # noqa: BLE001 - said to the parent, which raises it
-        status, text, code = "error", f"{type(exc).__name__}: {exc}", 1
+        result, code = ("error", f"{type(exc).__name__}: {exc}"), 1
     try:
         with open(out, "wb") as fh:
-            fh.write(status.encode() + b"\0" + text.encode("utf-8", "surrogatepass"))
+            try:
+                fh.write(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            except Exception as exc:  # noqa: BLE001 - a term that does not pickle: said, not lost
+                fh.write(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
+                code = 1
     finally:
         os._exit(code)
 
@@ -158,24 +161,27 @@ def _end_with_parent(parent: int) -> None:  # pragma: no cover - runs in the for
         os._exit(1)
 
 
-def _collect(pid: int, read: int) -> tuple[str, str]:
+def _collect(pid: int, read: int) -> tuple[str, Any]:
     """Worker ``pid``'s answer (read to its end, then the worker reaped)."""
+    import pickle
+
     from ..errors import ValidationError
 
     chunks = []
     while chunk := os.read(read, 1 << 20):  # (the caller closes the pipe, and ends the worker if this fails)
         chunks.append(chunk)
-    data = b"".join(chunks)
     _, status = os.waitpid(pid, 0)
-    head, _, body = data.partition(b"\0")
-    text = body.decode("utf-8", "surrogatepass")
-    if head == b"error":
-        raise ValidationError(f"a validating process failed: {text}")
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or head not in (b"ok", b"failure"):
+    try:
+        head, body = pickle.loads(b"".join(chunks))  # (from a process of ours, forked from this one)
+    except Exception:  # noqa: BLE001 - cut short: the worker died while writing
+        head, body = None, None
+    if head == "error":
+        raise ValidationError(f"a validating process failed: {body}")
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0 or head not in ("ok", "failure"):
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.WEXITSTATUS(status)}"
         raise ValidationError(f"a validating process ended unexpectedly ({how}; out of memory?): "
                               "validate again with --workers 1 to use one process")
-    return head.decode(), text
+    return head, body
 
 
 def _end(pid: int, read: int | None) -> None:
@@ -197,23 +203,14 @@ def _end(pid: int, read: int | None) -> None:
             pass
 
 
-def _validate_share(k: int) -> str | tuple[str, str]:
-    """Worker ``k``'s report (N-Triples) for its share of each shape's focus nodes."""
+def _validate_share(k: int) -> tuple[str, Any]:
+    """Worker ``k``'s results for its share of each shape's focus nodes: ``("ok", triples)``
+    (every report's triples but its ``sh:ValidationReport`` node's), or ``("failure", text)``."""
     import pyshacl
     from rdflib import BNode, Graph
+    from rdflib.namespace import RDF, SH
 
-    out = Graph()
-    for shape, nodes in _WORK:
-        share = nodes[k::_SHARES]
-        if not share:
-            continue
-        _conforms, report, _text = pyshacl.validate(
-            _DATA, shacl_graph=_SHAPES, inference="none", abort_on_first=False, allow_warnings=True,
-            use_shapes=[shape], focus_nodes=share,
-        )
-        if not isinstance(report, Graph):
-            return ("failure", str(report))
-        out += report
+    triples: list[tuple[Any, Any, Any]] = []
     # blank nodes copied from the shapes (a property shape's description) keep the shapes' labels
     # in every worker's report, so they merge; the report's own are named for this worker (forked,
     # the workers would name theirs alike)
@@ -224,13 +221,22 @@ def _validate_share(k: int) -> str | tuple[str, str]:
             return ours.setdefault(term, BNode(f"w{k}n{len(ours)}"))
         return term
 
-    renamed = Graph()
-    for triple in out:
-        renamed.add((named(triple[0]), triple[1], named(triple[2])))
-    return str(renamed.serialize(format="nt"))
+    for shape, nodes in _WORK:
+        share = nodes[k::_SHARES]
+        if not share:
+            continue
+        _conforms, report, _text = pyshacl.validate(
+            _DATA, shacl_graph=_SHAPES, inference="none", abort_on_first=False, allow_warnings=True,
+            use_shapes=[shape], focus_nodes=share,
+        )
+        if not isinstance(report, Graph):
+            return ("failure", str(report))
+        heads = set(report.subjects(RDF.type, SH.ValidationReport))
+        triples.extend((named(s), p, named(o)) for s, p, o in report if s not in heads)
+    return ("ok", triples)
 
 
-def _merged(parts: list[Any], shapes: Any, shape_nodes: set[Any]) -> Any:
+def _merged(parts: list[Any], shapes: Any) -> Any:
     """One report: every worker's results under one ``sh:ValidationReport``."""
     from rdflib import BNode, Graph, Literal
     from rdflib.namespace import RDF, SH
@@ -240,15 +246,13 @@ def _merged(parts: list[Any], shapes: Any, shape_nodes: set[Any]) -> Any:
         report.bind(prefix, namespace)
     report.bind("sh", SH)
     node = BNode()
-    report.add((node, RDF.type, SH.ValidationReport))
-    # a shape's copies are its own blank node again (the label the shapes gave it, as one run keeps it)
-    labels = {str(term): term for term in shape_nodes}
-    merged = Graph().parse(data="".join(parts), format="nt", bnode_context=labels)
-    for old in list(merged.subjects(RDF.type, SH.ValidationReport)):
-        merged.remove((old, None, None))
-    report += merged
+    add = report.store.add  # (terms from pySHACL's own reports: the graph's checks are for others)
+    add((node, RDF.type, SH.ValidationReport), report)
+    for triples in parts:
+        for triple in triples:
+            add(triple, report)
     results = list(report.subjects(RDF.type, SH.ValidationResult))
     for result in results:
-        report.add((node, SH.result, result))
-    report.add((node, SH.conforms, Literal(not results)))
+        add((node, SH.result, result), report)
+    add((node, SH.conforms, Literal(not results)), report)
     return report
