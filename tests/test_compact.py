@@ -108,11 +108,15 @@ def test_answers_and_views_held_across_a_repack_read_on_and_the_store_stays_soun
         after = len(store)
         raw = store.engine.store.quads_for_pattern(None, None, None, None)  # (bypasses the store)
         next(raw)
-        with pytest.raises(StoreBusyError, match="still read by something in this process.*open it again"):
+        with pytest.raises(StoreBusyError, match="still read by something in this process.*use the store again"):
             store.repack()
+        with pytest.raises(StoreBusyError):  # (still held: still refused, as an error of ours)
+            len(store)
         del raw
-    with open_store(location) as store:  # refused: unchanged, and it opens again
-        assert len(store) == after and store.repack() == after
+        grown = len(view)  # (day 3 loaded since `before`)
+        assert len(store) == after and store.repack() == after  # refused: unchanged, and usable again
+        assert grown > before and len(view) == grown  # the view still reads, from the new graph
+        assert store.load(days[2]).loaded == 0
     assert len(quads(location)) == after
     assert cli(location, "stats").exit_code == 0
 
@@ -262,3 +266,45 @@ def test_a_graph_linked_from_another_disk_is_not_replaced_by_compact_or_rebuild(
         assert (store / "oxigraph").is_symlink() and quads(store) == before
     assert not (store / "oxigraph.rebuild").exists()
     assert cli(store, "stats").exit_code == 0
+
+
+def _left_between_renames(store: Path) -> None:
+    """The store as a swap killed between its two renames leaves it: past the commit point, the
+    old graph moved aside, the new one not yet in place."""
+    import json
+    import shutil
+
+    shutil.copytree(store / "oxigraph", store / "oxigraph.rebuild")
+    applied = json.loads((store / "state.json").read_text())["applied_seq"]
+    (store / "REBUILD").write_text(json.dumps({"applied_seq": applied}))
+    (store / "oxigraph").rename(store / "oxigraph.old")
+
+
+def test_a_swap_cut_between_its_renames_is_finished_by_the_next_reader(tmp_path: Path, days: list[Path]) -> None:
+    """A kill (or a stalled writer) between moving the old graph aside and the new one in: a
+    reader finishes the switch (or waits for the writer to) instead of calling the graph lost."""
+    import threading
+
+    from konbini_ld.store.log.lock import WriterLock
+
+    store = tmp_path / "store"
+    _daily(store, days[:1])
+    before = quads(store)
+    _left_between_renames(store)
+    with open_store(store, read_only=True) as reader:  # (the writer died: nobody holds the store)
+        assert len(reader) == len(before)
+    assert quads(store) == before and not (store / "REBUILD").exists() and not (store / "oxigraph.old").exists()
+
+    _left_between_renames(store)
+    writer = WriterLock.take(store)  # a writer alive, stalled between its renames
+
+    def finish() -> None:
+        time.sleep(0.5)
+        (store / "oxigraph.rebuild").rename(store / "oxigraph")
+        writer.release()
+
+    thread = threading.Thread(target=finish)
+    thread.start()
+    r = cli(store, "query", "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", "--format", "csv")
+    thread.join()
+    assert r.exit_code == 0 and r.stdout.splitlines()[1] == str(len(before)), r.stderr

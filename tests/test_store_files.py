@@ -323,3 +323,20 @@ def test_a_remote_store_refuses_an_archive_of_another_store_before_any_request(s
     for read_only in (False, True):
         with pytest.raises(StoreError, match="belongs to another store"):
             open_store("http://127.0.0.1:9/query", archive=store, read_only=read_only)
+
+
+def test_a_graph_it_may_not_write_is_said_so_not_called_damaged(store: Path, tmp_path: Path) -> None:
+    """Files owned by someone else (a store copied as another user) are a permission problem,
+    not damage: the advice to rebuild would not help."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs setpriv and root, to drop the right to write others' files")
+    (store / "oxigraph").chmod(0o555)
+    try:
+        dropped = "-dac_override,-dac_read_search,-fowner"
+        r = subprocess.run([setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", sys.executable, "-m",
+                            "konbini_ld", "--store", str(store), "compact"], capture_output=True, text=True, timeout=120)
+    finally:
+        (store / "oxigraph").chmod(0o755)
+    assert r.returncode == 1 and "permission denied" in r.stderr, r.stderr
+    assert "damaged" not in r.stderr and "rebuild" not in r.stderr and "Traceback" not in r.stderr

@@ -353,3 +353,8 @@ def test_the_summary_names_the_shapes_the_graph_was_checked_against(tmp_path: Pa
     assert "Person" not in r.stderr
     r = CliRunner().invoke(main, ["--store", store, "validate"])
     assert "checked against Audio, Person, Video and Image shapes" in r.stderr, r.stderr
+    strict = tmp_path / "strict.ttl"
+    strict.write_text(mine.read_text().replace("sh:path as:name ; sh:minCount 1", "sh:path as:name ; sh:minCount 2"))
+    r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", str(strict)])
+    assert r.exit_code == 1 and r.stderr.splitlines()[-1] == \
+        "does not conform: 1 violation on 1 of the 7 nodes checked against the shapes of strict.ttl", r.stderr

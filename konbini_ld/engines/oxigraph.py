@@ -51,6 +51,9 @@ def translate(exc: BaseException, where: str, *, read_only: bool, doing: str = "
     if "lock" in text.lower() and "LOCK" in text:
         return StoreBusyError(f"the store at {where} is open for writing in another process; "
                               "stop it or use another --store")
+    if "Permission denied" in text:  # (not damage: nothing to rebuild)
+        return StoreError(f"{doing or 'using'} the store at {where} failed: permission denied "
+                          f"({first_line(text)}); check who owns its files")
     if missing or "Corruption" in text or "MANIFEST" in text or "CURRENT" in text:
         return StoreDamagedError(f"the store at {where} is damaged and cannot be opened ({first_line(text)})")
     if isinstance(exc, OSError) and exc.strerror:
@@ -99,7 +102,34 @@ class OxigraphEngine:
         )
         if on_disk:
             native_memory.tune()  # a long-lived process: RocksDB's freed buffers go back to the system
-        self.store = self._open()
+        self._store: ox.Store | None = self._open()
+        self._open_on_use = False
+
+    @property
+    def store(self) -> ox.Store:
+        """The open pyoxigraph store.
+
+        :raises StoreError: closed (or, after a refused :meth:`close_for_swap`, still held
+            elsewhere in this process: :class:`StoreBusyError`).
+        """
+        store = self._store
+        if store is None:
+            if not self._open_on_use:
+                raise StoreError(f"the store at {self.description} is closed")
+            self._store = store = self._open()
+            self._open_on_use = False
+        return store
+
+    @store.setter
+    def store(self, value: ox.Store) -> None:
+        self._store = value
+
+    def open_again(self, *, now: bool = True) -> None:
+        """Open the graph at this engine's path again after :meth:`close` (it may be a new graph
+        swapped in meanwhile); ``now=False``: on its next use."""
+        if now:
+            self._store = self._open()
+        self._open_on_use = not now
 
     def _open(self) -> ox.Store:
         attempts = _STALE_ATTEMPTS if self.read_only else 1
@@ -118,7 +148,7 @@ class OxigraphEngine:
                     # (compact, rebuild): files of the old one read beside the new one's manifest
                     time.sleep(0.02 * (attempt + 1))
                     continue
-                if isinstance(error, StoreError) and type(error) is StoreError:  # (not a kind it knows)
+                if type(error) is StoreError and "Permission denied" not in str(exc):  # (not a kind it knows)
                     error = StoreDamagedError(f"the store at {self.path} is damaged and cannot be opened "
                                               f"({first_line(str(exc))})")
                 raise error from exc
@@ -142,20 +172,22 @@ class OxigraphEngine:
                     yield from pattern(s, p, None, graph)
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
+        store = self.store
         try:
+            remove = store.remove
             for quad in deletes:
-                self.store.remove(quad)
+                remove(quad)
             if sum(map(len, inserts.values())) >= BULK_THRESHOLD:
                 # one bulk load for every graph: each load adds its own files to RocksDB's first
                 # level, and a long load that adds them faster than they are merged slows down
                 text = "".join(_quads(lines, graph) for graph, lines in inserts.items())
-                self.store.bulk_load(text.encode("utf-8"), ox.RdfFormat.N_QUADS)
+                store.bulk_load(text.encode("utf-8"), ox.RdfFormat.N_QUADS)
                 if self.path is not None:
                     native_memory.give_back()
                 return
             for graph, lines in inserts.items():
                 if lines:
-                    self.store.load("".join(lines).encode("utf-8"), ox.RdfFormat.N_TRIPLES, to_graph=graph)
+                    store.load("".join(lines).encode("utf-8"), ox.RdfFormat.N_TRIPLES, to_graph=graph)
         except (SyntaxError, UnicodeError, MemoryError, ValueError) as exc:
             raise WriteRejected(f"{type(exc).__name__}: {first_line(str(exc))}") from exc
         except (OSError, RuntimeError) as exc:
@@ -280,10 +312,11 @@ class OxigraphEngine:
             del target
 
     def close(self) -> None:
-        if self.store is not None:
+        self._open_on_use = False
+        if self._store is not None:
             if not self.read_only:
                 try:
-                    self.store.flush()
+                    self._store.flush()
                 except OSError:  # pragma: no cover - disk failure at exit
                     pass
-            self.store = None  # type: ignore[assignment]
+            self._store = None

@@ -40,8 +40,13 @@ def _store_class() -> type:
     class KonbiniOxigraphStore(OxigraphStore):
         """oxrdflib's store, with RDF 1.1 plain literals for ``xsd:string``."""
 
+        #: the engine read through (so the view follows it when it opens a new graph: ``compact``)
+        engine: Any = None
+
         @property
         def _inner(self) -> Any:
+            if self.engine is not None:
+                return self.engine.store
             if self._store is None:  # (oxrdflib would make an empty one in memory)
                 from ..errors import StoreError
 
@@ -85,7 +90,11 @@ def dataset_for(engine: Engine) -> Any:
     from ..vocab import PREFIXES
 
     factory = getattr(engine, "rdflib_store", None)
-    store = factory() if factory is not None else _store_class()(store=getattr(engine, "store"))  # (Oxigraph's)
+    if factory is not None:
+        store = factory()
+    else:  # (Oxigraph's)
+        store = _store_class()(store=getattr(engine, "store"))
+        store.engine, store._store = engine, None  # (holding the pyoxigraph store would keep it open)
     ds = Dataset(store=store, default_union=True)
     for prefix, ns in PREFIXES.items():
         ds.bind(prefix, ns, override=True)

@@ -81,8 +81,9 @@ class ValidationReport:
         if self.ok:
             return f"no violations: {checked} ({notes}; by SHACL's definition it does not conform)"
         nodes = len({r.focus for r in self.results if r.severity == "Violation"})
-        return f"does not conform: {counts['Violation']} violations on {nodes} nodes" + (
-            f" ({notes})" if counts["Warning"] or counts["Info"] else "")
+        others = ", ".join(f"{n} {s.lower()}{'s' if n != 1 else ''}" for s, n in counts.items() if n and s != "Violation")
+        return (f"does not conform: {counts['Violation']} violation{'s' if counts['Violation'] != 1 else ''} on "
+                f"{nodes} of the {checked}") + (f" ({others})" if others else "")
 
 
 def _data_graph(store: Any) -> Any:

@@ -366,45 +366,39 @@ class Store:
     def replace_graph(self, building: Path, applied: int, *, before_commit: Callable[[], None] | None = None) -> None:
         """Make the graph complete in ``building`` the live one (``repack``, ``rebuild``), and reopen it.
 
-        Answers this store handed out are read to their end first and its :attr:`graph` view
-        moves to the new graph. The old graph must be closed for good before its directory is
-        replaced (an instance left open would write its files into the new one's): if anything
-        else in the process still reads it, ``building`` is removed and nothing is replaced.
+        Answers this store handed out are read to their end first; its engine (and so the writer
+        and the :attr:`graph` view) reads the new graph after. The old graph must be closed for
+        good before its directory is replaced (an instance left open would write its files into
+        the new one's): if anything else in the process still reads it, ``building`` is removed,
+        nothing is replaced, and the store opens its graph again on its next use.
 
         :param before_commit: called once nothing reads the old graph, just before the commit point.
         :raises StoreBusyError: something in this process still reads the live graph.
         """
         assert self.location is not None and self.state_dir is not None
+        engine = cast(OxigraphEngine, self.engine)
         for answer in list(self._answers):
             answer.detach()
-        view = self._graph.store if self._graph is not None else None
-        if view is not None:
-            view._store = None  # (the view refuses to read until it is given the new graph)
-        self.engine.close()
+        engine.close()
         gc.collect()  # (an answer dropped in a cycle would hold the old files open until then)
         try:
             directory.check_released(self.location)
-        except BaseException:
+        except BaseException as exc:
             directory.remove_tree(building)
-            try:
-                self._reattach(view)
-            except StoreBusyError:  # (still held: reopening is refused for the same reason)
+            engine.open_again(now=False)  # (opening it now would be refused for the same reason)
+            if isinstance(exc, StoreBusyError):
                 raise StoreBusyError(
                     f"the graph at {self.location} is still read by something in this process (a query result "
                     "or a view taken from the store's engine), so it is not replaced and is unchanged: let go "
-                    "of it, then close this store and open it again") from None
+                    "of it and use the store again") from None
             raise
         if before_commit is not None:
             before_commit()
         directory.commit_rebuild(self.location, self.state_dir, applied)
-        self._reattach(view)
-
-    def _reattach(self, view: Any) -> None:
-        """Open the live graph again, for the writer and the rdflib view."""
-        self.engine = self.open_engine(read_only=False)
-        self.writer.engine = self.engine  # the same quads: what it remembers of its writes holds
-        if view is not None:
-            view._store = self.engine.store
+        if engine.path == self.location / directory.LIVE:
+            engine.open_again()  # the new graph, in the same engine: the writer and the view follow it
+        else:  # (a damaged graph being rebuilt was never opened: it had an empty stand-in)
+            self.engine = self.writer.engine = self.open_engine(read_only=False)
 
     def __len__(self) -> int:
         self.writer.sync()

@@ -62,7 +62,8 @@ class Context:
         from ...store.log.lock import NotWritableError
 
         reader = read_only or or_read_only
-        if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir():
+        if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir() \
+                and not (Path(self.location) / "REBUILD").exists():  # (not a graph being switched)
             read_only = False  # nothing loaded yet: an empty store answers every query with nothing
         options: dict[str, Any] = {"archive": self.archive, **self.store_options}
         try:

@@ -286,6 +286,36 @@ def _missing(location: Path, state_dir: Path, what: str = "has no graph (oxigrap
     return f"there is no konbini-ld store at {location} (load something first)"
 
 
+def _finish_swap(location: Path, state_dir: Path, patience: float = 10.0) -> None:
+    """A reader met a swap under way (``compact``, ``rebuild``): past the commit point, before
+    the new graph is in place. It is in place in a moment; one left so by a writer that died is
+    finished here (as the next writer would), when no writer holds the store.
+
+    :raises StoreBusyError: a writer holds the store and has not finished its swap meanwhile.
+    """
+    from ...errors import StoreBusyError
+
+    deadline = time.monotonic() + patience
+    wait = 0.01
+    while not (location / LIVE).is_dir() and (location / JOURNAL).exists():
+        try:
+            lock = WriterLock.take(location)
+        except NotWritableError:
+            return  # (it cannot finish it: said as a missing graph, with the way out)
+        except StoreError:  # a writer is at it
+            if time.monotonic() > deadline:
+                raise StoreBusyError(
+                    f"the store at {location} is switching to a new graph (compact or rebuild in another "
+                    "process) and has not finished; read it again when that process is done") from None
+            time.sleep(wait)
+            wait = min(wait * 2, 0.2)
+            continue
+        try:
+            settle(location, state_dir)
+        finally:
+            lock.release()
+
+
 def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphEngine:
     """Open the embedded graph; a damaged one is reported with the way to recover it."""
     from ...engines.oxigraph import OxigraphEngine
@@ -317,10 +347,12 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
         raise StoreError(f"--store {location} exists and is not a directory")
     if read_only:
         check_archive(location, state_dir, None, writable=False)  # before anything is read
-        for wait in (0.02, 0.05, 0.1, 0.2, 0.4):
-            if (location / LIVE).is_dir() or not (location / JOURNAL).exists():
-                break
-            time.sleep(wait)  # a writer is swapping a rebuilt graph in: it is there in a moment
+        if not (location / LIVE).is_dir() and (location / JOURNAL).exists():
+            _finish_swap(location, state_dir)
+            if not (location / LIVE).is_dir():
+                raise StoreError(f"the store at {location} was left between two graphs by an interrupted compact "
+                                 "or rebuild, which this reader cannot write to finish: the next command that "
+                                 "writes it (`konbini-ld compact`, a load) does")
         if not (location / LIVE).is_dir():
             raise StoreError(_missing(location, state_dir))
     else:
