@@ -308,3 +308,44 @@ def test_a_swap_cut_between_its_renames_is_finished_by_the_next_reader(tmp_path:
     r = cli(store, "query", "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", "--format", "csv")
     thread.join()
     assert r.exit_code == 0 and r.stdout.splitlines()[1] == str(len(before)), r.stderr
+
+
+def test_a_closed_store_writes_nothing_more(tmp_path: Path, days: list[Path]) -> None:
+    """A store object used after close (a notebook cell run again) must not write the directory
+    another process may hold by then: no rebuild, no repack, no load."""
+    from konbini_ld.errors import StoreError
+
+    location = tmp_path / "store"
+    _daily(location, days[:1])
+    store = open_store(location)
+    store.close()
+    before = quads(location)
+    for call in (store.rebuild, store.repack, lambda: store.load(days[1])):
+        with pytest.raises(StoreError, match="closed"):
+            call()
+    assert quads(location) == before and not (location / "oxigraph.rebuild").exists()
+
+
+def test_a_reader_that_may_not_write_reads_a_swap_cut_between_its_renames(tmp_path: Path, days: list[Path]) -> None:
+    import os
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs setpriv and root, to drop the right to write others' files")
+    store = tmp_path / "store"
+    _daily(store, days[:1])
+    held = len(quads(store))
+    _left_between_renames(store)
+    dropped = "-dac_override,-dac_read_search,-fowner"
+    script = "import sys; from konbini_ld import open_store; s = open_store(sys.argv[1], read_only=True); print(len(s))"
+    (store / "writer.lock").chmod(0o444)
+    store.chmod(0o555)
+    try:
+        r = subprocess.run([setpriv, f"--inh-caps={dropped}", f"--bounding-set={dropped}", sys.executable, "-c", script,
+                            str(store)], capture_output=True, text=True, timeout=120)
+    finally:
+        store.chmod(0o755)
+        (store / "writer.lock").chmod(0o644)
+    assert r.returncode == 0 and r.stdout.strip() == str(held), r.stderr
+    assert (store / "REBUILD").exists()  # (left for the next writer to finish)

@@ -104,6 +104,8 @@ class OxigraphEngine:
             native_memory.tune()  # a long-lived process: RocksDB's freed buffers go back to the system
         self._store: ox.Store | None = self._open()
         self._open_on_use = False
+        #: the graph is being replaced (``Store.replace_graph``): closed for a moment, not for good
+        self.swapping = False
 
     @property
     def store(self) -> ox.Store:
@@ -114,6 +116,9 @@ class OxigraphEngine:
         """
         store = self._store
         if store is None:
+            if self.swapping:
+                raise StoreBusyError(f"the graph at {self.description} is being replaced by a repack in this "
+                                     "process: try again when it is done")
             if not self._open_on_use:
                 raise StoreError(f"the store at {self.description} is closed")
             self._store = store = self._open()

@@ -72,6 +72,7 @@ class Store:
                  _rebuilding: bool = False) -> None:
         timeout = DEFAULT_TIMEOUT if remote_timeout is None else check_timeout(remote_timeout)
         self.read_only = read_only
+        self._closed = False
         self.location: Path | None = None
         self.state_dir: Path | None = Path(archive) if archive is not None else None
         self.marking = True  # record how far the archive is applied (not while a rebuild builds)
@@ -144,6 +145,7 @@ class Store:
             if self._memo is not None and self.marking:
                 self.writer.save_memo(self._memo, self._applied())
         finally:
+            self._closed = True
             self._graph = None
             if self.index is not None:
                 self.index.close()
@@ -191,6 +193,8 @@ class Store:
             directory.write_applied(self.state_dir, seq)
 
     def _writable(self) -> None:
+        if self._closed:
+            raise StoreError("this store is closed (open it again to write to it)")
         if self.read_only:
             raise StoreError("this store was opened read-only")
 
@@ -378,12 +382,19 @@ class Store:
         assert self.location is not None and self.state_dir is not None
         engine = cast(OxigraphEngine, self.engine)
         for answer in list(self._answers):
-            answer.detach()
+            try:
+                answer.detach()
+            except ValueError:  # ("generator already executing")
+                directory.remove_tree(building)
+                raise StoreBusyError("an answer of this store is being read in another thread: the graph is "
+                                     "unchanged; repack when it is done") from None
+        engine.swapping = True
         engine.close()
         gc.collect()  # (an answer dropped in a cycle would hold the old files open until then)
         try:
             directory.check_released(self.location)
         except BaseException as exc:
+            engine.swapping = False
             directory.remove_tree(building)
             engine.open_again(now=False)  # (opening it now would be refused for the same reason)
             if isinstance(exc, StoreBusyError):
@@ -394,7 +405,10 @@ class Store:
             raise
         if before_commit is not None:
             before_commit()
-        directory.commit_rebuild(self.location, self.state_dir, applied)
+        try:
+            directory.commit_rebuild(self.location, self.state_dir, applied)
+        finally:
+            engine.swapping = False
         if engine.path == self.location / directory.LIVE:
             engine.open_again()  # the new graph, in the same engine: the writer and the view follow it
         else:  # (a damaged graph being rebuilt was never opened: it had an empty stand-in)

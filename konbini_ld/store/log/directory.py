@@ -349,6 +349,10 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
         check_archive(location, state_dir, None, writable=False)  # before anything is read
         if not (location / LIVE).is_dir() and (location / JOURNAL).exists():
             _finish_swap(location, state_dir)
+            if not (location / LIVE).is_dir() and (location / BUILDING).is_dir() and not (location / BUILDING).is_symlink():
+                # this reader may not write, to finish the switch: the new graph is complete (past the
+                # commit point), so it reads it where it is
+                return OxigraphEngine(location / BUILDING, read_only=True)
             if not (location / LIVE).is_dir():
                 raise StoreError(f"the store at {location} was left between two graphs by an interrupted compact "
                                  "or rebuild, which this reader cannot write to finish: the next command that "
