@@ -183,34 +183,20 @@ def _follow(server: int) -> None:
     threading.Thread(target=watch, name="follow-server", daemon=True).start()
 
 
-def _die_with_parent() -> None:
-    """Have the kernel end this worker when the process that started it (the fork server) ends:
-    a fork server killed from outside must not leave its workers running queries for nobody."""
-    import ctypes
-    import os
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG (Linux; a no-op error elsewhere)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # (it ended before the call)
-        os._exit(0)
-
-
 def _worker(conn: Any, location: str, store_options: dict[str, Any], server: int | None = None) -> None:
     """Worker process: keeps a read-only view of the store, reopened when the store changes,
     and retried on a fresh view when a writer compacted files away under it. An answer is
     sent as a header (status, media type, length) and then its bytes in pieces. It ends when
     the server process ``server`` does (see :func:`_follow`)."""
-    from ..engines.sandbox import deny_network
-    from ..pipeline.collection import open_store
-
+    import os
     import signal
 
+    from ..engines.sandbox import deny_network, end_with_parent
+    from ..pipeline.collection import open_store
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the whole group: serve stops us
-    _die_with_parent()
+    if end_with_parent():  # (the fork server ended before the call)
+        os._exit(0)
     if server is not None:
         _follow(server)
     deny_network()  # before anything runs: no query can open a connection from here

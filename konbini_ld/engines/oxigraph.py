@@ -109,10 +109,10 @@ class OxigraphEngine:
 
     @property
     def store(self) -> ox.Store:
-        """The open pyoxigraph store.
+        """The open pyoxigraph store (opened again here after :meth:`open_again` with ``now=False``).
 
-        :raises StoreError: closed (or, after a refused :meth:`close_for_swap`, still held
-            elsewhere in this process: :class:`StoreBusyError`).
+        :raises StoreError: closed; :class:`StoreBusyError` while it is being replaced, or when
+            opening it again is refused because something in this process still holds the old one.
         """
         store = self._store
         if store is None:
@@ -162,7 +162,7 @@ class OxigraphEngine:
     def reopen(self) -> None:
         """Open a fresh read-only view (a writer beside it may have compacted files away)."""
         if self.path is not None and self.read_only:
-            self.store = self._open()
+            self._store = self._open()
 
     # -- writes --------------------------------------------------------------
 

@@ -40,18 +40,15 @@ def _store_class() -> type:
     class KonbiniOxigraphStore(OxigraphStore):
         """oxrdflib's store, with RDF 1.1 plain literals for ``xsd:string``."""
 
-        #: the engine read through (so the view follows it when it opens a new graph: ``compact``)
-        engine: Any = None
+        def __init__(self, engine: Any) -> None:
+            super().__init__()
+            #: read through on every use (never held: the view follows the engine to a new graph
+            #: after ``compact``, and says so when the store is closed)
+            self.engine = engine
 
         @property
         def _inner(self) -> Any:
-            if self.engine is not None:
-                return self.engine.store
-            if self._store is None:  # (oxrdflib would make an empty one in memory)
-                from ..errors import StoreError
-
-                raise StoreError("this view's store is closed")
-            return self._store
+            return self.engine.store
 
         def triples(self, triple_pattern: Any, context: Any = None) -> Iterator[Any]:
             try:
@@ -93,8 +90,7 @@ def dataset_for(engine: Engine) -> Any:
     if factory is not None:
         store = factory()
     else:  # (Oxigraph's)
-        store = _store_class()(store=getattr(engine, "store"))
-        store.engine, store._store = engine, None  # (holding the pyoxigraph store would keep it open)
+        store = _store_class()(engine)
     ds = Dataset(store=store, default_union=True)
     for prefix, ns in PREFIXES.items():
         ds.bind(prefix, ns, override=True)

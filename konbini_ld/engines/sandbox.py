@@ -9,6 +9,8 @@ process (Unix sockets and pipes, which the worker uses to talk to ``serve``, sti
 The filter is eight BPF instructions installed with ``seccomp(2)``; it needs no privilege
 (``no_new_privs`` is set first) and no library. Where seccomp is unavailable (not Linux,
 an unknown architecture), :func:`deny_network` says so and the check stands alone.
+
+:func:`end_with_parent` is the other guard worker processes share: none outlives its parent.
 """
 
 from __future__ import annotations
@@ -78,3 +80,20 @@ def deny_network() -> bool:
         return False
     rc = libc.syscall(seccomp_nr, _SET_MODE_FILTER, _FILTER_FLAG_TSYNC, ctypes.byref(prog))
     return bool(rc == 0)
+
+
+def end_with_parent(parent: int | None = None) -> bool:
+    """Have the kernel end this (forked) process when its parent dies, so that a parent killed
+    outright leaves no worker computing for nobody. Linux; elsewhere a no-op.
+
+    :param parent: the parent's pid as it was before the fork (``None``: any but init).
+    :returns: whether the parent is already gone (it died before the request was made).
+    """
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+    return os.getppid() != parent if parent is not None else os.getppid() == 1

@@ -96,9 +96,7 @@ def _embedded(store: Rebuildable, progress: Progress, last: int) -> LoadReport:
         raise
     finally:
         store.marking = True
-    retired = False
-
-    location = store.location
+    location, retired = store.location, False
 
     def retire_index() -> None:
         nonlocal retired

@@ -121,14 +121,18 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
 
 
 def _worker(k: int, unused: int, out: int, mask: Any, parent: int) -> None:  # pragma: no cover - runs in the forked worker
-    """Validate share ``k``, write ``(status, result)`` pickled to ``out`` and end (never returns)."""
+    """Validate share ``k``, write ``(status, result)`` pickled to ``out`` and end (never returns);
+    the kernel ends it if the validating process dies."""
     import pickle
     import signal
+
+    from ..engines.sandbox import end_with_parent
 
     code = 0
     try:
         os.close(unused)
-        _end_with_parent(parent)
+        if end_with_parent(parent):  # (the validating process died before the call)
+            os._exit(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -144,21 +148,6 @@ def _worker(k: int, unused: int, out: int, mask: Any, parent: int) -> None:  # p
                 code = 1
     finally:
         os._exit(code)
-
-
-def _end_with_parent(parent: int) -> None:  # pragma: no cover - runs in the forked worker
-    """Have the kernel end this worker when the validating process dies (a ``kill -9`` leaves no
-    worker computing its share for nobody). Linux; elsewhere the worker ends when it is done."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it died before the request was made
-        os._exit(1)
 
 
 def _collect(pid: int, read: int) -> tuple[str, Any]:

@@ -226,11 +226,14 @@ def check_released(location: Path) -> None:
     live = location / LIVE
     if not live.is_dir() or live.is_symlink():
         return
+    from ...errors import StoreBusyError
+
     try:
         probe = ox.Store(str(live))
     except (OSError, RuntimeError) as exc:
-        if "current process" in str(exc):  # (RocksDB takes its lock before it reads anything)
-            raise translate(exc, str(location), read_only=False, doing="opening") from exc
+        error = translate(exc, str(location), read_only=False, doing="opening")
+        if isinstance(error, StoreBusyError):  # (RocksDB takes its lock before it reads anything)
+            raise error from exc
         return  # damaged (what a rebuild replaces): nothing has it open
     del probe
 
@@ -301,7 +304,7 @@ def _finish_swap(location: Path, state_dir: Path, patience: float = 10.0) -> Non
         try:
             lock = WriterLock.take(location)
         except NotWritableError:
-            return  # (it cannot finish it: said as a missing graph, with the way out)
+            return  # (it cannot finish it: the caller reads the new graph where it is)
         except StoreError:  # a writer is at it
             if time.monotonic() > deadline:
                 raise StoreBusyError(
@@ -349,14 +352,11 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
         check_archive(location, state_dir, None, writable=False)  # before anything is read
         if not (location / LIVE).is_dir() and (location / JOURNAL).exists():
             _finish_swap(location, state_dir)
-            if not (location / LIVE).is_dir() and (location / BUILDING).is_dir() and not (location / BUILDING).is_symlink():
+            building = location / BUILDING
+            if not (location / LIVE).is_dir() and building.is_dir() and not building.is_symlink():
                 # this reader may not write, to finish the switch: the new graph is complete (past the
                 # commit point), so it reads it where it is
-                return OxigraphEngine(location / BUILDING, read_only=True)
-            if not (location / LIVE).is_dir():
-                raise StoreError(f"the store at {location} was left between two graphs by an interrupted compact "
-                                 "or rebuild, which this reader cannot write to finish: the next command that "
-                                 "writes it (`konbini-ld compact`, a load) does")
+                return OxigraphEngine(building, read_only=True)
         if not (location / LIVE).is_dir():
             raise StoreError(_missing(location, state_dir))
     else:
