@@ -310,3 +310,89 @@ def test_a_videos_page_nested_5000_deep_costs_one_error_line(cli: Any, api: Fake
         ledger = store.fetch_ledger()
     # an answer that cannot be read cannot be checked: not bought, asked again (it is archived as evidence)
     assert f"videos:{audio_id(3)}:0" not in ledger
+
+
+# -- the writer beside the network --------------------------------------------------
+
+
+def _data_graph(store: Any) -> set[str]:
+    from konbini_ld.store.provenance import DATA
+
+    return {f"{q.subject} {q.predicate} {q.object}" for q in store.engine.store.quads_for_pattern(None, None, None, DATA)}
+
+
+def test_answers_prepared_in_worker_processes_make_the_same_graph(tmp_path: Path, api: FakeKonbiniAPI) -> None:
+    graphs = []
+    for workers in (0, 1):
+        api.reset()
+        with open_store(tmp_path / f"w{workers}") as store:
+            client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+            report = fetch(store, client, ids(12), videos=True, batch_size=5, workers=workers)
+            assert (report.fetched, report.unapplied, report.load.loaded) == (24, 0, 24)
+            graphs.append(_data_graph(store))
+    assert len(graphs[0]) > 24 * 30 * 5 and graphs[0] == graphs[1]
+
+
+def test_a_preparing_process_killed_mid_fetch_costs_no_answer(store: Any, api: FakeKonbiniAPI) -> None:
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    import time
+
+    api.latency = 0.05
+    client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+    killed: list[int] = []
+
+    def kill_the_first_worker() -> None:
+        for _ in range(2000):
+            children = multiprocessing.active_children()
+            if children:
+                os.kill(children[0].pid, signal.SIGKILL)
+                killed.append(children[0].pid)
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_the_first_worker, daemon=True)
+    killer.start()
+    report = fetch(store, client, ids(30), videos=True, batch_size=4, workers=1)
+    killer.join(15)
+    assert killed, "no preparing process was started"
+    assert (report.fetched, report.unapplied, report.load.loaded, report.failed) == (60, 0, 60, [])
+    assert store.stats().audios == 30
+    assert len(list(store.run_named("videos-using-audio", {"audio": _audio_iri(store, 29)}).rows())) == 30
+
+
+def _audio_iri(store: Any, i: int) -> str:
+    found = store.query("SELECT ?a ?id WHERE { ?a <https://konbiniapi.com/ns/social#entityId> ?id }",
+                        {"id": f'"{audio_id(i)}"'})
+    return str(next(iter(found.rows()))[0].value)
+
+
+def test_a_write_failing_behind_the_next_batch_leaves_its_answers_to_the_next_writer(store_dir: Path,
+                                                                                    api: FakeKonbiniAPI) -> None:
+    from konbini_ld.errors import StoreError
+    from konbini_ld.store.log.archive import Archive
+
+    client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+    with open_store(store_dir) as store:
+        engine = store.pipeline.writer.engine
+        real, calls = engine.apply, []
+
+        def apply(*args: Any) -> None:  # the third write finds the disk full
+            calls.append(1)
+            if len(calls) == 3:
+                raise StoreError("No space left on device")
+            real(*args)
+
+        engine.apply = apply
+        with pytest.raises(StoreError, match="No space left"):
+            fetch(store, client, ids(40), batch_size=3, workers=0, concurrency=2)
+        engine.apply = real
+    archived = len(list(Archive(store_dir / "archive").records()))
+    assert archived < 40  # the run stopped buying
+    with open_store(store_dir, read_only=True) as reader:
+        stats = reader.stats()
+        assert stats.unapplied >= 1 and stats.audios + stats.unapplied == archived  # the failed batch is not counted in
+    with open_store(store_dir) as store:  # the next writer applies what was archived
+        assert (store.stats().audios, store.stats().unapplied) == (archived, 0)

@@ -13,7 +13,6 @@ cores for it. Both are switchable, and the differential test holds them to plain
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -130,46 +129,98 @@ def body_sha256(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _seed_worker(templates: dict[Any, Any]) -> None:
+def _start_worker(templates: dict[Any, Any], parent: int) -> None:
+    """A preparing process: the templates its parent learned; Ctrl-C is its parent's to handle
+    (the parent decides what is prepared still), and it ends with its parent."""
+    import signal
+
+    from ..engines.sandbox import end_with_parent
     from .templates import default_cache
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if end_with_parent(parent):
+        os._exit(0)
     default_cache().seed(templates)
+
+
+def _prepare_all(batch: list[Response], templates: bool) -> list[Observation]:
+    return [prepare(r, shape_cache=templates) for r in batch]
 
 
 #: Response text below which a batch is prepared in line (moving it to a worker costs more).
 _POOLED_BYTES = 128 * 1024
 
 
+class Prepared:
+    """A batch being prepared in worker processes: :meth:`get` waits for its observations (a
+    worker that died, whatever killed it, costs time, never responses: its share is prepared
+    in line)."""
+
+    def __init__(self, pool: PreparePool, parts: list[tuple[list[Response], Any]]) -> None:
+        self.pool = pool
+        self.parts = parts
+
+    def get(self) -> list[Observation]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        out: list[Observation] = []
+        for batch, future in self.parts:
+            try:
+                out.extend(future.result())
+            except BrokenProcessPool:
+                self.pool.broken()
+                out.extend(_prepare_all(batch, self.pool.templates))
+        return out
+
+
 class PreparePool:
     """Worker processes preparing batches one ahead of the writer; started on the second batch,
-    so small inputs never pay for them."""
+    so small inputs never pay for them.
 
-    def __init__(self, workers: int | None, *, templates: bool = True) -> None:
+    :param workers: processes (``None``: one per CPU beyond two; ``0``: every batch in line).
+    :param eager: every batch to the workers, however small (answers arriving a few at a
+        time, as ``fetch`` applies them).
+    """
+
+    def __init__(self, workers: int | None, *, templates: bool = True, eager: bool = False) -> None:
         self.templates = templates
         # one core plans and writes, one runs Oxigraph's bulk loads: preparing in other processes
         # only pays beyond that (on two cores, moving documents between processes costs what it saves)
         self.workers = max(0, (os.cpu_count() or 1) - 2) if workers is None else workers
+        self.eager = eager
         self.pool: Any = None
         self.batches = 0
 
-    def prepare(self, batch: list[Response]) -> Any:
-        """Observations of ``batch`` (a list, or an async result with ``get()`` from the workers)."""
+    def prepare(self, batch: list[Response]) -> list[Observation] | Prepared:
+        """Observations of ``batch``: a list, or (from the workers) a :class:`Prepared` to ``get()``."""
         self.batches += 1
-        if self.workers <= 0 or self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES:
-            return [prepare(r, shape_cache=self.templates) for r in batch]
+        if self.workers <= 0 or not batch or (
+                not self.eager and (self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES)):
+            return _prepare_all(batch, self.templates)
         if self.pool is None:
             import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
             from .templates import default_cache
 
-            # workers start with the templates this process learned on the first batch
-            self.pool = mp.get_context("spawn").Pool(
-                self.workers, initializer=_seed_worker, initargs=(default_cache().snapshot(),)
-            )
-        work = functools.partial(prepare, shape_cache=self.templates)
-        return self.pool.map_async(work, batch, chunksize=max(1, len(batch) // (self.workers * 4)))
+            # workers start with the templates this process learned so far
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_start_worker,
+                                            initargs=(default_cache().snapshot(), os.getpid()))
+        step = max(1, -(-len(batch) // (self.workers * 4)))
+        parts = [batch[i:i + step] for i in range(0, len(batch), step)]
+        try:
+            return Prepared(self, [(part, self.pool.submit(_prepare_all, part, self.templates)) for part in parts])
+        except RuntimeError:  # (the pool broke: a worker was killed)
+            self.broken()
+            return _prepare_all(batch, self.templates)
+
+    def broken(self) -> None:
+        """A worker died: prepare in line from now on."""
+        self.close()
+        self.workers = 0
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            pool, self.pool = self.pool, None
+            pool.shutdown(wait=False, cancel_futures=True)  # (a part under way ends on its own)

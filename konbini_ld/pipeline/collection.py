@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..model import LoadReport, Response
+from ..model import LoadReport, Observation, Response
 from ..sources.files import Source, iter_sources
 from ..store.log.archive import ArchiveRecord
 from ..store.store import Location, Store
@@ -121,10 +121,26 @@ class KonbiniStore(Store):
         """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""
         return self.append(responses)
 
-    def apply_archived(self, records: Sequence[ArchiveRecord]) -> LoadReport:
-        """Map and upsert responses already archived as ``records``."""
+    def apply_archived(self, records: Sequence[ArchiveRecord], *, behind: bool = False,
+                       before_write: Callable[[], None] | None = None) -> LoadReport:
+        """Map and upsert responses already archived as ``records``.
+
+        :param behind: return once the write has started, preparing the next batch meanwhile
+            (see :meth:`~konbini_ld.pipeline.ingest.Pipeline.apply_records`; :meth:`settle_writes` waits).
+        """
         self._writable()
-        return self.pipeline.apply_records(records)
+        return self.pipeline.apply_records(records, behind=behind, before_write=before_write)
+
+    def apply_prepared(self, observations: list[Observation], seq: int | None, *, behind: bool = False,
+                       before_write: Callable[[], None] | None = None) -> LoadReport:
+        """Upsert observations of archived records, prepared already (up to archive position ``seq``)."""
+        self._writable()
+        return self.pipeline.apply_prepared(observations, seq, behind=behind, before_write=before_write)
+
+    def settle_writes(self) -> LoadReport:
+        """Wait for a write :meth:`apply_archived` left behind (raising its error): what it
+        changed of that batch's report."""
+        return self.pipeline.settle()
 
     def rebuild(self, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:
         """Re-derive the graph from the archive (after a mapping change, or to recover a damaged store).

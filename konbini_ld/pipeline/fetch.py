@@ -20,7 +20,6 @@ archived, so the next run resumes where this one stopped.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +44,7 @@ from ..sources.konbini.endpoints import audio_key, parse_audio_ids, usable_curso
 from ..store.log.archive import ArchiveRecord
 from ..units import check_duration, format_time
 from .collection import KonbiniStore
+from .feed import GraphFeed
 from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
 
 __all__ = ["APPLY_GRACE_SECONDS", "DEFAULT_CONCURRENCY", "FetchReport", "Terminated", "fetch"]
@@ -91,6 +91,7 @@ def fetch(
     graph_progress: Callable[[int], None] | None = None,
     batch_size: int = DEFAULT_BATCH,
     batch_bytes: int | None = DEFAULT_BATCH_BYTES,
+    workers: int | None = None,
 ) -> FetchReport:
     """Fetch audios by id or TikTok music URL (and with ``videos`` their pages of videos) into ``store``.
 
@@ -115,12 +116,15 @@ def fetch(
     :param batch_size: answers one write to the graph takes at most.
     :param batch_bytes: answer text one write to the graph takes at most (``None``: no bound but
         the count); what the writer holds in memory follows it.
+    :param workers: processes preparing answers for the graph beside the writer (``None``: one
+        per CPU beyond one, see :func:`.feed.default_workers`; ``0``: all on the writer's thread).
     :raises InvalidIdError: an id is neither digits nor a TikTok music URL (nothing was requested).
     :raises UsageError: ``max_credits`` or ``max_pages`` is negative, ``concurrency`` below 1.
     """
     _check_counts(concurrency=(concurrency, 1), max_pages=(max_pages, 0), max_credits=(max_credits, 0),
                   page_size=(page_size, 1), batch_size=(batch_size, 1),
-                  batch_bytes=(batch_bytes if batch_bytes is not None else 1, 1))
+                  batch_bytes=(batch_bytes if batch_bytes is not None else 1, 1),
+                  workers=(workers if workers is not None else 0, 0))
     if refresh_older_than is not None:
         check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
@@ -147,8 +151,8 @@ def fetch(
         return report
     runner.on_total = on_total
     runner.on_graph = on_graph
-    runner.graph_progress = graph_progress
-    runner.batch_size, runner.batch_bytes = batch_size, batch_bytes
+    runner.feed.progress = graph_progress
+    runner.feed.batch_size, runner.feed.batch_bytes, runner.feed.workers = batch_size, batch_bytes, workers
     runner.total = len(jobs) + report.skipped
     if on_total:
         on_total(runner.total)
@@ -196,9 +200,6 @@ class _Runner:
         self.progress = progress or (lambda n: None)
         self.on_total: Callable[[int], None] | None = None
         self.on_graph: Callable[[int], None] | None = None
-        self.graph_progress: Callable[[int], None] | None = None
-        self.batch_size = DEFAULT_BATCH
-        self.batch_bytes: int | None = DEFAULT_BATCH_BYTES
         self.total = 0
         self.stop = threading.Event()
         self.run_id = "fetch:" + format_time(datetime.now(UTC))
@@ -208,10 +209,7 @@ class _Runner:
         #: paid answers the archive could not take (written elsewhere at the end, never lost)
         self.unarchived: list[Response] = []
         # archived records reach the graph on their own thread, in archive order
-        self.applying: queue.Queue[ArchiveRecord | None] = queue.Queue()
-        self.apply_deadline: float | None = None
-        self.writer_error: BaseException | None = None
-        self.writer = threading.Thread(target=self._apply_loop, name="konbini-apply", daemon=True)
+        self.feed = GraphFeed(store, report, self._halt)
 
     # -- planning --------------------------------------------------------------
 
@@ -301,33 +299,33 @@ class _Runner:
         assert self.client is not None
         self.archive.on_written = self._archived
         self.client.cancel = self.stop
-        self.writer.start()
+        self.feed.start()
         try:
             self._run(jobs)
         finally:
             self.archive.on_written = None
             self.client.cancel = None
             self._rescue()
-            pending = self.applying.qsize()
-            if pending and self.on_graph is not None and self.apply_deadline is None:
+            pending = self.feed.pending()
+            if pending and self.on_graph is not None and self.feed.deadline is None:
                 self.on_graph(pending)
-            self.applying.put(None)
+            self.feed.end()
             self._finish_applying()
-        if self.writer_error is not None:
-            raise self.writer_error
+        if self.feed.error is not None:
+            raise self.feed.error
 
     def _finish_applying(self) -> None:
         """Wait for the graph to take what was archived. Ctrl-C or SIGTERM meanwhile gives it
         :data:`APPLY_GRACE_SECONDS` more (a second one: none); the rest is applied when the store
         is next opened, and the run still ends with its summary."""
-        while self.writer.is_alive():
+        feed = self.feed
+        while feed.thread.is_alive():
             try:
-                self.writer.join()
+                feed.thread.join()
             except KeyboardInterrupt as exc:
                 now = time.monotonic()
                 self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
-                self.apply_deadline = now if self.apply_deadline is not None and self.apply_deadline > now \
-                    else now + APPLY_GRACE_SECONDS
+                feed.deadline = now if feed.deadline is not None and feed.deadline > now else now + APPLY_GRACE_SECONDS
 
     def _run(self, jobs: list[_Job]) -> None:
         todo = list(reversed(jobs))
@@ -353,7 +351,7 @@ class _Runner:
             self.report.not_requested += len(todo)
         except KeyboardInterrupt as exc:
             self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
-            self.apply_deadline = time.monotonic() + DRAIN_GRACE_SECONDS + APPLY_GRACE_SECONDS
+            self.feed.deadline = time.monotonic() + DRAIN_GRACE_SECONDS + APPLY_GRACE_SECONDS
             self.report.not_requested += len(todo)
             self._drain(running)
         finally:
@@ -460,7 +458,7 @@ class _Runner:
 
     def _archived(self, records: list[ArchiveRecord]) -> None:
         for record in records:
-            self.applying.put(record)
+            self.feed.put(record)
 
     def _account(self, answer: ApiResponse) -> None:
         with self._lock:
@@ -517,40 +515,3 @@ class _Runner:
                         "its later pages are not fetched", url=answer.url))
                     next_cursor = None
         return self._follow(job, 200, next_cursor)
-
-    def _apply_loop(self) -> None:
-        done = False
-        while not done:
-            batch: list[ArchiveRecord] = []
-            held = 0
-            item = self.applying.get()
-            while True:
-                if item is None:
-                    done = True
-                else:
-                    batch.append(item)
-                    held += len(item.body)
-                if done or len(batch) >= self.batch_size or (self.batch_bytes is not None and held >= self.batch_bytes):
-                    break
-                try:
-                    item = self.applying.get_nowait()
-                except queue.Empty:
-                    break
-            if not batch:
-                continue
-            late = self.apply_deadline is not None and time.monotonic() > self.apply_deadline
-            if self.writer_error is not None or late:
-                self.report.unapplied += len(batch)  # archived: applied when the store is next opened
-                continue
-            try:
-                load = self.store.apply_archived(batch)
-            except BaseException as exc:  # surfaced by run(); archived responses replay on next open
-                self.writer_error = exc
-                self.report.unapplied += len(batch)
-                self._halt("store-error")
-                continue
-            self.report.load.merge(load)
-            self.report.fetched -= len(load.failed)
-            self.report.failed.extend(load.failed)
-            if self.graph_progress is not None:
-                self.graph_progress(len(batch))

@@ -79,12 +79,15 @@ def load(state: Context, files: tuple[str, ...], batch_size: int, batch_bytes: i
 @click.option("--retries", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts for transient failures (connection, timeout, 5xx).")
 @batch_options
+@click.option("--workers", type=click.IntRange(0, 256), metavar="N",
+              help="Processes preparing answers for the graph beside the writer (default: one per CPU beyond one; "
+                   "0: none).")
 @pass_state
 @handle_errors
 def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, concurrency: int, refresh: bool,
           refresh_older_than: str | None, retry_not_found: bool, dry_run: bool, max_credits: int | None,
           videos: bool, max_pages: int, api_url: str | None, timeout: float, retries: int, batch_size: int,
-          batch_bytes: int) -> None:
+          batch_bytes: int, workers: int | None) -> None:
     """Fetch audios (and with --videos the videos using them) from KonbiniAPI into the store.
 
     The key comes from the KONBINI_API_KEY environment variable. Each request
@@ -150,7 +153,7 @@ def fetch(state: Context, ids: tuple[str, ...], ids_file: IO[bytes] | None, conc
                                max_credits=max_credits, refresh_older_than=older, retry_not_found=retry_not_found,
                                dry_run=dry_run, videos=videos, max_pages=max_pages, progress=bar.update,
                                on_total=total, on_graph=on_graph, graph_progress=graph_progress,
-                               batch_size=batch_size, batch_bytes=batch_bytes)
+                               batch_size=batch_size, batch_bytes=batch_bytes, workers=workers)
         finally:
             for b in graph:
                 b.close()

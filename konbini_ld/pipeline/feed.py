@@ -1,0 +1,160 @@
+"""Archived answers to the graph while a fetch goes on: ``fetch``'s writing half.
+
+Answers are archived on the threads that receive them; :class:`GraphFeed` takes them, in
+archive order, to the graph on a thread of its own, a batch at a time. Each batch is prepared
+(in worker processes where the machine has a core to spare) while the one before it is
+planned, and written behind while the next one is planned, so the graph keeps up with the
+network; a batch is counted in the run's report once its write is done.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..mapping.prepare import PreparePool
+from ..model import FetchReport, LoadReport
+from ..store.log.archive import ArchiveRecord
+from .collection import KonbiniStore
+from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
+
+__all__ = ["GraphFeed", "default_workers"]
+
+
+def default_workers() -> int:
+    """Preparing processes ``fetch`` starts by default: one per CPU beyond one (a fetching process
+    spends most of its time waiting for answers, so its writer can spare a core a load's cannot)."""
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
+class GraphFeed:
+    """Takes archived records to the graph on its own thread, in the order they are :meth:`put`.
+
+    :param halt: called with ``"store-error"`` when a write fails (the run stops buying).
+    :ivar deadline: past this (``time.monotonic()``), batches are left to the next writer.
+    :ivar error: the write error that stopped it (what was not written is replayed when the
+        store is next opened for writing).
+    """
+
+    def __init__(self, store: KonbiniStore, report: FetchReport, halt: Callable[[str], None]) -> None:
+        self.store = store
+        self.report = report
+        self.halt = halt
+        self.batch_size = DEFAULT_BATCH
+        self.batch_bytes: int | None = DEFAULT_BATCH_BYTES
+        #: processes preparing answers beside the writer (``None``: :func:`default_workers`)
+        self.workers: int | None = None
+        #: called with the number of answers each batch written took to the graph
+        self.progress: Callable[[int], None] | None = None
+        self.deadline: float | None = None
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[ArchiveRecord | None] = queue.Queue()
+        #: the batch being written behind: its size and report (counted once the write is done)
+        self.behind: tuple[int, LoadReport] | None = None
+        self.thread = threading.Thread(target=self._run, name="konbini-apply", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, record: ArchiveRecord) -> None:
+        self.queue.put(record)
+
+    def pending(self) -> int:
+        """Records put and not taken yet."""
+        return self.queue.qsize()
+
+    def end(self) -> None:
+        """No more records: the thread ends once it has written (or left) those it has."""
+        self.queue.put(None)
+
+    def _run(self) -> None:
+        workers = default_workers() if self.workers is None else self.workers
+        pool = PreparePool(workers, templates=self.store.pipeline.templates, eager=True)
+        pending: tuple[list[ArchiveRecord], Any] | None = None
+        done = False
+        try:
+            while not done or pending is not None:
+                batch: list[ArchiveRecord] = []
+                if not done and (pending is None or not self.queue.empty()):
+                    done = self._take(batch)
+                if batch:
+                    if self.error is not None or self._late():
+                        self.report.unapplied += len(batch)  # archived: applied when the store is next opened
+                    else:  # prepared while the batch before it is planned
+                        job = (batch, pool.prepare([r.response() for r in batch if r.replayable]))
+                        if pending is not None:
+                            self._apply(*pending)
+                        pending = job
+                        continue
+                if pending is not None:  # nothing more has come: no reason to wait
+                    self._apply(*pending)
+                    pending = None
+        finally:
+            pool.close()
+        try:
+            self._settle()
+        except _EarlierWriteFailed:
+            pass
+
+    def _take(self, batch: list[ArchiveRecord]) -> bool:
+        """Fill ``batch`` with what is queued (waiting for the first); whether the queue is at its end."""
+        held = 0
+        item = self.queue.get()
+        while True:
+            if item is None:
+                return True
+            batch.append(item)
+            held += len(item.body)
+            if len(batch) >= self.batch_size or (self.batch_bytes is not None and held >= self.batch_bytes):
+                return False
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return False
+
+    def _late(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _apply(self, batch: list[ArchiveRecord], prepared: Any) -> None:
+        if self.error is not None or self._late():
+            self.report.unapplied += len(batch)
+            return
+        try:
+            observations = prepared.get() if hasattr(prepared, "get") else prepared
+            load = self.store.apply_prepared(observations, batch[-1].seq, behind=True, before_write=self._settle)
+        except _EarlierWriteFailed:
+            self.report.unapplied += len(batch)
+            return
+        except BaseException as exc:  # surfaced by the run; archived responses replay on next open
+            self.error = exc
+            self.report.unapplied += len(batch)
+            self.halt("store-error")
+            return
+        self.behind = (len(batch), load)
+
+    def _settle(self) -> None:
+        """Wait for the batch written behind and count it (a failed write: not applied, replayed
+        when the store is next opened; the run stops)."""
+        if self.behind is None:
+            return
+        (count, load), self.behind = self.behind, None
+        try:
+            load.merge(self.store.settle_writes())
+        except BaseException as exc:
+            self.error = exc
+            self.report.unapplied += count
+            self.halt("store-error")
+            raise _EarlierWriteFailed from exc
+        self.report.load.merge(load)
+        self.report.fetched -= len(load.failed)
+        self.report.failed.extend(load.failed)
+        if self.progress is not None:
+            self.progress(count)
+
+
+class _EarlierWriteFailed(Exception):
+    """The batch written behind failed (its error is the feed's ``error``)."""
