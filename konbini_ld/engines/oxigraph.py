@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
@@ -169,12 +170,10 @@ class OxigraphEngine:
     def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None,
                            predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
         pattern = self.store.quads_for_pattern
-        for s in subjects:
-            if predicates is None:
-                yield from pattern(s, None, None, graph)
-            else:  # a seek per predicate: an entity may carry thousands of other quads
-                for p in predicates:
-                    yield from pattern(s, p, None, graph)
+        if predicates is None:
+            return chain.from_iterable(pattern(s, None, None, graph) for s in subjects)
+        # a seek per predicate: an entity may carry thousands of other quads
+        return chain.from_iterable(pattern(s, p, None, graph) for s in subjects for p in predicates)
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         store = self.store

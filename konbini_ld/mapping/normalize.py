@@ -249,9 +249,25 @@ class _Walker:
         if "id" not in out:
             out["id"] = self.top_level_id(obj, type_names)
         me = out["id"]
+        kinds, fast = self.kinds, not self.check_text
         for k, v in obj.items():
             if k in ("id", "@id", "type", "@type"):
                 continue
+            kind = kinds.get(k)
+            if fast and kind is not None:  # the common leaves, in line: what value() would return for them
+                t = type(v)
+                if t is str:
+                    if kind == "text" or kind == "idstr" or (
+                            kind == "ref" and v.startswith(("https://", "http://")) and _IRI.fullmatch(v)):
+                        out[k] = v
+                        continue
+                elif t is int:
+                    if (kind == "int" or kind == "nonneg") and 0 <= v <= MAX_INTEGER:
+                        out[k] = v
+                        continue
+                elif t is bool and kind == "bool":
+                    out[k] = v
+                    continue
             where = f"{path}.{k}"
             if k == "@context":
                 self.check_context(v, path)
@@ -263,7 +279,6 @@ class _Walker:
                 raise self.fail(where, "JSON-LD keywords other than @context, @id and @type are not accepted")
             if v is None:
                 continue
-            kind = self.kinds.get(k)
             if kind is None:
                 target = k if _LOCAL_NAME.fullmatch(k) else KS + quote(k, safe="")
                 if not free:

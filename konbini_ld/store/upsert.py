@@ -226,7 +226,11 @@ class Planner:
             held = self._skipped.get(entity) or props.get(entity, set())
             times: dict[str, str] = {}
             if old is not None:
-                times = {p: observation_time(old.of(p)) for p in held}
+                old_last = observation_time(old.last)
+                times = dict.fromkeys(held, old_last)  # (each at the last observation, but the older ones)
+                for p, at in reversed(old.older):  # (of a property listed twice, the first says, as Times.of)
+                    if p in times:
+                        times[p] = observation_time(at)
             for prop, at in carried.get(entity, ()):
                 key = (entity, prop)
                 previous = times.get(prop)
