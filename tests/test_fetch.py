@@ -396,3 +396,4 @@ def test_a_write_failing_behind_the_next_batch_leaves_its_answers_to_the_next_wr
         assert stats.unapplied >= 1 and stats.audios + stats.unapplied == archived  # the failed batch is not counted in
     with open_store(store_dir) as store:  # the next writer applies what was archived
         assert (store.stats().audios, store.stats().unapplied) == (archived, 0)
+

@@ -220,7 +220,8 @@ class PreparePool:
         self.close()
         self.workers = 0
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
+        """End the workers (``wait``: until they are gone; else a part under way ends on its own)."""
         if self.pool is not None:
             pool, self.pool = self.pool, None
-            pool.shutdown(wait=False, cancel_futures=True)  # (a part under way ends on its own)
+            pool.shutdown(wait=wait, cancel_futures=True)

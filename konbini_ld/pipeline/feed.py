@@ -93,6 +93,7 @@ class GraphFeed:
                 if pending is not None:  # nothing more has come: no reason to wait
                     self._apply(*pending)
                     pending = None
+            pool.close(wait=True)  # (idle by now: none is left behind)
         finally:
             pool.close()
         try:

@@ -180,6 +180,7 @@ class Pipeline:
                 pending = job
             if pending is not None:
                 finish(pending)
+            pool.close(wait=True)  # (idle by now: none is left behind)
         finally:
             pool.close()
             self.writer.sync()
