@@ -167,8 +167,10 @@ class Prepared:
         for batch, future in self.parts:
             try:
                 out.extend(future.result())
-            except BrokenProcessPool:
-                self.pool.broken()
+            except Exception as exc:  # (a worker killed, or its answer lost on the way back)
+                log.debug("a preparing process failed; its part is prepared in line", exc_info=True)
+                if isinstance(exc, BrokenProcessPool):
+                    self.pool.broken()
                 out.extend(_prepare_all(batch, self.pool.templates))
         return out
 

@@ -121,25 +121,26 @@ class KonbiniStore(Store):
         """Durably append raw responses to the archive, before they reach the graph (``fetch``)."""
         return self.append(responses)
 
-    def apply_archived(self, records: Sequence[ArchiveRecord], *, behind: bool = False,
-                       before_write: Callable[[], None] | None = None) -> LoadReport:
-        """Map and upsert responses already archived as ``records``.
-
-        :param behind: return once the write has started, preparing the next batch meanwhile
-            (see :meth:`~konbini_ld.pipeline.ingest.Pipeline.apply_records`; :meth:`settle_writes` waits).
-        """
+    def apply_archived(self, records: Sequence[ArchiveRecord]) -> LoadReport:
+        """Map and upsert responses already archived as ``records``."""
         self._writable()
-        return self.pipeline.apply_records(records, behind=behind, before_write=before_write)
+        return self.pipeline.apply_records(records)
 
     def apply_prepared(self, observations: list[Observation], seq: int | None, *, behind: bool = False,
                        before_write: Callable[[], None] | None = None) -> LoadReport:
-        """Upsert observations of archived records, prepared already (up to archive position ``seq``)."""
+        """Upsert observations of archived records, prepared already (up to archive position ``seq``).
+
+        :param behind: return once the write has started (the next batch is prepared meanwhile);
+            :meth:`settle_writes` waits for it.
+        :param before_write: called once planning may start, before anything is written (``fetch``
+            settles the batch written behind there: its errors are that batch's own).
+        """
         self._writable()
         return self.pipeline.apply_prepared(observations, seq, behind=behind, before_write=before_write)
 
     def settle_writes(self) -> LoadReport:
-        """Wait for a write :meth:`apply_archived` left behind (raising its error): what it
-        changed of that batch's report."""
+        """Wait for a write :meth:`apply_prepared` left behind (raising its error): what it
+        changed of that batch's report (a batch the store rejected, written again response by response)."""
         return self.pipeline.settle()
 
     def rebuild(self, *, progress: Progress = None, accept_damage: bool = False) -> LoadReport:

@@ -208,24 +208,21 @@ class Pipeline:
             out.append(o)
         return out
 
-    def apply_records(self, records: Sequence[ArchiveRecord], *, behind: bool = False,
-                      before_write: Callable[[], None] | None = None) -> LoadReport:
-        """Prepare and apply records already archived (the apply half, for ``fetch``).
+    def apply_records(self, records: Sequence[ArchiveRecord]) -> LoadReport:
+        """Prepare and apply records already archived, now."""
+        observations = [prepare(r.response(), shape_cache=self.templates) for r in records if replayable(r)]
+        return self.apply_prepared(observations, records[-1].seq if records else None)
+
+    def apply_prepared(self, observations: list[Observation], seq: int | None, *, behind: bool = False,
+                       before_write: Callable[[], None] | None = None) -> LoadReport:
+        """Apply observations of archived records (up to archive position ``seq``), prepared already.
 
         :param behind: write on the writer's thread and return once the write is started (the
             caller prepares its next batch meanwhile); :meth:`settle` waits for it and says what it
             changed of the report (a batch the store rejected, written again response by response).
-        :param before_write: called once the records are prepared, before anything is written
-            (``fetch`` settles the batch written behind there: its errors are that batch's own).
+        :param before_write: called before anything is planned or written (``fetch`` settles the
+            batch written behind there: its errors are that batch's own).
         """
-        observations = [prepare(r.response(), shape_cache=self.templates) for r in records if replayable(r)]
-        return self.apply_prepared(observations, records[-1].seq if records else None, behind=behind,
-                                   before_write=before_write)
-
-    def apply_prepared(self, observations: list[Observation], seq: int | None, *, behind: bool = False,
-                       before_write: Callable[[], None] | None = None) -> LoadReport:
-        """Apply observations of archived records prepared already (up to archive position ``seq``);
-        the rest as :meth:`apply_records`."""
         if before_write is not None:
             before_write()
         report = self.writer.apply(observations, seq, background=behind)
