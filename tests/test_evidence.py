@@ -856,3 +856,83 @@ def test_a_credit_header_sent_twice_counts_once() -> None:
     assert _credit_headers(answer) == (1, 9, None)  # type: ignore[arg-type]
     answer = SimpleNamespace(headers=CaseInsensitiveDict({"X-Credits-Used": "1, 2"}))
     assert _credit_headers(answer)[0] is None  # type: ignore[arg-type]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] not in "ZX":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_stopped_preparing_process_neither_holds_the_run_nor_outlives_it(tmp_path: Path, api: FakeKonbiniAPI) -> None:
+    """A worker frozen (SIGSTOP) while it prepares: the graph waits for it, but a SIGTERM still
+    ends the run within seconds with its summary, and the frozen worker does not outlive it."""
+    api.latency = 0.02
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids(150)) + "\n")
+    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch",
+                             "--ids-file", str(ids_file), "--videos", "--workers", "1", "--batch-size", "5"],
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    stopped: list[int] = []
+    try:
+        while proc.poll() is None and len(api.requests) < 40:
+            time.sleep(0.01)
+        workers = [c for c in _children(proc.pid) if b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()
+                   and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert workers, "no preparing process"
+        for w in workers:
+            os.kill(w, signal.SIGSTOP)
+            stopped.append(w)
+        time.sleep(1.5)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        for w in stopped:
+            try:
+                os.kill(w, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert took < 15 and "credits used" in err, (took, err)
+    time.sleep(0.2)
+    assert not [w for w in stopped if Path(f"/proc/{w}").exists() and
+                (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")]
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats", "--json"])
+    stats = json.loads(r.stdout)
+    assert stats["credits_spent"] == len(api.requests)
+
+
+def test_ctrl_c_reaching_preparing_processes_as_they_start_prints_no_traceback(tmp_path: Path, api: FakeKonbiniAPI
+                                                                               ) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: preparing processes still starting
+    (importing, unpickling) leave it to the run, which ends with its summary."""
+    api.latency = 0.05
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids(40)) + "\n")
+    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+    for attempt in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / f"store{attempt}"),
+                                 "fetch", "--ids-file", str(ids_file), "--videos", "--workers", "3"],
+                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        try:
+            while proc.poll() is None and not any(b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()
+                                                  for c in _children(proc.pid)):
+                time.sleep(0.002)
+            time.sleep(0.05 * attempt)
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode in (0, 130) and "Traceback" not in err and "KeyboardInterrupt" not in err, err

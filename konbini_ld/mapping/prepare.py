@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ExpandError, InputError, KonbiniError, UsageError
@@ -28,7 +30,7 @@ from .normalize import check_iri, could_hold_bad_text, normalize
 from .templates import default_cache
 from .to_rdf import expand, to_lines
 
-__all__ = ["PreparePool", "body_sha256", "prepare"]
+__all__ = ["Abandoned", "PreparePool", "Prepared", "body_sha256", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,10 @@ def _prepare_all(batch: list[Response], templates: bool) -> list[Observation]:
 _POOLED_BYTES = 128 * 1024
 
 
+class Abandoned(Exception):
+    """A batch's preparation was given up (its caller's time ran out while a worker held it)."""
+
+
 class Prepared:
     """A batch being prepared in worker processes: :meth:`get` waits for its observations (a
     worker that died, whatever killed it, costs time, never responses: its share is prepared
@@ -160,18 +166,30 @@ class Prepared:
         self.pool = pool
         self.parts = parts
 
-    def get(self) -> list[Observation]:
+    def get(self, give_up: Callable[[], bool] | None = None) -> list[Observation]:
+        """The observations, in order.
+
+        :param give_up: asked every quarter second while a worker holds a part (a worker that
+            was stopped, SIGSTOP, or hangs): when it says so, :class:`Abandoned` is raised.
+        """
+        from concurrent.futures import TimeoutError as Waited
         from concurrent.futures.process import BrokenProcessPool
 
         out: list[Observation] = []
         for batch, future in self.parts:
-            try:
-                out.extend(future.result())
-            except Exception as exc:  # (a worker killed, or its answer lost on the way back)
-                log.debug("a preparing process failed; its part is prepared in line", exc_info=True)
-                if isinstance(exc, BrokenProcessPool):
-                    self.pool.broken()
-                out.extend(_prepare_all(batch, self.pool.templates))
+            while True:
+                try:
+                    out.extend(future.result(timeout=0.25 if give_up is not None else None))
+                except Waited:
+                    if give_up is not None and give_up():
+                        raise Abandoned from None
+                    continue
+                except Exception as exc:  # (a worker killed, or its answer lost on the way back)
+                    log.debug("a preparing process failed; its part is prepared in line", exc_info=True)
+                    if isinstance(exc, BrokenProcessPool):
+                        self.pool.broken()
+                    out.extend(_prepare_all(batch, self.pool.templates))
+                break
         return out
 
 
@@ -193,12 +211,28 @@ class PreparePool:
         self.pool: Any = None
         self.batches = 0
 
-    def prepare(self, batch: list[Response]) -> list[Observation] | Prepared:
-        """Observations of ``batch``: a list, or (from the workers) a :class:`Prepared` to ``get()``."""
-        self.batches += 1
-        if self.workers <= 0 or not batch or (
-                not self.eager and (self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES)):
-            return _prepare_all(batch, self.templates)
+    def start(self) -> None:
+        """Start the workers now (from the main thread: they start with Ctrl-C ignored, so a
+        terminal's Ctrl-C reaching the whole process group finds none still starting)."""
+        if self.workers <= 0 or self.pool is not None:
+            return
+        import signal
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            pool = self._pool()
+            for _ in range(self.workers):  # (a process is started for each task submitted, up to the number)
+                pool.submit(int)
+        except Exception:  # (processes that cannot be started: everything is prepared in line)
+            log.debug("preparing processes could not be started", exc_info=True)
+            self.broken()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, before)
+
+    def _pool(self) -> Any:
         if self.pool is None:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
@@ -209,10 +243,19 @@ class PreparePool:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                             initializer=_start_worker,
                                             initargs=(default_cache().snapshot(), os.getpid()))
+        return self.pool
+
+    def prepare(self, batch: list[Response]) -> list[Observation] | Prepared:
+        """Observations of ``batch``: a list, or (from the workers) a :class:`Prepared` to ``get()``."""
+        self.batches += 1
+        if self.workers <= 0 or not batch or (
+                not self.eager and (self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES)):
+            return _prepare_all(batch, self.templates)
+        pool = self._pool()
         step = max(1, -(-len(batch) // (self.workers * 4)))
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         try:
-            return Prepared(self, [(part, self.pool.submit(_prepare_all, part, self.templates)) for part in parts])
+            return Prepared(self, [(part, pool.submit(_prepare_all, part, self.templates)) for part in parts])
         except RuntimeError:  # (the pool broke: a worker was killed)
             self.broken()
             return _prepare_all(batch, self.templates)
@@ -223,7 +266,17 @@ class PreparePool:
         self.workers = 0
 
     def close(self, *, wait: bool = False) -> None:
-        """End the workers (``wait``: until they are gone; else a part under way ends on its own)."""
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            pool.shutdown(wait=wait, cancel_futures=True)
+        """End the workers: asked to finish (``wait``: given two seconds for it), then killed, so that
+        none is left behind, not even one that was stopped (SIGSTOP) or hangs."""
+        if self.pool is None:
+            return
+        pool, self.pool = self.pool, None
+        # (the executor's own processes: it has no public way to end one that will not finish)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        until = time.monotonic() + (2.0 if wait else 0.0)
+        for process in processes:
+            process.join(max(0.0, until - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)

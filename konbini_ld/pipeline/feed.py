@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..mapping.prepare import PreparePool
+from ..mapping.prepare import Abandoned, Prepared, PreparePool
 from ..model import FetchReport, LoadReport
 from ..store.log.archive import ArchiveRecord
 from .collection import KonbiniStore
@@ -55,10 +55,22 @@ class GraphFeed:
         self.queue: queue.Queue[ArchiveRecord | None] = queue.Queue()
         #: the batch being written behind: its size and report (counted once the write is done)
         self.behind: tuple[int, LoadReport] | None = None
+        self.pool: PreparePool | None = None
+        #: set once the thread is done with the graph (waited on rather than the thread: a Ctrl-C
+        #: landing in ``Thread.join`` can make a thread still running look ended)
+        self.finished = threading.Event()
         self.thread = threading.Thread(target=self._run, name="konbini-apply", daemon=True)
 
     def start(self) -> None:
+        """Start the preparing processes (from the main thread: see :meth:`PreparePool.start`) and the thread."""
+        workers = default_workers() if self.workers is None else self.workers
+        self.pool = PreparePool(workers, templates=self.store.pipeline.templates, eager=True)
+        self.pool.start()
         self.thread.start()
+
+    def wait(self) -> None:
+        """Until the thread is done with the graph (a Ctrl-C meanwhile is raised to the caller)."""
+        self.finished.wait()
 
     def put(self, record: ArchiveRecord) -> None:
         self.queue.put(record)
@@ -72,8 +84,14 @@ class GraphFeed:
         self.queue.put(None)
 
     def _run(self) -> None:
-        workers = default_workers() if self.workers is None else self.workers
-        pool = PreparePool(workers, templates=self.store.pipeline.templates, eager=True)
+        try:
+            self._feed()
+        finally:
+            self.finished.set()
+
+    def _feed(self) -> None:
+        pool = self.pool
+        assert pool is not None
         pending: tuple[list[ArchiveRecord], Any] | None = None
         done = False
         try:
@@ -125,9 +143,9 @@ class GraphFeed:
             self.report.unapplied += len(batch)
             return
         try:
-            observations = prepared.get() if hasattr(prepared, "get") else prepared
+            observations = prepared.get(self._late) if isinstance(prepared, Prepared) else prepared
             load = self.store.apply_prepared(observations, batch[-1].seq, behind=True, before_write=self._settle)
-        except _EarlierWriteFailed:
+        except (_EarlierWriteFailed, Abandoned):  # (abandoned: a worker held it past the run's last grace)
             self.report.unapplied += len(batch)
             return
         except BaseException as exc:  # surfaced by the run; archived responses replay on next open

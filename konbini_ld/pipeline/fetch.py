@@ -299,8 +299,8 @@ class _Runner:
         assert self.client is not None
         self.archive.on_written = self._archived
         self.client.cancel = self.stop
-        self.feed.start()
         try:
+            self.feed.start()
             self._run(jobs)
         finally:
             self.archive.on_written = None
@@ -319,9 +319,11 @@ class _Runner:
         :data:`APPLY_GRACE_SECONDS` more (a second one: none); the rest is applied when the store
         is next opened, and the run still ends with its summary."""
         feed = self.feed
-        while feed.thread.is_alive():
+        if feed.thread.ident is None:  # (never started: stopped while starting)
+            return
+        while not feed.finished.is_set():
             try:
-                feed.thread.join()
+                feed.wait()
             except KeyboardInterrupt as exc:
                 now = time.monotonic()
                 self._halt("terminated" if isinstance(exc, Terminated) else "interrupted")
