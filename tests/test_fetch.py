@@ -386,9 +386,12 @@ def test_a_write_failing_behind_the_next_batch_leaves_its_answers_to_the_next_wr
             real(*args)
 
         engine.apply = apply
-        with pytest.raises(StoreError, match="No space left"):
-            fetch(store, client, ids(40), batch_size=3, workers=0, concurrency=2)
+        report = fetch(store, client, ids(40), batch_size=3, workers=0, concurrency=2)
         engine.apply = real
+    # the run ends with its report: the error, what was bought, what the graph has yet to take
+    assert report.stopped == "store-error" and report.exit_code == 1 and "No space left" in str(report.error)
+    assert report.unapplied >= 1 and "reach the graph when the store is next opened" in report.summary()
+    assert report.credits_used == report.fetched == report.load.loaded + report.unapplied
     archived = len(list(Archive(store_dir / "archive").records()))
     assert archived < 40  # the run stopped buying
     with open_store(store_dir, read_only=True) as reader:

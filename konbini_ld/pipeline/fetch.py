@@ -311,8 +311,12 @@ class _Runner:
                 self.on_graph(pending)
             self.feed.end()
             self._finish_applying()
-        if self.feed.error is not None:
-            raise self.feed.error
+        error = self.feed.error
+        if error is not None:  # the graph could not take what was bought: said in the report, with the rest
+            if not isinstance(error, KonbiniError):
+                raise error
+            if not any(e is error for e in self.report.errors):
+                self.report.errors.append(error)
 
     def _finish_applying(self) -> None:
         """Wait for the graph to take what was archived. Ctrl-C or SIGTERM meanwhile gives it
