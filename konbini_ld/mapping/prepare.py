@@ -212,37 +212,38 @@ class PreparePool:
         self.batches = 0
 
     def start(self) -> None:
-        """Start the workers now (from the main thread: they start with Ctrl-C ignored, so a
-        terminal's Ctrl-C reaching the whole process group finds none still starting)."""
-        if self.workers <= 0 or self.pool is not None:
-            return
+        """Start the workers now rather than on the first batch sent to them."""
+        if self.workers > 0:
+            self._pool()
+
+    def _pool(self) -> Any:
+        """The executor, its processes started: from the main thread, with Ctrl-C ignored, which
+        they keep, so a terminal's Ctrl-C reaching the whole process group finds none still
+        starting (importing, unpickling) to print a traceback."""
+        if self.pool is not None:
+            return self.pool
+        import multiprocessing as mp
         import signal
         import threading
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .templates import default_cache
 
         main = threading.current_thread() is threading.main_thread()
         before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            pool = self._pool()
-            for _ in range(self.workers):  # (a process is started for each task submitted, up to the number)
-                pool.submit(int)
-        except Exception:  # (processes that cannot be started: everything is prepared in line)
-            log.debug("preparing processes could not be started", exc_info=True)
-            self.broken()
-        finally:
-            if main:
-                signal.signal(signal.SIGINT, before)
-
-    def _pool(self) -> Any:
-        if self.pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            from .templates import default_cache
-
             # workers start with the templates this process learned so far
             self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                             initializer=_start_worker,
                                             initargs=(default_cache().snapshot(), os.getpid()))
+            for _ in range(self.workers):  # (a process is started for each task submitted, up to the number)
+                self.pool.submit(int)
+        except Exception:  # (processes that cannot be started: everything is prepared in line)
+            log.debug("preparing processes could not be started", exc_info=True)
+            self.broken()
+        finally:
+            if main:  # (a handler not set from Python reads as None: Python's own is put back)
+                signal.signal(signal.SIGINT, before if before is not None else signal.default_int_handler)
         return self.pool
 
     def prepare(self, batch: list[Response]) -> list[Observation] | Prepared:
@@ -252,6 +253,8 @@ class PreparePool:
                 not self.eager and (self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES)):
             return _prepare_all(batch, self.templates)
         pool = self._pool()
+        if pool is None:
+            return _prepare_all(batch, self.templates)
         step = max(1, -(-len(batch) // (self.workers * 4)))
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         try:
