@@ -936,3 +936,28 @@ def test_ctrl_c_reaching_preparing_processes_as_they_start_prints_no_traceback(t
             if proc.poll() is None:
                 proc.kill()
         assert proc.returncode in (0, 130) and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_sigterm_to_the_whole_group_leaves_the_preparing_processes_to_the_run(tmp_path: Path, api: FakeKonbiniAPI
+                                                                              ) -> None:
+    """A service manager's stop reaches every process of the group: the preparing processes leave
+    it to the run, which ends with its summary and nothing else on stderr (no leaked semaphores)."""
+    api.latency = 0.02
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids(120)) + "\n")
+    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / f"s{attempt}"),
+                                 "fetch", "--ids-file", str(ids_file), "--videos", "--workers", "3",
+                                 "--batch-size", "200"], stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+        try:
+            while proc.poll() is None and len(api.requests) < 60 * (attempt + 1):
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 143 and "Warning" not in err and "Traceback" not in err, err
+        assert "credits used" in err

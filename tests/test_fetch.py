@@ -400,3 +400,21 @@ def test_a_write_failing_behind_the_next_batch_leaves_its_answers_to_the_next_wr
     with open_store(store_dir) as store:  # the next writer applies what was archived
         assert (store.stats().audios, store.stats().unapplied) == (archived, 0)
 
+
+
+def test_preparing_processes_leave_ctrl_c_and_sigterm_to_the_run() -> None:
+    """A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group: the
+    preparing processes ignore both (the run decides what is still prepared, and ends them)."""
+    from konbini_ld.mapping.prepare import PreparePool
+
+    pool = PreparePool(1, eager=True)
+    try:
+        pool.start()
+        assert pool.pool.submit(int).result(timeout=60) == 0  # (its initializer has run)
+        pids = list(pool.pool._processes)
+        assert len(pids) == 1
+        status = Path(f"/proc/{pids[0]}/status").read_text()
+        ignored = int(next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16)
+        assert ignored & (1 << (2 - 1)) and ignored & (1 << (15 - 1))  # SIGINT, SIGTERM
+    finally:
+        pool.close(wait=True)

@@ -132,14 +132,16 @@ def body_sha256(body: str) -> str:
 
 
 def _start_worker(templates: dict[Any, Any], parent: int) -> None:
-    """A preparing process: the templates its parent learned; Ctrl-C is its parent's to handle
-    (the parent decides what is prepared still), and it ends with its parent."""
+    """A preparing process: the templates its parent learned; Ctrl-C and SIGTERM sent to the
+    whole process group are its parent's to handle (the parent decides what is prepared still,
+    and ends its workers), and it ends with its parent."""
     import signal
 
     from ..engines.sandbox import end_with_parent
     from .templates import default_cache
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if end_with_parent(parent):
         os._exit(0)
     default_cache().seed(templates)
