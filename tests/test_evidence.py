@@ -961,3 +961,47 @@ def test_sigterm_to_the_whole_group_leaves_the_preparing_processes_to_the_run(tm
                 proc.kill()
         assert proc.returncode == 143 and "Warning" not in err and "Traceback" not in err, err
         assert "credits used" in err
+
+
+def test_answers_kept_out_of_a_full_store_disk_are_adopted_not_bought_again(store_dir: Path, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's disk is full: neither the archive nor its unarchived/ folder can take paid
+    answers, which go to the temporary directory; the next writer on this machine adopts them."""
+    import tempfile
+
+    from konbini_ld.model import Response
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with open_store(store_dir) as store:
+        store.load([audio_response(0)])
+        (store_dir / "unarchived").write_text("")  # (unarchived/ cannot be made: as good as a full disk)
+        where = store.spill([Response(json.dumps(audio_response(i)), f"https://api.konbiniapi.com{path(i)}", status=200,
+                                      key=f"audio:{audio_id(i)}", credits_used=1, observed_at="2026-11-01T00:00:00Z")
+                             for i in (1, 2)])
+    assert tmp_path / "tmp" in where.parents
+    (store_dir / "unarchived").unlink()  # the disk is fixed
+    with open_store(store_dir) as store:  # adopts them: in the archive, in the graph, never bought again
+        assert store.stats().audios == 3
+        assert {e for e in store.fetch_ledger()} >= {f"audio:{audio_id(i)}" for i in (1, 2)}
+    assert not list(where.parent.glob("unarchived-*.jsonl"))
+
+
+def test_answers_in_someone_elses_spill_folder_are_not_adopted(store_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared temporary directory: a folder of that name anyone may write is not trusted."""
+    import tempfile
+
+    from konbini_ld.store.log.archive import Archive
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with open_store(store_dir) as store:
+        store.load([audio_response(0)])
+    spare = Archive(store_dir / "archive").spare_spill_dir
+    spare.mkdir()
+    spare.chmod(0o777)
+    (spare / "unarchived-planted.jsonl").write_text("not a record\n")
+    with open_store(store_dir) as store:
+        assert store.stats().audios == 1
+    assert (spare / "unarchived-planted.jsonl").exists()

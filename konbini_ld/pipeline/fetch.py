@@ -459,8 +459,8 @@ class _Runner:
         where = self.store.spill(answers)
         self.report.errors.append(StoreError(
             f"{len(answers)} paid answers could not be archived; they are kept in {where} and are "
-            "archived when the store is next opened for writing (move the file into the store's "
-            "unarchived/ folder if it is elsewhere)"))
+            "archived when the store is next opened for writing on this machine (elsewhere: move the file into "
+            "the store's unarchived/ folder first)"))
 
     def _archived(self, records: list[ArchiveRecord]) -> None:
         for record in records:

@@ -31,6 +31,7 @@ Records hold what the API returned and where it came from; request headers
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -382,18 +383,29 @@ class Archive:
         """Where answers the archive could not take wait to be adopted (``unarchived/`` beside it)."""
         return self.path.parent / "unarchived"
 
+    @property
+    def spare_spill_dir(self) -> Path:
+        """Where they wait when :attr:`spill_dir` cannot be written (its disk is full): a folder of
+        the temporary directory named after this archive, so that :meth:`adopt` finds them."""
+        key = hashlib.sha256(str(self.path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"konbini-ld-unarchived-{key}"
+
     def spill(self, records: list[ArchiveRecord]) -> Path:
         """Write records the archive could not take to a file of their own (in :attr:`spill_dir`,
-        else the temporary directory), fsynced; :meth:`adopt` appends them later.
+        else :attr:`spare_spill_dir`), fsynced; :meth:`adopt` appends them later.
 
         :raises StoreError: they could not be written anywhere.
         """
         data = b"".join(encode(r) for r in records)
         name = f"unarchived-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{threading.get_ident()}.jsonl"
         errors = []
-        for folder in (self.spill_dir, Path(tempfile.gettempdir())):
+        for folder in (self.spill_dir, self.spare_spill_dir):
             target = folder / name
             try:
+                if folder == self.spare_spill_dir:
+                    folder.mkdir(mode=0o700, exist_ok=True)
+                    if not _private(folder):  # (a shared temporary directory: someone else's folder)
+                        raise OSError(f"{folder} is not a private folder of this user")
                 folder.mkdir(parents=True, exist_ok=True)
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
                 with os.fdopen(fd, "wb") as fh:
@@ -406,10 +418,15 @@ class Archive:
         raise StoreError("paid answers could not be written anywhere (" + "; ".join(errors) + ")")
 
     def adopt(self) -> int:
-        """Append the records waiting in :attr:`spill_dir` (then remove their files); how many."""
-        folder = self.spill_dir
-        if not folder.is_dir():
-            return 0
+        """Append the records waiting in :attr:`spill_dir` and :attr:`spare_spill_dir` (then
+        remove their files); how many."""
+        adopted = 0
+        for folder in (self.spill_dir, self.spare_spill_dir):
+            if folder.is_dir() and not folder.is_symlink() and (folder == self.spill_dir or _private(folder)):
+                adopted += self._adopt(folder)
+        return adopted
+
+    def _adopt(self, folder: Path) -> int:
         adopted = 0
         for path in sorted(folder.glob("unarchived-*.jsonl")):
             if path.is_symlink():
@@ -436,3 +453,13 @@ class Archive:
         return sum(1 for _ in self.records())
 
 
+def _private(folder: Path) -> bool:
+    """A folder this user owns that no one else may write (and not a link)."""
+    import stat
+
+    try:
+        st = folder.lstat()
+    except OSError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
