@@ -324,6 +324,8 @@ class _Runner:
         is next opened, and the run still ends with its summary."""
         feed = self.feed
         if feed.thread.ident is None:  # (never started: stopped while starting)
+            if feed.pool is not None:
+                feed.pool.close()
             return
         while not feed.finished.is_set():
             try:
