@@ -858,6 +858,14 @@ def test_a_credit_header_sent_twice_counts_once() -> None:
     assert _credit_headers(answer)[0] is None  # type: ignore[arg-type]
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -870,16 +878,23 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _fetch_in_session(tmp_path: Path, api: FakeKonbiniAPI, audios: int, store: str, *options: str
+                      ) -> subprocess.Popen[str]:
+    """``fetch --videos`` of ``audios`` audios in a process group of its own (as a terminal or a
+    service manager starts it), stderr piped."""
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(ids(audios)) + "\n")
+    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
+    return subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / store), "fetch",
+                             "--ids-file", str(ids_file), "--videos", *options],
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
 def test_a_stopped_preparing_process_neither_holds_the_run_nor_outlives_it(tmp_path: Path, api: FakeKonbiniAPI) -> None:
     """A worker frozen (SIGSTOP) while it prepares: the graph waits for it, but a SIGTERM still
     ends the run within seconds with its summary, and the frozen worker does not outlive it."""
     api.latency = 0.02
-    ids_file = tmp_path / "ids.txt"
-    ids_file.write_text("\n".join(ids(150)) + "\n")
-    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
-    proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / "store"), "fetch",
-                             "--ids-file", str(ids_file), "--videos", "--workers", "1", "--batch-size", "5"],
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = _fetch_in_session(tmp_path, api, 150, "store", "--workers", "1", "--batch-size", "5")
     stopped: list[int] = []
     try:
         while proc.poll() is None and len(api.requests) < 40:
@@ -906,8 +921,7 @@ def test_a_stopped_preparing_process_neither_holds_the_run_nor_outlives_it(tmp_p
     assert proc.returncode == 143 and "Traceback" not in err and "Exception ignored" not in err, err
     assert took < 15 and "credits used" in err, (took, err)
     time.sleep(0.2)
-    assert not [w for w in stopped if Path(f"/proc/{w}").exists() and
-                (Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")]
+    assert not [w for w in stopped if _running(w)]
     r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats", "--json"])
     stats = json.loads(r.stdout)
     assert stats["credits_spent"] == len(api.requests)
@@ -918,13 +932,8 @@ def test_ctrl_c_reaching_preparing_processes_as_they_start_prints_no_traceback(t
     """A terminal's Ctrl-C reaches the whole process group: preparing processes still starting
     (importing, unpickling) leave it to the run, which ends with its summary."""
     api.latency = 0.05
-    ids_file = tmp_path / "ids.txt"
-    ids_file.write_text("\n".join(ids(40)) + "\n")
-    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
     for attempt in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / f"store{attempt}"),
-                                 "fetch", "--ids-file", str(ids_file), "--videos", "--workers", "3"],
-                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        proc = _fetch_in_session(tmp_path, api, 40, f"store{attempt}", "--workers", "3")
         try:
             while proc.poll() is None and not any(b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()
                                                   for c in _children(proc.pid)):
@@ -943,14 +952,8 @@ def test_sigterm_to_the_whole_group_leaves_the_preparing_processes_to_the_run(tm
     """A service manager's stop reaches every process of the group: the preparing processes leave
     it to the run, which ends with its summary and nothing else on stderr (no leaked semaphores)."""
     api.latency = 0.02
-    ids_file = tmp_path / "ids.txt"
-    ids_file.write_text("\n".join(ids(120)) + "\n")
-    env = {**os.environ, "KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}
     for attempt in range(2):
-        proc = subprocess.Popen([sys.executable, "-m", "konbini_ld", "--store", str(tmp_path / f"s{attempt}"),
-                                 "fetch", "--ids-file", str(ids_file), "--videos", "--workers", "3",
-                                 "--batch-size", "200"], stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
+        proc = _fetch_in_session(tmp_path, api, 120, f"s{attempt}", "--workers", "3", "--batch-size", "200")
         try:
             while proc.poll() is None and len(api.requests) < 60 * (attempt + 1):
                 time.sleep(0.01)
