@@ -15,6 +15,7 @@ data never replaces newer and the result does not depend on the order of loading
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pyoxigraph as ox
 
@@ -115,14 +116,15 @@ class Planner:
         check = named if self.known is None else [s for s in named if s in self.known]
         if self.known is not None:
             self.new = named.difference(check)
-        stored: list[ox.Quad] = []
+        stored: list[tuple[tuple[str, str], ox.Quad]] = []
         props: dict[str, set[str]] = {}
+        spelled: dict[ox.NamedNode, str] = {}  # a predicate's N-Triples text (a handful: spelled once)
+        names: dict[Any, str] = {}
         if check:
             if before_read is not None:
                 before_read(check)
             final = self.final
             partial = self._counters_only
-            entire = [s for s in check if s not in partial]
             by_counters: dict[tuple[str, ...], list[str]] = {}
             if partial:
                 carried: dict[str, list[str]] = {}
@@ -133,19 +135,31 @@ class Planner:
                     if s in partial:
                         props[s] = set(partial[s])
                         by_counters.setdefault(tuple(sorted(carried.get(s, ()))), []).append(s)
-            reads = [engine.quads_for_subjects([_node(s) for s in entire], self.graph)]
+            # a quad's terms are slow to spell (a microsecond each): subjects are known by their
+            # node, and the handful of predicates are spelled once
+            names.update((_node(s), s) for s in check)
+            entire = [node for node, s in names.items() if s not in partial]
+            reads = [engine.quads_for_subjects(entire, self.graph)]
             reads.extend(engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, [_node(p) for p in preds])
                          for preds, subjects_ in by_counters.items())
             for read in reads:
                 for q in read:
-                    key = (str(q.subject), str(q.predicate))
-                    props.setdefault(key[0], set()).add(key[1])
-                    if key in final:
-                        stored.append(q)
+                    s = names.get(q.subject) or str(q.subject)  # (a server's own spelling: as it says)
+                    pred = q.predicate
+                    spelling = spelled.get(pred)
+                    if spelling is None:
+                        spelling = spelled[pred] = str(pred)
+                    p = spelling
+                    held = props.get(s)
+                    if held is None:
+                        held = props[s] = set()
+                    held.add(p)
+                    if (s, p) in final:
+                        stored.append(((s, p), q))
         if self.newest:
             dropped = self._resolve_times(stored_times or {}, props)
             if dropped:
-                stored = [q for q in stored if (str(q.subject), str(q.predicate)) not in dropped]
+                stored = [(key, q) for key, q in stored if key not in dropped]
         inserts: set[str] = set()
         for lines in self.final.values():
             inserts.update(lines)
@@ -153,8 +167,8 @@ class Planner:
         unchanged: set[str] = set()
         old_owned: list[ox.NamedNode] = []
 
-        def consider(q: ox.Quad) -> None:
-            line = f"{q.subject} {q.predicate} {q.object} .\n"
+        def consider(q: ox.Quad, s: str | None = None, p: str | None = None) -> None:
+            line = f"{q.subject if s is None else s} {q.predicate if p is None else p} {q.object} .\n"
             if line in inserts:
                 unchanged.add(line)  # (an owned node it names is the same node, named by its content)
                 return
@@ -163,8 +177,8 @@ class Planner:
             if isinstance(o, ox.NamedNode) and o.value.startswith(GENID):
                 old_owned.append(o)  # no longer pointed at from here: what it says goes too
 
-        for q in stored:
-            consider(q)
+        for (s, p), q in stored:
+            consider(q, s, p)
         self._stored_as_named(unchanged, cells)
         done: set[ox.NamedNode] = set()
         while old_owned:
