@@ -212,6 +212,20 @@ def test_many_removes_are_one_call_to_the_store(tmp_path: Path) -> None:
                      {DATA: [nt(A, COUNT, ox.Literal("-1", datatype=INT))]})
     finally:
         engine.store = real
-    assert calls.count("remove") == 0 and calls.count("update") == 1
+    assert calls.count("remove") == 0 and calls.count("update") == 1  # (a chunk: 50,000 quads)
     assert [q.object.value for q in engine.iter_quads()] == ["-1"]
     engine.close()
+
+
+def test_removes_past_one_update_go_in_several(monkeypatch: pytest.MonkeyPatch) -> None:
+    from konbini_ld.engines import oxigraph
+
+    monkeypatch.setattr(oxigraph, "DELETE_CHUNK", 7)
+    engine = OxigraphEngine(None)
+    engine.apply([], {DATA: [nt(A, COUNT, ox.Literal(str(i), datatype=INT)) for i in range(20)],
+                      PROV: [nt(B, COUNT, ox.Literal(str(i), datatype=INT)) for i in range(3)]})
+    updates, odd = oxigraph._delete_data([q for q in engine.iter_quads()])
+    assert len(updates) == 4 and odd == []
+    engine.apply([ox.Quad(A, COUNT, ox.Literal(str(i), datatype=INT), DATA) for i in range(19)]
+                 + [ox.Quad(B, COUNT, ox.Literal("1", datatype=INT), PROV)], {})
+    assert {(q.subject, q.object.value) for q in engine.iter_quads()} == {(A, "19"), (B, "0"), (B, "2")}

@@ -74,8 +74,14 @@ def _quads(lines: Sequence[str], graph: ox.NamedNode) -> str:
     return "".join(line.rstrip(_END) + f" {graph} .\n" for line in lines)  # pragma: no cover - defensive
 
 
-def _delete_data(quads: Sequence[ox.Quad]) -> tuple[str, list[ox.Quad]]:
-    """A ``DELETE DATA`` update removing ``quads``, and the quads it cannot say.
+#: Quads one ``DELETE DATA`` update removes at most (the update is parsed whole: about 300 bytes
+#: a quad while it runs).
+DELETE_CHUNK = 50_000
+
+
+def _delete_data(quads: Sequence[ox.Quad]) -> tuple[list[str], list[ox.Quad]]:
+    """``DELETE DATA`` updates removing ``quads`` (:data:`DELETE_CHUNK` at most each), and the
+    quads they cannot say.
 
     Removing quads one call each lets go of the GIL and takes it back for each: on the writer's
     thread, beside a caller busy in Python, taking it back waits for the interpreter's switch
@@ -85,7 +91,9 @@ def _delete_data(quads: Sequence[ox.Quad]) -> tuple[str, list[ox.Quad]]:
     what it said), and so does anything but a quad of IRIs and literals in a named graph: those
     are removed one by one, as are all of them if the update is refused.
     """
+    updates: list[str] = []
     by_graph: dict[ox.NamedNode, list[str]] = {}
+    held = 0
     odd: list[ox.Quad] = []
     for q in quads:
         g, o = q.graph_name, q.object
@@ -97,9 +105,17 @@ def _delete_data(quads: Sequence[ox.Quad]) -> tuple[str, list[ox.Quad]]:
         if lines is None:
             lines = by_graph[g] = []
         lines.append(f"{q.subject} {q.predicate} {o} .\n")
-    if not by_graph:
-        return "", odd
-    return "DELETE DATA {\n" + "".join(f"GRAPH {g} {{\n{''.join(lines)}}}\n" for g, lines in by_graph.items()) + "}", odd
+        held += 1
+        if held >= DELETE_CHUNK:
+            updates.append(_delete_text(by_graph))
+            by_graph, held = {}, 0
+    if by_graph:
+        updates.append(_delete_text(by_graph))
+    return updates, odd
+
+
+def _delete_text(by_graph: dict[ox.NamedNode, list[str]]) -> str:
+    return "DELETE DATA {\n" + "".join(f"GRAPH {g} {{\n{''.join(lines)}}}\n" for g, lines in by_graph.items()) + "}"
 
 
 def _materialized(result: Any) -> Any:
@@ -207,11 +223,11 @@ class OxigraphEngine:
         store = self.store
         try:
             if deletes:
-                text, odd = _delete_data(deletes)
+                updates, odd = _delete_data(deletes)
                 try:
-                    if text:
+                    for text in updates:
                         store.update(text)
-                except SyntaxError:  # (nothing removed: an update is one transaction)
+                except SyntaxError:  # (what an update refused, it did not remove: the rest one by one)
                     odd = list(deletes)
                 for quad in odd:
                     store.remove(quad)
