@@ -229,3 +229,40 @@ def test_worker_processes_give_the_same_graph(tmp_path: Path) -> None:
             assert report.loaded == 450
             graphs.append({str(q) for q in quads(s) if "endedAtTime" not in q.predicate.value})
     assert graphs[0] == graphs[1]
+
+
+def _page_of(videos: list[int], tmp_path: Path, name: str) -> Path:
+    """The sample page of videos, holding copies of its one video under the ids given, in order."""
+    page = json.loads(VIDEOS.read_text())
+    template = page["body"]["data"]["orderedItems"][0]
+    items = []
+    for n in videos:
+        item = json.loads(json.dumps(template).replace("7611615657754381599\"", f"76116156577543815{n:02d}\""))
+        item["id"] = f"{KHABY}/video/76116156577543815{n:02d}"
+        items.append(item)
+    page["body"]["data"]["orderedItems"] = items
+    return write_json(tmp_path / name, page)
+
+
+@pytest.mark.parametrize("first, then", [([1, 2, 3], [2]), ([1, 2], [2, 1]), ([1], [3, 1, 2]), ([1, 2, 3], [])])
+def test_a_page_whose_videos_change_lists_exactly_the_new_ones(store_dir: Path, tmp_path: Path, first: list[int],
+                                                                then: list[int]) -> None:
+    # a list's cells are named after the statement that points at them: the same name can hold
+    # other items now, and what it held before must go with what it said
+    def cells(s: Any) -> set[str]:  # (the videos no longer listed stay entities of their own)
+        rdf = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+        return {str(q) for q in quads(s) if q.graph_name.value == "urn:konbini-ld:graph:data"
+                and q.predicate.value in (rdf + "first", rdf + "rest")}
+
+    old, new = _page_of(first, tmp_path, "old.json"), _page_of(then, tmp_path, "new.json")
+    with open_store(tmp_path / "fresh") as fresh:
+        fresh.load([new], observed_at="2026-11-02T12:00:00Z")
+        expected = cells(fresh)
+    with open_store(store_dir) as store:
+        store.load([old], observed_at="2026-11-01T12:00:00Z")
+        store.load([new], observed_at="2026-11-02T12:00:00Z")
+        assert cells(store) == expected  # nothing of the old list is left
+        items = store.query(
+            "SELECT ?v WHERE { ?page <https://www.w3.org/ns/activitystreams#items>/"
+            "<http://www.w3.org/1999/02/22-rdf-syntax-ns#rest>*/<http://www.w3.org/1999/02/22-rdf-syntax-ns#first> ?v }")
+        assert sorted(r[0].value for r in list(items.rows())) == sorted(f"{KHABY}/video/76116156577543815{n:02d}" for n in then)

@@ -31,6 +31,7 @@ _GENID_NT = "<" + GENID
 #: what an ``rdf:List`` cell says: a cell is named after the triple that points at it, not after
 #: its content, so what it holds can change under the same name
 _CELL_NT = frozenset({f"<{RDF}first>", f"<{RDF}rest>"})
+_FIRST_IN_LINE = f" <{RDF}first> "
 #: the properties that change from one observation to the next (literals: they own nothing)
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 
@@ -166,11 +167,15 @@ class Planner:
         deletes: list[ox.Quad] = []
         unchanged: set[str] = set()
         old_owned: list[ox.NamedNode] = []
+        pointed: list[ox.NamedNode] = []  # owned nodes a statement kept points at
 
         def consider(q: ox.Quad, s: str | None = None, p: str | None = None) -> None:
             line = f"{q.subject if s is None else s} {q.predicate if p is None else p} {q.object} .\n"
             if line in inserts:
-                unchanged.add(line)  # (an owned node it names is the same node, named by its content)
+                unchanged.add(line)  # (an owned node it names is the same node, named by its content,
+                o = q.object  # but for a list's cells, named after the statement pointing at them)
+                if type(o) is ox.NamedNode and o.value.startswith(GENID):
+                    pointed.append(o)
                 return
             deletes.append(q)
             o = q.object
@@ -181,9 +186,14 @@ class Planner:
             consider(q, s, p)
         self._stored_as_named(unchanged, cells)
         done: set[ox.NamedNode] = set()
-        while old_owned:
+        new_cells: set[str] | None = None  # the list cells the batch writes (a cell holds rdf:first)
+        while old_owned or pointed:
             batch = [n for n in dict.fromkeys(old_owned) if n not in done]
-            old_owned = []
+            if pointed:  # a cell still pointed at may list other items now: read, as what goes
+                if new_cells is None:
+                    new_cells = {line.split(" ", 1)[0] for line in inserts if _FIRST_IN_LINE in line}
+                batch.extend(n for n in dict.fromkeys(pointed) if n not in done and f"<{n.value}>" in new_cells)
+            old_owned, pointed = [], []
             done.update(batch)
             for q in engine.quads_for_subjects(batch, self.graph):
                 consider(q)
