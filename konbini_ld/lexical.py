@@ -20,6 +20,7 @@ __all__ = [
     "canonical_duration",
     "canonical_lexical",
     "duration_literal",
+    "duration_in_range",
     "duration_seconds",
     "observation_time",
 ]
@@ -105,6 +106,34 @@ def canonical_duration(text: str) -> str:
     ym = (f"{total_months // 12}Y" if total_months >= 12 else "") + (f"{total_months % 12}M" if total_months % 12 else "")
     day_time = duration_literal(total_seconds)[1:] if total_seconds else ""
     return f"{'-' if text.startswith('-') else ''}P{ym}{day_time}"
+
+
+#: What an ``xsd:duration`` can hold in the store: months in 64 bits, and seconds as a decimal of
+#: 128 bits with 18 digits after the point (past these Oxigraph holds the literal but cannot
+#: compute with it: an ill-typed value).
+_MAX_MONTHS = 2**63 - 1
+_MAX_SECONDS = Decimal(2**127 - 1).scaleb(-18)
+_SECOND_DIGITS = 18
+
+
+def duration_in_range(text: str) -> bool:
+    """Whether a lexically valid ``xsd:duration`` is one the store can compute with.
+
+    >>> duration_in_range("P1Y2M3DT4H5M6.5S"), duration_in_range("P99999999999999999999Y")
+    (True, False)
+    >>> duration_in_range("PT0.1234567890123456789S"), duration_in_range("P1000000000000000D")
+    (False, True)
+    """
+    m = _DURATION.fullmatch(text)
+    if m is None:
+        return False
+    years, months, days, hours, minutes, seconds = m.groups()
+    if int(years or 0) * 12 + int(months or 0) > _MAX_MONTHS:
+        return False
+    if seconds and "." in seconds and len(seconds.split(".", 1)[1].rstrip("0")) > _SECOND_DIGITS:
+        return False
+    total = Decimal(days or 0) * 86400 + Decimal(hours or 0) * 3600 + Decimal(minutes or 0) * 60 + Decimal(seconds or 0)
+    return total <= _MAX_SECONDS
 
 
 def duration_literal(seconds: int | float | Decimal) -> str:

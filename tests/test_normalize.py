@@ -46,6 +46,10 @@ def test_ids_given_as_numbers_become_strings() -> None:
         (("attributedTo", "isVerified"), "yes", "expected true or false"),
         (("attributedTo", "published"), "yesterday", "xsd:dateTime"),
         (("duration",), -3, "number of seconds"),
+        (("duration",), "P99999999999999999999Y", "can compute with"),  # (months past 64 bits)
+        (("duration",), "PT0.1234567890123456789S", "can compute with"),  # (19 decimals)
+        (("duration",), 10**21, "can compute with"),  # (seconds past 128-bit decimals)
+        (("duration",), "P9223372036854775808M", "can compute with"),
         (("url",), "not a url", "absolute IRI"),
         (("name",), 12, "expected a string"),
         (("icon", "width"), -1, "integer"),
@@ -154,3 +158,18 @@ def test_a_node_repeated_in_a_document_maps_as_once_and_as_every_time(monkeypatc
     changed["orderedItems"][1]["audio"]["title"] = "another title"
     monkeypatch.setattr(module._Walker, "node", original)
     assert any('"another title"' in line for line in lines(changed))
+
+
+@pytest.mark.parametrize("text", ["P768614336404564650Y7M", "PT170141183460469231731S", "PT0.123456789012345678S",
+                                  "P1000000000000000D", "-P9223372036854775807M"])
+def test_durations_at_the_edge_of_what_the_store_computes_with_are_kept(text: str) -> None:
+    import pyoxigraph as ox
+
+    data = seed_data()
+    data["duration"] = text
+    doc = normalize(data).document
+    value = ox.Literal(doc["duration"], datatype=ox.NamedNode("http://www.w3.org/2001/XMLSchema#duration"))
+    store = ox.Store()
+    [[_, got]] = list(store.query("SELECT ?x ?d WHERE { BIND(<http://www.w3.org/2001/XMLSchema#duration>(STR(?x)) AS ?d) }",
+                                  substitutions={ox.Variable("x"): value}))
+    assert got is not None  # (the store computes with it)

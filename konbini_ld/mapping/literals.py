@@ -22,6 +22,7 @@ from ..lexical import (  # noqa: F401 - the mapping's literal forms, in one plac
     canonical_datetime,
     canonical_double,
     canonical_duration,
+    duration_in_range,
     duration_literal,
     duration_seconds,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "canonical_double",
     "canonical_duration",
     "check_literal",
+    "duration_in_range",
     "duration_literal",
     "duration_seconds",
     "nt_iri",

@@ -46,6 +46,7 @@ from .literals import (
     canonical_datetime,
     canonical_double,
     canonical_duration,
+    duration_in_range,
     duration_literal,
     duration_seconds,
 )
@@ -475,7 +476,7 @@ def _check_datetime(v: Any) -> Any:
 
 def _check_duration(v: Any) -> Any:
     if isinstance(v, str):
-        return canonical_duration(v) if DURATION_PATTERN.fullmatch(v) else _BAD
+        return canonical_duration(v) if DURATION_PATTERN.fullmatch(v) and duration_in_range(v) else _BAD
     r = _check_number(v)
     if r is _BAD or r < 0:
         return _BAD
@@ -483,7 +484,7 @@ def _check_duration(v: Any) -> Any:
         Decimal(str(r))
     except InvalidOperation:  # pragma: no cover - finite floats always convert
         return _BAD
-    return r
+    return r if duration_in_range(duration_literal(r)) else _BAD
 
 
 def _check_text(v: Any) -> Any:
@@ -521,7 +522,8 @@ _EXPECTED = {
     "bool": "true or false",
     "number": "a number",
     "datetime": "an xsd:dateTime string",
-    "duration": "a number of seconds or an xsd:duration string",
+    "duration": "a number of seconds or an xsd:duration string the store can compute with (months within "
+                "64 bits, seconds below 1.7e20 with at most 18 decimals)",
     "text": "a string",
     "langmap": "a string",
     "idstr": "an id string",
