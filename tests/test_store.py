@@ -266,3 +266,16 @@ def test_a_page_whose_videos_change_lists_exactly_the_new_ones(store_dir: Path, 
             "SELECT ?v WHERE { ?page <https://www.w3.org/ns/activitystreams#items>/"
             "<http://www.w3.org/1999/02/22-rdf-syntax-ns#rest>*/<http://www.w3.org/1999/02/22-rdf-syntax-ns#first> ?v }")
         assert sorted(r[0].value for r in list(items.rows())) == sorted(f"{KHABY}/video/76116156577543815{n:02d}" for n in then)
+
+
+def test_seconds_derived_from_a_duration_go_when_the_duration_has_none(store: Any, tmp_path: Path) -> None:
+    # a calendar duration has no fixed number of seconds: the seconds an older duration gave go
+    def seconds() -> list[str]:
+        return values(store, AUDIO_IRI, KS + "durationSeconds")
+
+    for day, duration, expected in ((1, 23, ["23"]), (2, "P1Y", []), (3, "PT1M5S", ["65"]), (4, "P1M", [])):
+        data = seed_data()
+        data["duration"] = duration
+        store.load([write_json(tmp_path / f"d{day}.json", {"data": data})], observed_at=f"2026-11-0{day}T12:00:00Z")
+        assert seconds() == expected, (day, duration)
+    assert len(values(store, AUDIO_IRI, AS + "duration")) == 1

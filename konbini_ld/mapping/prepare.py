@@ -24,6 +24,7 @@ from ..errors import ExpandError, InputError, KonbiniError, UsageError
 from ..lexical import observation_time
 from ..model import Observation, Response
 from ..units import check_not_future
+from ..vocab import AS, KS
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
 from .grouping import group_lines
 from .normalize import check_iri, could_hold_bad_text, normalize
@@ -33,6 +34,11 @@ from .to_rdf import expand, to_lines
 __all__ = ["Abandoned", "PreparePool", "Prepared", "body_sha256", "prepare"]
 
 log = logging.getLogger(__name__)
+
+_DURATION_NT = f"<{AS}duration>"
+#: derived from ``duration`` (:mod:`.normalize`): a duration with no fixed number of seconds has
+#: none, and the value an older duration gave must not stay beside it
+_SECONDS_NT = f"<{KS}durationSeconds>"
 
 
 def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
@@ -78,6 +84,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
                 groups = group_lines(to_lines(expand(normalized.document)))
             for group, lines in groups.items():
                 out.groups.setdefault(group, []).extend(lines)
+                if group[1] == _DURATION_NT:  # seconds derived from it: none now means none is kept
+                    out.groups.setdefault((group[0], _SECONDS_NT), [])
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)
