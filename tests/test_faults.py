@@ -334,3 +334,32 @@ def test_a_full_disk_stops_load_cleanly_and_the_next_run_recovers(tmp_path: Path
 
     assert audios(store) == len({audio_of(r.body) for r in Archive(store / "archive").records()})
     assert cli(store, "load", str(big)).exit_code == 0 and audios(store) == 401  # the same input, once more
+
+
+def test_a_batch_planned_beside_a_write_then_rejected_is_planned_again(tmp_path: Path) -> None:
+    """``fetch`` plans a batch while the one before is written. When that write is rejected and
+    written again response by response, what the writer remembered of it no longer holds: the
+    batch planned beside it (which skipped a creator "already written so") is planned again, and
+    the creator the rejected response alone would have written is in the graph."""
+    from konbini_ld.mapping.prepare import prepare
+    from konbini_ld.model import Response
+
+    creator = {"type": "Person", "id": "https://www.tiktok.com/@shared", "name": "Shared", "followerCount": 42}
+
+    def observed(i: int, *, defective: bool = False) -> Any:
+        body = json.dumps({"data": {"type": "Audio", "id": f"https://www.tiktok.com/music/a-{i}", "name": "n",
+                                    "attributedTo": creator}})
+        p = prepare(Response(body, "-", line=i, observed_at="2026-11-01T00:00:00Z", observed_given=True))
+        if defective:  # (the creator's lines ride in a group the store refuses whole)
+            key = next(k for k in p.groups if k[0] == f"<https://www.tiktok.com/music/a-{i}>")
+            p.groups[key] = p.groups[key] + ['<urn:x> <urn:p> "\ud800" .\n']
+        return p
+
+    with open_store(tmp_path / "store") as store:
+        first = store.apply_prepared([observed(1, defective=True)], None, behind=True)
+        second = store.apply_prepared([observed(2)], None, behind=True, before_write=store.settle_writes)
+        first.merge(store.settle_writes())
+        assert second.loaded == 1
+        names = store.query("SELECT ?n WHERE { <https://www.tiktok.com/@shared> "
+                            "<https://www.w3.org/ns/activitystreams#name> ?n }")
+        assert [r[0].value for r in list(names.rows())] == ["Shared"]

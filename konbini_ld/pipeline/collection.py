@@ -132,7 +132,7 @@ class KonbiniStore(Store):
 
         :param behind: return once the write has started (the next batch is prepared meanwhile);
             :meth:`settle_writes` waits for it.
-        :param before_write: called once planning may start, before anything is written (``fetch``
+        :param before_write: called once the batch is planned, before anything is written (``fetch``
             settles the batch written behind there: its errors are that batch's own).
         """
         self._writable()

@@ -220,12 +220,10 @@ class Pipeline:
         :param behind: write on the writer's thread and return once the write is started (the
             caller prepares its next batch meanwhile); :meth:`settle` waits for it and says what it
             changed of the report (a batch the store rejected, written again response by response).
-        :param before_write: called before anything is planned or written (``fetch`` settles the
-            batch written behind there: its errors are that batch's own).
+        :param before_write: called once the batch is planned, before anything is written
+            (``fetch`` settles the batch written behind there: its errors are that batch's own).
         """
-        if before_write is not None:
-            before_write()
-        report = self.writer.apply(observations, seq, background=behind)
+        report = self.writer.apply(observations, seq, background=behind, before_write=before_write)
         if not behind:
             report.merge(self.writer.take_late())
         return report

@@ -80,6 +80,8 @@ class Writer:
 
     def _forget_writes(self) -> None:
         """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
+        #: bumped each time (a plan made before it used what is forgotten now)
+        self.forgotten = getattr(self, "forgotten", 0) + 1
         #: what this process last wrote for each entity (the only writer: reads it can skip)
         self._written: Written | None = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
@@ -102,21 +104,26 @@ class Writer:
 
     def apply(
         self, prepared: Sequence[Observation], applied_seq: int | None = None, *, background: bool = False,
-        isolate: bool = True,
+        isolate: bool = True, before_write: Callable[[], None] | None = None,
     ) -> LoadReport:
         """Plan the upsert of ``prepared`` and write it (in the background when allowed: the next
         batch is planned meanwhile; reads that could see the write in progress wait for it).
 
         :param isolate: if the store rejects the batch, write it again response by response.
+        :param before_write: called once the batch is planned, before it is written (``fetch``
+            settles the write in progress there, while its next batch was planned beside it; if
+            that write was written again response by response, the batch is planned again).
         """
         try:
-            return self._apply(prepared, applied_seq, background=background, isolate=isolate)
+            return self._apply(prepared, applied_seq, background=background, isolate=isolate,
+                               before_write=before_write)
         except BaseException:
             self.spoiled = True
             raise
 
     def _apply(self, prepared: Sequence[Observation], applied_seq: int | None, *, background: bool,
-               isolate: bool) -> LoadReport:
+               isolate: bool, before_write: Callable[[], None] | None = None) -> LoadReport:
+        forgotten = self.forgotten
         report = LoadReport()
         data_graph, prov_graph, history_graph = self.graphs
         known = self._known(data_graph)
@@ -175,6 +182,10 @@ class Writer:
         report.removed = len(deletes)
         report.points = counted(history)
         history = list(dict.fromkeys(history))  # a creator seen in many responses of one time: one node
+        if before_write is not None:
+            before_write()
+            if self.forgotten != forgotten:  # planned on what the writer no longer holds true
+                return self._apply(prepared, applied_seq, background=background, isolate=isolate)
         new_points: set[str] = set()
         if self._points is not None:  # (points are only ever added: one written stays written)
             kept = []
