@@ -380,3 +380,31 @@ def test_a_history_in_the_older_layout_is_named_and_rebuild_migrates_it(store_di
     caplog.clear()
     with caplog.at_level("WARNING"), open_store(store_dir):
         assert "older layout" not in caplog.text
+
+
+def test_a_round_written_is_never_open_to_a_batch_planned_meanwhile() -> None:
+    """The writer's thread marks a batch's rounds written while the next batch is planned on
+    another: at every moment a round is pending or seen, so the next batch never opens it again
+    (a second point of one counter in one run; a rebuild of one archive gave 132,964 or 133,055)."""
+    from konbini_ld.store.history import Rounds
+
+    rounds = Rounds()
+    batch = {("run", "<https://www.tiktok.com/@a>", "<https://konbiniapi.com/ns/social#followerCount>")}
+    rounds.reserve(batch)
+    open_meanwhile: list[bool] = []
+
+    class Watched(dict):  # type: ignore[type-arg]
+        def update(self, *args: Any, **kw: Any) -> None:  # (the moment the other thread may look)
+            open_meanwhile.append(any(k not in rounds._pending and k not in self for k in batch))
+            super().update(*args, **kw)
+
+    class WatchedSet(set):  # type: ignore[type-arg]
+        def __isub__(self, other: Any) -> Any:
+            open_meanwhile.append(any(k not in rounds._seen for k in other))
+            return super().__isub__(other)
+
+    rounds._seen = Watched()
+    rounds._pending = WatchedSet(rounds._pending)
+    rounds.written(batch)
+    assert open_meanwhile and not any(open_meanwhile)
+    assert all(k in rounds._seen and k not in rounds._pending for k in batch)

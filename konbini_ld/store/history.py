@@ -116,9 +116,12 @@ class Rounds:
         return out
 
     def written(self, batch: set[tuple[str, str, str]]) -> None:
-        """(Once its write succeeded.) The rounds a batch opened: later batches leave them out."""
-        self._pending -= batch
+        """(Once its write succeeded.) The rounds a batch opened: later batches leave them out.
+
+        Seen before they stop being pending: a batch planned meanwhile on another thread finds
+        each round in one or the other, never in neither (it would open it again: a second point)."""
         self._seen.update(dict.fromkeys(batch))
+        self._pending -= batch
         while len(self._seen) > self.limit:
             del self._seen[next(iter(self._seen))]
 
