@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import ContextError, ExpandError
-from ..lexical import DURATION_PATTERN
 from ..vocab import COUNTERS, KS, XSD
 from .contexts import API_CONTEXT, is_bundled_context_url, prefixes, terms
 from .literals import (
@@ -476,7 +475,7 @@ def _check_datetime(v: Any) -> Any:
 
 def _check_duration(v: Any) -> Any:
     if isinstance(v, str):
-        return canonical_duration(v) if DURATION_PATTERN.fullmatch(v) and duration_in_range(v) else _BAD
+        return canonical_duration(v) if duration_in_range(v) else _BAD  # (False for what is no duration)
     r = _check_number(v)
     if r is _BAD or r < 0:
         return _BAD

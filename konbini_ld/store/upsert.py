@@ -147,10 +147,7 @@ class Planner:
                 for q in read:
                     s = names.get(q.subject) or str(q.subject)  # (a server's own spelling: as it says)
                     pred = q.predicate
-                    spelling = spelled.get(pred)
-                    if spelling is None:
-                        spelling = spelled[pred] = str(pred)
-                    p = spelling
+                    p = spelled.get(pred) or spelled.setdefault(pred, str(pred))
                     held = props.get(s)
                     if held is None:
                         held = props[s] = set()

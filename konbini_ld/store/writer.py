@@ -54,6 +54,8 @@ class Writer:
         self.engine = engine
         self.mark_applied = mark_applied
         self.graphs: Graphs = GRAPHS
+        #: how many times what was written has been forgotten (a plan made before used what no longer holds)
+        self.forgotten = 0
         self._forget_writes()
         #: which counters each run has observed already (one point a counter a run)
         self._rounds = Rounds()
@@ -80,8 +82,7 @@ class Writer:
 
     def _forget_writes(self) -> None:
         """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
-        #: bumped each time (a plan made before it used what is forgotten now)
-        self.forgotten = getattr(self, "forgotten", 0) + 1
+        self.forgotten += 1
         #: what this process last wrote for each entity (the only writer: reads it can skip)
         self._written: Written | None = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
