@@ -31,7 +31,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # (not typing's: the program imports this module before its signal handlers)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    E = TypeVar("E", bound=BaseException)
 del TYPE_CHECKING
 
 __all__ = [
@@ -234,3 +236,29 @@ class Terminated(KeyboardInterrupt):
 def raise_terminated(signum: int, frame: object) -> None:
     """A SIGTERM handler: the signal becomes :class:`Terminated` wherever the program is."""
     raise Terminated()
+
+
+def settled(exc: E) -> E:
+    """``exc``, and every exception chained to it, without the frames it passed through: an
+    error kept as a value (in a report, handed to another thread) then holds nothing of the
+    code that raised it. A frame it held would hold its callers' variables in a reference
+    cycle, for the garbage collector to break later on whichever thread runs it, and some
+    objects (pyoxigraph's query answers) may only be dropped by the thread that made them.
+
+    >>> try:
+    ...     raise QueryError("boom")
+    ... except QueryError as caught:
+    ...     kept = settled(caught)
+    >>> kept.__traceback__ is None
+    True
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        link = todo.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        link.__traceback__ = None
+        todo += (link.__cause__, link.__context__)
+    return exc

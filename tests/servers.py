@@ -166,6 +166,7 @@ class VirtuosoServer:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 def require_or_skip(reason: str) -> None:
@@ -231,6 +232,7 @@ class RdfEndpointServer:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 # -- in front of a server --------------------------------------------------------------------

@@ -866,6 +866,14 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line; empty once it has ended (it may end as it is read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -918,6 +926,7 @@ def test_a_stopped_preparing_process_neither_holds_the_run_nor_outlives_it(tmp_p
                 pass
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 143 and "Traceback" not in err and "Exception ignored" not in err, err
     assert took < 15 and "credits used" in err, (took, err)
     time.sleep(0.2)
@@ -935,8 +944,7 @@ def test_ctrl_c_reaching_preparing_processes_as_they_start_prints_no_traceback(t
     for attempt in range(3):
         proc = _fetch_in_session(tmp_path, api, 40, f"store{attempt}", "--workers", "3")
         try:
-            while proc.poll() is None and not any(b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()
-                                                  for c in _children(proc.pid)):
+            while proc.poll() is None and not any(b"multiprocessing" in _cmdline(c) for c in _children(proc.pid)):
                 time.sleep(0.002)
             time.sleep(0.05 * attempt)
             os.killpg(proc.pid, signal.SIGINT)
@@ -944,6 +952,7 @@ def test_ctrl_c_reaching_preparing_processes_as_they_start_prints_no_traceback(t
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
         assert proc.returncode in (0, 130) and "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
@@ -962,6 +971,7 @@ def test_sigterm_to_the_whole_group_leaves_the_preparing_processes_to_the_run(tm
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
         assert proc.returncode == 143 and "Warning" not in err and "Traceback" not in err, err
         assert "credits used" in err
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ExpandError, InputError, KonbiniError, UsageError
+from ..errors import ExpandError, InputError, KonbiniError, UsageError, settled
 from ..lexical import observation_time
 from ..model import Observation, Response
 from ..units import check_not_future
@@ -92,7 +92,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
         out.count = sum(len(lines) for lines in out.groups.values())
     except InputError as exc:
         out.groups = {}
-        out.error = exc.located(response.source, response.line)
+        out.error = settled(exc.located(response.source, response.line))  # (kept: without its frames)
     except KonbiniError as exc:  # pragma: no cover - defensive: every input failure is an InputError
         out.groups = {}
         out.error = ExpandError(str(exc), source=response.source, line=response.line)

@@ -36,6 +36,7 @@ from ..errors import (
     StoreError,
     Terminated,
     UsageError,
+    settled,
 )
 from ..mapping.envelope import parse_documents
 from ..model import FetchReport, LedgerEntry, Response
@@ -418,6 +419,7 @@ class _Runner:
             raise
         finally:
             self._keep(job, answers, accepted, failure)
+            failure = None  # (going on up, the error's frames include this one: it must not hold it)
 
     def _keep(self, job: _Job, answers: list[ApiResponse], accepted: ApiResponse | None,
               failure: FetchError | None) -> None:
@@ -476,6 +478,26 @@ class _Runner:
                 self.report.credits_remaining = (answer.credits_remaining if current is None
                                                  else min(current, answer.credits_remaining))
 
+    def _failed(self, exc: BaseException) -> None:
+        """A request that ended in ``exc``: counted, and the run stopped where it must."""
+        if isinstance(exc, NotFoundError):
+            self.report.not_found += 1
+        elif isinstance(exc, CreditsExhaustedError):
+            if exc.credits_remaining is None:
+                self.report.credits_remaining = 0
+            self._stop_with(exc, "credits-exhausted")
+        elif isinstance(exc, AuthError):
+            self._stop_with(exc, "auth")
+        elif isinstance(exc, BudgetSpent):
+            self._halt("max-credits")
+            self.report.not_requested += 1
+        elif isinstance(exc, FetchError):
+            self.report.failed.append(exc)
+        elif isinstance(exc, StoreError):  # the archive cannot be written: buying more would waste credits
+            self._stop_with(exc, "store-error")
+        else:
+            raise exc
+
     def _stop_with(self, exc: KonbiniError, reason: str) -> None:
         if not any(type(e) is type(exc) and str(e) == str(exc) for e in self.report.errors):
             self.report.errors.append(exc)
@@ -484,29 +506,11 @@ class _Runner:
 
     def _collect(self, job: _Job, future: Future[ApiResponse]) -> _Job | None:
         self.progress(1)
-        try:
-            answer = future.result()
-        except NotFoundError:
-            self.report.not_found += 1
+        error = future.exception()
+        if error is not None:  # (kept in the report: without the frames it passed through)
+            self._failed(settled(error))
             return None
-        except CreditsExhaustedError as exc:
-            if exc.credits_remaining is None:
-                self.report.credits_remaining = 0
-            self._stop_with(exc, "credits-exhausted")
-            return None
-        except AuthError as exc:
-            self._stop_with(exc, "auth")
-            return None
-        except BudgetSpent:
-            self._halt("max-credits")
-            self.report.not_requested += 1
-            return None
-        except FetchError as exc:
-            self.report.failed.append(exc)
-            return None
-        except StoreError as exc:  # the archive cannot be written: buying more would waste credits
-            self._stop_with(exc, "store-error")
-            return None
+        answer = future.result()
         self.report.fetched += 1
         next_cursor = None
         if job.kind == "videos":

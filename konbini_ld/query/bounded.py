@@ -66,5 +66,9 @@ def within(seconds: float | None, work: Callable[[], T], *, what: str = "the que
             raise QueryError(f"{what} was stopped after the {seconds:g} s time limit (--timeout)")
         worker.join(left)
     if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+        error = box.pop("error")
+        try:
+            raise error  # type: ignore[misc]
+        finally:
+            del error  # (its frames include this one: held here, a reference cycle)
+    return box.pop("value")  # type: ignore[return-value]

@@ -134,9 +134,17 @@ class QueryResult:
             try:
                 item = next(self._source)
             except StopIteration:
-                self._done = True
+                self._release()
                 return
             self._seen.append(item)
+
+    def _release(self) -> None:
+        """(Read in full.) Let go of the engine's result: its objects may only be dropped by the
+        thread that made them, and a result kept past that thread (or caught in a reference
+        cycle the garbage collector breaks on another one) must hold none."""
+        self._done = True
+        self._native = None
+        self._source = iter(())
 
     def detach(self) -> None:
         """Read the rest of the answer now and let go of the engine's result (a store being
@@ -145,8 +153,7 @@ class QueryResult:
             return
         for _ in self._items():
             pass
-        self._native = None
-        self._source = iter(())
+        self._release()
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """``SELECT`` rows as tuples of pyoxigraph terms (``None`` where unbound), read lazily."""
@@ -249,6 +256,7 @@ class QueryResult:
             return
         if self._source is None and hasattr(self._native, "serialize"):
             self._native.serialize(output, fmt.ox_format())  # streamed straight from the engine
+            self._release()
             return
         from ..io.results import write_solutions
 
@@ -257,9 +265,9 @@ class QueryResult:
     def _stream_rows(self) -> Iterator[tuple[Any, ...]]:
         """The rows, streamed from the engine without keeping them when none was read yet."""
         if self._source is None and self._native is not None and not self._seen:
-            self._source, self._done = iter(()), True  # (read once: nothing is kept)
-            variables = self.variables
-            return (tuple(s[v] for v in variables) for s in self._native)
+            native, variables = self._native, self.variables
+            self._release()  # (read once: nothing is kept, and the engine's result goes once read)
+            return (tuple(s[v] for v in variables) for s in native)
         return self.rows()
 
     def _write_graph(self, output: IO[bytes], fmt: Format, inline_context: bool = False) -> None:

@@ -223,9 +223,13 @@ class Writer:
             error, self._writer_error = self._writer_error, None
             job, self._writer_job = self._writer_job, None
             if isinstance(error, WriteRejected) and job is not None:
+                del error  # (its frames reach this one: held meanwhile, a reference cycle)
                 self._isolate(*job)
             elif error is not None:
-                raise error
+                try:
+                    raise error
+                finally:
+                    del error  # (its frames include this one: held here, a reference cycle)
         except BaseException:
             self.spoiled = True
             raise  # (with no job to isolate, a rejected single response is raised to _isolate)
@@ -321,9 +325,13 @@ class Writer:
             error, self._writer_error = self._writer_error, None
             self._writer_job = None
             if isinstance(error, WriteRejected) and job is not None:
+                del error  # (its frames reach this one: held meanwhile, a reference cycle)
                 self._isolate(*job)
             elif error is not None:
-                raise error
+                try:
+                    raise error
+                finally:
+                    del error  # (its frames include this one: held here, a reference cycle)
 
     def _remember(self, points: Collection[str]) -> None:
         """(Once written.) Remember history points as written: later batches leave them out."""

@@ -407,7 +407,10 @@ class KonbiniClient:
             error = exc.error
             if len(attempts) > 1:
                 error.message += f" (gave up after {len(attempts)} attempts)"
-            raise error from None
+            try:
+                raise error from None
+            finally:
+                del error  # (its frames include this one: held here, a reference cycle)
 
     def _once(self, request_url: str, budget: Budget | None = None,
               on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
@@ -439,7 +442,10 @@ class KonbiniClient:
                     failure.answer = cut
                     if on_answer is not None:
                         on_answer(cut)
-                raise (_Transient(failure) if not isinstance(exc, _NOT_RETRIED) else failure) from None
+                try:
+                    raise (_Transient(failure) if not isinstance(exc, _NOT_RETRIED) else failure) from None
+                finally:
+                    del failure  # (its frames include this one: held here, a reference cycle)
         status = response.status_code
         used, remaining, evidence = _credit_headers(response)
         if evidence:  # (a server may put the key it was sent anywhere, a credit header too)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import StoreError
+from ...errors import StoreError, settled
 from ...model import Damage
 from .archive_format import MEMBER_RECORDS, ArchiveRecord, decode, encode, find_magic, fsync_dir, member, read_member
 from .safe_files import open_file, read_small, write_atomic
@@ -208,16 +208,21 @@ class Archive:
                 try:
                     self._write_group([r for t in batch for r in t.records])
                 except BaseException as exc:  # handed to every caller of the group
-                    error = exc
+                    error = settled(exc)  # (each raises it from its own frame, and none holds it there)
                 finally:
                     self._cv.acquire()
                     self._writing = False
                     for t in batch:
                         t.done, t.error = True, error
                     self._cv.notify_all()
-        if ticket.error is not None:
-            raise ticket.error
-        return ticket.records
+                    del batch, error
+        failure, ticket.error = ticket.error, None
+        if failure is None:
+            return ticket.records
+        try:
+            raise failure
+        finally:
+            del failure
 
     def _write_group(self, records: list[ArchiveRecord]) -> None:
         try:
