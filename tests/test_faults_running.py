@@ -97,6 +97,34 @@ def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api:
         api.latency = 0.0
 
 
+def test_a_fetch_killed_mid_run_then_finished_has_the_points_a_rebuild_has(api: Any, tmp_path: Path) -> None:
+    """``kill -9`` leaves answers archived and not written (and some written without their mark);
+    the next writer replays them beside what the killed run wrote: every counter still has one
+    point a run, as a rebuild of the same archive gives."""
+    from konbini_ld.sources.konbini.fakeapi import audio_id
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(audio_id(i) for i in range(60)) + "\n")
+    store = tmp_path / "store"
+    api.reset()
+    api.latency = 0.02
+    try:
+        proc = _fetch_proc(store, api, ids, "--videos", "--batch-size", "5")
+        kill_mid_work(proc, lambda: len(api.requests) > 20, 0.1, what="fetch")
+        proc.communicate()
+        proc = _fetch_proc(store, api, ids, "--videos", "--batch-size", "5")  # (replays, then buys the rest)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        api.latency = 0.0
+    with open_store(store) as s:
+        finished = s.stats()
+        s.rebuild()
+        rebuilt = s.stats()
+    assert finished.responses == 120 and finished.unapplied == 0
+    assert (finished.points, finished.triples) == (rebuilt.points, rebuilt.triples)
+
+
 def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_path: Path) -> None:
     from konbini_ld.sources.konbini.fakeapi import audio_id
 

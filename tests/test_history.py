@@ -408,3 +408,34 @@ def test_a_round_written_is_never_open_to_a_batch_planned_meanwhile() -> None:
     rounds.written(batch)
     assert open_meanwhile and not any(open_meanwhile)
     assert all(k in rounds._seen and k not in rounds._pending for k in batch)
+
+
+def test_answers_a_stopped_fetch_left_unwritten_add_the_points_a_rebuild_has(
+        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped run leaves answers archived and not written; the next writer replays them. The
+    run had written the rounds of some of their counters (an audio before the copy of it in its
+    page of videos, a creator from another page): replayed, they add no second point."""
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    written = GraphFeed._apply
+    batches: list[int] = []
+
+    def stopping_after_two(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) <= 2:
+            written(feed, batch, prepared)
+        else:  # (as past the run's grace after Ctrl-C: archived, for the next writer)
+            feed.report.unapplied += len(batch)
+
+    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_two)
+    ids = [audio_id(i) for i in range(12)]
+    with open_store(tmp_path / "store") as store:
+        report = fetch(store, client, ids, videos=True, batch_size=5, workers=0)
+        assert report.unapplied > 0 and store.stats().points > 0
+    monkeypatch.setattr(GraphFeed, "_apply", written)
+    with open_store(tmp_path / "store") as store:  # (replays what the run left)
+        replayed = store.stats()
+        assert replayed.unapplied == 0 and replayed.responses == 24
+        store.rebuild()
+        rebuilt = store.stats()
+    assert replayed.points == rebuilt.points and replayed.triples == rebuilt.triples

@@ -36,7 +36,12 @@ def replay(store: Replayable) -> LoadReport:
     if archive.last_seq <= applied:
         return LoadReport()
     scan = Scan()
-    report = store.pipeline.run(archive.records(after=applied, scan=scan), archive=False)
+    writer = store.pipeline.writer
+    writer.recalling = True  # (the run that archived them may have written points of their rounds)
+    try:
+        report = store.pipeline.run(archive.records(after=applied, scan=scan), archive=False)
+    finally:
+        writer.recalling = False
     report.damage.extend(scan.damage)
     store.mark_applied(archive.last_seq)
     return report

@@ -28,12 +28,12 @@ load in.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from ..engines.base import Engine
+from ..engines.base import Engine, select
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
@@ -93,6 +93,45 @@ class Rounds:
                 out.add((s, p))
         return out, waiting
 
+    def recall(self, engine: Engine, prepared: Sequence[Observation]) -> None:
+        """(Replaying answers an earlier process archived and did not write: it was stopped.) The
+        rounds that process took already, read from the history graph: nothing but a run can have
+        written a point of its counters at or after its start (each answer of a run is observed
+        after it starts, and runs write one after another); a round without a run is its time."""
+        since: dict[tuple[str, str], str] = {}  # (round, entity) → the earliest time of its points
+        for o in prepared:
+            if not o.ok:
+                continue
+            round_ = self._round(o)
+            run_start = _run_start(o.response.run)
+            start = min(run_start, o.response.observed) if run_start else o.response.observed
+            for s, p in o.groups:
+                if p in _COUNTERS_NT and (round_, s, p) not in self._seen:
+                    since[(round_, s)] = start
+        if not since:
+            return
+        taken: dict[str, list[tuple[str, str]]] = {}  # entity → (time, counter) of its points
+        entities = sorted({s for _, s in since})
+        for i in range(0, len(entities), 1_000):
+            values = " ".join(entities[i : i + 1_000])
+            for row in select(
+                engine, f"SELECT ?e ?t ?m WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ VALUES ?e {{ {values} }} "
+                f"?o {_FOI} ?e ; {_TIME} ?t ; ?m ?v . FILTER(STRSTARTS(STR(?m), \"{KSH}\")) }} }}", union=False,
+            ):
+                e, t, m = row[0], row[1], row[2]
+                taken.setdefault(str(e), []).append((observation_time(t.value), f"<{KS}{m.value[len(KSH):]}>"))
+        for o in prepared:
+            if not o.ok:
+                continue
+            round_ = self._round(o)
+            exact = not _run_start(o.response.run)
+            for s, p in o.groups:
+                earliest = since.get((round_, s))
+                if earliest is None or p not in _COUNTERS_NT:
+                    continue
+                if any(q == p and (t == earliest if exact else t >= earliest) for t, q in taken.get(s, ())):
+                    self._seen[(round_, s, p)] = None
+
     def reserve(self, batch: set[tuple[str, str, str]]) -> None:
         """A batch opening these rounds is being written."""
         self._pending |= batch
@@ -124,6 +163,14 @@ class Rounds:
         self._pending -= batch
         while len(self._seen) > self.limit:
             del self._seen[next(iter(self._seen))]
+
+
+def _run_start(run: str | None) -> str | None:
+    """When a run began: its id is the command and its start (``fetch:2026-11-01T12:00:00.000Z``)."""
+    if not run or ":" not in run:
+        return None
+    at = run.split(":", 1)[1]
+    return at if len(at) == 24 and at.endswith("Z") else None
 
 
 def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[str]:

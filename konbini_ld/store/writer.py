@@ -59,6 +59,8 @@ class Writer:
         self._forget_writes()
         #: which counters each run has observed already (one point a counter a run)
         self._rounds = Rounds()
+        #: replaying what an earlier process archived and did not write: the rounds it took are read back
+        self.recalling = False
         self._known_subjects: dict[str, MaybeHeld] = {}
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
@@ -137,6 +139,8 @@ class Writer:
         tracked: list[Point] = []  # and the points of the series it summarises
         rounds: set[tuple[str, str, str]] = set()  # the counters this batch observes first in their run
         waiting: list[tuple[Observation, set[tuple[str, str]]]] = []  # and those a write in progress may take
+        if self.recalling:
+            self._rounds.recall(self.engine, prepared)
         for p in prepared:
             entities: set[str] = set()
             if p.ok and p.mappable:
