@@ -418,3 +418,30 @@ def test_preparing_processes_leave_ctrl_c_and_sigterm_to_the_run() -> None:
         assert ignored & (1 << (2 - 1)) and ignored & (1 << (15 - 1))  # SIGINT, SIGTERM
     finally:
         pool.close(wait=True)
+
+
+def test_ctrl_c_as_a_request_is_handed_to_its_thread_still_keeps_its_paid_answer(
+        store: Any, client: KonbiniClient, api: FakeKonbiniAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C can land while a request is handed to its thread, once the thread has it: the run
+    waits for that answer like any other in flight (it is paid for), and keeps it."""
+    import importlib
+
+    fetch_module = importlib.import_module("konbini_ld.pipeline.fetch")
+
+    class InterruptedAtTheThird(fetch_module.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            handed = super().submit(*args, **kwargs)
+            InterruptedAtTheThird.submitted += 1
+            if InterruptedAtTheThird.submitted == 3:
+                raise KeyboardInterrupt
+            return handed
+
+    monkeypatch.setattr(fetch_module, "ThreadPoolExecutor", InterruptedAtTheThird)
+    api.latency = 0.5
+    report = fetch(store, client, ids(10))
+    assert report.stopped == "interrupted"
+    assert api.count() == 3
+    assert store.stats().archived == 3 and report.fetched == 3 and report.credits_used == 3
+    assert report.not_requested == 7

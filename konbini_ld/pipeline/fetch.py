@@ -347,7 +347,9 @@ class _Runner:
                         self._halt("max-credits")
                         break
                     job = todo.pop()
-                    running[pool.submit(self._request, job)] = job
+                    future: Future[ApiResponse] = Future()
+                    running[future] = job  # (known before it can run: an interrupt in submit leaves it waited for)
+                    pool.submit(self._answer_into, future, job)
                 if not running:
                     break
                 done, _ = wait(running, timeout=_WAIT_SECONDS, return_when=FIRST_COMPLETED)
@@ -394,6 +396,16 @@ class _Runner:
         if not self.stop.is_set():
             self.stop.set()
             self.report.stopped = reason
+
+    def _answer_into(self, future: Future[ApiResponse], job: _Job) -> None:
+        """(On a request thread.) Ask for ``job`` and settle ``future`` with the answer, unless
+        the run cancelled it first: then nothing is sent."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(self._request(job))
+        except BaseException as exc:  # noqa: BLE001 - the run's, through the future
+            future.set_exception(exc)
 
     def _request(self, job: _Job) -> ApiResponse:
         """Ask (the request's credit is taken already), then archive every answer received before
