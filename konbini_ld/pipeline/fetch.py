@@ -519,8 +519,8 @@ class _Runner:
     def _collect(self, job: _Job, future: Future[ApiResponse]) -> _Job | None:
         self.progress(1)
         error = future.exception()
-        if error is not None:  # (kept in the report: without the frames it passed through)
-            self._failed(settled(error))
+        if error is not None:  # (kept in the report: without the frames it passed through; a defect keeps them)
+            self._failed(settled(error) if isinstance(error, KonbiniError) else error)
             return None
         answer = future.result()
         self.report.fetched += 1
