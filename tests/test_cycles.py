@@ -102,6 +102,34 @@ def test_a_result_read_in_full_can_be_dropped_by_another_thread(loaded: Any, rea
     _dropped_by_another_thread(box)
 
 
+@pytest.mark.parametrize("held", ["unread", "partly read"])
+def test_a_result_its_caller_left_in_a_cycle_is_dropped_by_its_own_thread(loaded: Any, held: str) -> None:
+    """A caller's own reference cycle holding a result it did not read: the collector may break
+    it on any thread (here another's, on purpose); the engine's answer waits for its own."""
+    from konbini_ld.query import run
+
+    class Holder:
+        pass
+
+    gc.disable()  # (nothing collects the cycle before the other thread does)
+    try:
+        holder = Holder()
+        holder.me = holder  # type: ignore[attr-defined]
+        holder.result = loaded.query("SELECT ?s WHERE { ?s ?p ?o }")  # type: ignore[attr-defined]
+        if held == "partly read":
+            holder.rows = holder.result.rows()  # type: ignore[attr-defined]
+            next(holder.rows)  # type: ignore[attr-defined]
+        del holder
+        collector = threading.Thread(target=gc.collect)
+        collector.start()
+        collector.join()
+        assert run._GRAVEYARD  # left for this thread
+        assert loaded.query("ASK { ?s ?p ?o }").boolean is True
+        assert not run._GRAVEYARD  # and dropped by it at its next query
+    finally:
+        gc.enable()
+
+
 # -- the library's error paths leave no frame in a cycle -----------------------------------------
 
 

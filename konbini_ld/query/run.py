@@ -4,6 +4,8 @@ and a typed :class:`QueryResult` (terms, Python values, a DataFrame, or any resu
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -77,6 +79,30 @@ def python_value(term: Any) -> Value:
     return text
 
 
+#: the engine's answers of results dropped on another thread than the one that made them, kept
+#: for that thread to drop (pyoxigraph's answers may only be dropped by their own thread)
+#: (keyed by a token each thread draws once: a thread's ident may be reused, its token is not)
+_GRAVEYARD: dict[int, list[Any]] = {}
+_GRAVEYARD_LOCK = threading.Lock()
+_THREAD = threading.local()
+_TOKENS = itertools.count()
+
+
+def _thread_token() -> int:
+    token: int | None = getattr(_THREAD, "token", None)
+    if token is None:
+        token = _THREAD.token = next(_TOKENS)
+    return token
+
+
+def _bury_own(token: int) -> None:
+    """Drop, on this thread, the answers of its results that were dropped elsewhere."""
+    if _GRAVEYARD:
+        with _GRAVEYARD_LOCK:
+            own = _GRAVEYARD.pop(token, None)
+        del own
+
+
 class QueryResult:
     """The answer to a query, evaluated natively by the engine.
 
@@ -100,6 +126,16 @@ class QueryResult:
         self._seen: list[Any] = []  # rows or triples read so far (so results can be read again)
         self._source: Iterator[Any] | None = None
         self._done = False
+        self._thread = _thread_token()
+        _bury_own(self._thread)
+
+    def __del__(self) -> None:
+        # A result dropped unread on another thread (the garbage collector breaks a cycle holding
+        # it on whichever thread allocates) leaves the engine's answer to its own thread.
+        if not self._done and _thread_token() != self._thread:
+            with _GRAVEYARD_LOCK:
+                _GRAVEYARD.setdefault(self._thread, []).extend((self._native, self._source))
+            self._native = self._source = None
 
     @classmethod
     def from_rows(cls, variables: list[str], rows: list[tuple[Any, ...]], index: str | None = None) -> QueryResult:

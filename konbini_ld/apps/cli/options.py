@@ -15,7 +15,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ...errors import ExportError, KonbiniError, UsageError
+from ...errors import ExportError, KonbiniError, Terminated, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +116,11 @@ pass_state = click.make_pass_decorator(Context)
 _WRITERS = frozenset({"load", "fetch", "rebuild", "push"})
 
 
+def _say_interrupted(ctx: click.Context) -> None:
+    saved = ": everything loaded so far is saved" if ctx.info_name in _WRITERS else ""
+    click.echo(f"Interrupted{saved}.", err=True)
+
+
 def handle_errors(fn: F) -> F:
     """Map every failure to one ``Error:`` line on stderr and its exit code.
 
@@ -138,11 +143,18 @@ def handle_errors(fn: F) -> F:
             _error_line(str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            from ...errors import Terminated
-
-            saved = ": everything loaded so far is saved" if ctx.info_name in _WRITERS else ""
-            click.echo(f"Interrupted{saved}.", err=True)
-            ctx.exit(143 if isinstance(exc, Terminated) else 130)
+            # (a second signal while this is said, a terminal's Ctrl-C then a service manager's
+            # SIGTERM: the line is said once, and the code is the first signal's)
+            code, said = 143 if isinstance(exc, Terminated) else 130, False
+            for _attempt in range(5):
+                try:
+                    if not said:
+                        _say_interrupted(ctx)
+                        said = True
+                    ctx.exit(code)
+                except KeyboardInterrupt:
+                    continue
+            raise SystemExit(code) from None
         except OSError as exc:
             if _broken_pipe(exc):
                 # The reader went away (`| head`): stop quietly, like other Unix tools.
