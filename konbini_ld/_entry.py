@@ -14,9 +14,10 @@ def run() -> None:
     try:
         import signal
 
-        from .errors import Terminated, raise_terminated
+        from .errors import Terminated, raise_interrupted, raise_terminated
 
         signal.signal(signal.SIGTERM, raise_terminated)
+        signal.signal(signal.SIGINT, raise_interrupted)
         try:
             from .apps.cli import main
         except Terminated:

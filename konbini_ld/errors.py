@@ -233,9 +233,33 @@ class Terminated(KeyboardInterrupt):
     konbini-ld's, but a request to stop cleanly (exit 143)."""
 
 
+#: the exit code of the first signal the program's handlers raised (130 Ctrl-C, 143 SIGTERM)
+_FIRST_SIGNAL: list[int] = []
+
+
 def raise_terminated(signum: int, frame: object) -> None:
     """A SIGTERM handler: the signal becomes :class:`Terminated` wherever the program is."""
+    if not _FIRST_SIGNAL:
+        _FIRST_SIGNAL.append(143)
     raise Terminated()
+
+
+def raise_interrupted(signum: int, frame: object) -> None:
+    """A SIGINT handler: Python's own (a ``KeyboardInterrupt``), noting that it came first."""
+    if not _FIRST_SIGNAL:
+        _FIRST_SIGNAL.append(130)
+    raise KeyboardInterrupt
+
+
+def forget_signals() -> None:
+    """A command begins (in a program that runs several): no signal has come yet."""
+    _FIRST_SIGNAL.clear()
+
+
+def first_signal_code() -> int | None:
+    """The exit code the first signal the program's handlers raised stands for (``None``: none
+    yet, or the handlers are not installed: a program of the caller's own)."""
+    return _FIRST_SIGNAL[0] if _FIRST_SIGNAL else None
 
 
 def settled(exc: E) -> E:

@@ -389,3 +389,29 @@ def test_a_signal_while_the_command_line_loads_is_an_interruption(sig: signal.Si
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_second_signal_while_a_stopped_command_says_so_keeps_the_first_ones_line_and_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C stops a command, and a SIGTERM lands as it says so (a terminal's Ctrl-C, then a
+    service manager's stop): one "Interrupted" line and exit 130, never click's "Aborted!"."""
+    from konbini_ld import errors, open_store
+    from konbini_ld.apps.cli import options
+    from konbini_ld.pipeline.collection import KonbiniStore
+
+    with open_store(tmp_path / "store"):
+        pass
+    said = options.say_interrupted
+
+    def ctrl_c(self: Any) -> Any:
+        errors.raise_interrupted(signal.SIGINT, None)
+
+    def sigterm_meanwhile(ctx: Any, command: str | None) -> None:
+        monkeypatch.setattr(options, "say_interrupted", said)
+        errors.raise_terminated(signal.SIGTERM, None)
+
+    monkeypatch.setattr(KonbiniStore, "stats", ctrl_c)
+    monkeypatch.setattr(options, "say_interrupted", sigterm_meanwhile)
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats"])
+    assert r.exit_code == 130, r.output
+    assert r.stderr.strip() == "Interrupted.", r.stderr

@@ -15,14 +15,14 @@ import click
 from ...errors import KonbiniError
 from ...io.text import one_line
 from .ingest import compact, fetch, load, rebuild
-from .options import Context, log_to_stderr, sigterm_as_interrupt
+from .options import Context, Program, log_to_stderr, sigterm_as_interrupt
 from .read import export, list_queries, plot, query, stats, validate
 from .serving import publish, push, serve
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Program, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--store", envvar="KONBINI_LD_STORE", metavar="PATH|URL",
               help="Store directory (default: $XDG_DATA_HOME/konbini-ld/store), or the query endpoint URL of a "
               "SPARQL 1.1 server; env KONBINI_LD_STORE.")

@@ -15,7 +15,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ...errors import ExportError, KonbiniError, Terminated, UsageError
+from ...errors import ExportError, KonbiniError, Terminated, UsageError, first_signal_code, forget_signals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,9 +116,32 @@ pass_state = click.make_pass_decorator(Context)
 _WRITERS = frozenset({"load", "fetch", "rebuild", "push"})
 
 
-def _say_interrupted(ctx: click.Context) -> None:
-    saved = ": everything loaded so far is saved" if ctx.info_name in _WRITERS else ""
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: the first signal's, when the program's handlers saw it."""
+    return first_signal_code() or (143 if isinstance(exc, Terminated) else 130)
+
+
+def say_interrupted(ctx: click.Context, command: str | None) -> None:
+    """The one line saying ``command`` was stopped (said once, whatever signals follow)."""
+    if ctx.meta.get("konbini-ld.interrupted"):
+        return
+    ctx.meta["konbini-ld.interrupted"] = True
+    saved = ": everything loaded so far is saved" if command in _WRITERS else ""
     click.echo(f"Interrupted{saved}.", err=True)
+
+
+class Program(click.Group):
+    """konbini-ld's command group. A command stopped by a signal says so in one line and exits 130
+    (Ctrl-C) or 143 (SIGTERM); a second signal landing while it does (a terminal's Ctrl-C, then a
+    service manager's SIGTERM) is caught here, never click's "Aborted!" with exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        forget_signals()
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            say_interrupted(ctx, ctx.invoked_subcommand)
+            ctx.exit(interrupted_code(exc))
 
 
 def handle_errors(fn: F) -> F:
@@ -143,18 +166,10 @@ def handle_errors(fn: F) -> F:
             _error_line(str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            # (a second signal while this is said, a terminal's Ctrl-C then a service manager's
-            # SIGTERM: the line is said once, and the code is the first signal's)
-            code, said = 143 if isinstance(exc, Terminated) else 130, False
-            for _attempt in range(5):
-                try:
-                    if not said:
-                        _say_interrupted(ctx)
-                        said = True
-                    ctx.exit(code)
-                except KeyboardInterrupt:
-                    continue
-            raise SystemExit(code) from None
+            # (a second signal landing here, a terminal's Ctrl-C then a service manager's SIGTERM,
+            # is caught by the program's group: see Program.invoke)
+            say_interrupted(ctx, ctx.info_name)
+            ctx.exit(interrupted_code(exc))
         except OSError as exc:
             if _broken_pipe(exc):
                 # The reader went away (`| head`): stop quietly, like other Unix tools.
