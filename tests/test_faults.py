@@ -363,3 +363,66 @@ def test_a_batch_planned_beside_a_write_then_rejected_is_planned_again(tmp_path:
         names = store.query("SELECT ?n WHERE { <https://www.tiktok.com/@shared> "
                             "<https://www.w3.org/ns/activitystreams#name> ?n }")
         assert [r[0].value for r in list(names.rows())] == ["Shared"]
+
+
+#: A process that loads an audio, then its page of videos, and dies (as by ``kill -9``) inside the
+#: page's write: between its removes and its inserts (``mid``), or after its inserts (``late``).
+_DIES_WRITING = """
+import os, sys
+from konbini_ld import open_store
+from konbini_ld.engines import oxigraph
+
+store_dir, audio, page, mode = sys.argv[1:]
+with open_store(store_dir) as store:
+    store.load([audio])
+    real, calls = oxigraph.OxigraphEngine.apply, []
+
+    def dying(self, deletes, inserts):
+        calls.append(None)
+        if mode == "mid" and len(calls) == 1:
+            real(self, deletes, {})
+            os._exit(9)
+        if mode == "late" and len(calls) == 2:
+            os._exit(9)
+        return real(self, deletes, inserts)
+
+    oxigraph.OxigraphEngine.apply = dying
+    store.load([page])
+"""
+
+
+@pytest.mark.parametrize("mode", ["mid", "late"])
+def test_a_write_cut_short_by_a_kill_is_made_whole_by_the_next_writer(tmp_path: Path, mode: str) -> None:
+    """A batch's removes and inserts are not one transaction: a process killed between them
+    leaves part of its write. The next writer replays the batch: the store is then what a
+    rebuild of its archive gives (an audio's creator known only from the audio, not from the
+    copy of it in its page, keeps the time it was observed at)."""
+    from konbini_ld.sources.konbini.corpus import audio_id, audio_response, videos_page
+
+    def exchange(name: str, url: str, body: Any, date: str) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"request": {"method": "GET", "url": url}, "status": 200,
+                                    "headers": {"Date": date}, "body": body}))
+        return path
+
+    url = "https://api.konbiniapi.com/v1/tiktok/audios/" + audio_id(1)
+    audio = exchange("audio.json", url, audio_response(1), "Sun, 01 Nov 2026 09:00:00 GMT")
+    page = exchange("page.json", url + "/videos", videos_page(1), "Sun, 01 Nov 2026 09:00:01 GMT")
+    store = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-c", _DIES_WRITING, str(store), str(audio), str(page), mode],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    with open_store(store) as s:  # (replays the page)
+        replayed = s.stats()
+        times = s.query("SELECT ?e ?p ?t WHERE { GRAPH <urn:konbini-ld:graph:provenance> { ?e ?p ?t "
+                        "FILTER(?p IN (<https://konbiniapi.com/ns/social#lastObservedAt>, "
+                        "<https://konbiniapi.com/ns/social#propertyTimes>)) } }").records()
+        s.rebuild()
+        rebuilt = s.stats()
+        rebuilt_times = s.query("SELECT ?e ?p ?t WHERE { GRAPH <urn:konbini-ld:graph:provenance> { ?e ?p ?t "
+                                "FILTER(?p IN (<https://konbiniapi.com/ns/social#lastObservedAt>, "
+                                "<https://konbiniapi.com/ns/social#propertyTimes>)) } }").records()
+    assert replayed.responses == 2 and replayed.unapplied == 0
+    key = lambda r: (r["e"], r["p"], str(r["t"]))  # noqa: E731
+    assert sorted(times, key=key) == sorted(rebuilt_times, key=key)
+    assert (replayed.triples, replayed.points) == (rebuilt.triples, rebuilt.points)

@@ -41,10 +41,11 @@ from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, LAST_OBSERVED, POINT, PROP
 from .events import Point
 from .memo import MaybeHeld, Written
 
-__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
+__all__ = ["HISTORY_G", "LAST_OBSERVED_NODE", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
 
 HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
 _LAST = ox.NamedNode(LAST_OBSERVED)
+LAST_OBSERVED_NODE = _LAST
 _LAST_NT = f"<{LAST_OBSERVED}>"
 _OLDER = ox.NamedNode(PROPERTY_TIMES)
 _OLDER_NT = f"<{PROPERTY_TIMES}>"
@@ -280,6 +281,13 @@ class ObservedTimes:
     def __init__(self, written: Written | None) -> None:
         self.written = written
         self._held: MaybeHeld | None = None
+        self._stale: list[ox.Quad] = []
+
+    def take_stale(self) -> list[ox.Quad]:
+        """Last observation times read beside an entity's latest (a write cut short after writing
+        the new one and before removing the old): to remove with the next write."""
+        stale, self._stale = self._stale, []
+        return stale
 
     def stored(self, engine: Engine, graph: ox.NamedNode, entities: Iterable[str],
                before_read: Callable[[list[str]], None] | None = None) -> dict[str, Times]:
@@ -312,7 +320,10 @@ class ObservedTimes:
             if q.predicate in (_LAST, _OLDER) and isinstance(q.object, ox.Literal):
                 last = q.object.value if q.predicate == _LAST else None
                 rows.append((str(q.subject), last, q.object.value if q.predicate == _OLDER else None))
-        read = _collect(rows)
+        stale: list[tuple[str, str]] = []
+        read = _collect(rows, stale)
+        self._stale.extend(ox.Quad(ox.NamedNode(e[1:-1]), _LAST, ox.Literal(t, datatype=_DATETIME), graph)
+                           for e, t in stale)
         if written is None:
             return read
         for e, times in read.items():
@@ -343,14 +354,21 @@ class ObservedTimes:
         return deletes, inserts
 
 
-def _collect(rows: Iterable[tuple[str, str | None, str | None]]) -> dict[str, Times]:
+def _collect(rows: Iterable[tuple[str, str | None, str | None]], stale: list[tuple[str, str]]) -> dict[str, Times]:
+    """Each entity's stored times; the last observation times beside its latest (a write cut
+    short between its inserts and its removes) are added to ``stale`` (entity, as stored)."""
     last: dict[str, tuple[str, str]] = {}
     older: dict[str, str] = {}
+    every: dict[str, list[str]] = {}
     for entity, t, text in rows:
         if t is not None:
+            every.setdefault(entity, []).append(t)
             at = observation_time(t)
             if at > last.get(entity, ("", ""))[0]:
                 last[entity] = (at, t)  # and as stored: deleted by that spelling
         if text is not None:
             older[entity] = text
+    for entity, spellings in every.items():
+        if len(spellings) > 1:
+            stale.extend((entity, t) for t in spellings if t != last[entity][1])
     return {e: Times(t, Times.parse_older(older.get(e, "")), stored=raw) for e, (t, raw) in last.items()}

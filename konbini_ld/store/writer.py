@@ -21,7 +21,17 @@ from ..engines.base import Engine, WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .events import BatchWritten, Subscriber
-from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, counted, points, series_points
+from .history import (
+    HISTORY_G,
+    LAST_OBSERVED_NODE,
+    ObservedTimes,
+    Point,
+    Rounds,
+    Times,
+    counted,
+    points,
+    series_points,
+)
 from .index.index_rows import kinds
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
@@ -177,6 +187,12 @@ class Writer:
             changed = data.final_subjects()
             described = {iri: kind for iri, kind in described.items() if f"<{iri}>" in changed}
         time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
+        # an entity's last observation time is removed once its new one is written, in a write of
+        # its own: a write cut short between its removes and its inserts (kill -9) leaves both
+        # times rather than none (and the next writer removes the older; see ObservedTimes.stored)
+        late = [q for q in time_deletes if q.predicate == LAST_OBSERVED_NODE]
+        time_deletes = [q for q in time_deletes if q.predicate != LAST_OBSERVED_NODE]
+        time_deletes.extend(self._times.take_stale())
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
         pdeletes.extend(time_deletes)
         pinserts.extend(links)
@@ -203,7 +219,7 @@ class Writer:
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
             event=BatchWritten(described, data.final, frozenset(data.new), prov.final, tracked, applied_seq),
-            written_points=new_points, rounds=rounds, waiting=waiting,
+            written_points=new_points, rounds=rounds, waiting=waiting, late=late,
         )
         data.committed()
         return report
@@ -295,11 +311,14 @@ class Writer:
         written_points: Collection[str] = (),
         rounds: set[tuple[str, str, str]] | None = None,
         waiting: list[tuple[Observation, set[tuple[str, str]]]] | None = None,
+        late: list[ox.Quad] | None = None,
     ) -> None:
         def run() -> None:
             try:
                 if deletes or any(inserts.values()):
                     self.engine.apply(deletes, inserts)
+                if late:  # (removed only once what replaces them is written)
+                    self.engine.apply(late, {})
                 self._remember(written_points)
                 if rounds:
                     self._rounds.written(rounds)
