@@ -125,17 +125,20 @@ class QueryResult:
         self._native = native
         self._seen: list[Any] = []  # rows or triples read so far (so results can be read again)
         self._source: Iterator[Any] | None = None
-        self._done = False
+        self._done = kind == "ASK"  # (an ASK answer holds nothing of the engine to let go of)
         self._thread = _thread_token()
         _bury_own(self._thread)
 
     def __del__(self) -> None:
         # A result dropped unread on another thread (the garbage collector breaks a cycle holding
         # it on whichever thread allocates) leaves the engine's answer to its own thread.
-        if not self._done and _thread_token() != self._thread:
-            with _GRAVEYARD_LOCK:
-                _GRAVEYARD.setdefault(self._thread, []).extend((self._native, self._source))
-            self._native = self._source = None
+        try:
+            if not self._done and _thread_token() != self._thread:
+                with _GRAVEYARD_LOCK:
+                    _GRAVEYARD.setdefault(self._thread, []).extend((self._native, self._source))
+                self._native = self._source = None
+        except Exception:  # noqa: BLE001 - (the interpreter shutting down: nothing is left to keep)
+            pass
 
     @classmethod
     def from_rows(cls, variables: list[str], rows: list[tuple[Any, ...]], index: str | None = None) -> QueryResult:
