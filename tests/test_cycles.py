@@ -130,6 +130,65 @@ def test_a_result_its_caller_left_in_a_cycle_is_dropped_by_its_own_thread(loaded
         gc.enable()
 
 
+def test_a_result_read_on_another_thread_is_refused_not_a_crash(loaded: Any) -> None:
+    """Reading the engine's answer from another thread would end the process (pyoxigraph aborts):
+    it is refused with an error saying what to do; read in full on its own thread, any may read it."""
+    from konbini_ld.errors import QueryError
+
+    result = loaded.query("SELECT ?s WHERE { ?s ?p ?o }")
+    refused: list[str] = []
+
+    def read() -> None:
+        try:
+            result.records()
+        except QueryError as exc:
+            refused.append(str(exc))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join()
+    assert len(refused) == 1 and "thread" in refused[0]
+    rows = len(result.records())
+    counted: list[int] = []
+    reader = threading.Thread(target=lambda: counted.append(len(result.records())))
+    reader.start()
+    reader.join()
+    assert rows > 0 and counted == [rows]
+
+
+def test_answers_left_to_a_thread_are_dropped_by_it_as_it_ends(loaded: Any) -> None:
+    from konbini_ld.query import run
+
+    class Holder:
+        pass
+
+    made, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        holder = Holder()
+        holder.me = holder  # type: ignore[attr-defined]
+        holder.result = loaded.query("SELECT ?s WHERE { ?s ?p ?o }")  # type: ignore[attr-defined]
+        del holder
+        made.set()
+        release.wait(30)
+
+    gc.disable()
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert made.wait(30)
+        collector = threading.Thread(target=gc.collect)
+        collector.start()
+        collector.join()
+        assert run._GRAVEYARD  # left to the worker, still running
+        release.set()
+        thread.join()
+        assert not run._GRAVEYARD  # which dropped it as it ended
+    finally:
+        release.set()
+        gc.enable()
+
+
 # -- the library's error paths leave no frame in a cycle -----------------------------------------
 
 

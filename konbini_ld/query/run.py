@@ -80,19 +80,39 @@ def python_value(term: Any) -> Value:
 
 
 #: the engine's answers of results dropped on another thread than the one that made them, kept
-#: for that thread to drop (pyoxigraph's answers may only be dropped by their own thread)
-#: (keyed by a token each thread draws once: a thread's ident may be reused, its token is not)
+#: for that thread to drop (pyoxigraph's answers may only be dropped, or read, by their own
+#: thread); keyed by a token each thread draws once (a thread's ident may be reused, not a token)
 _GRAVEYARD: dict[int, list[Any]] = {}
 _GRAVEYARD_LOCK = threading.Lock()
+_LIVE: set[int] = set()  # the tokens of threads that have not ended
 _THREAD = threading.local()
 _TOKENS = itertools.count()
 
 
+class _ThreadEnd:
+    """Held by a thread's local data, which the thread itself lets go of as it ends: the answers
+    left to it are dropped there, by it, and none is left to it afterwards."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __del__(self) -> None:
+        try:
+            with _GRAVEYARD_LOCK:
+                _LIVE.discard(self.token)
+                own = _GRAVEYARD.pop(self.token, None)
+            del own
+        except Exception:  # noqa: BLE001 - (the interpreter shutting down: nothing is left to drop)
+            pass
+
+
 def _thread_token() -> int:
-    token: int | None = getattr(_THREAD, "token", None)
-    if token is None:
-        token = _THREAD.token = next(_TOKENS)
-    return token
+    end: _ThreadEnd | None = getattr(_THREAD, "end", None)
+    if end is None:
+        end = _THREAD.end = _ThreadEnd(next(_TOKENS))
+        with _GRAVEYARD_LOCK:
+            _LIVE.add(end.token)
+    return end.token
 
 
 def _bury_own(token: int) -> None:
@@ -132,13 +152,23 @@ class QueryResult:
     def __del__(self) -> None:
         # A result dropped unread on another thread (the garbage collector breaks a cycle holding
         # it on whichever thread allocates) leaves the engine's answer to its own thread.
+        # (A thread that has ended cannot take it back: pyoxigraph then reports the answer it
+        # cannot free, as it would have.)
         try:
             if not self._done and _thread_token() != self._thread:
                 with _GRAVEYARD_LOCK:
-                    _GRAVEYARD.setdefault(self._thread, []).extend((self._native, self._source))
-                self._native = self._source = None
+                    if self._thread in _LIVE:
+                        _GRAVEYARD.setdefault(self._thread, []).extend((self._native, self._source))
+                        self._native = self._source = None
         except Exception:  # noqa: BLE001 - (the interpreter shutting down: nothing is left to keep)
             pass
+
+    def _own_thread(self) -> None:
+        """Reading the engine's answer from another thread than the one that made it would end
+        the process (pyoxigraph's answers may only be used by their own thread)."""
+        if not self._done and self._native is not None and _thread_token() != self._thread:
+            raise QueryError("a query result is read on the thread that ran the query, or read in full there "
+                             "first (records(), rows() to the end, detach()); after that any thread may read it")
 
     @classmethod
     def from_rows(cls, variables: list[str], rows: list[tuple[Any, ...]], index: str | None = None) -> QueryResult:
@@ -157,6 +187,7 @@ class QueryResult:
 
     def _items(self) -> Iterator[Any]:
         """Rows (or triples), read from the engine as they are asked for and kept for another read."""
+        self._own_thread()
         if self._source is None:
             variables = self.variables
             # (the engine's iterator is held by the source alone, so detach() lets go of it)
@@ -170,6 +201,7 @@ class QueryResult:
                 continue
             if self._done:
                 return
+            self._own_thread()  # (a generator made on one thread may be advanced on another)
             try:
                 item = next(self._source)
             except StopIteration:
@@ -294,6 +326,7 @@ class QueryResult:
             escaper.close()
             return
         if self._source is None and hasattr(self._native, "serialize"):
+            self._own_thread()
             self._native.serialize(output, fmt.ox_format())  # streamed straight from the engine
             self._release()
             return
@@ -304,6 +337,7 @@ class QueryResult:
     def _stream_rows(self) -> Iterator[tuple[Any, ...]]:
         """The rows, streamed from the engine without keeping them when none was read yet."""
         if self._source is None and self._native is not None and not self._seen:
+            self._own_thread()
             native, variables = self._native, self.variables
             self._release()  # (read once: nothing is kept, and the engine's result goes once read)
             return (tuple(s[v] for v in variables) for s in native)
