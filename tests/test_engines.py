@@ -229,3 +229,30 @@ def test_removes_past_one_update_go_in_several(monkeypatch: pytest.MonkeyPatch) 
     engine.apply([ox.Quad(A, COUNT, ox.Literal(str(i), datatype=INT), DATA) for i in range(19)]
                  + [ox.Quad(B, COUNT, ox.Literal("1", datatype=INT), PROV)], {})
     assert {(q.subject, q.object.value) for q in engine.iter_quads()} == {(A, "19"), (B, "0"), (B, "2")}
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError("IO error: No such file or directory: While open a file for random read: x/000130.sst"), "stale"),
+    (BrokenPipeError(32, "Broken pipe"), "as raised"),
+])
+def test_an_export_a_writer_outran_is_said_so_and_the_outputs_own_error_is_its_own(
+        tmp_path: Path, error: OSError, expected: str) -> None:
+    """A read-only view's dump whose files a writer's compaction removed fails as a stale view
+    (not as the output failing: what was written is out, so it is not run again); an error of
+    the output itself is raised as it is."""
+    from konbini_ld.errors import StaleViewError
+
+    OxigraphEngine(tmp_path / "g").close()
+    view = OxigraphEngine(tmp_path / "g", read_only=True)
+
+    class Outrun:
+        def dump(self, *args: Any, **kwargs: Any) -> None:
+            raise error
+
+    real, view._store = view._store, Outrun()  # type: ignore[assignment]
+    try:
+        with pytest.raises(StaleViewError if expected == "stale" else BrokenPipeError):
+            view.dump(io.BytesIO(), ox.RdfFormat.N_QUADS, prefixes={})
+    finally:
+        view._store = real
+        view.close()

@@ -302,7 +302,15 @@ class OxigraphEngine:
         return iter(self.store.quads_for_pattern(None, None, None, graph))
 
     def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
-        self.store.dump(output, fmt, prefixes=prefixes)
+        """Write every quad to ``output``. Not retried on a fresh view when a writer's compaction
+        outruns a read-only one (what was written is out already): a :class:`StaleViewError`."""
+        try:
+            self.store.dump(output, fmt, prefixes=prefixes)
+        except (OSError, RuntimeError) as exc:
+            text = str(exc)
+            if isinstance(exc, BrokenPipeError) or not ("IO error" in text or "Corruption" in text):
+                raise  # (the output's own error: written to, not read from the store)
+            raise translate(exc, self.description, read_only=self.read_only, doing="exporting") from exc
 
     def count(self) -> int:
         return len(self.store)
