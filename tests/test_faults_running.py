@@ -54,6 +54,15 @@ def _archived_keys(store: Path) -> list[str]:
     return [r.key for r in Archive(store / "archive").records() if r.key]
 
 
+def _ids_file(tmp_path: Path, count: int) -> Path:
+    """The first ``count`` audio ids the fake API knows, one a line."""
+    from konbini_ld.sources.konbini.fakeapi import audio_id
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(audio_id(i) for i in range(count)) + "\n")
+    return ids
+
+
 def _requested_keys(api: Any) -> list[str]:
     out = []
     for seen in api.requests:
@@ -66,10 +75,7 @@ def _requested_keys(api: Any) -> list[str]:
 
 
 def test_fetch_killed_at_random_points_never_buys_a_received_response_twice(api: Any, tmp_path: Path) -> None:
-    from konbini_ld.sources.konbini.fakeapi import audio_id
-
-    ids = tmp_path / "ids.txt"
-    ids.write_text("\n".join(audio_id(i) for i in range(120)) + "\n")
+    ids = _ids_file(tmp_path, 120)
     store = tmp_path / "store"
     api.reset()
     api.latency = 0.02
@@ -101,10 +107,7 @@ def test_a_fetch_killed_mid_run_then_finished_has_the_points_a_rebuild_has(api: 
     """``kill -9`` leaves answers archived and not written (and some written without their mark);
     the next writer replays them beside what the killed run wrote: every counter still has one
     point a run, and the store is what a rebuild of the same archive gives."""
-    from konbini_ld.sources.konbini.fakeapi import audio_id
-
-    ids = tmp_path / "ids.txt"
-    ids.write_text("\n".join(audio_id(i) for i in range(60)) + "\n")
+    ids = _ids_file(tmp_path, 60)
     store = tmp_path / "store"
     api.reset()
     api.latency = 0.02
@@ -126,10 +129,7 @@ def test_a_fetch_killed_mid_run_then_finished_has_the_points_a_rebuild_has(api: 
 
 
 def test_sigterm_stops_fetch_like_ctrl_c_and_keeps_every_answer(api: Any, tmp_path: Path) -> None:
-    from konbini_ld.sources.konbini.fakeapi import audio_id
-
-    ids = tmp_path / "ids.txt"
-    ids.write_text("\n".join(audio_id(i) for i in range(800)) + "\n")
+    ids = _ids_file(tmp_path, 800)
     store = tmp_path / "store"
     api.reset()
     api.latency = 0.05

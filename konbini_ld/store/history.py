@@ -41,11 +41,10 @@ from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, LAST_OBSERVED, POINT, PROP
 from .events import Point
 from .memo import MaybeHeld, Written
 
-__all__ = ["HISTORY_G", "LAST_OBSERVED_NODE", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
+__all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
 
 HISTORY_G = ox.NamedNode(HISTORY_GRAPH)
 _LAST = ox.NamedNode(LAST_OBSERVED)
-LAST_OBSERVED_NODE = _LAST
 _LAST_NT = f"<{LAST_OBSERVED}>"
 _OLDER = ox.NamedNode(PROPERTY_TIMES)
 _OLDER_NT = f"<{PROPERTY_TIMES}>"
@@ -281,13 +280,9 @@ class ObservedTimes:
     def __init__(self, written: Written | None) -> None:
         self.written = written
         self._held: MaybeHeld | None = None
+        #: last observation times read beside an entity's latest (a write cut short after writing
+        #: the new one and before removing the old): removed with the next write
         self._stale: list[ox.Quad] = []
-
-    def take_stale(self) -> list[ox.Quad]:
-        """Last observation times read beside an entity's latest (a write cut short after writing
-        the new one and before removing the old): to remove with the next write."""
-        stale, self._stale = self._stale, []
-        return stale
 
     def stored(self, engine: Engine, graph: ox.NamedNode, entities: Iterable[str],
                before_read: Callable[[list[str]], None] | None = None) -> dict[str, Times]:
@@ -331,16 +326,21 @@ class ObservedTimes:
         found.update(read)
         return found
 
-    def update(self, graph: ox.NamedNode, changes: dict[str, tuple[Times | None, Times]]) -> tuple[list[ox.Quad], list[str]]:
-        """The provenance deletes and inserts that record ``changes`` (entity → old and new times)."""
-        deletes: list[ox.Quad] = []
+    def update(self, graph: ox.NamedNode, changes: dict[str, tuple[Times | None, Times]]
+               ) -> tuple[list[ox.Quad], list[str], list[ox.Quad]]:
+        """The provenance deletes and inserts that record ``changes`` (entity → old and new times),
+        and the last observation times they replace, to remove once the inserts are written: a
+        write cut short between its removes and its inserts (``kill -9``) then leaves an entity
+        both times rather than none (and the next writer removes the older: :meth:`stored`)."""
+        deletes, self._stale = self._stale, []
         inserts: list[str] = []
+        replaced: list[ox.Quad] = []
         for entity, (old, new) in changes.items():
             subject = ox.NamedNode(entity[1:-1])
             if old is not None:
                 if old.last != new.last:
                     spelled = old.stored or old.last
-                    deletes.append(ox.Quad(subject, _LAST, ox.Literal(spelled, datatype=_DATETIME), graph))
+                    replaced.append(ox.Quad(subject, _LAST, ox.Literal(spelled, datatype=_DATETIME), graph))
                 if old.older and old.older != new.older:
                     deletes.append(ox.Quad(subject, _OLDER, ox.Literal(old.text()), graph))
             if old is None or old.last != new.last:
@@ -351,7 +351,7 @@ class ObservedTimes:
                 self.written.set_time(entity, None if new.older else new.last)
                 if self._held is not None:
                     self._held.add(entity)
-        return deletes, inserts
+        return deletes, inserts, replaced
 
 
 def _collect(rows: Iterable[tuple[str, str | None, str | None]], stale: list[tuple[str, str]]) -> dict[str, Times]:

@@ -21,17 +21,7 @@ from ..engines.base import Engine, WriteRejected
 from ..errors import ExpandError
 from ..model import LoadReport, Observation
 from .events import BatchWritten, Subscriber
-from .history import (
-    HISTORY_G,
-    LAST_OBSERVED_NODE,
-    ObservedTimes,
-    Point,
-    Rounds,
-    Times,
-    counted,
-    points,
-    series_points,
-)
+from .history import HISTORY_G, ObservedTimes, Point, Rounds, Times, counted, points, series_points
 from .index.index_rows import kinds
 from .memo import MaybeHeld, Written
 from .provenance import DATA, GENERATED_BY, PROV_G, describe
@@ -186,13 +176,8 @@ class Writer:
         if data.seen is not None:  # observed exactly as last written: their rows stand (not read back)
             changed = data.final_subjects()
             described = {iri: kind for iri, kind in described.items() if f"<{iri}>" in changed}
-        time_deletes, time_inserts = self._times.update(prov_graph, data.times_changed)
-        # an entity's last observation time is removed once its new one is written, in a write of
-        # its own: a write cut short between its removes and its inserts (kill -9) leaves both
-        # times rather than none (and the next writer removes the older; see ObservedTimes.stored)
-        late = [q for q in time_deletes if q.predicate == LAST_OBSERVED_NODE]
-        time_deletes = [q for q in time_deletes if q.predicate != LAST_OBSERVED_NODE]
-        time_deletes.extend(self._times.take_stale())
+        # (the last observation times they replace are removed in a write of their own, after it)
+        time_deletes, time_inserts, late = self._times.update(prov_graph, data.times_changed)
         pdeletes, pinserts = prov.plan(self.engine, self._before_read)
         pdeletes.extend(time_deletes)
         pinserts.extend(links)
@@ -240,16 +225,8 @@ class Writer:
             if writer is not None:
                 writer.join()
                 self._pending = set()
-            error, self._writer_error = self._writer_error, None
             job, self._writer_job = self._writer_job, None
-            if isinstance(error, WriteRejected) and job is not None:
-                del error  # (its frames reach this one: held meanwhile, a reference cycle)
-                self._isolate(*job)
-            elif error is not None:
-                try:
-                    raise error
-                finally:
-                    del error  # (its frames include this one: held here, a reference cycle)
+            self._surface(job)
         except BaseException:
             self.spoiled = True
             raise  # (with no job to isolate, a rejected single response is raised to _isolate)
@@ -345,16 +322,24 @@ class Writer:
             self._writer.start()
         else:
             run()
-            error, self._writer_error = self._writer_error, None
             self._writer_job = None
-            if isinstance(error, WriteRejected) and job is not None:
-                del error  # (its frames reach this one: held meanwhile, a reference cycle)
-                self._isolate(*job)
-            elif error is not None:
-                try:
-                    raise error
-                finally:
-                    del error  # (its frames include this one: held here, a reference cycle)
+            self._surface(job)
+
+    def _surface(self, job: tuple[Sequence[Observation], int | None, LoadReport] | None) -> None:
+        """The error the write just done left, if any: a batch the store rejected is written again
+        response by response (``job``), anything else raised. (The error is not held here past
+        that: its frames reach this one, a reference cycle.)"""
+        error, self._writer_error = self._writer_error, None
+        if error is None:
+            return
+        if isinstance(error, WriteRejected) and job is not None:
+            del error
+            self._isolate(*job)
+            return
+        try:
+            raise error
+        finally:
+            del error
 
     def _remember(self, points: Collection[str]) -> None:
         """(Once written.) Remember history points as written: later batches leave them out."""
