@@ -87,16 +87,17 @@ class ValidationReport:
 
 
 def _data_graph(store: Any) -> Any:
-    """The data graph as rdflib's in-memory graph (what pySHACL reads). Each term is converted
-    once (a subject, a predicate, a datatype recurs across many quads), and triples go to the
-    store directly: the graph's own checks are for terms of unknown origin."""
+    """The data graph as an rdflib graph (what pySHACL reads), on a :class:`TripleIndex`: each
+    term is converted once (a subject, a predicate, a datatype recurs across many quads), and
+    nothing is kept that pySHACL does not read (contexts, a third index, listeners)."""
     import pyoxigraph as ox
     from rdflib import Graph
 
     from ..engines.rdflib_view import to_rdflib
+    from .shacl_store import TripleIndex
 
-    g = Graph()
-    add = g.store.add
+    index = TripleIndex()
+    add = index.add_triple
     converted: dict[Any, Any] = {}
 
     def term(t: Any) -> Any:
@@ -106,8 +107,8 @@ def _data_graph(store: Any) -> Any:
         return r
 
     for q in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH)):
-        add((term(q.subject), term(q.predicate), term(q.object)), g)
-    return g
+        add(term(q.subject), term(q.predicate), term(q.object))
+    return Graph(store=index)
 
 
 def validate(store: Validatable, *, shapes: str | Path | None = None, workers: int | None = None) -> ValidationReport:
