@@ -357,4 +357,34 @@ def test_the_summary_names_the_shapes_the_graph_was_checked_against(tmp_path: Pa
     strict.write_text(mine.read_text().replace("sh:path as:name ; sh:minCount 1", "sh:path as:name ; sh:minCount 2"))
     r = CliRunner().invoke(main, ["--store", store, "validate", "--shapes", str(strict)])
     assert r.exit_code == 1 and r.stderr.splitlines()[-1] == \
-        "does not conform: 1 violation on 1 of the 7 nodes checked against the shapes of strict.ttl", r.stderr
+        "does not conform: 1 violation on 1 of the 1 node checked against the shapes of strict.ttl", r.stderr
+
+
+def test_a_blank_node_of_the_data_in_several_workers_results_is_one_node_of_the_report(
+        store: Any, monkeypatch: Any) -> None:
+    """pySHACL copies a blank-node value, and what the data says of it, into its report: the
+    workers' copies are one node, as in one process's report."""
+    import pyoxigraph as ox
+    from rdflib import BNode, URIRef
+    from rdflib.compare import isomorphic
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.vocab import DATA_GRAPH
+
+    as_ = "https://www.w3.org/ns/activitystreams#"
+    lines = ['_:p <urn:x:note> "hello" .\n']
+    for i in range(6):
+        a = f"<https://www.tiktok.com/music/a{i}>"
+        lines += [f"{a} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{as_}Audio> .\n", f'{a} <{as_}name> "n{i}" .\n',
+                  f'{a} <https://konbiniapi.com/ns/social#videoCount> "1"^^<http://www.w3.org/2001/XMLSchema#integer> .\n',
+                  f"{a} <{as_}attributedTo> _:p .\n"]
+    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
+    one = validate(store, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    two = validate(store, workers=2)
+    assert len(one.results) == len(two.results) >= 6
+    notes = [list(r.graph.triples((None, URIRef("urn:x:note"), None))) for r in (one, two)]
+    assert len(notes[0]) == len(notes[1]) == 1
+    values = [{o for o in r.graph.objects(None, SH.value) if isinstance(o, BNode)} for r in (one, two)]
+    assert len(values[0]) == len(values[1]) == 1
+    assert isomorphic(one.graph, two.graph)

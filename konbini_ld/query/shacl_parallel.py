@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["PARALLEL_FROM", "run_shacl", "validation_workers"]
+__all__ = ["PARALLEL_FROM", "focus_count", "run_shacl", "validation_workers"]
 
 #: Focus nodes from which validation is shared out among processes (fewer: one process).
 PARALLEL_FROM = 5_000
@@ -66,6 +66,20 @@ def _work(data: Any, shapes: Any) -> list[tuple[str, list[str]]] | None:
             return None
         work.append((str(shape.node), [str(node) for node in nodes]))
     return work
+
+
+def focus_count(data: Any, shapes: Any) -> int:
+    """How many nodes the shapes' targets (of the shapes not deactivated) pick in ``data``: the
+    nodes a validation checks, found by pySHACL's own target rules."""
+    from pyshacl.graph_abstraction import DataGraph
+    from pyshacl.shapes_graph import ShapesGraph
+
+    graph = DataGraph.from_rdflib(data)
+    nodes: set[Any] = set()
+    for shape in ShapesGraph(shapes).shapes:
+        if not shape.deactivated:
+            nodes.update(shape.focus_nodes(graph))
+    return len(nodes)
 
 
 def _by_name(term: Any) -> bool:
@@ -200,13 +214,13 @@ def _validate_share(k: int) -> tuple[str, Any]:
     from rdflib.namespace import RDF, SH
 
     triples: list[tuple[Any, Any, Any]] = []
-    # blank nodes copied from the shapes (a property shape's description) keep the shapes' labels
-    # in every worker's report, so they merge; the report's own are named for this worker (forked,
-    # the workers would name theirs alike)
+    # blank nodes copied from the shapes (a property shape's description) or from the data (a
+    # value, with what the data says of it) keep their labels in every worker's report, so they
+    # merge; the report's own are named for this worker (forked, the workers would name theirs alike)
     ours: dict[Any, BNode] = {}
 
     def named(term: Any) -> Any:
-        if isinstance(term, BNode) and term not in _SHAPE_NODES:
+        if isinstance(term, BNode) and term not in _SHAPE_NODES and not _in_data(term):
             return ours.setdefault(term, BNode(f"w{k}n{len(ours)}"))
         return term
 
@@ -223,6 +237,15 @@ def _validate_share(k: int) -> tuple[str, Any]:
         heads = set(report.subjects(RDF.type, SH.ValidationReport))
         triples.extend((named(s), p, named(o)) for s, p, o in report if s not in heads)
     return ("ok", triples)
+
+
+def _in_data(node: Any) -> bool:
+    """Whether a blank node is the data graph's (pySHACL copies those into its report as they are)."""
+    from .shacl_store import TripleIndex
+
+    if isinstance(_DATA.store, TripleIndex):
+        return _DATA.store.mentions(node)
+    return (node, None, None) in _DATA or (None, None, node) in _DATA
 
 
 def _merged(parts: list[Any], shapes: Any) -> Any:

@@ -4,9 +4,11 @@ rdflib's in-memory store keeps three indexes and, for every triple, the contexts
 tells listeners of each addition: for a graph read once from Oxigraph and then only read, that is
 most of what building it costs, and most of its memory (a week's store of a collector: 976 MiB
 for validation against 412 MiB with this one). :class:`TripleIndex` keeps what pySHACL's lookups
-use, subject → predicate → objects and predicate → object → subjects; any other pattern is a
-scan. It is a complete rdflib store for one graph (additions, removals, any pattern, paths and
-SPARQL through rdflib's own evaluation), so shapes of a user's own run on it as on rdflib's.
+use, subject → predicate → objects and predicate → object → subjects, and an object index built
+on the first lookup by object alone; only the pattern that names nothing is a scan. It is a
+complete rdflib store for one graph (additions, removals, any pattern, contexts as rdflib's own
+store answers them, paths and SPARQL through rdflib's own evaluation), so shapes of a user's own
+run on it as on rdflib's.
 """
 
 from __future__ import annotations
@@ -15,18 +17,24 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from rdflib.store import Store
+from rdflib.term import BNode
 
 __all__ = ["TripleIndex"]
 
 #: Objects of one subject and predicate past which membership is kept in a set beside the list.
 _LISTED = 16
 
-_NO_CONTEXTS: tuple[Any, ...] = ()
+
+def _key(context: Any) -> str:
+    """A context as rdflib's in-memory store tells contexts apart: by its identifier's kind and text."""
+    identifier = getattr(context, "identifier", context)
+    return f"{type(identifier).__name__}:{identifier}"
 
 
 class TripleIndex(Store):
-    """One graph's triples, indexed by subject and by predicate; contexts are not kept (every
-    triple is in the one graph the store backs)."""
+    """One graph's triples, indexed by subject and by predicate. Every triple is in the one graph
+    the store backs (:meth:`graph`, or the first graph that adds to it): asked about another
+    context, it holds nothing, as rdflib's in-memory store would say of a graph it was not given."""
 
     context_aware = True  # (pySHACL wraps the graph in a Dataset, which asks for these)
     graph_aware = True
@@ -38,9 +46,35 @@ class TripleIndex(Store):
         self._spo: dict[Any, dict[Any, list[Any]]] = {}
         self._pos: dict[Any, dict[Any, list[Any]]] = {}
         self._sets: dict[tuple[Any, Any], set[Any]] = {}
+        #: object → (subject, predicate) pairs: built on the first lookup by object alone (pySHACL
+        #: makes one for each result whose value is a blank node), kept up to date after
+        self._osp: dict[Any, list[tuple[Any, Any]]] | None = None
+        #: blank nodes ever added as objects (what :meth:`mentions` needs without the object index)
+        self._blank_objects: set[Any] = set()
         self._count = 0
+        #: the graph every triple is in, and how contexts asked about are matched to it
+        self._graph: Any = None
+        self._graph_key: str | None = None
+        self._graphs: dict[str, Any] = {}  # every graph made known (``add_graph``), for ``contexts()``
         self._prefixes: dict[str, Any] = {}
         self._namespaces: dict[Any, str] = {}
+
+    @classmethod
+    def graph(cls) -> Any:
+        """A new rdflib ``Graph`` on a new store of this kind (fill it with :meth:`add_triple`)."""
+        from rdflib import Graph
+
+        store = cls()
+        graph = Graph(store=store)
+        store._hold(graph)
+        return graph
+
+    def _hold(self, graph: Any) -> None:
+        self._graph, self._graph_key = graph, _key(graph)
+
+    def _ours(self, context: Any) -> bool:
+        """Whether triples asked for in ``context`` are this store's (``None``: every context)."""
+        return context is None or (self._graph_key is not None and _key(context) == self._graph_key)
 
     # -- building ---------------------------------------------------------------
 
@@ -53,11 +87,11 @@ class TripleIndex(Store):
         if objects is None:
             by_p[p] = [o]
         else:
-            if len(objects) < _LISTED:
+            held = self._sets.get((s, p))
+            if held is None and len(objects) < _LISTED:
                 if o in objects:
                     return False
-            else:
-                held = self._sets.get((s, p))
+            else:  # (once kept, the set is kept up to date whatever the list's length)
                 if held is None:
                     held = self._sets[(s, p)] = set(objects)
                 if o in held:
@@ -72,16 +106,28 @@ class TripleIndex(Store):
             by_o[o] = [s]
         else:
             subjects.append(s)
+        if self._osp is not None:
+            self._osp.setdefault(o, []).append((s, p))
+        if type(o) is BNode:
+            self._blank_objects.add(o)
+        if not self._count and self._graph_key is not None:  # (a graph is known once it has held a triple)
+            self._graphs.setdefault(self._graph_key, self._graph)
         self._count += 1
         return True
 
     def add(self, triple: Any, context: Any, quoted: bool = False) -> None:
         if quoted:
             raise TypeError("a TripleIndex holds no formulas")
+        if self._graph is None and context is not None:
+            self._hold(context)
+        elif not self._ours(context):
+            raise ValueError("a TripleIndex holds the triples of one graph")
         s, p, o = triple
         self.add_triple(s, p, o)
 
     def remove(self, triple: Any, context: Any = None) -> None:
+        if not self._ours(context):
+            return
         for (s, p, o), _ in list(self.triples(triple)):
             by_p = self._spo[s]
             objects = by_p[p]
@@ -94,6 +140,11 @@ class TripleIndex(Store):
                 self._sets.pop((s, p), None)
                 if not by_p:
                     del self._spo[s]
+            if self._osp is not None:
+                pairs = self._osp[o]
+                pairs.remove((s, p))
+                if not pairs:
+                    del self._osp[o]
             by_o = self._pos[p]
             subjects = by_o[o]
             subjects.remove(s)
@@ -105,10 +156,16 @@ class TripleIndex(Store):
 
     # -- reading ----------------------------------------------------------------
 
+    def mentions(self, node: Any) -> bool:
+        """Whether ``node`` is a subject of the graph, or a blank node it has held as an object."""
+        return node in self._spo or node in self._blank_objects
+
     def triples(self, triple_pattern: Any, context: Any = None) -> Iterator[tuple[tuple[Any, Any, Any], Any]]:
         # (lists are copied before they are walked: a caller may change the graph as it reads)
+        if not self._ours(context):
+            return
         s, p, o = triple_pattern
-        none = iter(_NO_CONTEXTS)
+        within: tuple[Any, ...] = () if self._graph is None else (self._graph,)  # (each triple's contexts)
         if s is not None:
             by_p = self._spo.get(s)
             if by_p is None:
@@ -120,15 +177,15 @@ class TripleIndex(Store):
                 if o is not None:
                     held = self._sets.get((s, p))
                     if (o in held) if held is not None else (o in objects):
-                        yield (s, p, o), none
+                        yield (s, p, o), iter(within)
                     return
                 for x in list(objects):
-                    yield (s, p, x), none
+                    yield (s, p, x), iter(within)
                 return
             for pp, objects in list(by_p.items()):
                 for x in list(objects):
                     if o is None or x == o:
-                        yield (s, pp, x), none
+                        yield (s, pp, x), iter(within)
             return
         if p is not None:
             by_o = self._pos.get(p)
@@ -136,29 +193,46 @@ class TripleIndex(Store):
                 return
             if o is not None:
                 for x in list(by_o.get(o, ())):
-                    yield (x, p, o), none
+                    yield (x, p, o), iter(within)
                 return
             for oo, subjects in list(by_o.items()):
                 for x in list(subjects):
-                    yield (x, p, oo), none
+                    yield (x, p, oo), iter(within)
+            return
+        if o is not None:
+            for ss, pp in list(self._by_object().get(o, ())):
+                yield (ss, pp, o), iter(within)
             return
         for ss, by_p in list(self._spo.items()):
             for pp, objects in list(by_p.items()):
                 for x in list(objects):
-                    if o is None or x == o:
-                        yield (ss, pp, x), none
+                    yield (ss, pp, x), iter(within)
+
+    def _by_object(self) -> dict[Any, list[tuple[Any, Any]]]:
+        if self._osp is None:
+            osp: dict[Any, list[tuple[Any, Any]]] = {}
+            for ss, by_p in self._spo.items():
+                for pp, objects in by_p.items():
+                    for x in objects:
+                        osp.setdefault(x, []).append((ss, pp))
+            self._osp = osp
+        return self._osp
 
     def __len__(self, context: Any = None) -> int:
-        return self._count
+        return self._count if self._ours(context) else 0
 
     def contexts(self, triple: Any = None) -> Generator[Any, None, None]:
-        yield from _NO_CONTEXTS
+        if triple is None:
+            yield from list(self._graphs.values())
+        elif self._graph is not None and any(True for _ in self.triples(triple)):
+            yield self._graph
 
     def add_graph(self, graph: Any) -> None:
-        pass  # (the one graph it backs)
+        self._graphs.setdefault(_key(graph), graph)
 
     def remove_graph(self, graph: Any) -> None:
         self.remove((None, None, None), graph)
+        self._graphs.pop(_key(graph), None)
 
     # -- prefixes (what a graph's namespace manager binds) ------------------------
 

@@ -61,7 +61,7 @@ class ValidationReport:
     conforms: bool
     results: list[ShapeResult] = field(default_factory=list)
     graph: Any = None  #: the SHACL validation report as an rdflib Graph
-    focus_nodes: int = 0
+    focus_nodes: int = 0  #: the nodes the shapes' targets picked: what was checked
     against: str = BUNDLED  #: what the nodes were checked against
 
     @property
@@ -75,7 +75,7 @@ class ValidationReport:
     def summary(self) -> str:
         counts = {s: sum(1 for r in self.results if r.severity == s) for s in ("Violation", "Warning", "Info")}
         notes = ", ".join(f"{n} {s.lower()}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
-        checked = f"{self.focus_nodes} nodes checked against {self.against}"
+        checked = f"{self.focus_nodes} node{'s' if self.focus_nodes != 1 else ''} checked against {self.against}"
         if self.conforms:
             return f"conforms: {checked}"
         if self.ok:
@@ -91,13 +91,12 @@ def _data_graph(store: Any) -> Any:
     term is converted once (a subject, a predicate, a datatype recurs across many quads), and
     nothing is kept that pySHACL does not read (contexts, a third index, listeners)."""
     import pyoxigraph as ox
-    from rdflib import Graph
 
     from ..engines.rdflib_view import to_rdflib
     from .shacl_store import TripleIndex
 
-    index = TripleIndex()
-    add = index.add_triple
+    graph = TripleIndex.graph()
+    add = graph.store.add_triple
     converted: dict[Any, Any] = {}
 
     def term(t: Any) -> Any:
@@ -108,7 +107,7 @@ def _data_graph(store: Any) -> Any:
 
     for q in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH)):
         add(term(q.subject), term(q.predicate), term(q.object))
-    return Graph(store=index)
+    return graph
 
 
 def validate(store: Validatable, *, shapes: str | Path | None = None, workers: int | None = None) -> ValidationReport:
@@ -125,7 +124,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
 
     from ..io.inputs import MAX_SHAPES_BYTES, read_bounded
     from ..io.text import one_line
-    from .shacl_parallel import run_shacl
+    from .shacl_parallel import focus_count, run_shacl
 
     sh = Namespace(SH)
     source = shapes or shapes_path()
@@ -179,7 +178,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
             )
         )
     results.sort(key=lambda r: (r.focus, r.path or "", r.message))
-    focus = len(set(data.subjects(RDF.type, None)))
+    focus = focus_count(data, shapes_graph)
     # SHACL: "conforms" is true only if the validation produced no result at all, warnings included
     # (pySHACL, allowing warnings, says true beside them)
     conforms = not results
