@@ -388,3 +388,27 @@ def test_a_blank_node_of_the_data_in_several_workers_results_is_one_node_of_the_
     values = [{o for o in r.graph.objects(None, SH.value) if isinstance(o, BNode)} for r in (one, two)]
     assert len(values[0]) == len(values[1]) == 1
     assert isomorphic(one.graph, two.graph)
+
+
+def test_blank_nodes_of_the_data_named_as_a_worker_would_name_its_own_stay_apart(store: Any, monkeypatch: Any) -> None:
+    """A worker names its report's own blank nodes: no blank node of the data can take such a name."""
+    import pyoxigraph as ox
+    from rdflib.compare import isomorphic
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.vocab import DATA_GRAPH
+
+    as_ = "https://www.w3.org/ns/activitystreams#"
+    g = ox.NamedNode(DATA_GRAPH)
+    quads = [ox.Quad(ox.BlankNode("w0n0"), ox.NamedNode("urn:x:note"), ox.Literal("hello"), g)]
+    for i in range(4):
+        a = ox.NamedNode(f"https://www.tiktok.com/music/a{i}")
+        quads += [ox.Quad(a, ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"), ox.NamedNode(as_ + "Audio"), g),
+                  ox.Quad(a, ox.NamedNode(as_ + "name"), ox.Literal(f"n{i}"), g),
+                  ox.Quad(a, ox.NamedNode(as_ + "attributedTo"), ox.BlankNode(f"w{i % 2}n0"), g)]
+    store.engine.store.extend(quads)
+    one = validate(store, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    two = validate(store, workers=2)
+    assert len(one.results) == len(two.results) >= 4
+    assert len(one.graph) == len(two.graph) and isomorphic(one.graph, two.graph)

@@ -28,6 +28,7 @@ _SHAPES: Any = None
 _SHAPE_NODES: set[Any] = set()
 _WORK: list[tuple[str, list[str]]] = []
 _SHARES = 1
+_RUN = ""  # this validation's own mark in the names the workers give their reports' blank nodes
 
 
 def validation_workers(workers: int | None) -> int:
@@ -96,8 +97,11 @@ def _shared(data: Any, shapes: Any, work: list[tuple[str, list[str]]], n: int) -
 
     from rdflib import BNode
 
-    global _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES
+    import secrets
+
+    global _DATA, _SHAPES, _SHAPE_NODES, _WORK, _SHARES, _RUN
     _DATA, _SHAPES, _WORK, _SHARES = data, shapes, work, n
+    _RUN = secrets.token_hex(8)  # (no blank node of the data or the shapes can be named like a worker's)
     _SHAPE_NODES = {term for triple in shapes for term in triple if isinstance(term, BNode)}
     gc.freeze()  # (the collector would touch, and so copy, every page of the graph in each worker)
     import signal
@@ -221,7 +225,7 @@ def _validate_share(k: int) -> tuple[str, Any]:
 
     def named(term: Any) -> Any:
         if isinstance(term, BNode) and term not in _SHAPE_NODES and not _in_data(term):
-            return ours.setdefault(term, BNode(f"w{k}n{len(ours)}"))
+            return ours.setdefault(term, BNode(f"v{_RUN}w{k}n{len(ours)}"))
         return term
 
     for shape, nodes in _WORK:

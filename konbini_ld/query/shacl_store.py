@@ -183,9 +183,13 @@ class TripleIndex(Store):
                     yield (s, p, x), iter(within)
                 return
             for pp, objects in list(by_p.items()):
-                for x in list(objects):
-                    if o is None or x == o:
+                if o is None:
+                    for x in list(objects):
                         yield (s, pp, x), iter(within)
+                else:
+                    held = self._sets.get((s, pp))
+                    if (o in held) if held is not None else (o in objects):
+                        yield (s, pp, o), iter(within)
             return
         if p is not None:
             by_o = self._pos.get(p)
