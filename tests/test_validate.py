@@ -412,3 +412,29 @@ def test_blank_nodes_of_the_data_named_as_a_worker_would_name_its_own_stay_apart
     two = validate(store, workers=2)
     assert len(one.results) == len(two.results) >= 4
     assert len(one.graph) == len(two.graph) and isomorphic(one.graph, two.graph)
+
+
+def test_a_blank_node_nested_in_a_blank_node_value_is_one_node_of_the_report(store: Any, monkeypatch: Any) -> None:
+    """pySHACL names the blank nodes nested in a blank-node value's description anew: shared out,
+    they are still one copy, as in one process's report."""
+    import pyoxigraph as ox
+    from rdflib import Literal, URIRef
+    from rdflib.compare import isomorphic
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.vocab import DATA_GRAPH
+
+    as_ = "https://www.w3.org/ns/activitystreams#"
+    lines = ['_:p <urn:x:in> _:n .\n', '_:n <urn:x:v> "deep" .\n', '_:n <urn:x:next> _:m .\n', '_:m <urn:x:v> "deeper" .\n']
+    for i in range(6):
+        a = f"<https://www.tiktok.com/music/a{i}>"
+        lines += [f"{a} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{as_}Audio> .\n", f'{a} <{as_}name> "n{i}" .\n',
+                  f"{a} <{as_}attributedTo> _:p .\n"]
+    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
+    one = validate(store, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    two = validate(store, workers=2)
+    assert len(one.results) == len(two.results) >= 6
+    for r in (one, two):
+        assert len(list(r.graph.triples((None, URIRef("urn:x:v"), Literal("deep"))))) == 1
+    assert len(one.graph) == len(two.graph) and isomorphic(one.graph, two.graph)

@@ -239,8 +239,44 @@ def _validate_share(k: int) -> tuple[str, Any]:
         if not isinstance(report, Graph):
             return ("failure", str(report))
         heads = set(report.subjects(RDF.type, SH.ValidationReport))
-        triples.extend((named(s), p, named(o)) for s, p, o in report if s not in heads)
+        kept = _described_from_data(report, heads)
+        triples.extend((named(s), p, named(o)) for s, p, o in kept)
     return ("ok", triples)
+
+
+def _described_from_data(report: Any, heads: set[Any]) -> list[tuple[Any, Any, Any]]:
+    """A report's triples but its head's, with what it copied of the data's blank nodes copied
+    again under the data's own names. pySHACL copies a blank-node value with what the data says
+    of it, but names the blank nodes nested in that description anew: each worker would hold its
+    own copy of them, where one process's report holds one."""
+    from rdflib import BNode
+
+    described = {s for s in report.subjects() if isinstance(s, BNode) and s not in heads
+                 and s not in _SHAPE_NODES and _in_data(s)}
+    if not described:
+        return [t for t in report if t[0] not in heads]
+    dropped: set[Any] = set()  # pySHACL's copies: the described nodes, and the new nodes they reach
+    todo = list(described)
+    while todo:
+        node = todo.pop()
+        if node in dropped:
+            continue
+        dropped.add(node)
+        todo.extend(o for o in report.objects(node) if isinstance(o, BNode) and o not in _SHAPE_NODES
+                    and not _in_data(o))
+    out = [t for t in report if t[0] not in heads and t[0] not in dropped]
+    seen: set[Any] = set()
+    todo = list(described)
+    while todo:  # the data's own description of each, nested blank nodes and cycles included
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for _, p, o in _DATA.triples((node, None, None)):
+            out.append((node, p, o))
+            if isinstance(o, BNode):
+                todo.append(o)
+    return out
 
 
 def _in_data(node: Any) -> bool:
