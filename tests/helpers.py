@@ -20,6 +20,15 @@ def seed_data() -> dict[str, Any]:
     return copy.deepcopy(json.loads(SEED.read_text())["data"])
 
 
+def write_data(store: Any, lines: list[str]) -> None:
+    """N-Triples lines straight into a store's data graph (blank nodes relabelled as Oxigraph loads them)."""
+    import pyoxigraph as ox
+
+    from konbini_ld.vocab import DATA_GRAPH
+
+    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
+
+
 def write_json(path: Path, value: Any) -> Path:
     path.write_text(json.dumps(value), encoding="utf-8")
     return path

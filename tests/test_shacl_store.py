@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pyshacl
-from helpers import SEED, VIDEOS
+from helpers import SEED, VIDEOS, write_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rdflib import BNode, Dataset, Graph, Literal, URIRef
@@ -190,17 +190,9 @@ def test_validate_answers_as_it_did_on_rdflibs_own_store(store: Any, monkeypatch
     assert (ours.focus_nodes, ours.conforms, ours.ok) == (theirs.focus_nodes, theirs.conforms, theirs.ok)
 
 
-def _data_store(store: Any, lines: list[str]) -> None:
-    import pyoxigraph as ox
-
-    from konbini_ld.vocab import DATA_GRAPH
-
-    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
-
-
 def test_a_blank_node_in_a_result_is_described_as_pyshacl_describes_it(store: Any, tmp_path: Path) -> None:
     """pySHACL finds a blank node it names in a message through the graph's contexts."""
-    _data_store(store, ['_:b <urn:p> "x" .\n', '_:b <urn:p> "y" .\n', '_:b <urn:q> _:c .\n', '_:c <urn:name> "vee" .\n'])
+    write_data(store, ['_:b <urn:p> "x" .\n', '_:b <urn:p> "y" .\n', '_:b <urn:q> _:c .\n', '_:c <urn:name> "vee" .\n'])
     shapes = tmp_path / "s.ttl"
     shapes.write_text("""
         @prefix sh: <http://www.w3.org/ns/shacl#> .

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_json
+from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_data, write_json
 from rdflib import Graph, Literal, Namespace
 
 from konbini_ld.apps.cli import main
@@ -370,28 +370,38 @@ def test_the_summary_names_the_shapes_the_graph_was_checked_against(tmp_path: Pa
         "does not conform: 1 violation on 1 of the 1 node checked against the shapes of strict.ttl", r.stderr
 
 
+AS = "https://www.w3.org/ns/activitystreams#"
+
+
+def _audios_by(creator: str, count: int) -> list[str]:
+    """N-Triples of ``count`` audios attributed to ``creator`` (a blank node: results of the bundled shapes)."""
+    lines = []
+    for i in range(count):
+        a = f"<https://www.tiktok.com/music/a{i}>"
+        lines += [f"{a} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{AS}Audio> .\n", f'{a} <{AS}name> "n{i}" .\n',
+                  f'{a} <https://konbiniapi.com/ns/social#videoCount> "1"^^<http://www.w3.org/2001/XMLSchema#integer> .\n',
+                  f"{a} <{AS}attributedTo> {creator} .\n"]
+    return lines
+
+
+def _in_one_and_shared(store: Any, monkeypatch: Any) -> tuple[Any, Any]:
+    """The store validated in one process, then shared out between two (however small the graph)."""
+    import konbini_ld.query.shacl_parallel as parallel
+
+    one = validate(store, workers=1)
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    return one, validate(store, workers=2)
+
+
 def test_a_blank_node_of_the_data_in_several_workers_results_is_one_node_of_the_report(
         store: Any, monkeypatch: Any) -> None:
     """pySHACL copies a blank-node value, and what the data says of it, into its report: the
     workers' copies are one node, as in one process's report."""
-    import pyoxigraph as ox
     from rdflib import BNode, URIRef
     from rdflib.compare import isomorphic
 
-    import konbini_ld.query.shacl_parallel as parallel
-    from konbini_ld.vocab import DATA_GRAPH
-
-    as_ = "https://www.w3.org/ns/activitystreams#"
-    lines = ['_:p <urn:x:note> "hello" .\n']
-    for i in range(6):
-        a = f"<https://www.tiktok.com/music/a{i}>"
-        lines += [f"{a} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{as_}Audio> .\n", f'{a} <{as_}name> "n{i}" .\n',
-                  f'{a} <https://konbiniapi.com/ns/social#videoCount> "1"^^<http://www.w3.org/2001/XMLSchema#integer> .\n',
-                  f"{a} <{as_}attributedTo> _:p .\n"]
-    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
-    one = validate(store, workers=1)
-    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
-    two = validate(store, workers=2)
+    write_data(store, ['_:p <urn:x:note> "hello" .\n', *_audios_by("_:p", 6)])
+    one, two = _in_one_and_shared(store, monkeypatch)
     assert len(one.results) == len(two.results) >= 6
     notes = [list(r.graph.triples((None, URIRef("urn:x:note"), None))) for r in (one, two)]
     assert len(notes[0]) == len(notes[1]) == 1
@@ -405,21 +415,17 @@ def test_blank_nodes_of_the_data_named_as_a_worker_would_name_its_own_stay_apart
     import pyoxigraph as ox
     from rdflib.compare import isomorphic
 
-    import konbini_ld.query.shacl_parallel as parallel
     from konbini_ld.vocab import DATA_GRAPH
 
-    as_ = "https://www.w3.org/ns/activitystreams#"
-    g = ox.NamedNode(DATA_GRAPH)
+    g = ox.NamedNode(DATA_GRAPH)  # (written as quads: the blank nodes keep these names)
     quads = [ox.Quad(ox.BlankNode("w0n0"), ox.NamedNode("urn:x:note"), ox.Literal("hello"), g)]
     for i in range(4):
         a = ox.NamedNode(f"https://www.tiktok.com/music/a{i}")
-        quads += [ox.Quad(a, ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"), ox.NamedNode(as_ + "Audio"), g),
-                  ox.Quad(a, ox.NamedNode(as_ + "name"), ox.Literal(f"n{i}"), g),
-                  ox.Quad(a, ox.NamedNode(as_ + "attributedTo"), ox.BlankNode(f"w{i % 2}n0"), g)]
+        quads += [ox.Quad(a, ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"), ox.NamedNode(AS + "Audio"), g),
+                  ox.Quad(a, ox.NamedNode(AS + "name"), ox.Literal(f"n{i}"), g),
+                  ox.Quad(a, ox.NamedNode(AS + "attributedTo"), ox.BlankNode(f"w{i % 2}n0"), g)]
     store.engine.store.extend(quads)
-    one = validate(store, workers=1)
-    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
-    two = validate(store, workers=2)
+    one, two = _in_one_and_shared(store, monkeypatch)
     assert len(one.results) == len(two.results) >= 4
     assert len(one.graph) == len(two.graph) and isomorphic(one.graph, two.graph)
 
@@ -427,23 +433,12 @@ def test_blank_nodes_of_the_data_named_as_a_worker_would_name_its_own_stay_apart
 def test_a_blank_node_nested_in_a_blank_node_value_is_one_node_of_the_report(store: Any, monkeypatch: Any) -> None:
     """pySHACL names the blank nodes nested in a blank-node value's description anew: shared out,
     they are still one copy, as in one process's report."""
-    import pyoxigraph as ox
     from rdflib import Literal, URIRef
     from rdflib.compare import isomorphic
 
-    import konbini_ld.query.shacl_parallel as parallel
-    from konbini_ld.vocab import DATA_GRAPH
-
-    as_ = "https://www.w3.org/ns/activitystreams#"
-    lines = ['_:p <urn:x:in> _:n .\n', '_:n <urn:x:v> "deep" .\n', '_:n <urn:x:next> _:m .\n', '_:m <urn:x:v> "deeper" .\n']
-    for i in range(6):
-        a = f"<https://www.tiktok.com/music/a{i}>"
-        lines += [f"{a} <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <{as_}Audio> .\n", f'{a} <{as_}name> "n{i}" .\n',
-                  f"{a} <{as_}attributedTo> _:p .\n"]
-    store.engine.apply([], {ox.NamedNode(DATA_GRAPH): lines})
-    one = validate(store, workers=1)
-    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
-    two = validate(store, workers=2)
+    write_data(store, ['_:p <urn:x:in> _:n .\n', '_:n <urn:x:v> "deep" .\n', '_:n <urn:x:next> _:m .\n',
+                       '_:m <urn:x:v> "deeper" .\n', *_audios_by("_:p", 6)])
+    one, two = _in_one_and_shared(store, monkeypatch)
     assert len(one.results) == len(two.results) >= 6
     for r in (one, two):
         assert len(list(r.graph.triples((None, URIRef("urn:x:v"), Literal("deep"))))) == 1

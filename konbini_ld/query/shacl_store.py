@@ -175,8 +175,7 @@ class TripleIndex(Store):
                 if objects is None:
                     return
                 if o is not None:
-                    held = self._sets.get((s, p))
-                    if (o in held) if held is not None else (o in objects):
+                    if self._has(s, p, objects, o):
                         yield (s, p, o), iter(within)
                     return
                 for x in list(objects):
@@ -186,10 +185,8 @@ class TripleIndex(Store):
                 if o is None:
                     for x in list(objects):
                         yield (s, pp, x), iter(within)
-                else:
-                    held = self._sets.get((s, pp))
-                    if (o in held) if held is not None else (o in objects):
-                        yield (s, pp, o), iter(within)
+                elif self._has(s, pp, objects, o):
+                    yield (s, pp, o), iter(within)
             return
         if p is not None:
             by_o = self._pos.get(p)
@@ -211,6 +208,11 @@ class TripleIndex(Store):
             for pp, objects in list(by_p.items()):
                 for x in list(objects):
                     yield (ss, pp, x), iter(within)
+
+    def _has(self, s: Any, p: Any, objects: list[Any], o: Any) -> bool:
+        """Whether ``o`` is among ``objects``, the values of ``s`` for ``p`` (through their set, once kept)."""
+        held = self._sets.get((s, p))
+        return o in held if held is not None else o in objects
 
     def _by_object(self) -> dict[Any, list[tuple[Any, Any]]]:
         if self._osp is None:
