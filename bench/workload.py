@@ -240,12 +240,60 @@ def profiled_load(store_dir: Path, path: Path, stages: list[tuple[str, tuple[str
     return totals, sum(totals.values()), wall
 
 
+CPU_BY_THREAD = r'''
+import json, os, sys, threading, time
+from konbini_ld import open_store
+TICK = os.sysconf("SC_CLK_TCK")
+seen = {}  # thread id -> (name, CPU seconds): sampled, since a batch's write thread ends with it
+def sample():
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        seen[tid] = (name, (int(rest[11]) + int(rest[12])) / TICK)
+done = threading.Event()
+def watch():
+    while not done.wait(0.05):
+        sample()
+threading.Thread(target=watch, daemon=True).start()
+start, wall = os.times(), time.perf_counter()
+with open_store(sys.argv[2]) as store:
+    store.load(sys.argv[1])
+sample()
+done.set()
+end, wall = os.times(), time.perf_counter() - wall
+rocksdb = sum(cpu for name, cpu in seen.values() if name.startswith("rocksdb"))
+main = seen[str(os.getpid())][1]
+total = end.user + end.system - start.user - start.system
+print(json.dumps({"wall": wall, "total": total, "main": main, "rocksdb": rocksdb}))
+'''
+
+
+def cpu_by_thread(store: Path, path: Path) -> dict[str, float]:
+    """One load of ``path`` in its own process, unprofiled: its wall time and where its CPU went
+    (the main thread; RocksDB's own threads, flushing and merging files)."""
+    p = subprocess.run([sys.executable, "-c", CPU_BY_THREAD, str(path), str(store)], capture_output=True, text=True,
+                       check=True)
+    out: dict[str, float] = json.loads(p.stdout.strip().splitlines()[-1])
+    return out
+
+
 def profile_refresh(n: int, days: int, record: Record, stages: list[tuple[str, tuple[str, ...]]]) -> None:
-    """A cProfile of the last refresh day at ``n`` audios (the days before it loaded untimed)."""
+    """A cProfile of the last refresh day at ``n`` audios (the days before it loaded untimed), and
+    the same day unprofiled on a copy of the store: where the process's CPU went, by thread."""
     files = [day_file(n, d) for d in range(max(2, days))]
     work = Path(tempfile.mkdtemp(prefix="kld-wprofile-"))
     for path in files[:-1]:
         subprocess.run([*KONBINI, "-q", "--store", str(work / "store"), "load", str(path)], check=True)
+    shutil.copytree(work / "store", work / "copy")
+    cpu = cpu_by_thread(work / "copy", files[-1])
+    record("workload", f"  refresh day {len(files)} of {n:,} audios + pages: CPU of the loading process",
+           f"{cpu['total']:.1f} s", f"in {cpu['wall']:.1f} s wall (unprofiled) = {cpu['total'] / cpu['wall']:.2f} cores: "
+           f"main thread {cpu['main']:.1f} s, RocksDB's own threads (flushes, merging files) {cpu['rocksdb']:.1f} s = "
+           f"{cpu['rocksdb'] / cpu['total']:.0%}, the rest the write-behind thread and Oxigraph's bulk loader")
     totals, profiled, wall = profiled_load(work / "store", files[-1], stages)
     for stage, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         record("workload", f"  refresh day {len(files)} of {n:,} audios + pages: {stage}", f"{seconds / profiled:.0%}",
