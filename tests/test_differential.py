@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from helpers import NEWER, SEED, VIDEOS
+import pytest
 from hypothesis import HealthCheck, given, settings
 from strategies import responses
 
@@ -135,3 +136,55 @@ def test_the_pipeline_switches_give_the_same_graph(tmp_path: Any) -> None:
             assert report.ok and report.loaded == len(lines)
             dumps.append({q for q in store.engine.iter_quads() if "endedAtTime" not in q.predicate.value})
     assert dumps[0] == dumps[1]
+
+
+def test_a_worker_prepares_what_the_writer_would_whatever_line_breaks_the_text_holds(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Observations prepared in a worker process come back as they are prepared in line: the same
+    lines in the same groups, the same errors and times, on the caller's own responses, even for
+    text holding characters that some readers take for line breaks (a worker's lines cross the
+    pipe as one text)."""
+    from konbini_ld.mapping.prepare import PreparePool, Prepared
+    from konbini_ld.sources.konbini.corpus import audio_response
+
+    breaks = "\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e\r\n"
+    bodies = []
+    for i, mark in enumerate(breaks):
+        doc = audio_response(i)
+        doc["data"]["name"] = f"line{mark}break {i}"
+        doc["data"]["album"] = f"{breaks} album"
+        bodies.append(json.dumps(doc))
+    bodies += [json.dumps(videos_page(1, 0)), "{not json", json.dumps({"data": None})]
+    pool = PreparePool(1, eager=True)
+    try:
+        batch = [Response(body, "x", line=i + 1) for i, body in enumerate(bodies)]
+        prepared = pool.prepare(batch)
+        assert isinstance(prepared, Prepared)  # (in the worker, not in line)
+        with caplog.at_level("DEBUG", logger="konbini_ld.mapping.prepare"):
+            shipped = prepared.get()
+        assert not caplog.records  # (none of it prepared again in line)
+    finally:
+        pool.close(wait=True)
+    in_line = [prepare(Response(body, "x", line=i + 1)) for i, body in enumerate(bodies)]
+    for got, want, response in zip(shipped, in_line, batch, strict=True):
+        assert got.response is response
+        assert got.groups == want.groups
+        assert (got.count, got.warnings, got.unknown_keys) == (want.count, want.warnings, want.unknown_keys)
+        assert repr(got.error) == repr(want.error)
+        assert response.observed_given == want.response.observed_given
+    assert any("\u2028" in line for o in shipped for lines in o.groups.values() for line in lines)
+    assert sum(o.ok for o in shipped) == len(breaks) + 1
+
+
+def test_a_prepared_line_holding_a_line_break_is_refused_on_its_way_back() -> None:
+    """Should a worker's line ever hold a line break, its lines cannot be told apart on the way
+    back: the part is refused (and prepared in line by its caller), never cut in the wrong places."""
+    from konbini_ld.mapping.prepare import _unship
+    from konbini_ld.model import Observation
+
+    response = Response("{}", "x")
+    key = ("<https://x/a>", "<https://x/p>")
+    back = _unship(response, (Observation(response), None, False, [key], [1], '<https://x/a> <https://x/p> "a\u2028b" .\n'))
+    assert back.groups == {key: ['<https://x/a> <https://x/p> "a\u2028b" .\n']}
+    with pytest.raises(ValueError, match="line break"):
+        _unship(response, (Observation(response), None, False, [key], [1], '<https://x/a> <https://x/p> "a\nb" .\n'))

@@ -69,7 +69,14 @@ def parse_documents(text: str) -> Envelope:
             end = lowered.find("</title>", start)
             title = " " + repr(stripped[start : end if end > 0 else start + 80].strip()[:80])
         raise InputError(f"got an HTML page{title}, not JSON (an error page from a proxy or the API?)")
-    value = _json(stripped)
+    return documents_in(_json(stripped))
+
+
+def documents_in(value: Any) -> Envelope:
+    """What :func:`parse_documents` gives for JSON already read (a value of :func:`strict_json`).
+
+    :raises InputError: as :func:`parse_documents`, for what the value holds.
+    """
     parsed = Envelope([])
     _collect(value, parsed)
     return parsed

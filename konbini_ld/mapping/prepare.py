@@ -14,6 +14,7 @@ cores for it. Both are switchable, and the differential test holds them to plain
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import time
@@ -159,6 +160,44 @@ def _prepare_all(batch: list[Response], templates: bool) -> list[Observation]:
     return [prepare(r, shape_cache=templates) for r in batch]
 
 
+#: What a worker sends back for one response: its observation without the response (its caller
+#: has it) and without its groups; when the response was observed, as :func:`prepare` set it;
+#: and the groups as their keys, their sizes and every line in one text.
+_Shipped = tuple[Observation, "str | None", bool, list[tuple[str, str]], list[int], str]
+
+
+def _prepare_shipped(batch: list[Response], templates: bool) -> list[_Shipped]:
+    """(In a worker.) :func:`_prepare_all`, packed for the way back: one text crosses the pipe
+    where a list of strings would be thousands of objects to rebuild on the other side, and
+    the responses' text does not cross it again."""
+    out: list[_Shipped] = []
+    for response in batch:
+        observation = prepare(response, shape_cache=templates)
+        groups = observation.groups
+        observation.groups = {}
+        observation.response = None  # type: ignore[assignment]  # (the caller's is put back)
+        out.append((observation, response.observed_at, response.observed_given, list(groups),
+                    [len(lines) for lines in groups.values()], "".join(line for lines in groups.values() for line in lines)))
+    return out
+
+
+def _unship(response: Response, shipped: _Shipped) -> Observation:
+    """The observation :func:`_prepare_shipped` packed, back on ``response`` (the caller's own)."""
+    observation, observed_at, observed_given, keys, sizes, text = shipped
+    response.observed_at, response.observed_given = observed_at, observed_given
+    observation.response = response
+    lines = io.StringIO(text, newline="\n").readlines()
+    if len(lines) != sum(sizes):  # (a line break inside a line: N-Triples escapes them, so never)
+        raise ValueError("a prepared line holds a line break")
+    groups: dict[tuple[str, str], list[str]] = {}
+    at = 0
+    for key, size in zip(keys, sizes, strict=True):
+        groups[key] = lines[at:at + size]
+        at += size
+    observation.groups = groups
+    return observation
+
+
 #: Response text below which a batch is prepared in line (moving it to a worker costs more).
 _POOLED_BYTES = 128 * 1024
 
@@ -189,7 +228,8 @@ class Prepared:
         for batch, future in self.parts:
             while True:
                 try:
-                    out.extend(future.result(timeout=0.25 if give_up is not None else None))
+                    shipped = future.result(timeout=0.25 if give_up is not None else None)
+                    out.extend([_unship(response, one) for response, one in zip(batch, shipped, strict=True)])
                 except Waited:
                     if give_up is not None and give_up():
                         raise Abandoned from None
@@ -268,7 +308,7 @@ class PreparePool:
         step = max(1, -(-len(batch) // (self.workers * 4)))
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         try:
-            return Prepared(self, [(part, pool.submit(_prepare_all, part, self.templates)) for part in parts])
+            return Prepared(self, [(part, pool.submit(_prepare_shipped, part, self.templates)) for part in parts])
         except RuntimeError:  # (the pool broke: a worker was killed)
             self.broken()
             return _prepare_all(batch, self.templates)

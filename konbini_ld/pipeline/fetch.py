@@ -526,11 +526,14 @@ class _Runner:
         self.report.fetched += 1
         next_cursor = None
         if job.kind == "videos":
-            try:
-                docs = parse_documents(answer.body).documents
-            except KonbiniError:
-                docs = []
-            nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
+            if answer.checked:  # (read once, when it was judged)
+                nxt = answer.next_cursor
+            else:
+                try:
+                    docs = parse_documents(answer.body).documents
+                except KonbiniError:
+                    docs = []
+                nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
             if isinstance(nxt, (str, int)) and not isinstance(nxt, bool):
                 next_cursor = str(nxt)
                 if not usable_cursor(next_cursor):  # (it would go into a URL and the ledger)

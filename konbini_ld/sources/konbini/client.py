@@ -21,7 +21,7 @@ What the API sends is evidence, not truth (:mod:`.transport` bounds the exchange
   billed) is a :class:`NotFoundError`; any other 404 (a proxy's page, a wrong
   ``--api-url``) is a failure, asked again next run;
 * redirects are not followed, and an answer must be the one asked for
-  (:func:`.endpoints.answer_mismatch`): anything else is a failure that carries the
+  (:func:`.endpoints.judge_answer`): anything else is a failure that carries the
   answer, for the archive to keep as evidence.
 """
 
@@ -45,7 +45,7 @@ from ...errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdErr
 from ...units import format_time, parse_credits
 from ...urls import redact
 from .redaction import base64_forms, key_pattern, reveals
-from .endpoints import DEFAULT_API_URL, answer_mismatch, audio_path, parse_audio_id, videos_path
+from .endpoints import DEFAULT_API_URL, audio_path, judge_answer, parse_audio_id, videos_path
 from .transport import BodyTooLarge, DeadlinePassed, Watchdog, bounded_session, decode_json_text, read_body
 
 __all__ = ["MAX_BODY_BYTES", "ApiResponse", "Budget", "BudgetSpent", "KonbiniClient", "api_key_from"]
@@ -75,6 +75,11 @@ class ApiResponse:
     credits_remaining: int | None
     received_at: str = field(default_factory=lambda: format_time(datetime.now(UTC)))
     header_evidence: dict[str, str] | None = None
+    #: the ``nextCursor`` of the page it holds, as sent (read when it was checked; ``None`` too
+    #: when it was not checked: see :attr:`checked`)
+    next_cursor: Any = None
+    #: it was read and judged to be the answer asked for (its :attr:`next_cursor` is known)
+    checked: bool = False
 
     @property
     def billed(self) -> int:
@@ -294,11 +299,14 @@ class KonbiniClient:
 
     def _checked(self, answer: ApiResponse, kind: str, audio_id: str, cursor: str | None) -> ApiResponse:
         hosts = {"api.konbiniapi.com", (urlsplit(self.base_url).hostname or "").lower()}
-        reason = answer_mismatch(kind, audio_id, cursor, answer.body, api_hosts=hosts)
+        reason, document = judge_answer(kind, audio_id, cursor, answer.body, api_hosts=hosts)
+        if document is not None:
+            answer.next_cursor = document.get("nextCursor")
         if reason is not None:
             raise FetchError(f"{reason}: not the answer asked for; kept as evidence, asked again next run",
                              url=answer.url, status=answer.status, credits_used=answer.credits_used,
                              credits_remaining=answer.credits_remaining, answer=answer)
+        answer.checked = True
         return answer
 
     def _scrub(self, text: str) -> str:

@@ -16,6 +16,7 @@ from ...errors import InvalidIdError
 __all__ = [
     "DEFAULT_API_URL",
     "answer_mismatch",
+    "judge_answer",
     "audio_key",
     "audio_path",
     "parse_audio_id",
@@ -176,7 +177,14 @@ def _same_id(a: str, b: str) -> bool:
 
 def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
                     api_hosts: Iterable[str] = ("api.konbiniapi.com",)) -> str | None:
-    """Why an answer is not the one asked for, or ``None`` when it is.
+    """Why an answer is not the one asked for, or ``None`` when it is (see :func:`judge_answer`)."""
+    return judge_answer(kind, audio_id, cursor, body, api_hosts=api_hosts)[0]
+
+
+def judge_answer(kind: str, audio_id: str, cursor: str | None, body: str, *,
+                 api_hosts: Iterable[str] = ("api.konbiniapi.com",)) -> tuple[str | None, dict[str, Any] | None]:
+    """Why an answer is not the one asked for (``None`` when it is), and the object it holds
+    when it could be read (read once: its caller needs no second reading).
 
     The answer must be the API's envelope ``{"data": {…}}`` holding exactly the object the
     mapping will read (no envelope inside it, no recorded exchange), valid JSON (no ``NaN``).
@@ -194,19 +202,24 @@ def answer_mismatch(kind: str, audio_id: str, cursor: str | None, body: str, *,
     'the page is part of the videos of audio 7'
     """
     from ...errors import InputError
-    from ...mapping.envelope import parse_documents, strict_json
+    from ...mapping.envelope import documents_in, strict_json
 
     try:
         payload = strict_json(body)
-        documents = parse_documents(body).documents
+        documents = documents_in(payload).documents
     except InputError as exc:
-        return f"the answer cannot be read ({exc})"
+        return f"the answer cannot be read ({exc})", None
     if (not isinstance(payload, dict) or not isinstance(payload.get("data"), dict)
             or _NOT_ENVELOPE.intersection(payload)):
-        return 'the answer is not the API\'s envelope ({"data": {…}})'
-    document = payload["data"]
-    if documents != [document]:
-        return "the answer holds an envelope inside its envelope"
+        return 'the answer is not the API\'s envelope ({"data": {…}})', None
+    document: dict[str, Any] = payload["data"]
+    if len(documents) != 1 or documents[0] is not document:
+        return "the answer holds an envelope inside its envelope", document
+    return _judge_document(kind, audio_id, cursor, document, api_hosts), document
+
+
+def _judge_document(kind: str, audio_id: str, cursor: str | None, document: dict[str, Any],
+                    api_hosts: Iterable[str]) -> str | None:
     if kind == "audio":
         if "Audio" not in _types(document):
             return f"the answer is not an Audio (type {sorted(_types(document)) or 'missing'})"
