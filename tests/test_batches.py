@@ -45,7 +45,7 @@ def test_a_load_of_pages_is_cut_by_bytes_and_gives_the_same_graph(tmp_path: Path
         whole_steps: list[int] = []
         store.load(day, progress=whole_steps.append)
         assert (len(store), store.stats().points) == small
-    assert whole_steps == [12]  # the default bound (3 MiB) holds this small file in one batch
+    assert whole_steps == [12]  # the default bound (2 MiB) holds this small file in one batch
 
 
 def test_fetch_writes_pages_in_batches_bounded_by_bytes(tmp_path: Path) -> None:

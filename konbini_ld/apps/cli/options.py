@@ -335,7 +335,7 @@ def size_type() -> Parsed:
 def batch_options(fn: F) -> F:
     """``--batch-size N`` and ``--batch-bytes SIZE``: what one write to the graph takes at most (the
     library's defaults, spelled out: ``--help`` imports no store; a test holds them equal)."""
-    fn = click.option("--batch-bytes", type=size_type(), default="3M", show_default=True,
+    fn = click.option("--batch-bytes", type=size_type(), default="2M", show_default=True,
                       metavar="SIZE", help="Response text per write batch at most: a batch's memory follows it "
                                            "(pages of videos are ~35 audios each).")(fn)
     return click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True,

@@ -75,8 +75,7 @@ class ApiResponse:
     credits_remaining: int | None
     received_at: str = field(default_factory=lambda: format_time(datetime.now(UTC)))
     header_evidence: dict[str, str] | None = None
-    #: the ``nextCursor`` of the page it holds, as sent (read when it was checked; ``None`` too
-    #: when it was not checked: see :attr:`checked`)
+    #: the ``nextCursor`` of the page it holds, as sent (known once it is :attr:`checked`)
     next_cursor: Any = None
     #: it was read and judged to be the answer asked for (its :attr:`next_cursor` is known)
     checked: bool = False
@@ -300,13 +299,11 @@ class KonbiniClient:
     def _checked(self, answer: ApiResponse, kind: str, audio_id: str, cursor: str | None) -> ApiResponse:
         hosts = {"api.konbiniapi.com", (urlsplit(self.base_url).hostname or "").lower()}
         reason, document = judge_answer(kind, audio_id, cursor, answer.body, api_hosts=hosts)
-        if document is not None:
-            answer.next_cursor = document.get("nextCursor")
-        if reason is not None:
+        if reason is not None or document is None:
             raise FetchError(f"{reason}: not the answer asked for; kept as evidence, asked again next run",
                              url=answer.url, status=answer.status, credits_used=answer.credits_used,
                              credits_remaining=answer.credits_remaining, answer=answer)
-        answer.checked = True
+        answer.next_cursor, answer.checked = document.get("nextCursor"), True
         return answer
 
     def _scrub(self, text: str) -> str:

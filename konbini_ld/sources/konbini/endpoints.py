@@ -16,9 +16,9 @@ from ...errors import InvalidIdError
 __all__ = [
     "DEFAULT_API_URL",
     "answer_mismatch",
-    "judge_answer",
     "audio_key",
     "audio_path",
+    "judge_answer",
     "parse_audio_id",
     "parse_audio_ids",
     "usable_cursor",
