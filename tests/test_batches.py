@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from konbini_ld.apps.cli import main
 from konbini_ld.pipeline import fetch
 from konbini_ld.pipeline.ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
 from konbini_ld.sources.konbini.client import KonbiniClient
-from konbini_ld.sources.konbini.corpus import workload_lines
+from konbini_ld.sources.konbini.corpus import videos_page, workload_lines
 from konbini_ld.sources.konbini.fakeapi import FakeKonbiniAPI, audio_id
 
 KEY = "sk-batches-1f2e3d4c"
@@ -80,3 +81,48 @@ def test_load_with_a_small_batch_bound_from_the_command_line(tmp_path: Path, day
     assert r.exit_code == 0, r.stderr
     with open_store(tmp_path / "s", read_only=True) as store:
         assert store.stats().audios == 6 and store.stats().videos == 180
+
+
+def test_a_fetch_holds_what_its_batch_bound_says_when_the_network_outruns_the_graph(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graph slower than the network: no batch goes past ``batch_bytes`` (but for an answer larger
+    than that on its own), and the answers waiting for the graph hold two batches' worth of text at
+    most, plus the requests in flight: the run asks for no more until the graph takes some."""
+    from konbini_ld.pipeline.collection import KonbiniStore
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    bound, concurrency = 150_000, 4
+    slow_apply = KonbiniStore.apply_prepared
+
+    def slow(self: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return slow_apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(KonbiniStore, "apply_prepared", slow)
+    batches: list[int] = []
+    waiting = [0, 0]  # text put and not taken yet, the most it was
+    take, put = GraphFeed._take, GraphFeed.put
+
+    def noted_take(self: GraphFeed, batch: list[Any]) -> bool:
+        done = take(self, batch)
+        batches.append(sum(len(r.body) for r in batch if len(batch) > 1))
+        waiting[0] -= sum(len(r.body) for r in batch)
+        return done
+
+    def noted_put(self: GraphFeed, record: Any) -> None:
+        waiting[0] += len(record.body)
+        waiting[1] = max(waiting)
+        put(self, record)
+
+    monkeypatch.setattr(GraphFeed, "_take", noted_take)
+    monkeypatch.setattr(GraphFeed, "put", noted_put)
+    with FakeKonbiniAPI(api_key=KEY) as api:
+        client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+        with open_store(tmp_path / "s") as store:
+            report = fetch(store, client, [audio_id(i) for i in range(24)], videos=True, batch_bytes=bound,
+                           concurrency=concurrency, workers=0)
+            assert report.fetched == 48 and not report.failed and report.unapplied == 0
+            assert store.stats().videos > 0
+    page = max(len(json.dumps(videos_page(i, 0))) for i in range(24)) + 1000
+    assert max(batches) <= bound, batches
+    assert waiting[1] <= 2 * bound + concurrency * page, waiting[1]

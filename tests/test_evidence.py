@@ -569,6 +569,13 @@ AUDIO_IMPOSTORS = {
     "another audio nested inside it": {"data": {**_A, "inReplyTo": {**_B, "name": "forged"}}},
     "another audio deep in its creator": {"data": {**_A, "attributedTo": [{"type": "Person", "id": "https://www.tiktok.com/@x",
                                                                           "attachment": [_B]}]}},
+    # a type is read as JSON-LD reads it: a term, a compact IRI or the IRI itself
+    "another audio typed with a compact IRI": {"data": {**_A, "x-extra": {**_B, "type": "as:Audio"}}},
+    "another audio typed with its IRI": {"data": {**_A, "attributedTo": {
+        **_A["attributedTo"], "featured": {**_B, "type": "https://www.w3.org/ns/activitystreams#Audio"}}}},
+    "the audio asked for typed with its IRI, another one nested": {"data": {
+        **_A, "type": "https://www.w3.org/ns/activitystreams#Audio", "inReplyTo": {**_B, "type": "as:Audio"}}},
+    "a video's IRI ending with the id": {"data": {**_A, "id": f"https://www.tiktok.com/@someone/video/{audio_id(1)}"}},
 }
 PAGE_IMPOSTORS = {
     "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
@@ -588,6 +595,18 @@ PAGE_IMPOSTORS = {
     "another audio deep in a video's creator": {"data": {**_PAGE_A, "orderedItems": [
         {**_PAGE_A["orderedItems"][0], "attributedTo": {**_PAGE_A["orderedItems"][0]["attributedTo"],
                                                         "attachment": {**_B, "videoCount": 999999999}}}]}},
+    "another audio typed with a compact IRI on a video": {"data": {**_PAGE_A, "orderedItems": [
+        {**_PAGE_A["orderedItems"][0], "x-extra": {**_B, "type": "as:Audio", "name": "EVIL"}}]}},
+    "a video naming another audio with a compact key": {"data": {**_PAGE_A, "orderedItems": [
+        {**_PAGE_A["orderedItems"][0], "ks:audio": {"id": _B["id"], "name": "EVIL"}}]}},
+    "the page named as another audio's page": {"data": {
+        **_PAGE_A, "id": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(2)}/videos?cursor=0"}},
+    "partOf another audio's videos, by @id": {"data": {
+        **_PAGE_A, "partOf": {"@id": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(2)}/videos"}}},
+    "next page of another audio's videos": {"data": {
+        **_PAGE_A, "next": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(2)}/videos?cursor=1"}},
+    "first page on another host": {"data": {
+        **_PAGE_A, "first": {"href": f"https://evil.example/v1/tiktok/audios/{audio_id(1)}/videos"}}},
 }
 
 
@@ -606,6 +625,23 @@ def test_a_page_impostor_is_never_bought(store: Any, client: KonbiniClient, api:
     report = fetch(store, client, [audio_id(1)], videos=True)
     assert len(report.failed) == 1, report.failed
     assert f"videos:{audio_id(1)}:0" not in store.fetch_ledger() and store.stats().videos == 0
+
+
+def test_a_last_page_with_null_links_is_bought(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+    page = videos_page(1, 0, per_page=2, pages=1)
+    page["data"].update({"next": None, "prev": None, "first": None, "id": None})
+    api.script(path(1) + "/videos", Scripted(200, page))
+    report = fetch(store, client, [audio_id(1)], videos=True)
+    assert report.fetched == 2 and not report.failed and store.stats().videos == 2
+
+
+@pytest.mark.parametrize("kind", ["as:Audio", "https://www.w3.org/ns/activitystreams#Audio", ["Object", "as:Audio"]])
+def test_the_audio_asked_for_is_bought_however_its_type_is_spelled(store: Any, client: KonbiniClient,
+                                                                    api: FakeKonbiniAPI, kind: Any) -> None:
+    api.script(path(1), Scripted(200, {"data": {**_A, "type": kind}}))
+    report = fetch(store, client, [audio_id(1)])
+    assert report.fetched == 1 and not report.failed, report.failed
+    assert store.stats().audios == 1
 
 
 def test_the_request_url_of_a_body_never_breaks_the_store(store_dir: Path, api: FakeKonbiniAPI, tmp_path: Path) -> None:

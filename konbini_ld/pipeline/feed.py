@@ -24,6 +24,9 @@ from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
 
 __all__ = ["GraphFeed", "default_workers"]
 
+#: What one answer is taken to hold when batches are bounded by count alone (a page of videos).
+_ANSWER_BYTES = 64 * 1024
+
 
 def default_workers() -> int:
     """Preparing processes ``fetch`` starts by default: one per CPU beyond one (a fetching process
@@ -53,6 +56,11 @@ class GraphFeed:
         self.deadline: float | None = None
         self.error: BaseException | None = None
         self.queue: queue.Queue[ArchiveRecord | None] = queue.Queue()
+        #: response text put and not taken yet (what :meth:`full` bounds)
+        self.queued_bytes = 0
+        self._room = threading.Condition()
+        #: a record taken that would have taken its batch past ``batch_bytes``: the next batch's first
+        self._carried: ArchiveRecord | None = None
         #: the batch being written behind: its size and report (counted once the write is done)
         self.behind: tuple[int, LoadReport] | None = None
         self.pool: PreparePool | None = None
@@ -73,11 +81,31 @@ class GraphFeed:
         self.finished.wait()
 
     def put(self, record: ArchiveRecord) -> None:
+        with self._room:
+            self.queued_bytes += len(record.body)
         self.queue.put(record)
 
     def pending(self) -> int:
         """Records put and not taken yet."""
-        return self.queue.qsize()
+        return self.queue.qsize() + (self._carried is not None)
+
+    def full(self) -> bool:
+        """Whether the answers waiting for the graph hold two batches' worth of text already (the run
+        asks for no more until they are taken: what a fetch holds follows ``batch_bytes`` when the
+        network outruns the graph)."""
+        limit = 2 * (self.batch_bytes if self.batch_bytes is not None else self.batch_size * _ANSWER_BYTES)
+        return self.queued_bytes >= limit and not self.finished.is_set()
+
+    def wait_room(self, timeout: float) -> None:
+        """Until :meth:`full` may have changed (a batch was taken), ``timeout`` seconds at most."""
+        with self._room:
+            if self.full():
+                self._room.wait(timeout)
+
+    def _taken(self, record: ArchiveRecord) -> None:
+        with self._room:
+            self.queued_bytes -= len(record.body)
+            self._room.notify_all()
 
     def end(self) -> None:
         """No more records: the thread ends once it has written (or left) those it has."""
@@ -120,13 +148,18 @@ class GraphFeed:
             pass
 
     def _take(self, batch: list[ArchiveRecord]) -> bool:
-        """Fill ``batch`` with what is queued (waiting for the first); whether the queue is at its end."""
+        """Fill ``batch`` with what is queued (waiting for the first), never past ``batch_bytes`` but
+        for an answer larger than that on its own; whether the queue is at its end."""
         held = 0
-        item = self.queue.get()
+        item, self._carried = (self._carried, None) if self._carried is not None else (self.queue.get(), None)
         while True:
             if item is None:
                 return True
+            if batch and self.batch_bytes is not None and held + len(item.body) > self.batch_bytes:
+                self._carried = item  # (still counted as queued: taken with the next batch)
+                return False
             batch.append(item)
+            self._taken(item)
             held += len(item.body)
             if len(batch) >= self.batch_size or (self.batch_bytes is not None and held >= self.batch_bytes):
                 return False

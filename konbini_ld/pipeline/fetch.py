@@ -342,7 +342,8 @@ class _Runner:
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="konbini-fetch")
         try:
             while todo or running:
-                while todo and len(running) < self.concurrency and not self.stop.is_set():
+                # (answers waiting for the graph past two batches' worth: none asked for until it takes some)
+                while todo and len(running) < self.concurrency and not self.stop.is_set() and not self.feed.full():
                     if not self.budget.take():  # one credit a request: the cap counts what is sent
                         self._halt("max-credits")
                         break
@@ -351,6 +352,9 @@ class _Runner:
                     running[future] = job  # (known before it can run: an interrupt in submit leaves it waited for)
                     pool.submit(self._answer_into, future, job)
                 if not running:
+                    if todo and not self.stop.is_set() and self.feed.full():
+                        self.feed.wait_room(_WAIT_SECONDS)
+                        continue
                     break
                 done, _ = wait(running, timeout=_WAIT_SECONDS, return_when=FIRST_COMPLETED)
                 for future in done:

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from ...errors import InvalidIdError
+from ...vocab import AS
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -131,7 +132,11 @@ _AUDIO_HOSTS = re.compile(r"(?:[a-z0-9-]+\.)*tiktok\.com", re.IGNORECASE)
 #: Keys that make a top-level object something other than the API's ``{"data": …}`` envelope.
 _NOT_ENVELOPE = frozenset({"@context", "@id", "@type", "id", "type", "request", "response", "body", "status",
                            "headers"})
-_PAGE_TYPES = frozenset({"OrderedCollectionPage", "CollectionPage", "OrderedCollection", "Collection"})
+_AUDIO_TYPE = AS + "Audio"
+_PAGE_TYPES = frozenset(AS + t for t in ("OrderedCollectionPage", "CollectionPage", "OrderedCollection", "Collection"))
+#: A page's links to its collection and its neighbours (its own ``id`` too): each must be of the
+#: videos of the audio asked for, on the API's host (the mapping stores them as they are).
+_PAGE_LINKS = ("partOf", "id", "@id", "next", "prev", "first", "last", "current")
 
 
 def _types(value: Any) -> set[str]:
@@ -139,6 +144,37 @@ def _types(value: Any) -> set[str]:
     if isinstance(kinds, str):
         return {kinds}
     return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
+
+
+def _type_iris(value: Any) -> set[str]:
+    """The IRIs the mapping reads ``value``'s types as: a term of the API's contexts (``Audio``),
+    a compact IRI (``as:Audio``) or an IRI, as JSON-LD expands a type."""
+    from ...mapping.contexts import prefixes, terms
+
+    return {_iri(kind, terms(), prefixes()) for kind in _types(value)}
+
+
+def _iri(name: str, terms: dict[str, Any], prefixes: dict[str, str]) -> str:
+    """The IRI a key or a type ``name`` expands to: a term's, a compact IRI's, or itself."""
+    term = terms.get(name)
+    if term is not None:
+        return str(term.iri)
+    head, sep, rest = name.partition(":")
+    if sep and head in prefixes and not rest.startswith("//"):
+        return prefixes[head] + rest
+    return name
+
+
+def _is_audio_key(key: str) -> bool:
+    """Whether a key is the one a video names its audio with, however spelled (``audio``,
+    ``ks:audio``, its IRI)."""
+    from ...mapping.contexts import prefixes, terms
+
+    return key == "audio" or _iri(key, terms(), prefixes()) == _iri("audio", terms(), prefixes())
+
+
+def _is_audio(value: Any) -> bool:
+    return _AUDIO_TYPE in _type_iris(value)
 
 
 def _names(value: Any, audio_id: str) -> bool | None:
@@ -158,7 +194,7 @@ def _names(value: Any, audio_id: str) -> bool | None:
         parts = urlsplit(iri)
         found = re.search(r"(\d{1,30})$", parts.path.rstrip("/"))
         verdicts.append(parts.scheme.lower() in ("http", "https") and bool(_AUDIO_HOSTS.fullmatch(parts.hostname or ""))
-                        and found is not None and _same_id(found.group(1), audio_id))
+                        and parts.path.startswith("/music/") and found is not None and _same_id(found.group(1), audio_id))
     elif iri is not None:
         verdicts.append(False)
     entity = value.get("entityId")
@@ -221,7 +257,7 @@ def judge_answer(kind: str, audio_id: str, cursor: str | None, body: str, *,
 def _judge_document(kind: str, audio_id: str, cursor: str | None, document: dict[str, Any],
                     api_hosts: Iterable[str]) -> str | None:
     if kind == "audio":
-        if "Audio" not in _types(document):
+        if not _is_audio(document):
             return f"the answer is not an Audio (type {sorted(_types(document)) or 'missing'})"
         verdict = _names(document, audio_id)
         if verdict is None:
@@ -230,20 +266,14 @@ def _judge_document(kind: str, audio_id: str, cursor: str | None, document: dict
             shown = document.get("id") if isinstance(document.get("id"), str) else document.get("entityId")
             return f"the answer describes another audio ({str(shown)[:200]})"
         return _holds_another(document, audio_id)
-    if not _PAGE_TYPES.intersection(_types(document)):
+    if not _PAGE_TYPES.intersection(_type_iris(document)):
         return f"the answer is not a page of videos (type {sorted(_types(document)) or 'missing'})"
-    says = False
-    part_of = document.get("partOf")
-    if isinstance(part_of, dict):
-        part_of = part_of.get("id", part_of.get("href"))
-    if part_of is not None:
-        parts = urlsplit(part_of) if isinstance(part_of, str) else None
-        found = _PART_OF.search(parts.path) if parts is not None else None
-        if found is None or not _same_id(found.group(1), audio_id):
-            return f"the page is part of the videos of {'audio ' + found.group(1) if found else repr(str(part_of)[:200])}"
-        if (parts.hostname or "").lower() not in {h.lower() for h in api_hosts}:  # type: ignore[union-attr]
-            return f"the page is part of a collection on another host ({parts.hostname})"  # type: ignore[union-attr]
-        says = True
+    for key in _PAGE_LINKS:
+        if document.get(key) is not None:  # (null says nothing: the mapping leaves it out)
+            wrong = _wrong_link(key, document[key], audio_id, {h.lower() for h in api_hosts})
+            if wrong is not None:
+                return wrong
+    says = document.get("partOf") is not None
     page = document.get("cursor")
     if cursor is not None and page is not None and (isinstance(page, bool) or str(page) != cursor):
         return f"the answer is the page at cursor {str(page)[:60]!r}, not {cursor!r}"
@@ -260,6 +290,22 @@ def _judge_document(kind: str, audio_id: str, cursor: str | None, document: dict
     if not says:  # (an empty page too: bought, it would end the audio's videos for good)
         return "the page does not say whose videos it holds (no partOf, no audio on its videos)"
     return _holds_another(document, audio_id)
+
+
+def _wrong_link(key: str, value: Any, audio_id: str, api_hosts: set[str]) -> str | None:
+    """Why a page's link ``key`` is not to the videos of ``audio_id`` on the API's host, or ``None``."""
+    if isinstance(value, list):
+        return next((w for w in (_wrong_link(key, v, audio_id, api_hosts) for v in value) if w is not None), None)
+    if isinstance(value, dict):
+        value = value.get("id", value.get("@id", value.get("href")))
+    what = "the page is part of" if key == "partOf" else f"the page's {key} is a page of"
+    parts = urlsplit(value) if isinstance(value, str) else None
+    found = _PART_OF.search(parts.path) if parts is not None else None
+    if found is None or not _same_id(found.group(1), audio_id):
+        return f"{what} the videos of {'audio ' + found.group(1) if found else repr(str(value)[:200])}"
+    if (parts.hostname or "").lower() not in api_hosts:  # type: ignore[union-attr]
+        return f"{what} a collection on another host ({parts.hostname})"  # type: ignore[union-attr]
+    return None
 
 
 def _holds_another(document: dict[str, Any], audio_id: str) -> str | None:
@@ -283,9 +329,9 @@ def _another_audio(document: dict[str, Any], audio_id: str) -> str | None:
         for key, value in node.items():
             if isinstance(value, (dict, list)):
                 stack.append(value)
-            if key == "audio" and isinstance(value, (dict, str, list)) and _names(value, audio_id) is False:
+            if isinstance(value, (dict, str, list)) and _is_audio_key(key) and _names(value, audio_id) is False:
                 return _shown_id(value)
-        if not top and "Audio" in _types(node) and _names(node, audio_id) is False:
+        if not top and _is_audio(node) and _names(node, audio_id) is False:
             return _shown_id(node)
         top = False
     return None
