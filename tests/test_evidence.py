@@ -576,6 +576,13 @@ AUDIO_IMPOSTORS = {
     "the audio asked for typed with its IRI, another one nested": {"data": {
         **_A, "type": "https://www.w3.org/ns/activitystreams#Audio", "inReplyTo": {**_B, "type": "as:Audio"}}},
     "a video's IRI ending with the id": {"data": {**_A, "id": f"https://www.tiktok.com/@someone/video/{audio_id(1)}"}},
+    "an IRI whose longer number ends with the id": {"data": {**_A, "id": f"https://www.tiktok.com/music/x-5{'0' * 11}{audio_id(1)}"}},
+    "another audio whose longer number ends with the id, nested": {"data": {**_A, "attachment": {
+        "type": "Audio", "id": f"https://www.tiktok.com/music/x-5{'0' * 11}{audio_id(1)}", "name": "EVIL"}}},
+    "another audio typed by @type beside a null type": {"data": {**_A, "attachment": {
+        "type": None, "@type": "Audio", "id": _B["id"], "name": "EVIL"}}},
+    "another audio's IRI on a node typed otherwise": {"data": {**_A, "attachment": {
+        "type": "Image", "id": _B["id"], "name": "EVIL"}}},
 }
 PAGE_IMPOSTORS = {
     "the API's error envelope with status 200": {"errors": [{"code": "internal", "message": "oops"}], "data": None},
@@ -607,6 +614,10 @@ PAGE_IMPOSTORS = {
         **_PAGE_A, "next": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(2)}/videos?cursor=1"}},
     "first page on another host": {"data": {
         **_PAGE_A, "first": {"href": f"https://evil.example/v1/tiktok/audios/{audio_id(1)}/videos"}}},
+    "the page naming itself the page at another cursor": {"data": {
+        **_PAGE_A, "id": f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(1)}/videos?cursor=2&count=3"}},
+    "another audio's IRI on an untyped node of a video": {"data": {**_PAGE_A, "orderedItems": [
+        {**_PAGE_A["orderedItems"][0], "attachment": {"type": None, "@type": "Audio", "id": _B["id"], "name": "EVIL"}}]}},
 }
 
 
@@ -627,9 +638,10 @@ def test_a_page_impostor_is_never_bought(store: Any, client: KonbiniClient, api:
     assert f"videos:{audio_id(1)}:0" not in store.fetch_ledger() and store.stats().videos == 0
 
 
-def test_a_last_page_with_null_links_is_bought(store: Any, client: KonbiniClient, api: FakeKonbiniAPI) -> None:
+@pytest.mark.parametrize("own", [None, f"https://api.konbiniapi.com/v1/tiktok/audios/{audio_id(1)}/videos?cursor=0&count=2"])
+def test_a_last_page_with_null_links_is_bought(store: Any, client: KonbiniClient, api: FakeKonbiniAPI, own: Any) -> None:
     page = videos_page(1, 0, per_page=2, pages=1)
-    page["data"].update({"next": None, "prev": None, "first": None, "id": None})
+    page["data"].update({"next": None, "prev": None, "first": None, "id": own})
     api.script(path(1) + "/videos", Scripted(200, page))
     report = fetch(store, client, [audio_id(1)], videos=True)
     assert report.fetched == 2 and not report.failed and store.stats().videos == 2

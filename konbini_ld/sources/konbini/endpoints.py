@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from ...errors import InvalidIdError
 from ...vocab import AS
@@ -140,10 +140,23 @@ _PAGE_LINKS = ("partOf", "id", "@id", "next", "prev", "first", "last", "current"
 
 
 def _types(value: Any) -> set[str]:
-    kinds = value.get("type", value.get("@type")) if isinstance(value, dict) else None
-    if isinstance(kinds, str):
-        return {kinds}
-    return {k for k in kinds if isinstance(k, str)} if isinstance(kinds, list) else set()
+    """The types ``value`` is given, by ``type`` or ``@type`` (both are read)."""
+    out: set[str] = set()
+    for key in ("type", "@type"):
+        kinds = value.get(key) if isinstance(value, dict) else None
+        if isinstance(kinds, str):
+            out.add(kinds)
+        elif isinstance(kinds, list):
+            out.update(k for k in kinds if isinstance(k, str))
+    return out
+
+
+def _music_iri(value: Any) -> bool:
+    """Whether ``value`` is a TikTok music IRI (what names an audio, whatever the node's type)."""
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.path.startswith("/music/") and bool(_AUDIO_HOSTS.fullmatch(parts.hostname or ""))
 
 
 def _type_iris(value: Any) -> set[str]:
@@ -192,7 +205,7 @@ def _names(value: Any, audio_id: str) -> bool | None:
     iri = value.get("id", value.get("@id"))
     if isinstance(iri, str):
         parts = urlsplit(iri)
-        found = re.search(r"(\d{1,30})$", parts.path.rstrip("/"))
+        found = re.search(r"(?<!\d)(\d{1,30})$", parts.path.rstrip("/"))  # (all the digits it ends with)
         verdicts.append(parts.scheme.lower() in ("http", "https") and bool(_AUDIO_HOSTS.fullmatch(parts.hostname or ""))
                         and parts.path.startswith("/music/") and found is not None and _same_id(found.group(1), audio_id))
     elif iri is not None:
@@ -273,6 +286,11 @@ def _judge_document(kind: str, audio_id: str, cursor: str | None, document: dict
             wrong = _wrong_link(key, document[key], audio_id, {h.lower() for h in api_hosts})
             if wrong is not None:
                 return wrong
+    own = document.get("id", document.get("@id"))
+    if cursor is not None and isinstance(own, str):
+        said = parse_qs(urlsplit(own).query).get("cursor")
+        if said is not None and said != [cursor]:
+            return f"the page names itself the page at cursor {said[0][:60]!r}, not {cursor!r}"
     says = document.get("partOf") is not None
     page = document.get("cursor")
     if cursor is not None and page is not None and (isinstance(page, bool) or str(page) != cursor):
@@ -315,8 +333,9 @@ def _holds_another(document: dict[str, Any], audio_id: str) -> str | None:
 
 def _another_audio(document: dict[str, Any], audio_id: str) -> str | None:
     """The identifier of an audio other than ``audio_id`` described anywhere inside ``document``
-    (an ``Audio``, or a video's ``audio``, at any depth: what the mapping would store as that other
-    audio's facts), or ``None``. (The document itself is judged by the caller.)"""
+    (an ``Audio``, a node named by a TikTok music IRI whatever its type, or a video's ``audio``, at
+    any depth: what the mapping would store as that other audio's facts), or ``None``. (The
+    document itself is judged by the caller.)"""
     stack: list[Any] = [document]
     top = True
     while stack:
@@ -331,7 +350,8 @@ def _another_audio(document: dict[str, Any], audio_id: str) -> str | None:
                 stack.append(value)
             if isinstance(value, (dict, str, list)) and _is_audio_key(key) and _names(value, audio_id) is False:
                 return _shown_id(value)
-        if not top and _is_audio(node) and _names(node, audio_id) is False:
+        named = node.get("id", node.get("@id"))
+        if not top and (_is_audio(node) or _music_iri(named)) and _names(node, audio_id) is False:
             return _shown_id(node)
         top = False
     return None
