@@ -30,7 +30,7 @@ __all__ = ["BULK_THRESHOLD", "OxigraphEngine", "translate"]
 BULK_THRESHOLD = 5_000
 
 
-_STALE_ATTEMPTS = 5
+_STALE_ATTEMPTS = 12
 _END = " .\n"  # what an N-Triples line ends with (no term ends with a dot or a space)
 
 
@@ -193,10 +193,12 @@ class OxigraphEngine:
                 return ox.Store(str(self.path))
             except (OSError, RuntimeError) as exc:
                 error = translate(exc, str(self.path), read_only=self.read_only, doing="opening")
-                if isinstance(error, (StaleViewError, StoreDamagedError)) and attempt + 1 < attempts:
+                if (isinstance(error, (StaleViewError, StoreDamagedError)) or type(error) is StoreError) \
+                        and attempt + 1 < attempts and "Permission denied" not in str(exc):
                     # a writer compacted files away while we opened, or replaced the whole graph
-                    # (compact, rebuild): files of the old one read beside the new one's manifest
-                    time.sleep(0.02 * (attempt + 1))
+                    # (compact, rebuild): files of the old one read beside the new one's manifest,
+                    # or none for a moment (about 1.5 s in all, for a machine busy with the copy)
+                    time.sleep(min(0.2, 0.02 * (attempt + 1)))
                     continue
                 if type(error) is StoreError and "Permission denied" not in str(exc):  # (not a kind it knows)
                     error = StoreDamagedError(f"the store at {self.path} is damaged and cannot be opened "
