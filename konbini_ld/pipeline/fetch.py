@@ -38,7 +38,6 @@ from ..errors import (
     UsageError,
     settled,
 )
-from ..mapping.envelope import parse_documents
 from ..model import FetchReport, LedgerEntry, Response
 from ..sources.konbini.client import ApiResponse, Budget, BudgetSpent, KonbiniClient
 from ..sources.konbini.endpoints import audio_key, parse_audio_ids, usable_cursor, videos_key
@@ -530,14 +529,7 @@ class _Runner:
         self.report.fetched += 1
         next_cursor = None
         if job.kind == "videos":
-            if answer.checked:  # (read once, when it was judged)
-                nxt = answer.next_cursor
-            else:
-                try:
-                    docs = parse_documents(answer.body).documents
-                except KonbiniError:
-                    docs = []
-                nxt = next((d.get("nextCursor") for d in docs if isinstance(d, dict)), None)
+            nxt = answer.next_cursor  # (read when it was judged the answer asked for)
             if isinstance(nxt, (str, int)) and not isinstance(nxt, bool):
                 next_cursor = str(nxt)
                 if not usable_cursor(next_cursor):  # (it would go into a URL and the ledger)

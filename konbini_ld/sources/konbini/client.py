@@ -75,10 +75,8 @@ class ApiResponse:
     credits_remaining: int | None
     received_at: str = field(default_factory=lambda: format_time(datetime.now(UTC)))
     header_evidence: dict[str, str] | None = None
-    #: the ``nextCursor`` of the page it holds, as sent (known once it is :attr:`checked`)
+    #: the ``nextCursor`` of the page it holds, as sent (set once it is judged the answer asked for)
     next_cursor: Any = None
-    #: it was read and judged to be the answer asked for (its :attr:`next_cursor` is known)
-    checked: bool = False
 
     @property
     def billed(self) -> int:
@@ -303,7 +301,7 @@ class KonbiniClient:
             raise FetchError(f"{reason}: not the answer asked for; kept as evidence, asked again next run",
                              url=answer.url, status=answer.status, credits_used=answer.credits_used,
                              credits_remaining=answer.credits_remaining, answer=answer)
-        answer.next_cursor, answer.checked = document.get("nextCursor"), True
+        answer.next_cursor = document.get("nextCursor")
         return answer
 
     def _scrub(self, text: str) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from ...errors import InvalidIdError
+from ...mapping.contexts import prefixes, terms
 from ...vocab import AS
 
 __all__ = [
@@ -162,28 +164,29 @@ def _music_iri(value: Any) -> bool:
 def _type_iris(value: Any) -> set[str]:
     """The IRIs the mapping reads ``value``'s types as: a term of the API's contexts (``Audio``),
     a compact IRI (``as:Audio``) or an IRI, as JSON-LD expands a type."""
-    from ...mapping.contexts import prefixes, terms
-
-    return {_iri(kind, terms(), prefixes()) for kind in _types(value)}
+    return {_iri(kind) for kind in _types(value)}
 
 
-def _iri(name: str, terms: dict[str, Any], prefixes: dict[str, str]) -> str:
+def _iri(name: str) -> str:
     """The IRI a key or a type ``name`` expands to: a term's, a compact IRI's, or itself."""
-    term = terms.get(name)
+    term = terms().get(name)
     if term is not None:
-        return str(term.iri)
+        return term.iri
     head, sep, rest = name.partition(":")
-    if sep and head in prefixes and not rest.startswith("//"):
-        return prefixes[head] + rest
+    if sep and head in prefixes() and not rest.startswith("//"):
+        return prefixes()[head] + rest
     return name
+
+
+@cache
+def _audio_key_iri() -> str:
+    return _iri("audio")
 
 
 def _is_audio_key(key: str) -> bool:
     """Whether a key is the one a video names its audio with, however spelled (``audio``,
     ``ks:audio``, its IRI)."""
-    from ...mapping.contexts import prefixes, terms
-
-    return key == "audio" or _iri(key, terms(), prefixes()) == _iri("audio", terms(), prefixes())
+    return key == "audio" or _iri(key) == _audio_key_iri()
 
 
 def _is_audio(value: Any) -> bool:
@@ -206,8 +209,8 @@ def _names(value: Any, audio_id: str) -> bool | None:
     if isinstance(iri, str):
         parts = urlsplit(iri)
         found = re.search(r"(?<!\d)(\d{1,30})$", parts.path.rstrip("/"))  # (all the digits it ends with)
-        verdicts.append(parts.scheme.lower() in ("http", "https") and bool(_AUDIO_HOSTS.fullmatch(parts.hostname or ""))
-                        and parts.path.startswith("/music/") and found is not None and _same_id(found.group(1), audio_id))
+        verdicts.append(parts.scheme.lower() in ("http", "https") and _music_iri(iri)
+                        and found is not None and _same_id(found.group(1), audio_id))
     elif iri is not None:
         verdicts.append(False)
     entity = value.get("entityId")
