@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["group_lines"]
+__all__ = ["group_lines", "merge_groups"]
 
 _GENID_NT = "<urn:konbini-ld:genid:"
 
@@ -41,3 +41,23 @@ def group_lines(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str]
                     stack.append(o)
         groups[key] = lines
     return groups
+
+
+def merge_groups(into: dict[tuple[str, str], list[str]], groups: dict[tuple[str, str], list[str]]) -> None:
+    """Add ``groups`` to ``into``: the lines of a group both have are appended to ``into``'s. The
+    lists of ``groups`` are taken, not copied (groups are made for the one merge they go to).
+
+    >>> into = {("<a>", "<p>"): ["1"]}
+    >>> merge_groups(into, {("<a>", "<p>"): ["2"], ("<b>", "<p>"): ["3"]})
+    >>> into
+    {('<a>', '<p>'): ['1', '2'], ('<b>', '<p>'): ['3']}
+    """
+    shared = into.keys() & groups.keys()
+    if not shared:  # (the usual case: the items of a page describe other entities)
+        into.update(groups)
+        return
+    for key, lines in groups.items():
+        if key in shared:
+            into[key].extend(lines)
+        else:
+            into[key] = lines

@@ -27,7 +27,7 @@ from ..model import Observation, Response
 from ..units import check_not_future
 from ..vocab import AS, KS
 from .envelope import MAX_DOCUMENT_BYTES, parse_documents
-from .grouping import group_lines
+from .grouping import group_lines, merge_groups
 from .normalize import check_iri, could_hold_bad_text, normalize
 from .templates import default_cache
 from .to_rdf import expand, to_lines
@@ -83,10 +83,14 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
                 groups = default_cache().groups(normalized.document)
             else:
                 groups = group_lines(to_lines(expand(normalized.document)))
-            for group, lines in groups.items():
-                out.groups.setdefault(group, []).extend(lines)
-                if group[1] == _DURATION_NT:  # seconds derived from it: none now means none is kept
-                    out.groups.setdefault((group[0], _SECONDS_NT), [])
+            # (groups are made for this document alone: the first document's are taken as they are)
+            durations = [entity for entity, p in groups if p == _DURATION_NT]
+            if not out.groups:
+                out.groups = groups
+            else:
+                merge_groups(out.groups, groups)
+            for entity in durations:  # seconds derived from it: none now means none is kept
+                out.groups.setdefault((entity, _SECONDS_NT), [])
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)

@@ -28,7 +28,7 @@ from ..errors import ExpandError
 from ..vocab import GENID, XSD
 from .contexts import prefixes
 from .fill import Filler, compile_filler
-from .grouping import group_lines
+from .grouping import group_lines, merge_groups
 from .literals import _ESCAPES, check_literal, nt_iri, nt_literal, real_datatype
 from .skolem import list_cell_iri
 from .to_rdf import expand, to_lines
@@ -268,9 +268,7 @@ class ShapeCache:
             context = document.get("@context")
             out = self.groups({**document, key: [{"id": item["id"]} for item in items]})
             for item in items:
-                part = self.groups({"@context": context, **item} if context is not None else item)
-                for k, lines in part.items():
-                    out.setdefault(k, []).extend(lines)
+                merge_groups(out, self.groups({"@context": context, **item} if context is not None else item))
             return out
         return None
 

@@ -14,7 +14,7 @@ data never replaces newer and the result does not depend on the order of loading
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import pyoxigraph as ox
@@ -69,6 +69,8 @@ class Planner:
         self._counters_only: dict[str, frozenset[str]] = {}
         self._latest = ""  # the latest time added so far
         self._mixed: set[str] = set()  # entities observed at more than one time in this batch
+        #: entity → the properties the plan writes for it (set by :meth:`plan`)
+        self.entities: dict[str, list[str]] | None = None
 
     def add(self, groups: dict[tuple[str, str], list[str]], at: str | None = None) -> None:
         """Record one response's groups. Per entity and property the newest observation wins
@@ -106,17 +108,27 @@ class Planner:
             (groups added with times only): a group older than the stored value of its
             property is dropped, and :attr:`times_changed` says what to record instead.
         """
-        if self.seen is not None:
-            self._skip_unchanged()
-        subjects = {s for s, _ in self.final}
+        final = self.final
+        # one pass over the batch's groups (a refresh day carries a million): entity → properties
+        observed: dict[str, list[str]] = {}
+        for e, p in final:
+            props_of = observed.get(e)
+            if props_of is None:
+                observed[e] = [p]
+            else:
+                props_of.append(p)
+        # every group added with a time: an entity observed at one time has all its groups at it
+        timed = len(self.at) == len(final)
+        entities = self._skip_unchanged(observed) if self.seen is not None else observed
+        self.entities = entities
         # an object without an id is named after its owner, its key and its content: a node of
         # that name already stored says exactly what this one says, so it needs no read (list
         # cells, named after what points at them, are read like entities)
-        cells = {s for s, p in self.final if p in _CELL_NT}
-        named = {s for s in subjects if not s.startswith(_GENID_NT) or s in cells}
+        cells = {s for s, props_of in entities.items() if not _CELL_NT.isdisjoint(props_of)}
+        named = [s for s in entities if not s.startswith(_GENID_NT) or s in cells]
         check = named if self.known is None else [s for s in named if s in self.known]
         if self.known is not None:
-            self.new = named.difference(check)
+            self.new = set(named).difference(check)
         stored: list[tuple[tuple[str, str], ox.Quad]] = []
         props: dict[str, set[str]] = {}
         spelled: dict[ox.NamedNode, str] = {}  # a predicate's N-Triples text (a handful: spelled once)
@@ -124,27 +136,19 @@ class Planner:
         if check:
             if before_read is not None:
                 before_read(check)
-            final = self.final
             partial = self._counters_only
             by_counters: dict[tuple[str, ...], list[str]] = {}
             if partial:
-                carried: dict[str, list[str]] = {}
-                for e, p in final:
-                    if e in partial:
-                        carried.setdefault(e, []).append(p)
                 for s in check:
                     if s in partial:
                         props[s] = set(partial[s])
-                        by_counters.setdefault(tuple(sorted(carried.get(s, ()))), []).append(s)
+                        by_counters.setdefault(tuple(entities[s]), []).append(s)  # (sorted)
             # a quad's terms are slow to spell (a microsecond each): subjects are known by their
             # node, and the handful of predicates are spelled once
             names.update((_node(s), s) for s in check)
             entire = [node for node, s in names.items() if s not in partial]
-            reads = [engine.quads_for_subjects(entire, self.graph)]
-            reads.extend(engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, [_node(p) for p in preds])
-                         for preds, subjects_ in by_counters.items())
-            for read in reads:
-                for q in read:
+            if entire:
+                for q in engine.quads_for_subjects(entire, self.graph):
                     s = names.get(q.subject) or str(q.subject)  # (a server's own spelling: as it says)
                     pred = q.predicate
                     p = spelled.get(pred) or spelled.setdefault(pred, str(pred))
@@ -154,12 +158,27 @@ class Planner:
                     held.add(p)
                     if (s, p) in final:
                         stored.append(((s, p), q))
+            for preds, subjects_ in by_counters.items():  # (counters alone: each is in the batch)
+                wanted = [_node(p) for p in preds]
+                for q in engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, wanted):
+                    s = names.get(q.subject) or str(q.subject)
+                    pred = q.predicate
+                    p = spelled.get(pred) or spelled.setdefault(pred, str(pred))
+                    props.setdefault(s, set()).add(p)
+                    if (s, p) in final:
+                        stored.append(((s, p), q))
         if self.newest:
-            dropped = self._resolve_times(stored_times or {}, props)
+            dropped = self._resolve_times(stored_times or {}, props, observed if timed else None)
             if dropped:
                 stored = [(key, q) for key, q in stored if key not in dropped]
+                for e, p in dropped:
+                    props_of = entities.get(e)
+                    if props_of is not None and p in props_of:
+                        props_of.remove(p)
+                        if not props_of:
+                            del entities[e]
         inserts: set[str] = set()
-        for lines in self.final.values():
+        for lines in final.values():
             inserts.update(lines)
         deletes: list[ox.Quad] = []
         unchanged: set[str] = set()
@@ -181,7 +200,7 @@ class Planner:
 
         for (s, p), q in stored:
             consider(q, s, p)
-        self._stored_as_named(unchanged, cells)
+        self._stored_as_named(unchanged, cells, entities)
         done: set[ox.NamedNode] = set()
         new_cells: set[str] | None = None  # the list cells the batch writes (a cell holds rdf:first)
         while old_owned or pointed:
@@ -195,44 +214,45 @@ class Planner:
             for q in engine.quads_for_subjects(batch, self.graph):
                 consider(q)
         if self.known is not None:
-            self.known.update(subjects)
-        if self._written:
-            now_held: dict[str, set[str]] = {}
-            for s, p in self.final:
-                now_held.setdefault(s, set()).add(p)
-            for entity, (whole, stable, _) in list(self._written.items()):
-                self._written[entity] = (whole, stable,
-                                         frozenset(props.get(entity, set()) | now_held.get(entity, set())))
+            self.known.update(entities)
+        written = self._written
+        for entity, (whole, stable, _) in written.items():
+            now = props.get(entity)
+            carried = entities.get(entity, ())
+            written[entity] = (whole, stable, frozenset(now.union(carried) if now else carried))
         return deletes, [line for line in inserts if line not in unchanged]
 
-    def _stored_as_named(self, unchanged: set[str], cells: set[str]) -> None:
+    def _stored_as_named(self, unchanged: set[str], cells: set[str], entities: dict[str, list[str]]) -> None:
         """Add to ``unchanged`` the lines of the nodes named by their content that a line already
         stored points at: the same name says the same thing, which is stored with it (so an
         entity observed again rewrites none of its images, variants or headers)."""
-        owned: dict[str, list[tuple[str, str]]] = {}
-        for key in self.final:
-            if key[0].startswith(_GENID_NT) and key[0] not in cells:
-                owned.setdefault(key[0], []).append(key)
-        if not owned:
+        if not unchanged:
             return
         todo = list(unchanged)
         done: set[str] = set()
+        final = self.final
         while todo:
             line = todo.pop()
             node = line.split(" ", 2)[2][:-3]  # (subject and predicate are IRIs: no spaces)
-            if node in done or node not in owned:
+            if node in done or not node.startswith(_GENID_NT) or node in cells:
                 continue
             done.add(node)
-            for key in owned[node]:
-                for held in self.final[key]:
+            for p in entities.get(node, ()):
+                for held in final[(node, p)]:
                     unchanged.add(held)
                     todo.append(held)
 
-    def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]]) -> set[tuple[str, str]]:
+    def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]],
+                       observed: dict[str, list[str]] | None) -> set[tuple[str, str]]:
         """Drop the groups older than the stored value of their property; work out each entity's
-        new times. Returns the keys dropped."""
+        new times. Returns the keys dropped.
+
+        :param observed: entity → the properties the batch observed it with, when every group was
+            added with a time (an entity observed at one time then has all of them at it), or
+            ``None`` to read each group's time.
+        """
         carried: dict[str, list[tuple[str, str]]] = {}
-        slow = self._mixed | set(stored_times)
+        slow = self._mixed if observed is not None else self._mixed | set(stored_times)
         if slow:
             for key, at in self.at.items():
                 if key[0] in slow:
@@ -252,12 +272,16 @@ class Planner:
                 for p, at in reversed(old.older):  # (of a property listed twice, the first says, as Times.of)
                     if p in times:
                         times[p] = observation_time(at)
-            for prop, at in carried.get(entity, ()):
-                key = (entity, prop)
+            if entity in slow:
+                pairs: Iterable[tuple[str, str]] = carried.get(entity, ())
+            else:
+                assert observed is not None
+                pairs = ((prop, newest) for prop in observed.get(entity, ()))
+            for prop, at in pairs:
                 previous = times.get(prop)
                 if previous is not None and at < previous:
-                    if self.final.pop(key, None) is not None:
-                        dropped.add(key)
+                    if self.final.pop((entity, prop), None) is not None:
+                        dropped.add((entity, prop))
                     continue
                 times[prop] = at
             last = max(observation_time(old.last), newest) if old is not None else newest
@@ -270,41 +294,51 @@ class Planner:
                 self.seen.drop_state(entity)
         return dropped
 
-    def _skip_unchanged(self) -> None:
+    def _skip_unchanged(self, observed: dict[str, list[str]]) -> dict[str, list[str]]:
         """Drop entities observed exactly as last written: the upsert would change nothing. Of
         those whose counters alone changed, drop all but the counters: only they are read and
-        written."""
-        by_entity: dict[str, list[tuple[str, str]]] = {}
-        for key in self.final:
-            by_entity.setdefault(key[0], []).append(key)
+        written. Returns entity → the properties still to write."""
         seen = self.seen
         assert seen is not None
         final = self.final
-        for entity, keys in by_entity.items():
-            keys.sort()
+        remaining: dict[str, list[str]] = {}
+        for entity, props_of in observed.items():
+            props_of = sorted(props_of)
             others: list[str] = [entity]
             counted: list[str] = []
-            for k in keys:
-                lines = final[k]
-                (counted if k[1] in _COUNTERS_NT else others).append(
-                    lines[0] if len(lines) == 1 else "".join(sorted(lines)))  # (a line names its property)
+            counters: list[str] = []
+            for p in props_of:
+                lines = final[(entity, p)]
+                text = lines[0] if len(lines) == 1 else "".join(sorted(lines))  # (a line names its property)
+                if p in _COUNTERS_NT:
+                    counted.append(text)
+                    counters.append(p)
+                else:
+                    others.append(text)
             stable = digest("\x00".join(others))
-            counters = "\x00".join(counted)
-            whole = digest("\x00".join(others) + "\x01" + counters) if counted else stable
+            whole = digest("\x00".join(others) + "\x01" + "\x00".join(counted)) if counted else stable
             remembered = seen.state(entity)
             if remembered is not None and remembered[0] == whole:
-                for k in keys:
-                    del final[k]
+                for p in props_of:
+                    del final[(entity, p)]
                 self._skipped[entity] = remembered[2]
                 continue
             self._written[entity] = (whole, stable, frozenset())
-            if remembered is not None and remembered[1] == stable and counters:
-                for k in keys:
-                    if k[1] not in _COUNTERS_NT:
-                        del final[k]
+            if remembered is not None and remembered[1] == stable and counted:
+                for p in props_of:
+                    if p not in _COUNTERS_NT:
+                        del final[(entity, p)]
                 self._counters_only[entity] = remembered[2]
+                remaining[entity] = counters
+            else:
+                remaining[entity] = props_of
+        return remaining
 
-    def final_subjects(self) -> set[str]:
+    def final_subjects(self) -> Collection[str]:
+        """The entities the plan writes (after :meth:`plan`: what is left once those observed exactly
+        as last written are skipped)."""
+        if self.entities is not None:
+            return self.entities.keys()
         return {s for s, _ in self.final}
 
     def committed(self) -> None:
