@@ -94,7 +94,7 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)
-        out.count = sum(len(lines) for lines in out.groups.values())
+        out.count = sum(map(len, out.groups.values()))
     except InputError as exc:
         out.groups = {}
         out.error = settled(exc.located(response.source, response.line))  # (kept: without its frames)

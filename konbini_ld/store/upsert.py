@@ -266,6 +266,7 @@ class Planner:
                 continue
             held = self._skipped.get(entity) or props.get(entity, set())
             times: dict[str, str] = {}
+            old_last = ""
             if old is not None:
                 old_last = observation_time(old.last)
                 times = dict.fromkeys(held, old_last)  # (each at the last observation, but the older ones)
@@ -276,7 +277,11 @@ class Planner:
                 pairs: Iterable[tuple[str, str]] = carried.get(entity, ())
             else:
                 assert observed is not None
-                pairs = ((prop, newest) for prop in observed.get(entity, ()))
+                if newest >= max(times.values(), default=""):  # (the usual refresh: newer than all it holds)
+                    times.update(dict.fromkeys(observed.get(entity, ()), newest))
+                    pairs = ()
+                else:
+                    pairs = ((prop, newest) for prop in observed.get(entity, ()))
             for prop, at in pairs:
                 previous = times.get(prop)
                 if previous is not None and at < previous:
@@ -284,7 +289,7 @@ class Planner:
                         dropped.add((entity, prop))
                     continue
                 times[prop] = at
-            last = max(observation_time(old.last), newest) if old is not None else newest
+            last = max(old_last, newest) if old is not None else newest
             new = Times(last, tuple(sorted((p, t) for p, t in times.items() if t != last)))
             if new != old:
                 changed[entity] = (old, new)
