@@ -16,6 +16,9 @@ from ..vocab import GENID
 
 __all__ = ["genid", "list_cell_iri"]
 
+#: the one spelling of an object's content (an encoder made once: ``json.dumps`` makes one a call)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 def genid(owner: str, key: str, content: Any) -> str:
     """Deterministic skolem IRI for an object without ``id``.
@@ -23,7 +26,7 @@ def genid(owner: str, key: str, content: Any) -> str:
     >>> genid("https://www.tiktok.com/@khaby.lame", "icon", {"url": "https://x/y.jpeg"})[:21]
     'urn:konbini-ld:genid:'
     """
-    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    payload = _CANONICAL.encode(content)
     digest = hashlib.sha256(f"{owner}\x00{key}\x00{payload}".encode()).hexdigest()[:32]
     return GENID + digest
 

@@ -45,6 +45,7 @@ _XSD_INTEGER = XSD + "integer"
 _XSD_BOOLEAN = XSD + "boolean"
 _XSD_STRING = XSD + "string"
 _XSD_DOUBLE = XSD + "double"
+_SORTED = json.JSONEncoder(sort_keys=True)  # (what json.dumps(v, sort_keys=True) spells, made once)
 
 
 def _prefixes() -> frozenset[str]:
@@ -67,7 +68,7 @@ def shape_of(value: Any, leaves: list[Any]) -> Any:
             if key in _LITERAL_KEYS:
                 spelled = _SPELLED.get(v) if kind is str else None
                 if spelled is None:
-                    spelled = json.dumps(v, sort_keys=True)
+                    spelled = _SORTED.encode(v)
                     if kind is str and len(_SPELLED) < 4096:
                         _SPELLED[v] = spelled
                 append((key, ("=", spelled)))
