@@ -297,3 +297,28 @@ def test_a_refresh_in_a_new_process_reads_only_the_counters_and_writes_the_same_
     assert dumps[0] == dumps[1]
     assert reads[1][1] > 0 and reads[0][1] * 3 < reads[1][1], reads  # (day 1 reads nothing: all is new)
     assert reads[0][2] * 3 < reads[1][2], reads
+
+
+def test_a_counter_group_of_no_lines_does_not_make_an_entity_counters_only() -> None:
+    """What a writer remembers decides which entities are read for their counters alone: one whose
+    only counter group holds no line has no counter to write, so it is planned whole."""
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+    from konbini_ld.store.memo import digest
+    from konbini_ld.store.upsert import Planner
+
+    graph = ox.NamedNode(GRAPHS[0])
+    entity = "<https://www.tiktok.com/music/a-1>"
+    name, videos = "<https://www.w3.org/ns/activitystreams#name>", "<https://konbiniapi.com/ns/social#videoCount>"
+    named = f'{entity} {name} "x" .\n'
+    counted = f'{entity} {videos} "5"^^<http://www.w3.org/2001/XMLSchema#integer> .\n'
+    engine = OxigraphEngine(None)
+    engine.apply([], {graph: [named, counted]})
+    seen = Written()
+    stable = digest("\x00".join([entity, named]))
+    seen.set_states({entity: (digest("\x00".join([entity, named]) + "\x01" + counted), stable,
+                              frozenset({name, videos}))})
+    planner = Planner(graph, {entity}, seen)
+    planner.add({(entity, name): [named], (entity, videos): []}, "2026-01-02T00:00:00.000Z")
+    deletes, inserts = planner.plan(engine)
+    assert [str(q.predicate) for q in deletes] == [videos] and inserts == []
+    assert set(planner.final) == {(entity, name), (entity, videos)}  # planned whole, not its counters alone

@@ -173,3 +173,17 @@ def test_durations_at_the_edge_of_what_the_store_computes_with_are_kept(text: st
     [[_, got]] = list(store.query("SELECT ?x ?d WHERE { BIND(<http://www.w3.org/2001/XMLSchema#duration>(STR(?x)) AS ?d) }",
                                   substitutions={ox.Variable("x"): value}))
     assert got is not None  # (the store computes with it)
+
+
+def test_a_duration_without_fixed_seconds_clears_them_right_after_it() -> None:
+    """A month has no fixed number of seconds: the response's groups say so with an empty group
+    of seconds (what an older duration gave is not kept), placed right after the duration's."""
+    import json as json_
+
+    from konbini_ld.mapping.prepare import prepare
+    from konbini_ld.model import Response
+
+    body = {"data": {"type": "Audio", "id": "https://www.tiktok.com/music/a-1", "duration": "P1M", "name": "x"}}
+    groups = prepare(Response(json_.dumps(body), "x")).groups
+    assert [p.rsplit("#", 1)[-1][:-1] for _, p in groups] == ["type", "duration", "durationSeconds", "name"]
+    assert groups[("<https://www.tiktok.com/music/a-1>", "<https://konbiniapi.com/ns/social#durationSeconds>")] == []

@@ -42,6 +42,22 @@ _DURATION_NT = f"<{AS}duration>"
 _SECONDS_NT = f"<{KS}durationSeconds>"
 
 
+def _seconds_after_durations(groups: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], list[str]]:
+    """``groups`` with a group of seconds, empty where it has none, right after each duration's:
+    seconds derived from a duration, and none now (a month has no fixed number of seconds) means
+    none is kept, not the value an older duration gave."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for key, lines in groups.items():
+        held = out.get(key)
+        if held is None:
+            out[key] = lines
+        else:  # (an empty group of seconds made for a duration before it)
+            held.extend(lines)
+        if key[1] == _DURATION_NT:
+            out.setdefault((key[0], _SECONDS_NT), [])
+    return out
+
+
 def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
     """Run the whole pipeline on one response. Bad input is returned, not raised.
 
@@ -89,8 +105,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
                 out.groups = groups
             else:
                 merge_groups(out.groups, groups)
-            for entity in durations:  # seconds derived from it: none now means none is kept
-                out.groups.setdefault((entity, _SECONDS_NT), [])
+            if any((entity, _SECONDS_NT) not in out.groups for entity in durations):
+                out.groups = _seconds_after_durations(out.groups)
             for key, iri in normalized.unknown_keys.items():
                 out.unknown_keys.setdefault(key, iri)
             out.warnings.extend(f"{response.where}: {warning}" for warning in normalized.warnings)

@@ -321,7 +321,8 @@ class Planner:
                 else:
                     others.append(text)
             stable = digest("\x00".join(others))
-            whole = digest("\x00".join(others) + "\x01" + "\x00".join(counted)) if counted else stable
+            counts = "\x00".join(counted)
+            whole = digest("\x00".join(others) + "\x01" + counts) if counted else stable
             remembered = seen.state(entity)
             if remembered is not None and remembered[0] == whole:
                 for p in props_of:
@@ -329,7 +330,7 @@ class Planner:
                 self._skipped[entity] = remembered[2]
                 continue
             self._written[entity] = (whole, stable, frozenset())
-            if remembered is not None and remembered[1] == stable and counted:
+            if remembered is not None and remembered[1] == stable and counts:  # (a group of no lines says nothing)
                 for p in props_of:
                     if p not in _COUNTERS_NT:
                         del final[(entity, p)]
