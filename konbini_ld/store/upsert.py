@@ -147,8 +147,11 @@ class Planner:
             # node, and the handful of predicates are spelled once
             names.update((_node(s), s) for s in check)
             entire = [node for node, s in names.items() if s not in partial]
-            if entire:
-                for q in engine.quads_for_subjects(entire, self.graph):
+            reads = [engine.quads_for_subjects(entire, self.graph)] if entire else []
+            reads.extend(engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, [_node(p) for p in preds])
+                         for preds, subjects_ in by_counters.items())  # (counters alone: each is in the batch)
+            for read in reads:
+                for q in read:
                     s = names.get(q.subject) or str(q.subject)  # (a server's own spelling: as it says)
                     pred = q.predicate
                     p = spelled.get(pred) or spelled.setdefault(pred, str(pred))
@@ -156,15 +159,6 @@ class Planner:
                     if held is None:
                         held = props[s] = set()
                     held.add(p)
-                    if (s, p) in final:
-                        stored.append(((s, p), q))
-            for preds, subjects_ in by_counters.items():  # (counters alone: each is in the batch)
-                wanted = [_node(p) for p in preds]
-                for q in engine.quads_for_subjects([_node(s) for s in subjects_], self.graph, wanted):
-                    s = names.get(q.subject) or str(q.subject)
-                    pred = q.predicate
-                    p = spelled.get(pred) or spelled.setdefault(pred, str(pred))
-                    props.setdefault(s, set()).add(p)
                     if (s, p) in final:
                         stored.append(((s, p), q))
         if self.newest:
