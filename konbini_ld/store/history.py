@@ -189,9 +189,14 @@ class _Recent:
         return len(self._hashes)
 
     def add(self, key: object) -> None:
-        self.update((key,))
+        """Remember ``key``; the oldest are forgotten at the next :meth:`update` only."""
+        h = hash(key)
+        if h not in self._hashes:
+            self._hashes.add(h)
+            self._order.append(h)
 
     def update(self, keys: Iterable[object]) -> None:
+        """Remember ``keys``, then forget the oldest beyond ``limit``."""
         hashes, order = self._hashes, self._order
         for h in map(hash, keys):
             if h not in hashes:
