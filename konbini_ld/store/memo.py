@@ -6,7 +6,7 @@ entity would cost hundreds of bytes each (a million responses: gigabytes), so a 
 
 * :class:`MaybeHeld`: a Bloom filter of the entities a graph may hold. "No" is certain (the
   read is skipped); "yes" is sometimes wrong (the read finds nothing, which is only a read).
-  About two bytes per entity.
+  Two bytes a slot, in layers that double as they fill: two to four bytes an entity.
 * :class:`Written`: what it last wrote for each entity (a digest of all of it, one of all but
   its counters, the properties held, the time observed) in 36 bytes an entity, for about a
   million entities; past that, a cache. It outlives the process: saved beside the graph when the
@@ -35,35 +35,39 @@ _MASK = (1 << 64) - 1
 
 
 class _Bloom:
-    """One Bloom filter of strings over a ``bytearray`` (about 1% false positives at capacity)."""
+    """One blocked Bloom filter of string hashes: an item sets 7 bits of one 64-bit word, so a
+    lookup reads one word (about 1.3 % false positives at capacity with 16 bits an item).
 
-    BITS_PER_ITEM = 10
-    HASHES = 7
+    A filter of a bit array with 7 positions anywhere took a list of positions and 7 reads an
+    item: 462,000 entities (a first day of 8,000 audios with their pages) checked and added in
+    19 s on a busy machine against 5 s for this one."""
+
+    BITS_PER_ITEM = 16
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.bits = capacity * self.BITS_PER_ITEM
-        self.array = bytearray((self.bits + 7) // 8)
+        self.words = max(1, (capacity * self.BITS_PER_ITEM + 63) // 64)
+        self.array = array("Q", bytes(8 * self.words))
         self.added = 0
 
-    def positions(self, item: str) -> list[int]:
-        h = hash(item) & _MASK  # Python's string hash: stable within the process that owns the filter
-        h1, h2, m = h & 0xFFFFFFFF, (h >> 32) | 1, self.bits
-        return [(h1 + i * h2) % m for i in range(self.HASHES)]
+    def add(self, h: int) -> None:
+        rest, i = divmod(h, self.words)  # (which word; its bits from the rest of the hash)
+        mask = _bits(rest)
+        word = self.array[i]
+        if word & mask != mask:
+            self.array[i] = word | mask
+            self.added += 1
 
-    def add(self, item: str) -> None:
-        array = self.array
-        new = False
-        for p in self.positions(item):
-            byte, bit = p >> 3, 1 << (p & 7)
-            if not array[byte] & bit:
-                array[byte] |= bit
-                new = True
-        self.added += new
+    def has(self, h: int) -> bool:
+        rest, i = divmod(h, self.words)
+        mask = _bits(rest)
+        return self.array[i] & mask == mask
 
-    def __contains__(self, item: str) -> bool:
-        array = self.array
-        return all(array[p >> 3] & (1 << (p & 7)) for p in self.positions(item))
+
+def _bits(r: int) -> int:
+    """Seven bits of a 64-bit word, chosen by ``r``'s low 42 bits."""
+    return (1 << (r & 63) | 1 << (r >> 6 & 63) | 1 << (r >> 12 & 63) | 1 << (r >> 18 & 63)
+            | 1 << (r >> 24 & 63) | 1 << (r >> 30 & 63) | 1 << (r >> 36 & 63))
 
 
 class MaybeHeld:
@@ -81,25 +85,38 @@ class MaybeHeld:
         self._layers = [_Bloom(self.FIRST)] if complete else []
 
     def add(self, item: str) -> None:
-        if self.complete and item not in self:
-            last = self._layers[-1]
-            if last.added >= last.capacity:
-                last = _Bloom(last.capacity * 2)
-                self._layers.append(last)
-            last.add(item)
+        if not self.complete:
+            return
+        h = hash(item) & _MASK  # Python's string hash: stable within the process that owns the filter
+        layers = self._layers
+        for layer in layers:
+            if layer.has(h):
+                return
+        last = layers[-1]
+        if last.added >= last.capacity:
+            last = _Bloom(last.capacity * 2)
+            layers.append(last)
+        last.add(h)
 
     def update(self, items: Iterable[str]) -> None:
+        add = self.add
         for item in items:
-            self.add(item)
+            add(item)
 
     def __contains__(self, item: object) -> bool:
         if not self.complete:
             return True
-        return isinstance(item, str) and any(item in layer for layer in self._layers)
+        if not isinstance(item, str):
+            return False
+        h = hash(item) & _MASK
+        for layer in self._layers:
+            if layer.has(h):
+                return True
+        return False
 
     @property
     def nbytes(self) -> int:
-        return sum(len(layer.array) for layer in self._layers)
+        return sum(layer.array.itemsize * len(layer.array) for layer in self._layers)
 
 
 #: Slots of a writer's table of what it wrote (36 bytes each; about a million entities). Once it
