@@ -410,6 +410,72 @@ def test_a_round_written_is_never_open_to_a_batch_planned_meanwhile() -> None:
     assert all(k in rounds._seen and k not in rounds._pending for k in batch)
 
 
+@pytest.mark.parametrize("first_look", ["seen", "pending"])
+def test_a_batch_planned_while_the_last_write_ends_never_reopens_its_rounds(first_look: str) -> None:
+    """Whatever look at the rounds the planning thread has made when the writer's thread marks
+    the batch before it written, a round of that batch is not opened again."""
+    from konbini_ld.store.history import Rounds, _Recent
+
+    rounds = Rounds()
+    key = ("run", "<https://www.tiktok.com/@a>", "<https://konbiniapi.com/ns/social#followerCount>")
+    rounds.reserve({key})
+    done: list[bool] = []
+
+    def switch() -> None:  # (the writer's thread runs here: its write ends)
+        if not done:
+            done.append(True)
+            rounds.written({key})
+
+    class Seen(_Recent):
+        def __contains__(self, k: object) -> bool:
+            found = super().__contains__(k)
+            if first_look == "seen":
+                switch()
+            return found
+
+    class Pending(set):  # type: ignore[type-arg]
+        def __contains__(self, k: object) -> bool:
+            found = super().__contains__(k)
+            if first_look == "pending":
+                switch()
+            return found
+
+    seen = Seen(rounds.limit)
+    seen.update(rounds._seen._order)
+    rounds._seen, rounds._pending = seen, Pending(rounds._pending)
+    o = type("O", (), {})()
+    o.response = type("R", (), {"run": "run", "observed": "2026-11-01T00:00:00.000Z"})()
+    o.groups = {key[1:]: []}
+    firsts, waiting = rounds.firsts(o, set())  # type: ignore[arg-type]
+    assert done and not firsts and not rounds.claim([(o, waiting)], set())  # type: ignore[list-item]
+
+
+def test_rounds_recalled_for_a_replay_are_kept_beside_the_last_ones_until_the_next_write() -> None:
+    """A replay recalls the rounds a stopped run had taken before its batch is planned; the
+    memory, full, forgets nothing for them until that batch is planned (a second point, else),
+    and a replay of batches whose rounds were all taken (nothing written) stays within it."""
+    from konbini_ld.store.history import Rounds
+
+    rounds = Rounds(limit=2)
+    counter = "<https://konbiniapi.com/ns/social#viewCount>"
+    keys = [("run", f"<https://www.tiktok.com/@a/video/{i}>", counter) for i in range(6)]
+    rounds.written({keys[0]})
+    rounds.written({keys[1]})
+    rounds.recall(None, [])  # type: ignore[arg-type]  # (nothing to read: forgets beyond the limit first)
+    rounds._seen.add(keys[2])  # (what recall() does with a round the store holds)
+    assert all(k in rounds._seen for k in keys[:3])
+    for k in keys[3:]:  # more batches replayed, every round taken: nothing written
+        rounds.recall(None, [])  # type: ignore[arg-type]
+        rounds._seen.add(k)
+    rounds.recall(None, [])  # type: ignore[arg-type]
+    assert [k in rounds._seen for k in keys] == [False] * 4 + [True] * 2
+    rounds.written({keys[0]})
+    assert [k in rounds._seen for k in keys] == [True, False, False, False, False, True]
+    rounds.limit = 1
+    rounds.written(set())
+    assert [k in rounds._seen for k in keys] == [True] + [False] * 5
+
+
 def test_the_rounds_remembered_are_the_last_ones_written_and_no_more() -> None:
     """A day of 8,000 audios with their pages observes 1.4 million counters: the memory of which
     rounds are taken keeps the last ``limit`` of them, oldest forgotten first, however many pass

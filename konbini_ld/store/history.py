@@ -28,6 +28,8 @@ load in.
 from __future__ import annotations
 
 import hashlib
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -68,10 +70,18 @@ class Rounds:
     """
 
     def __init__(self, limit: int = 200_000) -> None:
-        self.limit = limit
         self._seen = _Recent(limit)
         #: rounds opened by a write in progress (taken unless that write is rejected)
         self._pending: set[tuple[str, str, str]] = set()
+
+    @property
+    def limit(self) -> int:
+        """How many of the last rounds written are remembered (from the next write on, when set)."""
+        return self._seen.limit
+
+    @limit.setter
+    def limit(self, value: int) -> None:
+        self._seen.limit = value
 
     @staticmethod
     def _round(o: Observation) -> str:
@@ -84,12 +94,16 @@ class Rounds:
         pairs whose round a write in progress opened (:meth:`claim` decides once it is done)."""
         round_ = self._round(o)
         out, waiting = set(), set()
+        seen, pending = self._seen, self._pending
         for s, p in o.groups:
-            if p not in _COUNTERS_NT or (key := (round_, s, p)) in self._seen or key in batch:
+            if p not in _COUNTERS_NT or (key := (round_, s, p)) in batch:
                 continue
-            if key in self._pending:
-                waiting.add((s, p))
-            else:
+            # pending before seen: :meth:`written` adds a round to seen before it leaves pending,
+            # so whatever the writer's thread does between the two looks, a round is in one of them
+            if key in pending:
+                if key not in seen:
+                    waiting.add((s, p))
+            elif key not in seen:
                 batch.add(key)
                 out.add((s, p))
         return out, waiting
@@ -99,6 +113,9 @@ class Rounds:
         rounds that process took already, read from the history graph: nothing but a run can have
         written a point of its counters at or after its start (each answer of a run is observed
         after it starts, and runs write one after another); a round without a run is its time."""
+        # forgotten now, not while they are added: a round forgotten here is read back below, one
+        # forgotten between this and the batch's plan would be opened again (a second point)
+        self._seen.trim()
         since: dict[tuple[str, str], str] = {}  # (round, entity) → the earliest time of its points
         for o in prepared:
             if not o.ok:
@@ -148,8 +165,8 @@ class Rounds:
         out = []
         for o, pairs in waiting:
             round_ = self._round(o)
-            mine = {(s, p) for s, p in pairs if (key := (round_, s, p)) not in self._seen
-                    and key not in self._pending and key not in batch}
+            mine = {(s, p) for s, p in pairs if (key := (round_, s, p)) not in batch
+                    and key not in self._pending and key not in self._seen}
             batch.update((round_, s, p) for s, p in mine)
             if mine:
                 out.append((o, mine))
@@ -169,41 +186,58 @@ class _Recent:
 
     A key is kept as its 64-bit hash, about 150 bytes an entry whatever its strings (the keys
     themselves, with the entity IRIs they held alive, took 230). Two keys of one process share a
-    hash with odds of 1 in 2^64 a pair (the strings' hashes are keyed per process): a round
-    found taken that was not would need that of two of the last ``limit`` counters.
+    hash with odds of 1 in 2^64 a pair (the strings' hashes are keyed per process, unless
+    ``PYTHONHASHSEED`` fixes them): a round found taken that was not would need that of two of
+    the last ``limit`` counters. Where hashes are shorter (a 32-bit build) the keys are kept.
 
     (A dict forgetting its oldest key by ``next(iter(...))`` scans past every key deleted before
     it until the dict is resized: 1.3 million keys forgotten took 80 s where this takes 0.3.)"""
 
-    __slots__ = ("_hashes", "_order", "limit")
+    __slots__ = ("_hashes", "_lock", "_order", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._hashes: set[int] = set()
-        self._order: deque[int] = deque()
+        self._hashes: set[object] = set()
+        self._order: deque[object] = deque()
+        self._lock = threading.Lock()  # (a replay adds on the planning thread, the writer's on its own)
 
     def __contains__(self, key: object) -> bool:
-        return hash(key) in self._hashes
+        return _short(key) in self._hashes
 
     def __len__(self) -> int:
         return len(self._hashes)
 
     def add(self, key: object) -> None:
-        """Remember ``key``; the oldest are forgotten at the next :meth:`update` only."""
-        h = hash(key)
-        if h not in self._hashes:
-            self._hashes.add(h)
-            self._order.append(h)
+        """Remember ``key``; the oldest are forgotten at the next :meth:`update` or :meth:`trim`."""
+        h = _short(key)
+        with self._lock:
+            if h not in self._hashes:
+                self._hashes.add(h)
+                self._order.append(h)
 
     def update(self, keys: Iterable[object]) -> None:
         """Remember ``keys``, then forget the oldest beyond ``limit``."""
         hashes, order = self._hashes, self._order
-        for h in map(hash, keys):
-            if h not in hashes:
-                hashes.add(h)
-                order.append(h)
+        with self._lock:
+            for h in map(_short, keys):
+                if h not in hashes:
+                    hashes.add(h)
+                    order.append(h)
+            self._trim()
+
+    def trim(self) -> None:
+        """Forget the oldest beyond ``limit``."""
+        with self._lock:
+            self._trim()
+
+    def _trim(self) -> None:
+        hashes, order = self._hashes, self._order
         while len(order) > self.limit:
             hashes.discard(order.popleft())
+
+
+#: what :class:`_Recent` keeps of a key: its hash where hashes have 64 bits, else the key itself
+_short: Callable[[object], object] = hash if sys.hash_info.width >= 64 else (lambda key: key)
 
 
 def _run_start(run: str | None) -> str | None:
