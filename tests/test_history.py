@@ -512,6 +512,42 @@ def test_the_rounds_remembered_are_the_last_ones_written_and_no_more() -> None:
     assert firsts == {keys[0][1:]} and not waiting
 
 
+@pytest.mark.parametrize("then", ["load", "fetch"])
+def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_process_writes_again(
+        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, then: str) -> None:
+    """A notebook or a service that catches the interruption and goes on writing: the answers
+    the stopped run archived reach the graph first (they were skipped for good: the next write
+    marked the archive applied past them, and only a rebuild brought them back)."""
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    written = GraphFeed._apply
+    batches: list[int] = []
+
+    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) <= 1:
+            written(feed, batch, prepared)
+        else:  # (as past the run's grace after Ctrl-C: archived, for the next writer)
+            feed.report.unapplied += len(batch)
+
+    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+    with open_store(tmp_path / "store") as store:
+        report = fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
+        assert report.unapplied > 0 and store.stats().unapplied == report.unapplied
+        monkeypatch.setattr(GraphFeed, "_apply", written)
+        if then == "load":
+            store.load([SEED])
+        else:
+            fetch(store, client, [audio_id(12)], workers=0)
+        now = store.stats()
+        assert now.unapplied == 0 and now.audios == 13 and store.recovered.loaded == report.unapplied
+    with open_store(tmp_path / "store") as store:
+        assert store.stats().audios == 13
+        points = store.stats().points
+        store.rebuild()
+        assert store.stats().audios == 13 and store.stats().points == points
+
+
 def test_answers_a_stopped_fetch_left_unwritten_add_the_points_a_rebuild_has(
         tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stopped run leaves answers archived and not written; the next writer replays them. The

@@ -77,6 +77,20 @@ class KonbiniStore(Store):
 
         return replay(self)
 
+    def catch_up(self) -> LoadReport:
+        """Apply what an earlier run of this process archived and did not write (it was stopped:
+        Ctrl-C, a deadline, a failed write) before anything newer: each write of this store does
+        this first, as opening it does. What it applies is added to :attr:`recovered`."""
+        self._writable()
+        applied = self._applied()
+        if self.archive is None or applied is None or self.archive.last_seq <= applied:
+            return LoadReport()
+        report = self.recover()
+        if report.loaded or report.failed:
+            log.info("applied %d archived responses an earlier run left unwritten", report.loaded)
+        self.recovered.merge(report)
+        return report
+
     def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
              batch_bytes: int | None = DEFAULT_BATCH_BYTES, progress: Progress = None,
              observed_at: datetime | str | None = None, workers: int | None = None) -> LoadReport:
@@ -112,7 +126,8 @@ class KonbiniStore(Store):
         :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
         :param observed_at: when they were observed (see :meth:`load`).
         """
-        self._writable()  # without a time, one for the whole run (a recorded Date still says otherwise)
+        self.catch_up()  # (answers a stopped run left archived go first: the archive's order)
+        # without a time, one for the whole run (a recorded Date still says otherwise)
         responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)
         return self.pipeline.run(responses, archive=True, archive_failed=archive_failed, batch_size=batch_size,
                                  batch_bytes=batch_bytes, progress=progress, workers=workers)

@@ -149,6 +149,7 @@ def fetch(
     if dry_run:
         runner.plan(jobs)
         return report
+    store.catch_up()  # (answers a stopped run of this process left archived go first)
     runner.on_total = on_total
     runner.on_graph = on_graph
     runner.feed.progress = graph_progress

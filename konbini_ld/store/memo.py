@@ -47,7 +47,7 @@ class _Bloom:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.words = max(1, (capacity * self.BITS_PER_ITEM + 63) // 64)
-        self.array = array("Q", bytes(8 * self.words))
+        self.array = array("Q", [0]) * self.words
         self.added = 0
 
     def add(self, h: int) -> None:
