@@ -512,13 +512,17 @@ def test_the_rounds_remembered_are_the_last_ones_written_and_no_more() -> None:
     assert firsts == {keys[0][1:]} and not waiting
 
 
-@pytest.mark.parametrize("then", ["load", "fetch"])
+@pytest.mark.parametrize("kind,then", [("embedded", "load"), ("embedded", "fetch"), ("embedded", "fetch again"),
+                                       ("remote", "load"), ("remote", "fetch again")])
 def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_process_writes_again(
-        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, then: str) -> None:
-    """A notebook or a service that catches the interruption and goes on writing: the answers
-    the stopped run archived reach the graph first (they were skipped for good: the next write
-    marked the archive applied past them, and only a rebuild brought them back)."""
+        tmp_path: Path, client: KonbiniClient, api: FakeKonbiniAPI, monkeypatch: pytest.MonkeyPatch,
+        kind: str, then: str) -> None:
+    """A notebook or a service that catches the interruption and goes on writing (or runs the
+    same cell again): the answers the stopped run archived reach the graph first and count as
+    bought (they were skipped for good: the next write marked the archive applied past them, and
+    only a rebuild brought them back; fetching the same ids bought them a second time)."""
     from konbini_ld.pipeline.feed import GraphFeed
+    from servers import OxigraphServer
 
     written = GraphFeed._apply
     batches: list[int] = []
@@ -530,22 +534,36 @@ def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_pr
         else:  # (as past the run's grace after Ctrl-C: archived, for the next writer)
             feed.report.unapplied += len(batch)
 
-    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
-    with open_store(tmp_path / "store") as store:
-        report = fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
-        assert report.unapplied > 0 and store.stats().unapplied == report.unapplied
-        monkeypatch.setattr(GraphFeed, "_apply", written)
-        if then == "load":
-            store.load([SEED])
-        else:
-            fetch(store, client, [audio_id(12)], workers=0)
-        now = store.stats()
-        assert now.unapplied == 0 and now.audios == 13 and store.recovered.loaded == report.unapplied
-    with open_store(tmp_path / "store") as store:
-        assert store.stats().audios == 13
-        points = store.stats().points
-        store.rebuild()
-        assert store.stats().audios == 13 and store.stats().points == points
+    server = OxigraphServer(tmp_path / "oxigraph") if kind == "remote" else None
+    where: Any = server.query_url if server is not None else tmp_path / "store"
+    archive = tmp_path / "archive" if server is not None else None
+    ids = [audio_id(i) for i in range(12)]
+    try:
+        monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+        with open_store(where, archive=archive) as store:
+            report = fetch(store, client, ids, batch_size=5, workers=0)
+            assert report.unapplied > 0 and store.stats().unapplied == report.unapplied
+            monkeypatch.setattr(GraphFeed, "_apply", written)
+            asked = api.count()
+            if then == "load":
+                store.load([SEED])
+            elif then == "fetch":
+                fetch(store, client, [audio_id(12)], workers=0)
+            else:
+                again = fetch(store, client, ids, workers=0)
+                assert api.count() == asked and again.fetched == 0  # nothing bought twice
+            expected = 12 if then == "fetch again" else 13
+            now = store.stats()
+            assert now.unapplied == 0 and now.audios == expected and store.recovered.loaded == report.unapplied
+        with open_store(where, archive=archive) as store:
+            assert store.stats().audios == expected and store.recovered.loaded == 0
+            if server is None:
+                points = store.stats().points
+                store.rebuild()
+                assert store.stats().audios == expected and store.stats().points == points
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def test_answers_a_stopped_fetch_left_unwritten_add_the_points_a_rebuild_has(

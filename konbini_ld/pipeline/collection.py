@@ -11,6 +11,7 @@ from typing import Any
 
 from ..model import LoadReport, Observation, Response
 from ..sources.files import Source, iter_sources
+from ..store.log import directory
 from ..store.log.archive import ArchiveRecord
 from ..store.store import Location, Store
 from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, Pipeline, observed
@@ -81,9 +82,9 @@ class KonbiniStore(Store):
         """Apply what an earlier run of this process archived and did not write (it was stopped:
         Ctrl-C, a deadline, a failed write) before anything newer: each write of this store does
         this first, as opening it does. What it applies is added to :attr:`recovered`."""
-        self._writable()
-        applied = self._applied()
-        if self.archive is None or applied is None or self.archive.last_seq <= applied:
+        if self.read_only or self.archive is None or self.state_dir is None:
+            return LoadReport()  # (a read-only store's writes are refused where they are asked for)
+        if self.archive.last_seq <= directory.read_applied(self.state_dir) and not self.archive.spilled():
             return LoadReport()
         report = self.recover()
         if report.loaded or report.failed:
@@ -126,6 +127,7 @@ class KonbiniStore(Store):
         :param workers: preparing processes (``None``: one per CPU beyond two; ``0``: none).
         :param observed_at: when they were observed (see :meth:`load`).
         """
+        self._writable()
         self.catch_up()  # (answers a stopped run left archived go first: the archive's order)
         # without a time, one for the whole run (a recorded Date still says otherwise)
         responses = observed(responses, observed_at or datetime.now(UTC), given=observed_at is not None)

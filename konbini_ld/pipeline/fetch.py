@@ -129,6 +129,8 @@ def fetch(
         check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
     report = FetchReport(dry_run=dry_run)
+    if not dry_run:  # what a stopped run of this process archived goes first, and counts as bought
+        store.catch_up()
     known = store.fetch_ledger()  # what each request's last purchase answered
     bought = {} if refresh else {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
     if refresh_older_than is not None:
@@ -149,7 +151,6 @@ def fetch(
     if dry_run:
         runner.plan(jobs)
         return report
-    store.catch_up()  # (answers a stopped run of this process left archived go first)
     runner.on_total = on_total
     runner.on_graph = on_graph
     runner.feed.progress = graph_progress

@@ -306,7 +306,7 @@ class Store:
 
         self.writer.sync()
         result = stats(self.engine, self.archive.last_seq if self.archive is not None else 0)
-        applied = self._applied() if self.location is not None else None
+        applied = directory.read_applied(self.state_dir) if self.state_dir is not None else None
         if self.archive is not None and applied is not None and self.archive.last_seq > applied:
             # archived, not in the graph yet (a run stopped before it caught up): paid for all the same
             from ..units import parse_credits

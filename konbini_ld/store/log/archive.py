@@ -422,6 +422,11 @@ class Archive:
                 errors.append(f"{target}: {exc.strerror or exc}")
         raise StoreError("paid answers could not be written anywhere (" + "; ".join(errors) + ")")
 
+    def spilled(self) -> bool:
+        """Whether records wait in :attr:`spill_dir` or :attr:`spare_spill_dir` (:meth:`adopt`)."""
+        return any(folder.is_dir() and not folder.is_symlink() and any(folder.glob("unarchived-*.jsonl"))
+                   for folder in (self.spill_dir, self.spare_spill_dir))
+
     def adopt(self) -> int:
         """Append the records waiting in :attr:`spill_dir` and :attr:`spare_spill_dir` (then
         remove their files); how many."""
