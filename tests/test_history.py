@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from konbini_ld import open_store
 from konbini_ld.apps.cli import main
+from konbini_ld.errors import StoreError
 from konbini_ld.pipeline import fetch
 from konbini_ld.sources.konbini.client import KonbiniClient
 from konbini_ld.sources.konbini.corpus import audio_response, corpus_lines
@@ -564,6 +565,88 @@ def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_pr
     finally:
         if server is not None:
             server.stop()
+
+
+def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
+        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a stopped run left waits for a write that may write: a closed store refuses as any
+    write to it, and a fetch without a client refuses before it applies anything."""
+    from konbini_ld.errors import UsageError
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    written, batches = GraphFeed._apply, []
+
+    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) <= 1:
+            written(feed, batch, prepared)
+        else:
+            feed.report.unapplied += len(batch)
+
+    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+    state = tmp_path / "store" / "state.json"
+    with open_store(tmp_path / "store") as store:
+        fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
+        monkeypatch.setattr(GraphFeed, "_apply", written)
+        marked = state.read_bytes()
+        with pytest.raises(UsageError, match="needs a client"):
+            fetch(store, None, [audio_id(0)])
+        assert state.read_bytes() == marked and store.stats().unapplied > 0
+    with pytest.raises(StoreError, match="closed"):
+        store.load([SEED])
+    with pytest.raises(StoreError, match="closed"):
+        fetch(store, client, [audio_id(0)], workers=0)
+    assert state.read_bytes() == marked
+
+
+@pytest.mark.parametrize("failing", ["the catch-up", "the fetch"])
+def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
+        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """A write fails (a full disk, for a moment) and the process goes on writing: what the failed
+    write planned is not taken as written (the next writes skipped it as unchanged and marked the
+    archive applied past it: 2 audios where a rebuild has 13)."""
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    original, fails = OxigraphEngine.apply, [0]
+
+    def full_disk_once(engine: Any, deletes: Any, inserts: Any) -> None:
+        if fails[0]:
+            fails[0] -= 1
+            raise StoreError("writing to the store failed: No space left on device (os error 28)")
+        original(engine, deletes, inserts)
+
+    monkeypatch.setattr(OxigraphEngine, "apply", full_disk_once)
+    written, batches = GraphFeed._apply, []
+
+    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) <= 1:
+            written(feed, batch, prepared)
+        else:
+            feed.report.unapplied += len(batch)
+
+    ids = [audio_id(i) for i in range(12)]
+    with open_store(tmp_path / "store") as store:
+        if failing == "the catch-up":
+            monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+            fetch(store, client, ids, batch_size=5, workers=0)
+            monkeypatch.setattr(GraphFeed, "_apply", written)
+            fails[0] = 1
+            with pytest.raises(StoreError):
+                store.load([SEED])
+        else:
+            fails[0] = 1
+            report = fetch(store, client, ids, batch_size=3, workers=0)
+            assert report.stopped == "store-error" and report.unapplied > 0
+        store.load([SEED])
+        held = store.stats()
+        assert held.unapplied == 0 and held.audios == 13
+    with open_store(tmp_path / "store") as store:
+        before = store.stats()
+        store.rebuild()
+        after = store.stats()
+    assert (before.audios, before.triples, before.points) == (after.audios, after.triples, after.points)
 
 
 def test_answers_a_stopped_fetch_left_unwritten_add_the_points_a_rebuild_has(

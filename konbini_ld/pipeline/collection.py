@@ -82,6 +82,8 @@ class KonbiniStore(Store):
         """Apply what an earlier run of this process archived and did not write (it was stopped:
         Ctrl-C, a deadline, a failed write) before anything newer: each write of this store does
         this first, as opening it does. What it applies is added to :attr:`recovered`."""
+        if self._closed:
+            self._writable()  # (refused as any write to it)
         if self.read_only or self.archive is None or self.state_dir is None:
             return LoadReport()  # (a read-only store's writes are refused where they are asked for)
         if self.archive.last_seq <= directory.read_applied(self.state_dir) and not self.archive.spilled():

@@ -128,6 +128,8 @@ def fetch(
     if refresh_older_than is not None:
         check_duration(refresh_older_than)
     audio_ids = parse_audio_ids(ids)
+    if client is None and not dry_run:
+        raise UsageError("fetch needs a client, except for a dry run")
     report = FetchReport(dry_run=dry_run)
     if not dry_run:  # what a stopped run of this process archived goes first, and counts as bought
         store.catch_up()
@@ -141,8 +143,6 @@ def fetch(
         # a not-found stays not found: the API said so, and asking again costs a credit
         bought = {k: e for k, e in bought.items()
                   if e.status == 404 or (e.observed_at is not None and e.observed_at >= cutoff)}
-    if client is None and not dry_run:
-        raise UsageError("fetch needs a client, except for a dry run")
     runner = _Runner(store, client, report, bought, known, concurrency, max_credits, videos, max_pages, page_size,
                      progress)
     jobs = []

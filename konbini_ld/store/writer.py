@@ -71,6 +71,7 @@ class Writer:
         self.subscribers: list[Subscriber] = []
         #: a write failed: what the graph holds may differ from what this process remembers
         self.spoiled = False
+        self._unsure = False  # (a write failed since the last one planned: forget what was written)
 
     def reset(self, engine: Engine | None = None, graphs: Graphs | None = None) -> None:
         """Forget what the engine is known to hold (a new engine or graphs: a rebuild)."""
@@ -117,11 +118,14 @@ class Writer:
             settles the write in progress there, while its next batch was planned beside it; if
             that write was written again response by response, the batch is planned again).
         """
+        if self._unsure:  # what a failed write left is unknown: nothing is skipped for what was planned
+            self._unsure = False
+            self._forget_writes()
         try:
             return self._apply(prepared, applied_seq, background=background, isolate=isolate,
                                before_write=before_write)
         except BaseException:
-            self.spoiled = True
+            self.spoiled = self._unsure = True
             raise
 
     def _apply(self, prepared: Sequence[Observation], applied_seq: int | None, *, background: bool,
@@ -228,7 +232,7 @@ class Writer:
             job, self._writer_job = self._writer_job, None
             self._surface(job)
         except BaseException:
-            self.spoiled = True
+            self.spoiled = self._unsure = True
             raise  # (with no job to isolate, a rejected single response is raised to _isolate)
 
     def _isolate(self, prepared: Sequence[Observation], applied_seq: int | None, original: LoadReport) -> None:

@@ -424,7 +424,8 @@ class Archive:
 
     def spilled(self) -> bool:
         """Whether records wait in :attr:`spill_dir` or :attr:`spare_spill_dir` (:meth:`adopt`)."""
-        return any(folder.is_dir() and not folder.is_symlink() and any(folder.glob("unarchived-*.jsonl"))
+        return any(folder.is_dir() and not folder.is_symlink() and (folder == self.spill_dir or _private(folder))
+                   and any(not path.is_symlink() for path in folder.glob("unarchived-*.jsonl"))
                    for folder in (self.spill_dir, self.spare_spill_dir))
 
     def adopt(self) -> int:
