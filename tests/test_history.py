@@ -599,6 +599,36 @@ def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
     assert state.read_bytes() == marked
 
 
+def test_damage_met_while_catching_up_is_said_as_a_warning(
+        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    """A long-running process catching up finds part of the archive damaged: it says so where it
+    can be heard, beside ``store.recovered.damage``, and still applies what can be read."""
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    written, batches = GraphFeed._apply, []
+
+    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        batches.append(len(batch))
+        if len(batches) <= 1:
+            written(feed, batch, prepared)
+        else:
+            feed.report.unapplied += len(batch)
+
+    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+    with open_store(tmp_path / "store") as store:
+        fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
+        monkeypatch.setattr(GraphFeed, "_apply", written)
+        segment = sorted((tmp_path / "store" / "archive").glob("*.jsonl.gz"))[-1]
+        data = bytearray(segment.read_bytes())
+        members = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\x1f\x8b\x08"]
+        data[members[len(members) // 2] + 30] ^= 0xFF  # one record of the stopped run's, unreadable
+        segment.write_bytes(bytes(data))
+        with caplog.at_level("WARNING"):
+            store.load([SEED])
+        assert store.recovered.damage and "damaged" in caplog.text
+        assert store.stats().unapplied == 0 and store.stats().audios > 2
+
+
 @pytest.mark.parametrize("failing", ["the catch-up", "the fetch"])
 def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
         tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:

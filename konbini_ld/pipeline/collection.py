@@ -91,6 +91,8 @@ class KonbiniStore(Store):
         report = self.recover()
         if report.loaded or report.failed:
             log.info("applied %d archived responses an earlier run left unwritten", report.loaded)
+        for damage in report.damage:  # (a long-running process hears of it where it can)
+            log.warning("the archive is damaged: %s", damage)
         self.recovered.merge(report)
         return report
 
