@@ -80,8 +80,9 @@ class KonbiniStore(Store):
 
     def catch_up(self) -> LoadReport:
         """Apply what an earlier run of this process archived and did not write (it was stopped:
-        Ctrl-C, a deadline, a failed write) before anything newer: each write of this store does
-        this first, as opening it does. What it applies is added to :attr:`recovered`."""
+        Ctrl-C, a deadline, a failed write) before anything newer: :meth:`load`, :meth:`ingest`
+        and :func:`~konbini_ld.pipeline.fetch.fetch` do this first, as opening the store does.
+        What it applies is added to :attr:`recovered`."""
         if self._closed:
             self._writable()  # (refused as any write to it)
         if self.read_only or self.archive is None or self.state_dir is None:
