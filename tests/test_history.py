@@ -670,8 +670,8 @@ def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
             report = fetch(store, client, ids, batch_size=3, workers=0)
             assert report.stopped == "store-error" and report.unapplied > 0
         store.load([SEED])
-        held = store.stats()
-        assert held.unapplied == 0 and held.audios == 13
+        held = store.stats()  # (a run stopped by its failed write buys no more: each answer is an audio)
+        assert held.unapplied == 0 and held.audios == held.responses > 2
     with open_store(tmp_path / "store") as store:
         before = store.stats()
         store.rebuild()
