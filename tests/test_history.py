@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,24 @@ def test_the_series_are_plain_rdf_for_any_sparql_client(store: Any) -> None:
 
 
 # -- collecting a series with fetch ----------------------------------------------------
+
+
+def stop_graph_after(monkeypatch: pytest.MonkeyPatch, batches: int) -> Callable[[], None]:
+    """A fetch whose graph takes ``batches`` batches and no more: the rest archived and not
+    written, as past the run's grace after Ctrl-C (for the next writer). Returns what resumes."""
+    from konbini_ld.pipeline.feed import GraphFeed
+
+    written, taken = GraphFeed._apply, []
+
+    def stopping(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
+        taken.append(len(batch))
+        if len(taken) <= batches:
+            written(feed, batch, prepared)
+        else:
+            feed.report.unapplied += len(batch)
+
+    monkeypatch.setattr(GraphFeed, "_apply", stopping)
+    return lambda: monkeypatch.setattr(GraphFeed, "_apply", written)
 
 
 @pytest.fixture(scope="module")
@@ -522,29 +541,18 @@ def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_pr
     same cell again): the answers the stopped run archived reach the graph first and count as
     bought (they were skipped for good: the next write marked the archive applied past them, and
     only a rebuild brought them back; fetching the same ids bought them a second time)."""
-    from konbini_ld.pipeline.feed import GraphFeed
     from servers import OxigraphServer
-
-    written = GraphFeed._apply
-    batches: list[int] = []
-
-    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
-        batches.append(len(batch))
-        if len(batches) <= 1:
-            written(feed, batch, prepared)
-        else:  # (as past the run's grace after Ctrl-C: archived, for the next writer)
-            feed.report.unapplied += len(batch)
 
     server = OxigraphServer(tmp_path / "oxigraph") if kind == "remote" else None
     where: Any = server.query_url if server is not None else tmp_path / "store"
     archive = tmp_path / "archive" if server is not None else None
     ids = [audio_id(i) for i in range(12)]
     try:
-        monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+        resume = stop_graph_after(monkeypatch, 1)
         with open_store(where, archive=archive) as store:
             report = fetch(store, client, ids, batch_size=5, workers=0)
             assert report.unapplied > 0 and store.stats().unapplied == report.unapplied
-            monkeypatch.setattr(GraphFeed, "_apply", written)
+            resume()
             asked = api.count()
             if then == "load":
                 store.load([SEED])
@@ -572,22 +580,12 @@ def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
     """What a stopped run left waits for a write that may write: a closed store refuses as any
     write to it, and a fetch without a client refuses before it applies anything."""
     from konbini_ld.errors import UsageError
-    from konbini_ld.pipeline.feed import GraphFeed
 
-    written, batches = GraphFeed._apply, []
-
-    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
-        batches.append(len(batch))
-        if len(batches) <= 1:
-            written(feed, batch, prepared)
-        else:
-            feed.report.unapplied += len(batch)
-
-    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+    resume = stop_graph_after(monkeypatch, 1)
     state = tmp_path / "store" / "state.json"
     with open_store(tmp_path / "store") as store:
         fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
-        monkeypatch.setattr(GraphFeed, "_apply", written)
+        resume()
         marked = state.read_bytes()
         with pytest.raises(UsageError, match="needs a client"):
             fetch(store, None, [audio_id(0)])
@@ -603,21 +601,11 @@ def test_damage_met_while_catching_up_is_said_as_a_warning(
         tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-running process catching up finds part of the archive damaged: it says so where it
     can be heard, beside ``store.recovered.damage``."""
-    from konbini_ld.pipeline.feed import GraphFeed
 
-    written, batches = GraphFeed._apply, []
-
-    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
-        batches.append(len(batch))
-        if len(batches) <= 1:
-            written(feed, batch, prepared)
-        else:
-            feed.report.unapplied += len(batch)
-
-    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+    resume = stop_graph_after(monkeypatch, 1)
     with open_store(tmp_path / "store") as store:
         fetch(store, client, [audio_id(i) for i in range(12)], batch_size=5, workers=0)
-        monkeypatch.setattr(GraphFeed, "_apply", written)
+        resume()
         segment = sorted((tmp_path / "store" / "archive").glob("*.jsonl.gz"))[-1]
         data = bytearray(segment.read_bytes())
         members = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\x1f\x8b\x08"]
@@ -645,7 +633,6 @@ def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
     write planned is not taken as written (the next writes skipped it as unchanged and marked the
     archive applied past it: 2 audios where a rebuild has 13)."""
     from konbini_ld.engines.oxigraph import OxigraphEngine
-    from konbini_ld.pipeline.feed import GraphFeed
 
     original, fails = OxigraphEngine.apply, [0]
 
@@ -656,21 +643,12 @@ def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
         original(engine, deletes, inserts)
 
     monkeypatch.setattr(OxigraphEngine, "apply", full_disk_once)
-    written, batches = GraphFeed._apply, []
-
-    def stopping_after_one(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
-        batches.append(len(batch))
-        if len(batches) <= 1:
-            written(feed, batch, prepared)
-        else:
-            feed.report.unapplied += len(batch)
-
     ids = [audio_id(i) for i in range(12)]
     with open_store(tmp_path / "store") as store:
         if failing == "the catch-up":
-            monkeypatch.setattr(GraphFeed, "_apply", stopping_after_one)
+            resume = stop_graph_after(monkeypatch, 1)
             fetch(store, client, ids, batch_size=5, workers=0)
-            monkeypatch.setattr(GraphFeed, "_apply", written)
+            resume()
             fails[0] = 1
             with pytest.raises(StoreError):
                 store.load([SEED])
@@ -693,24 +671,13 @@ def test_answers_a_stopped_fetch_left_unwritten_add_the_points_a_rebuild_has(
     """A stopped run leaves answers archived and not written; the next writer replays them. The
     run had written the rounds of some of their counters (an audio before the copy of it in its
     page of videos, a creator from another page): replayed, they add no second point."""
-    from konbini_ld.pipeline.feed import GraphFeed
 
-    written = GraphFeed._apply
-    batches: list[int] = []
-
-    def stopping_after_two(feed: GraphFeed, batch: list[Any], prepared: Any) -> None:
-        batches.append(len(batch))
-        if len(batches) <= 2:
-            written(feed, batch, prepared)
-        else:  # (as past the run's grace after Ctrl-C: archived, for the next writer)
-            feed.report.unapplied += len(batch)
-
-    monkeypatch.setattr(GraphFeed, "_apply", stopping_after_two)
+    resume = stop_graph_after(monkeypatch, 2)
     ids = [audio_id(i) for i in range(12)]
     with open_store(tmp_path / "store") as store:
         report = fetch(store, client, ids, videos=True, batch_size=5, workers=0)
         assert report.unapplied > 0 and store.stats().points > 0
-    monkeypatch.setattr(GraphFeed, "_apply", written)
+    resume()
     with open_store(tmp_path / "store") as store:  # (replays what the run left)
         replayed = store.stats()
         assert replayed.unapplied == 0 and replayed.responses == 24
