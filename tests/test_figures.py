@@ -149,13 +149,16 @@ def test_loading_the_same_files_twice_adds_nothing_anywhere(store_dir: Path) -> 
         assert (len(store), store.stats().points, Archive(store_dir / "archive").last_seq) == before
 
 
-def test_a_reload_with_a_newer_explicit_time_is_a_new_observation(store: Any) -> None:
+def test_a_reload_with_another_explicit_time_is_a_new_observation(store: Any) -> None:
     store.load(SAMPLES, observed_at="2026-11-01T00:00:00Z")
     points = store.stats().points
     again = store.load(SAMPLES, observed_at="2026-11-02T00:00:00Z")
     assert again.loaded == len(SAMPLES) and store.stats().points > points
-    older = store.load(SAMPLES, observed_at="2026-10-01T00:00:00Z")
-    assert older.unchanged == len(SAMPLES)  # not newer than what is archived: the same observation
+    points = store.stats().points
+    older = store.load(SAMPLES, observed_at="2026-10-01T00:00:00Z")  # a fact at a time: older is new too
+    assert older.loaded == len(SAMPLES) and store.stats().points > points
+    same = store.load(SAMPLES, observed_at="2026-11-02T00:00:00Z")  # a time it was observed at: the same
+    assert same.unchanged == len(SAMPLES)
 
 
 def test_replaying_a_batch_at_a_time_keeps_one_point_per_counter_per_run(tmp_path: Path, client: KonbiniClient,

@@ -176,6 +176,21 @@ def test_rebuild_gives_the_same_series_and_state(store: Any) -> None:
     assert current(store, AUDIO_IRI, KS + "videoCount") == ["500000"]
 
 
+def test_an_older_observation_of_a_body_already_loaded_adds_its_point() -> None:
+    """The same body observed at another time is another observation, older or newer; at a time
+    it was already observed at (or without a time), it is the same one."""
+    data = seed_data()
+    del data["album"]
+    store = open_store(None)
+    assert store.load([{"data": data}], observed_at=day(2)).loaded == 1
+    assert store.load([{"data": data}], observed_at=day(1)).loaded == 1
+    again = store.load([{"data": data}], observed_at=day(1))
+    assert (again.loaded, again.unchanged) == (0, 1)
+    assert store.load([{"data": data}]).unchanged == 1  # no time: the same body is the same observation
+    assert [t for t, _ in series(store, AUDIO_IRI)] == ["2026-11-01T09:00:00+00:00", "2026-11-02T09:00:00+00:00"]
+    assert current(store, AUDIO_IRI, KS + "videoCount") == [str(data["videoCount"])]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(1, 28), st.integers(0, 10**9), st.booleans()), min_size=1, max_size=6,
                 unique_by=lambda t: t[0]), st.randoms())

@@ -151,7 +151,7 @@ class Pipeline:
         pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
         pending: Any = None
 
-        seen: dict[str, str] = {}  # this run's bodies: the latest time each was taken at
+        seen: dict[str, set[str]] = {}  # this run's bodies: the times each was taken at
 
         def finish(job: Any) -> None:
             batch, seq_from_batch, prepared = job
@@ -190,24 +190,25 @@ class Pipeline:
         report.merge(self.writer.take_late())
         return report
 
-    def _new(self, observations: list[Observation], seen: dict[str, str]) -> list[Observation]:
-        """The observations that are new: a body already archived, taken again without a newer
-        explicit time (``--observed-at``, a ``Date`` header), is the same observation."""
-        from ..store.provenance import latest_times
+    def _new(self, observations: list[Observation], seen: dict[str, set[str]]) -> list[Observation]:
+        """The observations that are new: a body already archived is the same observation when
+        taken again without an explicit time (``--observed-at``, a ``Date`` header), or with the
+        time of one of its observations; with another time, older or newer, it is another."""
+        from ..store.provenance import recorded_times
 
         digests = [body_sha256(o.response.body) for o in observations]
         wanted = [d for d in dict.fromkeys(digests) if d not in seen]
         if wanted:
             self.writer.sync()  # (the previous batch's observations are in the graph first)
-            seen.update({d: "" for d in wanted})
-            seen.update(latest_times(self.writer.engine, wanted))
+            seen.update({d: set() for d in wanted})
+            seen.update(recorded_times(self.writer.engine, wanted))
         out = []
         for o, digest in zip(observations, digests, strict=True):
             if o.ok:
-                known, at = seen.get(digest, ""), o.response.observed
-                if known and not (o.response.observed_given and at > known):
+                times, at = seen[digest], o.response.observed
+                if times and (at in times or not o.response.observed_given):
                     continue  # already there
-                seen[digest] = max(known, at)
+                times.add(at)
             out.append(o)
         return out
 

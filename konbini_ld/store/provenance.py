@@ -26,7 +26,7 @@ from ..units import parse_credits
 from ..urls import source_iri
 from ..vocab import DATA_GRAPH, KS, OBSERVATION, PROV, PROV_GRAPH, RDF, XSD
 
-__all__ = ["DATA", "GENERATED_BY", "PROV_G", "describe", "latest_times", "ledger", "observation_iri", "recorded_shas"]
+__all__ = ["DATA", "GENERATED_BY", "PROV_G", "describe", "recorded_times", "ledger", "observation_iri", "recorded_shas"]
 
 DATA = ox.NamedNode(DATA_GRAPH)
 PROV_G = ox.NamedNode(PROV_GRAPH)
@@ -146,19 +146,19 @@ def ledger(engine: Engine) -> dict[str, LedgerEntry]:
     return {key: entry for key, (_, entry) in latest.items()}
 
 
-def latest_times(engine: Engine, shas: list[str]) -> dict[str, str]:
-    """For each body digest among ``shas`` that an observation already recorded, the time of its
-    latest observation (konbini-ld's spelling)."""
+def recorded_times(engine: Engine, shas: list[str]) -> dict[str, set[str]]:
+    """For each body digest among ``shas`` that an observation already recorded, the times of
+    its observations (konbini-ld's spelling)."""
     if not shas:
         return {}
     values = " ".join(nt_literal(sha) for sha in shas)
     query = (f"PREFIX ks: <{KS}>\nPREFIX prov: <{PROV}>\n"
-             f"SELECT ?sha (MAX(?t) AS ?at) WHERE {{ VALUES ?sha {{ {values} }} "
-             f"GRAPH <{PROV_GRAPH}> {{ ?a ks:responseSha256 ?sha ; prov:endedAtTime ?t }} }} GROUP BY ?sha")
-    out = {}
+             f"SELECT DISTINCT ?sha ?t WHERE {{ VALUES ?sha {{ {values} }} "
+             f"GRAPH <{PROV_GRAPH}> {{ ?a ks:responseSha256 ?sha ; prov:endedAtTime ?t }} }}")
+    out: dict[str, set[str]] = {}
     for row in select(engine, query, union=False):
         if row[1] is not None:
-            out[row[0].value] = observation_time(row[1].value)
+            out.setdefault(row[0].value, set()).add(observation_time(row[1].value))
     return out
 
 
