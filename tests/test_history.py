@@ -591,9 +591,10 @@ def test_answers_a_stopped_fetch_left_unwritten_reach_the_graph_when_the_same_pr
 
 
 def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
-        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, client: KonbiniClient, api: FakeKonbiniAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a stopped run left waits for a write that may write: a closed store refuses as any
-    write to it, and a fetch without a client refuses before it applies anything."""
+    write to it, a fetch without a client refuses before it applies anything, and a fetch on a
+    read-only store before it buys anything."""
     from konbini_ld.errors import UsageError
 
     resume = stop_graph_after(monkeypatch, 1)
@@ -605,6 +606,12 @@ def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
         with pytest.raises(UsageError, match="needs a client"):
             fetch(store, None, [audio_id(0)])
         assert state.read_bytes() == marked and store.stats().unapplied > 0
+    asked = api.count()
+    with open_store(tmp_path / "store", read_only=True) as view:
+        with pytest.raises(StoreError, match="read-only"):
+            fetch(view, client, [audio_id(20)], workers=0)  # nothing bought that could not be kept
+        assert fetch(view, None, [audio_id(20)], dry_run=True).dry_run  # a dry run reads only
+    assert api.count() == asked and state.read_bytes() == marked
     with pytest.raises(StoreError, match="closed"):
         store.load([SEED])
     with pytest.raises(StoreError, match="closed"):
@@ -641,7 +648,7 @@ def test_damage_met_while_catching_up_is_said_as_a_warning(
         assert store.stats().unapplied == 0  # (what could be read is in the graph; the rest is said)
 
 
-@pytest.mark.parametrize("failing", ["the fetch"])
+@pytest.mark.parametrize("failing", ["the fetch", "the catch-up"])
 def test_a_write_that_failed_leaves_nothing_the_next_write_skips(
         tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
     """A write fails (a full disk, for a moment) and the process goes on writing: what the failed

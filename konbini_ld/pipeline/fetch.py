@@ -130,6 +130,8 @@ def fetch(
     audio_ids = parse_audio_ids(ids)
     if client is None and not dry_run:
         raise UsageError("fetch needs a client, except for a dry run")
+    if store.read_only and not dry_run:  # (refused before anything is bought: it could not be kept)
+        raise StoreError("this store was opened read-only: a fetch needs to write what it buys (a dry run does not)")
     report = FetchReport(dry_run=dry_run)
     if not dry_run:  # what a stopped run of this process archived goes first, and counts as bought
         store.catch_up()
