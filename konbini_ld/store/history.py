@@ -28,21 +28,19 @@ load in.
 from __future__ import annotations
 
 import hashlib
-import sys
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyoxigraph as ox
 
-from ..engines.base import Engine, select
+from ..engines.base import Engine
 from ..lexical import observation_time
 from ..mapping.literals import nt_literal
 from ..model import Observation
 from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, LAST_OBSERVED, POINT, PROPERTY_TIMES, SOSA, XSD
 from .events import Point
 from .memo import MaybeHeld, Written
+from .rounds import Rounds
 
 __all__ = ["HISTORY_G", "SERIES", "ObservedTimes", "Point", "Rounds", "Times", "counted", "points", "series_points"]
 
@@ -56,196 +54,6 @@ _FOI = f"<{SOSA}hasFeatureOfInterest>"
 _TIME = f"<{SOSA}resultTime>"
 _COUNTERS_NT = frozenset(f"<{iri}>" for iri in COUNTERS)
 _KSH_NT = f"<{KSH}"
-
-
-class Rounds:
-    """One run observes each counter of an entity once: the first point of a round stands.
-
-    A round is the run that fetched a response (``fetch`` stamps its answers), else the
-    response's observation time (one ``load`` without times; each ``Date`` of recorded
-    exchanges). An audio's ``videoCount`` arrives twice in a ``fetch --videos`` run (from
-    the audio and from the copy of it in its page of videos, milliseconds apart): one point.
-    The rounds of the last ``limit`` counters seen are remembered; in archive order, so a
-    rebuild keeps the same points.
-    """
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self._seen = _Recent(limit)
-        #: rounds opened by a write in progress (taken unless that write is rejected)
-        self._pending: set[tuple[str, str, str]] = set()
-
-    @property
-    def limit(self) -> int:
-        """How many of the last rounds written are remembered (from the next write on, when set)."""
-        return self._seen.limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        self._seen.limit = value
-
-    @staticmethod
-    def _round(o: Observation) -> str:
-        return o.response.run or o.response.observed
-
-    def firsts(self, o: Observation, batch: set[tuple[str, str, str]]
-               ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-        """The (entity, counter) pairs of ``o`` that open their round (N-Triples IRIs), beside the
-        rounds already written and those ``batch`` opened (``o``'s are added to it); and the
-        pairs whose round a write in progress opened (:meth:`claim` decides once it is done)."""
-        round_ = self._round(o)
-        out, waiting = set(), set()
-        seen, pending = self._seen, self._pending
-        for s, p in o.groups:
-            if p not in _COUNTERS_NT or (key := (round_, s, p)) in batch:
-                continue
-            # pending before seen: :meth:`written` adds a round to seen before it leaves pending,
-            # so whatever the writer's thread does between the two looks, a round is in one of them
-            if key in pending:
-                if key not in seen:
-                    waiting.add((s, p))
-            elif key not in seen:
-                batch.add(key)
-                out.add((s, p))
-        return out, waiting
-
-    def recall(self, engine: Engine, prepared: Sequence[Observation]) -> None:
-        """(Replaying answers an earlier process archived and did not write: it was stopped.) The
-        rounds that process took already, read from the history graph: nothing but a run can have
-        written a point of its counters at or after its start (each answer of a run is observed
-        after it starts, and runs write one after another); a round without a run is its time."""
-        # forgotten now, not while they are added: a round forgotten here is read back below, one
-        # forgotten between this and the batch's plan would be opened again (a second point)
-        self._seen.trim()
-        since: dict[tuple[str, str], str] = {}  # (round, entity) → the earliest time of its points
-        for o in prepared:
-            if not o.ok:
-                continue
-            round_ = self._round(o)
-            run_start = _run_start(o.response.run)
-            start = min(run_start, o.response.observed) if run_start else o.response.observed
-            for s, p in o.groups:
-                if p in _COUNTERS_NT and (round_, s, p) not in self._seen:
-                    since[(round_, s)] = start
-        if not since:
-            return
-        taken: dict[str, list[tuple[str, str]]] = {}  # entity → (time, counter) of its points
-        entities = sorted({s for _, s in since})
-        for i in range(0, len(entities), 1_000):
-            values = " ".join(entities[i : i + 1_000])
-            for row in select(
-                engine, f"SELECT ?e ?t ?m WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ VALUES ?e {{ {values} }} "
-                f"?o {_FOI} ?e ; {_TIME} ?t ; ?m ?v . FILTER(STRSTARTS(STR(?m), \"{KSH}\")) }} }}", union=False,
-            ):
-                e, t, m = row[0], row[1], row[2]
-                taken.setdefault(str(e), []).append((observation_time(t.value), f"<{KS}{m.value[len(KSH):]}>"))
-        for o in prepared:
-            if not o.ok:
-                continue
-            round_ = self._round(o)
-            exact = not _run_start(o.response.run)
-            for s, p in o.groups:
-                earliest = since.get((round_, s))
-                if earliest is None or p not in _COUNTERS_NT:
-                    continue
-                if any(q == p and (t == earliest if exact else t >= earliest) for t, q in taken.get(s, ())):
-                    self._seen.add((round_, s, p))
-
-    def reserve(self, batch: set[tuple[str, str, str]]) -> None:
-        """A batch opening these rounds is being written."""
-        self._pending |= batch
-
-    def release(self, batch: set[tuple[str, str, str]]) -> None:
-        """The write of a batch failed: the rounds it opened are open again."""
-        self._pending -= batch
-
-    def claim(self, waiting: list[tuple[Observation, set[tuple[str, str]]]], batch: set[tuple[str, str, str]]
-              ) -> list[tuple[Observation, set[tuple[str, str]]]]:
-        """(Once the write in progress is done.) Of the pairs that waited on it, those whose round
-        it did not take after all (it was rejected): they open their round in ``batch``."""
-        out = []
-        for o, pairs in waiting:
-            round_ = self._round(o)
-            mine = {(s, p) for s, p in pairs if (key := (round_, s, p)) not in batch
-                    and key not in self._pending and key not in self._seen}
-            batch.update((round_, s, p) for s, p in mine)
-            if mine:
-                out.append((o, mine))
-        return out
-
-    def written(self, batch: set[tuple[str, str, str]]) -> None:
-        """(Once its write succeeded.) The rounds a batch opened: later batches leave them out.
-
-        Seen before they stop being pending: a batch planned meanwhile on another thread finds
-        each round in one or the other, never in neither (it would open it again: a second point)."""
-        self._seen.update(batch)
-        self._pending -= batch
-
-
-class _Recent:
-    """The last ``limit`` keys added, in the order they came; each forgotten in constant time.
-
-    A key is kept as its 64-bit hash, about 150 bytes an entry whatever its strings (the keys
-    themselves, with the entity IRIs they held alive, took 230). Two keys of one process share a
-    hash with odds of 1 in 2^64 a pair (the strings' hashes are keyed per process, unless
-    ``PYTHONHASHSEED`` fixes them): a round found taken that was not would need that of two of
-    the last ``limit`` counters. Where hashes are shorter (a 32-bit build) the keys are kept.
-
-    (A dict forgetting its oldest key by ``next(iter(...))`` scans past every key deleted before
-    it until the dict is resized: 1.3 million keys forgotten took 80 s where this takes 0.3.)"""
-
-    __slots__ = ("_hashes", "_lock", "_order", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._hashes: set[object] = set()
-        self._order: deque[object] = deque()
-        self._lock = threading.Lock()  # (a replay adds on the planning thread, the writer's on its own)
-
-    def __contains__(self, key: object) -> bool:
-        return _short(key) in self._hashes
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-    def add(self, key: object) -> None:
-        """Remember ``key``; the oldest are forgotten at the next :meth:`update` or :meth:`trim`."""
-        h = _short(key)
-        with self._lock:
-            if h not in self._hashes:
-                self._hashes.add(h)
-                self._order.append(h)
-
-    def update(self, keys: Iterable[object]) -> None:
-        """Remember ``keys``, then forget the oldest beyond ``limit``."""
-        hashes, order = self._hashes, self._order
-        with self._lock:
-            for h in map(_short, keys):
-                if h not in hashes:
-                    hashes.add(h)
-                    order.append(h)
-            self._trim()
-
-    def trim(self) -> None:
-        """Forget the oldest beyond ``limit``."""
-        with self._lock:
-            self._trim()
-
-    def _trim(self) -> None:
-        hashes, order = self._hashes, self._order
-        while len(order) > self.limit:
-            hashes.discard(order.popleft())
-
-
-#: what :class:`_Recent` keeps of a key: its hash where hashes have 64 bits, else the key itself
-_short: Callable[[object], object] = hash if sys.hash_info.width >= 64 else (lambda key: key)
-
-
-def _run_start(run: str | None) -> str | None:
-    """When a run began: its id is the command and its start (``fetch:2026-11-01T12:00:00.000Z``)."""
-    if not run or ":" not in run:
-        return None
-    at = run.split(":", 1)[1]
-    return at if len(at) == 24 and at.endswith("Z") else None
 
 
 def points(o: Observation, firsts: set[tuple[str, str]] | None = None) -> list[str]:

@@ -81,7 +81,7 @@ class Writer:
         self.graphs = graphs or GRAPHS
         self._known_subjects.clear()
         self._forget_writes()
-        self._rounds = Rounds()
+        self._rounds = Rounds(self._rounds.limit)
 
     def _forget_writes(self) -> None:
         """Remember nothing of what was written (the first engine, a new one, a rejected write)."""
@@ -141,7 +141,7 @@ class Writer:
         mapped: list[Observation] = []
         described: dict[str, str] = {}  # the audios and persons the index re-reads once the batch is written
         tracked: list[Point] = []  # and the points of the series it summarises
-        rounds: set[tuple[str, str, str]] = set()  # the counters this batch observes first in their run
+        rounds: dict[int, int] = {}  # the rounds this batch opens (their positions: see Rounds)
         waiting: list[tuple[Observation, set[tuple[str, str]]]] = []  # and those a write in progress may take
         if self.recalling:
             self._rounds.recall(self.engine, prepared)
@@ -290,7 +290,7 @@ class Writer:
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
         event: BatchWritten | None = None,
         written_points: Collection[str] = (),
-        rounds: set[tuple[str, str, str]] | None = None,
+        rounds: dict[int, int] | None = None,
         waiting: list[tuple[Observation, set[tuple[str, str]]]] | None = None,
         late: list[ox.Quad] | None = None,
     ) -> None:
