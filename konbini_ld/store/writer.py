@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pyoxigraph as ox
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 Graphs = tuple[ox.NamedNode, ox.NamedNode, ox.NamedNode]
 #: The graphs a writer writes: current state, provenance, counter history.
 GRAPHS: Graphs = (DATA, PROV_G, HISTORY_G)
-#: History points remembered as written, at most (then forgotten all at once): about 10 MiB.
-POINTS_REMEMBERED = 100_000
 
 
 class Writer:
@@ -89,9 +87,6 @@ class Writer:
         #: what this process last wrote for each entity (the only writer: reads it can skip)
         self._written: Written | None = Written() if self.engine.capabilities.exclusive_writer else None
         self._times = ObservedTimes(self._written)
-        #: history points this process has written (a point observed again is not written again:
-        #: a creator seen in many batches of one load at the same time and count)
-        self._points: set[str] | None = set() if self._written is not None else None
 
     def take_memo(self, path: Path, stamp: int | None) -> None:
         """Take back what a writer before this one saved of its writes (:meth:`save_memo`), if it
@@ -196,19 +191,11 @@ class Writer:
             before_write()
             if self.forgotten != forgotten:  # planned on what the writer no longer holds true
                 return self._apply(prepared, applied_seq, background=background, isolate=isolate)
-        new_points: set[str] = set()
-        if self._points is not None:  # (points are only ever added: one written stays written)
-            kept = []
-            for line in history:
-                if line not in self._points:
-                    kept.append(line)
-                    new_points.add(line)
-            history = kept
         self._write(
             deletes + pdeletes, {data_graph: inserts, prov_graph: pinserts, history_graph: history}, written,
             applied_seq, background, job=(prepared, applied_seq, report) if isolate else None,
             event=BatchWritten(described, data.final, frozenset(data.new), prov.final, tracked, applied_seq),
-            written_points=new_points, rounds=rounds, waiting=waiting, late=late,
+            rounds=rounds, waiting=waiting, late=late,
         )
         data.committed()
         return report
@@ -289,7 +276,6 @@ class Writer:
         background: bool,
         job: tuple[Sequence[Observation], int | None, LoadReport] | None = None,
         event: BatchWritten | None = None,
-        written_points: Collection[str] = (),
         rounds: dict[int, int] | None = None,
         waiting: list[tuple[Observation, set[tuple[str, str]]]] | None = None,
         late: list[ox.Quad] | None = None,
@@ -300,7 +286,6 @@ class Writer:
                     self.engine.apply(deletes, inserts)
                 if late:  # (removed only once what replaces them is written)
                     self.engine.apply(late, {})
-                self._remember(written_points)
                 if rounds:
                     self._rounds.written(rounds)
                 self._publish(event or BatchWritten(seq=applied_seq))
@@ -344,15 +329,6 @@ class Writer:
             raise error
         finally:
             del error
-
-    def _remember(self, points: Collection[str]) -> None:
-        """(Once written.) Remember history points as written: later batches leave them out."""
-        known = self._points
-        if known is None or not points:
-            return
-        if len(known) + len(points) > POINTS_REMEMBERED:
-            known.clear()
-        known.update(points)
 
     def _known(self, graph: ox.NamedNode) -> MaybeHeld | None:
         """Which entities ``graph`` may hold, when this process is the store's only writer: exact
