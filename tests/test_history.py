@@ -629,6 +629,25 @@ def test_a_closed_store_or_a_fetch_without_client_catches_nothing_up(
     assert state.read_bytes() == marked
 
 
+def test_a_dry_run_counts_what_a_stopped_run_archived_as_bought(
+        tmp_path: Path, client: KonbiniClient, api: FakeKonbiniAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped run's answers are archived and not yet in the graph: the next real run applies
+    them before it buys, so a dry run between says it would buy none of them, and writes nothing."""
+    resume = stop_graph_after(monkeypatch, 1)
+    ids = [audio_id(i) for i in range(12)]
+    with open_store(tmp_path / "store") as store:
+        fetch(store, client, ids, videos=True, max_pages=1, batch_size=5, workers=0)
+        resume()
+        assert store.stats().unapplied > 0
+        state = (tmp_path / "store" / "state.json").read_bytes()
+        plan = fetch(store, None, [*ids, audio_id(12)], videos=True, max_pages=1, dry_run=True)
+        assert (plan.planned, plan.planned_max) == (1, 2)  # the new audio and its page alone
+        assert (tmp_path / "store" / "state.json").read_bytes() == state and store.stats().unapplied > 0
+        asked = api.count()
+        real = fetch(store, client, [*ids, audio_id(12)], videos=True, max_pages=1, workers=0)
+        assert api.count() - asked == 2 and real.fetched == 2
+
+
 def test_damage_met_while_catching_up_is_said_as_a_warning(
         tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A long-running process catching up finds part of the archive damaged: it says so where it

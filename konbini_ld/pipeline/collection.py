@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..model import LoadReport, Observation, Response
+from ..model import LedgerEntry, LoadReport, Observation, Response
 from ..sources.files import Source, iter_sources
 from ..store.log import directory
 from ..store.log.archive import ArchiveRecord
@@ -96,6 +96,26 @@ class KonbiniStore(Store):
             log.warning("the archive is damaged: %s", damage)
         self.recovered.merge(report)
         return report
+
+    def unapplied_ledger(self) -> dict[str, LedgerEntry]:
+        """What the answers archived and not yet in the graph bought (a stopped run's: the next
+        write applies them first), as :meth:`fetch_ledger` says it; read, nothing written (a dry
+        run counts them as bought)."""
+        from ..mapping.prepare import prepare
+
+        if self.archive is None or self.state_dir is None:
+            return {}
+        applied = directory.read_applied(self.state_dir)
+        if self.archive.last_seq <= applied:
+            return {}
+        latest: dict[str, LedgerEntry] = {}
+        for record in self.archive.records(after=applied, repair=False):
+            response = record.response()
+            if response.key is None or response.note is not None or not record.replayable:
+                continue
+            o = prepare(response, shape_cache=self.pipeline.templates)
+            latest[response.key] = LedgerEntry(response.status or 200, o.next_cursor, response.observed_at)
+        return latest
 
     def load(self, sources: Iterable[Source] | Source, *, batch_size: int = DEFAULT_BATCH,
              batch_bytes: int | None = DEFAULT_BATCH_BYTES, progress: Progress = None,

@@ -136,6 +136,8 @@ def fetch(
     if not dry_run:  # what a stopped run of this process archived goes first, and counts as bought
         store.catch_up()
     known = store.fetch_ledger()  # what each request's last purchase answered
+    if dry_run:  # (what a stopped run archived is applied before a real run buys: bought already)
+        known.update(store.unapplied_ledger())
     bought = {} if refresh else {k: e for k, e in known.items() if not (retry_not_found and e.status == 404)}
     if refresh_older_than is not None:
         try:
