@@ -72,11 +72,14 @@ class KonbiniStore(Store):
                         "then `history`, `trending` and `rising-creators` do not see the older points",
                         self.location or self.engine.description)
 
-    def recover(self) -> LoadReport:
-        """Apply archived responses the graph does not have yet (after a crash or a kill)."""
+    def recover(self, *, recall: bool = True) -> LoadReport:
+        """Apply archived responses the graph does not have yet (after a crash or a kill).
+
+        :param recall: they were archived by another process (``False``: by this one, whose
+            writer remembers what its stopped run wrote)."""
         from .replay import replay
 
-        return replay(self)
+        return replay(self, recall=recall)
 
     def catch_up(self) -> LoadReport:
         """Apply what an earlier run of this process archived and did not write (it was stopped:
@@ -89,7 +92,7 @@ class KonbiniStore(Store):
             return LoadReport()  # (a read-only store's writes are refused where they are asked for)
         if self.archive.last_seq <= directory.read_applied(self.state_dir) and not self.archive.spilled():
             return LoadReport()
-        report = self.recover()
+        report = self.recover(recall=False)  # (every answer archived before this process opened it is applied)
         if report.loaded or report.failed:
             log.info("applied %d archived responses an earlier run left unwritten", report.loaded)
         for damage in report.damage:  # (a long-running process hears of it where it can)

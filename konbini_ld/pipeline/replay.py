@@ -24,9 +24,14 @@ class Replayable(Protocol):
     def mark_applied(self, seq: int) -> None: ...
 
 
-def replay(store: Replayable) -> LoadReport:
+def replay(store: Replayable, *, recall: bool = True) -> LoadReport:
     """Apply archived responses the graph does not have yet. Damaged records and responses that
-    cannot be written are reported and skipped: replay never bricks a store."""
+    cannot be written are reported and skipped: replay never bricks a store.
+
+    :param recall: another process archived them (it was stopped): the rounds its runs took are
+        read back from the history graph (:meth:`~konbini_ld.store.rounds.Rounds.recall`). This
+        process's own stopped run (``False``): its writer remembers them.
+    """
     archive = store.archive
     if archive is None:
         return LoadReport()
@@ -37,11 +42,23 @@ def replay(store: Replayable) -> LoadReport:
         return LoadReport()
     scan = Scan()
     writer = store.pipeline.writer
-    writer.recalling = True  # (the run that archived them may have written points of their rounds)
+    if recall:  # (the run that archived them may have written points of their rounds)
+        writer.recalling = _runs_end(archive, applied)
     try:
         report = store.pipeline.run(archive.records(after=applied, scan=scan), archive=False)
     finally:
-        writer.recalling = False
+        writer.recalling = None
     report.damage.extend(scan.damage)
     store.mark_applied(archive.last_seq)
     return report
+
+
+def _runs_end(archive: Archive, applied: int) -> dict[str, str]:
+    """Each run's latest observation among the records after ``applied``: the points a stopped
+    run wrote are not later than its last answers (a load stamped later is not its)."""
+    ends: dict[str, str] = {}
+    for record in archive.records(after=applied, repair=False):
+        response = record.response()
+        if response.run is not None and response.observed_at is not None:
+            ends[response.run] = max(ends.get(response.run, ""), response.observed_at)
+    return ends

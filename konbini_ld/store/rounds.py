@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..engines.base import Engine, select
 from ..lexical import observation_time
@@ -71,6 +71,8 @@ class Rounds:
         self._recalled: set[int] = set()
         #: rounds a rejected write had opened: open again to the pairs that waited on it (:meth:`claim`)
         self._released: set[int] = set()
+        #: the round of the last observation met
+        self._current: str | None = None
 
     @property
     def limit(self) -> int:
@@ -103,9 +105,11 @@ class Rounds:
         round_ = self._round(o)
         out, waiting = set(), set()
         seen, pending, recalled = self._seen, self._pending, self._recalled
+        if round_ != self._current:  # observations of another round: generations count from here
+            self._current = round_
+            seen.restart()
         # (a day of pages opens a million rounds: the window's state is kept local, and given back)
-        span, opened = seen._span, seen.opened
-        floor, boundary = seen.floor, (opened // span + 1) * span
+        span, opened, floor, boundary = seen._span, seen.opened, seen.floor, seen.boundary
         held = seen._held
         in_batch, in_pending = batch.get, pending.get
         for s, p in o.groups:
@@ -133,11 +137,12 @@ class Rounds:
         seen.opened = opened
         return out, waiting
 
-    def recall(self, engine: Engine, prepared: Sequence[Observation]) -> None:
+    def recall(self, engine: Engine, prepared: Sequence[Observation], ends: Mapping[str, str]) -> None:
         """(Replaying answers an earlier process archived and did not write: it was stopped.) The
         rounds that process took already, read from the history graph: nothing but a run can have
-        written a point of its counters at or after its start (each answer of a run is observed
-        after it starts, and runs write one after another); a round without a run is its time."""
+        written a point of its counters between its start and its last answer (``ends``: each
+        answer of a run is observed after it starts, and runs write one after another); a round
+        without a run is its time."""
         self._recalled = set()
         since: dict[tuple[str, str], str] = {}  # (round, entity) → the earliest time of its points
         for o in prepared:
@@ -166,11 +171,12 @@ class Rounds:
                 continue
             round_ = self._round(o)
             exact = not _run_start(o.response.run)
+            latest = ends.get(o.response.run or "", o.response.observed)
             for s, p in o.groups:
                 earliest = since.get((round_, s))
                 if earliest is None or p not in _COUNTERS_NT:
                     continue
-                if any(q == p and (t == earliest if exact else t >= earliest) for t, q in taken.get(s, ())):
+                if any(q == p and (t == earliest if exact else earliest <= t <= latest) for t, q in taken.get(s, ())):
                     self._recalled.add(_key(round_, s, p))
 
     def reserve(self, batch: dict[int, int]) -> None:
@@ -225,12 +231,16 @@ class _Window:
     before it are held: a set of their 64-bit names (one lookup a round), and each generation's
     names in an array, to forget them (about 80 bytes a round in all). When a generation begins,
     the oldest is forgotten whole: which rounds are held depends on positions alone. A round is
-    held by one generation at most: it is opened again only once forgotten."""
+    held by one generation at most: it is opened again only once forgotten. When observations
+    of another round begin (:meth:`restart`), everything is forgotten and generations count from
+    there: a process that starts with a run forgets what a rebuild, which meets that run after
+    others, forgets."""
 
-    __slots__ = ("_held", "_lock", "_members", "_span", "limit", "opened")
+    __slots__ = ("_held", "_lock", "_members", "_span", "base", "limit", "opened")
     _held: set[int]
     _members: dict[int, array[int]]
     _span: int
+    base: int
     opened: int
 
     def __init__(self, limit: int) -> None:
@@ -243,36 +253,49 @@ class _Window:
             assert isinstance(value, int)
             object.__setattr__(self, "_span", max(1, -(-value // (_GENERATIONS - 1))))
             object.__setattr__(self, "opened", 0)
+            object.__setattr__(self, "base", 0)
             object.__setattr__(self, "_held", set())
             object.__setattr__(self, "_members", {0: array("q")})  # generation → the names it holds
 
     @property
     def oldest(self) -> int:
-        """The oldest generation held."""
-        return self.opened // self._span - (_GENERATIONS - 1)
+        """The oldest generation held (numbered from :attr:`base`)."""
+        return (self.opened - self.base) // self._span - (_GENERATIONS - 1)
 
     @property
     def floor(self) -> int:
         """The position of the oldest round held."""
-        return max(0, self.oldest) * self._span
+        return self.base + max(0, self.oldest) * self._span
+
+    @property
+    def boundary(self) -> int:
+        """The position the next generation begins at."""
+        return self.base + ((self.opened - self.base) // self._span + 1) * self._span
 
     def open(self) -> int:
         """The position of a round opened now."""
         at = self.opened
         self.opened = at + 1
-        if self.opened % self._span == 0:
+        if (self.opened - self.base) % self._span == 0:
             self.begin()
         return at
 
     def begin(self) -> None:
         """(Once :attr:`opened` reached a generation's first position.) Begin it: the oldest is
         forgotten."""
-        generation = self.opened // self._span
+        generation = (self.opened - self.base) // self._span
         with self._lock:
             self._members[generation] = array("q")
             gone = self._members.pop(generation - _GENERATIONS, None)
             if gone is not None:
                 self._held.difference_update(gone)
+
+    def restart(self) -> None:
+        """Forget every round; generations count from the next position."""
+        with self._lock:
+            self.base = self.opened
+            self._held = set()
+            self._members = {0: array("q")}
 
     def __contains__(self, h: int) -> bool:
         return h in self._held
@@ -282,10 +305,10 @@ class _Window:
 
     def update(self, rounds: Iterable[tuple[int, int]]) -> None:
         """Hold these rounds written (name, position): not those of a generation forgotten."""
-        span, members, held = self._span, self._members, self._held
         with self._lock:
+            span, base, members, held = self._span, self.base, self._members, self._held
             for h, at in rounds:
-                added = members.get(at // span)
+                added = members.get((at - base) // span) if at >= base else None
                 if added is not None:
                     held.add(h)
                     added.append(h)

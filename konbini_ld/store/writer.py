@@ -57,8 +57,9 @@ class Writer:
         self._forget_writes()
         #: which counters each run has observed already (one point a counter a run)
         self._rounds = Rounds()
-        #: replaying what an earlier process archived and did not write: the rounds it took are read back
-        self.recalling = False
+        #: replaying what an earlier process archived and did not write: the rounds it took are read
+        #: back (each run's latest observation: points of a run are not later)
+        self.recalling: dict[str, str] | None = None
         self._known_subjects: dict[str, MaybeHeld] = {}
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
@@ -138,8 +139,8 @@ class Writer:
         tracked: list[Point] = []  # and the points of the series it summarises
         rounds: dict[int, int] = {}  # the rounds this batch opens (their positions: see Rounds)
         waiting: list[tuple[Observation, set[tuple[str, str]]]] = []  # and those a write in progress may take
-        if self.recalling:
-            self._rounds.recall(self.engine, prepared)
+        if self.recalling is not None:
+            self._rounds.recall(self.engine, prepared, self.recalling)
         for p in prepared:
             entities: set[str] = set()
             if p.ok and p.mappable:
