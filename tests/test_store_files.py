@@ -269,6 +269,32 @@ def test_a_read_only_store_is_read_and_writers_get_one_line(shared_dir: Path) ->
         f"Error: there is no konbini-ld store at {store / 'nothing-here'} (load something first)"], missing.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX users")
+def test_an_archive_this_user_cannot_write_is_read_by_dry_runs_and_refused_in_one_line(shared_dir: Path) -> None:
+    """The store is this user's, its ``--archive`` another's (readable): readers and dry runs read
+    both; a writer says so in one line and buys nothing."""
+    store, archive = shared_dir / "store", shared_dir / "archive"
+    assert cli(store, "load", str(SEED), archive=archive).exit_code == 0
+    probe = _as_reader("--version")
+    if probe.returncode != 0:
+        pytest.skip(f"this interpreter cannot run as another user: {probe.stderr[-200:]}")
+    if os.geteuid() == 0:  # (the reader runs as nobody: the store is made its own, the archive stays root's)
+        for root, dirs, files in os.walk(store):
+            for name in [*dirs, *files]:
+                os.chown(os.path.join(root, name), 65534, 65534)
+        os.chown(store, 65534, 65534)
+    else:
+        _read_only(archive)
+    options = ("--store", str(store), "--archive", str(archive))
+    assert _as_reader(*options, "stats").returncode == 0
+    dry = _as_reader(*options, "fetch", "--dry-run", "7611615657754381599")
+    assert dry.returncode == 0 and "would make" in dry.stderr, dry.stderr
+    out = _as_reader(*options, "load", str(NEWER))
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert len(errors) == 1 and "cannot write the archive" in errors[0] and "Permission denied" in errors[0], errors
+
+
 # -- whose archive -------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ Records hold what the API returned and where it came from; request headers
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -43,6 +44,7 @@ from pathlib import Path
 
 from ...errors import StoreError, settled
 from ...model import Damage
+from .lock import NotWritableError
 from .archive_format import MEMBER_RECORDS, ArchiveRecord, decode, encode, find_magic, fsync_dir, member, read_member
 from .safe_files import open_file, read_small, write_atomic
 
@@ -162,7 +164,15 @@ class Archive:
         """Settle an interrupted append now (writers call this when they open the store)."""
         segments = self._segments()
         if segments:
-            with open_file(self.path / ".lock", "a") as lock:
+            try:
+                lock_file = open_file(self.path / ".lock", "a")
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # (its readers still read it)
+                    raise NotWritableError(f"cannot write the archive {self.path}: {exc.strerror or exc} (it is "
+                                           "read-only for this user; query, export, stats, validate, serve and "
+                                           "dry runs can still read the store)") from exc
+                raise StoreError(f"cannot open the archive {self.path}: {exc.strerror or exc}") from exc
+            with lock_file as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 self._last_seq = None
                 self._repair(segments)
