@@ -599,22 +599,24 @@ def test_a_stopped_run_past_the_rounds_remembered_gives_the_points_of_its_rebuil
         assert {str(q) for q in store.engine.iter_quads(ox.NamedNode(HISTORY))} == history
 
 
-def test_a_point_stamped_later_than_a_stopped_run_is_not_taken_for_one_of_its_own(
-        tmp_path: Path, client: KonbiniClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A saved answer loaded with a time a few minutes ahead (a clock off: accepted), then a run
-    of the same audio stopped before its graph: the next opening applies the run's answer with
-    its points (it took the later point for the run's own, and wrote none)."""
+@pytest.mark.parametrize("ahead", ["past the run's answers", "among the run's answers"])
+def test_a_point_loaded_with_a_time_ahead_is_not_taken_for_one_of_a_stopped_runs_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: str) -> None:
+    """A saved answer loaded with a time ahead (a clock off: accepted up to 10 minutes), then a
+    run of the same audio stopped before its graph: the next opening applies the run's answer with
+    its points (it took the loaded point for the run's own, and wrote none), as a rebuild does."""
     from datetime import UTC, datetime
 
-    body = audio_response(0)
+    body = audio_response(3)
+    later = timedelta(minutes=5) if ahead == "past the run's answers" else timedelta(seconds=1)
     resume = stop_graph_after(monkeypatch, 0)
-    with open_store(tmp_path / "store") as store:
-        store.load([body], observed_at=(datetime.now(UTC) + timedelta(minutes=5)).isoformat())
-        fetch(store, client, [audio_id(0)], workers=0)
+    with FakeKonbiniAPI(api_key=KEY, latency=0.4) as slow, open_store(tmp_path / "store") as store:
+        store.load([body], observed_at=(datetime.now(UTC) + later).isoformat())
+        client = KonbiniClient(KEY, base_url=slow.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+        fetch(store, client, [audio_id(i) for i in range(5)], concurrency=1, batch_size=1, workers=0)
     resume()
-    iri = body["data"]["id"]
     with open_store(tmp_path / "store") as store:
-        assert store.recovered.loaded == 1 and len(series(store, iri)) == 2
+        assert store.recovered.loaded == 5 and len(series(store, body["data"]["id"])) == 2
         history = {str(q) for q in store.engine.iter_quads(ox.NamedNode(HISTORY))}
         store.rebuild()
         assert {str(q) for q in store.engine.iter_quads(ox.NamedNode(HISTORY))} == history

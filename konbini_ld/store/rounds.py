@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from ..engines.base import Engine, select
 from ..lexical import observation_time
 from ..model import Observation
-from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, SOSA
+from ..vocab import COUNTERS, HISTORY_GRAPH, KS, KSH, PROV, PROV_GRAPH, SOSA
 
 __all__ = ["Rounds"]
 
@@ -156,16 +156,21 @@ class Rounds:
                     since[(round_, s)] = start
         if not since:
             return
-        taken: dict[str, list[tuple[str, str]]] = {}  # entity → (time, counter) of its points
+        # entity → (time, counter, whether a fetched answer has that time) of its points: a point
+        # of a run is at the time of one of its answers, never of a load's (stamped as it says)
+        taken: dict[str, list[tuple[str, str, bool]]] = {}
         entities = sorted({s for _, s in since})
         for i in range(0, len(entities), 1_000):
             values = " ".join(entities[i : i + 1_000])
             for row in select(
-                engine, f"SELECT ?e ?t ?m WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ VALUES ?e {{ {values} }} "
-                f"?o {_FOI} ?e ; {_TIME} ?t ; ?m ?v . FILTER(STRSTARTS(STR(?m), \"{KSH}\")) }} }}", union=False,
+                engine, f"SELECT ?e ?t ?m ?fetched WHERE {{ GRAPH <{HISTORY_GRAPH}> {{ VALUES ?e {{ {values} }} "
+                f"?o {_FOI} ?e ; {_TIME} ?t ; ?m ?v . FILTER(STRSTARTS(STR(?m), \"{KSH}\")) }} "
+                f"BIND(EXISTS {{ GRAPH <{PROV_GRAPH}> {{ ?a <{KS}requested> ?k ; <{PROV}endedAtTime> ?t }} }} AS ?fetched) }}",
+                union=False,
             ):
-                e, t, m = row[0], row[1], row[2]
-                taken.setdefault(str(e), []).append((observation_time(t.value), f"<{KS}{m.value[len(KSH):]}>"))
+                e, t, m, fetched = row[0], row[1], row[2], row[3]
+                taken.setdefault(str(e), []).append((observation_time(t.value), f"<{KS}{m.value[len(KSH):]}>",
+                                                     fetched is not None and fetched.value == "true"))
         for o in prepared:
             if not o.ok:
                 continue
@@ -176,7 +181,8 @@ class Rounds:
                 earliest = since.get((round_, s))
                 if earliest is None or p not in _COUNTERS_NT:
                     continue
-                if any(q == p and (t == earliest if exact else earliest <= t <= latest) for t, q in taken.get(s, ())):
+                if any(q == p and (t == earliest if exact else fetched and earliest <= t <= latest)
+                       for t, q, fetched in taken.get(s, ())):
                     self._recalled.add(_key(round_, s, p))
 
     def reserve(self, batch: dict[int, int]) -> None:
