@@ -7,11 +7,14 @@ in its page of videos, milliseconds apart): one point. A creator met in many pag
 point a counter.
 
 Which rounds are taken depends on the order observations come in and on nothing else (not on how
-they are cut into batches, nor on the order of a set): each round is given a position when it is
-opened, and the last ``limit`` to 1.25 × ``limit`` opened are remembered (:class:`_Window`).
-Observations are written in archive order, so a ``rebuild`` keeps the points the runs wrote. (A
-run that opens more rounds than that may write a second point of a counter met again after its
-round was forgotten; a replay of a stopped run reads back from the graph which rounds it took.)
+they are cut into batches, nor on the order of a set, nor on the process): each round is given a
+position when it is opened, and the last ``limit`` to 1.25 × ``limit`` opened since the current
+round's first observation are remembered (:class:`_Window`). Observations are written in archive
+order, so a ``rebuild`` keeps the points the runs wrote. A run that opens more rounds than that
+may write a second point of a counter met again after its round was forgotten. A run stopped
+with answers archived and not written: the same process's writer goes on from what it
+remembers; another process reads back from the history graph which rounds the run took
+(:meth:`Rounds.recall`), which past the limit finds rounds the run had forgotten.
 """
 
 from __future__ import annotations
