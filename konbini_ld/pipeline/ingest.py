@@ -16,7 +16,7 @@ arrives and feeds it the archived records; opening a store after a crash, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -151,7 +151,7 @@ class Pipeline:
         pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
         pending: Any = None
 
-        seen: dict[str, Collection[str]] = {}  # this run's bodies: the times each was taken at
+        seen: dict[str, tuple[str, ...]] = {}  # this run's bodies: the times each was taken at
 
         def finish(job: Any) -> None:
             batch, seq_from_batch, prepared = job
@@ -190,7 +190,7 @@ class Pipeline:
         report.merge(self.writer.take_late())
         return report
 
-    def _new(self, observations: list[Observation], seen: dict[str, Collection[str]]) -> list[Observation]:
+    def _new(self, observations: list[Observation], seen: dict[str, tuple[str, ...]]) -> list[Observation]:
         """The observations that are new: a body already archived is the same observation when
         taken again without an explicit time (``--observed-at``, a ``Date`` header), or with the
         time of one of its observations; with another time, older or newer, it is another."""
@@ -208,12 +208,7 @@ class Pipeline:
                 times, at = seen[digest], o.response.observed
                 if times and (at in times or not o.response.observed_given):
                     continue  # already there
-                if not times:
-                    seen[digest] = (at,)  # (a body is mostly taken at one time: no set for it)
-                elif isinstance(times, set):
-                    times.add(at)
-                else:
-                    seen[digest] = {*times, at}
+                seen[digest] = (*times, at)  # (a body is taken at a time or a few: no set for it)
             out.append(o)
         return out
 

@@ -146,7 +146,7 @@ def ledger(engine: Engine) -> dict[str, LedgerEntry]:
     return {key: entry for key, (_, entry) in latest.items()}
 
 
-def recorded_times(engine: Engine, shas: list[str]) -> dict[str, set[str]]:
+def recorded_times(engine: Engine, shas: list[str]) -> dict[str, tuple[str, ...]]:
     """For each body digest among ``shas`` that an observation already recorded, the times of
     its observations (konbini-ld's spelling)."""
     if not shas:
@@ -155,10 +155,10 @@ def recorded_times(engine: Engine, shas: list[str]) -> dict[str, set[str]]:
     query = (f"PREFIX ks: <{KS}>\nPREFIX prov: <{PROV}>\n"
              f"SELECT DISTINCT ?sha ?t WHERE {{ VALUES ?sha {{ {values} }} "
              f"GRAPH <{PROV_GRAPH}> {{ ?a ks:responseSha256 ?sha ; prov:endedAtTime ?t }} }}")
-    out: dict[str, set[str]] = {}
+    out: dict[str, tuple[str, ...]] = {}
     for row in select(engine, query, union=False):
         if row[1] is not None:
-            out.setdefault(row[0].value, set()).add(observation_time(row[1].value))
+            out[row[0].value] = (*out.get(row[0].value, ()), observation_time(row[1].value))
     return out
 
 

@@ -432,26 +432,22 @@ class Archive:
                 errors.append(f"{target}: {exc.strerror or exc}")
         raise StoreError("paid answers could not be written anywhere (" + "; ".join(errors) + ")")
 
+    def _spill_files(self) -> Iterator[Path]:
+        """The files of records waiting in :attr:`spill_dir` or :attr:`spare_spill_dir`, in order
+        (a spare folder only if it is this user's alone; no symbolic links)."""
+        for folder in (self.spill_dir, self.spare_spill_dir):
+            if folder.is_dir() and not folder.is_symlink() and (folder == self.spill_dir or _private(folder)):
+                yield from (path for path in sorted(folder.glob("unarchived-*.jsonl")) if not path.is_symlink())
+
     def spilled(self) -> bool:
         """Whether records wait in :attr:`spill_dir` or :attr:`spare_spill_dir` (:meth:`adopt`)."""
-        return any(folder.is_dir() and not folder.is_symlink() and (folder == self.spill_dir or _private(folder))
-                   and any(not path.is_symlink() for path in folder.glob("unarchived-*.jsonl"))
-                   for folder in (self.spill_dir, self.spare_spill_dir))
+        return next(self._spill_files(), None) is not None
 
     def adopt(self) -> int:
         """Append the records waiting in :attr:`spill_dir` and :attr:`spare_spill_dir` (then
         remove their files); how many."""
         adopted = 0
-        for folder in (self.spill_dir, self.spare_spill_dir):
-            if folder.is_dir() and not folder.is_symlink() and (folder == self.spill_dir or _private(folder)):
-                adopted += self._adopt(folder)
-        return adopted
-
-    def _adopt(self, folder: Path) -> int:
-        adopted = 0
-        for path in sorted(folder.glob("unarchived-*.jsonl")):
-            if path.is_symlink():
-                continue
+        for path in list(self._spill_files()):
             records = []
             for line in path.read_bytes().splitlines():
                 try:
