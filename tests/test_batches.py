@@ -126,3 +126,77 @@ def test_a_fetch_holds_what_its_batch_bound_says_when_the_network_outruns_the_gr
     page = max(len(json.dumps(videos_page(i, 0))) for i in range(24)) + 1000
     assert max(batches) <= bound, batches
     assert waiting[1] <= 2 * bound + concurrency * page, waiting[1]
+
+
+def _handing_order(monkeypatch: pytest.MonkeyPatch, handed: tuple[type, str]) -> list[str]:
+    """Record, in order, each batch prepared and each batch handed to the writer."""
+    from konbini_ld.mapping.prepare import PreparePool
+
+    calls: list[str] = []
+    prepare, hand = PreparePool.prepare, getattr(handed[0], handed[1])
+
+    def spy_prepare(self: Any, batch: Any) -> Any:
+        calls.append("prepare")
+        return prepare(self, batch)
+
+    def spy_hand(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append("write")
+        return hand(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreparePool, "prepare", spy_prepare)
+    monkeypatch.setattr(handed[0], handed[1], spy_hand)
+    return calls
+
+
+def test_a_load_preparing_in_line_holds_one_batch_of_observations_at_a_time(
+        tmp_path: Path, day: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prepared in this process, a batch cannot overlap the one before: that one is handed to the
+    # writer (which writes it behind) before the next is prepared, so their observations (about
+    # 25 MiB for 2 MiB of pages) are never held together
+    from konbini_ld.store.writer import Writer
+
+    calls = _handing_order(monkeypatch, (Writer, "apply"))
+    with open_store(tmp_path / "s") as store:
+        steps: list[int] = []
+        report = store.load(day, batch_bytes=40_000, progress=steps.append, workers=0)
+        assert report.loaded == 12 and len(steps) >= 6
+    assert calls == ["prepare", "write"] * len(steps)
+
+
+def test_a_fetch_preparing_in_line_holds_one_batch_of_observations_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from konbini_ld.pipeline.collection import KonbiniStore
+
+    calls = _handing_order(monkeypatch, (KonbiniStore, "apply_prepared"))
+    with FakeKonbiniAPI(api_key=KEY) as api:
+        client = KonbiniClient(KEY, base_url=api.url, backoff=0.001, max_backoff=0.01, timeout=(2, 2))
+        with open_store(tmp_path / "s") as store:
+            report = fetch(store, client, [audio_id(i) for i in range(8)], videos=True, batch_bytes=20_000,
+                           workers=0, on_graph=lambda n: None)
+            assert report.fetched == 16 and not report.failed
+    assert calls.count("write") >= 4
+    assert "prepare, prepare" not in ", ".join(calls), calls
+
+
+def test_a_write_of_text_outside_latin1_holds_about_twice_its_bytes() -> None:
+    # one emoji in a caption: a batch joined into one string first would hold every character
+    # of it in four bytes (a batch of 10 MiB took 86 MiB on its way to the loader)
+    import tracemalloc
+
+    import pyoxigraph as ox
+
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+
+    g = ox.NamedNode("urn:konbini-ld:graph:data")
+    lines = [f'<https://www.tiktok.com/@u{i}/video/{i}> <https://schema.org/description> "caption {i} '
+             f'{"🔥" if i == 7 else "x"} #fyp #foryou" .\n' for i in range(40_000)]
+    size = sum(len(line.encode()) for line in lines) + len(lines) * len(f" {g}")  # (as N-Quads)
+    engine = OxigraphEngine(None)
+    tracemalloc.start()
+    try:
+        engine.apply([], {g: lines})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert engine.count() == 40_000
+    assert peak < 2.2 * size, (peak, size)

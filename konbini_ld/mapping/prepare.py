@@ -316,11 +316,16 @@ class PreparePool:
                 signal.signal(signal.SIGINT, before if before is not None else signal.default_int_handler)
         return self.pool
 
+    def in_line(self, batch: list[Response]) -> bool:
+        """Whether :meth:`prepare` would prepare ``batch`` in this process (sent next)."""
+        return self.workers <= 0 or not batch or (
+            not self.eager and (self.batches < 1 or sum(len(r.body) for r in batch) < _POOLED_BYTES))
+
     def prepare(self, batch: list[Response]) -> list[Observation] | Prepared:
         """Observations of ``batch``: a list, or (from the workers) a :class:`Prepared` to ``get()``."""
+        in_line = self.in_line(batch)
         self.batches += 1
-        if self.workers <= 0 or not batch or (
-                not self.eager and (self.batches < 2 or sum(len(r.body) for r in batch) < _POOLED_BYTES)):
+        if in_line:
             return _prepare_all(batch, self.templates)
         pool = self._pool()
         if pool is None:

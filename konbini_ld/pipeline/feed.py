@@ -130,8 +130,13 @@ class GraphFeed:
                 if batch:
                     if self.error is not None or self._late():
                         self.report.unapplied += len(batch)  # archived: applied when the store is next opened
-                    else:  # prepared while the batch before it is planned
-                        job = (batch, pool.prepare([r.response() for r in batch if r.replayable]))
+                    else:  # prepared while the batch before it is planned (by workers; prepared here,
+                        # the batch before goes to the writer first: two are never held at once)
+                        responses = [r.response() for r in batch if r.replayable]
+                        if pending is not None and pool.in_line(responses):
+                            self._apply(*pending)
+                            pending = None
+                        job = (batch, pool.prepare(responses))
                         if pending is not None:
                             self._apply(*pending)
                         pending = job

@@ -177,6 +177,11 @@ class Pipeline:
             for batch in batched(items, batch_size, report.failed, batch_bytes):
                 responses = [_response(x) for x in batch if replayable(x)]
                 seq = batch[-1].seq if isinstance(batch[-1], ArchiveRecord) else None
+                if pending is not None and pool.in_line(responses):
+                    # prepared here, it cannot overlap the batch before: that one is planned and
+                    # handed to the writer first, so two batches' observations are never held at once
+                    finish(pending)
+                    pending = None
                 job = (batch, seq, pool.prepare(responses))
                 if pending is not None:
                     finish(pending)

@@ -34,6 +34,9 @@ _WORDS = (
     "morning coffee vibes phonk drill jazz piano guitar bass echo neon tokyo paris khaby"
 ).split()
 
+#: What a third of the captions end with, and another third (as real captions: text outside Latin-1)
+_EMOJI = ("", " \U0001f525", " \u2728\U0001f3b6")
+
 
 def audio_id(i: int) -> str:
     """The decimal audio id of synthetic audio ``i``."""
@@ -178,7 +181,7 @@ def videos_page(i: int, cursor: int = 0, *, per_page: int = 30, pages: int = 3, 
                 "id": f"{creator['id']}/video/{vid}",
                 "url": f"{creator['id']}/video/{vid}",
                 "entityId": vid,
-                "content": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 12))) + " #fyp",
+                "content": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 12))) + " #fyp" + _EMOJI[(i + k) % 3],
                 "published": f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T12:00:00.000Z",
                 "duration": rng.randint(5, 180),
                 "viewCount": rng.randint(0, 50_000_000),
