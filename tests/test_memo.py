@@ -100,6 +100,17 @@ def test_written_forgets_but_never_answers_wrong(slots: int, ops: list[tuple[str
                 assert (again.state(e), again.time(e)) == (table.state(e), table.time(e))
 
 
+def test_written_is_nine_tenths_full_before_it_doubles() -> None:
+    # an entity whose two buckets are full moves one of their entries to its other bucket first:
+    # doubling when both are full would leave the table half empty (twice the memory)
+    written = Written()
+    entities = [f"<https://www.tiktok.com/@creator.{i % 900}/video/{7_600_000_000_000_000_000 + i}>"
+                for i in range(30_000)]
+    written.set_states({e: (i + 1, i + 2, frozenset({"p"})) for i, e in enumerate(entities)})
+    assert written.nbytes == 36 * 32_768  # 92 % full (without moving entries: 65,536 slots at 46 %)
+    assert all(written.state(e) == (i + 1, i + 2, frozenset({"p"})) for i, e in enumerate(entities))
+
+
 def test_written_costs_tens_of_bytes_an_entity_and_keeps_times_it_can_spell() -> None:
     written = Written(slots=1 << 18)
     entities = [f"<https://www.tiktok.com/@creator.{i}>" for i in range(150_000)]

@@ -175,8 +175,10 @@ class Written:
     A cache, never a source of truth: an entry may be forgotten (its entity is then read from the
     store) but never answers for another entity. Entries are found by the entity's 64-bit string
     hash and checked with a second, independent 32-bit hash (each also names a bucket of four slots
-    the entity may use, the emptier taken); the table doubles when both are full, up to
-    :data:`WRITTEN_SLOTS` slots, then forgets the least recently written entry of a full bucket.
+    the entity may use, the emptier taken). When both are full, an entry of theirs moves to its own
+    other bucket (making room there the same way, three buckets deep), so the table is about 95 %
+    full before it doubles, up to :data:`WRITTEN_SLOTS` slots; then it forgets the least recently
+    written entry of a full bucket.
     A digest includes the entity's IRI (it hashes its lines), so it cannot match another's.
     """
 
@@ -228,8 +230,14 @@ class Written:
             hashes = self._hashes
             base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
             if hashes[base + _WAYS - 1] != 0 and len(hashes) < self.max_slots:  # both full: make room
-                self._grow()
-                return self._slot(entity)
+                first = (h & self._mask) * _WAYS
+                if self._relocate(base):
+                    pass
+                elif first != base and self._relocate(first):
+                    base = first
+                else:
+                    self._grow()
+                    return self._slot(entity)
             at = base + _WAYS - 1  # (the last slot is empty or the least recently written)
             hashes[at], self._checks[at], self._digests[at], self._stables[at], self._info[at] = h, check, 0, 0, 0
         if at != base:
@@ -238,6 +246,34 @@ class Written:
                 column[base + 1 : at + 1] = column[base:at]
                 column[base] = value
         return base
+
+    def _relocate(self, base: int, depth: int = 3, away: frozenset[int] = frozenset()) -> bool:
+        """Make room in the full bucket at ``base`` by moving one of its entries, the least
+        recently written first, to its other bucket, making room there the same way (``depth``
+        buckets deep at most, none of ``away`` again). Returns whether it did.
+
+        Without it the table doubled when it was less than half full (a first day of 8,000 audios
+        with their pages: 462,000 entities in a table of a million slots, 36 MiB); with it, a
+        table is about nine tenths full before it doubles.
+        """
+        hashes, checks, mask = self._hashes, self._checks, self._mask
+        away = away | {base}
+        for at in range(base + _WAYS - 1, base - 1, -1):
+            h, check = hashes[at], checks[at]
+            other = (h & mask) * _WAYS
+            if other == base:
+                other = (check & mask) * _WAYS
+            if other in away:
+                continue
+            if hashes[other + _WAYS - 1] != 0 and not (depth > 1 and self._relocate(other, depth - 1, away)):
+                continue
+            to = next(j for j in range(other, other + _WAYS) if hashes[j] == 0)  # (after its entries: the least recent)
+            for column in (hashes, checks, self._digests, self._stables, self._info):
+                column[to] = column[at]
+                column[at : base + _WAYS - 1] = column[at + 1 : base + _WAYS]  # (no gap: buckets fill from the front)
+                column[base + _WAYS - 1] = 0
+            return True
+        return False
 
     def _emptier(self, first: int, second: int) -> int:
         """Of two buckets, the one holding fewer entries (the first if equal, the second if both are full)."""
@@ -259,6 +295,8 @@ class Written:
                 continue
             check = old[1][i]
             base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
+            if hashes[base + _WAYS - 1] != 0:
+                self._relocate(base)
             at = next((j for j in range(base, base + _WAYS) if hashes[j] == 0), -1)
             if at >= 0:  # (else forgotten: both full in a table twice the size, which is rare)
                 hashes[at], checks[at], digests[at], info[at], stables[at] = h, check, old[2][i], old[3][i], old[4][i]
