@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import seed_data
 
 from konbini_ld.errors import ContextError, ExpandError
@@ -187,3 +189,34 @@ def test_a_duration_without_fixed_seconds_clears_them_right_after_it() -> None:
     groups = prepare(Response(json_.dumps(body), "x")).groups
     assert [p.rsplit("#", 1)[-1][:-1] for _, p in groups] == ["type", "duration", "durationSeconds", "name"]
     assert groups[("<https://www.tiktok.com/music/a-1>", "<https://konbiniapi.com/ns/social#durationSeconds>")] == []
+
+
+_TEXT = st.text(st.one_of(st.sampled_from(["\\", "u", "d", "\ud83d", "\udd25", "\udc00", "🔥", "é", '"', "a"]),
+                          st.characters()), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_TEXT, min_size=1, max_size=4), st.booleans())
+def test_only_a_text_that_could_hold_half_a_pair_is_checked_string_by_string(texts: list[str], ascii_: bool) -> None:
+    # JSON text as encoders write it: emoji as escaped pairs (ASCII) or as themselves; a lone half
+    # of a pair only ever as an escape. Every text that decodes to one must be caught (the strings
+    # are then checked one by one); an escaped pair is not one.
+    import json
+
+    from konbini_ld.mapping.normalize import could_hold_bad_text
+
+    data = {f"k{i}": t for i, t in enumerate(texts)}
+    raw = json.dumps(data, ensure_ascii=ascii_)
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
+        raw = json.dumps(data)  # (raw halves are not UTF-8: text or an answer holds them escaped)
+    lone = any(0xD800 <= ord(c) <= 0xDFFF for t in json.loads(raw).values() for c in t)
+    assert could_hold_bad_text(raw) == lone, raw
+
+
+def test_an_answer_whose_emoji_are_escaped_pairs_is_not_checked_string_by_string() -> None:
+    import json
+
+    from konbini_ld.mapping.normalize import could_hold_bad_text
+
+    assert not could_hold_bad_text(json.dumps({"content": "dance \U0001f525 \u2728\U0001f3b6 #fyp"}))
+    assert could_hold_bad_text(json.dumps({"content": "dance \ud83d #fyp"}))

@@ -536,13 +536,31 @@ def could_hold_bad_text(raw: str) -> bool:
     surrogate comes only from a ``\\uD8xx``-``\\uDFxx`` escape; an over-long string only from a
     long text). When it cannot, :func:`normalize` may skip checking each string.
 
-    >>> could_hold_bad_text('{"name": "caf\\u00e9"}'), could_hold_bad_text('{"name": "\\ud83d"}')
+    An emoji escaped as its pair (``\\ud83d\\udd25``, as JSON encoders that write ASCII do) is
+    no such string: only an escape of half a pair counts, or one after an escaped backslash.
+
+    >>> could_hold_bad_text('{"name": "caf\\u00e9 \\ud83d\\udd25"}'), could_hold_bad_text('{"name": "\\ud83d"}')
     (False, True)
     """
-    return len(raw) > MAX_STRING_CHARS or _SURROGATE_ESCAPE.search(raw) is not None
+    if len(raw) > MAX_STRING_CHARS:
+        return True
+    high_ends = -1  # where the escape of a pair's first half ends, while its second is awaited
+    for m in _SURROGATE_ESCAPE.finditer(raw):
+        if len(m.group(1)) % 2 == 0:
+            continue  # an escaped backslash, then the text "uD8…": no escape
+        escape = m.end(1) - 1
+        if int(m.group(2), 16) < 0xDC00:  # a first half
+            if high_ends >= 0:
+                return True
+            high_ends = m.end()
+        elif high_ends != escape:  # a second half, not right after a first
+            return True
+        else:
+            high_ends = -1
+    return high_ends >= 0
 
 
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SURROGATE_ESCAPE = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def normalize(obj: Any, *, check_text: bool = True) -> Normalized:
