@@ -231,13 +231,11 @@ class Written:
             base = self._emptier((h & self._mask) * _WAYS, (check & self._mask) * _WAYS)
             if hashes[base + _WAYS - 1] != 0 and len(hashes) < self.max_slots:  # both full: make room
                 first = (h & self._mask) * _WAYS
-                if self._relocate(base):
-                    pass
-                elif first != base and self._relocate(first):
+                if not self._relocate(base):
+                    if first == base or not self._relocate(first):
+                        self._grow()
+                        return self._slot(entity)
                     base = first
-                else:
-                    self._grow()
-                    return self._slot(entity)
             at = base + _WAYS - 1  # (the last slot is empty or the least recently written)
             hashes[at], self._checks[at], self._digests[at], self._stables[at], self._info[at] = h, check, 0, 0, 0
         if at != base:
@@ -254,7 +252,7 @@ class Written:
 
         Without it the table doubled when it was less than half full (a first day of 8,000 audios
         with their pages: 462,000 entities in a table of a million slots, 36 MiB); with it, a
-        table is about nine tenths full before it doubles.
+        table is about 95 % full before it doubles.
         """
         hashes, checks, mask = self._hashes, self._checks, self._mask
         away = away | {base}
