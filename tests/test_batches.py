@@ -200,3 +200,28 @@ def test_a_write_of_text_outside_latin1_holds_about_twice_its_bytes() -> None:
         tracemalloc.stop()
     assert engine.count() == 40_000
     assert peak < 2.2 * size, (peak, size)
+
+
+def test_removes_with_text_outside_latin1_hold_about_twice_their_text() -> None:
+    # an old caption with an emoji among a refresh's removes: joined with them into one update,
+    # it would make the update's every character four bytes
+    import tracemalloc
+
+    import pyoxigraph as ox
+
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+
+    g = ox.NamedNode("urn:konbini-ld:graph:data")
+    quads = [ox.Quad(ox.NamedNode(f"https://www.tiktok.com/@u{i}/video/{i}"), ox.NamedNode("https://schema.org/description"),
+                     ox.Literal(f"caption {i} {'🔥' if i == 7 else 'x'} #fyp #foryou"), g) for i in range(40_000)]
+    engine = OxigraphEngine(None)
+    engine.apply([], {g: [f"{q.subject} {q.predicate} {q.object} .\n" for q in quads]})
+    size = sum(len(f"{q.subject} {q.predicate} {q.object} .\n".encode()) for q in quads)
+    tracemalloc.start()
+    try:
+        engine.apply(quads, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert engine.count() == 0
+    assert peak < 3 * size, (peak, size)  # (the lines to remove, and one update of them)

@@ -108,8 +108,11 @@ def _delete_data(quads: Sequence[ox.Quad]) -> tuple[list[str], list[ox.Quad]]:
     are removed one by one, as are all of them if the update is refused.
     """
     updates: list[str] = []
-    by_graph: dict[ox.NamedNode, list[str]] = {}
-    held = 0
+    # quads whose text is ASCII, and the others in updates of their own, a few thousand at a time
+    # (one character outside Latin-1 makes Python hold every character of a text in four bytes)
+    narrow: dict[ox.NamedNode, list[str]] = {}
+    wide: dict[ox.NamedNode, list[str]] = {}
+    held = [0, 0]
     odd: list[ox.Quad] = []
     for q in quads:
         g, o = q.graph_name, q.object
@@ -117,21 +120,30 @@ def _delete_data(quads: Sequence[ox.Quad]) -> tuple[list[str], list[ox.Quad]]:
                 type(o) is ox.NamedNode or (type(o) is ox.Literal and "\\" not in o.value)):
             odd.append(q)
             continue
+        line = f"{q.subject} {q.predicate} {o} .\n"
+        kind = 0 if line.isascii() else 1
+        by_graph = wide if kind else narrow
         lines = by_graph.get(g)
         if lines is None:
             lines = by_graph[g] = []
-        lines.append(f"{q.subject} {q.predicate} {o} .\n")
-        held += 1
-        if held >= DELETE_CHUNK:
+        lines.append(line)
+        held[kind] += 1
+        if held[kind] >= (ENCODE_LINES if kind else DELETE_CHUNK):
             updates.append(_delete_text(by_graph))
-            by_graph, held = {}, 0
-    if by_graph:
-        updates.append(_delete_text(by_graph))
+            by_graph.clear()
+            held[kind] = 0
+    updates.extend(_delete_text(by_graph) for by_graph in (narrow, wide) if by_graph)
     return updates, odd
 
 
 def _delete_text(by_graph: dict[ox.NamedNode, list[str]]) -> str:
-    return "DELETE DATA {\n" + "".join(f"GRAPH {g} {{\n{''.join(lines)}}}\n" for g, lines in by_graph.items()) + "}"
+    parts = ["DELETE DATA {\n"]
+    for g, lines in by_graph.items():
+        parts.append(f"GRAPH {g} {{\n")
+        parts.extend(lines)
+        parts.append("}\n")
+    parts.append("}")
+    return "".join(parts)  # (joined once: one copy of the lines' text)
 
 
 def _materialized(result: Any) -> Any:
