@@ -225,3 +225,19 @@ def test_removes_with_text_outside_latin1_hold_about_twice_their_text() -> None:
         tracemalloc.stop()
     assert engine.count() == 0
     assert peak < 3 * size, (peak, size)  # (the lines to remove, and one update of them)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_lines_a_load_says_it_added_do_not_depend_on_its_batches(tmp_path: Path, day: Path, workers: int) -> None:
+    # an audio's image (a node named by its content, held in the audio's group) was written again,
+    # and counted again, by each batch that observed the audio once more (its page's copy of it)
+    import pyoxigraph as ox
+
+    from konbini_ld.vocab import DATA_GRAPH
+
+    said, held = [], []
+    for name, bound in (("whole", DEFAULT_BATCH_BYTES), ("small", 1)):
+        with open_store(tmp_path / name) as store:
+            said.append(store.load(day, batch_bytes=bound, workers=workers).added)
+            held.append(sum(1 for _ in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH))))
+    assert said == held and held[0] == held[1]

@@ -15,6 +15,7 @@ data never replaces newer and the result does not depend on the order of loading
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from itertools import chain
 from typing import Any
 
 import pyoxigraph as ox
@@ -227,14 +228,19 @@ class Planner:
         final = self.final
         while todo:
             line = todo.pop()
-            node = line.split(" ", 2)[2][:-3]  # (subject and predicate are IRIs: no spaces)
+            s, p, node = line.split(" ", 2)  # (subject and predicate are IRIs: no spaces)
+            node = node[:-3]
             if node in done or not node.startswith(_GENID_NT) or node in cells:
                 continue
             done.add(node)
-            for p in entities.get(node, ()):
-                for held in final[(node, p)]:
-                    unchanged.add(held)
-                    todo.append(held)
+            # what it says is in its own groups, or (a node its owner holds) in the owner's group;
+            # a list's cells are named after what points at them, not after what they say
+            owned = [held for held in final.get((s, p), ()) if held.startswith(node + " ")]
+            if any(_FIRST_IN_LINE in held for held in owned):
+                continue
+            for held in chain(owned, *(final[(node, q)] for q in entities.get(node, ()))):
+                unchanged.add(held)
+                todo.append(held)
 
     def _resolve_times(self, stored_times: dict[str, Times], props: dict[str, set[str]],
                        observed: dict[str, list[str]] | None) -> set[tuple[str, str]]:
