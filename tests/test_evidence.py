@@ -1066,3 +1066,79 @@ def test_answers_in_someone_elses_spill_folder_are_not_adopted(store_dir: Path, 
     with open_store(store_dir) as store:
         assert store.stats().audios == 1
     assert (spare / "unarchived-planted.jsonl").exists()
+
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(['"', "\\", "\\u0073", "\U0001f525", ""])
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | _ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_ANY_TEXT, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _strings_of(value: Any) -> str:
+    """Every string of a decoded JSON value, keys included, in document order (as json writes it)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(map(_strings_of, value))
+    if isinstance(value, dict):
+        return "".join(_strings_of(k) + _strings_of(v) for k, v in value.items())
+    return ""
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_ANY_JSON, ascii_only=st.booleans(), indent=st.sampled_from([None, 1]), part=st.sampled_from([4, 16, 1 << 20]))
+def test_the_strings_of_an_answer_are_read_from_its_text_as_json_decodes_them(
+        value: Any, ascii_only: bool, indent: int | None, part: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key is looked for in an answer's strings read from its text a part at a time (a page of
+    thousands of videos is never held as a document beside it): they are what JSON decodes, in
+    order, whatever the escapes and wherever a part ends."""
+    from konbini_ld.sources.konbini import redaction
+
+    monkeypatch.setattr(redaction, "_PART", part)
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
+    odd: list[bool] = []
+    assert "".join(redaction.json_strings(text, odd)) == _strings_of(value)
+    assert not odd
+
+
+@pytest.mark.parametrize("text", ['{"a": sk-1}', '{"a": "b', '"a" "b" x', "<html>sk</html>", '{"a": "\\q"}'])
+def test_text_that_is_no_json_is_told_apart(text: str) -> None:
+    from konbini_ld.sources.konbini.redaction import json_strings
+
+    odd: list[bool] = []
+    list(json_strings(text, odd))
+    assert odd
+
+
+def test_the_key_across_the_parts_of_a_large_answer_is_found_wherever_they_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key spelled across two strings (a spelling with zero-width spaces, half in one, half in the
+    next) is found wherever the answer's parts end."""
+    from konbini_ld.sources.konbini import redaction
+
+    monkeypatch.setattr(redaction, "_PART", 64)
+    monkeypatch.setattr(redaction, "_OVERLAP", 48)
+    key = KEY.lower()
+    spelled = "\u200b".join(KEY.upper())
+    for at in range(0, 160):
+        cut = len(spelled) // 2
+        text = json.dumps({"pad": "x" * at, "a": [spelled[:cut], spelled[cut:], "after"]}, ensure_ascii=at % 2 == 0)
+        assert redaction.reveals_across(redaction.json_strings(text, []), key, ()), at
+    text = json.dumps({"pad": "x" * 100, "a": "nothing here", "b": "y" * 300})
+    assert not redaction.reveals_across(redaction.json_strings(text, []), key, ())
+
+
+def test_the_key_in_an_answer_of_megabytes_is_never_kept(store_dir: Path, api: FakeKonbiniAPI) -> None:
+    """Past a megabyte (looked at a part at a time), the key in another spelling, deep in a page of
+    thousands of videos with emoji, is still withheld."""
+    page = videos_page(1, 0, per_page=1500)
+    spelled = "".join(f"&#{ord(c)};" for c in KEY)
+    page["data"]["orderedItems"][1100]["content"] += spelled
+    assert len(json.dumps(page)) > 2 << 20
+    api.script(f"/v1/tiktok/audios/{audio_id(1)}/videos", Scripted(200, page))
+    r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": api.url}).invoke(
+        main, ["--store", str(store_dir), "fetch", audio_id(1), "--videos"])
+    assert r.exit_code in (0, 1), r.stderr
+    bodies = "".join(rec.body for rec in Archive(store_dir / "archive").records())
+    assert spelled not in bodies and "REDACTED" in bodies

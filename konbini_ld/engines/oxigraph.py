@@ -90,6 +90,34 @@ def _nquads_bytes(inserts: Mapping[ox.NamedNode, Sequence[str]]) -> bytes:
                     for graph, lines in inserts.items() for i in range(0, len(lines), ENCODE_LINES))
 
 
+#: Quads one bulk load takes at most. Oxigraph's loader holds what it is given, parsed, until it
+#: writes its files (about 400 bytes a quad): a batch is bounded by its answers' bytes (2 MiB of
+#: answers: 15,000 to 70,000 quads) but for one answer larger than the bound (a page of 8,000
+#: videos: 365,000 quads; an audio attributed to 19,000 persons: 700,000), which loads in parts.
+BULK_CHUNK = 50_000
+
+
+def _bulk_parts(inserts: Mapping[ox.NamedNode, Sequence[str]]) -> Iterator[dict[ox.NamedNode, Sequence[str]]]:
+    """``inserts`` in parts of equal size, :data:`BULK_CHUNK` lines at most (one part when it is
+    no larger: each load adds its own files to RocksDB's first level)."""
+    total = sum(map(len, inserts.values()))
+    size = -(-total // -(-total // BULK_CHUNK)) if total else 1
+    part: dict[ox.NamedNode, Sequence[str]] = {}
+    room = size
+    for graph, lines in inserts.items():
+        start = 0
+        while len(lines) - start >= room:
+            part[graph] = lines[start:start + room]
+            yield part
+            start += room
+            part, room = {}, size
+        if start < len(lines):
+            part[graph] = lines[start:] if start else lines
+            room -= len(lines) - start
+    if part:
+        yield part
+
+
 #: Quads one ``DELETE DATA`` update removes at most (the update is parsed whole: about 300 bytes
 #: a quad while it runs).
 DELETE_CHUNK = 50_000
@@ -264,7 +292,8 @@ class OxigraphEngine:
             if sum(map(len, inserts.values())) >= BULK_THRESHOLD:
                 # one bulk load for every graph: each load adds its own files to RocksDB's first
                 # level, and a long load that adds them faster than they are merged slows down
-                store.bulk_load(_nquads_bytes(inserts), ox.RdfFormat.N_QUADS)
+                for part in _bulk_parts(inserts):
+                    store.bulk_load(_nquads_bytes(part), ox.RdfFormat.N_QUADS)
                 if self.path is not None:
                     native_memory.give_back()
                 return

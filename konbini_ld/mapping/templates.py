@@ -22,11 +22,12 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from ..errors import ExpandError
 from ..vocab import GENID, XSD
-from .contexts import prefixes
+from .contexts import prefixes, terms
 from .fill import Filler, compile_filler
 from .grouping import group_lines, merge_groups
 from .literals import _ESCAPES, check_literal, nt_iri, nt_literal, real_datatype
@@ -38,6 +39,16 @@ __all__ = ["ShapeCache", "shape_of"]
 _SENTINEL = "urn:konbini-ld:sentinel:"
 _INT_BASE = 8_100_000_000_000_000_000
 _SPLIT_KEYS = ("orderedItems", "items")
+#: Past this many values, a property of references (``attributedTo``…) is expanded a value at a
+#: time: pyld checks each value it adds against those already there (40,000 persons: 287 s).
+_MANY_REFERENCES = 32
+
+
+@cache
+def _reference_sets() -> frozenset[str]:
+    """The keys whose values are references in a set (no list, no language map): the same
+    triples whether expanded together or one value at a time."""
+    return frozenset(key for key, term in terms().items() if term.type == "@id" and term.container is None)
 #: Fills of a template done part by part before it is compiled (:mod:`.fill`).
 _COMPILE_AFTER = 4
 _LITERAL_KEYS = frozenset({"@context", "type", "@type", "@language", "@direction"})
@@ -270,6 +281,27 @@ class ShapeCache:
             out = self.groups({**document, key: [{"id": item["id"]} for item in items]})
             for item in items:
                 merge_groups(out, self.groups({"@context": context, **item} if context is not None else item))
+            return out
+        subject = document.get("id")
+        if not (isinstance(subject, str) and subject.startswith(("https://", "http://"))):
+            return None
+        for key, items in document.items():
+            if not (isinstance(items, list) and len(items) > _MANY_REFERENCES and key in _reference_sets()):
+                continue
+            found = [i if isinstance(i, str) else i.get("id") if isinstance(i, dict) else None for i in items]
+            if not all(isinstance(r, str) and r.startswith(("https://", "http://")) for r in found):
+                continue  # (a node named by its content is held in its owner's group: not apart)
+            refs = cast(list[str], found)
+            context = document.get("@context")
+            out = self.groups({**document, key: []})
+            seen: set[str] = set()
+            for ref, item in zip(refs, items, strict=True):
+                if ref not in seen:  # (a value given twice is one value: pyld's set)
+                    seen.add(ref)
+                    merge_groups(out, self.groups({"@context": context, "id": subject, key: [ref]}
+                                                  if context is not None else {"id": subject, key: [ref]}))
+                if isinstance(item, dict) and len(item) > 1:
+                    merge_groups(out, self.groups({"@context": context, **item} if context is not None else item))
             return out
         return None
 

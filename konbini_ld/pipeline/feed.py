@@ -20,7 +20,7 @@ from ..mapping.prepare import Abandoned, Prepared, PreparePool
 from ..model import FetchReport, LoadReport
 from ..store.log.archive import ArchiveRecord
 from .collection import KonbiniStore
-from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES
+from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, oversize
 
 __all__ = ["GraphFeed", "default_workers"]
 
@@ -121,6 +121,7 @@ class GraphFeed:
         pool = self.pool
         assert pool is not None
         pending: tuple[list[ArchiveRecord], Any] | None = None
+        pending_alone = False
         done = False
         try:
             while not done or pending is not None:
@@ -133,13 +134,17 @@ class GraphFeed:
                     else:  # prepared while the batch before it is planned (by workers; prepared here,
                         # the batch before goes to the writer first: two are never held at once)
                         responses = [r.response() for r in batch if r.replayable]
-                        if pending is not None and pool.in_line(responses):
+                        big = oversize(responses, self.batch_bytes)
+                        alone = big or pending_alone  # (one answer past the bound overlaps no other batch)
+                        if pending is not None and (alone or pool.in_line(responses)):
                             self._apply(*pending)
                             pending = None
+                        if alone:
+                            self._settle_quietly()
                         job = (batch, pool.prepare(responses))
                         if pending is not None:
                             self._apply(*pending)
-                        pending = job
+                        pending, pending_alone = job, big
                         continue
                 if pending is not None:  # nothing more has come: no reason to wait
                     self._apply(*pending)
@@ -147,10 +152,7 @@ class GraphFeed:
             pool.close(wait=True)  # (idle by now: none is left behind)
         finally:
             pool.close()
-        try:
-            self._settle()
-        except _EarlierWriteFailed:
-            pass
+        self._settle_quietly()
 
     def _take(self, batch: list[ArchiveRecord]) -> bool:
         """Fill ``batch`` with what is queued (waiting for the first), never past ``batch_bytes`` but
@@ -192,6 +194,13 @@ class GraphFeed:
             self.halt("store-error")
             return
         self.behind = (len(batch), load)
+
+    def _settle_quietly(self) -> None:
+        """:meth:`_settle`, a failure being the feed's ``error`` (the batches after it are left)."""
+        try:
+            self._settle()
+        except _EarlierWriteFailed:
+            pass
 
     def _settle(self) -> None:
         """Wait for the batch written behind and count it (a failed write: not applied, replayed

@@ -27,7 +27,7 @@ from ..store.log.archive import Archive, ArchiveRecord
 from ..store.writer import Writer
 from ..units import check_not_future, format_time, parse_time
 
-__all__ = ["DEFAULT_BATCH", "DEFAULT_BATCH_BYTES", "Pipeline", "batched", "observed"]
+__all__ = ["DEFAULT_BATCH", "DEFAULT_BATCH_BYTES", "Pipeline", "batched", "observed", "oversize"]
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Pipeline:
         seen: dict[str, tuple[str, ...]] = {}  # this run's bodies: the times each was taken at
 
         def finish(job: Any) -> None:
-            batch, seq_from_batch, prepared = job
+            batch, seq_from_batch, prepared, _ = job
             observations: list[Observation] = prepared.get() if hasattr(prepared, "get") else prepared
             if archive:
                 new = self._new(observations, seen)
@@ -177,12 +177,15 @@ class Pipeline:
             for batch in batched(items, batch_size, report.failed, batch_bytes):
                 responses = [_response(x) for x in batch if replayable(x)]
                 seq = batch[-1].seq if isinstance(batch[-1], ArchiveRecord) else None
-                if pending is not None and pool.in_line(responses):
+                alone = oversize(responses, batch_bytes) or (pending is not None and pending[3])
+                if pending is not None and (alone or pool.in_line(responses)):
                     # prepared here, it cannot overlap the batch before: that one is planned and
                     # handed to the writer first, so two batches' observations are never held at once
                     finish(pending)
                     pending = None
-                job = (batch, seq, pool.prepare(responses))
+                if alone:  # one answer past the bound overlaps nothing: its memory is the run's peak
+                    self.writer.sync()
+                job = (batch, seq, pool.prepare(responses), oversize(responses, batch_bytes))
                 if pending is not None:
                     finish(pending)
                 pending = job
@@ -241,6 +244,14 @@ class Pipeline:
         """Wait for the write in progress (raising its error); what it changed of its report."""
         self.writer.sync()
         return self.writer.take_late()
+
+
+def oversize(responses: Sequence[Response], batch_bytes: int | None) -> bool:
+    """Whether ``responses`` hold more text than a batch may (one answer larger than the bound,
+    alone in its batch): such a batch is prepared, planned and written overlapping no other, so
+    that a run holds one such answer's work at a time (a page of 8,000 videos takes about 20 times
+    its size on its way to the graph)."""
+    return batch_bytes is not None and sum(len(r.body) for r in responses) > batch_bytes
 
 
 def replayable(item: Response | ArchiveRecord) -> bool:

@@ -44,7 +44,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop
 from ...errors import AuthError, CreditsExhaustedError, FetchError, InvalidIdError, NotFoundError, UsageError
 from ...units import format_time, parse_credits
 from ...urls import redact
-from .redaction import base64_forms, key_pattern, reveals
+from .redaction import base64_forms, json_strings, key_pattern, reveals, reveals_across
 from .endpoints import DEFAULT_API_URL, audio_path, judge_answer, parse_audio_id, videos_path
 from .transport import BodyTooLarge, DeadlinePassed, Watchdog, bounded_session, decode_json_text, read_body
 
@@ -340,7 +340,11 @@ class KonbiniClient:
             return body
         withheld = "REDACTED (the answer held the API key in another spelling)"
         body = self._key_pattern.sub("REDACTED", body)
-        strings: list[str] = []
+        odd: list[bool] = []  # (read from the text a part at a time: a page of thousands of videos
+        # is never decoded whole, nor held as a document beside its text)
+        if not reveals_across(json_strings(body, odd), self._key.lower(), self._key_b64) and not odd:
+            return body
+        strings: list[str] = []  # (the key, or no JSON: what it says is decided on the document)
         try:  # every string of the answer, keys and the values of repeated keys included (the
             # archive keeps the text whole), looked at once together, in document order
             stack: list[Any] = [json.loads(body, object_pairs_hook=lambda pairs: ("pairs", pairs))]

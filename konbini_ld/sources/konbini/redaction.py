@@ -11,8 +11,9 @@ characters, any case).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
-__all__ = ["MIN_REDACTED_KEY", "base64_forms", "key_pattern", "reveals"]
+__all__ = ["MIN_REDACTED_KEY", "base64_forms", "json_strings", "key_pattern", "reveals", "reveals_across"]
 
 #: Keys shorter than this are not looked for in answers: they would match ordinary text (a key
 #: ``k`` would turn every ``k`` of an answer into ``REDACTED``); no real key is this short.
@@ -100,3 +101,76 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     return any(key in c.lower() for c in candidates)
 
 
+
+
+_JSON_STRING = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
+#: What JSON holds outside its strings: structure, numbers, ``true``, ``false``, ``null``.
+_JSON_OUTSIDE = re.compile(r"[\s{}\[\]:,0-9eE.+\-truefalsn]*")
+
+
+def json_strings(text: str, odd: list[bool]) -> Iterator[str]:
+    """The strings of the JSON ``text`` (keys included) in document order, decoded and joined,
+    read from its text a part at a time without building the document (joined, they are what
+    follows from each part); ``odd`` gets ``True`` appended when the text outside them is not
+    what JSON holds there (no JSON: its strings are not all it says).
+
+    >>> odd = []; "".join(json_strings('{"a\\u0062": [1, "", "c"]}', odd)), odd
+    ('abc', [])
+    >>> odd = []; "".join(json_strings('{"a": sk-1}', odd)), odd
+    ('a', [True])
+    """
+    import json
+
+    at, size = 0, _PART
+    while at < len(text):
+        end = min(len(text), at + size)
+        parts = _JSON_STRING.split(text[at:end])  # (outside, string, outside, …, outside)
+        last = parts[-1]
+        cut = last.find('"')  # a string the part ends in the middle of: read again with the next
+        if cut >= 0 and end < len(text):
+            consumed = end - at - len(last) + cut
+            if consumed == 0:  # (one string longer than a part: a larger part)
+                size *= 2
+                continue
+            parts[-1] = last[:cut]
+        else:
+            consumed = end - at
+        if not _JSON_OUTSIDE.fullmatch("".join(parts[0::2])):
+            odd.append(True)
+        tokens = parts[1::2]
+        if any("\\" in token for token in tokens):
+            try:  # (decoded together: one call for the part)
+                yield "".join(json.loads("[" + ",".join(tokens) + "]"))
+            except ValueError:  # (an escape JSON has not, or a control character: no JSON)
+                odd.append(True)
+                yield "".join(tokens)
+        else:
+            yield "".join(tokens)[1:-1].replace('""', "")  # (each string's quotes: between two, none)
+        at += consumed
+        size = _PART
+
+
+#: Text :func:`reveals_across` looks at at once, and what it looks at again of the part before:
+#: a spelling of the key longer than that (each character spelled in 2,000) is not seen across.
+_PART = 1 << 20
+_OVERLAP = 1 << 16
+
+
+def reveals_across(texts: Iterable[str], key: str, b64: tuple[str, ...]) -> bool:
+    """:func:`reveals` of ``texts`` joined, looked at a part at a time: an answer of megabytes
+    whose text lies outside ASCII (emoji) is never decoded whole, four bytes a character in each
+    of the forms :func:`reveals` reads it in."""
+    held: list[str] = []
+    size = 0
+    tail = ""
+    for text in texts:
+        for i in range(0, len(text), _PART) if len(text) > _PART else (0,):
+            piece = text[i:i + _PART] if len(text) > _PART else text
+            held.append(piece)
+            size += len(piece)
+            if size >= _PART:
+                part = tail + "".join(held)
+                if reveals(part, key, b64):
+                    return True
+                tail, held, size = part[-_OVERLAP:], [], 0
+    return reveals(tail + "".join(held), key, b64) if held else False
