@@ -16,6 +16,7 @@ carries the process exit code the command line maps it to (SPEC §4)::
     │   └── ArchiveDamageError (1)     the archive does not read back whole (rebuild refuses)
     ├── QueryError (1)                 a SPARQL query is malformed, unsafe or failed
     ├── ExportError (1)                an export could not be written
+    │   └── NotInFormatError (1)       the data holds what the format cannot carry (XML 1.0)
     ├── ValidationError (1)            SHACL shapes could not be evaluated
     └── FetchError (1)                 an API request failed (url, status)
         ├── NotFoundError (1)          404: the audio does not exist (billed)
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidIdError",
     "KonbiniError",
     "NotFoundError",
+    "NotInFormatError",
     "QueryError",
     "StaleViewError",
     "StoreBusyError",
@@ -171,6 +173,11 @@ class QueryError(KonbiniError):
 
 class ExportError(KonbiniError):
     """An export could not be produced or written."""
+
+
+class NotInFormatError(ExportError):
+    """The data holds what the format asked for cannot carry (a character XML 1.0 has no room
+    for, in RDF/XML or the SPARQL XML results): another format can."""
 
 
 class ValidationError(KonbiniError):

@@ -97,6 +97,7 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
 
     from ..query.guard import check_safe_query
     from ..sparql import query_form
+    from ..errors import NotInFormatError
     from .protocol import NotAcceptable, negotiate
 
     sparql, params_nt, accept, formats, name, dataset, inline, base_iri = job
@@ -125,7 +126,10 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
     except NotAcceptable as exc:
         return "error", (406, f"Not Acceptable: {exc}")
     params = {k: _term_from_nt(v) for k, v in params_nt.items()}
-    return "ok", _execute(store, sparql, params, fmt.label, name, dataset, inline, base_iri)
+    try:
+        return "ok", _execute(store, sparql, params, fmt.label, name, dataset, inline, base_iri)
+    except NotInFormatError as exc:  # (the answer exists, in another format: say which)
+        return "error", (406, f"Not Acceptable: {exc}")
 
 
 def _execute(store: Any, sparql: str, params: dict[str, Any], fmt_name: str, name: str | None,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import IO, Any, cast
 
-from ..errors import UsageError
+from ..errors import NotInFormatError, UsageError
 from ..io.formats import Format
+from ..io.xmlsafe import XML_FORMATS, XmlChecked
 from .protocol import Job
 
 __all__ = ["FIGURES", "PREFIX", "RESOURCE", "figures_job", "resource_job", "run_job"]
@@ -71,7 +72,10 @@ def _resource(store: Any, params: dict[str, str]) -> tuple[str, Any]:
     following = f"{base}/{links.page(iri, page + 1)}"
     triples = list(d.triples(document, next_page=following, dataset=f"{base}/void#dataset"))
     out = io.BytesIO()
-    write_triples(triples, out, fmt)
+    try:
+        write_triples(triples, out, fmt)
+    except NotInFormatError as exc:  # (the description exists, in another format: say which)
+        return "error", (406, f"Not Acceptable: {exc}")
     return "ok", (200, media_type(fmt), out.getvalue())
 
 
@@ -87,4 +91,9 @@ def write_triples(triples: list[Any], out: io.BytesIO, fmt: Format) -> None:
         write_jsonld_triples(triples, out, inline_context=True)
         return
     prefixes = {**PREFIXES, "foaf": "http://xmlns.com/foaf/0.1/", "hydra": "http://www.w3.org/ns/hydra/core#"}
+    if fmt in XML_FORMATS:
+        checked = XmlChecked(out, fmt)
+        ox.serialize(triples, cast(IO[bytes], checked), fmt.ox_format(), prefixes=prefixes)
+        checked.close()
+        return
     ox.serialize(triples, out, fmt.ox_format(), prefixes=prefixes)

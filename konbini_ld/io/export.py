@@ -23,6 +23,7 @@ from ..errors import ExportError
 from ..mapping.contexts import API_CONTEXT, Term, bundled_context, terms
 from ..vocab import GENID, KS, PREFIXES, RDF, XSD
 from .formats import Format
+from .xmlsafe import XML_FORMATS, XmlChecked
 
 RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
 
@@ -44,12 +45,15 @@ def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_conte
         if fmt is Format.JSONLD:
             write_jsonld_quads(engine, output, inline_context=inline_context)
             return
-        canonical = cast(IO[bytes], CanonicalDoubles(output))
+        checked = XmlChecked(output, fmt) if fmt in XML_FORMATS else None
+        canonical = cast(IO[bytes], CanonicalDoubles(cast(IO[bytes], checked) if checked is not None else output))
         if fmt.can_carry("dataset"):
             engine.dump(canonical, fmt.ox_format(), prefixes=PREFIXES)
         else:
             ox.serialize((q.triple for q in engine.iter_quads()), canonical, fmt.ox_format(), prefixes=PREFIXES)
         canonical.flush()
+        if checked is not None:
+            checked.close()
     except BrokenPipeError:
         raise
     except OSError as exc:

@@ -16,7 +16,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pyoxigraph as ox
 
+from .formats import Format
 from .text import escape_formula, starts_formula
+from .xmlsafe import check_xml
 
 __all__ = ["TsvFormulaEscaper", "write_boolean", "write_csv", "write_solutions"]
 
@@ -49,7 +51,10 @@ def _xml_term(term: Any) -> str:
 
 
 def write_solutions(variables: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> bytes:
-    """Serialise SELECT rows (pyoxigraph terms, ``None`` when unbound) as ``json``, ``xml``, ``csv`` or ``tsv``."""
+    """Serialise SELECT rows (pyoxigraph terms, ``None`` when unbound) as ``json``, ``xml``, ``csv`` or ``tsv``.
+
+    :raises NotInFormatError: ``xml`` of rows holding a character XML 1.0 cannot carry.
+    """
     if fmt == "json":
         bindings = [{v: _json_term(t) for v, t in zip(variables, row) if t is not None} for row in rows]
         return json.dumps({"head": {"vars": list(variables)}, "results": {"bindings": bindings}},
@@ -63,7 +68,7 @@ def write_solutions(variables: Sequence[str], rows: Iterable[Sequence[Any]], fmt
             parts += [f"<binding name={quoteattr(v)}>{_xml_term(t)}</binding>" for v, t in zip(variables, row) if t is not None]
             parts.append("</result>")
         parts.append("</results>\n</sparql>\n")
-        return "".join(parts).encode("utf-8")
+        return check_xml("".join(parts).encode("utf-8"), Format.XML)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")

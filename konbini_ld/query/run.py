@@ -286,7 +286,24 @@ class QueryResult:
             formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, and is
             not a number) gets a leading ``'``. Off, every value is written exactly.
         :raises UsageError: the format cannot hold this kind of result.
+        :raises NotInFormatError: the result holds a character XML 1.0 cannot carry and ``fmt`` is
+            ``xml`` or ``rdfxml`` (what was written before it stands; the rest is not written).
         """
+        from ..io.xmlsafe import XML_FORMATS, XmlChecked
+
+        if self.kind == "CONSTRUCT":
+            graph_format = Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt)
+        else:
+            graph_format = Format.lookup(fmt)
+        if graph_format in XML_FORMATS:
+            checked = XmlChecked(output, graph_format)
+            self._write(cast(IO[bytes], checked), graph_format, inline_context=inline_context)
+            checked.close()
+            return
+        self._write(output, fmt, inline_context=inline_context, escape_formulas=escape_formulas)
+
+    def _write(self, output: IO[bytes], fmt: Format | str, *, inline_context: bool = False,
+               escape_formulas: bool = False) -> None:
         if self.kind == "CONSTRUCT":
             graph_format = Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt)
             self._write_graph(output, graph_format, inline_context)
@@ -322,7 +339,7 @@ class QueryResult:
             from ..io.results import TsvFormulaEscaper
 
             escaper = TsvFormulaEscaper(output)
-            self.write(escaper, fmt)  # type: ignore[arg-type]
+            self._write(escaper, fmt)  # type: ignore[arg-type]
             escaper.close()
             return
         if self._source is None and hasattr(self._native, "serialize"):

@@ -363,7 +363,8 @@ def format_option(*kinds: str, default: str, help: str) -> Callable[[F], F]:
 
 @contextmanager
 def open_output(path: str | None) -> Iterator[IO[bytes]]:
-    """A binary stream for ``path`` (stdout for ``None`` or ``-``)."""
+    """A binary stream for ``path`` (stdout for ``None`` or ``-``); a file whose writing fails (or
+    is interrupted) is removed, not left half-written."""
     if path is None or path == "-":
         with output_errors("standard output"):
             yield sys.stdout.buffer
@@ -374,7 +375,13 @@ def open_output(path: str | None) -> Iterator[IO[bytes]]:
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     with output_errors(path), fh:
-        yield fh
+        try:
+            yield fh
+        except BaseException:  # (a half-written file is taken for the whole: none is left)
+            fh.close()
+            if os.path.isfile(path):
+                os.unlink(path)
+            raise
 
 
 def report_load(state: Context, report: Any, what: str) -> None:

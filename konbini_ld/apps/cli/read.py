@@ -164,7 +164,9 @@ def export(state: Context, fmt: str, output: str | None, inline_context: bool) -
 
     turtle, nt and rdfxml hold the union of the data, provenance and history graphs; nq
     and trig keep them as named graphs; jsonld is compacted with the API's two
-    contexts, so it reads like the API.
+    contexts, so it reads like the API. rdfxml cannot carry the characters XML 1.0 has
+    no room for (U+0000, U+FFFE…): a graph holding one is refused, the character named,
+    and no file is left.
 
     \b
     Examples:

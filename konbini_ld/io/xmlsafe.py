@@ -1,0 +1,79 @@
+"""What XML 1.0 cannot carry as it is: RDF/XML and the SPARQL XML results write a carriage return
+as a character reference, and refuse the characters XML 1.0 has no room for rather than write them.
+
+JSON and RDF hold any character but the surrogates. XML 1.0 has no room, even as a character
+reference, for the C0 controls but tab, line feed and carriage return, nor for U+FFFE and
+U+FFFF: Oxigraph's serialisers write them as they are, and every XML parser then refuses the
+whole document. And a parser reads a carriage return written as it is as a line feed (a caption
+typed on Windows, ``\r\n``, came back as ``\n\n``): written ``&#13;``, it is read back exactly.
+:class:`XmlChecked` stands between a serialiser and its output: the bytes that would make the
+document unreadable never reach it, and the error names the character, what comes before it and
+the formats that carry it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import IO
+
+from ..errors import NotInFormatError
+from .formats import Format
+
+__all__ = ["XML_FORMATS", "XmlChecked", "check_xml"]
+
+#: The formats written as XML 1.0.
+XML_FORMATS = frozenset({Format.XML, Format.RDFXML})
+
+#: (as UTF-8 bytes: U+FFFE and U+FFFF are EF BF BE and EF BF BF)
+_NOT_XML = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]|\xef\xbf[\xbe\xbf]")
+_OTHERS = {Format.XML: "json, csv or tsv", Format.RDFXML: "turtle, nt, nq, trig or jsonld"}
+
+
+def check_xml(data: bytes, fmt: Format, before: bytes = b"") -> bytes:
+    """``data`` (UTF-8, a part of a document in ``fmt`` following ``before``) with its carriage
+    returns as character references (serialisers write none in markup).
+
+    :raises NotInFormatError: it holds a character XML 1.0 cannot carry.
+    """
+    found = _NOT_XML.search(data)
+    if found is not None:
+        char = found.group().decode("utf-8")
+        text = (before[-200:] + data[:found.start()]).decode("utf-8", "replace").rsplit(">", 1)[-1][-40:]
+        near = f" after {text!r}" if text.strip() else ""
+        raise NotInFormatError(
+            f"the data holds U+{ord(char):04X}{near}, a character XML 1.0 cannot carry: {fmt.label} cannot be "
+            f"written; use {_OTHERS.get(fmt, 'another format')}"
+        )
+    return data.replace(b"\r", b"&#13;") if b"\r" in data else data
+
+
+class XmlChecked:
+    """A binary output for an XML serialiser: what it writes, its carriage returns as character
+    references, refusing the characters XML 1.0 cannot carry before they are written
+    (:func:`check_xml`); :meth:`close` writes what it held back (the first bytes of a character
+    that may be U+FFFE or U+FFFF, to be seen whole)."""
+
+    def __init__(self, output: IO[bytes], fmt: Format) -> None:
+        self.output = output
+        self.fmt = fmt
+        self._held = b""
+        self._before = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        size = len(data)
+        chunk = self._held + bytes(data)
+        keep = 2 if chunk.endswith(b"\xef\xbf") else 1 if chunk.endswith(b"\xef") else 0
+        chunk, self._held = (chunk[:-keep], chunk[-keep:]) if keep else (chunk, b"")
+        self.output.write(check_xml(chunk, self.fmt, self._before))
+        self._before = (self._before + chunk)[-200:]
+        return size
+
+    def flush(self) -> None:
+        self.output.flush()
+
+    def close(self) -> None:
+        """Write what was held back (the output itself stays open)."""
+        if self._held:
+            self.output.write(check_xml(self._held, self.fmt, self._before))
+            self._held = b""
+        self.output.flush()
