@@ -165,6 +165,36 @@ def test_a_load_preparing_in_line_holds_one_batch_of_observations_at_a_time(
     assert calls == ["prepare", "write"] * len(steps)
 
 
+@pytest.mark.parametrize("bound", [200_000, 40_000])
+def test_only_an_answer_past_the_bound_waits_for_the_write_before_it(
+        tmp_path: Path, day: Path, monkeypatch: pytest.MonkeyPatch, bound: int) -> None:
+    """Batches within the bound overlap: one is prepared while the one before is written behind. An
+    answer larger than the bound (here a page of 60 kB past 40 kB) overlaps nothing: the load
+    waits for the write before preparing it, and for its write before preparing the next."""
+    import sys
+
+    from konbini_ld.store.writer import Writer
+
+    calls = _handing_order(monkeypatch, (Writer, "apply"))
+    sync = Writer.sync
+
+    def spy_sync(self: Any) -> None:
+        if sys._getframe(1).f_code.co_name == "run":  # (the load's own, not the writer's)
+            calls.append("wait")
+        sync(self)
+
+    monkeypatch.setattr(Writer, "sync", spy_sync)
+    with open_store(tmp_path / "s") as store:
+        report = store.load(day, batch_bytes=bound, workers=0)
+        assert report.loaded == 12
+    assert calls[-1] == "wait"  # (the load's last write, waited for before it returns)
+    if max(_sizes(day)) > bound:  # (an audio, then its page alone: waited for before and after)
+        assert ", ".join(calls).startswith("prepare, write, wait, prepare, write, wait, prepare"), calls
+        assert calls.count("wait") >= 12, calls
+    else:
+        assert "wait" not in calls[:-1], calls
+
+
 def test_a_fetch_preparing_in_line_holds_one_batch_of_observations_at_a_time(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from konbini_ld.pipeline.collection import KonbiniStore

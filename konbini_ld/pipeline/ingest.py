@@ -48,14 +48,14 @@ Item = Response | ArchiveRecord | InputError
 def batched(items: Iterable[Item], size: int, failed: list[InputError], max_bytes: int | None = None,
             ) -> Iterator[list[Response | ArchiveRecord]]:
     """Group items into lists of ``size`` at most, and of ``max_bytes`` of response text at most
-    (a batch holds one item whatever its size); input errors go to ``failed``.
+    (an item larger than that is a batch of its own); input errors go to ``failed``.
 
     What a batch costs in memory follows what its responses hold, not how many they are (a page
     of 30 videos is 35 audios' worth), so the bytes end a batch of pages long before the count.
 
     >>> from konbini_ld.model import Response
-    >>> [len(b) for b in batched([Response("x" * 10, "-") for _ in range(7)], 5, [], max_bytes=25)]
-    [3, 3, 1]
+    >>> [len(b) for b in batched([Response("x" * n, "-") for n in (10, 10, 10, 40, 10, 5)], 5, [], max_bytes=25)]
+    [2, 1, 1, 2]
     """
     batch: list[Response | ArchiveRecord] = []
     held = 0
@@ -63,6 +63,9 @@ def batched(items: Iterable[Item], size: int, failed: list[InputError], max_byte
         if isinstance(item, InputError):
             failed.append(item)
             continue
+        if batch and max_bytes is not None and held + len(item.body) > max_bytes:
+            yield batch
+            batch, held = [], 0
         batch.append(item)
         held += len(item.body)
         if len(batch) >= size or (max_bytes is not None and held >= max_bytes):
@@ -247,11 +250,11 @@ class Pipeline:
 
 
 def oversize(responses: Sequence[Response], batch_bytes: int | None) -> bool:
-    """Whether ``responses`` hold more text than a batch may (one answer larger than the bound,
-    alone in its batch): such a batch is prepared, planned and written overlapping no other, so
-    that a run holds one such answer's work at a time (a page of 8,000 videos takes about 20 times
-    its size on its way to the graph)."""
-    return batch_bytes is not None and sum(len(r.body) for r in responses) > batch_bytes
+    """Whether one of ``responses`` holds more text than a batch may (it is alone in its batch):
+    such a batch is prepared, planned and written overlapping no other, so that a run holds one
+    such answer's work at a time (a page of 8,000 videos takes about 20 times its size on its way
+    to the graph). Other batches overlap: one is prepared while the one before is written."""
+    return batch_bytes is not None and any(len(r.body) > batch_bytes for r in responses)
 
 
 def replayable(item: Response | ArchiveRecord) -> bool:
