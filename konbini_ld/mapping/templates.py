@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 from ..errors import ExpandError
 from ..vocab import GENID, XSD
@@ -39,16 +39,21 @@ __all__ = ["ShapeCache", "shape_of"]
 _SENTINEL = "urn:konbini-ld:sentinel:"
 _INT_BASE = 8_100_000_000_000_000_000
 _SPLIT_KEYS = ("orderedItems", "items")
-#: Past this many values, a property of references (``attributedTo``…) is expanded a value at a
-#: time: pyld checks each value it adds against those already there (40,000 persons: 287 s).
-_MANY_REFERENCES = 32
+#: Past this many values, a property's values are expanded one at a time: pyld checks each value
+#: it adds against those already there (40,000 persons: 287 s; 20,000 tags on a video: 74 s).
+_MANY_VALUES = 32
 
 
 @cache
-def _reference_sets() -> frozenset[str]:
-    """The keys whose values are references in a set (no list, no language map): the same
-    triples whether expanded together or one value at a time."""
-    return frozenset(key for key, term in terms().items() if term.type == "@id" and term.container is None)
+def _lists() -> frozenset[str]:
+    """The keys whose values are not a set (a list, a language map…): kept whole."""
+    return frozenset(key for key, term in terms().items() if term.container is not None)
+
+
+def _a_set(key: str) -> bool:
+    """Whether the values of ``key`` make a set of triples, the same expanded together or one at
+    a time (keywords and their aliases, and lists, do not)."""
+    return not key.startswith("@") and key not in ("id", "type") and key not in _lists()
 #: Fills of a template done part by part before it is compiled (:mod:`.fill`).
 _COMPILE_AFTER = 4
 _LITERAL_KEYS = frozenset({"@context", "type", "@type", "@language", "@direction"})
@@ -264,16 +269,19 @@ class ShapeCache:
         return self._fill(template, leaves)
 
     def _split(self, document: dict[str, Any]) -> dict[tuple[str, str], list[str]] | None:
-        """A collection page is its skeleton (items as references) plus each item on its own.
+        """A collection page is its skeleton (items as references) plus each item on its own; a
+        node with more than a few dozen values of one property, its skeleton plus each value.
 
         A page of 30 videos almost never repeats as a whole, but its videos do. An embedded node
         object expands to the same triples wherever it is embedded (the contexts have no
         property-scoped terms), and node objects with the same id merge by union, which is what
-        merging the groups does.
+        merging the groups does. A property's values (but a list's) are a set: the triples of
+        all of them are those of each, and pyld's own check of each value against those already
+        there is quadratic.
         """
         for key in _SPLIT_KEYS:
             items = document.get(key)
-            if not (isinstance(items, list) and len(items) > 1):
+            if not (isinstance(items, list) and items):  # (one item too: it may hold a long set)
                 continue
             if not all(isinstance(i, dict) and isinstance(i.get("id"), str) and len(i) > 1 for i in items):
                 continue
@@ -285,23 +293,23 @@ class ShapeCache:
         subject = document.get("id")
         if not (isinstance(subject, str) and subject.startswith(("https://", "http://"))):
             return None
-        for key, items in document.items():
-            if not (isinstance(items, list) and len(items) > _MANY_REFERENCES and key in _reference_sets()):
+        for key, values in document.items():
+            if not (isinstance(values, list) and len(values) > _MANY_VALUES and _a_set(key)):
                 continue
-            found = [i if isinstance(i, str) else i.get("id") if isinstance(i, dict) else None for i in items]
-            if not all(isinstance(r, str) and r.startswith(("https://", "http://")) for r in found):
-                continue  # (a node named by its content is held in its owner's group: not apart)
-            refs = cast(list[str], found)
             context = document.get("@context")
             out = self.groups({**document, key: []})
-            seen: set[str] = set()
-            for ref, item in zip(refs, items, strict=True):
-                if ref not in seen:  # (a value given twice is one value: pyld's set)
-                    seen.add(ref)
-                    merge_groups(out, self.groups({"@context": context, "id": subject, key: [ref]}
-                                                  if context is not None else {"id": subject, key: [ref]}))
-                if isinstance(item, dict) and len(item) > 1:
-                    merge_groups(out, self.groups({"@context": context, **item} if context is not None else item))
+            for value in values:
+                ref = value.get("id") if isinstance(value, dict) else None
+                if isinstance(ref, str) and ref.startswith(("https://", "http://")) and len(value) > 1:
+                    # (described on its own, as its own long sets may need; a node named by its
+                    # content stays embedded: its lines are held in its owner's group)
+                    merge_groups(out, self.groups({"@context": context, **value} if context is not None else value))
+                    value = {"id": ref}
+                one = {"id": subject, key: [value]}
+                merge_groups(out, self.groups({"@context": context, **one} if context is not None else one))
+            for group, lines in out.items():  # (a value given twice is one value: pyld's set)
+                if len(lines) > 1:
+                    out[group] = list(dict.fromkeys(lines))
             return out
         return None
 
