@@ -164,3 +164,59 @@ def _video_with(store_dir: Path, words: str) -> Any:
         rows = list(store.query("SELECT ?v WHERE { ?v <https://www.w3.org/ns/activitystreams#content> ?c "
                                 f"FILTER(CONTAINS(?c, '{words}')) }}").rows())
     return rows[0][0].value
+
+
+_IRI_TAILS = st.text(st.sampled_from("aZ_9-.~%/#?=:é·\u0300") , max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tail=_IRI_TAILS, as_class=st.booleans())
+def test_rdf_xml_names_every_property_and_class_or_refuses_it(tail: str, as_class: bool) -> None:
+    """A property (or a class `rdf:type` names) becomes an element's name in RDF/XML: an IRI that
+    does not end with an XML name (`…#9`, `…/1`, `…/a/`) would make Oxigraph write `oxprefix:`,
+    a document no parser reads. Either the graph reads back the same, or it is refused."""
+    iri = "http://example.org/ns/" + tail
+    try:
+        node = ox.NamedNode(iri)
+    except ValueError:
+        return
+    rdf_type = ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+    triple = ox.Triple(_S, rdf_type, node) if as_class else ox.Triple(_S, node, ox.Literal("v"))
+    out = io.BytesIO()
+    try:
+        QueryResult("CONSTRUCT", native=[triple]).write(out, Format.RDFXML)
+    except NotInFormatError as exc:
+        assert f"<{iri}>" in str(exc) and "turtle" in str(exc)
+        return
+    g = rdflib.Graph().parse(data=out.getvalue(), format="xml")
+    assert {(str(s), str(p), str(o)) for s, p, o in g} == {(triple.subject.value, triple.predicate.value, triple.object.value)}
+
+
+def test_a_key_the_contexts_do_not_name_that_xml_cannot_name_is_refused_in_rdf_xml(tmp_path: Path) -> None:
+    from konbini_ld.sources.konbini.corpus import audio_response
+
+    audio = audio_response(9)
+    audio["data"]["9"] = "nine"
+    (tmp_path / "a.json").write_text(json.dumps(audio))
+    store = tmp_path / "s"
+    assert CliRunner().invoke(main, ["--store", str(store), "load", str(tmp_path / "a.json")]).exit_code == 0
+    target = tmp_path / "all.rdf"
+    r = CliRunner().invoke(main, ["--store", str(store), "export", "-f", "rdfxml", "-o", str(target)])
+    assert r.exit_code == 1 and "<https://konbiniapi.com/ns/social#9>" in r.stderr and "turtle" in r.stderr, r.stderr
+    assert not target.exists()
+    r = CliRunner().invoke(main, ["--store", str(store), "query", "-f", "rdfxml",
+                                  "CONSTRUCT { ?s <http://example.org/1> ?o } WHERE { ?s ?p ?o }"])
+    assert r.exit_code == 1 and "<http://example.org/1>" in r.stderr, r.stderr
+    server = Served(store)
+    try:
+        audio_iri = audio["data"]["id"]
+        r = requests.get(server.url + "/resource", params={"iri": audio_iri},
+                         headers={"Accept": "application/rdf+xml"}, timeout=30)
+        assert r.status_code == 406 and "social#9" in r.text, (r.status_code, r.text)
+        r = requests.get(server.url + "/sparql", params={"query": "CONSTRUCT { ?s <http://example.org/a/> ?o } WHERE { ?s ?p ?o } LIMIT 3"},
+                         headers={"Accept": "application/rdf+xml"}, timeout=30)
+        assert r.status_code == 406, (r.status_code, r.text)
+        r = requests.get(server.url + "/resource", params={"iri": audio_iri}, headers={"Accept": "text/turtle"}, timeout=30)
+        assert r.status_code == 200 and "nine" in r.text
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ from typing import IO, Any, cast
 
 from ..errors import NotInFormatError, UsageError
 from ..io.formats import Format
-from ..io.xmlsafe import XML_FORMATS, XmlChecked
+from ..io.xmlsafe import XML_FORMATS, XmlChecked, rdfxml_writable
 from .protocol import Job
 
 __all__ = ["FIGURES", "PREFIX", "RESOURCE", "figures_job", "resource_job", "run_job"]
@@ -93,7 +93,8 @@ def write_triples(triples: list[Any], out: io.BytesIO, fmt: Format) -> None:
     prefixes = {**PREFIXES, "foaf": "http://xmlns.com/foaf/0.1/", "hydra": "http://www.w3.org/ns/hydra/core#"}
     if fmt in XML_FORMATS:
         checked = XmlChecked(out, fmt)
-        ox.serialize(triples, cast(IO[bytes], checked), fmt.ox_format(), prefixes=prefixes)
+        ox.serialize(rdfxml_writable(triples) if fmt is Format.RDFXML else triples, cast(IO[bytes], checked),
+                     fmt.ox_format(), prefixes=prefixes)
         checked.close()
         return
     ox.serialize(triples, out, fmt.ox_format(), prefixes=prefixes)

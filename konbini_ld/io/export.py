@@ -23,7 +23,7 @@ from ..errors import ExportError
 from ..mapping.contexts import API_CONTEXT, Term, bundled_context, terms
 from ..vocab import GENID, KS, PREFIXES, RDF, XSD
 from .formats import Format
-from .xmlsafe import XML_FORMATS, XmlChecked
+from .xmlsafe import XML_FORMATS, XmlChecked, rdfxml_writable
 
 RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
 
@@ -50,7 +50,9 @@ def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_conte
         if fmt.can_carry("dataset"):
             engine.dump(canonical, fmt.ox_format(), prefixes=PREFIXES)
         else:
-            ox.serialize((q.triple for q in engine.iter_quads()), canonical, fmt.ox_format(), prefixes=PREFIXES)
+            triples = (q.triple for q in engine.iter_quads())
+            ox.serialize(rdfxml_writable(triples) if checked is not None else triples, canonical, fmt.ox_format(),
+                         prefixes=PREFIXES)
         canonical.flush()
         if checked is not None:
             checked.close()

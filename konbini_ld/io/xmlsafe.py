@@ -14,12 +14,15 @@ the formats that carry it.
 from __future__ import annotations
 
 import re
-from typing import IO
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import pyoxigraph as ox
 
 from ..errors import NotInFormatError
 from .formats import Format
 
-__all__ = ["XML_FORMATS", "XmlChecked", "check_xml"]
+__all__ = ["XML_FORMATS", "XmlChecked", "check_xml", "rdfxml_writable"]
 
 #: The formats written as XML 1.0.
 XML_FORMATS = frozenset({Format.XML, Format.RDFXML})
@@ -77,3 +80,42 @@ class XmlChecked:
             self.output.write(check_xml(self._held, self.fmt, self._before))
             self._held = b""
         self.output.flush()
+
+
+_START = ("A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
+          "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff")
+#: The longest end of an IRI made of what an XML name may hold, and where in it a name may start.
+_NAME_END = re.compile(f"[{_START}\\-.0-9\u00b7\u0300-\u036f\u203f-\u2040]*\\Z")
+_NAME_START = re.compile(f"[{_START}]")
+_RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+
+
+def _named(iri: str) -> bool:
+    """Whether RDF/XML can name ``iri`` as an element: it ends with an XML name (a namespace
+    prefix is made for what comes before it)."""
+    end = _NAME_END.search(iri)
+    return end is not None and _NAME_START.search(end.group()) is not None
+
+
+def rdfxml_writable(triples: Iterable[Any]) -> Iterator[Any]:
+    """``triples`` (pyoxigraph triples) as they are, refusing a predicate (or a class ``rdf:type``
+    names) that RDF/XML cannot write as an element: one ending with no XML name, such as
+    ``…#9``, ``…/1`` or ``…/a/``. Oxigraph's writer would write an element named ``oxprefix:``,
+    and XML parsers refuse the document.
+
+    :raises NotInFormatError: naming the IRI.
+    """
+    seen: set[str] = set()
+    for triple in triples:
+        predicate = triple.predicate.value
+        for what, iri in (("property", predicate), ("class", triple.object.value if predicate == _RDF_TYPE
+                                                     and isinstance(triple.object, ox.NamedNode) else None)):
+            if iri is None or iri in seen:
+                continue
+            if not _named(iri):
+                raise NotInFormatError(
+                    f"the {what} <{iri}> does not end with a name XML can hold (a letter or _ , then letters, digits, "
+                    f"-, . or _): rdfxml cannot be written; use {_OTHERS[Format.RDFXML]}"
+                )
+            seen.add(iri)
+        yield triple

@@ -371,8 +371,11 @@ class QueryResult:
                              f"not {fmt.label}")
         from ..io.export import CanonicalDoubles
 
+        from ..io.xmlsafe import rdfxml_writable
+
         canonical = cast(IO[bytes], CanonicalDoubles(output))
-        ox.serialize(self.triples(), canonical, fmt.ox_format(), prefixes=PREFIXES)
+        triples = rdfxml_writable(self.triples()) if fmt is Format.RDFXML else self.triples()
+        ox.serialize(triples, canonical, fmt.ox_format(), prefixes=PREFIXES)
         canonical.flush()
 
 
