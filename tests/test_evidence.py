@@ -866,6 +866,13 @@ def _spellings(key: str) -> dict[str, str]:
         "upper case": key.upper(),
         "percent-encoded twice": percent.replace("%", "%25"),
         "\\x escapes": "".join(f"\\\\x{ord(c):02x}" for c in key),
+        "hex": key.encode().hex(),
+        "hex upper case": "0A" + key.encode().hex().upper(),
+        "base32": base64.b32encode(key.encode()).decode(),
+        "base32 at an offset": base64.b32encode(b"xyz" + key.encode()).decode(),
+        "spaced apart": " ".join(key),
+        "dashes between": "-".join(key),
+        "dots and spaces": ". ".join(key.upper()),
     }
 
 

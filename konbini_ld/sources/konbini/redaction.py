@@ -4,8 +4,9 @@ A server may echo the key it was sent (a message quoting the request, a redirect
 header, a body): it must never be archived, stored or shown. :func:`key_pattern` finds it
 spelled character by character (as itself, percent-encoded, JSON-escaped) for replacing in
 place; :func:`reveals` says whether a text gives it back to a reader who decodes it as people
-do (escapes, percent-encoding twice, HTML entities, base64, Unicode forms, invisible
-characters, any case).
+do (escapes, percent-encoding twice, HTML entities, base64, base32, hex, Unicode forms,
+invisible characters, characters spelled apart, any case). A cipher is not a spelling: the key
+reversed, rot13 or encrypted is not looked for (a server can always hide it from any check).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ _ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
 
 
 def base64_forms(key: str) -> tuple[str, ...]:
-    """What base64 of the key (or of ``Bearer key``) holds whatever the offset it starts at:
-    the encodings' middles, standard and URL-safe alphabets."""
+    """What an encoding of the key (or of ``Bearer key``) holds whatever the offset it starts at:
+    the middles of its base64 (standard and URL-safe alphabets) and base32 (either case), and its
+    hex (either case)."""
     import base64
 
     forms = set()
@@ -69,7 +71,24 @@ def base64_forms(key: str) -> tuple[str, ...]:
             if len(middle) >= 8:
                 forms.add(middle)
                 forms.add(middle.replace("+", "-").replace("/", "_"))
+        for pad in range(5):
+            encoded = base64.b32encode(b"\0" * pad + raw).decode()
+            middle = encoded[8 if pad else 0: -8]
+            if len(middle) >= 8:
+                forms.update((middle, middle.lower()))
+        forms.update((raw.hex(), raw.hex().upper()))
     return tuple(forms)
+
+
+#: What a reader skips between the characters of a key spelled apart (``s k - l i v e``,
+#: ``s-k---l-i-v-e``): any ASCII character but letters and digits (others, such as a no-break
+#: space or a fullwidth dash, are made ASCII by the Unicode forms looked at).
+_APART = bytes(c for c in range(128) if not chr(c).isalnum())
+
+
+def _apart(text: str) -> bytes:
+    """``text`` lower-cased, as UTF-8 without its ASCII spaces and punctuation."""
+    return text.lower().encode("utf-8", "surrogatepass").translate(None, _APART)
 
 
 def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
@@ -82,6 +101,9 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     if len(text) < len(key):  # (every spelling of the key is at least as long as the key)
         return False
     if key in text.lower() or any(form in text for form in b64):
+        return True
+    bare = _apart(key)
+    if len(bare) >= 8 and bare in _apart(text):  # (spelled apart: spaces, dashes, dots)
         return True
     if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
         return False
@@ -98,7 +120,8 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     for c in list(candidates):
         if not c.isascii():
             candidates.append(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
-    return any(key in c.lower() for c in candidates)
+    # (the text itself was looked at above)
+    return any(key in c.lower() or (len(bare) >= 8 and bare in _apart(c)) for c in candidates[1:])
 
 
 
