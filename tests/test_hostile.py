@@ -373,3 +373,24 @@ def test_plain_pyld_and_templates_warn_alike() -> None:
     plain = prepare(Response(json.dumps({"data": doc}), "x"), shape_cache=False)
     assert fast.ok and plain.ok and fast.warnings == plain.warnings == [
         "x: $.attributedTo.followerCount: a negative count (-5) is kept as sent; `validate` reports it"]
+
+
+def test_an_answer_with_too_many_keys_no_context_defines_is_refused(tmp_path: Path) -> None:
+    """Each such key becomes a property of the graph (600,000 of them took 1.3 GB to load): past
+    1,000 in one answer it is refused, named; under it, kept, and a run names 100 and counts the rest."""
+    from konbini_ld import open_store
+    from konbini_ld.mapping.normalize import MAX_UNKNOWN_KEYS
+    from konbini_ld.sources.konbini.corpus import audio_response
+
+    many = audio_response(3)
+    many["data"].update({f"k{j}": j for j in range(MAX_UNKNOWN_KEYS + 1)})
+    few = audio_response(4)
+    few["data"].update({f"k{j}": j for j in range(150)})
+    (tmp_path / "many.json").write_text(json.dumps(many))
+    (tmp_path / "few.json").write_text(json.dumps(few))
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "load", str(tmp_path / "many.json"), str(tmp_path / "few.json")])
+    assert r.exit_code == 1, r.stderr
+    assert "more than 1,000 distinct keys no context defines" in r.stderr and "many.json" in r.stderr
+    assert r.stderr.count("unknown key") == 100 and "… and 50 more keys no context defines" in r.stderr
+    with open_store(tmp_path / "s", read_only=True) as store:
+        assert store.stats().audios == 1

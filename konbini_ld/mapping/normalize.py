@@ -55,6 +55,7 @@ __all__ = [
     "LIMITS",
     "MAX_DEPTH",
     "MAX_STRING_CHARS",
+    "MAX_UNKNOWN_KEYS",
     "Normalized",
     "check_iri",
     "could_hold_bad_text",
@@ -66,10 +67,14 @@ MAX_DEPTH = 64
 #: Strings longer than this are refused: an N-Triples line must stay under the store's 16 MiB
 #: parser buffer even when every character needs a 6-character escape.
 MAX_STRING_CHARS = 2_000_000
+#: Distinct keys no context defines in one answer past which it is refused: each becomes a
+#: property of the graph (an answer of 600,000 such keys took 1.3 GB to load); the API sends a few.
+MAX_UNKNOWN_KEYS = 1_000
 #: The integer range stored as ``xsd:integer`` (what SPARQL engines compute with: 64 bits).
 MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1
 #: The limits above, for messages and the README.
-LIMITS = {"depth": MAX_DEPTH, "string_chars": MAX_STRING_CHARS, "integer": (MIN_INTEGER, MAX_INTEGER)}
+LIMITS = {"depth": MAX_DEPTH, "string_chars": MAX_STRING_CHARS, "integer": (MIN_INTEGER, MAX_INTEGER),
+          "unknown_keys": MAX_UNKNOWN_KEYS}
 _ALLOWED_SCHEMES = ("http://", "https://", "urn:konbini-ld:")
 _LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
 
@@ -181,6 +186,7 @@ class _Walker:
     def __init__(self, check_text: bool = True) -> None:
         self.check_text = check_text
         self.unknown: dict[str, str] = {}
+        self.kept: set[str] = set()  # (the properties keys no context defines became, free ones too)
         self.warnings: list[str] = []
         self.kinds = _kinds()
         self.datatypes = _datatypes()
@@ -281,6 +287,10 @@ class _Walker:
                 continue
             if kind is None:
                 target = k if _LOCAL_NAME.fullmatch(k) else KS + quote(k, safe="")
+                self.kept.add(target)
+                if len(self.kept) > MAX_UNKNOWN_KEYS:
+                    raise self.fail(where, f"more than {MAX_UNKNOWN_KEYS:,} distinct keys no context defines "
+                                           "(each would be a property of the graph)")
                 if not free:
                     self.unknown.setdefault(f"{label}.{k}", target if target != k else KS + k)
                 out[target] = self.free(v, me, k, where, depth + 1)

@@ -384,14 +384,20 @@ def open_output(path: str | None) -> Iterator[IO[bytes]]:
             raise
 
 
+#: Keys no context defines shown by name (the rest are counted).
+_SHOWN = 100
+
+
 def report_load(state: Context, report: Any, what: str) -> None:
     """The ``error:`` and ``warning:`` lines of an ingest, and its summary."""
     from ...io.text import one_line
 
     for error in report.failed:
         click.echo(f"error: {one_line(str(error))}", err=True)
-    for key, iri in report.unknown_keys.items():
+    for key, iri in list(report.unknown_keys.items())[:_SHOWN]:
         state.warn(f"unknown key {key!r} kept as <{iri}>")
+    if len(report.unknown_keys) > _SHOWN:
+        state.warn(f"… and {len(report.unknown_keys) - _SHOWN} more keys no context defines")
     report_warnings(state, report)
     failed = f", {len(report.failed)} failed" if report.failed else ""
     if report.unchanged:
