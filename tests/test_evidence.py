@@ -873,6 +873,10 @@ def _spellings(key: str) -> dict[str, str]:
         "spaced apart": " ".join(key),
         "dashes between": "-".join(key),
         "dots and spaces": ". ".join(key.upper()),
+        "em dashes between": "\u2014".join(key),
+        "bullets and no-break spaces": "\u2022\u00a0".join(key),
+        "hex with colons": ":".join(f"{b:02x}" for b in key.encode()),
+        "base64 across lines": "\\n".join(base64.b64encode(f"user: {key}".encode()).decode()[i:i + 8] for i in range(0, 40, 8)),
     }
 
 

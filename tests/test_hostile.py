@@ -390,7 +390,7 @@ def test_an_answer_with_too_many_keys_no_context_defines_is_refused(tmp_path: Pa
     (tmp_path / "few.json").write_text(json.dumps(few))
     r = CliRunner().invoke(main, ["--store", str(tmp_path / "s"), "load", str(tmp_path / "many.json"), str(tmp_path / "few.json")])
     assert r.exit_code == 1, r.stderr
-    assert "more than 1,000 distinct keys no context defines" in r.stderr and "many.json" in r.stderr
+    assert "more than 1,000 distinct keys and types no context defines" in r.stderr and "many.json" in r.stderr
     assert r.stderr.count("unknown key") == 100 and "… and 50 more keys no context defines" in r.stderr
     with open_store(tmp_path / "s", read_only=True) as store:
         assert store.stats().audios == 1

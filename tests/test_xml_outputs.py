@@ -166,7 +166,7 @@ def _video_with(store_dir: Path, words: str) -> Any:
     return rows[0][0].value
 
 
-_IRI_TAILS = st.text(st.sampled_from("aZ_9-.~%/#?=:é·\u0300") , max_size=6)
+_IRI_TAILS = st.text(st.sampled_from("aZ_9-.~%/#?=:é·\u0300\u2c00\U00010000\u4e00") , max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
@@ -220,3 +220,15 @@ def test_a_key_the_contexts_do_not_name_that_xml_cannot_name_is_refused_in_rdf_x
         assert r.status_code == 200 and "nine" in r.text
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("triple", [
+    ox.Triple(_S, ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#li"), ox.Literal("x")),
+    ox.Triple(_S, ox.NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#about"), ox.Literal("x")),
+    ox.Triple(_S, _P, ox.Triple(_S, _P, ox.Literal("x"))),
+], ids=["rdf:li", "rdf:about", "a triple term"])
+def test_what_rdf_xml_keeps_for_its_own_syntax_or_cannot_carry_is_refused(triple: ox.Triple) -> None:
+    """Oxigraph refuses RDF/XML's own terms as properties with an I/O error (`serve` answered 500),
+    and writes a triple term as RDF/XML 1.2, which RDF/XML parsers (rdflib's) do not read."""
+    with pytest.raises(NotInFormatError, match="turtle"):
+        QueryResult("CONSTRUCT", native=[triple]).write(io.BytesIO(), Format.RDFXML)

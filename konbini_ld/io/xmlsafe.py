@@ -90,11 +90,30 @@ _NAME_START = re.compile(f"[{_START}]")
 _RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 
 
+#: What RDF/XML reserves for its own syntax: never a property.
+_RESERVED = frozenset(f"http://www.w3.org/1999/02/22-rdf-syntax-ns#{name}" for name in (
+    "RDF", "ID", "about", "parseType", "resource", "nodeID", "datatype", "Description", "li", "aboutEach",
+    "aboutEachPrefix", "bagID"))
+
+
 def _named(iri: str) -> bool:
-    """Whether RDF/XML can name ``iri`` as an element: it ends with an XML name (a namespace
-    prefix is made for what comes before it)."""
+    """Whether RDF/XML can name ``iri`` as an element an XML parser reads: it ends with an XML name
+    (a namespace prefix is made for what comes before it), one expat takes too (it reads names as
+    XML 1.0 did before its fifth edition: not U+2C00–U+2FEF, nor past U+FFFF)."""
     end = _NAME_END.search(iri)
-    return end is not None and _NAME_START.search(end.group()) is not None
+    start = _NAME_START.search(end.group()) if end is not None else None
+    if end is None or start is None:
+        return False
+    local = end.group()[start.start():]
+    if local.isascii():
+        return True
+    import xml.parsers.expat
+
+    try:
+        xml.parsers.expat.ParserCreate().Parse(f"<{local}/>", True)
+    except xml.parsers.expat.ExpatError:
+        return False
+    return True
 
 
 def rdfxml_writable(triples: Iterable[Any]) -> Iterator[Any]:
@@ -107,7 +126,13 @@ def rdfxml_writable(triples: Iterable[Any]) -> Iterator[Any]:
     """
     seen: set[str] = set()
     for triple in triples:
+        if isinstance(triple.subject, ox.Triple) or isinstance(triple.object, ox.Triple):
+            raise NotInFormatError(f"the graph holds a triple term ({triple}): RDF/XML 1.1, which parsers read, "
+                                   f"cannot carry it; use {_OTHERS[Format.RDFXML]}")
         predicate = triple.predicate.value
+        if predicate in _RESERVED:
+            raise NotInFormatError(f"the property <{predicate}> is RDF/XML's own syntax: rdfxml cannot be "
+                                   f"written; use {_OTHERS[Format.RDFXML]}")
         for what, iri in (("property", predicate), ("class", triple.object.value if predicate == _RDF_TYPE
                                                      and isinstance(triple.object, ox.NamedNode) else None)):
             if iri is None or iri in seen:

@@ -287,10 +287,7 @@ class _Walker:
                 continue
             if kind is None:
                 target = k if _LOCAL_NAME.fullmatch(k) else KS + quote(k, safe="")
-                self.kept.add(target)
-                if len(self.kept) > MAX_UNKNOWN_KEYS:
-                    raise self.fail(where, f"more than {MAX_UNKNOWN_KEYS:,} distinct keys no context defines "
-                                           "(each would be a property of the graph)")
+                self.keep(target, where)
                 if not free:
                     self.unknown.setdefault(f"{label}.{k}", target if target != k else KS + k)
                 out[target] = self.free(v, me, k, where, depth + 1)
@@ -327,9 +324,17 @@ class _Walker:
                 out.append(self.iri(t, f"{path}.type"))
                 continue
             target = t if _LOCAL_NAME.fullmatch(t) else KS + quote(t, safe="")
+            self.keep(target, f"{path}.type")
             self.unknown.setdefault(f"type {t}", target if target != t else KS + t)
             out.append(target)
         return out
+
+    def keep(self, target: str, where: str) -> None:
+        """Count a property or class no context defines (refused past :data:`MAX_UNKNOWN_KEYS`)."""
+        self.kept.add(target)
+        if len(self.kept) > MAX_UNKNOWN_KEYS:
+            raise self.fail(where, f"more than {MAX_UNKNOWN_KEYS:,} distinct keys and types no context defines "
+                                   "(each would be a property or a class of the graph)")
 
     def check_context(self, value: Any, path: str) -> None:
         for url in value if isinstance(value, list) else [value]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from functools import cache
 
 __all__ = ["MIN_REDACTED_KEY", "base64_forms", "json_strings", "key_pattern", "reveals", "reveals_across"]
 
@@ -86,9 +87,22 @@ def base64_forms(key: str) -> tuple[str, ...]:
 _APART = bytes(c for c in range(128) if not chr(c).isalnum())
 
 
+#: (as UTF-8: Latin-1's spaces and signs, U+00A0–U+00BF; general punctuation, U+2000–U+203F,
+#: dashes, bullets and spaces; ideographic space and marks, U+3000–U+3003)
+_APART_WIDE = re.compile(rb"\xc2[\xa0-\xbf]|\xe2\x80[\x80-\xbf]|\xe3\x80[\x80-\x83]")
+
+
 def _apart(text: str) -> bytes:
-    """``text`` lower-cased, as UTF-8 without its ASCII spaces and punctuation."""
-    return text.lower().encode("utf-8", "surrogatepass").translate(None, _APART)
+    """``text`` lower-cased, as UTF-8 without its spaces, punctuation, dashes and bullets."""
+    data = text.lower().encode("utf-8", "surrogatepass").translate(None, _APART)
+    return _APART_WIDE.sub(b"", data) if b"\xc2" in data or b"\xe2" in data or b"\xe3" in data else data
+
+
+@cache
+def _apart_forms(b64: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The encoded forms as :func:`_apart` leaves them (an encoding broken across lines, hex
+    written with colons or spaces between its bytes)."""
+    return tuple(form for form in {_apart(f) for f in b64} if len(form) >= 8)
 
 
 def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
@@ -102,9 +116,9 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
         return False
     if key in text.lower() or any(form in text for form in b64):
         return True
-    bare = _apart(key)
-    if len(bare) >= 8 and bare in _apart(text):  # (spelled apart: spaces, dashes, dots)
-        return True
+    bare, flat = _apart(key), _apart(text)
+    if (len(bare) >= 8 and bare in flat) or any(form in flat for form in _apart_forms(b64)):
+        return True  # (spelled apart: spaces, dashes, dots, line breaks between its characters)
     if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
         return False
     candidates = [text]
