@@ -95,9 +95,9 @@ def _answer_job(store: Any, job: Job) -> tuple[str, Any]:
     """Check, read and run one job: ``("ok", (status, media, body))`` or ``("error", payload)``."""
     import pyoxigraph as ox
 
+    from ..errors import NotInFormatError
     from ..query.guard import check_safe_query
     from ..sparql import query_form
-    from ..errors import NotInFormatError
     from .protocol import NotAcceptable, negotiate
 
     sparql, params_nt, accept, formats, name, dataset, inline, base_iri = job
