@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import IO, Any, cast
+from typing import Any
 
 from ..errors import NotInFormatError, UsageError
 from ..io.formats import Format
-from ..io.xmlsafe import XML_FORMATS, XmlChecked, rdfxml_writable
+from ..io.xmlsafe import writable_in, xml_guarded
 from .protocol import Job
 
 __all__ = ["FIGURES", "PREFIX", "RESOURCE", "figures_job", "resource_job", "run_job"]
@@ -91,10 +91,5 @@ def write_triples(triples: list[Any], out: io.BytesIO, fmt: Format) -> None:
         write_jsonld_triples(triples, out, inline_context=True)
         return
     prefixes = {**PREFIXES, "foaf": "http://xmlns.com/foaf/0.1/", "hydra": "http://www.w3.org/ns/hydra/core#"}
-    if fmt in XML_FORMATS:
-        checked = XmlChecked(out, fmt)
-        ox.serialize(rdfxml_writable(triples) if fmt is Format.RDFXML else triples, cast(IO[bytes], checked),
-                     fmt.ox_format(), prefixes=prefixes)
-        checked.close()
-        return
-    ox.serialize(triples, out, fmt.ox_format(), prefixes=prefixes)
+    with xml_guarded(out, fmt) as guarded:
+        ox.serialize(writable_in(triples, fmt), guarded, fmt.ox_format(), prefixes=prefixes)

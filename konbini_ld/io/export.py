@@ -23,7 +23,7 @@ from ..errors import ExportError
 from ..mapping.contexts import API_CONTEXT, Term, bundled_context, terms
 from ..vocab import GENID, KS, PREFIXES, RDF, XSD
 from .formats import Format
-from .xmlsafe import XML_FORMATS, XmlChecked, rdfxml_writable
+from .xmlsafe import writable_in, xml_guarded
 
 RdfTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
 
@@ -45,17 +45,14 @@ def export(engine: Engine, fmt: Format | str, output: IO[bytes], *, inline_conte
         if fmt is Format.JSONLD:
             write_jsonld_quads(engine, output, inline_context=inline_context)
             return
-        checked = XmlChecked(output, fmt) if fmt in XML_FORMATS else None
-        canonical = cast(IO[bytes], CanonicalDoubles(cast(IO[bytes], checked) if checked is not None else output))
-        if fmt.can_carry("dataset"):
-            engine.dump(canonical, fmt.ox_format(), prefixes=PREFIXES)
-        else:
-            triples = (q.triple for q in engine.iter_quads())
-            ox.serialize(rdfxml_writable(triples) if checked is not None else triples, canonical, fmt.ox_format(),
-                         prefixes=PREFIXES)
-        canonical.flush()
-        if checked is not None:
-            checked.close()
+        with xml_guarded(output, fmt) as guarded:
+            canonical = cast(IO[bytes], CanonicalDoubles(guarded))
+            if fmt.can_carry("dataset"):
+                engine.dump(canonical, fmt.ox_format(), prefixes=PREFIXES)
+            else:
+                ox.serialize(writable_in((q.triple for q in engine.iter_quads()), fmt), canonical, fmt.ox_format(),
+                             prefixes=PREFIXES)
+            canonical.flush()
     except BrokenPipeError:
         raise
     except OSError as exc:

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from contextlib import contextmanager
+from typing import IO, Any, cast
 
 import pyoxigraph as ox
 
 from ..errors import NotInFormatError
 from .formats import Format
 
-__all__ = ["XML_FORMATS", "XmlChecked", "check_xml", "rdfxml_writable"]
+__all__ = ["XML_FORMATS", "XmlChecked", "check_xml", "rdfxml_writable", "writable_in", "xml_guarded"]
 
 #: The formats written as XML 1.0.
 XML_FORMATS = frozenset({Format.XML, Format.RDFXML})
@@ -144,3 +145,20 @@ def rdfxml_writable(triples: Iterable[Any]) -> Iterator[Any]:
                 )
             seen.add(iri)
         yield triple
+
+
+@contextmanager
+def xml_guarded(output: IO[bytes], fmt: Format) -> Iterator[IO[bytes]]:
+    """What a serialiser of ``fmt`` writes to: ``output`` itself, or for the XML formats an
+    :class:`XmlChecked` over it, closed once the serialiser is done (not after a failure)."""
+    if fmt not in XML_FORMATS:
+        yield output
+        return
+    checked = XmlChecked(output, fmt)
+    yield cast(IO[bytes], checked)
+    checked.close()
+
+
+def writable_in(triples: Iterable[Any], fmt: Format) -> Iterable[Any]:
+    """``triples`` as a serialiser of ``fmt`` takes them: checked by :func:`rdfxml_writable` for RDF/XML."""
+    return rdfxml_writable(triples) if fmt is Format.RDFXML else triples

@@ -289,18 +289,11 @@ class QueryResult:
         :raises NotInFormatError: the result holds a character XML 1.0 cannot carry and ``fmt`` is
             ``xml`` or ``rdfxml`` (what was written before it stands; the rest is not written).
         """
-        from ..io.xmlsafe import XML_FORMATS, XmlChecked
+        from ..io.xmlsafe import xml_guarded
 
-        if self.kind == "CONSTRUCT":
-            graph_format = Format.TURTLE if fmt in (Format.TABLE, "table") else Format.lookup(fmt)
-        else:
-            graph_format = Format.lookup(fmt)
-        if graph_format in XML_FORMATS:
-            checked = XmlChecked(output, graph_format)
-            self._write(cast(IO[bytes], checked), graph_format, inline_context=inline_context)
-            checked.close()
-            return
-        self._write(output, fmt, inline_context=inline_context, escape_formulas=escape_formulas)
+        chosen = Format.TURTLE if self.kind == "CONSTRUCT" and fmt in (Format.TABLE, "table") else Format.lookup(fmt)
+        with xml_guarded(output, chosen) as guarded:
+            self._write(guarded, fmt, inline_context=inline_context, escape_formulas=escape_formulas)
 
     def _write(self, output: IO[bytes], fmt: Format | str, *, inline_context: bool = False,
                escape_formulas: bool = False) -> None:
@@ -371,11 +364,10 @@ class QueryResult:
                              f"not {fmt.label}")
         from ..io.export import CanonicalDoubles
 
-        from ..io.xmlsafe import rdfxml_writable
+        from ..io.xmlsafe import writable_in
 
         canonical = cast(IO[bytes], CanonicalDoubles(output))
-        triples = rdfxml_writable(self.triples()) if fmt is Format.RDFXML else self.triples()
-        ox.serialize(triples, canonical, fmt.ox_format(), prefixes=PREFIXES)
+        ox.serialize(writable_in(self.triples(), fmt), canonical, fmt.ox_format(), prefixes=PREFIXES)
         canonical.flush()
 
 
