@@ -93,6 +93,11 @@ class Observation:
         values own. Text is the fast path between the stages; read it typed with
         :meth:`triples`, :attr:`entities` and :meth:`values`.
     :ivar count: how many statements (lines) it holds.
+    :ivar summary: what the store asked to have worked out where it was prepared (off the writer's
+        thread: the upsert's digests of each entity, see :class:`~konbini_ld.mapping.prepare.PreparePool`),
+        or ``None``.
+    :ivar body_sha256: hex SHA-256 of the response's body (its identity in provenance), taken where
+        it is prepared (a worker process, off the writer's thread); see :meth:`body_digest`.
     """
 
     response: Response
@@ -107,6 +112,16 @@ class Observation:
     #: lines of the skolemised objects it owns: the unit the upsert replaces
     groups: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     count: int = 0
+    summary: Any = None
+    body_sha256: str | None = None
+
+    def body_digest(self) -> str:
+        """Hex SHA-256 of the response's body (taken once)."""
+        if self.body_sha256 is None:
+            import hashlib
+
+            self.body_sha256 = hashlib.sha256(self.response.body.encode("utf-8", "surrogatepass")).hexdigest()
+        return self.body_sha256
 
     @property
     def ok(self) -> bool:

@@ -333,3 +333,43 @@ def test_a_counter_group_of_no_lines_does_not_make_an_entity_counters_only() -> 
     deletes, inserts = planner.plan(engine)
     assert [str(q.predicate) for q in deletes] == [videos] and inserts == []
     assert set(planner.final) == {(entity, name), (entity, videos)}  # planned whole, not its counters alone
+
+
+_ENTITIES = [f"<https://www.tiktok.com/music/a-{i}>" for i in range(3)]
+_PROPS = ["<https://www.w3.org/ns/activitystreams#name>", "<https://www.w3.org/ns/activitystreams#content>",
+          "<https://konbiniapi.com/ns/social#videoCount>", "<https://konbiniapi.com/ns/social#likeCount>"]
+_response = st.dictionaries(
+    st.tuples(st.sampled_from(_ENTITIES), st.sampled_from(_PROPS)),
+    st.lists(st.sampled_from(["1", "2", "x"]), max_size=2, unique=True), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_response, min_size=1, max_size=4), min_size=1, max_size=4))
+def test_digests_worked_out_by_the_preparing_processes_plan_what_the_writer_would(
+        batches: list[list[dict[tuple[str, str], list[str]]]]) -> None:
+    """Workers work out each entity's digests beside its groups: the writer takes those of an
+    entity only one response of its batch holds, so batch after batch the plans, the graph and
+    what the writer remembers are those of a writer that works them all out itself (an entity in
+    two responses of a batch included)."""
+    from konbini_ld.engines.oxigraph import OxigraphEngine
+    from konbini_ld.store.upsert import Planner, entity_digests
+    from konbini_ld.vocab import COUNTERS
+
+    assert {p[1:-1] for p in _PROPS[2:]} <= COUNTERS
+    graph = ox.NamedNode(GRAPHS[0])
+    runs = []
+    for given_digests in (True, False):
+        engine, seen, plans = OxigraphEngine(None), Written(), []
+        held: set[str] = set()
+        for day, batch in enumerate(batches):
+            planner = Planner(graph, held, seen)
+            for response in batch:
+                groups = {(e, p): [f'{e} {p} "{v}" .\n' for v in values] for (e, p), values in response.items()}
+                planner.add(groups, f"2026-01-0{day + 1}T00:00:00.000Z",
+                            entity_digests(groups) if given_digests else None)
+            deletes, inserts = planner.plan(engine)
+            engine.apply(deletes, {graph: inserts})
+            planner.committed()
+            plans.append((sorted(map(str, deletes)), sorted(inserts)))
+        runs.append((plans, sorted(map(str, engine.store)), [seen.state(e) for e in _ENTITIES]))  # type: ignore[attr-defined]
+    assert runs[0] == runs[1]

@@ -64,7 +64,8 @@ def prepare(response: Response, *, shape_cache: bool = True) -> Observation:
     :param shape_cache: re-use pyld's expansion for documents shaped like earlier ones
         (:mod:`konbini_ld.shapes_cache`); ``False`` runs plain pyld on every document.
     """
-    out = Observation(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining)
+    out = Observation(response, credits_used=response.credits_used, credits_remaining=response.credits_remaining,
+                      body_sha256=body_sha256(response.body))
     response.observed_at = response.observed  # now, when nobody said when
     if response.status == 404 or response.note is not None:
         return out  # nothing to map (not found, or kept as evidence), but billed: its credits count
@@ -201,14 +202,18 @@ def _lines_bytes(groups: dict[tuple[str, str], list[str]]) -> bytes:
                     for i in range(0, len(lines), _JOIN_LINES))
 
 
-def _prepare_shipped(batch: list[Response], templates: bool) -> list[_Shipped]:
+def _prepare_shipped(batch: list[Response], templates: bool,
+                     summarise: Callable[[dict[tuple[str, str], list[str]]], Any] | None = None) -> list[_Shipped]:
     """(In a worker.) :func:`_prepare_all`, packed for the way back: one text crosses the pipe
     where a list of strings would be thousands of objects to rebuild on the other side, and
-    the responses' text does not cross it again."""
+    the responses' text does not cross it again. ``summarise`` is run on each observation's
+    groups (its result is the observation's ``summary``)."""
     out: list[_Shipped] = []
     for response in batch:
         observation = prepare(response, shape_cache=templates)
         groups = observation.groups
+        if summarise is not None and observation.ok:
+            observation.summary = summarise(groups)
         observation.groups = {}
         observation.response = None  # type: ignore[assignment]  # (the caller's is put back)
         out.append((observation, response.observed_at, response.observed_given, list(groups),
@@ -288,8 +293,12 @@ class PreparePool:
         time, as ``fetch`` applies them).
     """
 
-    def __init__(self, workers: int | None, *, templates: bool = True, eager: bool = False) -> None:
+    def __init__(self, workers: int | None, *, templates: bool = True, eager: bool = False,
+                 summarise: Callable[[dict[tuple[str, str], list[str]]], Any] | None = None) -> None:
         self.templates = templates
+        #: worked out in the workers for each observation they prepare (its ``summary``): a
+        #: module-level function of its groups, sent to them by name
+        self.summarise = summarise
         # one core plans and writes, one runs Oxigraph's bulk loads: preparing in other processes
         # only pays beyond that (on two cores, moving documents between processes costs what it saves)
         self.workers = max(0, (os.cpu_count() or 1) - 2) if workers is None else workers
@@ -349,7 +358,8 @@ class PreparePool:
         step = max(1, -(-len(batch) // (self.workers * 4)))
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         try:
-            return Prepared(self, [(part, pool.submit(_prepare_shipped, part, self.templates)) for part in parts])
+            return Prepared(self, [(part, pool.submit(_prepare_shipped, part, self.templates, self.summarise))
+                                   for part in parts])
         except RuntimeError:  # (the pool broke: a worker was killed)
             self.broken()
             return _prepare_all(batch, self.templates)

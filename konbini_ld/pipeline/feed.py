@@ -19,6 +19,7 @@ from typing import Any
 from ..mapping.prepare import Abandoned, Prepared, PreparePool
 from ..model import FetchReport, LoadReport
 from ..store.log.archive import ArchiveRecord
+from ..store.upsert import entity_digests
 from .collection import KonbiniStore
 from .ingest import DEFAULT_BATCH, DEFAULT_BATCH_BYTES, oversize
 
@@ -72,7 +73,7 @@ class GraphFeed:
     def start(self) -> None:
         """Start the preparing processes (from the main thread: see :meth:`PreparePool.start`) and the thread."""
         workers = default_workers() if self.workers is None else self.workers
-        self.pool = PreparePool(workers, templates=self.store.pipeline.templates, eager=True)
+        self.pool = PreparePool(workers, templates=self.store.pipeline.templates, eager=True, summarise=entity_digests)
         self.pool.start()
         self.thread.start()
 

@@ -21,9 +21,10 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import InputError, UsageError
-from ..mapping.prepare import PreparePool, body_sha256, prepare
+from ..mapping.prepare import PreparePool, prepare
 from ..model import LoadReport, Observation, Response
 from ..store.log.archive import Archive, ArchiveRecord
+from ..store.upsert import entity_digests
 from ..store.writer import Writer
 from ..units import check_not_future, format_time, parse_time
 
@@ -151,7 +152,8 @@ class Pipeline:
                                         or batch_bytes < 1):
             raise UsageError(f"batch_bytes must be a whole number of at least 1, not {batch_bytes!r}")
         report = LoadReport()
-        pool = PreparePool(self.workers if workers is None else workers, templates=self.templates)
+        pool = PreparePool(self.workers if workers is None else workers, templates=self.templates,
+                           summarise=entity_digests)
         pending: Any = None
 
         seen: dict[str, tuple[str, ...]] = {}  # this run's bodies: the times each was taken at
@@ -207,7 +209,7 @@ class Pipeline:
         time of one of its observations; with another time, older or newer, it is another."""
         from ..store.provenance import recorded_times
 
-        digests = [body_sha256(o.response.body) for o in observations]
+        digests = [o.body_digest() for o in observations]
         wanted = [d for d in dict.fromkeys(digests) if d not in seen]
         if wanted:
             self.writer.sync()  # (the previous batch's observations are in the graph first)

@@ -20,7 +20,6 @@ import pyoxigraph as ox
 from ..engines.base import Engine, select
 from ..lexical import observation_time
 from ..mapping.literals import nt_iri, nt_literal
-from ..mapping.prepare import body_sha256
 from ..model import LedgerEntry, Observation
 from ..units import parse_credits
 from ..urls import source_iri
@@ -72,7 +71,7 @@ def describe(o: Observation) -> tuple[str, list[tuple[str, str, str]]]:
     used = source_iri(o.source_url or r.source)
     if not _iri_ok(used):  # (never from a mapped response; an archive of an older version may hold one)
         used = "urn:konbini-ld:source:" + hashlib.sha256(used.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    sha = body_sha256(r.body)
+    sha = o.body_digest()
     act = f"<{observation_iri(used, r.line, sha, observation_time(r.observed))}>"
     triples = [
         (act, _RDF_TYPE, _ACTIVITY),

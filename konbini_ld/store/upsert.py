@@ -26,7 +26,7 @@ from ..vocab import COUNTERS, GENID, RDF
 from .history import Times
 from .memo import MaybeHeld, Written, digest
 
-__all__ = ["Planner", "prov_groups"]
+__all__ = ["Planner", "entity_digests", "prov_groups"]
 
 _GENID_NT = "<" + GENID
 #: what an ``rdf:List`` cell says: a cell is named after the triple that points at it, not after
@@ -72,10 +72,25 @@ class Planner:
         self._mixed: set[str] = set()  # entities observed at more than one time in this batch
         #: entity → the properties the plan writes for it (set by :meth:`plan`)
         self.entities: dict[str, list[str]] | None = None
+        #: entity → its digests as :meth:`add` was given them (``None``: in more than one response)
+        self._digests: dict[str, Digests | None] = {}
+        self._digested = True  # every response added came with its digests
 
-    def add(self, groups: dict[tuple[str, str], list[str]], at: str | None = None) -> None:
+    def add(self, groups: dict[tuple[str, str], list[str]], at: str | None = None,
+            digests: dict[str, Digests] | None = None) -> None:
         """Record one response's groups. Per entity and property the newest observation wins
-        (of two at the same time, or without times, the later added)."""
+        (of two at the same time, or without times, the later added).
+
+        :param digests: :func:`entity_digests` of ``groups``, worked out already (by the process
+            that prepared them): those of an entity no other response of the batch holds are taken.
+        """
+        if self.seen is not None:
+            if digests is None:
+                self._digested = False  # (one response without: all are worked out here)
+            elif self._digested:
+                ready = self._digests
+                for entity, d in digests.items():
+                    ready[entity] = None if entity in ready else d
         if at is None:
             self.final.update(groups)
             return
@@ -307,22 +322,12 @@ class Planner:
         assert seen is not None
         final = self.final
         remaining: dict[str, list[str]] = {}
+        ready = self._digests if self._digested else {}
         for entity, props_of in observed.items():
             props_of = sorted(props_of)
-            others: list[str] = [entity]
-            counted: list[str] = []
-            counters: list[str] = []
-            for p in props_of:
-                lines = final[(entity, p)]
-                text = lines[0] if len(lines) == 1 else "".join(sorted(lines))  # (a line names its property)
-                if p in _COUNTERS_NT:
-                    counted.append(text)
-                    counters.append(p)
-                else:
-                    others.append(text)
-            stable = digest("\x00".join(others))
-            counts = "\x00".join(counted)
-            whole = digest("\x00".join(others) + "\x01" + counts) if counted else stable
+            counters = [p for p in props_of if p in _COUNTERS_NT]
+            both = ready.get(entity) or _digests(entity, props_of, final)
+            whole, stable, counts = both
             remembered = seen.state(entity)
             if remembered is not None and remembered[0] == whole:
                 for p in props_of:
@@ -351,6 +356,42 @@ class Planner:
         """Call once the plan is written: remember what each entity now holds."""
         if self.seen is not None:
             self.seen.set_states(self._written)
+
+
+#: An entity's digests for the upsert: of all its lines, of all but its counters' lines, and
+#: whether its counters hold any line.
+Digests = tuple[int, int, bool]
+
+
+def entity_digests(groups: dict[tuple[str, str], list[str]]) -> dict[str, Digests]:
+    """Each entity's :data:`Digests` in ``groups`` (a response's), as :class:`Planner` works them
+    out: what a worker preparing responses can do for the writer."""
+    props: dict[str, list[str]] = {}
+    for e, p in groups:
+        held = props.get(e)
+        if held is None:
+            props[e] = [p]
+        else:
+            held.append(p)
+    return {e: _digests(e, sorted(held), groups) for e, held in props.items()}
+
+
+def _digests(entity: str, props_of: list[str], final: dict[tuple[str, str], list[str]]) -> Digests:
+    """:data:`Digests` of ``entity``, whose properties (sorted) are ``props_of``."""
+    others: list[str] = [entity]
+    counted: list[str] = []
+    for p in props_of:
+        lines = final[(entity, p)]
+        text = lines[0] if len(lines) == 1 else "".join(sorted(lines))  # (a line names its property)
+        if p in _COUNTERS_NT:
+            counted.append(text)
+        else:
+            others.append(text)
+    joined = "\x00".join(others)
+    stable = digest(joined)
+    counts = "\x00".join(counted)
+    whole = digest(joined + "\x01" + counts) if counted else stable
+    return whole, stable, bool(counts)
 
 
 def prov_groups(triples: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:

@@ -168,7 +168,7 @@ class Writer:
             report.observations += 1
             links.extend(f"{e} {GENERATED_BY} {obs} .\n" for e in entities)
         for p in mapped:
-            data.add(p.groups, p.response.observed)
+            data.add(p.groups, p.response.observed, p.summary)
         stored_times: dict[str, Times] = {}
         if data.newest:  # (what is read from the store first waits for a write in progress on it)
             stored_times = self._times.stored(self.engine, prov_graph, data.newest, self._before_read)

@@ -94,7 +94,12 @@ _APART_WIDE = re.compile(rb"\xc2[\xa0-\xbf]|\xe2\x80[\x80-\xbf]|\xe3\x80[\x80-\x
 
 def _apart(text: str) -> bytes:
     """``text`` lower-cased, as UTF-8 without its spaces, punctuation, dashes and bullets."""
-    data = text.lower().encode("utf-8", "surrogatepass").translate(None, _APART)
+    return _flat(text.lower())
+
+
+def _flat(lowered: str) -> bytes:
+    """:func:`_apart` of text lower-cased already."""
+    data = lowered.encode("utf-8", "surrogatepass").translate(None, _APART)
     return _APART_WIDE.sub(b"", data) if b"\xc2" in data or b"\xe2" in data or b"\xe3" in data else data
 
 
@@ -114,30 +119,40 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
 
     if len(text) < len(key):  # (every spelling of the key is at least as long as the key)
         return False
-    if key in text.lower() or any(form in text for form in b64):
+    lowered = text.lower()
+    if key in lowered or any(form in text for form in b64):
         return True
-    bare, flat = _apart(key), _apart(text)
+    bare = _apart(key)
+    flat = _flat(lowered)
     if (len(bare) >= 8 and bare in flat) or any(form in flat for form in _apart_forms(b64)):
         return True  # (spelled apart: spaces, dashes, dots, line breaks between its characters)
     if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
         return False
     candidates = [text]
+
+    def decoded(c: str) -> None:  # (a decoding that changes nothing is the text looked at already)
+        if all(c != held for held in candidates):
+            candidates.append(c)
+
     if "\\" in text:  # (escapes a reader would decode again: \u0073, \x73, \/)
-        candidates.append(_ESCAPES.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2)
-                                       else m.group(3), text))
+        decoded(_ESCAPES.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2)
+                             else m.group(3), text))
     for c in list(candidates):
         if "%" in c:
-            candidates += [unquote(c), unquote(unquote(c))]
+            once = unquote(c)
+            decoded(once)
+            decoded(unquote(once))
     for c in list(candidates):
         if "&" in c:
-            candidates.append(html.unescape(c))
+            decoded(html.unescape(c))
     for c in list(candidates):
         if not c.isascii():
-            candidates.append(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
-    # (the text itself was looked at above)
-    return any(key in c.lower() or (len(bare) >= 8 and bare in _apart(c)) for c in candidates[1:])
-
-
+            decoded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
+    for c in candidates[1:]:  # (the text itself was looked at above)
+        low = c.lower()
+        if key in low or (len(bare) >= 8 and bare in _flat(low)):
+            return True
+    return False
 
 
 _JSON_STRING = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
