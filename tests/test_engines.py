@@ -256,3 +256,47 @@ def test_an_export_a_writer_outran_is_said_so_and_the_outputs_own_error_is_its_o
     finally:
         view._store = real
         view.close()
+
+
+_OBJECTS = st.one_of(
+    _TEXTS.map(ox.Literal),
+    st.tuples(_TEXTS, st.sampled_from(["en", "pt-br", "ja"])).map(lambda t: ox.Literal(t[0], language=t[1])),
+    _TEXTS.map(lambda t: ox.Literal(t, datatype=ox.NamedNode("https://example.org/type#x"))),
+    st.integers(0, 50).map(lambda i: ox.NamedNode(f"https://example.org/é/{i}?a=b#c")),
+    st.integers(0, 5).map(lambda i: ox.BlankNode(f"b{i}")),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(objects=st.lists(_OBJECTS, min_size=0, max_size=30))
+def test_a_graph_read_on_two_threads_is_the_graph_read_in_one(tmp_path: Path, objects: list[Any]) -> None:
+    # `validate` reads the data graph through a pipe Oxigraph writes on a thread of its own: every
+    # term (escapes, languages, datatypes, blank nodes, IRIs outside ASCII) comes back as it is
+    # held, and only that graph's
+    engine = OxigraphEngine(tmp_path / f"ox{len(list(tmp_path.iterdir()))}")
+    for i, o in enumerate(objects):
+        engine.store.add(ox.Quad(ox.BlankNode(f"s{i % 3}") if i % 4 == 0 else A, NAME, o, DATA))
+    engine.store.add(ox.Quad(B, NAME, ox.Literal("elsewhere"), PROV))
+    assert sorted(map(str, engine.graph_triples(DATA))) == sorted(str(q.triple) for q in engine.iter_quads(DATA))
+    engine.close()
+
+
+def test_a_graph_read_on_two_threads_can_be_left_half_read(tmp_path: Path) -> None:
+    # a reader that stops early ends the thread writing the pipe (nothing is left blocked on it)
+    import threading
+
+    engine = OxigraphEngine(tmp_path / "ox")
+    engine.apply([], {DATA: [nt(A, COUNT, ox.Literal(str(i), datatype=INT)) for i in range(200_000)]})
+    before = threading.active_count()
+    triples = engine.graph_triples(DATA)
+    assert next(triples).predicate == COUNT
+    triples.close()
+    assert threading.active_count() == before
+    assert sum(1 for _ in engine.graph_triples(DATA)) == 200_000
+    engine.close()
+
+
+def test_a_triple_term_in_the_graph_is_read_on_two_threads_as_in_one() -> None:
+    engine = OxigraphEngine(None)
+    engine.store.add(ox.Quad(A, NAME, ox.Triple(A, NAME, ox.Literal("x")), DATA))
+    assert list(engine.graph_triples(DATA)) == [q.triple for q in engine.iter_quads(DATA)]

@@ -359,6 +359,52 @@ class OxigraphEngine:
     def iter_quads(self, graph: ox.NamedNode | None = None) -> Iterator[ox.Quad]:
         return iter(self.store.quads_for_pattern(None, None, None, graph))
 
+    def graph_triples(self, graph: ox.NamedNode) -> Iterator[ox.Triple]:
+        """Every triple of ``graph``, as :meth:`iter_quads` reads them, in about two thirds of the
+        time on two cores: Oxigraph reads the store and writes it as N-Triples into a pipe on a
+        thread of its own, without the interpreter, while this one takes the triples parsed back
+        (reading a quad's terms from the store is most of what taking it costs: 7 µs a quad).
+
+        :raises StaleViewError: a writer's compaction outran this read-only view.
+        """
+        import threading
+
+        if not os.path.isdir("/dev/fd"):  # (no way to name a pipe's end: read them here)
+            yield from (q.triple for q in self.iter_quads(graph))
+            return
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def dump() -> None:
+            try:  # (to a path: written by Oxigraph's own thread, the interpreter left to the reader)
+                self.store.dump(f"/dev/fd/{write_fd}", ox.RdfFormat.N_TRIPLES, from_graph=graph)
+            except BrokenPipeError:
+                pass  # the reader stopped taking them
+            except OSError as exc:
+                if "(os error 22)" not in str(exc):  # (but the fsync a pipe does not take, once all is written)
+                    failure.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                failure.append(exc)
+            finally:
+                os.close(write_fd)
+
+        writer = threading.Thread(target=dump, name="konbini-ld-read", daemon=True)
+        writer.start()
+        triples: Any = None
+        try:
+            triples = ox.parse(path=f"/dev/fd/{read_fd}", format=ox.RdfFormat.N_TRIPLES)
+            for q in triples:
+                yield q.triple
+        finally:
+            del triples  # (its own end of the pipe closed: a writer still writing stops)
+            os.close(read_fd)
+            writer.join()
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, OSError) and ("IO error" in str(exc) or "Corruption" in str(exc)):
+                raise translate(exc, self.description, read_only=self.read_only, doing="reading") from exc
+            raise exc
+
     def dump(self, output: IO[bytes], fmt: ox.RdfFormat, *, prefixes: dict[str, str]) -> None:
         """Write every quad to ``output``. Not retried on a fresh view when a writer's compaction
         outruns a read-only one (what was written is out already): a :class:`StaleViewError`."""

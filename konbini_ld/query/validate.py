@@ -105,6 +105,11 @@ def _data_graph(store: Any) -> Any:
             r = converted[t] = to_rdflib(t)
         return r
 
+    graph_triples = getattr(store.engine, "graph_triples", None)  # (an embedded store reads them on two threads)
+    if graph_triples is not None:
+        for t in graph_triples(ox.NamedNode(DATA_GRAPH)):
+            add(term(t.subject), term(t.predicate), term(t.object))
+        return graph
     for q in store.engine.iter_quads(ox.NamedNode(DATA_GRAPH)):
         add(term(q.subject), term(q.predicate), term(q.object))
     return graph
