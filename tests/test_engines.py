@@ -300,3 +300,30 @@ def test_a_triple_term_in_the_graph_is_read_on_two_threads_as_in_one() -> None:
     engine = OxigraphEngine(None)
     engine.store.add(ox.Quad(A, NAME, ox.Triple(A, NAME, ox.Literal("x")), DATA))
     assert list(engine.graph_triples(DATA)) == [q.triple for q in engine.iter_quads(DATA)]
+
+
+def test_a_store_failing_under_a_graph_read_on_two_threads_is_the_stores_error(tmp_path: Path) -> None:
+    # what the writing thread meets (a file a writer's compaction removed under a read-only view,
+    # damage) is raised to the reader as the store's own error, after what was read
+    from konbini_ld.errors import StaleViewError, StoreDamagedError
+
+    engine = OxigraphEngine(tmp_path / "ox")
+    engine.apply([], {DATA: [nt(A, COUNT, ox.Literal(str(i), datatype=INT)) for i in range(10)]})
+    engine.close()
+    for read_only, message, error in ((True, "IO error: No such file or directory: 000012.sst", StaleViewError),
+                                      (False, "Corruption: block checksum mismatch in 000012.sst", StoreDamagedError)):
+        view = OxigraphEngine(tmp_path / "ox", read_only=read_only)
+        real = view.store
+
+        class Failing:
+            def dump(self, *args: Any, **kwargs: Any) -> None:
+                raise OSError(message)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+        view.store = Failing()  # type: ignore[assignment]
+        with pytest.raises(error):
+            list(view.graph_triples(DATA))
+        view.store = real
+        view.close()
