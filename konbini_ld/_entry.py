@@ -14,16 +14,22 @@ def run() -> None:
     try:
         import signal
 
-        from .errors import Terminated, raise_interrupted, raise_terminated
+        from .errors import Terminated, raise_interrupted, raise_terminated, signal_within
 
         signal.signal(signal.SIGTERM, raise_terminated)
         signal.signal(signal.SIGINT, raise_interrupted)
         try:
             from .apps.cli import main
+        except Exception as exc:  # (a signal Python wrapped where it landed: see signal_within)
+            landed = signal_within(exc)
+            if landed is None:
+                raise
+            raise landed from None
         except Terminated:
             terminated = True
             raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        terminated = terminated or isinstance(exc, Terminated)
         import sys
 
         sys.stderr.write("Interrupted.\n")

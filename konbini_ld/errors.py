@@ -263,6 +263,20 @@ def forget_signals() -> None:
     _FIRST_SIGNAL.clear()
 
 
+def signal_within(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM an exception was raised in place of, if any: Python wraps what a
+    signal handler raises in some places (a class being made while a lazy import runs becomes
+    ``RuntimeError: Error calling __set_name__``), and the signal is then its cause."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        if isinstance(at, KeyboardInterrupt):
+            return at
+        seen.add(id(at))
+        at = at.__cause__ or at.__context__
+    return None
+
+
 def first_signal_code() -> int | None:
     """The exit code the first signal the program's handlers raised stands for (``None``: none
     yet, or the handlers are not installed: a program of the caller's own)."""

@@ -415,3 +415,56 @@ def test_a_second_signal_while_a_stopped_command_says_so_keeps_the_first_ones_li
     r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats"])
     assert r.exit_code == 130, r.output
     assert r.stderr.strip() == "Interrupted.", r.stderr
+
+
+#: The program, a signal landing while its command line's import makes a class (Python wraps what
+#: the handler raises there: ``RuntimeError: Error calling __set_name__``).
+_SIGNAL_IN_SET_NAME = """
+import builtins, os, signal, sys, time
+real = builtins.__import__
+class Field:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIG)
+        time.sleep(5)
+def slow(name, *args, **kwargs):
+    if name == "apps.cli" or name.endswith("apps.cli"):
+        class Made:
+            field = Field()
+    return real(name, *args, **kwargs)
+builtins.__import__ = slow
+sys.argv = ["konbini-ld", "--help"]
+from konbini_ld._entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_python_wraps_where_it_lands_is_still_an_interruption(sig: str, code: int) -> None:
+    """A signal landing while a class is made (an import of the command line, or a module a command
+    imports when it needs it) reaches the program wrapped in a RuntimeError: still "Interrupted."
+    and exit 130 / 143, never "unexpected RuntimeError" or a traceback."""
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_SET_NAME.replace("signal.SIG)", f"signal.{sig})")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code and proc.stderr.strip() == "Interrupted.", (proc.returncode, proc.stderr)
+
+
+@pytest.mark.parametrize("handler, code", [("raise_interrupted", 130), ("raise_terminated", 143)])
+def test_a_signal_wrapped_inside_a_command_is_still_an_interruption(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: str, code: int) -> None:
+    from konbini_ld import errors, open_store
+    from konbini_ld.pipeline.collection import KonbiniStore
+
+    with open_store(tmp_path / "store"):
+        pass
+
+    class Field:
+        def __set_name__(self, owner: Any, name: str) -> None:
+            getattr(errors, handler)(signal.SIGTERM, None)
+
+    def lazily_imported(self: Any) -> Any:
+        class Made:  # (what a module imported on first use does: a dataclass's fields, say)
+            field = Field()
+
+    monkeypatch.setattr(KonbiniStore, "stats", lazily_imported)
+    r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats"])
+    assert r.exit_code == code and r.stderr.strip() == "Interrupted.", (r.exit_code, r.stderr)

@@ -15,7 +15,15 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from ...errors import ExportError, KonbiniError, Terminated, UsageError, first_signal_code, forget_signals
+from ...errors import (
+    ExportError,
+    KonbiniError,
+    Terminated,
+    UsageError,
+    first_signal_code,
+    forget_signals,
+    signal_within,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,6 +195,10 @@ def handle_errors(fn: F) -> F:
             _error_line("out of memory")
             ctx.exit(1)
         except Exception as exc:  # a defect: still one line; --debug shows where
+            signal = signal_within(exc)
+            if signal is not None:  # (a signal Python wrapped where it landed: see signal_within)
+                say_interrupted(ctx, ctx.info_name)
+                ctx.exit(interrupted_code(signal))
             if debug:
                 raise
             _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
