@@ -1153,3 +1153,46 @@ def test_the_key_in_an_answer_of_megabytes_is_never_kept(store_dir: Path, api: F
     assert r.exit_code in (0, 1), r.stderr
     bodies = "".join(rec.body for rec in Archive(store_dir / "archive").records())
     assert spelled not in bodies and "REDACTED" in bodies
+
+
+def test_the_key_in_the_api_url_is_never_kept_or_shown(tmp_path: Path) -> None:
+    """A gateway that takes the key in its path (``--api-url https://gw/KEY``, ``…/gw;key=KEY``):
+    the URL the archive, the graph's provenance and messages say has it taken out."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Gateway(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            asked = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+            body = (json.dumps(audio_response(1)) if asked == audio_id(1) else
+                    '{"errors": [{"code": "bad", "message": "no"}], "data": null}').encode()
+            self.send_response(200 if asked == audio_id(1) else 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Credits-Used", "1")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for n, url in enumerate([f"http://127.0.0.1:{server.server_address[1]}/{KEY}",
+                                 f"http://127.0.0.1:{server.server_address[1]}/gw;key={KEY}"]):
+            where = tmp_path / f"s{n}"
+            r = CliRunner(env={"KONBINI_API_KEY": KEY, "KONBINI_API_URL": url}).invoke(
+                main, ["--store", str(where), "fetch", "--retries", "1", audio_id(1), audio_id(2)])
+            assert KEY not in r.stderr + r.stdout and "REDACTED" in r.stderr, r.stderr
+            out = CliRunner().invoke(main, ["--store", str(where), "export", "-f", "nq"])
+            assert audio_id(1) in out.stdout and KEY not in out.stdout
+            for f in where.rglob("*"):
+                if f.is_file():
+                    data = f.read_bytes()
+                    assert KEY.encode() not in (gzip.decompress(data) if f.name.endswith(".gz") else data), f
+            assert KEY not in repr(KonbiniClient(KEY, base_url=url))
+    finally:
+        server.shutdown()
+        server.server_close()

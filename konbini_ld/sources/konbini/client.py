@@ -212,10 +212,10 @@ class KonbiniClient:
         self._key_b64 = base64_forms(api_key)
         self.base_url = base_url.rstrip("/")
         if not re.match(r"https?://[^\s/]+", self.base_url):
-            raise InvalidIdError(f"API URL {redact(base_url)!r} is not an http(s) URL")
+            raise InvalidIdError(f"API URL {self._shown(base_url)!r} is not an http(s) URL")
         if "@" in (urlsplit(self.base_url).netloc or ""):
             # (requests would send them as Basic authorization in place of the key's Bearer one)
-            raise UsageError(f"the API URL {redact(base_url)!r} holds credentials (user:password@): the API "
+            raise UsageError(f"the API URL {self._shown(base_url)!r} holds credentials (user:password@): the API "
                              "key goes in KONBINI_API_KEY, and a request carries one Authorization header")
         self.timeout = (min(5.0, timeout), timeout) if isinstance(timeout, (int, float)) else timeout
         if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and 0 < t <= 86_400
@@ -237,7 +237,13 @@ class KonbiniClient:
         self.watchdog = Watchdog()
 
     def __repr__(self) -> str:  # never show the key
-        return f"KonbiniClient(base_url={redact(self.base_url)!r})"
+        return f"KonbiniClient(base_url={self._shown(self.base_url)!r})"
+
+    def _shown(self, url: str) -> str:
+        """``url`` as messages and records say it: without credentials, query parameters named
+        like secrets, or the key itself wherever it is (an ``--api-url`` of a gateway that takes
+        it in its path: ``https://gw.example/KEY/v1``)."""
+        return redact(self._scrub(url))
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -421,7 +427,7 @@ class KonbiniClient:
 
     def _once(self, request_url: str, budget: Budget | None = None,
               on_answer: Callable[[ApiResponse], None] | None = None) -> ApiResponse:
-        url = redact(request_url)  # what messages and records say: never credentials from --api-url
+        url = self._shown(request_url)  # what messages and records say: never credentials from --api-url
         if budget is not None and not budget.take():
             raise BudgetSpent("not sent: the run's credit cap is reached", url=url)
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json",
