@@ -125,14 +125,7 @@ class Planner:
             property is dropped, and :attr:`times_changed` says what to record instead.
         """
         final = self.final
-        # one pass over the batch's groups (a refresh day carries a million): entity → properties
-        observed: dict[str, list[str]] = {}
-        for e, p in final:
-            props_of = observed.get(e)
-            if props_of is None:
-                observed[e] = [p]
-            else:
-                props_of.append(p)
+        observed = _properties(final)  # (one pass over the batch's groups: a refresh day carries a million)
         # every group added with a time: an entity observed at one time has all its groups at it
         timed = len(self.at) == len(final)
         entities = self._skip_unchanged(observed) if self.seen is not None else observed
@@ -366,6 +359,11 @@ Digests = tuple[int, int, bool]
 def entity_digests(groups: dict[tuple[str, str], list[str]]) -> dict[str, Digests]:
     """Each entity's :data:`Digests` in ``groups`` (a response's), as :class:`Planner` works them
     out: what a worker preparing responses can do for the writer."""
+    return {e: _digests(e, sorted(held), groups) for e, held in _properties(groups).items()}
+
+
+def _properties(groups: dict[tuple[str, str], list[str]]) -> dict[str, list[str]]:
+    """Entity → the properties ``groups`` hold for it, in one pass."""
     props: dict[str, list[str]] = {}
     for e, p in groups:
         held = props.get(e)
@@ -373,7 +371,7 @@ def entity_digests(groups: dict[tuple[str, str], list[str]]) -> dict[str, Digest
             props[e] = [p]
         else:
             held.append(p)
-    return {e: _digests(e, sorted(held), groups) for e, held in props.items()}
+    return props
 
 
 def _digests(entity: str, props_of: list[str], final: dict[tuple[str, str], list[str]]) -> Digests:
