@@ -5,6 +5,7 @@ declares in its capabilities, it has."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,54 @@ def test_a_store_failing_under_a_graph_read_on_two_threads_is_the_stores_error(t
             list(view.graph_triples(DATA))
         view.store = real
         view.close()
+
+
+# -- views open between a writer's batches -------------------------------------------------------
+
+
+def test_a_reader_gets_its_turn_between_batches_written_back_to_back(tmp_path: Path) -> None:
+    """A writer applying batch after batch leaves no gap to speak of: a waiting reader is let in
+    before the next batch, and no batch is being written while the reader opens its view."""
+    import threading
+
+    from konbini_ld.engines.views import ViewLock
+
+    writer, reader = ViewLock(tmp_path, writer=True), ViewLock(tmp_path, patience=30)
+    writing, stop, batches = threading.Event(), threading.Event(), []
+
+    def write() -> None:
+        while not stop.is_set() and len(batches) < 400:
+            with writer.batch():
+                writing.set()
+                time.sleep(0.02)
+                batches.append(1)
+                writing.clear()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        for _ in range(5):
+            with reader.opening():
+                assert not writing.is_set()
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+        writer.close()
+    assert len(batches) < 400  # (the reader got in while the writer was still writing)
+
+
+def test_a_writer_stopped_in_the_middle_of_a_batch_makes_a_reader_say_the_store_is_busy(tmp_path: Path) -> None:
+    from konbini_ld.engines.views import ViewLock
+    from konbini_ld.errors import StoreBusyError
+
+    writer = ViewLock(tmp_path, writer=True)
+    with writer.batch():
+        with pytest.raises(StoreBusyError, match="half written"):
+            with ViewLock(tmp_path, patience=0.3).opening():
+                pass
+    with ViewLock(tmp_path, patience=0.3).opening():  # (the batch written: views open again)
+        pass
+    writer.close()
+

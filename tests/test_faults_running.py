@@ -210,3 +210,35 @@ def test_serve_and_a_dry_run_start_while_another_process_writes(tmp_path: Path) 
         assert dry.exit_code == 0 and "would make" in dry.stderr, dry.stderr
         load = cli(store, "load", str(SEED))
         assert load.exit_code == 1 and "being written by another process" in load.stderr
+
+
+def test_a_view_opened_beside_a_writer_never_reads_a_batch_half_written(tmp_path: Path) -> None:
+    """A batch's removes and inserts are several writes: a view opened between them would see an
+    audio with no value of a counter, or with two. Every view is the graph between two batches."""
+    from konbini_ld.sources.konbini.corpus import corpus_lines
+
+    audios, days = 1500, 8
+    lines = list(corpus_lines(audios, observations=days))
+    first, rest = tmp_path / "day0.jsonl", tmp_path / "later.jsonl"
+    first.write_text("".join(lines[:audios]), encoding="utf-8")
+    rest.write_text("".join(lines[audios:]), encoding="utf-8")
+    store = tmp_path / "store"
+    assert cli(store, "load", str(first)).exit_code == 0
+    torn_query = """
+        PREFIX as: <https://www.w3.org/ns/activitystreams#>
+        PREFIX ks: <https://konbiniapi.com/ns/social#>
+        SELECT (COUNT(*) AS ?torn) WHERE {
+          { SELECT ?a (COUNT(?v) AS ?n) WHERE { ?a a as:Audio OPTIONAL { ?a ks:videoCount ?v } } GROUP BY ?a }
+          FILTER (?n != 1)
+        }"""
+    writer = _spawn(store, "load", "--batch-size", str(audios), str(rest))  # a batch a day: every counter moves
+    views, torn = 0, []
+    while writer.poll() is None:
+        with open_store(store, read_only=True) as view:  # (a view is the graph as it was when opened)
+            n = int(view.query(torn_query).records()[0]["torn"])
+        views += 1
+        if n:
+            torn.append(n)
+    assert writer.returncode == 0
+    assert views >= 10, views
+    assert torn == [], f"{len(torn)} of {views} views read a batch half written ({torn[:5]} audios torn)"

@@ -49,6 +49,8 @@ def _segment(store: Path) -> str:
 #: The store's own files, as a function of the store (a segment's name is found on disk).
 OWN_FILES = {
     "writer.lock": lambda s: "writer.lock",
+    "views.lock": lambda s: "views.lock",
+    "views.turn": lambda s: "views.turn",
     "state.json": lambda s: "state.json",
     "archive HEAD": lambda s: "archive/HEAD",
     "archive .lock": lambda s: "archive/.lock",
@@ -129,7 +131,7 @@ def test_readers_answer_beside_a_linked_text_index(store: Path, tmp_path: Path) 
     assert victim.read_bytes() == before
 
 
-@pytest.mark.parametrize("name", ["state.json", "archive/HEAD", "writer.lock"])
+@pytest.mark.parametrize("name", ["state.json", "archive/HEAD", "writer.lock", "views.lock"])
 def test_a_fifo_in_place_of_a_store_file_is_refused_without_blocking(store: Path, name: str) -> None:
     own = store / name
     own.unlink()
@@ -247,6 +249,8 @@ def _as_reader(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_read_only_store_is_read_and_writers_get_one_line(shared_dir: Path) -> None:
     store = shared_dir / "store"
     assert cli(store, "load", str(SEED), str(VIDEOS)).exit_code == 0
+    for name in ("views.lock", "views.turn"):  # (as a store last written before they were kept: made by no one)
+        (store / name).unlink()
     _read_only(store)
     probe = _as_reader("--version")
     if probe.returncode != 0:

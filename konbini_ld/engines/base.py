@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -82,6 +83,10 @@ class Engine(Protocol):
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         """Remove ``deletes``, then add ``inserts`` (N-Triples lines, per named graph)."""
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while one batch is applied (one or more :meth:`apply`): where the engine can, a
+        reader's view of it opens before or after the batch, never in the middle."""
 
     def query(
         self, sparql: str, *, substitutions: dict[str, Any] | None = None, union: bool = True,

@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from itertools import chain
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ import pyoxigraph as ox
 from ..errors import QueryError, StaleViewError, StoreBusyError, StoreDamagedError, StoreError
 from ..sparql import has_dataset_clause
 from . import native_memory
+from .views import ViewLock
 from .base import Capabilities, Dataset, WriteRejected, first_line, translate_syntax_error
 
 __all__ = ["BULK_THRESHOLD", "OxigraphEngine", "translate"]
@@ -190,11 +192,15 @@ class OxigraphEngine:
 
     :param path: the Oxigraph directory (created if missing); ``None`` for a throwaway in-memory store.
     :param read_only: open a read-only view that does not lock out a writer.
+    :param views: the store directory's :class:`~.views.ViewLock`: a view opens only between
+        the writer's batches (the writer holds it while it applies each, :meth:`writing`).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, read_only: bool = False,
+                 views: ViewLock | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.read_only = read_only
+        self.views = views
         self.description = str(self.path) if self.path else "(in memory)"
         on_disk = self.path is not None
         self.capabilities = Capabilities(
@@ -244,7 +250,10 @@ class OxigraphEngine:
                 if self.path is None:
                     return ox.Store()
                 if self.read_only:
-                    return ox.Store.read_only(str(self.path))
+                    if self.views is None:
+                        return ox.Store.read_only(str(self.path))
+                    with self.views.opening():  # (the graph between two of a writer's batches)
+                        return ox.Store.read_only(str(self.path))
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 return ox.Store(str(self.path))
             except (OSError, RuntimeError) as exc:
@@ -268,6 +277,13 @@ class OxigraphEngine:
             self._store = self._open()
 
     # -- writes --------------------------------------------------------------
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while one batch is applied (its removes, its inserts, what they replace): a
+        reader's view opens before it or after it, never in the middle."""
+        if self.views is None or self.read_only:
+            return nullcontext()
+        return self.views.batch()
 
     def quads_for_subjects(self, subjects: Sequence[ox.NamedNode], graph: ox.NamedNode | None,
                            predicates: Sequence[ox.NamedNode] | None = None) -> Iterator[ox.Quad]:
@@ -486,3 +502,5 @@ class OxigraphEngine:
                 except OSError:  # pragma: no cover - disk failure at exit
                     pass
             self._store = None
+        if self.views is not None:
+            self.views.close()

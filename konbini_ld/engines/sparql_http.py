@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import IO, Any
 
@@ -197,6 +198,11 @@ class SparqlHttpEngine:
     def _graph_count(self, graph: ox.NamedNode) -> int:
         rows = self._select(f"SELECT (COUNT(*) AS ?c) WHERE {{ GRAPH {graph} {{ ?s ?p ?o }} }}", exact=False)
         return _count(rows, self.description)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Nothing to hold: each update and upload is the server's own (a reader may see a batch
+        between them; docs/design/threats.md)."""
+        return nullcontext()
 
     def apply(self, deletes: Sequence[ox.Quad], inserts: Mapping[ox.NamedNode, Sequence[str]]) -> None:
         try:

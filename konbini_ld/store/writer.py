@@ -283,10 +283,11 @@ class Writer:
     ) -> None:
         def run() -> None:
             try:
-                if deletes or any(inserts.values()):
-                    self.engine.apply(deletes, inserts)
-                if late:  # (removed only once what replaces them is written)
-                    self.engine.apply(late, {})
+                with self.engine.writing():  # (a reader's view opens before the batch or after it)
+                    if deletes or any(inserts.values()):
+                        self.engine.apply(deletes, inserts)
+                    if late:  # (removed only once what replaces them is written)
+                        self.engine.apply(late, {})
                 if rounds:
                     self._rounds.written(rounds)
                 self._publish(event or BatchWritten(seq=applied_seq))

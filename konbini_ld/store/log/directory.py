@@ -8,6 +8,7 @@ Layout::
       archive/           every raw response (see :mod:`konbini_ld.archive`)
       state.json         {"applied_seq": N}: archive records 1..N are in the live graph
       writer.lock        held (flock) by the one process writing; says who it is
+      views.lock, .turn  a view opens only between the writer's batches (engines/views.py)
       oxigraph.rebuild/  a graph being rebuilt (never read; deleted if a rebuild was interrupted)
       REBUILD            written once a rebuilt graph is complete: the swap's commit point
 
@@ -322,9 +323,10 @@ def _finish_swap(location: Path, state_dir: Path, patience: float = 10.0) -> Non
 def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphEngine:
     """Open the embedded graph; a damaged one is reported with the way to recover it."""
     from ...engines.oxigraph import OxigraphEngine
+    from ...engines.views import ViewLock
 
     try:
-        return OxigraphEngine(location / LIVE, read_only=read_only)
+        return OxigraphEngine(location / LIVE, read_only=read_only, views=ViewLock(location, writer=not read_only))
     except StoreDamagedError as exc:
         archived = _archived(state_dir)
         if archived:

@@ -1,7 +1,7 @@
 """The files a store directory keeps for itself, opened so that nothing else is ever read or
 written through them.
 
-``writer.lock``, ``state.json``, ``REBUILD``, ``store-id``, ``search.sqlite`` and, in
+``writer.lock``, ``views.lock`` and ``views.turn`` (opened by :mod:`konbini_ld.engines.views`, the same way), ``state.json``, ``REBUILD``, ``store-id``, ``search.sqlite`` and, in
 ``archive/``, ``HEAD``, ``OWNER``, ``.lock`` and the segments are konbini-ld's own: each is
 opened without following a symbolic link (``O_NOFOLLOW``) and must be a regular file (a FIFO
 would block, a device never end). A link or anything else in their place is refused with one
