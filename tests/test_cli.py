@@ -83,6 +83,7 @@ def test_query_usage_errors_exit_2(run: Any) -> None:
 
 
 def test_query_errors_exit_1_with_one_line(run: Any) -> None:
+    run("load", str(SEED))
     r = run("query", "-e", "SELECT * WHERE { ?s ?p }")
     assert r.exit_code == 1
     assert r.stderr.startswith("Error: (inline):1:") and len(r.stderr.splitlines()) == 1
@@ -126,9 +127,13 @@ def test_stats_and_rebuild(run: Any) -> None:
     assert after["triples"] == json.loads(before)["triples"] and after["credits_spent"] == 2
 
 
-def test_stats_on_a_store_that_does_not_exist_yet(run: Any) -> None:
+def test_stats_on_a_store_that_does_not_exist_yet(run: Any, tmp_path: Path) -> None:
+    """Says there is none (a mistyped --store is not an empty store), and makes none."""
     r = run("stats")
-    assert r.exit_code == 0 and "audios" in r.stdout
+    assert r.exit_code == 1 and r.stderr == f"Error: there is no konbini-ld store at {tmp_path / 'store'} (load something first)\n"
+    assert not (tmp_path / "store").exists()
+    run("load", str(SEED))
+    assert "audios" in run("stats").stdout
 
 
 def test_every_command_has_help() -> None:

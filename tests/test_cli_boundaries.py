@@ -124,7 +124,27 @@ def test_an_unexpected_failure_is_one_line_and_debug_shows_the_traceback(loaded:
     assert one_error(r, 1) == ("Error: unexpected RuntimeError: something nobody expected "
                               "(run with --debug for the traceback)")
     r = CliRunner().invoke(main, ["--store", str(loaded), "--debug", "stats"])
-    assert isinstance(r.exception, RuntimeError)
+    assert r.exit_code == 1 and "Traceback" in r.stderr and 'raise RuntimeError("something' in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1] == "Error: unexpected RuntimeError: something nobody expected"
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (("--remote-timeout", "-1", "stats"), 2),  # (a global option's value)
+    (("query", "no-such-query"), 2),
+    (("fetch", "--dry-run", "not-an-id"), 2),
+    (("--store", "{missing}", "stats"), 1),
+])
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(loaded: Path, tmp_path: Path, args: tuple[str, ...],
+                                                            code: int) -> None:
+    """``--debug`` adds where an error was raised; the error line and the exit code are those
+    the command gives without it (a script checking the code sees the same)."""
+    args = tuple(a.replace("{missing}", str(tmp_path / "missing")) for a in args)
+    plain = CliRunner(env={"KONBINI_API_KEY": "sk-unused-12345678"}).invoke(main, ["--store", str(loaded), *args])
+    debug = CliRunner(env={"KONBINI_API_KEY": "sk-unused-12345678"}).invoke(
+        main, ["--store", str(loaded), "--debug", *args])
+    assert plain.exit_code == debug.exit_code == code, (plain.stderr, debug.stderr)
+    assert "Traceback" in debug.stderr and "Traceback" not in plain.stderr
+    assert debug.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1], debug.stderr
 
 
 def test_an_os_error_is_one_line_naming_the_file(loaded: Path, monkeypatch: Any) -> None:

@@ -186,6 +186,21 @@ def test_a_store_path_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     assert "not a directory" in one_error(cli(tmp_path / "afile", "load", str(SEED)))
 
 
+@pytest.mark.parametrize("command", [("stats",), ("query", "top-audios"), ("export", "-f", "nt"), ("validate",),
+                                     ("query", "search", "-p", "text=x")])
+def test_a_mistyped_store_is_one_line_and_nothing_is_made_there(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """A reader pointed at a directory that holds no store (missing, or someone's folder) says so:
+    it does not make an empty store there and answer from it."""
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for store in (tmp_path / "stroe", folder):
+        line = one_error(cli(store, *command))
+        assert line == f"Error: there is no konbini-ld store at {store} (load something first)", line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.parametrize("value", ["", " ", "file:///tmp/x", "ftp://host/store", "http://", "http://[::1",
                                    "http://127.0.0.1:99999/query"])
 def test_store_values_that_name_no_store_are_usage_errors(tmp_path: Path, value: str, monkeypatch: Any) -> None:

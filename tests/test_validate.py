@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
-from helpers import KHABY, NEWER, SEED, VIDEOS, seed_data, write_data, write_json
+from helpers import AUDIO_IRI, KHABY, NEWER, SEED, VIDEOS, seed_data, write_data, write_json
 from rdflib import Graph, Literal, Namespace
 
 from konbini_ld.apps.cli import main
@@ -29,6 +30,44 @@ def test_violations_name_node_path_and_value(store: Any, tmp_path: Path) -> None
     lines = [str(r) for r in report.results]
     assert any(KHABY in line and "ks:followerCount" in line and "-5" in line for line in lines), lines
     assert any("as:url" in line and "an image needs a url" in line for line in lines), lines
+
+
+@pytest.mark.filterwarnings("ignore:Parsing weird boolean:UserWarning")  # (what a user's run does with it)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_value_is_reported_as_the_store_holds_it(store: Any, workers: int, monkeypatch: Any) -> None:
+    """A literal the data graph holds in a form of its own (``"yes"^^xsd:boolean``) is checked and
+    reported as written, not as rdflib would rewrite it (``false``: a valid boolean), whether one
+    process validates or several."""
+    import pyoxigraph as ox
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.vocab import DATA_GRAPH
+
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    store.load([SEED])
+    graph, ks = ox.NamedNode(DATA_GRAPH), "https://konbiniapi.com/ns/social#"
+    old = list(store.engine.store.quads_for_pattern(ox.NamedNode(AUDIO_IRI), ox.NamedNode(ks + "videoCount"),
+                                                    None, graph))
+    assert len(old) == 1
+    store.engine.apply(old, {graph: [
+        f'<{AUDIO_IRI}> <{ks}videoCount> "yes"^^<http://www.w3.org/2001/XMLSchema#boolean> .\n']})
+    report = validate(store, workers=workers)
+    lines = [str(r) for r in report.results]
+    assert any("ks:videoCount" in line and line.endswith("(value yes)") for line in lines), lines
+    assert not any("value false" in line for line in lines), lines
+    turtle = report.turtle()  # (what `validate --format turtle` writes: Turtle a parser reads, the value as held)
+    assert '"yes"^^xsd:boolean' in turtle
+    values = [t.object for t in ox.parse(turtle, ox.RdfFormat.TURTLE)
+              if t.predicate.value == "http://www.w3.org/ns/shacl#value"]
+    assert values and all(v.value == "yes" for v in values), values
+    if workers == 1:  # the command line says it in its own words, with no warning of rdflib's on the way
+        import subprocess
+        import sys
+
+        out = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store.location), "validate"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1 and "(value yes)" in out.stdout, out
+        assert out.stderr.startswith("does not conform") and "Warning" not in out.stderr, out.stderr
 
 
 def test_cli_exit_codes_and_turtle_report(tmp_path: Path) -> None:

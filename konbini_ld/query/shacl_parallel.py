@@ -240,8 +240,34 @@ def _validate_share(k: int) -> tuple[str, Any]:
             return ("failure", str(report))
         heads = set(report.subjects(RDF.type, SH.ValidationReport))
         kept = _described_from_data(report, heads)
-        triples.extend((named(s), p, named(o)) for s, p, o in kept)
+        triples.extend((named(s), p, _as_written(named(o))) for s, p, o in kept)
     return ("ok", triples)
+
+
+class _Written(tuple[str, Any, Any]):
+    """A literal on its way to the validating process: its lexical form, language and datatype
+    (rdflib pickles a literal as its constructor's arguments, and the constructor rewrites the
+    form: ``"yes"^^xsd:boolean`` would arrive as ``false``, ``"-07"`` as ``-7``)."""
+
+    __slots__ = ()
+
+
+def _as_written(term: Any) -> Any:
+    from rdflib import Literal
+
+    if isinstance(term, Literal):
+        return _Written((str(term), term.language, term.datatype))
+    return term
+
+
+def _literal(term: Any) -> Any:
+    """A literal :func:`_as_written` sent, made again as it was written."""
+    from rdflib import Literal
+
+    if isinstance(term, _Written):
+        lexical, language, datatype = term
+        return Literal(lexical, lang=language, datatype=datatype, normalize=False)
+    return term
 
 
 def _described_from_data(report: Any, heads: set[Any]) -> list[tuple[Any, Any, Any]]:
@@ -301,8 +327,8 @@ def _merged(parts: list[Any], shapes: Any) -> Any:
     add = report.store.add  # (terms from pySHACL's own reports: the graph's checks are for others)
     add((node, RDF.type, SH.ValidationReport), report)
     for triples in parts:
-        for triple in triples:
-            add(triple, report)
+        for s, p, o in triples:
+            add((s, p, _literal(o)), report)
     results = list(report.subjects(RDF.type, SH.ValidationResult))
     for result in results:
         add((node, SH.result, result), report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ class ShapeResult:
 
 
 BUNDLED = "Audio, Person, Video and Image shapes"
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 
 @dataclass(slots=True)
@@ -70,7 +72,16 @@ class ValidationReport:
 
     def turtle(self) -> str:
         """The machine-readable SHACL report (``sh:conforms`` false whenever there is a result)."""
-        return str(self.graph.serialize(format="turtle"))
+        import pyoxigraph as ox
+        from oxrdflib._converter import to_ox
+
+        # (Oxigraph writes it: rdflib writes an ill-typed "yes"^^xsd:boolean bare, as `yes`, which is not Turtle)
+        prefixes = {str(p): str(n) for p, n in self.graph.namespaces() if str(p)}
+        convert: Any = to_ox
+        triples = [ox.Triple(convert(s), convert(p), convert(o)) for s, p, o in self.graph]
+        out = io.BytesIO()
+        ox.serialize(triples, out, ox.RdfFormat.TURTLE, prefixes=prefixes)
+        return out.getvalue().decode("utf-8")
 
     def summary(self) -> str:
         counts = {s: sum(1 for r in self.results if r.severity == s) for s in ("Violation", "Warning", "Info")}
@@ -95,6 +106,8 @@ def _data_graph(store: Any) -> Any:
     from ..engines.rdflib_view import to_rdflib
     from .shacl_store import TripleIndex
 
+    from rdflib import Literal, URIRef
+
     graph = TripleIndex.graph()
     add = graph.store.add_triple
     converted: dict[Any, Any] = {}
@@ -102,7 +115,12 @@ def _data_graph(store: Any) -> Any:
     def term(t: Any) -> Any:
         r = converted.get(t)
         if r is None:
-            r = converted[t] = to_rdflib(t)
+            if isinstance(t, ox.Literal) and not t.language and t.datatype.value != _XSD_STRING:
+                # as written: rdflib would rewrite "yes"^^xsd:boolean as false (a valid value) and "-07" as -7
+                r = Literal(t.value, datatype=URIRef(t.datatype.value), normalize=False)
+            else:
+                r = to_rdflib(t)
+            converted[t] = r
         return r
 
     graph_triples = getattr(store.engine, "graph_triples", None)  # (an embedded store reads them on two threads)
@@ -139,15 +157,18 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
     except Exception as exc:  # rdflib raises a zoo of parser errors
         raise ValidationError(f"cannot read shapes {source}: not Turtle: {one_line(str(exc))}") from exc
     import logging
+    import warnings
 
     term_log = logging.getLogger("rdflib.term")
     level = term_log.level
     term_log.setLevel(logging.CRITICAL)  # ill-typed literals are reported as results, not logged
     try:
-        data = _data_graph(store)
-        # shared out only for the bundled shapes: a worker given one shape does not resolve the
-        # shapes it names (sh:node, sh:not, a named property shape), so other shapes run in one process
-        report = run_shacl(data, shapes_graph, workers if shapes is None else 1)
+        with warnings.catch_warnings():  # (nor warned of: "Parsing weird boolean")
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"rdflib\.term")
+            data = _data_graph(store)
+            # shared out only for the bundled shapes: a worker given one shape does not resolve the
+            # shapes it names (sh:node, sh:not, a named property shape), so other shapes run in one process
+            report = run_shacl(data, shapes_graph, workers if shapes is None else 1)
     except Exception as exc:  # shapes pySHACL cannot use (a sh:minCount "x"…), or an internal failure
         raise ValidationError(f"SHACL validation of {source} failed to run: {one_line(str(exc))}") from exc
     finally:

@@ -9,6 +9,7 @@ refused the key (401/403); 4 credits exhausted (402); 130 interrupted; 143 termi
 from __future__ import annotations
 
 import logging
+import traceback
 
 import click
 
@@ -56,7 +57,7 @@ def main(ctx: click.Context, store: str | None, update_url: str | None, gsp_url:
                           remote_timeout=remote_timeout, archive=archive)
     except KonbiniError as exc:  # (a global option's value: the commands' handler is not in place yet)
         if debug:
-            raise
+            traceback.print_exc()
         click.echo(f"Error: {one_line(str(exc))}", err=True)
         ctx.exit(exc.exit_code)
 

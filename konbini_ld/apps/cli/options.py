@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,14 +66,18 @@ class Context:
     def open(self, *, read_only: bool = False, or_read_only: bool = False) -> Any:
         """Open the store; ``or_read_only``: a command that only reads (but would rather open it
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
-        from ...errors import StoreBusyError
+        from ...errors import StoreBusyError, StoreError
         from ...pipeline.collection import open_store
         from ...store.log.lock import NotWritableError
 
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir() \
                 and not (Path(self.location) / "REBUILD").exists():  # (not a graph being switched)
-            read_only = False  # nothing loaded yet: an empty store answers every query with nothing
+            if not any((Path(self.location) / name).exists() for name in _STORE_FILES) \
+                    and not (self.archive and Path(self.archive).exists()):
+                # (a mistyped --store: nothing is made there, and nothing answers as an empty store)
+                raise StoreError(f"there is no konbini-ld store at {self.location} (load something first)")
+            read_only = False  # a first run stopped before its graph: the writer applies its archive
         options: dict[str, Any] = {"archive": self.archive, **self.store_options}
         try:
             store = open_store(self.location, read_only=read_only, **options)
@@ -122,6 +127,8 @@ pass_state = click.make_pass_decorator(Context)
 
 #: Commands that write the store: interrupted, they keep what they wrote.
 _WRITERS = frozenset({"load", "fetch", "rebuild", "push"})
+#: What a store directory holds once anything was written to it (a graph, an archive, its state).
+_STORE_FILES = ("oxigraph", "oxigraph.rebuild", "REBUILD", "archive", "state.json", "store-id", "unarchived")
 
 
 def interrupted_code(exc: KeyboardInterrupt) -> int:
@@ -169,8 +176,8 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except KonbiniError as exc:
-            if debug:
-                raise
+            if debug:  # (where it was raised, then the same line and the same exit code)
+                traceback.print_exc()
             _error_line(str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
@@ -185,13 +192,13 @@ def handle_errors(fn: F) -> F:
                 os.dup2(devnull, sys.stdout.fileno())
                 ctx.exit(0)
             if debug:
-                raise
+                traceback.print_exc()
             where = f"{exc.filename}: " if exc.filename else ""
             _error_line(f"{where}{exc.strerror or exc}")
             ctx.exit(1)
         except MemoryError:
             if debug:
-                raise
+                traceback.print_exc()
             _error_line("out of memory")
             ctx.exit(1)
         except Exception as exc:  # a defect: still one line; --debug shows where
@@ -200,7 +207,9 @@ def handle_errors(fn: F) -> F:
                 say_interrupted(ctx, ctx.info_name)
                 ctx.exit(interrupted_code(signal))
             if debug:
-                raise
+                traceback.print_exc()
+                _error_line(f"unexpected {type(exc).__name__}: {exc}")
+                ctx.exit(1)
             _error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
             ctx.exit(1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -68,9 +68,10 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
 
     if output in (None, "-") and not (plot_to is not None and output is None and fmt == "table"):
         check_stdout()  # (before the evaluation: nobody may be there to read its answer)
+    query = _prepare(name, inline, params)  # (a wrong name, file or parameter is said before the store is opened)
     with state.open(read_only=True) as store:
         def work() -> None:
-            result = _run(store, name, inline, params)
+            result = _run(store, query)
             if plot_to is not None:
                 _plot(state, result, plot_to)
                 if output is None and fmt == "table":
@@ -81,19 +82,25 @@ def query(state: Context, name: str | None, inline: str | None, params: tuple[st
         within(timeout, work)
 
 
-def _run(store: object, name: str | None, inline: str | None, params: tuple[str, ...]) -> QueryResult:
+def _prepare(name: str | None, inline: str | None, params: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """The query named, read or given inline, with its parameters bound (usage errors are raised here)."""
     from pathlib import Path
 
-    from ...pipeline.collection import KonbiniStore
     from ...query.catalog import parse_query_text, resolve_query
-    from ...query.run import run_query
 
-    assert isinstance(store, KonbiniStore)
     if (name is None) == (inline is None):
         raise UsageError("give a query NAME, a FILE.rq, or -e SPARQL (exactly one)")
     nq = parse_query_text(inline, name="(inline)") if inline is not None else resolve_query(
         Path(name) if name is not None and Path(name).is_file() else str(name))
-    bound = nq.bind(_parse_params(params))
+    return nq, nq.bind(_parse_params(params))
+
+
+def _run(store: object, query: tuple[Any, dict[str, Any]]) -> QueryResult:
+    from ...pipeline.collection import KonbiniStore
+    from ...query.run import run_query
+
+    assert isinstance(store, KonbiniStore)
+    nq, bound = query
     return store.answer(nq.text, bound) or run_query(store.engine, nq.text, bound, name=nq.name, index=nq.index)
 
 
@@ -125,8 +132,9 @@ def plot(state: Context, name: str, inline: str | None, params: tuple[str, ...],
     from pathlib import Path
 
     target = output or f"{Path(name).stem if inline is None else 'query'}.png"
+    query = _prepare(None if inline is not None else name, inline, params)
     with state.open(read_only=True) as store:
-        result = _run(store, None if inline is not None else name, inline, params)
+        result = _run(store, query)
         _plot(state, result, target)
 
 
