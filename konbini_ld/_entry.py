@@ -14,7 +14,7 @@ def run() -> None:
     try:
         import signal
 
-        from .errors import Terminated, raise_interrupted, raise_terminated, signal_within
+        from .errors import Terminated, raise_interrupted, raise_pending_signal, raise_terminated, signal_within
 
         signal.signal(signal.SIGTERM, raise_terminated)
         signal.signal(signal.SIGINT, raise_interrupted)
@@ -28,6 +28,8 @@ def run() -> None:
         except Terminated:
             terminated = True
             raise
+        else:
+            raise_pending_signal()  # (one that something swallowed while the command line was imported)
     except KeyboardInterrupt as exc:
         terminated = terminated or isinstance(exc, Terminated)
         import sys

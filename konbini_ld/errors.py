@@ -277,6 +277,18 @@ def signal_within(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+def raise_pending_signal() -> None:
+    """Raise again a Ctrl-C or SIGTERM the handlers raised that never reached the program: Python
+    swallows what a handler raises in some places (importlib's module-lock callback, a finaliser,
+    printing "Exception ignored"), and the command would run on to its end as if asked nothing.
+
+    :raises KeyboardInterrupt: (:class:`Terminated` for SIGTERM) one came and was swallowed.
+    """
+    code = first_signal_code()
+    if code is not None:
+        raise Terminated() if code == 143 else KeyboardInterrupt()
+
+
 def first_signal_code() -> int | None:
     """The exit code the first signal the program's handlers raised stands for (``None``: none
     yet, or the handlers are not installed: a program of the caller's own)."""

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -488,3 +489,79 @@ def test_a_signal_wrapped_inside_a_command_is_still_an_interruption(
     monkeypatch.setattr(KonbiniStore, "stats", lazily_imported)
     r = CliRunner().invoke(main, ["--store", str(tmp_path / "store"), "stats"])
     assert r.exit_code == code and r.stderr.strip() == "Interrupted.", (r.exit_code, r.stderr)
+
+
+#: The program, a signal landing while its command line is imported, in a place that swallows what
+#: the handler raises (importlib's module-lock callback prints "Exception ignored" and goes on).
+_SIGNAL_SWALLOWED = """
+import builtins, os, signal, sys, time
+real = builtins.__import__
+done = []
+def slow(name, *args, **kwargs):
+    if not done and (name == "apps.cli" or name.endswith("apps.cli")):
+        done.append(1)
+        try:
+            os.kill(os.getpid(), signal.SIG)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+    return real(name, *args, **kwargs)
+builtins.__import__ = slow
+sys.argv = ["konbini-ld", "--help"]
+from konbini_ld._entry import run
+run()
+"""
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_swallowed_while_the_command_line_loads_still_stops_it(sig: str, code: int) -> None:
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_SWALLOWED.replace("signal.SIG)", f"signal.{sig})")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == code and proc.stderr.strip() == "Interrupted." and proc.stdout == "", proc
+
+
+@pytest.mark.parametrize("handler, code", [("raise_interrupted", 130), ("raise_terminated", 143)])
+def test_a_signal_swallowed_inside_a_command_stops_it_before_the_store_or_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handler: str, code: int) -> None:
+    """Something swallowed what the handler raised (a finaliser, a library's catch-all): the
+    command does not read the store after it, and ends as interrupted, not with exit 0."""
+    from konbini_ld import errors, open_store
+    from konbini_ld.pipeline.collection import KonbiniStore
+    from konbini_ld.query import catalog
+
+    store = tmp_path / "store"
+    with open_store(store) as s:
+        s.load([SEED])
+
+    def swallowed() -> None:
+        try:
+            getattr(errors, handler)(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            pass
+
+    real_resolve, real_stats, asked = catalog.resolve_query, KonbiniStore.stats, []
+    monkeypatch.setattr(catalog, "resolve_query", lambda *a: swallowed() or real_resolve(*a))
+    monkeypatch.setattr(KonbiniStore, "answer", lambda *a, **k: asked.append(a))
+    r = CliRunner().invoke(main, ["--store", str(store), "query", "top-audios", "-f", "csv"])
+    assert r.exit_code == code and r.stderr.strip() == "Interrupted." and r.stdout == "", (r.exit_code, r.output)
+    assert asked == []  # (stopped before the store was read)
+    monkeypatch.setattr(KonbiniStore, "stats", lambda self: swallowed() or real_stats(self))
+    r = CliRunner().invoke(main, ["--store", str(store), "stats"])
+    assert r.exit_code == code and r.stderr.strip() == "Interrupted.", (r.exit_code, r.output)
+
+
+@pytest.mark.parametrize("handler, code", [("raise_interrupted", 130), ("raise_terminated", 143)])
+def test_a_signal_while_the_program_reads_its_options_is_an_interruption(
+        monkeypatch: pytest.MonkeyPatch, handler: str, code: int) -> None:
+    """Not click's "Aborted!" with exit 1."""
+    from konbini_ld import errors
+
+    real = click.Group.parse_args
+
+    def interrupted(self: Any, ctx: Any, args: Any) -> Any:
+        getattr(errors, handler)(signal.SIGINT, None)
+        return real(self, ctx, args)
+
+    monkeypatch.setattr(click.Group, "parse_args", interrupted)
+    r = CliRunner().invoke(main, ["stats"])
+    assert r.exit_code == code and r.stderr.strip() == "Interrupted.", (r.exit_code, r.output)

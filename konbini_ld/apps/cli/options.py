@@ -23,6 +23,7 @@ from ...errors import (
     UsageError,
     first_signal_code,
     forget_signals,
+    raise_pending_signal,
     signal_within,
 )
 
@@ -70,6 +71,7 @@ class Context:
         from ...pipeline.collection import open_store
         from ...store.log.lock import NotWritableError
 
+        raise_pending_signal()  # (a signal swallowed while the command's modules were imported: stop before the store)
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir() \
                 and not (Path(self.location) / "REBUILD").exists():  # (not a graph being switched)
@@ -150,8 +152,18 @@ class Program(click.Group):
     (Ctrl-C) or 143 (SIGTERM); a second signal landing while it does (a terminal's Ctrl-C, then a
     service manager's SIGTERM) is caught here, never click's "Aborted!" with exit 1."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        if parent is None:
+            forget_signals()  # a command begins (in a program that runs several): no signal has come yet
+        # (a signal while the program's own options are read: click would say "Aborted!", exit 1)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt as exc:
+            click.echo("Interrupted.", err=True)
+            sys.exit(interrupted_code(exc))
+
     def invoke(self, ctx: click.Context) -> Any:
-        forget_signals()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
@@ -174,7 +186,9 @@ def handle_errors(fn: F) -> F:
         state: Context | None = ctx.find_object(Context)
         debug = state is not None and state.debug
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            raise_pending_signal()  # (one that something swallowed: the command ran on, but was asked to stop)
+            return result
         except KonbiniError as exc:
             if debug:  # (where it was raised, then the same line and the same exit code)
                 traceback.print_exc()
