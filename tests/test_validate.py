@@ -70,6 +70,35 @@ def test_a_value_is_reported_as_the_store_holds_it(store: Any, workers: int, mon
         assert out.stderr.startswith("does not conform") and "Warning" not in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rdf_1_2_values_are_validated_and_reported_as_held(store: Any, workers: int, monkeypatch: Any) -> None:
+    """A triple term or a directional string in the data graph (RDF 1.2, which rdflib cannot hold):
+    validated as what it is (not an integer, not a plain string), shown and written in the Turtle
+    report whole, never "failed to run"."""
+    import pyoxigraph as ox
+
+    import konbini_ld.query.shacl_parallel as parallel
+    from konbini_ld.vocab import DATA_GRAPH
+
+    monkeypatch.setattr(parallel, "PARALLEL_FROM", 1)
+    store.load([SEED])
+    graph, ks = ox.NamedNode(DATA_GRAPH), "https://konbiniapi.com/ns/social#"
+    old = [q for p in ("videoCount", "album")
+           for q in store.engine.store.quads_for_pattern(ox.NamedNode(AUDIO_IRI), ox.NamedNode(ks + p), None, graph)]
+    store.engine.apply(old, {graph: [
+        f'<{AUDIO_IRI}> <{ks}videoCount> <<( <urn:a> <urn:b> "c" )>> .\n',
+        f'<{AUDIO_IRI}> <{ks}album> "Greatest"@en--rtl .\n',
+    ]})
+    report = validate(store, workers=workers)
+    lines = [str(r) for r in report.results]
+    assert any("ks:videoCount" in line and line.endswith('(value <<( <urn:a> <urn:b> "c" )>>)') for line in lines), lines
+    assert any("ks:album" in line and line.endswith('(value "Greatest"@en--rtl)') for line in lines), lines
+    values = {t.object for t in ox.parse(report.turtle(), ox.RdfFormat.TURTLE)
+              if t.predicate.value == "http://www.w3.org/ns/shacl#value"}
+    assert ox.Triple(ox.NamedNode("urn:a"), ox.NamedNode("urn:b"), ox.Literal("c")) in values, values
+    assert ox.Literal("Greatest", language="en", direction=ox.BaseDirection.RTL) in values, values
+
+
 def test_cli_exit_codes_and_turtle_report(tmp_path: Path) -> None:
     store = str(tmp_path / "s")
     runner = CliRunner()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class ValidationReport:
     graph: Any = None  #: the SHACL validation report as an rdflib Graph
     focus_nodes: int = 0  #: the nodes the shapes' targets picked: what was checked
     against: str = BUNDLED  #: what the nodes were checked against
+    #: the RDF 1.2 triple terms of the data that blank nodes stood for in :attr:`graph` (rdflib holds none)
+    stand_ins: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -77,7 +80,11 @@ class ValidationReport:
 
         # (Oxigraph writes it: rdflib writes an ill-typed "yes"^^xsd:boolean bare, as `yes`, which is not Turtle)
         prefixes = {str(p): str(n) for p, n in self.graph.namespaces() if str(p)}
-        convert: Any = to_ox
+        stand_ins = self.stand_ins
+
+        def convert(term: Any) -> Any:
+            return stand_ins.get(term) or to_ox(term)
+
         triples = [ox.Triple(convert(s), convert(p), convert(o)) for s, p, o in self.graph]
         out = io.BytesIO()
         ox.serialize(triples, out, ox.RdfFormat.TURTLE, prefixes=prefixes)
@@ -106,16 +113,27 @@ def _data_graph(store: Any) -> Any:
     from ..engines.rdflib_view import to_rdflib
     from .shacl_store import TripleIndex
 
-    from rdflib import Literal, URIRef
+    from rdflib import BNode, Literal, URIRef
 
     graph = TripleIndex.graph()
     add = graph.store.add_triple
     converted: dict[Any, Any] = {}
+    stand_ins: dict[Any, Any] = {}
+    graph.stand_ins = stand_ins
 
     def term(t: Any) -> Any:
         r = converted.get(t)
         if r is None:
-            if isinstance(t, ox.Literal) and not t.language and t.datatype.value != _XSD_STRING:
+            if isinstance(t, ox.Triple):
+                # an RDF 1.2 triple term, which rdflib cannot hold: a blank node of its own stands for it
+                # (not a literal, not an IRI: what SHACL says of it holds), and the report says the term
+                r = BNode("tt" + hashlib.sha256(str(t).encode("utf-8")).hexdigest()[:32])
+                stand_ins[r] = t
+            elif isinstance(t, ox.Literal) and getattr(t, "direction", None):
+                # a directional string (RDF 1.2): rdflib holds its language only; the report says it whole
+                r = Literal(t.value, lang=t.language)
+                stand_ins[r] = t
+            elif isinstance(t, ox.Literal) and not t.language and t.datatype.value != _XSD_STRING:
                 # as written: rdflib would rewrite "yes"^^xsd:boolean as false (a valid value) and "-07" as -7
                 r = Literal(t.value, datatype=URIRef(t.datatype.value), normalize=False)
             else:
@@ -142,6 +160,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
     :raises UsageError: the shapes file cannot be read (missing, over 64 MiB, not UTF-8).
     :raises ValidationError: the shapes are not Turtle, or pySHACL cannot use them or fails.
     """
+    import pyoxigraph as ox
     from rdflib import Graph, Literal, Namespace
     from rdflib.namespace import RDF
 
@@ -176,6 +195,14 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
     if not isinstance(report, Graph):  # pySHACL hands a failure (SHACL's "failure") back instead of a report
         raise ValidationError(f"SHACL validation of {source} failed to run: {one_line(str(report))}")
     results = []
+    stand_ins: dict[Any, Any] = getattr(data, "stand_ins", {})
+
+    def shown(value: Any) -> str:
+        term = stand_ins.get(value)
+        if isinstance(term, ox.Triple):
+            return f"<<( {term} )>>"
+        return str(term) if term is not None else str(value)
+
     lossy: frozenset[str] = getattr(store.engine.capabilities, "lossy_datatypes", frozenset())
     for node in list(report.subjects(RDF.type, sh.ValidationResult)):
         def one(p: Any) -> Any:
@@ -198,7 +225,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
                 severity=severity,
                 focus=str(one(sh.focusNode)),
                 path=str(one(sh.resultPath)) if one(sh.resultPath) is not None else None,
-                value=str(one(sh.value)) if one(sh.value) is not None else None,
+                value=shown(one(sh.value)) if one(sh.value) is not None else None,
                 message=str(one(sh.resultMessage) or "does not match its shape"),
                 shape=str(one(sh.sourceShape)) if one(sh.sourceShape) is not None else None,
             )
@@ -211,7 +238,7 @@ def validate(store: Validatable, *, shapes: str | Path | None = None, workers: i
     for node in list(report.subjects(RDF.type, sh.ValidationReport)):
         report.set((node, sh.conforms, Literal(conforms)))
     against = f"the shapes of {Path(shapes).name}" if shapes is not None else BUNDLED
-    return ValidationReport(conforms, results, report, focus, against)
+    return ValidationReport(conforms, results, report, focus, against, stand_ins)
 
 
 def iter_lines(report: ValidationReport, limit: int | None = None) -> Iterator[str]:
