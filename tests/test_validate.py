@@ -236,6 +236,17 @@ def _mixed_store(store: Any, tmp_path: Path) -> None:
         if i % 3 == 0:
             bad["icon"] = {"type": "Image", "width": 3}
         store.load([write_json(tmp_path / f"bad{i}.json", {"data": bad})])
+    # a duration that is neither integer nor double, on audios every worker gets some of: the sh:or
+    # shape the results name is described in each worker's report (its list and its member shapes)
+    import pyoxigraph as ox
+
+    from konbini_ld.vocab import DATA_GRAPH
+
+    graph, seconds = ox.NamedNode(DATA_GRAPH), ox.NamedNode("https://konbiniapi.com/ns/social#durationSeconds")
+    audios = [row[0] for row in store.engine.query(
+        "SELECT ?a WHERE { ?a a <https://www.w3.org/ns/activitystreams#Audio> } ORDER BY ?a LIMIT 6")]
+    old = [q for a in audios for q in store.engine.store.quads_for_pattern(a, seconds, None, graph)]
+    store.engine.apply(old, {graph: [f'{q.subject} {seconds} "long" .\n' for q in old]})
 
 
 def test_shared_out_validation_gives_the_same_report_as_one_process(store: Any, tmp_path: Path,

@@ -271,18 +271,20 @@ def _literal(term: Any) -> Any:
 
 
 def _described_from_data(report: Any, heads: set[Any]) -> list[tuple[Any, Any, Any]]:
-    """A report's triples but its head's, with what it copied of the data's blank nodes copied
-    again under the data's own names. pySHACL copies a blank-node value with what the data says
-    of it, but names the blank nodes nested in that description anew: each worker would hold its
-    own copy of them, where one process's report holds one."""
+    """A report's triples but its head's, with what it copied of the data's and the shapes' blank
+    nodes copied again under their own names. pySHACL copies a blank-node value with what the data
+    says of it, and a blank-node shape (a property shape, the shapes of its ``sh:or``) with what
+    the shapes say of it, but names the blank nodes nested in those descriptions anew: each worker
+    would hold its own copy of them, where one process's report holds one."""
     from rdflib import BNode
 
-    described = {s for s in report.subjects() if isinstance(s, BNode) and s not in heads
-                 and s not in _SHAPE_NODES and _in_data(s)}
-    if not described:
+    subjects = {s for s in report.subjects() if isinstance(s, BNode) and s not in heads}
+    from_shapes = {s for s in subjects if s in _SHAPE_NODES}
+    from_data = {s for s in subjects if s not in _SHAPE_NODES and _in_data(s)}
+    if not from_data and not from_shapes:
         return [t for t in report if t[0] not in heads]
     dropped: set[Any] = set()  # pySHACL's copies: the described nodes, and the new nodes they reach
-    todo = list(described)
+    todo = [*from_data, *from_shapes]
     while todo:
         node = todo.pop()
         if node in dropped:
@@ -291,17 +293,18 @@ def _described_from_data(report: Any, heads: set[Any]) -> list[tuple[Any, Any, A
         todo.extend(o for o in report.objects(node) if isinstance(o, BNode) and o not in _SHAPE_NODES
                     and not _in_data(o))
     out = [t for t in report if t[0] not in heads and t[0] not in dropped]
-    seen: set[Any] = set()
-    todo = list(described)
-    while todo:  # the data's own description of each, nested blank nodes and cycles included
-        node = todo.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        for _, p, o in _DATA.triples((node, None, None)):
-            out.append((node, p, o))
-            if isinstance(o, BNode):
-                todo.append(o)
+    for source, described in ((_DATA, from_data), (_SHAPES, from_shapes)):
+        seen: set[Any] = set()
+        todo = list(described)
+        while todo:  # the source's own description of each, nested blank nodes and cycles included
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            for _, p, o in source.triples((node, None, None)):
+                out.append((node, p, o))
+                if isinstance(o, BNode):
+                    todo.append(o)
     return out
 
 

@@ -77,15 +77,24 @@ class ValidationReport:
         """The machine-readable SHACL report (``sh:conforms`` false whenever there is a result)."""
         import pyoxigraph as ox
         from oxrdflib._converter import to_ox
+        from rdflib import RDF, Literal, URIRef
+        from rdflib.namespace import SH as SH_NS
 
         # (Oxigraph writes it: rdflib writes an ill-typed "yes"^^xsd:boolean bare, as `yes`, which is not Turtle)
-        prefixes = {str(p): str(n) for p, n in self.graph.namespaces() if str(p)}
         stand_ins = self.stand_ins
 
         def convert(term: Any) -> Any:
             return stand_ins.get(term) or to_ox(term)
 
-        triples = [ox.Triple(convert(s), convert(p), convert(o)) for s, p, o in self.graph]
+        heads = set(self.graph.subjects(RDF.type, SH_NS.ValidationReport))
+        results = set(self.graph.subjects(RDF.type, SH_NS.ValidationResult))
+        ordered = sorted(self.graph, key=lambda t: (0 if t[0] in heads else 1 if t[0] in results else 2,
+                                                     str(t[0]), str(t[1]), str(t[2])))
+        triples = [ox.Triple(convert(s), convert(p), convert(o)) for s, p, o in ordered]  # (a subject's together)
+        used = {str(t) for triple in self.graph for t in triple if isinstance(t, URIRef)}
+        used |= {str(t.datatype) for t in self.graph.objects() if isinstance(t, Literal) and t.datatype}
+        prefixes = {str(p): str(n) for p, n in self.graph.namespaces()
+                    if str(p) and any(iri.startswith(str(n)) for iri in used)}
         out = io.BytesIO()
         ox.serialize(triples, out, ox.RdfFormat.TURTLE, prefixes=prefixes)
         return out.getvalue().decode("utf-8")
