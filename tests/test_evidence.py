@@ -877,6 +877,20 @@ def _spellings(key: str) -> dict[str, str]:
         "bullets and no-break spaces": "\u2022\u00a0".join(key),
         "hex with colons": ":".join(f"{b:02x}" for b in key.encode()),
         "base64 across lines": "\\n".join(base64.b64encode(f"user: {key}".encode()).decode()[i:i + 8] for i in range(0, 40, 8)),
+        "combining marks": "".join(c + "\u0301" for c in key),
+        "Cyrillic look-alikes": key.translate(str.maketrans("aeopcxyisk", "аеорсхуіѕк")),
+        "Greek look-alikes": key.translate(str.maketrans("aoiktv", "αοικτν")),
+        "right-to-left override, reversed": "\u202e" + key[::-1] + "\u202c",
+        "minus signs between": "\u2212".join(key),
+        "katakana middle dots between": "\u30fb".join(key),
+        "emoji between": "\U0001f511".join(key),
+        "0x list": ",".join(f"0x{ord(c):02x}" for c in key),
+        "U+ code points": " ".join(f"U+{ord(c):04X}" for c in key),
+        "\\u{} escapes": "".join(f"\\\\u{{{ord(c):x}}}" for c in key),
+        "\\U escapes": "".join(f"\\\\U{ord(c):08x}" for c in key),
+        "octal escapes": "".join(f"\\\\{ord(c):03o}" for c in key),
+        "HTML entities twice": "".join(f"&amp;#{ord(c)};" for c in key),
+        "percent-encoded JSON escapes": "".join(f"%5Cu{ord(c):04x}" for c in key),
     }
 
 

@@ -4,9 +4,12 @@ A server may echo the key it was sent (a message quoting the request, a redirect
 header, a body): it must never be archived, stored or shown. :func:`key_pattern` finds it
 spelled character by character (as itself, percent-encoded, JSON-escaped) for replacing in
 place; :func:`reveals` says whether a text gives it back to a reader who decodes it as people
-do (escapes, percent-encoding twice, HTML entities, base64, base32, hex, Unicode forms,
-invisible characters, characters spelled apart, any case). A cipher is not a spelling: the key
-reversed, rot13 or encrypted is not looked for (a server can always hide it from any check).
+do (escapes of every language, code points written ``U+006B`` or ``0x6b``, percent-encoding
+twice, HTML entities twice, base64, base32, hex, Unicode forms, invisible characters, combining
+marks, Cyrillic and Greek letters drawn as Latin ones, characters spelled apart by anything but
+letters and digits, the key reversed behind a right-to-left override, which draws it as itself,
+any case). A cipher is not a spelling: the key reversed (without an override), rot13, base64
+twice, decimal codes or encrypted is not looked for (a server can always hide it from any check).
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
 
 
 _ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
+#: Characters written as their code points the ways languages write them: ``\u{6b}``,
+#: ``\U0000006b``, octal ``\153``.
+_CODES = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}|\\U([0-9a-fA-F]{8})|\\([0-7]{3})")
+#: ... and the ways people write them, ``U+006B``, ``0x6b`` (not inside a word: ``100x100``).
+_POINTS = re.compile(r"[uU]\+([0-9a-fA-F]{4,6})|0[xX]([0-9a-fA-F]{2,6})")
+#: Letters of other scripts drawn as Latin ones (Cyrillic, Greek), as the Latin letter a reader sees.
+_LOOK_ALIKES = str.maketrans(
+    "\u0430\u0435\u043e\u0440\u0441\u0445\u0443\u0456\u0458\u0455\u0501\u04bb\u051b\u051d\u043a"
+    "\u03b1\u03bf\u03c1\u03b9\u03ba\u03bd\u03c5\u03c7\u03c4\u03b5\u03f2\u03f3",
+    "aeopcxyijsdhqwkaopikvuxtecj")
+#: Combining marks (accents drawn on the character before), and the scripts of :data:`_LOOK_ALIKES`.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_DRAWN_AS_LATIN = re.compile("[\u0300-\u036f\u0370-\u052f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+@cache
+def _apart_anywhere(bare: bytes) -> re.Pattern[str]:
+    """What finds the key spelled apart by anything but letters and digits, in any script (minus
+    signs, middle dots, katakana dots, emoji…): a search led by its first character."""
+    return re.compile(r"[\W_]*".join(map(re.escape, bare.decode("utf-8", "replace"))))
 
 
 def base64_forms(key: str) -> tuple[str, ...]:
@@ -126,7 +147,8 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     flat = _flat(lowered)
     if (len(bare) >= 8 and bare in flat) or any(form in flat for form in _apart_forms(b64)):
         return True  # (spelled apart: spaces, dashes, dots, line breaks between its characters)
-    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text:
+    coded = _points_in(lowered)
+    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text and not coded:
         return False
     candidates = [text]
 
@@ -134,25 +156,76 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
         if all(c != held for held in candidates):
             candidates.append(c)
 
-    if "\\" in text:  # (escapes a reader would decode again: \u0073, \x73, \/)
-        decoded(_ESCAPES.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2)
-                             else m.group(3), text))
-    for c in list(candidates):
-        if "%" in c:
-            once = unquote(c)
-            decoded(once)
-            decoded(unquote(once))
-    for c in list(candidates):
-        if "&" in c:
-            decoded(html.unescape(c))
+    done = 0
+    for _ in range(2):  # (each decoding of each decoding: percent-encoded escapes, entities encoded twice)
+        fresh, done = candidates[done:], len(candidates)
+        for c in fresh:
+            if "\\" in c:  # (escapes a reader would decode again: \u0073, \x73, \/)
+                decoded(_ESCAPES.sub(_escaped, c))
+            if "\\" in c:
+                decoded(_CODES.sub(_coded, c))
+            if coded:
+                decoded(_POINTS.sub(_coded, c))
+            if "%" in c:
+                once = unquote(c)
+                decoded(once)
+                decoded(unquote(once))
+            if "&" in c:
+                decoded(html.unescape(c))
     for c in list(candidates):
         if not c.isascii():
-            decoded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
-    for c in candidates[1:]:  # (the text itself was looked at above)
+            normal = _INVISIBLE.sub("", unicodedata.normalize("NFKC", c))
+            decoded(normal)
+            # combining marks on every character (ḱ), letters of other scripts drawn as Latin ones
+            if _DRAWN_AS_LATIN.search(normal):
+                bared = _COMBINING.sub("", unicodedata.normalize("NFKD", normal))
+                decoded(bared.lower().translate(_LOOK_ALIKES))
+    reversing = "\u202e" in text or "\u202d" in text or "\u2067" in text  # (drawn right to left: the key reversed reads as the key)
+    for i, c in enumerate(candidates):
         low = c.lower()
-        if key in low or (len(bare) >= 8 and bare in _flat(low)):
+        if i and (key in low or (len(bare) >= 8 and bare in _flat(low))):  # (the text itself: looked at above)
+            return True
+        if not low.isascii() and len(bare) >= 8 and _apart_anywhere(bare).search(low):
+            return True
+        if reversing and (key[::-1] in low or (len(bare) >= 8 and bare[::-1] in _flat(low))):
             return True
     return False
+
+
+def _escaped(m: re.Match[str]) -> str:
+    return chr(int(m.group(1) or m.group(2), 16)) if m.group(1) or m.group(2) else m.group(3)
+
+
+def _points_in(lowered: str) -> bool:
+    """Whether text (lower-cased) holds a code point written ``U+006B`` or ``0x6b`` (found by their
+    first two characters: ``100x100`` in every image's address is passed over quickly)."""
+    for lead in ("0x", "u+"):
+        at = lowered.find(lead)
+        while at >= 0:
+            if (at == 0 or not lowered[at - 1].isdigit()) and _POINTS.match(lowered, at):
+                return True
+            at = lowered.find(lead, at + 2)
+    return False
+
+
+def _word_apart(m: re.Match[str]) -> bool:
+    """Whether what :data:`_POINTS` found follows no digit (``0x6b``, not the ``0x1`` of ``100x100``;
+    strings are looked at joined, so a letter may come right before)."""
+    return m.start() == 0 or not m.string[m.start() - 1].isdigit()
+
+
+def _coded(m: re.Match[str]) -> str:
+    """One code point :data:`_CODES` or :data:`_POINTS` found, as the character (one out of range,
+    or inside a word: as written)."""
+    if m.re is _POINTS and not _word_apart(m):
+        return m.group(0)
+    groups = m.groups()
+    if m.re is _CODES:
+        hexed, octal = groups[0] or groups[1], groups[2]
+    else:
+        hexed, octal = groups[0] or groups[1], None
+    code = int(hexed, 16) if hexed else int(octal or "0", 8)
+    return chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else m.group(0)
 
 
 _JSON_STRING = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")', re.DOTALL)
