@@ -379,3 +379,22 @@ def test_a_writer_stopped_in_the_middle_of_a_batch_makes_a_reader_say_the_store_
         pass
     writer.close()
 
+
+
+def test_a_reader_stopped_while_it_opens_its_view_does_not_stop_the_writer(tmp_path: Path, monkeypatch: Any,
+                                                                          caplog: Any) -> None:
+    """A reader holds the lock for the milliseconds its view takes to open; one stopped right then
+    (Ctrl-Z) would hold it for as long as it stays stopped: the writer goes on without it."""
+    import logging
+
+    from konbini_ld.engines import views
+    from konbini_ld.engines.views import ViewLock
+
+    monkeypatch.setattr(views, "WRITER_PATIENCE", 0.3)
+    writer = ViewLock(tmp_path, writer=True)
+    written = []
+    with ViewLock(tmp_path).opening(), caplog.at_level(logging.WARNING, logger="konbini_ld.engines.views"):
+        with writer.batch():
+            written.append(1)
+    assert written == [1] and "writing without waiting" in caplog.text
+    writer.close()

@@ -7,6 +7,8 @@ no value, or with two. :class:`ViewLock` keeps views out of that moment:
 
 - the writer holds ``views.lock`` exclusively while it applies one batch (:meth:`ViewLock.batch`);
 - a reader holds it shared only while it opens its view (:meth:`ViewLock.opening`): milliseconds.
+  A reader stopped right then (Ctrl-Z) does not stop the writer: past :data:`WRITER_PATIENCE` it
+  writes without waiting (that reader may then open a view in the middle of a batch).
 
 A writer applying batch after batch would leave a reader only the instant between two of them,
 so a reader that waits takes ``views.turn`` first, and the writer takes it before each batch: the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import stat
 import time
@@ -39,6 +42,11 @@ TURN = "views.turn"
 #: How long a reader waits for a batch to be written before it says the store is busy (seconds):
 #: far longer than any batch takes; what exceeds it is a writer stopped mid-batch.
 PATIENCE = 120.0
+#: How long the writer waits for readers opening their views (they take milliseconds): past it,
+#: one is stopped in the middle, and the batch is written without waiting for it.
+WRITER_PATIENCE = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 class ViewLock:
@@ -82,15 +90,23 @@ class ViewLock:
             yield
             return
         lock, turn = self._fds
-        fcntl.flock(turn, fcntl.LOCK_EX)  # (a reader waiting for the last batch goes first)
+        deadline = time.monotonic() + WRITER_PATIENCE
+        # (a reader waiting for the last batch goes first; readers hold the lock only while they open
+        # a view: a reader stopped right then, Ctrl-Z, does not stop the writer, which goes on without)
+        held_turn = _take(turn, fcntl.LOCK_EX, deadline)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # (readers hold it only while they open a view)
+            held = _take(lock, fcntl.LOCK_EX, deadline)
         finally:
-            fcntl.flock(turn, fcntl.LOCK_UN)
+            if held_turn:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+        if not held:
+            logger.warning("a reader of %s has been opening its view for %.0f s (stopped?): writing without "
+                           "waiting for it", self.directory, WRITER_PATIENCE)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
     def opening(self) -> Iterator[None]:
@@ -121,6 +137,20 @@ class ViewLock:
             for fd in self._fds:
                 os.close(fd)
             self._fds = None
+
+
+def _take(fd: int, how: int, deadline: float) -> bool:
+    """Take the lock by ``deadline`` (``False``: not taken)."""
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
 
 
 def _wait(fd: int, how: int, deadline: float, directory: Path) -> None:
