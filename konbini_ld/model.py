@@ -354,7 +354,8 @@ class FetchReport:
     def summary(self) -> str:
         """The one-line summary printed at the end of ``konbini-ld fetch``."""
         if self.dry_run:
-            line = f"dry run: would make {self.planned} requests, costing {self.planned} credits at one per request"
+            line = (f"dry run: would make {_counted(self.planned, 'request')}, costing "
+                    f"{_counted(self.planned, 'credit')} at one per request")
             if self.planned_max > self.planned:
                 line += f" (up to {self.planned_max} with the later pages of videos found on the way)"
             return line + f"; {self.skipped} already bought, skipped; nothing was bought"
@@ -364,7 +365,12 @@ class FetchReport:
             f"failed {len(self.failed)}; credits used {self.credits_used}, remaining {remaining}"
         )
         if self.stopped:
-            line += f" (stopped: {self.stopped}; {self.not_requested} requests left for the next run)"
+            line += f" (stopped: {self.stopped}; {_counted(self.not_requested, 'request')} left for the next run)"
         if self.unapplied:
             line += f"; {self.unapplied} archived responses reach the graph when the store is next opened"
         return line
+
+
+def _counted(n: int, word: str) -> str:
+    """``1 request``, ``2 requests``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

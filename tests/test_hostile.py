@@ -314,7 +314,7 @@ def test_an_ids_file_may_be_a_pipe(run: Any, tmp_path: Path) -> None:
     writer.start()
     r = run("fetch", "--dry-run", "--ids-file", str(fifo))
     writer.join(10)
-    assert r.exit_code == 0 and "would make 1 request" in r.stderr, r.stderr
+    assert r.exit_code == 0 and "would make 1 request, costing 1 credit at one" in r.stderr, r.stderr
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
