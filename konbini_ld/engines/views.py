@@ -121,9 +121,9 @@ class ViewLock:
         lock, turn = fds
         try:
             deadline = time.monotonic() + self.patience
-            _wait(turn, fcntl.LOCK_EX, deadline, self.directory)
+            _wait(turn, fcntl.LOCK_EX, deadline, self.directory, self.patience)
             try:
-                _wait(lock, fcntl.LOCK_SH, deadline, self.directory)
+                _wait(lock, fcntl.LOCK_SH, deadline, self.directory, self.patience)
             finally:
                 fcntl.flock(turn, fcntl.LOCK_UN)
             yield
@@ -153,20 +153,11 @@ def _take(fd: int, how: int, deadline: float) -> bool:
             pause = min(pause * 2, 0.01)
 
 
-def _wait(fd: int, how: int, deadline: float, directory: Path) -> None:
-    pause = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, how | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise StoreBusyError(
-                    f"the store at {directory} has been in the middle of writing one batch for more than "
-                    f"{PATIENCE:.0f} s (is its writer stopped?): a view opened now would read it half written"
-                ) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+def _wait(fd: int, how: int, deadline: float, directory: Path, patience: float) -> None:
+    if not _take(fd, how, deadline):
+        raise StoreBusyError(
+            f"the store at {directory} has been in the middle of writing one batch for more than "
+            f"{patience:.0f} s (is its writer stopped?): a view opened now would read it half written")
 
 
 def _open_file(path: Path, *, create: bool) -> int | None:
@@ -177,23 +168,15 @@ def _open_file(path: Path, *, create: bool) -> int | None:
         fd = os.open(path, flags | os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
     except FileNotFoundError:
         return None
-    except PermissionError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise _refused(path, exc) from exc
         try:  # (a store read-only for this user: a shared lock needs only reading)
             fd = os.open(path, flags | os.O_RDONLY)
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            raise _refused(path, exc) from exc
-    except OSError as exc:
-        if exc.errno == errno.EROFS:
-            try:
-                fd = os.open(path, flags | os.O_RDONLY)
-            except FileNotFoundError:
-                return None
-            except OSError as again:
-                raise _refused(path, again) from again
-        else:
-            raise _refused(path, exc) from exc
+        except OSError as again:
+            raise _refused(path, again) from again
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StoreError(f"{path} is not a regular file: konbini-ld keeps its views' lock there (remove it; "
