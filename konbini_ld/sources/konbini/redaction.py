@@ -160,9 +160,8 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     for _ in range(2):  # (each decoding of each decoding: percent-encoded escapes, entities encoded twice)
         fresh, done = candidates[done:], len(candidates)
         for c in fresh:
-            if "\\" in c:  # (escapes a reader would decode again: \u0073, \x73, \/)
+            if "\\" in c:  # (escapes a reader would decode again: \u0073, \x73, \/, \u{73}, \163)
                 decoded(_ESCAPES.sub(_escaped, c))
-            if "\\" in c:
                 decoded(_CODES.sub(_coded, c))
             if coded:
                 decoded(_POINTS.sub(_coded, c))
@@ -219,12 +218,8 @@ def _coded(m: re.Match[str]) -> str:
     or inside a word: as written)."""
     if m.re is _POINTS and not _word_apart(m):
         return m.group(0)
-    groups = m.groups()
-    if m.re is _CODES:
-        hexed, octal = groups[0] or groups[1], groups[2]
-    else:
-        hexed, octal = groups[0] or groups[1], None
-    code = int(hexed, 16) if hexed else int(octal or "0", 8)
+    hexed = m.group(1) or m.group(2)  # (_CODES: \u{…}, \U…, then octal; _POINTS: U+…, 0x…)
+    code = int(hexed, 16) if hexed else int(m.group(3), 8)
     return chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else m.group(0)
 
 
