@@ -131,7 +131,21 @@ def test_readers_answer_beside_a_linked_text_index(store: Path, tmp_path: Path) 
     assert victim.read_bytes() == before
 
 
-@pytest.mark.parametrize("name", ["state.json", "archive/HEAD", "writer.lock", "views.lock"])
+@pytest.mark.parametrize("name", ["search.sqlite", "search.sqlite-wal"])
+def test_readers_answer_beside_a_fifo_in_place_of_the_text_index(store: Path, name: str) -> None:
+    """SQLite would open a FIFO and wait for a writer to it for good (no signal ends the wait):
+    readers answer with the plain queries, without opening it."""
+    (store / name).unlink(missing_ok=True)
+    os.mkfifo(store / name)
+    for args in (("query", "top-audios", "-f", "csv"), ("query", "search", "-p", "text=original", "-f", "csv"),
+                 ("stats",)):
+        out = subprocess.run([sys.executable, "-m", "konbini_ld", "--store", str(store), *args],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, (args, out.stderr)
+    assert "original sound" in out.stdout or "audios" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["state.json", "archive/HEAD", "writer.lock", "views.lock", "search.sqlite"])
 def test_a_fifo_in_place_of_a_store_file_is_refused_without_blocking(store: Path, name: str) -> None:
     own = store / name
     own.unlink()
@@ -194,11 +208,29 @@ def test_a_mistyped_store_is_one_line_and_nothing_is_made_there(tmp_path: Path, 
     folder = tmp_path / "documents"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    for store in (tmp_path / "stroe", folder):
+    # what a store holds, holding nothing: an empty archive/, an empty oxigraph/, a stray state.json
+    hollow = {"empty-archive": "archive/", "empty-graph": "oxigraph/", "stray-state": "state.json"}
+    for name, what in hollow.items():
+        (tmp_path / name).mkdir()
+        if what.endswith("/"):
+            (tmp_path / name / what).mkdir()
+        else:
+            (tmp_path / name / what).write_text('{"applied_seq": 0}')
+    made = {p: sorted(q.name for q in p.rglob("*")) for p in tmp_path.iterdir()}
+    for store in (tmp_path / "stroe", folder, *(tmp_path / name for name in hollow)):
         line = one_error(cli(store, *command))
         assert line == f"Error: there is no konbini-ld store at {store} (load something first)", line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["documents"]
-    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "stroe").exists()
+    assert {p: sorted(q.name for q in p.rglob("*")) for p in tmp_path.iterdir()} == made  # (nothing made anywhere)
+
+
+def test_a_reader_applies_what_a_first_run_archived_before_it_made_its_graph(store: Path) -> None:
+    """Its archive holds answers and its graph was never made: the reader writes them first."""
+    shutil.rmtree(store / "oxigraph")
+    for name in ("state.json", "search.sqlite"):
+        (store / name).unlink()
+    r = cli(store, "query", "top-audios", "-f", "csv")
+    assert r.exit_code == 0 and "original sound" in r.stdout and "applied 1 archived response" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("value", ["", " ", "file:///tmp/x", "ftp://host/store", "http://", "http://[::1",

@@ -69,15 +69,15 @@ class Context:
         as a writer, to apply what an interrupted run left) reads a store it cannot write."""
         from ...errors import StoreBusyError, StoreError
         from ...pipeline.collection import open_store
+        from ...store.log.directory import has_unapplied
         from ...store.log.lock import NotWritableError
 
         raise_pending_signal()  # (a signal swallowed while the command's modules were imported: stop before the store)
         reader = read_only or or_read_only
         if read_only and not self.is_remote and not (Path(self.location) / "oxigraph").is_dir() \
                 and not (Path(self.location) / "REBUILD").exists():  # (not a graph being switched)
-            if not any((Path(self.location) / name).exists() for name in _STORE_FILES) \
-                    and not (self.archive and Path(self.archive).exists()):
-                # (a mistyped --store: nothing is made there, and nothing answers as an empty store)
+            if not has_unapplied(Path(self.archive or self.location)):
+                # (a mistyped --store, someone's folder: nothing is made there, nothing answers as an empty store)
                 raise StoreError(f"there is no konbini-ld store at {self.location} (load something first)")
             read_only = False  # a first run stopped before its graph: the writer applies its archive
         options: dict[str, Any] = {"archive": self.archive, **self.store_options}
@@ -129,8 +129,6 @@ pass_state = click.make_pass_decorator(Context)
 
 #: Commands that write the store: interrupted, they keep what they wrote.
 _WRITERS = frozenset({"load", "fetch", "rebuild", "push"})
-#: What a store directory holds once anything was written to it (a graph, an archive, its state).
-_STORE_FILES = ("oxigraph", "oxigraph.rebuild", "REBUILD", "archive", "state.json", "store-id", "unarchived")
 
 
 def interrupted_code(exc: KeyboardInterrupt) -> int:

@@ -38,7 +38,7 @@ import pyoxigraph as ox
 
 from ...engines.oxigraph import OxigraphEngine
 from ..events import BatchWritten, Point
-from ..log.safe_files import check_not_link
+from ..log.safe_files import check_regular, is_odd
 from . import activities, series
 from . import index_rows as rows
 from .index_rows import AUDIO, BY, DATA, PERSON, TYPE, fold
@@ -308,11 +308,11 @@ def open_index(engine: object, location: Path | None, applied: int | None, *, re
     if location is None:
         return TextIndex(None)
     path = location / FILENAME
-    links = [p for p in (Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")) if p.is_symlink()]
-    if links and read_only:
-        return None  # never read through a link: the plain queries answer
-    if links:
-        check_not_link(links[0])
+    odd = [p for p in (Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")) if is_odd(p)]
+    if odd and read_only:
+        return None  # never read through a link, nor open a FIFO (SQLite would wait on it for good): the plain queries answer
+    if odd:
+        check_regular(odd[0])
     if read_only:
         if not path.exists():
             return None

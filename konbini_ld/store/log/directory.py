@@ -40,6 +40,7 @@ __all__ = [
     "check_endpoint_url",
     "commit_rebuild",
     "default_location",
+    "has_unapplied",
     "locate",
     "open_graph",
     "open_oxigraph",
@@ -262,6 +263,17 @@ def _archived(state_dir: Path) -> int:
     return Archive(state_dir / "archive").last_seq
 
 
+def has_unapplied(state_dir: Path) -> bool:
+    """Whether a store directory without a graph holds answers a run archived and never wrote
+    (records in its archive, answers in ``unarchived/``): its next writer applies them."""
+    spill = state_dir / "unarchived"
+    try:
+        return ((state_dir / "archive").is_dir() and _archived(state_dir) > 0) or (
+            spill.is_dir() and any(spill.iterdir()))
+    except (StoreError, OSError):  # (a damaged archive: the writer that opens it says how)
+        return True
+
+
 def _has_data(path: Path) -> bool:
     """Whether the Oxigraph directory at ``path`` holds any quad (cheap: reads one)."""
     import pyoxigraph as ox
@@ -361,6 +373,8 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
                 return OxigraphEngine(building, read_only=True)
         if not (location / LIVE).is_dir():
             raise StoreError(_missing(location, state_dir))
+        if not (location / LIVE / "CURRENT").exists():  # (an empty oxigraph/: no graph was ever made there)
+            raise StoreError(_missing(location, state_dir, "has no graph (oxigraph/ is empty)"))
     else:
         on_lock(WriterLock.take(location))
         check_archive(location, state_dir, None, writable=True)  # before anything is read or written

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from ...errors import StoreError
 
-__all__ = ["MAX_SMALL_FILE", "check_not_link", "open_file", "read_small", "write_atomic"]
+__all__ = ["MAX_SMALL_FILE", "check_not_link", "check_regular", "is_odd", "open_file", "read_small", "write_atomic"]
 
 #: The most konbini-ld reads of one of its small files (they hold a few dozen bytes).
 MAX_SMALL_FILE = 64 * 1024
@@ -54,6 +54,25 @@ def check_not_link(path: Path) -> None:
     """
     if path.is_symlink():
         raise _link_error(path)
+
+
+def is_odd(path: Path) -> bool:
+    """Whether something other than a regular file is at ``path`` (a link, a FIFO, a device, a
+    directory), looked at without following a link or opening anything."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def check_regular(path: Path) -> None:
+    """Refuse ``path`` if something other than a regular file is there (a missing one is fine).
+
+    :raises StoreError: a link, or not a regular file, in its place.
+    """
+    check_not_link(path)
+    if is_odd(path):
+        raise StoreError(f"{path} is not a regular file (konbini-ld made it as one)")
 
 
 def open_file(path: Path, mode: str) -> IO[Any]:
