@@ -31,7 +31,8 @@ def run() -> None:
         else:
             raise_pending_signal()  # (one that something swallowed while the command line was imported)
     except KeyboardInterrupt as exc:
-        terminated = terminated or isinstance(exc, Terminated)
+        # (by name: a signal landing while the errors module was imported leaves Terminated unbound here)
+        terminated = terminated or type(exc).__name__ == "Terminated"
         import sys
 
         sys.stderr.write("Interrupted.\n")

@@ -565,3 +565,26 @@ def test_a_signal_while_the_program_reads_its_options_is_an_interruption(
     monkeypatch.setattr(click.Group, "parse_args", interrupted)
     r = CliRunner().invoke(main, ["stats"])
     assert r.exit_code == code and r.stderr.strip() == "Interrupted.", (r.exit_code, r.output)
+
+
+#: The program, a Ctrl-C landing (Python's own handler: the program's are not in place yet) while
+#: it imports the module that holds its handlers.
+_SIGNAL_BEFORE_THE_HANDLERS = """
+import builtins, sys
+real = builtins.__import__
+def slow(name, globals=None, locals=None, fromlist=(), level=0):
+    if name == "errors" and level == 1 and "konbini_ld.errors" not in sys.modules:
+        raise KeyboardInterrupt
+    return real(name, globals, locals, fromlist, level)
+builtins.__import__ = slow
+sys.argv = ["konbini-ld", "--help"]
+from konbini_ld._entry import run
+run()
+"""
+
+
+def test_a_ctrl_c_while_the_program_imports_its_handlers_is_an_interruption() -> None:
+    """Not ``UnboundLocalError`` (the handler's module half imported) with a traceback."""
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_BEFORE_THE_HANDLERS], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130 and proc.stderr.strip() == "Interrupted." and proc.stdout == "", proc

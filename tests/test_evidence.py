@@ -853,6 +853,7 @@ def test_an_api_url_with_credentials_is_refused_before_anything_is_sent(api: Fak
 
 def _spellings(key: str) -> dict[str, str]:
     import base64
+    import unicodedata
 
     percent = "".join(f"%{b:02X}" for b in key.encode())
     return {
@@ -891,7 +892,44 @@ def _spellings(key: str) -> dict[str, str]:
         "octal escapes": "".join(f"\\\\{ord(c):03o}" for c in key),
         "HTML entities twice": "".join(f"&amp;#{ord(c)};" for c in key),
         "percent-encoded JSON escapes": "".join(f"%5Cu{ord(c):04x}" for c in key),
+        "0x with eight digits": ",".join(f"0x{ord(c):08x}" for c in key),
+        "0x without separators": "".join(f"0x{ord(c):02x}" for c in key),
+        "U+ percent-encoded": " ".join(f"U%2B{ord(c):04X}" for c in key),
+        "Perl \\x{} escapes": "".join(f"\\\\x{{{ord(c):x}}}" for c in key),
+        "Java \\uu escapes": "".join(f"\\\\uu{ord(c):04x}" for c in key),
+        "JavaScript %u escapes": "".join(f"%u{ord(c):04X}" for c in key),
+        "CSS escapes of six digits": "".join(f"\\\\{ord(c):06x}" for c in key),
+        "Python \\N{} escapes": "".join("\\\\N{" + unicodedata.name(c) + "}" for c in key),
+        "override as an entity, reversed": "&#x202E;" + key[::-1],
+        "override escaped, reversed": "\\\\u202e" + key[::-1],
+        "override percent-encoded, reversed": "%E2%80%AE" + key[::-1],
+        "tatweel between": "\u0640".join(key),
+        "prolonged sound marks between": "\u30fc".join(key),
+        "tags between": "".join(f"<span>{c}</span>" for c in key),
+        "fullwidth escapes": "".join(f"\\\\u{ord(c):04x}" for c in key).translate(_FULLWIDTH),
+        "fullwidth percent-encoding": percent.translate(_FULLWIDTH),
+        "fullwidth base64": base64.b64encode(key.encode()).decode().translate(_FULLWIDTH),
+        "fullwidth hex": key.encode().hex().translate(_FULLWIDTH),
+        "hex of UTF-16": key.encode("utf-16-be").hex(),
+        "UTF-16 code points spaced": " ".join(f"{ord(c):04X}" for c in key),
+        "entities without semicolons": "".join(f"&#x{ord(c):x}" for c in key),
     }
+
+
+def test_a_code_point_a_string_ends_with_is_not_read_on_into_the_next_string() -> None:
+    """An answer's strings are looked at together (a key split across two is found): ``U+0063``
+    then the key ``duration`` is not the code point ``U+0063D``."""
+    from konbini_ld.sources.konbini.client import KonbiniClient
+
+    client = KonbiniClient(KEY, base_url="http://127.0.0.1:1")
+    spelled = " ".join(f"U+{ord(c):04X}" for c in KEY)
+    assert KEY.endswith("c")
+    answer = client._scrub_answer(json.dumps({"data": {"type": "Audio", "name": spelled, "duration": 1}}))
+    assert spelled not in answer and json.loads(answer)["data"]["duration"] == 1, answer
+
+
+#: ASCII made fullwidth (＼ｕ００６ｂ, ％６Ｂ).
+_FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
 
 
 @pytest.mark.parametrize("spelling", sorted(_spellings(KEY)))

@@ -333,7 +333,7 @@ class KonbiniClient:
     def _scrub_evidence(self, evidence: dict[str, str]) -> dict[str, str]:
         """Header values kept as evidence, without the key (in any spelling, or split across them)."""
         values = list(evidence.values())
-        if self._reveals("".join(values)) or self._reveals("".join(reversed(values))):
+        if self._reveals("\n".join(values)) or self._reveals("\n".join(reversed(values))):
             return dict.fromkeys(evidence, "REDACTED")
         return {name: self._scrub(value) for name, value in evidence.items()}
 
@@ -366,7 +366,7 @@ class KonbiniClient:
                 for k, v in reversed(value[1]):
                     stack.append(v)
                     stack.append(k)
-        if not self._reveals("".join(strings)):  # (in document order: a key split across fields too)
+        if not self._reveals("\n".join(strings)):  # (in document order: a key split across fields too, seen spelled apart)
             return body
         document = json.loads(body)
         found = False

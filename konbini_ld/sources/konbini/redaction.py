@@ -59,10 +59,20 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
 
 _ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
 #: Characters written as their code points the ways languages write them: ``\u{6b}``,
-#: ``\U0000006b``, octal ``\153``.
-_CODES = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}|\\U([0-9a-fA-F]{8})|\\([0-7]{3})")
-#: ... and the ways people write them, ``U+006B``, ``0x6b`` (not inside a word: ``100x100``).
-_POINTS = re.compile(r"[uU]\+([0-9a-fA-F]{4,6})|0[xX]([0-9a-fA-F]{2,6})")
+#: ``\U0000006b``, octal ``\153``, Perl's ``\x{6b}``, Java's ``\uu006b``, JavaScript's ``%u006B``.
+_CODES = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}|\\U([0-9a-fA-F]{8})|\\x\{([0-9a-fA-F]{1,6})\}"
+                    r"|\\u+([0-9a-fA-F]{4})|%[uU]([0-9a-fA-F]{4})|\\([0-9a-fA-F]{6})|\\([0-7]{3})")
+#: Python's escapes by name: ``\N{LATIN SMALL LETTER K}``.
+_NAMED = re.compile(r"\\N\{([A-Za-z0-9 \-]{1,80})\}")
+#: ... and the ways people write them, ``U+006B``, ``0x6b``, ``0x0000006b`` (not inside a number:
+#: ``100x100``; a key's characters are ASCII, two hex digits after any zeros, so ``0x6b0x62`` and
+#: ``U+006B`` before a word that starts with a hex letter are read right).
+_POINTS = re.compile(r"[uU]\+0{0,6}([0-9a-fA-F]{2})(?![0-9a-fA-F])|0[xX]0{0,6}([0-9a-fA-F]{2})(?:(?![0-9a-fA-F])|(?=0[xX]))")
+#: The same, each led by its first characters (found fast in lower-cased text).
+_HEX_POINT = re.compile(r"0x0{0,6}[0-9a-f]{2}(?:(?![0-9a-f])|(?=0x))")
+_U_POINT = re.compile(r"u\+0{0,6}[0-9a-f]{2}(?![0-9a-f])")
+#: Markup between a key's characters (``<span>k</span><span>b</span>``): a reader sees the text only.
+_TAGS = re.compile(r"<[^<>]{0,200}>")
 #: Letters of other scripts drawn as Latin ones (Cyrillic, Greek), as the Latin letter a reader sees.
 _LOOK_ALIKES = str.maketrans(
     "\u0430\u0435\u043e\u0440\u0441\u0445\u0443\u0456\u0458\u0455\u0501\u04bb\u051b\u051d\u043a"
@@ -75,7 +85,12 @@ _DRAWN_AS_LATIN = re.compile("[\u0300-\u036f\u0370-\u052f\u1ab0-\u1aff\u1dc0-\u1
 def _apart_anywhere(bare: bytes) -> re.Pattern[str]:
     """What finds the key spelled apart by anything but letters and digits, in any script (minus
     signs, middle dots, katakana dots, emoji…): a search led by its first character."""
-    return re.compile(r"[\W_]*".join(map(re.escape, bare.decode("utf-8", "replace"))))
+    return re.compile(f"{_APART_ANY}*".join(map(re.escape, bare.decode("utf-8", "replace"))))
+
+
+#: Anything but letters and digits, and the letters drawn as dashes or lines (Arabic tatweel, the
+#: katakana prolonged sound mark, the ideograph one).
+_APART_ANY = "[\\W_\u0640\u30fc\uff70\u4e00\u2e3a\u2e3b]"
 
 
 def base64_forms(key: str) -> tuple[str, ...]:
@@ -99,6 +114,8 @@ def base64_forms(key: str) -> tuple[str, ...]:
             if len(middle) >= 8:
                 forms.update((middle, middle.lower()))
         forms.update((raw.hex(), raw.hex().upper()))
+        utf16 = text.encode("utf-16-be").hex()  # (each character as four hex digits: 006b0062…, or 006B 0062 …)
+        forms.update((utf16, utf16.upper()))
     return tuple(forms)
 
 
@@ -147,8 +164,8 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
     flat = _flat(lowered)
     if (len(bare) >= 8 and bare in flat) or any(form in flat for form in _apart_forms(b64)):
         return True  # (spelled apart: spaces, dashes, dots, line breaks between its characters)
-    coded = _points_in(lowered)
-    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text and not coded:
+    if text.isascii() and "%" not in text and "&" not in text and "\\" not in text and "<" not in text \
+            and not _points_in(lowered):
         return False
     candidates = [text]
 
@@ -156,14 +173,24 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
         if all(c != held for held in candidates):
             candidates.append(c)
 
-    done = 0
+    done, normalised = 0, set[int]()
     for _ in range(2):  # (each decoding of each decoding: percent-encoded escapes, entities encoded twice)
         fresh, done = candidates[done:], len(candidates)
         for c in fresh:
-            if "\\" in c:  # (escapes a reader would decode again: \u0073, \x73, \/, \u{73}, \163)
+            if not c.isascii() and id(c) not in normalised:  # (fullwidth escapes, ＼ｕ００６ｂ, ％６Ｂ, are decoded once made ASCII)
+                normalised.add(id(c))
+                held = len(candidates)
+                decoded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
+                if len(candidates) > held:
+                    normalised.add(id(candidates[-1]))  # (normalised already)
+                    if any(form in candidates[-1] for form in b64):  # (base64, hex, in fullwidth letters)
+                        return True
+            if "\\" in c or "%u" in c or "%U" in c:  # (escapes a reader would decode again: \u0073, \x73, \/, \u{73}, \163)
                 decoded(_ESCAPES.sub(_escaped, c))
                 decoded(_CODES.sub(_coded, c))
-            if coded:
+                if "\\N{" in c:
+                    decoded(_NAMED.sub(_named, c))
+            if ("0x" in c or "0X" in c or "+" in c) and _points_in(c.lower()):
                 decoded(_POINTS.sub(_coded, c))
             if "%" in c:
                 once = unquote(c)
@@ -171,22 +198,22 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
                 decoded(unquote(once))
             if "&" in c:
                 decoded(html.unescape(c))
+            if "<" in c and ">" in c:
+                decoded(_TAGS.sub("", c))
     for c in list(candidates):
-        if not c.isascii():
-            normal = _INVISIBLE.sub("", unicodedata.normalize("NFKC", c))
-            decoded(normal)
-            # combining marks on every character (ḱ), letters of other scripts drawn as Latin ones
-            if _DRAWN_AS_LATIN.search(normal):
-                bared = _COMBINING.sub("", unicodedata.normalize("NFKD", normal))
-                decoded(bared.lower().translate(_LOOK_ALIKES))
-    reversing = "\u202e" in text or "\u202d" in text or "\u2067" in text  # (drawn right to left: the key reversed reads as the key)
+        # combining marks on every character (ḱ), letters of other scripts drawn as Latin ones
+        if not c.isascii() and _DRAWN_AS_LATIN.search(c):
+            bared = _COMBINING.sub("", unicodedata.normalize("NFKD", c))
+            decoded(bared.lower().translate(_LOOK_ALIKES))
     for i, c in enumerate(candidates):
         low = c.lower()
         if i and (key in low or (len(bare) >= 8 and bare in _flat(low))):  # (the text itself: looked at above)
             return True
         if not low.isascii() and len(bare) >= 8 and _apart_anywhere(bare).search(low):
             return True
-        if reversing and (key[::-1] in low or (len(bare) >= 8 and bare[::-1] in _flat(low))):
+        # drawn right to left (an override, however it was written): the key reversed reads as the key
+        if ("\u202e" in c or "\u202d" in c or "\u2067" in c) and (
+                key[::-1] in low or (len(bare) >= 8 and bare[::-1] in _flat(low))):
             return True
     return False
 
@@ -196,21 +223,29 @@ def _escaped(m: re.Match[str]) -> str:
 
 
 def _points_in(lowered: str) -> bool:
-    """Whether text (lower-cased) holds a code point written ``U+006B`` or ``0x6b`` (found by their
-    first two characters: ``100x100`` in every image's address is passed over quickly)."""
-    for lead in ("0x", "u+"):
-        at = lowered.find(lead)
-        while at >= 0:
-            if (at == 0 or not lowered[at - 1].isdigit()) and _POINTS.match(lowered, at):
-                return True
-            at = lowered.find(lead, at + 2)
-    return False
+    """Whether text (lower-cased) holds a code point written ``U+006B`` or ``0x6b``, not in a number
+    (``640x48``)."""
+    return any(_word_apart(m) for pattern in (_HEX_POINT, _U_POINT) for m in pattern.finditer(lowered))
 
 
 def _word_apart(m: re.Match[str]) -> bool:
-    """Whether what :data:`_POINTS` found follows no digit (``0x6b``, not the ``0x1`` of ``100x100``;
-    strings are looked at joined, so a letter may come right before)."""
-    return m.start() == 0 or not m.string[m.start() - 1].isdigit()
+    """Whether what :data:`_POINTS` found follows no digit (``0x6b``, not the ``0x48`` of ``640x48``),
+    or follows another code point (``0x620x5f``)."""
+    at = m.start()
+    return at == 0 or not m.string[at - 1].isdigit() or _POINT_BEFORE.search(m.string, max(0, at - 10), at) is not None
+
+
+#: A code point written ``0x62`` right before (``0x620x5f``: the second follows a digit, and is one too).
+_POINT_BEFORE = re.compile(r"0[xX]0{0,6}[0-9a-fA-F]{2}$")
+
+
+def _named(m: re.Match[str]) -> str:
+    import unicodedata
+
+    try:
+        return unicodedata.lookup(m.group(1))
+    except KeyError:
+        return m.group(0)
 
 
 def _coded(m: re.Match[str]) -> str:
@@ -218,8 +253,9 @@ def _coded(m: re.Match[str]) -> str:
     or inside a word: as written)."""
     if m.re is _POINTS and not _word_apart(m):
         return m.group(0)
-    hexed = m.group(1) or m.group(2)  # (_CODES: \u{…}, \U…, then octal; _POINTS: U+…, 0x…)
-    code = int(hexed, 16) if hexed else int(m.group(3), 8)
+    *hexed, octal = m.groups() if m.re is _CODES else (*m.groups(), None)
+    digits = next((h for h in hexed if h), None)
+    code = int(digits, 16) if digits else int(octal or "0", 8)
     return chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 else m.group(0)
 
 
@@ -229,15 +265,17 @@ _JSON_OUTSIDE = re.compile(r"[\s{}\[\]:,0-9eE.+\-truefalsn]*")
 
 
 def json_strings(text: str, odd: list[bool]) -> Iterator[str]:
-    """The strings of the JSON ``text`` (keys included) in document order, decoded and joined,
+    """The strings of the JSON ``text`` (keys included) in document order, decoded, each ended by a
+    line break (a code point a string ends with is not read on into the next: ``U+006B`` then
+    ``duration`` is not ``U+006BD``; a key split across strings is still seen spelled apart),
     read from its text a part at a time without building the document (joined, they are what
     follows from each part); ``odd`` gets ``True`` appended when the text outside them is not
     what JSON holds there (no JSON: its strings are not all it says).
 
     >>> odd = []; "".join(json_strings('{"a\\u0062": [1, "", "c"]}', odd)), odd
-    ('abc', [])
+    ('ab\\n\\nc\\n', [])
     >>> odd = []; "".join(json_strings('{"a": sk-1}', odd)), odd
-    ('a', [True])
+    ('a\\n', [True])
     """
     import json
 
@@ -260,12 +298,12 @@ def json_strings(text: str, odd: list[bool]) -> Iterator[str]:
         tokens = parts[1::2]
         if any("\\" in token for token in tokens):
             try:  # (decoded together: one call for the part)
-                yield "".join(json.loads("[" + ",".join(tokens) + "]"))
+                yield "\n".join(json.loads("[" + ",".join(tokens) + "]")) + "\n"
             except ValueError:  # (an escape JSON has not, or a control character: no JSON)
                 odd.append(True)
-                yield "".join(tokens)
-        else:
-            yield "".join(tokens)[1:-1].replace('""', "")  # (each string's quotes: between two, none)
+                yield "\n".join(tokens) + "\n"
+        elif tokens:
+            yield "".join(tokens)[1:-1].replace('""', "\n") + "\n"  # (each string's quotes: between two, a line break)
         at += consumed
         size = _PART
 
