@@ -209,7 +209,8 @@ def test_a_mistyped_store_is_one_line_and_nothing_is_made_there(tmp_path: Path, 
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
     # what a store holds, holding nothing: an empty archive/, an empty oxigraph/, a stray state.json
-    hollow = {"empty-archive": "archive/", "empty-graph": "oxigraph/", "stray-state": "state.json"}
+    hollow = {"empty-archive": "archive/", "empty-graph": "oxigraph/", "stray-state": "state.json",
+              "stray-rebuild": "REBUILD"}
     for name, what in hollow.items():
         (tmp_path / name).mkdir()
         if what.endswith("/"):

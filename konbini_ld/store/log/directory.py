@@ -364,8 +364,8 @@ def open_graph(location: Path, state_dir: Path, *, read_only: bool, rebuilding: 
         raise StoreError(f"--store {location} exists and is not a directory")
     if read_only:
         check_archive(location, state_dir, None, writable=False)  # before anything is read
-        if not (location / LIVE).is_dir() and (location / JOURNAL).exists():
-            _finish_swap(location, state_dir)
+        if not (location / LIVE).is_dir() and (location / JOURNAL).exists() and (location / BUILDING).is_dir():
+            _finish_swap(location, state_dir)  # (a REBUILD with no graph to switch to is no store: nothing to finish)
             building = location / BUILDING
             if not (location / LIVE).is_dir() and building.is_dir() and not building.is_symlink():
                 # this reader may not write, to finish the switch: the new graph is complete (past the
