@@ -174,6 +174,26 @@ def test_the_word_service_as_text_is_not_refused(bait: Path, sparql: str) -> Non
         list(store.query(sparql).rows())
 
 
+def test_an_answer_is_never_left_to_the_garbage_collector_by_the_service_check(bait: Path) -> None:
+    """The check parses a query that names the word with rdflib's parser, whose exceptions form
+    reference cycles that reach the caller's frames: an engine's answer held there would be freed
+    by the collector on whichever thread it runs ("unsendable, but is being dropped on another
+    thread"), and a program querying from several threads would see it fail."""
+    import gc
+
+    with open_store(bait, read_only=True) as store:
+        gc.collect()
+        list(store.query(NOT_SERVICE[8]).rows())
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            left = [type(o).__name__ for o in gc.garbage if type(o).__module__ == "pyoxigraph"]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    assert "service" in NOT_SERVICE[8] and left == [], left
+
+
 def test_the_service_check_reads_a_megabyte_in_seconds() -> None:
     from konbini_ld.query.guard import check_safe_query
 

@@ -379,6 +379,15 @@ def run_query(engine: Engine, sparql: str, params: Mapping[str, Any] | None = No
     :raises QueryError: refused, malformed, or failed.
     """
     check_safe_query(sparql, name=name)
+    # (evaluated by another function: the check may leave reference cycles of the SPARQL parser's
+    # exceptions, whose frames reach this one; an engine's answer held among this frame's variables
+    # would then be dropped by the garbage collector on whichever thread it runs, which pyoxigraph
+    # refuses for a query's answer)
+    return _evaluate(engine, sparql, params, name=name, dataset=dataset, index=index, base_iri=base_iri)
+
+
+def _evaluate(engine: Engine, sparql: str, params: Mapping[str, Any] | None, *, name: str | None,
+              dataset: Dataset | None, index: str | None, base_iri: str | None) -> QueryResult:
     substitutions = {k.lstrip("?$"): to_term(v) for k, v in (params or {}).items()}
     try:
         options: dict[str, Any] = {"substitutions": substitutions}
