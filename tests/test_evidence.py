@@ -1140,9 +1140,10 @@ _ANY_JSON = st.recursive(
 
 
 def _strings_of(value: Any) -> str:
-    """Every string of a decoded JSON value, keys included, in document order (as json writes it)."""
+    """Every string of a decoded JSON value, keys included, in document order (as json writes it),
+    each ended by a line break."""
     if isinstance(value, str):
-        return value
+        return value + "\n"
     if isinstance(value, list):
         return "".join(map(_strings_of, value))
     if isinstance(value, dict):
@@ -1156,7 +1157,7 @@ def test_the_strings_of_an_answer_are_read_from_its_text_as_json_decodes_them(
         value: Any, ascii_only: bool, indent: int | None, part: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """The key is looked for in an answer's strings read from its text a part at a time (a page of
     thousands of videos is never held as a document beside it): they are what JSON decodes, in
-    order, whatever the escapes and wherever a part ends."""
+    order, one line each, whatever the escapes and wherever a part ends."""
     from konbini_ld.sources.konbini import redaction
 
     monkeypatch.setattr(redaction, "_PART", part)
