@@ -61,7 +61,7 @@ _ESCAPES = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([/\\\"'])")
 #: Characters written as their code points the ways languages write them: ``\u{6b}``,
 #: ``\U0000006b``, octal ``\153``, Perl's ``\x{6b}``, Java's ``\uu006b``, JavaScript's ``%u006B``.
 _CODES = re.compile(r"\\u\{([0-9a-fA-F]{1,6})\}|\\U([0-9a-fA-F]{8})|\\x\{([0-9a-fA-F]{1,6})\}"
-                    r"|\\u+([0-9a-fA-F]{4})|%[uU]([0-9a-fA-F]{4})|\\([0-9a-fA-F]{6})|\\([0-7]{3})")
+                    r"|\\uu+([0-9a-fA-F]{4})|%[uU]([0-9a-fA-F]{4})|\\([0-9a-fA-F]{6})|\\([0-7]{3})")
 #: Python's escapes by name: ``\N{LATIN SMALL LETTER K}``.
 _NAMED = re.compile(r"\\N\{([A-Za-z0-9 \-]{1,80})\}")
 #: ... and the ways people write them, ``U+006B``, ``0x6b``, ``0x0000006b`` (not inside a number:
@@ -168,16 +168,25 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
             and not _points_in(lowered):
         return False
     candidates = [text]
+    lowers = {id(text): lowered}
 
     def decoded(c: str) -> None:  # (a decoding that changes nothing is the text looked at already)
         if all(c != held for held in candidates):
             candidates.append(c)
 
+    def lower(c: str) -> str:  # (each candidate lower-cased once)
+        low = lowers.get(id(c))
+        if low is None:
+            low = lowers[id(c)] = c.lower()
+        return low
+
     done, normalised = 0, set[int]()
-    for _ in range(2):  # (each decoding of each decoding: percent-encoded escapes, entities encoded twice)
+    for _ in range(3):  # (each decoding of each decoding: percent-encoded escapes, entities encoded twice, fullwidth escapes escaped)
         fresh, done = candidates[done:], len(candidates)
         for c in fresh:
-            if not c.isascii() and id(c) not in normalised:  # (fullwidth escapes, ＼ｕ００６ｂ, ％６Ｂ, are decoded once made ASCII)
+            if not c.isascii() and id(c) not in normalised and (
+                    not unicodedata.is_normalized("NFKC", c) or _INVISIBLE.search(c)):
+                # (fullwidth escapes, ＼ｕ００６ｂ, ％６Ｂ, are decoded once made ASCII)
                 normalised.add(id(c))
                 held = len(candidates)
                 decoded(_INVISIBLE.sub("", unicodedata.normalize("NFKC", c)))
@@ -190,7 +199,8 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
                 decoded(_CODES.sub(_coded, c))
                 if "\\N{" in c:
                     decoded(_NAMED.sub(_named, c))
-            if ("0x" in c or "0X" in c or "+" in c) and _points_in(c.lower()):
+            low = lower(c)
+            if ("0x" in low or "u+" in low) and _points_in(low):
                 decoded(_POINTS.sub(_coded, c))
             if "%" in c:
                 once = unquote(c)
@@ -198,7 +208,7 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
                 decoded(unquote(once))
             if "&" in c:
                 decoded(html.unescape(c))
-            if "<" in c and ">" in c:
+            if "</" in c:  # (markup closes its elements: <span>k</span>)
                 decoded(_TAGS.sub("", c))
     for c in list(candidates):
         # combining marks on every character (ḱ), letters of other scripts drawn as Latin ones
@@ -206,7 +216,7 @@ def reveals(text: str, key: str, b64: tuple[str, ...]) -> bool:
             bared = _COMBINING.sub("", unicodedata.normalize("NFKD", c))
             decoded(bared.lower().translate(_LOOK_ALIKES))
     for i, c in enumerate(candidates):
-        low = c.lower()
+        low = lower(c)
         if i and (key in low or (len(bare) >= 8 and bare in _flat(low))):  # (the text itself: looked at above)
             return True
         if not low.isascii() and len(bare) >= 8 and _apart_anywhere(bare).search(low):
