@@ -337,9 +337,13 @@ def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphE
     from ...engines.oxigraph import OxigraphEngine
     from ...engines.views import ViewLock
 
+    views = ViewLock(location, writer=not read_only)
     try:
-        return OxigraphEngine(location / LIVE, read_only=read_only, views=ViewLock(location, writer=not read_only))
-    except StoreDamagedError as exc:
+        return OxigraphEngine(location / LIVE, read_only=read_only, views=views)
+    except BaseException as exc:
+        views.close()  # (the files a writer holds open are let go with the graph it could not open)
+        if not isinstance(exc, StoreDamagedError):
+            raise
         archived = _archived(state_dir)
         if archived:
             raise StoreError(
