@@ -116,3 +116,27 @@ def test_a_query_text_without_a_declaration_is_never_projected(store_dir: Path) 
     body = "\n".join(line for line in query.text.splitlines() if not line.startswith("# projection"))
     with open_store(store_dir, read_only=True) as store:
         assert store.answer(body, {}) is None
+
+
+def test_a_view_opened_before_a_writers_batches_answers_of_its_own_state(tmp_path: Path) -> None:
+    """A read-only store held while a writer goes on: the index beside the graph moves on with
+    the writer, the view does not. Its named queries answer of the graph it reads, as its plain
+    queries do, never of the index's later state."""
+    from konbini_ld.sources.konbini.corpus import corpus_lines as lines
+
+    store_dir = tmp_path / "store"
+    first, later = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text("".join(lines(30)), encoding="utf-8")
+    later.write_text("".join(list(lines(60))[30:]), encoding="utf-8")
+    with open_store(store_dir) as writer:
+        writer.load([first])
+    query = get_named_query("top-audios")
+    with open_store(store_dir, read_only=True) as view:
+        before = rows_of(run_query(view.engine, query.text, {}))
+        with open_store(store_dir) as writer:  # (another writer, while the view is held)
+            writer.load([later])
+        answered = rows_of(view.run_named("top-audios"))
+        assert sorted(answered) == sorted(before) and {r[0] for r in before} == {r[0] for r in answered}
+    with open_store(store_dir, read_only=True) as fresh:  # (a view opened now reads the later state)
+        now = rows_of(fresh.run_named("top-audios"))
+        assert len({r[0] for r in now}) == 60 and sorted(now) == sorted(rows_of(run_query(fresh.engine, query.text, {})))

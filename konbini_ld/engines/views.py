@@ -27,7 +27,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,10 +57,16 @@ class ViewLock:
     :param patience: how long :meth:`opening` waits for a batch to be written.
     """
 
-    def __init__(self, directory: Path, *, writer: bool = False, patience: float = PATIENCE) -> None:
+    def __init__(self, directory: Path, *, writer: bool = False, patience: float = PATIENCE,
+                 applied: Callable[[], int | None] | None = None) -> None:
         self.directory = directory
         self.patience = patience
         self.writer = writer
+        self._read_applied = applied
+        #: how far the archive was applied when the last view opened (read with it: the writer marks
+        #: each batch before it lets views open again), so answers from the index beside the graph
+        #: are taken only if they are of the same state
+        self.applied: int | None = None
         self._fds: tuple[int, int] | None = None
         if writer:  # (now: a link or a device in their place is refused before anything is written)
             self._fds = self._open(create=True)
@@ -126,6 +132,7 @@ class ViewLock:
                 _wait(lock, fcntl.LOCK_SH, deadline, self.directory, self.patience)
             finally:
                 fcntl.flock(turn, fcntl.LOCK_UN)
+            self.applied = self._read_applied() if self._read_applied is not None else None
             yield
         finally:
             os.close(lock)  # (closing releases the locks)

@@ -187,6 +187,13 @@ class Store:
     def _applied(self) -> int | None:
         return directory.read_applied(self.state_dir) if self.location and self.state_dir else None
 
+    def _view_applied(self) -> int | None:
+        """How far the archive was applied in the graph a read-only view reads (read when it
+        opened: the index answers only if it is of that state, not of a writer's later batches)."""
+        views = getattr(self.engine, "views", None)
+        seen = views.applied if views is not None else None
+        return seen if seen is not None else self._applied()
+
     def mark_applied(self, seq: int) -> None:
         """Record that archive records up to ``seq`` are in the graph."""
         if self.state_dir is not None and self.marking:
@@ -278,7 +285,7 @@ class Store:
 
         self.writer.sync()
         index = self.index
-        if index is None or (self.read_only and (applied := self._applied()) is not None
+        if index is None or (self.read_only and (applied := self._view_applied()) is not None
                              and not index.current(applied)):
             return None
         return answer(index, sparql, params, limit, self.engine)

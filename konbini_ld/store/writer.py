@@ -283,16 +283,18 @@ class Writer:
     ) -> None:
         def run() -> None:
             try:
-                with self.engine.writing():  # (a reader's view opens before the batch or after it)
+                # (a reader's view opens before the batch or after it, with the index and the
+                # applied mark that go with the graph it reads)
+                with self.engine.writing():
                     if deletes or any(inserts.values()):
                         self.engine.apply(deletes, inserts)
                     if late:  # (removed only once what replaces them is written)
                         self.engine.apply(late, {})
-                if rounds:
-                    self._rounds.written(rounds)
-                self._publish(event or BatchWritten(seq=applied_seq))
-                if applied_seq is not None:
-                    self.mark_applied(applied_seq)
+                    if rounds:
+                        self._rounds.written(rounds)
+                    self._publish(event or BatchWritten(seq=applied_seq))
+                    if applied_seq is not None:
+                        self.mark_applied(applied_seq)
             except BaseException as exc:  # surfaced by the next _sync()
                 if rounds:
                     self._rounds.release(rounds)  # not written: those rounds are open again

@@ -263,6 +263,13 @@ def _archived(state_dir: Path) -> int:
     return Archive(state_dir / "archive").last_seq
 
 
+def _applied_or_none(state_dir: Path) -> int | None:
+    try:
+        return read_applied(state_dir)
+    except StoreError:  # (a damaged state file: said elsewhere)
+        return None
+
+
 def has_unapplied(state_dir: Path) -> bool:
     """Whether a store directory without a graph holds answers a run archived and never wrote
     (records in its archive, answers in ``unarchived/``): its next writer applies them."""
@@ -337,7 +344,8 @@ def open_oxigraph(location: Path, state_dir: Path, read_only: bool) -> OxigraphE
     from ...engines.oxigraph import OxigraphEngine
     from ...engines.views import ViewLock
 
-    views = ViewLock(location, writer=not read_only)
+    views = ViewLock(location, writer=not read_only,
+                     applied=(lambda: _applied_or_none(state_dir)) if read_only else None)
     try:
         return OxigraphEngine(location / LIVE, read_only=read_only, views=views)
     except BaseException as exc:
