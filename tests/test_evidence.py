@@ -526,9 +526,13 @@ def test_stats_counts_what_was_archived_before_the_graph_took_it(store_dir: Path
     with open_store(store_dir, read_only=True) as reader:
         stats = reader.stats()
         assert (stats.credits_spent, stats.unapplied, stats.audios) == (8, 5, 3)
-    with open_store(store_dir) as store:  # the next writer applies them: the same total
-        stats = store.stats()
-        assert (stats.credits_spent, stats.unapplied, stats.audios) == (8, 0, 8)
+        with open_store(store_dir) as store:  # the next writer applies them: the same total
+            stats = store.stats()
+            assert (stats.credits_spent, stats.unapplied, stats.audios) == (8, 0, 8)
+        # the reader, held meanwhile, still reads its view, without them: they are counted beside it
+        # (it took them for applied, and counted them nowhere: 3 credits)
+        held = reader.stats()
+        assert (held.credits_spent, held.unapplied, held.audios) == (8, 5, 3)
 
 
 def test_sigterm_while_the_graph_catches_up_still_ends_with_the_summary(tmp_path: Path, api: FakeKonbiniAPI) -> None:

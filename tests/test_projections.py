@@ -140,3 +140,4 @@ def test_a_view_opened_before_a_writers_batches_answers_of_its_own_state(tmp_pat
     with open_store(store_dir, read_only=True) as fresh:  # (a view opened now reads the later state)
         now = rows_of(fresh.run_named("top-audios"))
         assert len({r[0] for r in now}) == 60 and sorted(now) == sorted(rows_of(run_query(fresh.engine, query.text, {})))
+

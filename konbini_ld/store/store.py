@@ -313,7 +313,10 @@ class Store:
 
         self.writer.sync()
         result = stats(self.engine, self.archive.last_seq if self.archive is not None else 0)
-        applied = directory.read_applied(self.state_dir) if self.state_dir is not None else None
+        if self.read_only and self.location is not None:  # (what the view reads: records past it are not in it)
+            applied = self._view_applied()
+        else:
+            applied = directory.read_applied(self.state_dir) if self.state_dir is not None else None
         if self.archive is not None and applied is not None and self.archive.last_seq > applied:
             # archived, not in the graph yet (a run stopped before it caught up): paid for all the same
             from ..units import parse_credits
