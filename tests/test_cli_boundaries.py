@@ -440,9 +440,21 @@ def test_a_second_signal_while_a_stopped_command_says_so_keeps_the_first_ones_li
 
 #: The program, a signal landing while its command line's import makes a class (Python wraps what
 #: the handler raises there: ``RuntimeError: Error calling __set_name__``).
+def _program(hook: str) -> str:
+    """The program (``konbini-ld --help``), with ``hook`` (a function ``slow(name, …)`` that may
+    raise or send a signal, then imports) in place of Python's ``__import__``."""
+    return ("import builtins, os, signal, sys, time\nreal = builtins.__import__\n" + hook
+            + "builtins.__import__ = slow\nsys.argv = ['konbini-ld', '--help']\n"
+              "from konbini_ld._entry import run\nrun()\n")
+
+
+def _run_program(hook: str, sig: str = "SIGINT") -> subprocess.CompletedProcess[str]:
+    """Run :func:`_program` with ``signal.SIG`` in ``hook`` meaning ``sig``."""
+    return subprocess.run([sys.executable, "-c", _program(hook).replace("signal.SIG)", f"signal.{sig})")],
+                          capture_output=True, text=True, timeout=60)
+
+
 _SIGNAL_IN_SET_NAME = """
-import builtins, os, signal, sys, time
-real = builtins.__import__
 class Field:
     def __set_name__(self, owner, name):
         os.kill(os.getpid(), signal.SIG)
@@ -452,10 +464,6 @@ def slow(name, *args, **kwargs):
         class Made:
             field = Field()
     return real(name, *args, **kwargs)
-builtins.__import__ = slow
-sys.argv = ["konbini-ld", "--help"]
-from konbini_ld._entry import run
-run()
 """
 
 
@@ -464,8 +472,7 @@ def test_a_signal_python_wraps_where_it_lands_is_still_an_interruption(sig: str,
     """A signal landing while a class is made (an import of the command line, or a module a command
     imports when it needs it) reaches the program wrapped in a RuntimeError: still "Interrupted."
     and exit 130 / 143, never "unexpected RuntimeError" or a traceback."""
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_IN_SET_NAME.replace("signal.SIG)", f"signal.{sig})")],
-                          capture_output=True, text=True, timeout=60)
+    proc = _run_program(_SIGNAL_IN_SET_NAME, sig)
     assert proc.returncode == code and proc.stderr.strip() == "Interrupted.", (proc.returncode, proc.stderr)
 
 
@@ -494,8 +501,6 @@ def test_a_signal_wrapped_inside_a_command_is_still_an_interruption(
 #: The program, a signal landing while its command line is imported, in a place that swallows what
 #: the handler raises (importlib's module-lock callback prints "Exception ignored" and goes on).
 _SIGNAL_SWALLOWED = """
-import builtins, os, signal, sys, time
-real = builtins.__import__
 done = []
 def slow(name, *args, **kwargs):
     if not done and (name == "apps.cli" or name.endswith("apps.cli")):
@@ -506,17 +511,12 @@ def slow(name, *args, **kwargs):
         except KeyboardInterrupt:
             pass
     return real(name, *args, **kwargs)
-builtins.__import__ = slow
-sys.argv = ["konbini-ld", "--help"]
-from konbini_ld._entry import run
-run()
 """
 
 
 @pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_swallowed_while_the_command_line_loads_still_stops_it(sig: str, code: int) -> None:
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_SWALLOWED.replace("signal.SIG)", f"signal.{sig})")],
-                          capture_output=True, text=True, timeout=60)
+    proc = _run_program(_SIGNAL_SWALLOWED, sig)
     assert proc.returncode == code and proc.stderr.strip() == "Interrupted." and proc.stdout == "", proc
 
 
@@ -570,21 +570,14 @@ def test_a_signal_while_the_program_reads_its_options_is_an_interruption(
 #: The program, a Ctrl-C landing (Python's own handler: the program's are not in place yet) while
 #: it imports the module that holds its handlers.
 _SIGNAL_BEFORE_THE_HANDLERS = """
-import builtins, sys
-real = builtins.__import__
 def slow(name, globals=None, locals=None, fromlist=(), level=0):
     if name == "errors" and level == 1 and "konbini_ld.errors" not in sys.modules:
         raise KeyboardInterrupt
     return real(name, globals, locals, fromlist, level)
-builtins.__import__ = slow
-sys.argv = ["konbini-ld", "--help"]
-from konbini_ld._entry import run
-run()
 """
 
 
 def test_a_ctrl_c_while_the_program_imports_its_handlers_is_an_interruption() -> None:
     """Not ``UnboundLocalError`` (the handler's module half imported) with a traceback."""
-    proc = subprocess.run([sys.executable, "-c", _SIGNAL_BEFORE_THE_HANDLERS], capture_output=True, text=True,
-                          timeout=60)
+    proc = _run_program(_SIGNAL_BEFORE_THE_HANDLERS)
     assert proc.returncode == 130 and proc.stderr.strip() == "Interrupted." and proc.stdout == "", proc

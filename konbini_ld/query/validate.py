@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ..errors import ValidationError
 from ..resources import resource_dir
-from ..vocab import DATA_GRAPH
+from ..vocab import DATA_GRAPH, XSD
 
 __all__ = ["ShapeResult", "ValidationReport", "shapes_path", "validate"]
 
@@ -50,7 +50,6 @@ class ShapeResult:
 
 
 BUNDLED = "Audio, Person, Video and Image shapes"
-_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 
 
 @dataclass(slots=True)
@@ -66,7 +65,8 @@ class ValidationReport:
     graph: Any = None  #: the SHACL validation report as an rdflib Graph
     focus_nodes: int = 0  #: the nodes the shapes' targets picked: what was checked
     against: str = BUNDLED  #: what the nodes were checked against
-    #: the RDF 1.2 triple terms of the data that blank nodes stood for in :attr:`graph` (rdflib holds none)
+    #: the RDF 1.2 values of the data rdflib cannot hold, by what stood for them in :attr:`graph`
+    #: (a triple term: a blank node; a directional string: the string with its language only)
     stand_ins: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -142,7 +142,7 @@ def _data_graph(store: Any) -> Any:
                 # a directional string (RDF 1.2): rdflib holds its language only; the report says it whole
                 r = Literal(t.value, lang=t.language)
                 stand_ins[r] = t
-            elif isinstance(t, ox.Literal) and not t.language and t.datatype.value != _XSD_STRING:
+            elif isinstance(t, ox.Literal) and not t.language and t.datatype.value != f"{XSD}string":
                 # as written: rdflib would rewrite "yes"^^xsd:boolean as false (a valid value) and "-07" as -7
                 r = Literal(t.value, datatype=URIRef(t.datatype.value), normalize=False)
             else:
