@@ -10,7 +10,8 @@ subprocesses (process start included) unless a row says "in-process".
 Sections:
   workload the collector's workload (bench/workload.py): N audios with their page of 30 videos, D
            daily refreshes, each day one `konbini-ld load`, beside the naive pipeline and Oxigraph's own
-           bulk load of the same quads; disk, history cost, export and validate; a refresh day's profile
+           bulk load of the same quads (and of day 1's alone); disk, history cost, export and validate;
+           a refresh day's profile
   ingest   naive pipeline (pyld to_rdf per response → in-memory rdflib Graph) vs `konbini-ld load`,
            and Oxigraph's own bulk load of the resulting N-Quads (the floor); then (untimed, above
            the smallest size) a page of 30 videos for 300 of the audios, for the video queries
@@ -30,7 +31,8 @@ Sections:
            headers, counters growing) vs the naive pipeline's rate on the same corpus; store size,
            bytes per history point, and trending / rising-creators / history p50 at that size
   keepup   `konbini-ld fetch --videos` of 300 audios at 200 ms a request (bench/keepup.py): how long the
-           command runs past the last response the API sent, on day 1 and on a refresh day
+           command runs past the last response the API sent, on day 1 and on a refresh day (the
+           median of three runs, each into a store of its own, and their range)
   wscale   (not by default) `--only wscale --wscale 2500x10`: the workload's shape at scale, D daily
            loads of N audios with their page of videos, each day one process, sampled as it goes
            (rate and peak RSS against responses loaded, plotted in bench/wscale.svg)
