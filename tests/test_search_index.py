@@ -477,3 +477,34 @@ def test_verified_creators_follow_the_newest_observation_of_the_flag(tmp_path: P
         rows = store.run_named("verified-creators").records()
         assert [(r["person"], r["followers"], r["audios"]) for r in rows] == [("https://www.tiktok.com/@maker.0", 40, 2)]
     consistent(tmp_path / "store")
+
+
+def test_a_readers_aggregation_reads_one_state_of_the_index_when_a_writer_commits_between_its_reads(
+        loaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``top-audios`` reads the audios, then their creators: a writer committing between the two
+    (a creator renamed) does not make the reader's answer half one state and half the next."""
+    import shutil
+
+    from konbini_ld.store.index import projections
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    with open_store(store_dir, read_only=True) as reader:
+        plain_rows = sorted(rows_of(reader.query(get_named_query("top-audios").text)))
+        creator = next(r["creator"] for r in reader.query(get_named_query("top-audios").text).records()
+                       if r["creator"] is not None)
+        real = projections._persons
+        renamed: list[str] = []
+
+        def writer_between(index: Any, audios: Any) -> Any:
+            if not renamed:  # (once: the writer's commit falls between the reader's two reads)
+                renamed.append(creator)
+                with open_store(store_dir) as writer:
+                    writer.load(audio(98, "renamed", by=creator.rsplit("@", 1)[1], username="someone.else"))
+            return real(index, audios)
+
+        monkeypatch.setattr(projections, "_persons", writer_between)
+        indexed = reader.run_named("top-audios")
+        assert renamed and indexed.variables == ["audio", "name", "videoCount", "creator", "username"]
+        assert "someone.else" not in {str(r["username"]) for r in indexed.records()}
+        assert sorted(rows_of(indexed)) == plain_rows  # (of the graph the reader's view reads)

@@ -9,6 +9,7 @@ default graph. The upsert rule is :mod:`.upsert`'s; the order of observations, :
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -285,10 +286,14 @@ class Store:
 
         self.writer.sync()
         index = self.index
-        if index is None or (self.read_only and (applied := self._view_applied()) is not None
-                             and not index.current(applied)):
+        if index is None:
             return None
-        return answer(index, sparql, params, limit, self.engine)
+        # (a reader's answer reads the index in several statements: all of them, and the check that
+        # it is of the view's state, read one state of it, whatever a writer commits meanwhile)
+        with index.snapshot() if index.read_only else contextlib.nullcontext():
+            if self.read_only and (applied := self._view_applied()) is not None and not index.current(applied):
+                return None
+            return answer(index, sparql, params, limit, self.engine)
 
     def export(self, output: IO[bytes] | str | os.PathLike[str], format: Format | str = Format.TURTLE, *,
                inline_context: bool = False) -> None:

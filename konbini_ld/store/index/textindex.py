@@ -27,9 +27,11 @@ album or a creator) and a fraction from BM25 over name, album and creators weigh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,7 @@ class TextIndex:
         self.compatible = True
         #: whether reading it failed (a damaged file): it answers nothing more
         self.unreadable = False
+        self._reading = threading.RLock()  # (one snapshot at a time on the connection)
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
@@ -159,6 +162,24 @@ class TextIndex:
                 self.db.execute("DELETE FROM meta WHERE key = 'seq'")
         except sqlite3.Error:
             log.debug("could not invalidate the text index", exc_info=True)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one state of the index: a writer's commits meanwhile are not seen
+        (one read transaction; a reader's answers read several tables, one statement each)."""
+        with self._reading:
+            if self.db.in_transaction:  # (inside one already)
+                yield
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                try:
+                    self.db.execute("COMMIT")  # (it wrote nothing: this ends the read)
+                except sqlite3.Error:  # (a damaged file: what was read is what the caller makes of it)
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.rollback()
 
     def current(self, applied: int) -> bool:
         """Whether the index is current to the graph applied up to archive record ``applied``."""
