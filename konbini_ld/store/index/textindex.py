@@ -168,10 +168,16 @@ class TextIndex:
         """Every read inside sees one state of the index: a writer's commits meanwhile are not seen
         (one read transaction; a reader's answers read several tables, one statement each)."""
         with self._reading:
-            if self.db.in_transaction:  # (inside one already)
+            began = False
+            try:
+                if not self.db.in_transaction:  # (else inside one already)
+                    self.db.execute("BEGIN")
+                    began = True
+            except sqlite3.Error:  # (a closed or damaged file: the reads inside say so, and are handled there)
+                pass
+            if not began:
                 yield
                 return
-            self.db.execute("BEGIN")
             try:
                 yield
             finally:
