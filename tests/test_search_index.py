@@ -508,3 +508,120 @@ def test_a_readers_aggregation_reads_one_state_of_the_index_when_a_writer_commit
         assert renamed and indexed.variables == ["audio", "name", "videoCount", "creator", "username"]
         assert "someone.else" not in {str(r["username"]) for r in indexed.records()}
         assert sorted(rows_of(indexed)) == plain_rows  # (of the graph the reader's view reads)
+
+
+_KILLED_BETWEEN = r'''
+import os, signal, sys
+from konbini_ld import open_store
+from konbini_ld.store.store import Store
+real, seen = Store._follow, []
+def follow(self, event):
+    seen.append(event)
+    if len(seen) == 3:  # (the batch is in the graph; the index has not taken it)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, event)
+Store._follow = follow
+with open_store(sys.argv[1]) as s:
+    s.load([sys.argv[2]], batch_size=1, workers=0)
+'''
+
+
+def test_a_writer_killed_between_the_graph_and_the_index_leaves_no_reader_and_no_writer_a_wrong_answer(
+        tmp_path: Path) -> None:
+    """Killed once a batch is in the graph and before the index took it: readers answer with the
+    plain queries meanwhile, and the next writer rebuilds the index (it said it was in the middle
+    of a batch), so its series hold that batch's points too."""
+    from konbini_ld.sources.konbini.corpus import workload_lines
+
+    days = []
+    for d in range(3):
+        days.append(tmp_path / f"day{d}.jsonl")
+        days[-1].write_text("".join(workload_lines(4, d, n_persons=10)))
+    store_dir = tmp_path / "store"
+    with open_store(store_dir) as store:
+        store.load(days[0])
+    killed = subprocess.run([sys.executable, "-c", _KILLED_BETWEEN, str(store_dir), str(days[1])])
+    assert killed.returncode == -9
+    growth = [get_named_query(name) for name in ("trending", "rising-creators", "creators")]
+    with open_store(store_dir, read_only=True) as reader:
+        for nq in growth:
+            answered = reader.answer(nq.text, {})
+            assert answered is None or sorted(rows_of(answered)) == sorted(rows_of(run_query(reader.engine, nq.text, {})))
+    with open_store(store_dir) as store:
+        store.load(days[2])
+    consistent(store_dir)
+
+
+class _CutAfterBegin:
+    """An index connection whose first ``BEGIN`` is cut short by a Ctrl-C once SQLite has run it."""
+
+    def __init__(self, db: Any) -> None:
+        self._db, self.cut = db, False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        out = self._db.execute(sql, *args)
+        if sql == "BEGIN" and not self.cut:
+            self.cut = True
+            raise KeyboardInterrupt
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_ctrl_c_as_a_readers_answer_begins_leaves_no_read_open_to_hold_the_index_back(
+        loaded: Path, tmp_path: Path) -> None:
+    """A notebook's Ctrl-C landing as an answer opens its read of the index: the next answer ends
+    that read, so a writer's commits are checkpointed into the file rather than held in the WAL
+    for as long as the notebook keeps the store open."""
+    import shutil
+    import sqlite3
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    with open_store(store_dir, read_only=True) as reader:
+        assert reader.index is not None
+        real = reader.index.db
+        reader.index.db = cut = _CutAfterBegin(real)  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            reader.run_named("top-audios")
+        assert cut.cut
+        before = rows_of(reader.run_named("top-audios"))
+        with open_store(store_dir) as writer:
+            writer.load(audio(97, "later", by="late.comer"))
+        assert rows_of(reader.run_named("top-audios")) == before  # (its view: the graph it opened)
+        assert not real.in_transaction
+        db = sqlite3.connect(store_dir / "search.sqlite")
+        try:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            db.close()
+        assert busy == 0, "a reader's read left open holds the index's WAL back"
+
+
+def test_a_view_opened_without_the_locks_is_answered_by_the_plain_queries(
+        loaded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store last written before the views' lock files were kept, read by a user who may not make
+    them: how far its view was applied is unknown, so a writer's later batches in the index never
+    answer for it."""
+    import shutil
+
+    from konbini_ld.engines import views
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(loaded, store_dir)
+    for name in (views.LOCK, views.TURN):
+        (store_dir / name).unlink(missing_ok=True)
+    real = views._open_file
+    monkeypatch.setattr(views, "_open_file",  # (as for a user who may not create them: root may)
+                        lambda path, *, create: real(path, create=create) if path.exists() else None)
+    fresh = tmp_path / "fresh.json"
+    fresh.write_text(json.dumps(audio(96, "brand new hit", by="new.voice", videos=10**9)))
+    nq = get_named_query("top-audios")
+    with open_store(store_dir, read_only=True) as reader:
+        subprocess.run([sys.executable, "-m", "konbini_ld", "-q", "--store", str(store_dir), "load", str(fresh)],
+                       check=True)
+        answered = reader.answer(nq.text, {})
+        plain = rows_of(run_query(reader.engine, nq.text, {}))
+        assert answered is None or rows_of(answered) == plain
+        assert not any("brand new hit" in str(row) for row in rows_of(reader.run_named("top-audios")))

@@ -67,6 +67,9 @@ class ViewLock:
         #: each batch before it lets views open again), so answers from the index beside the graph
         #: are taken only if they are of the same state
         self.applied: int | None = None
+        #: the last view opened without the locks (their files missing, and not this process's to
+        #: make): a writer may have been in the middle of a batch, and how far it had applied is unknown
+        self.unlocked = False
         self._fds: tuple[int, int] | None = None
         if writer:  # (now: a link or a device in their place is refused before anything is written)
             self._fds = self._open(create=True)
@@ -121,7 +124,9 @@ class ViewLock:
         :raises StoreBusyError: a batch has been being written for :attr:`patience` seconds.
         """
         fds = self._open(create=True)
+        self.unlocked = fds is None
         if fds is None:
+            self.applied = None
             yield
             return
         lock, turn = fds

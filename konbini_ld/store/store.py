@@ -158,8 +158,24 @@ class Store:
         """Keep ``index`` current with every batch the writer writes (``None``: no index)."""
         self.writer.unsubscribe(self._follow)
         self.index = index
+        self.writer.on_writing = self._index_writing if index is not None else None
         if index is not None:
             self.writer.subscribe(self._follow)
+
+    def _index_writing(self) -> None:
+        """Before a batch changes the graph: the index says it is in the middle of one until the
+        batch reaches it (a kill meanwhile leaves it rebuilt by the next writer, and readers off it)."""
+        index = self.index
+        if index is None:
+            return
+        try:
+            index.writing()
+        except Exception as exc:
+            log.warning("the text index could not be updated (%s); search reads the graph until the store "
+                        "is next opened for writing, which rebuilds it", exc)
+            log.debug("the text index update failed", exc_info=True)
+            index.invalidate()
+            self.follow_with(None)
 
     def _follow(self, event: BatchWritten) -> None:
         """An index that fails is dropped (and rebuilt on the next open for writing)."""
@@ -290,6 +306,9 @@ class Store:
             return None
         # (a reader's answer reads the index in several statements: all of them, and the check that
         # it is of the view's state, read one state of it, whatever a writer commits meanwhile)
+        views = getattr(self.engine, "views", None)
+        if self.read_only and views is not None and views.unlocked:
+            return None  # (a view opened without the locks: of which state is unknown; the plain queries say)
         with index.snapshot() if index.read_only else contextlib.nullcontext():
             if self.read_only and (applied := self._view_applied()) is not None and not index.current(applied):
                 return None

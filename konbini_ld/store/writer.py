@@ -68,6 +68,10 @@ class Writer:
         self._pending: set[str] = set()
         #: who follows the graph (the index beside it): told of each batch once it is written
         self.subscribers: list[Subscriber] = []
+        #: called before a batch that moves the applied mark changes the graph (the index marks
+        #: itself in the middle of one: a writer killed before it is told of the batch leaves it
+        #: saying so, not current to the mark before)
+        self.on_writing: Callable[[], None] | None = None
         #: a write failed: what the graph holds may differ from what this process remembers
         self.spoiled = False
         self._unsure = False  # (a write failed since the last one planned: forget what was written)
@@ -287,6 +291,8 @@ class Writer:
                 # applied mark that go with the graph it reads)
                 with self.engine.writing():
                     if deletes or any(inserts.values()):
+                        if applied_seq is not None and self.on_writing is not None:
+                            self.on_writing()
                         self.engine.apply(deletes, inserts)
                     if late:  # (removed only once what replaces them is written)
                         self.engine.apply(late, {})

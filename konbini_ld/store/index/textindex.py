@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 FILENAME = "search.sqlite"
 #: Bumped when what the index holds changes: an index of another version is rebuilt.
 VERSION = "9"
+#: The applied mark of an index whose graph is in the middle of a batch it has not taken yet
+#: (no archive record has it: current to none).
+WRITING = -1
 
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +113,7 @@ class TextIndex:
         #: whether reading it failed (a damaged file): it answers nothing more
         self.unreadable = False
         self._reading = threading.RLock()  # (one snapshot at a time on the connection)
+        self._snapshots = 0
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
@@ -163,29 +167,41 @@ class TextIndex:
         except sqlite3.Error:
             log.debug("could not invalidate the text index", exc_info=True)
 
+    def writing(self) -> None:
+        """Say the graph is in the middle of a batch this index has not taken yet: current to no
+        applied mark (so neither to the one before, if the writer is killed before it is told)
+        until :meth:`update` records the batch's."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (str(WRITING),))
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Every read inside sees one state of the index: a writer's commits meanwhile are not seen
         (one read transaction; a reader's answers read several tables, one statement each)."""
         with self._reading:
-            began = False
-            try:
-                if not self.db.in_transaction:  # (else inside one already)
-                    self.db.execute("BEGIN")
-                    began = True
-            except sqlite3.Error:  # (a closed or damaged file: the reads inside say so, and are handled there)
-                pass
-            if not began:
+            if self._snapshots:  # (inside one already)
                 yield
                 return
+            self._snapshots += 1
             try:
+                try:
+                    if self.db.in_transaction:  # (left open by one a Ctrl-C cut short: it would hold an old state)
+                        self.db.rollback()
+                    self.db.execute("BEGIN")
+                except sqlite3.Error:  # (a closed or damaged file: the reads inside say so, and are handled there)
+                    pass
                 yield
             finally:
-                try:
-                    self.db.execute("COMMIT")  # (it wrote nothing: this ends the read)
-                except sqlite3.Error:  # (a damaged file: what was read is what the caller makes of it)
-                    with contextlib.suppress(sqlite3.Error):
-                        self.db.rollback()
+                self._snapshots -= 1
+                self._end_read()
+
+    def _end_read(self) -> None:
+        try:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")  # (it wrote nothing: this ends the read)
+        except sqlite3.Error:  # (a damaged file: what was read is what the caller makes of it)
+            with contextlib.suppress(sqlite3.Error):
+                self.db.rollback()
 
     def current(self, applied: int) -> bool:
         """Whether the index is current to the graph applied up to archive record ``applied``."""
