@@ -113,7 +113,7 @@ class TextIndex:
         #: whether reading it failed (a damaged file): it answers nothing more
         self.unreadable = False
         self._reading = threading.RLock()  # (one snapshot at a time on the connection)
-        self._snapshots = 0
+        self._in_snapshot = False
         if path is None:
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
         elif read_only:
@@ -179,11 +179,11 @@ class TextIndex:
         """Every read inside sees one state of the index: a writer's commits meanwhile are not seen
         (one read transaction; a reader's answers read several tables, one statement each)."""
         with self._reading:
-            if self._snapshots:  # (inside one already)
+            if self._in_snapshot:  # (inside one already)
                 yield
                 return
-            self._snapshots += 1
             try:
+                self._in_snapshot = True
                 try:
                     if self.db.in_transaction:  # (left open by one a Ctrl-C cut short: it would hold an old state)
                         self.db.rollback()
@@ -192,7 +192,7 @@ class TextIndex:
                     pass
                 yield
             finally:
-                self._snapshots -= 1
+                self._in_snapshot = False
                 self._end_read()
 
     def _end_read(self) -> None:
