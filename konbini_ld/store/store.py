@@ -165,25 +165,19 @@ class Store:
     def _index_writing(self) -> None:
         """Before a batch changes the graph: the index says it is in the middle of one until the
         batch reaches it (a kill meanwhile leaves it rebuilt by the next writer, and readers off it)."""
-        index = self.index
-        if index is None:
-            return
-        try:
-            index.writing()
-        except Exception as exc:
-            log.warning("the text index could not be updated (%s); search reads the graph until the store "
-                        "is next opened for writing, which rebuilds it", exc)
-            log.debug("the text index update failed", exc_info=True)
-            index.invalidate()
-            self.follow_with(None)
+        self._update_index(lambda index: index.writing())
 
     def _follow(self, event: BatchWritten) -> None:
+        """Take a batch written into the index (an index is only kept beside an embedded graph)."""
+        self._update_index(lambda index: index.follow(event, cast(OxigraphEngine, self.engine).store))
+
+    def _update_index(self, update: Callable[[TextIndex], None]) -> None:
         """An index that fails is dropped (and rebuilt on the next open for writing)."""
         index = self.index
         if index is None:
             return
         try:
-            index.follow(event, cast(OxigraphEngine, self.engine).store)  # (an index is only kept beside one)
+            update(index)
         except Exception as exc:
             log.warning("the text index could not be updated (%s); search reads the graph until the store "
                         "is next opened for writing, which rebuilds it", exc)
